@@ -1,0 +1,1 @@
+"""tunegate's common library: event contracts, bus wiring, telemetry, configuration, storage helpers."""

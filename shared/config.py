@@ -1,0 +1,60 @@
+"""One settings object for every service and the CLI, read from the environment (prefix TUNEGATE_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNEGATE_", extra="ignore")
+
+    home: Path = Field(default=Path("./var"), description="Root for embedded state: redis, db, keys, logs.")
+    redis_url: str | None = Field(default=None, description="External Redis; unset = tunegate starts its own.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite under home/db.")
+
+    # Delivery guarantees of the event bus.
+    max_deliveries: int = Field(default=5, ge=1, description="Deliveries before an entry moves to <stream>.dlq.")
+    reclaim_idle_ms: int = Field(default=30_000, ge=100, description="Pending this long = consumer presumed dead.")
+    reclaim_interval_s: float = Field(default=2.0, gt=0)
+    group_check_interval_s: float = Field(default=2.0, gt=0, description="How often lost groups are re-created.")
+    read_batch: int = Field(default=256, ge=1)
+    read_block_ms: int = Field(default=500, ge=1)
+
+    # Audit ledger signing cadence.
+    sth_max_entries: int = Field(default=1000, ge=1)
+    sth_max_interval_s: float = Field(default=0.1, gt=0)
+
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT", description="OTLP/HTTP collector."
+    )
+    log_level: str = "INFO"
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.resolve()
+
+    def path(self, *parts: str) -> Path:
+        target = self.home_dir.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def database_url_for(self, service: str) -> str:
+        """Each service owns its tables; embedded default is one SQLite file per service."""
+        if self.database_url:
+            return self.database_url
+        db_file = self.path("db", f"{service}.sqlite3")
+        return f"sqlite:///{db_file}"
+
+    def resolved_redis_url(self) -> str:
+        """External Redis when configured, else the one `tunegate up` started (its URL file)."""
+        if self.redis_url:
+            return self.redis_url
+        url_file = self.home_dir / "redis" / "url"
+        if url_file.exists():
+            return url_file.read_text().strip()
+        raise RuntimeError(
+            f"no Redis configured: set TUNEGATE_REDIS_URL or run `tunegate up` (looked for {url_file})"
+        )

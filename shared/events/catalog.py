@@ -1,0 +1,92 @@
+"""The event catalog: every type tunegate's services exchange, its stream, version and payload model.
+
+Adding an event type means adding one line here; publishing or receiving a type that is not listed is an
+error (it goes to the dead-letter stream on receipt)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.events import payloads as p
+from shared.events.streams import Stream
+
+
+@dataclass(frozen=True, slots=True)
+class EventSpec:
+    type: str
+    stream: Stream
+    model: type[p.Payload]
+    version: int = 1
+
+
+_SPECS: tuple[EventSpec, ...] = (
+    EventSpec("job.requested", Stream.JOBS, p.JobRequested),
+    EventSpec("job.accepted", Stream.JOBS, p.JobAccepted),
+    EventSpec("job.rejected", Stream.JOBS, p.JobRejected),
+    EventSpec("job.state_changed", Stream.JOBS, p.JobStateChanged),
+    EventSpec("approval.requested", Stream.JOBS, p.ApprovalRequested),
+    EventSpec("approval.granted", Stream.JOBS, p.ApprovalGranted),
+    EventSpec("approval.rejected", Stream.JOBS, p.ApprovalRejected),
+    EventSpec("approval.expired", Stream.JOBS, p.ApprovalExpired),
+    EventSpec("dataset.scan.requested", Stream.DATASETS, p.DatasetScanRequested),
+    EventSpec("dataset.scanned", Stream.DATASETS, p.DatasetScanned),
+    EventSpec("dataset.scan.failed", Stream.DATASETS, p.DatasetScanFailed),
+    EventSpec("dataset.erasure.requested", Stream.DATASETS, p.ErasureRequested),
+    EventSpec("dataset.erasure.completed", Stream.DATASETS, p.ErasureCompleted),
+    EventSpec("training.requested", Stream.TRAINING, p.TrainingRequested),
+    EventSpec("training.started", Stream.TRAINING, p.TrainingStarted),
+    EventSpec("training.progress", Stream.TRAINING, p.TrainingProgress),
+    EventSpec("training.checkpointed", Stream.TRAINING, p.TrainingCheckpointed),
+    EventSpec("training.completed", Stream.TRAINING, p.TrainingCompleted),
+    EventSpec("training.failed", Stream.TRAINING, p.TrainingFailed),
+    EventSpec("training.cancel.requested", Stream.TRAINING, p.TrainingCancelRequested),
+    EventSpec("training.cancelled", Stream.TRAINING, p.TrainingCancelled),
+    EventSpec("evaluation.started", Stream.EVALUATION, p.EvaluationStarted),
+    EventSpec("evaluation.completed", Stream.EVALUATION, p.EvaluationCompleted),
+    EventSpec("evaluation.failed", Stream.EVALUATION, p.EvaluationFailed),
+    EventSpec("model.registered", Stream.MODELS, p.ModelRegistered),
+    EventSpec("model.deploy.requested", Stream.MODELS, p.ModelDeployRequested),
+    EventSpec("model.deployed", Stream.MODELS, p.ModelDeployed),
+    EventSpec("model.retired", Stream.MODELS, p.ModelRetired),
+    EventSpec("inference.completed", Stream.INFERENCE, p.InferenceCompleted),
+    EventSpec("inference.blocked", Stream.INFERENCE, p.InferenceBlocked),
+)
+
+CATALOG: dict[str, EventSpec] = {spec.type: spec for spec in _SPECS}
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def spec_for(event_type: str) -> EventSpec:
+    try:
+        return CATALOG[event_type]
+    except KeyError:
+        raise UnknownEventType(f"type: unknown event type {event_type!r} (not in the event catalog)") from None
+
+
+def stream_for(event_type: str) -> str:
+    return spec_for(event_type).stream.value
+
+
+def types_on(stream: str) -> list[str]:
+    return [spec.type for spec in _SPECS if spec.stream.value == stream]
+
+
+def validate_payload(event_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """Validate and normalise a payload; raise ValueError naming the failing fields."""
+    spec = spec_for(event_type)
+    if version != spec.version:
+        raise ValueError(f"version: {event_type} v{version} is not supported (expected v{spec.version})")
+    try:
+        model = spec.model.model_validate(payload)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"payload.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"invalid {event_type} payload: {details}") from None
+    return model.model_dump(mode="json")

@@ -1,0 +1,92 @@
+"""The one envelope every message travels in (DESIGN.md, "Event contract")."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.ids import uuid7
+
+TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+
+class EnvelopeError(ValueError):
+    """An envelope that cannot be accepted; the message says which field and why."""
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str = Field(default_factory=uuid7, min_length=1, max_length=64)
+    type: str = Field(pattern=r"^[a-z][a-z_]*(\.[a-z_]+)+$")
+    version: int = Field(default=1, ge=1)
+    occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    producer: str = Field(min_length=1, max_length=64)
+    actor: str = Field(min_length=1, max_length=200, description="Human or system principal responsible.")
+    subject: str = Field(min_length=1, max_length=200, description="job_id, model_id, request id...")
+    trace: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN, description="W3C traceparent.")
+    causation_id: str | None = Field(default=None, description="event_id of the event that caused this one.")
+    payload: dict[str, Any]
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _must_be_aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("occurred_at must carry a timezone (UTC)")
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _payload_matches_type(self) -> Envelope:
+        from shared.events.catalog import validate_payload
+
+        object.__setattr__(self, "payload", validate_payload(self.type, self.version, self.payload))
+        return self
+
+    @cached_property
+    def data(self) -> BaseModel:
+        """The payload as its typed model."""
+        from shared.events.catalog import spec_for
+
+        return spec_for(self.type).model.model_validate(self.payload)
+
+    @property
+    def stream(self) -> str:
+        from shared.events.catalog import spec_for
+
+        return spec_for(self.type).stream.value
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.trace.split("-")[1] if self.trace else None
+
+    def to_wire(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")
+
+    @classmethod
+    def from_wire(cls, raw: bytes | str | dict[str, Any]) -> Envelope:
+        """Parse and validate; raises EnvelopeError with a precise reason."""
+        try:
+            data = raw if isinstance(raw, dict) else json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EnvelopeError(f"body is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise EnvelopeError(f"body must be a JSON object, got {type(data).__name__}")
+        try:
+            return cls.model_validate(data)
+        except ValueError as exc:
+            raise EnvelopeError(_describe(exc)) from exc
+
+
+def _describe(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    parts = []
+    for err in errors():
+        location = ".".join(str(p) for p in err.get("loc", ())) or "envelope"
+        parts.append(f"{location}: {err.get('msg')}")
+    return "; ".join(parts)

@@ -1,0 +1,327 @@
+"""Typed payloads, one model per event type. Payloads never carry raw personal data: datasets, prompts
+and completions travel by reference (URI + sha256), findings by entity type, offsets and hashes."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Sha256 = str  # hex digest; validated where it matters via the pattern below
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ArtifactRef(Payload):
+    uri: str = Field(min_length=1, description="file://, s3:// or cas://sha256/<digest> reference.")
+    sha256: str = Field(pattern=SHA256_PATTERN)
+    size_bytes: int | None = Field(default=None, ge=0)
+
+
+# ---------------------------------------------------------------- job specification (job.requested)
+
+
+class UseCase(Payload):
+    """The documented, approvable reason for a fine-tune; answers drive the AI Act tier and the advice."""
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    problem: str = ""
+    why_not_prompting: str = ""
+    why_not_rag: str = ""
+    data_description: str = ""
+    risks: str = ""
+    domain: str = Field(default="general", description="Annex III area or 'general'.")
+    practices: list[str] = Field(default_factory=list, description="Declared practices, for prohibited checks.")
+    knowledge_changes: Literal["never", "monthly", "weekly", "daily"] = "never"
+    needs_citations: bool = False
+    erasure_obligation: bool = False
+    proof_of_concept: bool = False
+    needs_consistent_format: bool = False
+    wants_smaller_model: bool = False
+    example_count: int | None = Field(default=None, ge=0)
+
+
+class DatasetSpec(Payload):
+    uri: str = Field(min_length=1)
+    sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    manifest_uri: str | None = None
+    format: Literal["auto", "chat", "prompt_completion", "preference", "text"] = "auto"
+
+
+class MethodSpec(Payload):
+    kind: Literal["sft", "dpo", "cpt"] = "sft"
+    adapter: Literal["lora", "full"] = "lora"
+    differential_privacy: bool = False
+
+
+class JobSpec(Payload):
+    requester: str = Field(min_length=1)
+    use_case: UseCase
+    base_model: str = Field(min_length=1)
+    dataset: DatasetSpec
+    method: MethodSpec = Field(default_factory=MethodSpec)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class JobRequested(Payload):
+    job_id: str
+    spec: JobSpec
+
+
+class JobAccepted(Payload):
+    job_id: str
+    risk_tier: Literal["minimal", "limited", "high"]
+    tier_rule: str
+    licence_id: str | None = None
+    licence_decision: str = ""
+    advice: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobRejected(Payload):
+    job_id: str
+    stage: str = Field(description="intake | scan | approval | ...")
+    reasons: list[str] = Field(min_length=1)
+
+
+class JobStateChanged(Payload):
+    job_id: str
+    from_state: str | None
+    to_state: str
+    reason: str = ""
+
+
+# ---------------------------------------------------------------- approvals
+
+
+class ApprovalRequested(Payload):
+    job_id: str
+    required_approvals: int = Field(ge=1)
+    risk_tier: str
+    advice: dict[str, Any] = Field(default_factory=dict)
+    scan_summary: dict[str, Any] = Field(default_factory=dict)
+    expires_at: str | None = None
+
+
+class ApprovalGranted(Payload):
+    job_id: str
+    approver: str
+    comment: str = ""
+    override: bool = False
+    approvals_so_far: int = Field(default=1, ge=1)
+
+
+class ApprovalRejected(Payload):
+    job_id: str
+    approver: str
+    reason: str = Field(min_length=1)
+
+
+class ApprovalExpired(Payload):
+    job_id: str
+    requested_at: str
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class DatasetScanRequested(Payload):
+    job_id: str
+    dataset: DatasetSpec
+    classification_override: str | None = None
+    policy: str = "default"
+
+
+class DatasetScanned(Payload):
+    job_id: str
+    verdict: Literal["clean", "redacted", "blocked"]
+    dataset: ArtifactRef = Field(description="The dataset that may be trained on (redacted copy if redacted).")
+    source: ArtifactRef = Field(description="The dataset as submitted.")
+    fingerprint: str = Field(pattern=SHA256_PATTERN, description="Merkle root over per-record hashes.")
+    record_count: int = Field(ge=0)
+    report: ArtifactRef
+    totals: dict[str, dict[str, int]] = Field(default_factory=dict, description="entity -> action -> count")
+    blocking_reasons: list[str] = Field(default_factory=list)
+    classification: str = "internal"
+
+
+class DatasetScanFailed(Payload):
+    job_id: str
+    reasons: list[str] = Field(min_length=1)
+
+
+class ErasureRequested(Payload):
+    subject_id_sha256: str = Field(pattern=SHA256_PATTERN)
+    request_id: str
+    reason: str = ""
+
+
+class ErasureCompleted(Payload):
+    request_id: str
+    affected_datasets: list[str] = Field(default_factory=list)
+    affected_models: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- training
+
+
+class TrainingRequested(Payload):
+    job_id: str
+    base_model: str
+    method: MethodSpec
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    dataset: ArtifactRef
+    fingerprint: str = Field(pattern=SHA256_PATTERN)
+    scan_verdict: Literal["clean", "redacted"]
+    seed: int = 0
+    approvers: list[str] = Field(default_factory=list)
+
+
+class TrainingStarted(Payload):
+    job_id: str
+    worker_id: str
+    fencing_token: int = Field(ge=0)
+    resumed_from_step: int = Field(default=0, ge=0)
+    total_steps: int | None = Field(default=None, ge=0)
+
+
+class TrainingProgress(Payload):
+    job_id: str
+    step: int = Field(ge=0)
+    total_steps: int = Field(ge=0)
+    loss: float | None = None
+    learning_rate: float | None = None
+    tokens_per_s: float | None = None
+    eta_s: float | None = None
+    epoch: float | None = None
+
+
+class TrainingCheckpointed(Payload):
+    job_id: str
+    step: int = Field(ge=0)
+    checkpoint: ArtifactRef
+    fencing_token: int = Field(ge=0)
+
+
+class TrainingCompleted(Payload):
+    job_id: str
+    artifact: ArtifactRef
+    base_model: str
+    base_model_sha256: str | None = None
+    method: MethodSpec
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    data_fingerprint: str = Field(pattern=SHA256_PATTERN)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    loss_curve: ArtifactRef | None = None
+    library_versions: dict[str, str] = Field(default_factory=dict)
+    code_commit: str | None = None
+    epsilon: float | None = None
+    delta: float | None = None
+
+
+class TrainingFailed(Payload):
+    job_id: str
+    reason: str = Field(min_length=1)
+    step: int | None = None
+
+
+class TrainingCancelRequested(Payload):
+    job_id: str
+    reason: str = ""
+
+
+class TrainingCancelled(Payload):
+    job_id: str
+    at_step: int = Field(ge=0)
+    reason: str = ""
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+class EvaluationStarted(Payload):
+    job_id: str
+    suites: list[str] = Field(default_factory=list)
+
+
+class SuiteResult(Payload):
+    name: str
+    passed: bool
+    metrics: dict[str, float] = Field(default_factory=dict)
+    threshold: dict[str, float] = Field(default_factory=dict)
+    details: str = ""
+
+
+class EvaluationCompleted(Payload):
+    job_id: str
+    artifact: ArtifactRef
+    passed: bool
+    suites: list[SuiteResult] = Field(default_factory=list)
+    report: ArtifactRef | None = None
+
+
+class EvaluationFailed(Payload):
+    job_id: str
+    reason: str = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- models
+
+
+class ModelRegistered(Payload):
+    model_id: str
+    version: int = Field(ge=1)
+    job_id: str
+    artifact: ArtifactRef
+    aibom: ArtifactRef | None = None
+    gate_passed: bool
+
+
+class ModelDeployRequested(Payload):
+    model_id: str
+    version: int = Field(ge=1)
+    route: str
+
+
+class ModelDeployed(Payload):
+    model_id: str
+    version: int = Field(ge=1)
+    route: str
+    base_model: str
+    artifact: ArtifactRef
+
+
+class ModelRetired(Payload):
+    model_id: str
+    version: int | None = None
+    reason: str = Field(min_length=1)
+
+
+# ---------------------------------------------------------------- inference
+
+
+class InferenceCompleted(Payload):
+    request_id: str
+    model: str
+    route: str | None = None
+    prompt_sha256: str = Field(pattern=SHA256_PATTERN)
+    completion_sha256: str = Field(pattern=SHA256_PATTERN)
+    input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    latency_ms: float = Field(ge=0)
+    redactions: dict[str, int] = Field(default_factory=dict)
+    policies: list[str] = Field(default_factory=list)
+
+
+class InferenceBlocked(Payload):
+    request_id: str
+    model: str
+    prompt_sha256: str = Field(pattern=SHA256_PATTERN)
+    policy: str
+    reason: str = Field(min_length=1)
+    entity_types: list[str] = Field(default_factory=list)
