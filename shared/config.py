@@ -32,6 +32,17 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
 
+    # Registry HTTP API (approvals, job queries). Port 0 = pick a free port and write it to home/run/.
+    registry_host: str = "127.0.0.1"
+    registry_port: int = Field(default=0, ge=0, le=65535)
+    registry_url: str | None = Field(default=None, description="Where the CLI finds the registry API.")
+    registry_policy_path: Path | None = Field(
+        default=None, description="YAML policy (licences, AI Act rules, advice) replacing the bundled one."
+    )
+    approval_ttl_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="Seconds an approval request stays open before it expires."
+    )
+
     @property
     def home_dir(self) -> Path:
         return self.home.resolve()
@@ -48,6 +59,16 @@ class Settings(BaseSettings):
         db_file = self.path("db", f"{service}.sqlite3")
         return f"sqlite:///{db_file}"
 
+    def resolved_registry_url(self) -> str:
+        if self.registry_url:
+            return self.registry_url.rstrip("/")
+        url_file = self.home_dir / "run" / "registry.url"
+        if url_file.exists():
+            return url_file.read_text().strip().rstrip("/")
+        raise RuntimeError(
+            f"registry API not found: set TUNEGATE_REGISTRY_URL or run `tunegate up` (looked for {url_file})"
+        )
+
     def resolved_redis_url(self) -> str:
         """External Redis when configured, else the one `tunegate up` started (its URL file)."""
         if self.redis_url:
@@ -55,6 +76,4 @@ class Settings(BaseSettings):
         url_file = self.home_dir / "redis" / "url"
         if url_file.exists():
             return url_file.read_text().strip()
-        raise RuntimeError(
-            f"no Redis configured: set TUNEGATE_REDIS_URL or run `tunegate up` (looked for {url_file})"
-        )
+        raise RuntimeError(f"no Redis configured: set TUNEGATE_REDIS_URL or run `tunegate up` (looked for {url_file})")

@@ -85,8 +85,6 @@ def validate_payload(event_type: str, version: int, payload: dict[str, Any]) -> 
     try:
         model = spec.model.model_validate(payload)
     except ValidationError as exc:
-        details = "; ".join(
-            f"payload.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        details = "; ".join(f"payload.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ValueError(f"invalid {event_type} payload: {details}") from None
     return model.model_dump(mode="json")

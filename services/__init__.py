@@ -1,0 +1,1 @@
+"""tunegate's deployable services, one package each: `python -m services.<name>`."""

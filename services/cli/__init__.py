@@ -1,0 +1,1 @@
+"""The `tunegate` command line: operators, data owners, approvers and auditors."""

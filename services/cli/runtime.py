@@ -1,0 +1,70 @@
+"""`tunegate up`, `down` and `status`: the local process supervisor."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.config import Settings
+from shared.runtime.supervisor import SERVICES, Supervisor, SupervisorError
+
+console = Console()
+
+
+def up(
+    services: list[str] = typer.Option(list(SERVICES), "--service", "-s", help="Start only these services."),
+    timeout: float = typer.Option(180.0, help="Seconds to wait for each service to report ready."),
+) -> None:
+    """Start Redis (unless TUNEGATE_REDIS_URL is set) and every service in the background."""
+    unknown = sorted(set(services) - set(SERVICES))
+    if unknown:
+        console.print(f"[red]unknown service(s): {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+        raise typer.Exit(2)
+    supervisor = Supervisor(Settings())
+    try:
+        result = supervisor.up(tuple(services), timeout_s=timeout)
+    except SupervisorError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"redis: {result['redis_url']}")
+    for name, pid in result["services"].items():
+        console.print(f"[green]ready[/green] {name} (pid {pid})")
+    console.print(f"logs and pids under {supervisor.home}")
+
+
+def down() -> None:
+    """Stop exactly the processes `tunegate up` started."""
+    stopped = Supervisor(Settings()).down()
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Liveness, consumer lag and dead-letter counts of every service."""
+    report = Supervisor(Settings()).status()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    redis_info = report["redis"]
+    console.print(f"redis: {redis_info.get('url', '-')} reachable={redis_info.get('reachable')}")
+    table = Table("service", "pid", "alive", "ready", "replicas", "lag", "pending", "dead letters")
+    for name, entry in report["services"].items():
+        lag = sum(v or 0 for v in entry["lag"].values())
+        pending = sum(entry["pending"].values())
+        table.add_row(
+            name,
+            str(entry["pid"] or "-"),
+            "yes" if entry["alive"] else "no",
+            "yes" if entry["ready"] else "no",
+            str(len(entry["replicas"])),
+            str(lag),
+            str(pending),
+            str(entry["dead_letters"]),
+        )
+    console.print(table)
+    streams = Table("stream", "length", "dead letters")
+    for stream, info in report["streams"].items():
+        streams.add_row(stream, str(info["length"]), str(info["dead_letters"]))
+    console.print(streams)

@@ -1,0 +1,1 @@
+"""Event bus wiring: FastStream RedisBroker, consumer groups, at-least-once delivery, reclaim, dead letters."""

@@ -1,0 +1,106 @@
+"""Inbox (events already handled) and outbox (events to publish) tables, one pair per service.
+
+They live in the service's own database so that "handled" and "what it emitted" commit atomically
+with the handler's effects; that is what makes at-least-once delivery safe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, Integer, LargeBinary, MetaData, String, Table, select, update
+from sqlalchemy.orm import Session
+
+from shared.events.envelope import Envelope
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class InboxTables:
+    metadata: MetaData
+    inbox: Table
+    outbox: Table
+
+    def already_handled(self, session: Session, event_id: str) -> bool:
+        return (
+            session.execute(select(self.inbox.c.event_id).where(self.inbox.c.event_id == event_id)).first() is not None
+        )
+
+    def mark_handled(self, session: Session, envelope: Envelope, outgoing: list[Envelope]) -> None:
+        session.execute(self.inbox.insert().values(event_id=envelope.event_id, type=envelope.type, handled_at=_now()))
+        for position, event in enumerate(outgoing):
+            session.execute(
+                self.outbox.insert().values(
+                    event_id=event.event_id,
+                    causation_id=envelope.event_id,
+                    position=position,
+                    stream=event.stream,
+                    body=event.to_wire(),
+                    created_at=_now(),
+                    published_at=None,
+                )
+            )
+
+    def stage(self, session: Session, outgoing: list[Envelope], causation_id: str | None) -> None:
+        """Outbox rows for events emitted outside an event handler (HTTP request, timer)."""
+        for position, event in enumerate(outgoing):
+            session.execute(
+                self.outbox.insert().values(
+                    event_id=event.event_id,
+                    causation_id=causation_id,
+                    position=position,
+                    stream=event.stream,
+                    body=event.to_wire(),
+                    created_at=_now(),
+                    published_at=None,
+                )
+            )
+
+    def unpublished_for(self, session: Session, causation_id: str) -> list[Envelope]:
+        rows = session.execute(
+            select(self.outbox.c.body)
+            .where(self.outbox.c.causation_id == causation_id, self.outbox.c.published_at.is_(None))
+            .order_by(self.outbox.c.position)
+        ).all()
+        return [Envelope.from_wire(row.body) for row in rows]
+
+    def unpublished_older_than(self, session: Session, cutoff: datetime, limit: int = 500) -> list[Envelope]:
+        rows = session.execute(
+            select(self.outbox.c.body)
+            .where(self.outbox.c.published_at.is_(None), self.outbox.c.created_at < cutoff)
+            .order_by(self.outbox.c.created_at, self.outbox.c.position)
+            .limit(limit)
+        ).all()
+        return [Envelope.from_wire(row.body) for row in rows]
+
+    def mark_published(self, session: Session, event_ids: list[str]) -> None:
+        if event_ids:
+            session.execute(
+                update(self.outbox).where(self.outbox.c.event_id.in_(event_ids)).values(published_at=_now())
+            )
+
+
+def inbox_tables(service: str) -> InboxTables:
+    metadata = MetaData()
+    inbox = Table(
+        f"{service}_inbox",
+        metadata,
+        Column("event_id", String(64), primary_key=True),
+        Column("type", String(100), nullable=False),
+        Column("handled_at", DateTime(timezone=True), nullable=False),
+    )
+    outbox = Table(
+        f"{service}_outbox",
+        metadata,
+        Column("event_id", String(64), primary_key=True),
+        Column("causation_id", String(64), index=True),
+        Column("position", Integer, nullable=False),
+        Column("stream", String(100), nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+        Column("published_at", DateTime(timezone=True), index=True),
+    )
+    return InboxTables(metadata=metadata, inbox=inbox, outbox=outbox)

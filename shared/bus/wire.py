@@ -1,0 +1,25 @@
+"""How an envelope sits in a Redis stream entry: FastStream's binary message format under `__data__`.
+
+Entries written by other tools (a plain XADD with an `envelope` field or JSON fields) are accepted too, so
+an operator can inject or replay events with redis-cli."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from faststream.redis.parser.binary import BinaryMessageFormatV1
+
+DATA_FIELD = b"__data__"
+PLAIN_FIELD = b"envelope"
+
+
+def body_of(fields: dict[bytes, bytes]) -> bytes:
+    """The envelope bytes carried by one stream entry (not yet validated)."""
+    if DATA_FIELD in fields:
+        body, _headers = BinaryMessageFormatV1.parse(fields[DATA_FIELD])
+        return body
+    if PLAIN_FIELD in fields:
+        return fields[PLAIN_FIELD]
+    decoded: dict[str, Any] = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items()}
+    return json.dumps(decoded).encode("utf-8")

@@ -1,0 +1,70 @@
+"""The dataset manifest: the data owner's declaration that travels beside a dataset file (YAML)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Classification = Literal["public", "internal", "confidential", "restricted"]
+LegalBasis = Literal[
+    "none", "consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interests"
+]
+
+
+class ManifestError(ValueError):
+    pass
+
+
+class DatasetManifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = ""
+    description: str = ""
+    classification: Classification = "internal"
+    legal_basis: LegalBasis = Field(default="none", description="GDPR Art. 6 basis for processing.")
+    consent_covers_training: bool = Field(default=False, description="Data subjects consented to model training.")
+    subject_field: str | None = Field(
+        default=None, description="Dotted path of the field identifying each record's data subject (erasure)."
+    )
+    licence: str = ""
+    provenance: str = ""
+    owner: str = ""
+
+    def personal_data_allowed(self) -> bool:
+        """Art. 6: some basis must exist, and a consent basis must actually cover model training."""
+        if self.legal_basis == "none":
+            return False
+        return self.legal_basis != "consent" or self.consent_covers_training
+
+    def personal_data_refusal(self) -> str:
+        if self.legal_basis == "none":
+            return "the manifest declares no legal basis for processing personal data"
+        return "the legal basis is consent but the manifest says consent does not cover model training"
+
+
+def find_manifest(dataset: Path) -> Path | None:
+    """`<dataset>.manifest.yaml` (or .yml) beside the dataset, if present."""
+    for suffix in (".manifest.yaml", ".manifest.yml"):
+        candidate = dataset.with_name(dataset.name + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_manifest(path: Path) -> DatasetManifest:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ManifestError(f"manifest {path}: cannot read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"manifest {path}: not valid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ManifestError(f"manifest {path}: expected a mapping at the top level")
+    try:
+        return DatasetManifest.model_validate(data)
+    except ValidationError as exc:
+        details = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ManifestError(f"manifest {path}: {details}") from None

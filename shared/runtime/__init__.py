@@ -1,0 +1,1 @@
+"""Running tunegate locally: the embedded Redis server and the process supervisor behind `tunegate up`."""

@@ -1,0 +1,265 @@
+"""`tunegate up` / `down` / `status`: start Redis and every service as background processes, and stop
+exactly what was started (pids are recorded with their start times, so a reused pid is never killed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from shared.bus.groups import group_name
+from shared.config import Settings
+from shared.events.catalog import stream_for
+from shared.events.streams import ALL_STREAMS, dlq_name
+from shared.runtime.redis_server import EmbeddedRedis
+
+SERVICES: tuple[str, ...] = ("audit", "registry", "scanner", "trainer")
+"""Services `tunegate up` starts, in order (the audit ledger first so it sees everything)."""
+
+
+class SupervisorError(RuntimeError):
+    pass
+
+
+@dataclass
+class ProcessRecord:
+    name: str
+    pid: int
+    create_time: float
+    command: list[str]
+    log: str
+
+    def alive(self) -> bool:
+        try:
+            proc = psutil.Process(self.pid)
+            return abs(proc.create_time() - self.create_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home_dir
+        self.run_dir = self.home / "run"
+        self.log_dir = self.home / "logs"
+
+    # ------------------------------------------------------------- records
+
+    def _record_path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid.json"
+
+    def _write_record(self, record: ProcessRecord) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._record_path(record.name).write_text(json.dumps(record.__dict__))
+
+    def records(self) -> dict[str, ProcessRecord]:
+        found = {}
+        for path in sorted(self.run_dir.glob("*.pid.json")) if self.run_dir.exists() else []:
+            data = json.loads(path.read_text())
+            found[data["name"]] = ProcessRecord(**data)
+        return found
+
+    # ------------------------------------------------------------- up
+
+    def redis_url(self) -> str:
+        return self.settings.resolved_redis_url()
+
+    def start_redis(self) -> str | None:
+        if self.settings.redis_url:
+            return None
+        existing = self.records().get("redis")
+        url_file = self.home / "redis" / "url"
+        if existing and existing.alive() and url_file.exists():
+            return url_file.read_text().strip()
+        server = EmbeddedRedis(self.home / "redis")
+        url = server.start(detach=True)
+        assert server.process is not None
+        proc = psutil.Process(server.process.pid)
+        self._write_record(
+            ProcessRecord(
+                "redis", proc.pid, proc.create_time(), server.command(), str(self.home / "redis" / "redis.log")
+            )
+        )
+        url_file.write_text(url)
+        return url
+
+    def _service_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["TUNEGATE_HOME"] = str(self.home)
+        env["TUNEGATE_REDIS_URL"] = self.redis_url()
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def start_service(self, name: str) -> ProcessRecord:
+        existing = self.records().get(name)
+        if existing and existing.alive():
+            return existing
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        command = [sys.executable, "-m", f"services.{name}"]
+        with log_path.open("ab") as log_file:
+            proc = subprocess.Popen(
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._service_env(),
+                start_new_session=True,
+            )
+        record = ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), command, str(log_path))
+        self._write_record(record)
+        return record
+
+    def wait_ready(self, record: ProcessRecord, timeout_s: float = 120.0) -> None:
+        ready = self.run_dir / f"{record.name}-{record.pid}.ready"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if ready.exists():
+                return
+            if not record.alive():
+                tail = Path(record.log).read_text(errors="replace")[-3000:] if Path(record.log).exists() else ""
+                raise SupervisorError(f"service {record.name} exited before it was ready; log tail:\n{tail}")
+            time.sleep(0.1)
+        raise SupervisorError(f"service {record.name} not ready after {timeout_s}s (log: {record.log})")
+
+    def up(self, services: tuple[str, ...] = SERVICES, timeout_s: float = 120.0) -> dict[str, Any]:
+        url = self.start_redis() or self.settings.redis_url
+        started = {name: self.start_service(name) for name in services}
+        for record in started.values():
+            self.wait_ready(record, timeout_s)
+        return {"redis_url": url, "services": {n: r.pid for n, r in started.items()}}
+
+    # ------------------------------------------------------------- down
+
+    def _terminate(self, record: ProcessRecord, timeout_s: float) -> bool:
+        if not record.alive():
+            return False
+        try:
+            os.killpg(record.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            os.kill(record.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and record.alive():
+            time.sleep(0.1)
+        if record.alive():
+            os.kill(record.pid, signal.SIGKILL)
+        return True
+
+    def down(self, timeout_s: float = 20.0) -> list[str]:
+        stopped = []
+        records = self.records()
+        for name, record in records.items():
+            if name == "redis":
+                continue
+            if self._terminate(record, timeout_s):
+                stopped.append(name)
+            self._record_path(name).unlink(missing_ok=True)
+        if "redis" in records:
+            if self._terminate(records["redis"], timeout_s):
+                stopped.append("redis")
+            self._record_path("redis").unlink(missing_ok=True)
+            (self.home / "redis" / "url").unlink(missing_ok=True)
+        return stopped
+
+    # ------------------------------------------------------------- status
+
+    def status(self) -> dict[str, Any]:
+        records = self.records()
+        report: dict[str, Any] = {"home": str(self.home), "redis": {}, "services": {}, "streams": {}}
+        redis_record = records.get("redis")
+        try:
+            url = self.redis_url()
+        except RuntimeError as exc:
+            report["redis"] = {"reachable": False, "error": str(exc)}
+            url = None
+        client = redis.Redis.from_url(url, socket_connect_timeout=1) if url else None
+        heartbeats: dict[str, list[dict[str, Any]]] = {}
+        if client is not None:
+            try:
+                client.ping()
+                report["redis"] = {
+                    "url": url,
+                    "reachable": True,
+                    "embedded": bool(redis_record),
+                    "pid": redis_record.pid if redis_record else None,
+                }
+                for key in client.scan_iter("tunegate:heartbeat:*"):
+                    raw = client.get(key)
+                    if raw:
+                        beat = json.loads(raw)
+                        heartbeats.setdefault(beat["service"], []).append(beat)
+                for stream in ALL_STREAMS:
+                    report["streams"][stream.value] = {
+                        "length": client.xlen(stream.value),
+                        "dead_letters": client.xlen(dlq_name(stream.value)),
+                    }
+            except redis.RedisError as exc:
+                report["redis"] = {"url": url, "reachable": False, "error": str(exc)}
+                client = None
+        for name in SERVICES:
+            record = records.get(name)
+            entry: dict[str, Any] = {
+                "pid": record.pid if record else None,
+                "alive": bool(record and record.alive()),
+                "ready": bool(record and (self.run_dir / f"{name}-{record.pid}.ready").exists()),
+                "replicas": heartbeats.get(name, []),
+                "lag": {},
+                "pending": {},
+                "dead_letters": 0,
+            }
+            if client is not None:
+                for stream in _streams_of(name):
+                    lag, pending = _group_lag(client, stream, group_name(name))
+                    entry["lag"][stream] = lag
+                    entry["pending"][stream] = pending
+                    entry["dead_letters"] += _dlq_count(client, stream, group_name(name))
+            report["services"][name] = entry
+        if client is not None:
+            client.close()
+        return report
+
+
+def _streams_of(service: str) -> list[str]:
+    """Streams a service's group reads (the audit service reads all of them)."""
+    if service == "audit":
+        return [s.value for s in ALL_STREAMS]
+    consumed = {
+        "registry": ["job.requested", "dataset.scanned", "training.completed"],
+        "scanner": ["dataset.scan.requested"],
+        "trainer": ["training.requested"],
+    }
+    return sorted({stream_for(t) for t in consumed.get(service, [])})
+
+
+def _group_lag(client: redis.Redis, stream: str, group: str) -> tuple[int | None, int]:
+    try:
+        for info in client.xinfo_groups(stream):
+            name = info.get("name")
+            if name in (group, group.encode()):
+                return info.get("lag"), int(info.get("pending", 0))
+    except redis.ResponseError:
+        pass
+    return None, 0
+
+
+def _dlq_count(client: redis.Redis, stream: str, group: str) -> int:
+    count = 0
+    try:
+        for _id, fields in client.xrange(dlq_name(stream)):
+            if fields.get(b"group") == group.encode():
+                count += 1
+    except redis.ResponseError:
+        return 0
+    return count

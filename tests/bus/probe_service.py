@@ -1,0 +1,56 @@
+"""A service used only by the bus integration tests: its handler can be slow, fail, or succeed, as the
+event's payload says, and it records every effect in its own database so tests can count them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert
+
+from shared.bus.context import HandlerContext
+from shared.bus.service import ServiceDefinition, run_service
+from shared.config import Settings
+from shared.events.payloads import JobStateChanged
+
+metadata = MetaData()
+effects = Table(
+    "probe_effects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
+
+async def on_state_changed(ctx: HandlerContext) -> None:
+    data = ctx.event.data
+    assert isinstance(data, JobStateChanged)
+    if data.reason.startswith("slow:"):
+        seconds = float(data.reason.split(":", 1)[1])
+        marker = ctx.settings.path("probe", f"started-{ctx.event.event_id}-{os.getpid()}")
+        marker.write_text("started")
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            await ctx.still_mine()
+    if data.reason == "poison":
+        raise ValueError(f"poison pill in job {data.job_id}")
+    ctx.db.execute(
+        insert(effects).values(event_id=ctx.event.event_id, job_id=data.job_id, pid=os.getpid(), at=datetime.now(UTC))
+    )
+    ctx.emit(
+        "job.accepted",
+        {"job_id": data.job_id, "risk_tier": "minimal", "tier_rule": "probe", "advice": {}},
+    )
+
+
+def build(settings: Settings) -> ServiceDefinition:
+    return ServiceDefinition(name="probe", handlers={"job.state_changed": on_state_changed}, metadata=[metadata])
+
+
+if __name__ == "__main__":
+    run_service(build)

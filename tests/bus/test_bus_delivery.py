@@ -1,0 +1,194 @@
+"""The delivery contract over a real Redis and real service processes (no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from shared.bus.publisher import Publisher
+from shared.events.envelope import Envelope
+from shared.runtime.redis_server import EmbeddedRedis
+from tests.support import REPO_ROOT, ServiceProcess, read_dlq, read_stream, wait_for
+
+PROBE = str(REPO_ROOT / "tests" / "bus" / "probe_service.py")
+pytestmark = pytest.mark.integration
+
+
+def state_changed(job_id: str, reason: str = "") -> Envelope:
+    return Envelope(
+        type="job.state_changed",
+        producer="test",
+        actor="tester",
+        subject=job_id,
+        payload={"job_id": job_id, "from_state": None, "to_state": "requested", "reason": reason},
+    )
+
+
+def publish(url: str, *envelopes: Envelope) -> None:
+    async def run() -> None:
+        async with Publisher(url) as publisher:
+            for envelope in envelopes:
+                await publisher.publish(envelope)
+
+    asyncio.run(run())
+
+
+def effects(home: Path) -> list[tuple[str, str, int]]:
+    db = home / "db" / "probe.sqlite3"
+    if not db.exists():
+        return []
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text("SELECT event_id, job_id, pid FROM probe_effects"))]
+    except Exception:
+        return []
+    finally:
+        engine.dispose()
+
+
+def accepted_for(client: redis.Redis, causation_id: str) -> list[Envelope]:
+    return [e for e in read_stream(client, "tunegate.jobs") if e.type == "job.accepted" and e.causation_id == causation_id]
+
+
+def test_events_published_before_the_service_started_are_delivered(tunegate_home: Path, redis_url: str) -> None:
+    early = state_changed("job_early")
+    publish(redis_url, early)  # no group exists yet: it must be created at 0, not at $
+    probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    try:
+        probe.wait_ready()
+        wait_for(lambda: effects(tunegate_home), 20, "early event handled")
+        assert [e[0] for e in effects(tunegate_home)] == [early.event_id]
+    finally:
+        probe.stop()
+
+
+def test_sigkill_mid_handler_is_reclaimed_and_handled_once(tunegate_home: Path, redis_url: str) -> None:
+    first = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    first.wait_ready()
+    slow = state_changed("job_slow", "slow:2")
+    publish(redis_url, slow)
+    marker = tunegate_home / "probe" / f"started-{slow.event_id}-{first.pid}"
+    wait_for(marker.exists, 20, "first consumer to start the handler")
+    first.kill()  # mid-handler: the entry stays pending on a dead consumer
+    second = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    try:
+        second.wait_ready()
+        wait_for(lambda: effects(tunegate_home), 30, "reclaimed entry handled")
+        rows = effects(tunegate_home)
+        assert len(rows) == 1 and rows[0][0] == slow.event_id and rows[0][2] == second.pid
+        client = redis.Redis.from_url(redis_url)
+        wait_for(lambda: client.xpending("tunegate.jobs", "tunegate-probe")["pending"] == 0, 10, "ack")
+        assert len(accepted_for(client, slow.event_id)) == 1
+    finally:
+        second.stop()
+
+
+def test_poison_message_goes_to_dlq_after_max_deliveries(tunegate_home: Path, redis_url: str) -> None:
+    probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    try:
+        probe.wait_ready()
+        poison = state_changed("job_poison", "poison")
+        good = state_changed("job_good")
+        publish(redis_url, poison, good)
+        client = redis.Redis.from_url(redis_url)
+        dead = wait_for(lambda: read_dlq(client, "tunegate.jobs"), 30, "dead letter")
+        assert len(dead) == 1
+        assert dead[0]["group"] == "tunegate-probe"
+        assert "poison pill in job job_poison" in dead[0]["reason"]
+        assert int(dead[0]["deliveries"]) == 3  # TUNEGATE_MAX_DELIVERIES in the test env
+        assert Envelope.from_wire(dead[0]["body"].encode()).event_id == poison.event_id
+        assert [r[1] for r in effects(tunegate_home)] == ["job_good"]  # the queue kept moving
+        wait_for(lambda: client.xpending("tunegate.jobs", "tunegate-probe")["pending"] == 0, 10, "ack")
+    finally:
+        probe.stop()
+
+
+def test_invalid_envelopes_go_straight_to_dlq_with_the_reason(tunegate_home: Path, redis_url: str) -> None:
+    probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    try:
+        probe.wait_ready()
+        client = redis.Redis.from_url(redis_url)
+        client.xadd("tunegate.jobs", {"envelope": b"{not json"})
+        bad_payload = state_changed("job_x").model_dump(mode="json")
+        bad_payload["payload"] = {"job_id": 7}
+        import json
+
+        client.xadd("tunegate.jobs", {"envelope": json.dumps(bad_payload)})
+        unknown = dict(bad_payload, type="job.teleported")
+        client.xadd("tunegate.jobs", {"envelope": json.dumps(unknown)})
+        dead = wait_for(lambda: len(read_dlq(client, "tunegate.jobs")) >= 3 and read_dlq(client, "tunegate.jobs"), 20, "dlq")
+        reasons = [d["reason"] for d in dead]
+        assert "body is not JSON" in reasons[0]
+        assert "payload.job_id" in reasons[1] and "to_state" in reasons[1]
+        assert "unknown event type 'job.teleported'" in reasons[2]
+        assert [d["deliveries"] for d in dead] == ["1", "1", "1"]
+        assert effects(tunegate_home) == []
+    finally:
+        probe.stop()
+
+
+def test_duplicate_delivery_has_one_effect(tunegate_home: Path, redis_url: str) -> None:
+    probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    try:
+        probe.wait_ready()
+        event = state_changed("job_dup")
+        publish(redis_url, event, event)
+        client = redis.Redis.from_url(redis_url)
+        wait_for(lambda: client.xpending("tunegate.jobs", "tunegate-probe")["pending"] == 0
+                 and len(effects(tunegate_home)) >= 1, 20, "both copies handled")
+        publish(redis_url, event)  # and once more, later
+        wait_for(lambda: client.xinfo_groups("tunegate.jobs")[0]["lag"] == 0, 20, "third copy read")
+        wait_for(lambda: client.xpending("tunegate.jobs", "tunegate-probe")["pending"] == 0, 20, "acked")
+        assert len(effects(tunegate_home)) == 1
+        assert len(accepted_for(client, event.event_id)) == 1
+    finally:
+        probe.stop()
+
+
+def test_redis_restart_with_aof_loses_nothing(tunegate_home: Path, redis_server: EmbeddedRedis) -> None:
+    url = redis_server.url
+    probe = ServiceProcess(PROBE, tunegate_home, url, service="probe")
+    try:
+        probe.wait_ready()
+        before = [state_changed(f"job_b{i}") for i in range(30)]
+        publish(url, *before)
+        wait_for(lambda: len(effects(tunegate_home)) >= 10, 20, "some handled")
+        redis_server.kill()  # crash mid-run
+        # appendfsync everysec: the publisher's entries were fsynced long before this point
+        redis_server.start()
+        after = [state_changed(f"job_a{i}") for i in range(30)]
+        publish(url, *after)
+        wanted = {e.event_id for e in before + after}
+        wait_for(lambda: {r[0] for r in effects(tunegate_home)} >= wanted, 60, "all 60 handled after restart")
+        rows = effects(tunegate_home)
+        assert len(rows) == 60, "each event handled exactly once"
+        assert "NOGROUP" not in probe.log() or "re-created" in probe.log()
+    finally:
+        probe.stop()
+
+
+def test_lost_consumer_group_is_recreated(tunegate_home: Path, redis_url: str) -> None:
+    probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    try:
+        probe.wait_ready()
+        publish(redis_url, state_changed("job_1"))
+        wait_for(lambda: len(effects(tunegate_home)) == 1, 20, "first")
+        client = redis.Redis.from_url(redis_url)
+        client.flushall()  # Redis restarted without persistence: streams and groups are gone
+        wait_for(lambda: any(g["name"] == b"tunegate-probe" for g in _groups(client)), 20, "group re-created")
+        publish(redis_url, state_changed("job_2"))
+        wait_for(lambda: len(effects(tunegate_home)) == 2, 30, "handled after group loss")
+    finally:
+        probe.stop()
+
+
+def _groups(client: redis.Redis) -> list[dict]:
+    try:
+        return client.xinfo_groups("tunegate.jobs")
+    except redis.ResponseError:
+        return []

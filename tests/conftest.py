@@ -1,0 +1,51 @@
+"""Fixtures shared by every test: an isolated TUNEGATE_HOME and a real Redis (never a mock)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from shared.runtime.redis_server import EmbeddedRedis  # noqa: E402
+
+
+@pytest.fixture
+def tunegate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("TUNEGATE_HOME", str(home))
+    monkeypatch.delenv("TUNEGATE_DATABASE_URL", raising=False)
+    return home
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A private redis-server with AOF (restartable, killable) under the test's tmp dir."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """TUNEGATE_TEST_REDIS_URL when given (flushed), else a private embedded Redis."""
+    external = os.environ.get("TUNEGATE_TEST_REDIS_URL")
+    if external:
+        client = redis.Redis.from_url(external)
+        client.flushdb()
+        client.close()
+        yield external
+        return
+    server = EmbeddedRedis(tmp_path / "redis-url")
+    server.start()
+    yield server.url
+    server.stop()

@@ -1,0 +1,110 @@
+"""Helpers for integration tests: service processes, waiting, reading streams."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from shared.bus.wire import body_of
+from shared.events.envelope import Envelope
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+FAST_BUS_ENV = {
+    "TUNEGATE_RECLAIM_IDLE_MS": "1000",
+    "TUNEGATE_RECLAIM_INTERVAL_S": "0.3",
+    "TUNEGATE_GROUP_CHECK_INTERVAL_S": "0.5",
+    "TUNEGATE_MAX_DELIVERIES": "3",
+    "TUNEGATE_READ_BLOCK_MS": "100",
+}
+
+
+class ServiceProcess:
+    """A real service process (`python -m services.<name>` or a test module path) with its log file."""
+
+    def __init__(
+        self,
+        target: str,
+        home: Path,
+        redis_url: str,
+        extra_env: dict[str, str] | None = None,
+        service: str | None = None,
+    ) -> None:
+        self.target = target
+        self.home = home
+        env = dict(os.environ)
+        env.update(FAST_BUS_ENV)
+        env.update(
+            {
+                "TUNEGATE_HOME": str(home),
+                "TUNEGATE_REDIS_URL": redis_url,
+                "PYTHONPATH": str(REPO_ROOT),
+                "PYTHONUNBUFFERED": "1",
+                "HF_HUB_OFFLINE": "1",
+            }
+        )
+        env.update(extra_env or {})
+        command = [sys.executable, target] if target.endswith(".py") else [sys.executable, "-m", target]
+        name = service or (Path(target).stem if target.endswith(".py") else target.rsplit(".", 1)[-1])
+        self.name = name
+        self.log_path = home / "logs" / f"{name}-{time.monotonic_ns()}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        ready = self.home / "run" / f"{self.name}-{self.pid}.ready"
+        wait_for(
+            lambda: ready.exists() or self.process.poll() is not None, timeout_s, f"{self.name} ready"
+        )
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.name} exited early:\n{self.log()[-4000:]}")
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def read_stream(client: redis.Redis, stream: str) -> list[Envelope]:
+    return [Envelope.from_wire(body_of(fields)) for _id, fields in client.xrange(stream)]
+
+
+def read_dlq(client: redis.Redis, stream: str) -> list[dict[str, str]]:
+    return [
+        {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
+        for _id, fields in client.xrange(f"{stream}.dlq")
+    ]
