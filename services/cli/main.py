@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from services.audit import cli as audit_cli
 from services.cli import runtime
 
 app = typer.Typer(
@@ -15,6 +16,7 @@ app = typer.Typer(
 app.command("up")(runtime.up)
 app.command("down")(runtime.down)
 app.command("status")(runtime.status)
+audit_cli.register(app)
 
 
 def main() -> None:

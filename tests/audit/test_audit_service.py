@@ -1,0 +1,219 @@
+"""The audit service as a real process over a real Redis: exactly one entry per event, signed, verifiable,
+surviving a Redis crash; tampering with the database file is caught by `tunegate audit verify`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from services.audit.application import open_store
+from services.cli.main import app
+from shared.bus.publisher import Publisher
+from shared.config import Settings
+from shared.events.envelope import Envelope
+from shared.runtime.redis_server import EmbeddedRedis
+from tests.support import ServiceProcess, wait_for
+
+pytestmark = pytest.mark.integration
+
+runner = CliRunner()
+
+
+def sample_events(count: int, prefix: str) -> list[Envelope]:
+    """A mix of event types on several streams."""
+    events = []
+    for i in range(count):
+        job = f"{prefix}_{i}"
+        if i % 3 == 0:
+            events.append(
+                Envelope(
+                    type="job.rejected",
+                    producer="registry",
+                    actor="system:registry",
+                    subject=job,
+                    payload={"job_id": job, "stage": "intake", "reasons": [f"reason {i}"]},
+                )
+            )
+        elif i % 3 == 1:
+            events.append(
+                Envelope(
+                    type="training.cancel.requested",
+                    producer="cli",
+                    actor="alice",
+                    subject=job,
+                    payload={"job_id": job, "reason": "changed my mind"},
+                )
+            )
+        else:
+            events.append(
+                Envelope(
+                    type="inference.blocked",
+                    producer="gateway",
+                    actor="client-7",
+                    subject=f"req_{i}",
+                    payload={
+                        "request_id": f"req_{i}",
+                        "model": "tiny",
+                        "prompt_sha256": "ab" * 32,
+                        "policy": "dlp",
+                        "reason": "secret in prompt",
+                        "entity_types": ["AWS_KEY"],
+                    },
+                )
+            )
+    return events
+
+
+def publish(url: str, envelopes: list[Envelope]) -> None:
+    async def run() -> None:
+        async with Publisher(url) as publisher:
+            await publisher.publish_many(envelopes)
+
+    asyncio.run(run())
+
+
+def signed_size(settings: Settings) -> int:
+    store = open_store(settings, create=False)
+    try:
+        if not store.has_schema():
+            return 0
+        with store.read() as conn:
+            head = store.latest_head(conn)
+            return head.tree_size if head else 0
+    finally:
+        store.db.dispose()
+
+
+def entry_count(settings: Settings) -> int:
+    store = open_store(settings, create=False)
+    try:
+        if not store.has_schema():
+            return 0
+        with store.read() as conn:
+            return store.count_entries(conn)
+    finally:
+        store.db.dispose()
+
+
+def cli(home: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env={"TUNEGATE_HOME": str(home)})
+    return result.exit_code, result.output
+
+
+def test_every_event_once_signed_and_verifiable_then_tamper_is_named(tunegate_home: Path, redis_url: str) -> None:
+    settings = Settings(home=tunegate_home)
+    audit = ServiceProcess("services.audit", tunegate_home, redis_url)
+    try:
+        audit.wait_ready()
+        events = sample_events(150, "job")
+        publish(redis_url, events)
+        publish(redis_url, events[:40])  # duplicates: redelivery must not add entries
+        wait_for(lambda: signed_size(settings) >= 150, 60, "150 signed entries")
+        assert entry_count(settings) == 150
+
+        code, out = cli(tunegate_home, "audit", "verify", "--json")
+        assert code == 0, out
+        report = json.loads(out)
+        assert report["ok"] is True and report["entries_checked"] == 150 and report["unsigned_entries"] == 0
+
+        code, out = cli(tunegate_home, "audit", "proof", events[7].event_id, "--out", str(tunegate_home / "p.json"))
+        assert code == 0, out
+        code, out = cli(
+            tunegate_home,
+            "audit",
+            "verify-proof",
+            str(tunegate_home / "p.json"),
+            "--public-key",
+            str(tunegate_home / "keys" / "audit_ed25519.pub"),
+        )
+        assert code == 0, out
+    finally:
+        audit.stop()
+
+    # An insider edits the SQLite file directly, bypassing the append-only triggers.
+    db_file = tunegate_home / "db" / "audit.sqlite3"
+    conn = sqlite3.connect(db_file)
+    triggers = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]
+    for name in triggers:
+        conn.execute(f'DROP TRIGGER "{name}"')
+    conn.execute("UPDATE audit_entries SET actor = 'mallory' WHERE sequence = 57")
+    conn.commit()
+    conn.close()
+    code, out = cli(tunegate_home, "audit", "verify", "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert report["ok"] is False
+    assert report["first_bad_sequence"] == 57
+    assert report["problem"] == "entry_hash_mismatch"
+
+
+def test_redis_crash_mid_ingest_loses_nothing(tunegate_home: Path, redis_server: EmbeddedRedis) -> None:
+    settings = Settings(home=tunegate_home)
+    url = redis_server.url
+    audit = ServiceProcess("services.audit", tunegate_home, url)
+    try:
+        audit.wait_ready()
+        first = sample_events(120, "before")
+        publish(url, first)
+        wait_for(lambda: entry_count(settings) >= 1, 30, "ingest started")
+        redis_server.kill()
+        redis_server.start()
+        second = sample_events(120, "after")
+        publish(url, second)
+        wait_for(lambda: signed_size(settings) >= 240, 90, "all 240 entries signed")
+        assert entry_count(settings) == 240
+        code, out = cli(tunegate_home, "audit", "verify")
+        assert code == 0, out
+    finally:
+        audit.stop()
+
+
+@pytest.mark.postgres
+def test_audit_service_on_postgresql(tunegate_home: Path, redis_url: str, postgres_url: str) -> None:
+    settings = Settings(home=tunegate_home, database_url=postgres_url)
+    audit = ServiceProcess(
+        "services.audit", tunegate_home, redis_url, extra_env={"TUNEGATE_DATABASE_URL": postgres_url}
+    )
+    try:
+        audit.wait_ready()
+        events = sample_events(60, "pg")
+        publish(redis_url, events + events[:10])
+        wait_for(lambda: signed_size(settings) >= 60, 60, "60 signed entries on PostgreSQL")
+        assert entry_count(settings) == 60
+        result = runner.invoke(
+            app,
+            ["audit", "verify", "--json"],
+            env={"TUNEGATE_HOME": str(tunegate_home), "TUNEGATE_DATABASE_URL": postgres_url},
+        )
+        assert result.exit_code == 0, result.output
+    finally:
+        audit.stop()
+
+
+def test_up_status_down_manage_exactly_their_processes(tunegate_home: Path) -> None:
+    env = {"TUNEGATE_HOME": str(tunegate_home), "TUNEGATE_REDIS_URL": ""}
+    os.environ.pop("TUNEGATE_REDIS_URL", None)
+    result = runner.invoke(app, ["up", "--service", "audit"], env=env)
+    try:
+        assert result.exit_code == 0, result.output
+        status = runner.invoke(app, ["status", "--json"], env=env)
+        assert status.exit_code == 0, status.output
+        report = json.loads(status.output)
+        assert report["redis"]["reachable"] is True and report["redis"]["embedded"] is True
+        audit = report["services"]["audit"]
+        assert audit["alive"] and audit["ready"] and len(audit["replicas"]) == 1
+        assert set(audit["lag"]) == {s for s in report["streams"]}
+        assert audit["dead_letters"] == 0
+        assert (tunegate_home / "redis" / "appendonlydir").exists() or list((tunegate_home / "redis").glob("*.aof*"))
+    finally:
+        down = runner.invoke(app, ["down"], env=env)
+    assert down.exit_code == 0, down.output
+    assert "audit" in down.output and "redis" in down.output
+    after = json.loads(runner.invoke(app, ["status", "--json"], env=env).output)
+    assert after["services"]["audit"]["alive"] is False
