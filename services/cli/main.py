@@ -6,6 +6,7 @@ import typer
 
 from services.audit import cli as audit_cli
 from services.cli import runtime
+from services.registry import cli as registry_cli
 
 app = typer.Typer(
     name="tunegate",
@@ -17,6 +18,7 @@ app.command("up")(runtime.up)
 app.command("down")(runtime.down)
 app.command("status")(runtime.status)
 audit_cli.register(app)
+registry_cli.register(app)
 
 
 def main() -> None:

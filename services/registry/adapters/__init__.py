@@ -1,0 +1,1 @@
+"""Registry adapters: database tables and repositories, the HTTP API."""

@@ -1,0 +1,123 @@
+"""Registry tables (SQLAlchemy 2.x ORM, SQLite and PostgreSQL). Names are prefixed `registry_`.
+
+Jobs carry a version column for optimistic concurrency: two writers that read the same version cannot
+both move a job (the second UPDATE matches no row and SQLAlchemy raises StaleDataError). Later issues add
+columns/tables (evaluation, model versions, AIBOM, erasure) next to these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out: SQLite drops the zone, so store naive UTC and re-attach it."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UTCDateTime: naive datetimes are refused; pass an aware UTC datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+class JobRow(Base):
+    __tablename__ = "registry_jobs"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requester: Mapped[str] = mapped_column(String(200), index=True)
+    use_case_name: Mapped[str] = mapped_column(String(200))
+    base_model: Mapped[str] = mapped_column(String(500))
+    risk_tier: Mapped[str] = mapped_column(String(16))
+    tier_rule: Mapped[str] = mapped_column(String(200))
+    tier_reason: Mapped[str] = mapped_column(Text, default="")
+    licence_id: Mapped[str | None] = mapped_column(String(100))
+    licence_decision: Mapped[str] = mapped_column(Text, default="")
+    advice: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    required_approvals: Mapped[int] = mapped_column(Integer, default=1)
+    rejection_reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scan_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    training_dataset: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    data_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    scan_verdict: Mapped[str | None] = mapped_column(String(16))
+    training_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    approval_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approval_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    transitions: Mapped[list[TransitionRow]] = relationship(
+        back_populates="job", order_by="TransitionRow.id", cascade="all, delete-orphan"
+    )
+    approvals: Mapped[list[ApprovalRow]] = relationship(
+        back_populates="job", order_by="ApprovalRow.id", cascade="all, delete-orphan"
+    )
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
+
+
+class TransitionRow(Base):
+    __tablename__ = "registry_job_transitions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("registry_jobs.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_id: Mapped[str] = mapped_column(String(64), comment="The job.state_changed event recording it.")
+    cause_event_id: Mapped[str | None] = mapped_column(String(64), comment="The event that caused it, if any.")
+
+    job: Mapped[JobRow] = relationship(back_populates="transitions")
+
+
+class ApprovalRow(Base):
+    __tablename__ = "registry_approvals"
+    __table_args__ = (UniqueConstraint("job_id", "approver", name="registry_approvals_one_per_approver"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("registry_jobs.id"), index=True)
+    approver: Mapped[str] = mapped_column(String(200))
+    decision: Mapped[str] = mapped_column(String(16))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    job: Mapped[JobRow] = relationship(back_populates="approvals")
+
+
+class PrincipalRow(Base):
+    __tablename__ = "registry_principals"
+    __table_args__ = (Index("registry_principals_token", "token_sha256", unique=True),)
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    token_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+METADATA = Base.metadata

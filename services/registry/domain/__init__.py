@@ -1,0 +1,1 @@
+"""Pure registry logic: no database, no Redis, no HTTP."""

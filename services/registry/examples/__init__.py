@@ -1,0 +1,1 @@
+"""Bundled example job files (the demo uses them)."""

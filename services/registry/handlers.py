@@ -1,0 +1,124 @@
+"""What happens when an event reaches the registry. One handler per event type; each turns the event
+into RegistryCore calls on the handler's transaction (ctx.db) and queues the resulting events (ctx.emit).
+
+Events about jobs this registry never saw are logged and skipped (another deployment's traffic or a test
+publishing directly). Events that would move a known job through an invalid transition raise
+InvalidTransition, naming the current state, so the bus dead-letters them with that reason."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from services.registry.adapters import repository
+from services.registry.adapters.tables import JobRow
+from services.registry.domain.states import JobState
+from services.registry.workflow import RegistryCore
+from shared.bus.context import Handler, HandlerContext
+from shared.events.payloads import (
+    DatasetScanFailed,
+    DatasetScanned,
+    JobRequested,
+    TrainingCancelled,
+    TrainingCompleted,
+    TrainingFailed,
+)
+
+log = logging.getLogger("tunegate.registry")
+
+
+def _base_is_directory(base_model: str) -> bool:
+    return Path(base_model).expanduser().is_dir()
+
+
+def _known_job(ctx: HandlerContext, job_id: str) -> JobRow | None:
+    job = repository.get_job(ctx.db, job_id, with_history=True)
+    if job is None:
+        log.warning("%s for unknown job %s (event %s): skipped", ctx.event.type, job_id, ctx.event.event_id)
+    return job
+
+
+def build_handlers(core: RegistryCore) -> dict[str, Handler]:
+    async def on_job_requested(ctx: HandlerContext) -> None:
+        data = ctx.event.data
+        assert isinstance(data, JobRequested)
+        core.intake(
+            ctx.db,
+            ctx,
+            job_id=data.job_id,
+            spec=data.spec,
+            requested_by=ctx.event.actor,
+            base_is_directory=_base_is_directory(data.spec.base_model),
+            cause_event_id=ctx.event.event_id,
+        )
+
+    async def on_dataset_scanned(ctx: HandlerContext) -> None:
+        data = ctx.event.data
+        assert isinstance(data, DatasetScanned)
+        job = _known_job(ctx, data.job_id)
+        if job is not None:
+            core.scan_completed(ctx.db, ctx, job, data, cause_event_id=ctx.event.event_id)
+
+    async def on_dataset_scan_failed(ctx: HandlerContext) -> None:
+        data = ctx.event.data
+        assert isinstance(data, DatasetScanFailed)
+        job = _known_job(ctx, data.job_id)
+        if job is not None:
+            core.scan_failed(ctx.db, ctx, job, data, cause_event_id=ctx.event.event_id)
+
+    async def on_training_completed(ctx: HandlerContext) -> None:
+        data = ctx.event.data
+        assert isinstance(data, TrainingCompleted)
+        job = _known_job(ctx, data.job_id)
+        if job is not None:
+            result = {
+                "artifact": data.artifact.model_dump(mode="json"),
+                "metrics": data.metrics,
+                "data_fingerprint": data.data_fingerprint,
+                "seed": data.seed,
+                "base_model_sha256": data.base_model_sha256,
+            }
+            core.training_finished(
+                ctx.db,
+                ctx,
+                job,
+                JobState.TRAINED,
+                reason=f"training completed: adapter {data.artifact.sha256[:12]}",
+                result=result,
+                cause_event_id=ctx.event.event_id,
+            )
+
+    async def on_training_failed(ctx: HandlerContext) -> None:
+        data = ctx.event.data
+        assert isinstance(data, TrainingFailed)
+        job = _known_job(ctx, data.job_id)
+        if job is not None:
+            where = f" at step {data.step}" if data.step is not None else ""
+            core.training_finished(
+                ctx.db,
+                ctx,
+                job,
+                JobState.FAILED,
+                reason=f"training failed{where}: {data.reason}",
+                result=None,
+                cause_event_id=ctx.event.event_id,
+            )
+
+    async def on_training_cancelled(ctx: HandlerContext) -> None:
+        data = ctx.event.data
+        assert isinstance(data, TrainingCancelled)
+        job = _known_job(ctx, data.job_id)
+        if job is not None:
+            reason = f"training cancelled at step {data.at_step}" + (f": {data.reason}" if data.reason else "")
+            core.training_finished(
+                ctx.db, ctx, job, JobState.CANCELLED, reason=reason, result=None, cause_event_id=ctx.event.event_id
+            )
+
+    return {
+        "job.requested": on_job_requested,
+        "dataset.scanned": on_dataset_scanned,
+        "dataset.scan.failed": on_dataset_scan_failed,
+        "training.completed": on_training_completed,
+        "training.failed": on_training_failed,
+        "training.cancelled": on_training_cancelled,
+    }

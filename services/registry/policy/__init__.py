@@ -1,0 +1,1 @@
+"""Bundled registry policy files (YAML)."""

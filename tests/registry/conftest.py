@@ -1,0 +1,37 @@
+"""Registry test fixtures (helpers live in registry_support.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from services.registry.adapters.http import create_app
+from services.registry.adapters.tables import METADATA
+from services.registry.bootstrap import build_core
+from services.registry.handlers import build_handlers
+from services.registry.workflow import RegistryCore
+from shared.config import Settings
+from shared.storage.db import Database
+from tests.registry.registry_support import Clock, FakeRuntime, World
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    settings = Settings(home=tmp_path / "home", approval_ttl_s=3600.0)
+    db = Database(f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+    METADATA.create_all(db.engine)
+    clock = Clock()
+    core = build_core(settings)
+    core = RegistryCore(policy=core.policy, rules=core.rules, approval_ttl_s=core.approval_ttl_s, clock=clock)
+    runtime = FakeRuntime(settings=settings, db=db)
+    with TestClient(create_app(runtime, core)) as client:
+        yield World(settings, runtime, core, clock, build_handlers(core), client)
+    db.dispose()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
