@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from shared.bus.service import ready_file_name
 from shared.bus.wire import body_of
 from shared.events.envelope import Envelope
 
@@ -68,7 +69,7 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
-        ready = self.home / "run" / f"{self.name}-{self.pid}.ready"
+        ready = self.home / "run" / ready_file_name(self.name, self.pid)
         wait_for(
             lambda: ready.exists() or self.process.poll() is not None, timeout_s, f"{self.name} ready"
         )

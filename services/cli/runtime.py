@@ -42,11 +42,12 @@ def down() -> None:
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Liveness, consumer lag and dead-letter counts of every service."""
+    """Liveness, consumer lag and dead-letter counts of every service. Exit 1 when Redis is unreachable or a
+    service that `tunegate up` started is dead or not ready."""
     report = Supervisor(Settings()).status()
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
-        return
+        raise typer.Exit(0 if report["healthy"] else 1)
     redis_info = report["redis"]
     console.print(f"redis: {redis_info.get('url', '-')} reachable={redis_info.get('reachable')}")
     table = Table("service", "pid", "alive", "ready", "replicas", "lag", "pending", "dead letters")
@@ -68,3 +69,6 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     for stream, info in report["streams"].items():
         streams.add_row(stream, str(info["length"]), str(info["dead_letters"]))
     console.print(streams)
+    if not report["healthy"]:
+        console.print("[red]unhealthy: Redis unreachable or a started service is down")
+        raise typer.Exit(1)

@@ -43,6 +43,7 @@ async def expire_overdue(runtime: RuntimeLike, core: RegistryCore) -> list[str]:
     for job_id in due:
         async with runtime.transaction(actor=SYSTEM_ACTOR, subject=job_id) as ctx:
             job = repository.require_job(ctx.db, job_id, with_history=True)
+            ctx.trace = job.traceparent or ctx.trace
             # Another replica (or an approval racing the timer) may have moved it meanwhile.
             deadline = job.approval_expires_at
             if job.state != JobState.AWAITING_APPROVAL or deadline is None or deadline > core.clock():

@@ -162,6 +162,7 @@ class RegistryCore:
             advice=decision.advice.as_dict(),
             required_approvals=decision.required_approvals,
             rejection_reasons=list(decision.reasons),
+            traceparent=getattr(emitter, "trace", None),
             created_at=now,
             updated_at=now,
         )

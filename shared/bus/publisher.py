@@ -7,10 +7,12 @@ from collections.abc import Sequence
 
 from faststream.redis import RedisBroker
 from faststream.redis.opentelemetry import RedisTelemetryMiddleware
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from shared.config import Settings
 from shared.events.envelope import Envelope
-from shared.telemetry import attached
+from shared.telemetry import attached, current_traceparent, setup_tracing
 
 
 class Publisher:
@@ -51,12 +53,23 @@ class Publisher:
             await pipe.execute()
 
 
-def publish(settings: Settings, envelopes: Sequence[Envelope]) -> None:
-    """Synchronous publish for CLI commands."""
+def publish(settings: Settings, envelopes: Sequence[Envelope], *, producer: str = "cli") -> None:
+    """Synchronous publish for CLI commands. An envelope without a trace starts one here: a job submitted
+    from the CLI is one trace from this span to its deployment."""
+    provider = setup_tracing(producer, settings)
+    tracer = trace.get_tracer(f"tunegate.{producer}")
 
     async def _run() -> None:
         async with Publisher(settings.resolved_redis_url()) as publisher:
             for envelope in envelopes:
-                await publisher.publish(envelope)
+                with tracer.start_as_current_span(f"publish {envelope.type}", kind=SpanKind.PRODUCER) as span:
+                    span.set_attribute("tunegate.event_id", envelope.event_id)
+                    span.set_attribute("tunegate.subject", envelope.subject)
+                    if envelope.trace is None:
+                        envelope = envelope.model_copy(update={"trace": current_traceparent()})
+                    await publisher.publish(envelope)
 
-    asyncio.run(_run())
+    try:
+        asyncio.run(_run())
+    finally:
+        provider.shutdown()

@@ -87,6 +87,11 @@ class ServiceDefinition:
         return sorted({stream_for(t) for t in self.handlers})
 
 
+def ready_file_name(service: str, pid: int) -> str:
+    """Host and pid: pids repeat across containers that share one TUNEGATE_HOME volume."""
+    return f"{service}-{socket.gethostname()}-{pid}.ready"
+
+
 def heartbeat_key(service: str, consumer: str) -> str:
     return f"tunegate:heartbeat:{service}:{consumer}"
 
@@ -421,7 +426,7 @@ class ServiceRuntime:
                     await ensure_groups(self.redis, missing, self.group)
                     log.warning("consumer group %s was lost on %s; re-created at id 0", self.group, missing)
                 for subscriber in self._subscribers:
-                    if not subscriber.running:
+                    if not subscriber.running and not self._stopping.is_set():
                         log.warning("restarting stopped subscriber %s", subscriber)
                         await subscriber.start()
             except REDIS_DOWN as exc:
@@ -475,7 +480,7 @@ class ServiceRuntime:
     # ------------------------------------------------------------------ lifecycle
 
     def ready_file(self) -> Any:
-        return self.settings.path("run", f"{self.name}-{os.getpid()}.ready")
+        return self.settings.path("run", ready_file_name(self.name, os.getpid()))
 
     async def run(self) -> None:
         metadata = [self.tables.metadata, *self.definition.metadata]

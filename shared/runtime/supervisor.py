@@ -17,6 +17,7 @@ import psutil
 import redis
 
 from shared.bus.groups import group_name
+from shared.bus.service import ready_file_name
 from shared.config import Settings
 from shared.events.catalog import stream_for
 from shared.events.streams import ALL_STREAMS, dlq_name
@@ -123,7 +124,7 @@ class Supervisor:
         return record
 
     def wait_ready(self, record: ProcessRecord, timeout_s: float = 120.0) -> None:
-        ready = self.run_dir / f"{record.name}-{record.pid}.ready"
+        ready = self.run_dir / ready_file_name(record.name, record.pid)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if ready.exists():
@@ -213,7 +214,7 @@ class Supervisor:
             entry: dict[str, Any] = {
                 "pid": record.pid if record else None,
                 "alive": bool(record and record.alive()),
-                "ready": bool(record and (self.run_dir / f"{name}-{record.pid}.ready").exists()),
+                "ready": bool(record and (self.run_dir / ready_file_name(name, record.pid)).exists()),
                 "replicas": heartbeats.get(name, []),
                 "lag": {},
                 "pending": {},
@@ -228,6 +229,8 @@ class Supervisor:
             report["services"][name] = entry
         if client is not None:
             client.close()
+        started = [e for e in report["services"].values() if e["pid"] is not None]
+        report["healthy"] = bool(report["redis"].get("reachable")) and all(e["alive"] and e["ready"] for e in started)
         return report
 
 

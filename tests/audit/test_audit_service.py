@@ -215,5 +215,7 @@ def test_up_status_down_manage_exactly_their_processes(tunegate_home: Path) -> N
         down = runner.invoke(app, ["down"], env=env)
     assert down.exit_code == 0, down.output
     assert "audit" in down.output and "redis" in down.output
-    after = json.loads(runner.invoke(app, ["status", "--json"], env=env).output)
-    assert after["services"]["audit"]["alive"] is False
+    after = runner.invoke(app, ["status", "--json"], env=env)
+    assert after.exit_code == 1, "Redis is gone: status must say unhealthy"
+    report = json.loads(after.output)
+    assert report["services"]["audit"]["alive"] is False and report["healthy"] is False

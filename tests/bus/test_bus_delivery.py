@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,9 @@ def effects(home: Path) -> list[tuple[str, str, int]]:
 
 
 def accepted_for(client: redis.Redis, causation_id: str) -> list[Envelope]:
-    return [e for e in read_stream(client, "tunegate.jobs") if e.type == "job.accepted" and e.causation_id == causation_id]
+    return [
+        e for e in read_stream(client, "tunegate.jobs") if e.type == "job.accepted" and e.causation_id == causation_id
+    ]
 
 
 def test_events_published_before_the_service_started_are_delivered(tunegate_home: Path, redis_url: str) -> None:
@@ -121,7 +124,9 @@ def test_invalid_envelopes_go_straight_to_dlq_with_the_reason(tunegate_home: Pat
         client.xadd("tunegate.jobs", {"envelope": json.dumps(bad_payload)})
         unknown = dict(bad_payload, type="job.teleported")
         client.xadd("tunegate.jobs", {"envelope": json.dumps(unknown)})
-        dead = wait_for(lambda: len(read_dlq(client, "tunegate.jobs")) >= 3 and read_dlq(client, "tunegate.jobs"), 20, "dlq")
+        dead = wait_for(
+            lambda: len(read_dlq(client, "tunegate.jobs")) >= 3 and read_dlq(client, "tunegate.jobs"), 20, "dlq"
+        )
         reasons = [d["reason"] for d in dead]
         assert "body is not JSON" in reasons[0]
         assert "payload.job_id" in reasons[1] and "to_state" in reasons[1]
@@ -139,8 +144,13 @@ def test_duplicate_delivery_has_one_effect(tunegate_home: Path, redis_url: str) 
         event = state_changed("job_dup")
         publish(redis_url, event, event)
         client = redis.Redis.from_url(redis_url)
-        wait_for(lambda: client.xpending("tunegate.jobs", "tunegate-probe")["pending"] == 0
-                 and len(effects(tunegate_home)) >= 1, 20, "both copies handled")
+        wait_for(
+            lambda: (
+                client.xpending("tunegate.jobs", "tunegate-probe")["pending"] == 0 and len(effects(tunegate_home)) >= 1
+            ),
+            20,
+            "both copies handled",
+        )
         publish(redis_url, event)  # and once more, later
         wait_for(lambda: client.xinfo_groups("tunegate.jobs")[0]["lag"] == 0, 20, "third copy read")
         wait_for(lambda: client.xpending("tunegate.jobs", "tunegate-probe")["pending"] == 0, 20, "acked")
@@ -192,3 +202,22 @@ def _groups(client: redis.Redis) -> list[dict]:
         return client.xinfo_groups("tunegate.jobs")
     except redis.ResponseError:
         return []
+
+
+def test_trace_context_flows_through_a_handler(tunegate_home: Path, redis_url: str) -> None:
+    probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    try:
+        probe.wait_ready()
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+        event = state_changed("job_traced").model_copy(update={"trace": f"00-{trace_id}-00f067aa0ba902b7-01"})
+        publish(redis_url, event)
+        client = redis.Redis.from_url(redis_url)
+        emitted = wait_for(lambda: accepted_for(client, event.event_id), 20, "emitted event")
+        assert emitted[0].trace_id == trace_id, "what a handler emits continues the trace it consumed"
+        assert emitted[0].trace != event.trace, "...as a child span, not a copy"
+    finally:
+        probe.stop()  # flushes the span processor
+    spans = [json.loads(line) for line in (tunegate_home / "traces" / "probe.jsonl").read_text().splitlines()]
+    handler_spans = [s for s in spans if s["name"] == "handle job.state_changed" and s["trace_id"] == trace_id]
+    assert handler_spans and handler_spans[0]["parent_span_id"] == "00f067aa0ba902b7"
+    assert handler_spans[0]["attributes"]["tunegate.event_id"] == event.event_id

@@ -146,6 +146,7 @@ def create_app(runtime: RuntimeLike, core: RegistryCore | None = None) -> FastAP
             name = principal.name
         async with runtime.transaction(actor=name, subject=job_id) as ctx:
             row = repository.require_job(ctx.db, job_id, with_history=True)
+            ctx.trace = row.traceparent or ctx.trace  # the decision joins the job's trace
             principal_row = repository.get_principal(ctx.db, name)
             assert principal_row is not None  # principals are revoked, never deleted
             outcome = registry.decide(ctx.db, ctx, row, principal_row, body)

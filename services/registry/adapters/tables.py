@@ -60,6 +60,8 @@ class JobRow(Base):
     data_fingerprint: Mapped[str | None] = mapped_column(String(64))
     scan_verdict: Mapped[str | None] = mapped_column(String(16))
     training_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # W3C traceparent of the job's trace: approvals and timers continue it, so a job stays one trace.
+    traceparent: Mapped[str | None] = mapped_column(String(64))
     approval_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approval_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,797 @@
+"""Deployment manifests: compose.yaml, Dockerfile, infra/k8s, infra/otel and infra/redis.
+
+Tools that may be absent (docker-compose, redis-server) only gate the tests that run them; the structural
+checks parse the files with PyYAML and always run, and the Kubernetes manifests are validated offline
+against the JSON schemas bundled in `kubernetes-validate` (a dev dependency)."""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "compose.yaml"
+DOCKERFILE = REPO / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
+K8S_DIR = REPO / "infra" / "k8s"
+COLLECTOR_FILE = REPO / "infra" / "otel" / "collector.yaml"
+REDIS_CONF = REPO / "infra" / "redis" / "redis.conf"
+
+TUNEGATE_SERVICES = ("scanner", "trainer", "evaluator", "registry", "gateway", "audit")
+HTTP_SERVICES = {"registry": 8080, "gateway": 8000}
+WORKER_SERVICES = tuple(name for name in TUNEGATE_SERVICES if name not in HTTP_SERVICES)
+INFRA_SERVICES = ("redis", "postgres", "otel-collector")
+TUNEGATE_HOME = "/var/lib/tunegate"
+NAMESPACE = "tunegate"
+OLDEST_SUPPORTED_K8S = "1.29.0"
+GPU = "nvidia.com/gpu"
+PROBE_SCRIPT = "/usr/local/lib/tunegate/healthcheck.py"
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose-style ${VAR}, ${VAR:-default}, ${VAR-default} and $$, applied to every string."""
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, separator, default = match.group(1), match.group(2), match.group(3)
+        current = env.get(name)
+        if separator == ":-" and not current:
+            return default or ""
+        if separator == "-" and current is None:
+            return default or ""
+        return current or ""
+
+    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}", substitute, value)
+
+
+def env_map(service: dict[str, Any]) -> dict[str, str]:
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        return dict(item.split("=", 1) for item in raw)
+    return {key: "" if value is None else str(value) for key, value in raw.items()}
+
+
+def volume_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """target path -> source (named volume or bind path) for compose short or long volume syntax."""
+    mounts: dict[str, str] = {}
+    for entry in service.get("volumes") or []:
+        if isinstance(entry, str):
+            parts = entry.split(":")
+            mounts[parts[1]] = parts[0]
+        else:
+            mounts[entry["target"]] = entry["source"]
+    return mounts
+
+
+def cpu_cores(value: Any) -> float:
+    text = str(value)
+    return float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_DECIMAL = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def memory_bytes(value: Any) -> float:
+    match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(value))
+    assert match, f"not a Kubernetes quantity: {value!r}"
+    number, suffix = float(match.group(1)), match.group(2)
+    scale = _BINARY.get(suffix) or _DECIMAL.get(suffix)
+    assert scale, f"unknown quantity suffix in {value!r}"
+    return number * scale
+
+
+def redis_memory_bytes(value: str) -> int:
+    """Redis units: k/m/g are powers of 1000, kb/mb/gb powers of 1024 (see redis.conf 'Units')."""
+    match = re.fullmatch(r"(\d+)(b|k|kb|m|mb|g|gb)?", value.lower())
+    assert match, f"not a Redis memory size: {value!r}"
+    scale = {None: 1, "b": 1, "k": 10**3, "kb": 2**10, "m": 10**6, "mb": 2**20, "g": 10**9, "gb": 2**30}
+    return int(match.group(1)) * scale[match.group(2)]
+
+
+def parse_redis_conf(text: str) -> dict[str, list[list[str]]]:
+    directives: dict[str, list[list[str]]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        words = shlex.split(stripped)
+        assert len(words) >= 2, f"redis.conf line {number}: directive without a value: {line!r}"
+        directives.setdefault(words[0].lower(), []).append(words[1:])
+    return directives
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not pending and (not stripped or stripped.startswith("#")):
+            continue
+        if pending and stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        full = pending + stripped
+        pending = ""
+        keyword, _, args = full.partition(" ")
+        instructions.append((keyword.upper(), args.strip()))
+    assert not pending, "Dockerfile ends inside a line continuation"
+    return instructions
+
+
+def dockerignored(path: str, patterns: list[str]) -> bool:
+    """.dockerignore semantics as far as this repo uses them: last matching pattern wins, `!` re-includes,
+    a pattern matching a parent directory excludes everything below it."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[: index + 1]) for index in range(len(parts))]
+    ignored = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        glob = pattern[1:] if negated else pattern
+        if any(fnmatch.fnmatch(candidate, glob) for candidate in candidates):
+            ignored = not negated
+    return ignored
+
+
+def load_k8s() -> dict[str, list[dict[str, Any]]]:
+    manifests: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(K8S_DIR.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        manifests[path.name] = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return manifests
+
+
+K8S = load_k8s()
+ALL_DOCS = [doc for docs in K8S.values() for doc in docs]
+
+
+def objects(kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in ALL_DOCS if doc["kind"] == kind}
+
+
+def workloads() -> dict[str, dict[str, Any]]:
+    return {**objects("Deployment"), **objects("StatefulSet")}
+
+
+def pod_spec(workload: dict[str, Any]) -> dict[str, Any]:
+    return workload["spec"]["template"]["spec"]
+
+
+def only_container(workload: dict[str, Any]) -> dict[str, Any]:
+    containers = pod_spec(workload)["containers"]
+    assert len(containers) == 1, f"{workload['metadata']['name']}: expected one container"
+    return containers[0]
+
+
+def container_env(container: dict[str, Any]) -> dict[str, Any]:
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container.get("env", [])}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    # An empty environment resolves every ${VAR:-default} to its default, as on a fresh checkout.
+    return interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), env={})
+
+
+@pytest.fixture(scope="module")
+def collector() -> dict[str, Any]:
+    return yaml.safe_load(COLLECTOR_FILE.read_text())
+
+
+# ------------------------------------------------------------------------------------------ compose
+
+
+def _docker_compose() -> str:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose binary not installed (Debian: apt-get install docker-compose)")
+    return binary
+
+
+def test_docker_compose_accepts_compose_yaml() -> None:
+    result = subprocess.run(
+        [_docker_compose(), "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"docker-compose config rejected compose.yaml:\n{result.stderr}"
+
+
+def test_docker_compose_rejects_a_broken_copy(tmp_path: Path) -> None:
+    broken = COMPOSE_FILE.read_text().replace("condition: service_healthy", "condition: when_it_feels_like_it", 1)
+    assert broken != COMPOSE_FILE.read_text()
+    (tmp_path / "compose.yaml").write_text(broken)
+    result = subprocess.run(
+        [_docker_compose(), "-f", str(tmp_path / "compose.yaml"), "config", "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0, "docker-compose accepted an invalid depends_on condition"
+
+
+def test_compose_has_exactly_the_expected_services(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == set(TUNEGATE_SERVICES) | set(INFRA_SERVICES)
+
+
+@pytest.mark.parametrize("name", TUNEGATE_SERVICES)
+def test_compose_tunegate_service_wiring(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    where = f"compose.yaml services.{name}"
+
+    build = service["build"]
+    assert (REPO / build["context"] / build.get("dockerfile", "Dockerfile")).is_file(), f"{where}: no Dockerfile"
+    images = {compose["services"][other]["image"] for other in TUNEGATE_SERVICES}
+    assert len(images) == 1, f"tunegate services must share one image, found {images}"
+
+    env = env_map(service)
+    assert env.get("SERVICE") == name, f"{where}: SERVICE selects the module services.<name>"
+    assert env.get("TUNEGATE_HOME") == TUNEGATE_HOME
+
+    redis_url = urlsplit(env["TUNEGATE_REDIS_URL"])
+    assert (redis_url.scheme, redis_url.hostname, redis_url.port) == ("redis", "redis", 6379), where
+    db_url = urlsplit(env["TUNEGATE_DATABASE_URL"])
+    assert db_url.scheme == "postgresql" and db_url.hostname == "postgres", where
+    otlp = urlsplit(env["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert otlp.hostname == "otel-collector" and otlp.hostname in compose["services"], where
+    # The Python services use the OTLP/HTTP exporter.
+    assert otlp.scheme == "http" and otlp.port == 4318, where
+
+    depends = service["depends_on"]
+    assert depends["redis"]["condition"] == "service_healthy", where
+    assert depends["postgres"]["condition"] == "service_healthy", where
+    assert "otel-collector" in depends, where
+
+    assert volume_mounts(service).get(TUNEGATE_HOME) == "tunegate-home", f"{where}: shared artefact volume"
+    assert service.get("restart") in {"always", "unless-stopped", "on-failure"}, where
+    assert service.get("healthcheck", {}).get("test"), f"{where}: healthcheck"
+
+
+def test_compose_credentials_agree(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    redis_command = services["redis"]["command"]
+    requirepass = redis_command[redis_command.index("--requirepass") + 1]
+    postgres_env = env_map(services["postgres"])
+    for name in TUNEGATE_SERVICES:
+        env = env_map(services[name])
+        assert urlsplit(env["TUNEGATE_REDIS_URL"]).password == requirepass, name
+        db_url = urlsplit(env["TUNEGATE_DATABASE_URL"])
+        assert db_url.username == postgres_env["POSTGRES_USER"], name
+        assert db_url.password == postgres_env["POSTGRES_PASSWORD"], name
+        assert db_url.path.lstrip("/") == postgres_env["POSTGRES_DB"], name
+    assert env_map(services["redis"])["REDISCLI_AUTH"] == requirepass, "redis healthcheck authenticates"
+
+
+@pytest.mark.parametrize(("name", "port"), sorted(HTTP_SERVICES.items()))
+def test_compose_http_services_publish_their_port(compose: dict[str, Any], name: str, port: int) -> None:
+    service = compose["services"][name]
+    assert f"{port}:{port}" in [str(entry) for entry in service["ports"]]
+    env = env_map(service)
+    assert env[f"TUNEGATE_{name.upper()}_PORT"] == str(port)
+    assert env[f"TUNEGATE_{name.upper()}_HOST"] == "0.0.0.0", "loopback is unreachable through a published port"
+    assert f"127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
+
+
+def test_compose_workers_publish_no_ports_and_probe_their_heartbeat(compose: dict[str, Any]) -> None:
+    for name in WORKER_SERVICES:
+        service = compose["services"][name]
+        assert not service.get("ports"), name
+        # The probe script takes the service from $SERVICE, which the wiring test pins to the name.
+        assert service["healthcheck"]["test"] == ["CMD", "python", PROBE_SCRIPT], name
+
+
+def test_compose_trainer_runs_two_replicas(compose: dict[str, Any]) -> None:
+    trainer = compose["services"]["trainer"]
+    assert trainer["deploy"]["replicas"] == 2
+    assert "container_name" not in trainer, "a fixed container name prevents replicas"
+
+
+def test_compose_audit_keys_are_private_and_persistent(compose: dict[str, Any]) -> None:
+    keys = f"{TUNEGATE_HOME}/keys"
+    source = volume_mounts(compose["services"]["audit"]).get(keys)
+    assert source in compose["volumes"], "audit keys need a named (persistent) volume"
+    for name, service in compose["services"].items():
+        if name != "audit":
+            assert source not in volume_mounts(service).values(), f"{name} must not see the signing key"
+
+
+def test_compose_volumes_exist(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for target, source in volume_mounts(service).items():
+            if source.startswith((".", "/")):
+                assert (REPO / source).exists(), f"{name}: bind mount source {source} missing"
+            else:
+                assert source in compose["volumes"], f"{name}: volume {source} not declared"
+            assert target.startswith("/"), f"{name}: {target}"
+
+
+def test_compose_redis_is_durable(compose: dict[str, Any]) -> None:
+    service = compose["services"]["redis"]
+    assert service["image"].split(":")[1].startswith("7")
+    command = " ".join(str(part) for part in service["command"])
+    assert "--appendonly yes" in command and "--appendfsync everysec" in command
+    mounts = volume_mounts(service)
+    conf_target = next(target for target, source in mounts.items() if source.endswith("infra/redis/redis.conf"))
+    assert service["command"][:2] == ["redis-server", conf_target], "redis must load the mounted config"
+    data_dir = parse_redis_conf(REDIS_CONF.read_text())["dir"][0][0]
+    assert mounts[data_dir] in compose["volumes"], "the AOF directory must be on a named volume"
+    assert "ping" in " ".join(service["healthcheck"]["test"])
+
+
+def test_compose_postgres_and_collector(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]
+    assert postgres["image"] == "postgres:16"
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    assert volume_mounts(postgres)["/var/lib/postgresql/data"] in compose["volumes"]
+
+    collector = compose["services"]["otel-collector"]
+    assert collector["image"].startswith("otel/opentelemetry-collector-contrib:")
+    config_arg = next(arg for arg in collector["command"] if arg.startswith("--config="))
+    config_path = config_arg.split("=", 1)[1]
+    assert volume_mounts(collector)[config_path] == "./infra/otel/collector.yaml"
+
+
+# ------------------------------------------------------------------------------------------ Dockerfile
+
+
+def test_dockerfile_build_order_and_user() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE.read_text())
+    froms = [args for keyword, args in instructions if keyword == "FROM"]
+    assert froms == ["python:3.11-slim"], froms
+
+    runs = [(index, args) for index, (keyword, args) in enumerate(instructions) if keyword == "RUN"]
+    torch_step = next(
+        index for index, args in runs if "torch==2.13.0" in args and "download.pytorch.org/whl/cpu" in args
+    )
+    project_step = next(index for index, args in runs if re.search(r"pip install \S*\.\[scan,train\]", args))
+    assert torch_step < project_step, "CPU torch must be installed before the project pulls in torch"
+
+    users = [(index, args) for index, (keyword, args) in enumerate(instructions) if keyword == "USER"]
+    assert users, "the image must drop root"
+    user_index, user = users[-1]
+    assert user_index > max(index for index, _ in runs), "USER must come after every RUN"
+    uid = user.split(":")[0]
+    assert uid not in {"root", "0"}
+
+    # Kubernetes runs the pods as the same numeric UID (runAsNonRoot needs a numeric one).
+    for name in TUNEGATE_SERVICES:
+        assert str(pod_spec(workloads()[name])["securityContext"]["runAsUser"]) == uid, name
+
+
+def test_dockerfile_entrypoint_and_no_downloads() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE.read_text())
+    entry = " ".join(args for keyword, args in instructions if keyword in {"ENTRYPOINT", "CMD"})
+    assert "python -m" in entry and "services.${SERVICE" in entry
+    entrypoint = next(args for keyword, args in instructions if keyword == "ENTRYPOINT")
+    assert json.loads(entrypoint)[:3] == ["/usr/bin/tini", "-g", "--"], "PID 1 must forward SIGTERM"
+    run_text_all = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    assert "install -y --no-install-recommends tini" in run_text_all
+    run_text = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    for forbidden in ("huggingface-cli", "snapshot_download", "from_pretrained", "hf_hub_download", "wget", "curl"):
+        assert forbidden not in run_text, f"the build must not download models ({forbidden})"
+    env_text = " ".join(args for keyword, args in instructions if keyword == "ENV")
+    assert f"TUNEGATE_HOME={TUNEGATE_HOME}" in env_text
+
+
+def test_dockerfile_copy_sources_exist_and_context_is_clean() -> None:
+    patterns = [
+        line.strip() for line in DOCKERIGNORE.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+    copies: dict[str, str] = {}
+    for keyword, args in dockerfile_instructions(DOCKERFILE.read_text()):
+        if keyword == "COPY" and "--from" not in args:
+            *sources, target = args.split()
+            for source in sources:
+                assert (REPO / source).exists(), f"Dockerfile COPY source {source} is missing: docker build fails"
+                assert not dockerignored(source, patterns), f"COPY {source} is excluded by .dockerignore"
+                copies[source] = target
+    assert copies["infra/docker/healthcheck.py"] == PROBE_SCRIPT, "probes run the script at PROBE_SCRIPT"
+    for private in (".git", ".venv", "var", "var/db/registry.sqlite3", "tests/conftest.py"):
+        assert dockerignored(private, patterns), f"{private} must stay out of the build context"
+
+
+# ------------------------------------------------------------------------------------------ Kubernetes schema
+
+
+@pytest.fixture(scope="module")
+def k8s_validator() -> Any:
+    try:
+        from kubernetes_validate import utils
+    except ImportError:
+        pytest.fail("kubernetes-validate is missing: pip install -e '.[dev]'")
+    return utils
+
+
+def _k8s_versions() -> list[str]:
+    try:
+        from kubernetes_validate.utils import latest_version
+    except ImportError:
+        return [OLDEST_SUPPORTED_K8S]
+    return sorted({OLDEST_SUPPORTED_K8S, latest_version()})
+
+
+@pytest.mark.parametrize("version", _k8s_versions())
+@pytest.mark.parametrize("filename", sorted(K8S))
+def test_k8s_manifest_matches_schema(k8s_validator: Any, filename: str, version: str) -> None:
+    assert K8S[filename], f"{filename} holds no objects"
+    for doc in K8S[filename]:
+        where = f"{filename}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+        try:
+            k8s_validator.validate(doc, version, strict=True)
+        except k8s_validator.SchemaNotFoundError as exc:
+            pytest.fail(f"{where}: {exc.message}")
+        except k8s_validator.ValidationError as exc:
+            path = ".".join(str(part) for part in exc.path)
+            pytest.fail(f"{where} invalid for Kubernetes {version} at {path}: {exc.message}")
+
+
+def test_k8s_schema_validation_catches_mistakes(k8s_validator: Any) -> None:
+    scanner = workloads()["scanner"]
+    wrong_type = copy.deepcopy(scanner)
+    wrong_type["spec"]["replicas"] = "two"
+    with pytest.raises(k8s_validator.ValidationError):
+        k8s_validator.validate(wrong_type, OLDEST_SUPPORTED_K8S, strict=True)
+    misspelt = copy.deepcopy(scanner)
+    misspelt["spec"]["template"]["spec"]["containers"][0]["imagePullPolcy"] = "Always"
+    with pytest.raises(k8s_validator.ValidationError):
+        k8s_validator.validate(misspelt, OLDEST_SUPPORTED_K8S, strict=True)
+
+
+# ------------------------------------------------------------------------------------------ Kubernetes structure
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    kustomization = yaml.safe_load((K8S_DIR / "kustomization.yaml").read_text())
+    assert kustomization["kind"] == "Kustomization"
+    assert sorted(kustomization["resources"]) == sorted(K8S), "kustomization resources != files in infra/k8s"
+    assert kustomization["namespace"] == NAMESPACE
+    image_names = {entry["name"] for entry in kustomization["images"]}
+    for name in TUNEGATE_SERVICES:
+        image = only_container(workloads()[name])["image"]
+        assert image.rsplit(":", 1)[0] in image_names, f"{name}: image {image} not overridable by kustomize"
+
+
+def test_k8s_objects_are_namespaced_and_unique() -> None:
+    seen: set[tuple[str, str]] = set()
+    for doc in ALL_DOCS:
+        key = (doc["kind"], doc["metadata"]["name"])
+        assert key not in seen, f"duplicate {key}"
+        seen.add(key)
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == NAMESPACE, f"{key} outside namespace {NAMESPACE}"
+    assert objects("Namespace")[NAMESPACE]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+@pytest.mark.parametrize("name", sorted(workloads()))
+def test_k8s_workload_is_hardened_probed_and_sized(name: str) -> None:
+    workload = workloads()[name]
+    spec = pod_spec(workload)
+    labels = workload["spec"]["template"]["metadata"]["labels"]
+    selector = workload["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= labels.items(), f"{name}: selector does not match its pod labels"
+
+    pod_security = spec["securityContext"]
+    assert pod_security["runAsNonRoot"] is True and pod_security["runAsUser"] != 0, name
+    assert pod_security["seccompProfile"]["type"] == "RuntimeDefault", name
+
+    volumes = {volume["name"]: volume for volume in spec.get("volumes", [])}
+    claim_templates = {tpl["metadata"]["name"] for tpl in workload["spec"].get("volumeClaimTemplates", [])}
+    for container in spec["containers"]:
+        where = f"{name}/{container['name']}"
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False, where
+        assert security["capabilities"]["drop"] == ["ALL"], where
+        assert container.get("readinessProbe") and container.get("livenessProbe"), f"{where}: probes"
+
+        resources = container["resources"]
+        for kind in ("cpu", "memory"):
+            assert kind in resources["requests"] and kind in resources["limits"], f"{where}: {kind} sizing"
+        assert cpu_cores(resources["requests"]["cpu"]) <= cpu_cores(resources["limits"]["cpu"]), where
+        assert memory_bytes(resources["requests"]["memory"]) <= memory_bytes(resources["limits"]["memory"]), where
+
+        for mount in container.get("volumeMounts", []):
+            assert mount["name"] in volumes or mount["name"] in claim_templates, f"{where}: {mount['name']}"
+
+    claims = objects("PersistentVolumeClaim")
+    config_maps = objects("ConfigMap")
+    for volume in volumes.values():
+        if "persistentVolumeClaim" in volume:
+            assert volume["persistentVolumeClaim"]["claimName"] in claims, f"{name}: {volume}"
+        if "configMap" in volume:
+            assert volume["configMap"]["name"] in config_maps, f"{name}: {volume}"
+
+
+def test_k8s_env_references_resolve() -> None:
+    config_maps, secrets = objects("ConfigMap"), objects("Secret")
+    for name, workload in workloads().items():
+        for container in pod_spec(workload)["containers"]:
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in config_maps, name
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] in secrets, name
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    secret = secrets[ref["name"]]
+                    assert ref["key"] in secret["stringData"], f"{name}: {ref}"
+
+
+@pytest.mark.parametrize("name", TUNEGATE_SERVICES)
+def test_k8s_tunegate_deployment(name: str) -> None:
+    deployment = objects("Deployment")[name]
+    container = only_container(deployment)
+    images = {only_container(objects("Deployment")[other])["image"] for other in TUNEGATE_SERVICES}
+    assert len(images) == 1, f"tunegate Deployments must share one image, found {images}"
+
+    env = container_env(container)
+    assert env.get("SERVICE") == name or f"services.{name}" in container.get("command", []), name
+    env_from = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+    assert {"tunegate-config", "tunegate-connections"} <= env_from, name
+
+    config = objects("ConfigMap")["tunegate-config"]["data"]
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod_spec(deployment)["volumes"]}
+    home_volume = volumes[mounts[config["TUNEGATE_HOME"]]]
+    assert home_volume["persistentVolumeClaim"]["claimName"] == "tunegate-artifacts", name
+
+    probes = [container[key] for key in ("readinessProbe", "livenessProbe")]
+    if name in HTTP_SERVICES:
+        port = HTTP_SERVICES[name]
+        named_ports = {entry["name"]: entry["containerPort"] for entry in container["ports"]}
+        for probe in probes:
+            assert probe["httpGet"]["path"] == "/healthz", name
+            assert named_ports[probe["httpGet"]["port"]] == port, name
+        assert env[f"TUNEGATE_{name.upper()}_PORT"] == str(port)
+        assert env[f"TUNEGATE_{name.upper()}_HOST"] == "0.0.0.0"
+    else:
+        for probe in [*probes, container["startupProbe"]]:
+            assert probe["exec"]["command"] == ["python", PROBE_SCRIPT, name], f"{name}: heartbeat probe"
+
+
+def test_k8s_trainer_runs_on_gpus_under_accelerate() -> None:
+    trainer = objects("Deployment")["trainer"]
+    container = only_container(trainer)
+    assert int(container["resources"]["limits"][GPU]) == 1
+    spec = pod_spec(trainer)
+    selects_gpu_nodes = any(GPU in key for key in spec.get("nodeSelector", {}))
+    tolerates_gpu_taint = any(toleration.get("key") == GPU for toleration in spec.get("tolerations", []))
+    assert selects_gpu_nodes and tolerates_gpu_taint
+    command = container["command"]
+    # accelerate launch neither handles nor forwards SIGTERM: tini must signal the whole process group.
+    assert command[:3] == ["/usr/bin/tini", "-g", "--"], "trainer needs a signal-forwarding init"
+    assert command[3:5] == ["accelerate", "launch"] and command[-2:] == ["-m", "services.trainer"]
+    assert command[command.index("--num_processes") + 1] == "1", "each process is a bus consumer"
+    assert trainer["spec"]["replicas"] >= 2, "trainers scale out as replicas of one consumer group"
+
+
+def test_k8s_gateway_autoscaler() -> None:
+    hpa = objects("HorizontalPodAutoscaler")["gateway"]
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "gateway")
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    metrics = hpa["spec"]["metrics"]
+    assert any(metric["resource"]["name"] == "cpu" for metric in metrics if metric["type"] == "Resource")
+    gateway = objects("Deployment")["gateway"]
+    assert "cpu" in only_container(gateway)["resources"]["requests"], "utilisation is relative to requests"
+    assert "replicas" not in gateway["spec"], "the HPA owns replicas; a fixed count is reset on every apply"
+
+
+def test_k8s_services_select_pods_and_ports() -> None:
+    for name, service in objects("Service").items():
+        selector = service["spec"]["selector"]
+        matches = [
+            workload
+            for workload in workloads().values()
+            if selector.items() <= workload["spec"]["template"]["metadata"]["labels"].items()
+        ]
+        assert len(matches) == 1, f"Service {name} selects {len(matches)} workloads"
+        ports = {entry["name"] for container in pod_spec(matches[0])["containers"] for entry in container["ports"]}
+        for port in service["spec"]["ports"]:
+            assert port["targetPort"] in ports, f"Service {name}: targetPort {port['targetPort']}"
+    for name, port in HTTP_SERVICES.items():
+        assert [entry["port"] for entry in objects("Service")[name]["spec"]["ports"]] == [port]
+
+
+def test_k8s_storage_and_audit_keys() -> None:
+    claims = objects("PersistentVolumeClaim")
+    assert claims["tunegate-artifacts"]["spec"]["accessModes"] == ["ReadWriteMany"]
+    users = {}
+    for name, workload in workloads().items():
+        for volume in pod_spec(workload).get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                users.setdefault(volume["persistentVolumeClaim"]["claimName"], set()).add(name)
+    assert users["tunegate-artifacts"] == set(TUNEGATE_SERVICES), "every service shares the artefact store"
+    key_claims = [claim for claim in claims if claim != "tunegate-artifacts"]
+    assert [claim for claim in key_claims if users.get(claim) == {"audit"}], "audit keys on a private volume"
+    audit = objects("Deployment")["audit"]
+    mounts = {mount["mountPath"]: mount["name"] for mount in only_container(audit)["volumeMounts"]}
+    key_volume = next(v for v in pod_spec(audit)["volumes"] if v["name"] == mounts[f"{TUNEGATE_HOME}/keys"])
+    assert users[key_volume["persistentVolumeClaim"]["claimName"]] == {"audit"}
+    assert audit["spec"]["replicas"] == 1 and audit["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_k8s_secret_template_is_marked_and_consistent() -> None:
+    secrets = objects("Secret")
+    for name, secret in secrets.items():
+        assert "data" not in secret, f"{name}: templates use stringData so placeholders stay readable"
+        for key, value in secret["stringData"].items():
+            assert "CHANGE-ME" in value, f"Secret {name}.{key} must be a clearly marked placeholder"
+    connections = secrets["tunegate-connections"]["stringData"]
+    assert urlsplit(connections["TUNEGATE_DATABASE_URL"]).scheme == "postgresql"
+    redis_url = urlsplit(connections["TUNEGATE_REDIS_URL"])
+    assert redis_url.password == secrets["redis-auth"]["stringData"]["REDIS_PASSWORD"]
+    assert redis_url.hostname in objects("Service"), "the Redis URL must name the in-cluster Service"
+
+
+def test_k8s_redis_statefulset_is_durable() -> None:
+    config_map = objects("ConfigMap")["redis-config"]
+    assert config_map["data"]["redis.conf"] == REDIS_CONF.read_text(), "ConfigMap drifted from infra/redis"
+    redis_set = objects("StatefulSet")["redis"]
+    container = only_container(redis_set)
+    args = [str(arg) for arg in container["args"]]
+    joined = " ".join(args)
+    assert "--appendonly yes" in joined and "--appendfsync everysec" in joined
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert "REDIS_PASSWORD" in container_env(container)
+    maxmemory = redis_memory_bytes(args[args.index("--maxmemory") + 1])
+    assert maxmemory < memory_bytes(container["resources"]["limits"]["memory"]), "Redis must refuse before OOM"
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    data_dir = parse_redis_conf(REDIS_CONF.read_text())["dir"][0][0]
+    claim_names = {tpl["metadata"]["name"] for tpl in redis_set["spec"]["volumeClaimTemplates"]}
+    assert mounts[data_dir] in claim_names, "the AOF directory must be on the StatefulSet's PVC"
+    config_dir = next(path for path, volume in mounts.items() if volume == "config")
+    assert args[0] == f"{config_dir}/redis.conf"
+
+
+def test_k8s_otel_collector(collector: dict[str, Any]) -> None:
+    config_map = objects("ConfigMap")["otel-collector-config"]
+    assert config_map["data"]["collector.yaml"] == COLLECTOR_FILE.read_text(), "ConfigMap drifted from infra/otel"
+    container = only_container(objects("Deployment")["otel-collector"])
+    config_arg = next(arg for arg in container["args"] if arg.startswith("--config="))
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert config_arg.split("=", 1)[1] == f"{mounts['config']}/collector.yaml"
+    ports = {entry["name"]: entry["containerPort"] for entry in container["ports"]}
+    health_port = int(collector["extensions"]["health_check"]["endpoint"].rsplit(":", 1)[1])
+    assert ports[container["livenessProbe"]["httpGet"]["port"]] == health_port
+    service_ports = {entry["port"] for entry in objects("Service")["otel-collector"]["spec"]["ports"]}
+    assert {4317, 4318} <= service_ports
+    otlp = urlsplit(objects("ConfigMap")["tunegate-config"]["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert otlp.hostname == "otel-collector" and otlp.port == 4318
+
+
+# ------------------------------------------------------------------------------------------ OTel collector
+
+
+def test_collector_receives_otlp_on_both_protocols(collector: dict[str, Any]) -> None:
+    protocols = collector["receivers"]["otlp"]["protocols"]
+    assert protocols["grpc"]["endpoint"] == "0.0.0.0:4317"
+    assert protocols["http"]["endpoint"] == "0.0.0.0:4318"
+
+
+def test_collector_pipelines_reference_defined_components(collector: dict[str, Any]) -> None:
+    service = collector["service"]
+    for extension in service.get("extensions", []):
+        assert extension in collector["extensions"], extension
+    assert "traces" in service["pipelines"]
+    for pipeline_name, pipeline in service["pipelines"].items():
+        for section in ("receivers", "processors", "exporters"):
+            for component in pipeline[section]:
+                assert component in collector[section], f"{pipeline_name}: {section}.{component} undefined"
+        assert "batch" in pipeline["processors"], f"{pipeline_name}: batch processor"
+        if "memory_limiter" in pipeline["processors"]:
+            assert pipeline["processors"][0] == "memory_limiter", "memory_limiter must run first"
+        assert "debug" in pipeline["exporters"], pipeline_name
+    assert "otlp" in service["pipelines"]["traces"]["receivers"]
+    alternatives = [name for name in collector["exporters"] if name.split("/")[0] in {"file", "otlp", "otlphttp"}]
+    assert alternatives, "an example file or otlp exporter"
+
+
+# ------------------------------------------------------------------------------------------ Redis config
+
+
+def test_redis_conf_is_durable_and_never_evicts() -> None:
+    directives = parse_redis_conf(REDIS_CONF.read_text())
+    multi_valued = {"save", "include", "loadmodule", "rename-command"}
+    for name, occurrences in directives.items():
+        assert len(occurrences) == 1 or name in multi_valued, f"redis.conf sets {name} {len(occurrences)} times"
+
+    def value(name: str) -> str:
+        return " ".join(directives[name][0])
+
+    assert value("appendonly") == "yes"
+    assert value("appendfsync") == "everysec"
+    assert value("maxmemory-policy") == "noeviction", "streams must never be evicted"
+    assert value("protected-mode") in {"yes", "no"}
+    assert directives["bind"], "bind must be explicit"
+    assert value("dir").startswith("/")
+
+
+@pytest.fixture()
+def redis_server(tmp_path: Path) -> Iterator[redis.Redis]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed: the config is checked structurally only")
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    major = re.search(r"v=(\d+)", version)
+    if not major or int(major.group(1)) < 7:
+        pytest.skip(f"redis.conf targets Redis 7, found {version.strip()}")
+    port = free_port()
+    # Redis chdirs to `dir` while reading the file (before command-line overrides apply), so only that
+    # line is pointed at a temp dir; network moves to a private loopback port; the rest runs as shipped.
+    text = REDIS_CONF.read_text()
+    conf = tmp_path / "redis.conf"
+    conf.write_text(re.sub(r"(?m)^dir .*$", f"dir {tmp_path}", text))
+    assert conf.read_text() != text, "redis.conf must set dir explicitly"
+    process = subprocess.Popen(
+        [binary, str(conf), "--port", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    client = redis.Redis(port=port, socket_timeout=2)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if process.poll() is not None:
+                output = process.stdout.read() if process.stdout else ""
+                pytest.fail(f"redis-server refused infra/redis/redis.conf:\n{output}")
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    pytest.fail("redis-server did not answer within 15 s")
+                time.sleep(0.05)
+        yield client
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_redis_server_accepts_config(redis_server: redis.Redis, tmp_path: Path) -> None:
+    config = redis_server.config_get("*")
+    assert config["appendonly"] == "yes"
+    assert config["appendfsync"] == "everysec"
+    assert config["maxmemory-policy"] == "noeviction"
+    redis_server.xadd("tunegate.jobs", {"probe": "1"})
+    assert (tmp_path / config["appenddirname"]).is_dir(), "AOF directory created"
