@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from services.audit import cli as audit_cli
-from services.cli import runtime
+from services.cli import demo, runtime
 from services.registry import cli as registry_cli
+from services.scanner import cli as scanner_cli
 
 app = typer.Typer(
     name="tunegate",
@@ -19,6 +20,8 @@ app.command("down")(runtime.down)
 app.command("status")(runtime.status)
 audit_cli.register(app)
 registry_cli.register(app)
+scanner_cli.register(app)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

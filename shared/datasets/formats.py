@@ -21,8 +21,19 @@ CONTAINERS: tuple[str, ...] = ("jsonl", "csv", "parquet")
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 DEFAULT_MAX_RECORD_CHARS = 32_000
 # CSV cells holding structured values (message lists) arrive as JSON text.
-_JSON_CELL_COLUMNS = frozenset({"messages", "prompt", "completion", "chosen", "rejected", "input",
-                                "preferred_output", "non_preferred_output", "metadata"})
+_JSON_CELL_COLUMNS = frozenset(
+    {
+        "messages",
+        "prompt",
+        "completion",
+        "chosen",
+        "rejected",
+        "input",
+        "preferred_output",
+        "non_preferred_output",
+        "metadata",
+    }
+)
 
 FieldPath = tuple[str | int, ...]
 
@@ -56,11 +67,28 @@ class RawRecord:
 
 
 def detect_container(path: Path) -> Container:
+    """From the file name; content-addressed files have no suffix, so their first bytes decide."""
     name = path.name.lower()
-    for suffix, container in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "jsonl"),
-                              (".csv", "csv"), (".parquet", "parquet"), (".pq", "parquet")):
+    for suffix, container in (
+        (".jsonl", "jsonl"),
+        (".ndjson", "jsonl"),
+        (".json", "jsonl"),
+        (".csv", "csv"),
+        (".parquet", "parquet"),
+        (".pq", "parquet"),
+    ):
         if name.endswith(suffix):
             return container  # type: ignore[return-value]
+    if "." not in name and path.is_file():
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+        if head.startswith(b"PAR1"):
+            return "parquet"
+        first = head.lstrip()[:1]
+        if first == b"{":
+            return "jsonl"
+        if first and b"," in head.split(b"\n", 1)[0]:
+            return "csv"
     raise DatasetError(f"{path}: unknown dataset container (expected .jsonl, .csv or .parquet)")
 
 

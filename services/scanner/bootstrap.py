@@ -1,0 +1,33 @@
+"""Wiring: artefact store, redaction key and policy loader -> handlers -> ServiceDefinition."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from services.scanner.adapters.anonymizer import load_or_create_hash_key
+from services.scanner.adapters.tables import METADATA
+from services.scanner.domain.policy import load_policy
+from services.scanner.handlers import ScannerDeps, build_handlers
+from shared.config import Settings
+from shared.storage.artifacts import ArtifactStore
+
+if TYPE_CHECKING:
+    from shared.bus.service import ServiceDefinition
+
+
+def build_deps(settings: Settings) -> ScannerDeps:
+    scratch = settings.path("tmp", "scanner", ".keep").parent
+    return ScannerDeps(
+        artifacts=ArtifactStore(settings.path("artifacts", ".keep").parent),
+        hash_key=load_or_create_hash_key(settings.path("keys", "scanner-redaction.key")),
+        policy_loader=load_policy,
+        scratch=scratch,
+    )
+
+
+def build(settings: Settings) -> ServiceDefinition:
+    from shared.bus.service import ServiceDefinition
+
+    # Load the default policy now: a broken bundled policy should stop the service, not fail every scan.
+    load_policy("default")
+    return ServiceDefinition(name="scanner", handlers=build_handlers(build_deps(settings)), metadata=[METADATA])

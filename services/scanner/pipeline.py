@@ -1,0 +1,487 @@
+"""Scan one dataset file end to end: validate, detect, decide, redact, fingerprint, index, report.
+
+Everything streams. The main process reads raw records in order and hands chunks to worker processes
+(bounded in flight, so a 1 GB file never sits in memory); workers do the per-record work (parse, validate,
+detect, redact, hash) and return compact results; the main process writes the redacted JSONL, the Merkle
+fingerprints, the subject index (a temporary SQLite file) and the findings (a temporary JSONL) as results
+arrive. A dataset with any invalid line produces no output at all: it is never half-scanned."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import sqlite3
+import threading
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal
+
+from services.scanner.adapters.anonymizer import Redactor
+from services.scanner.adapters.detector import Detector, load_registry, ner_available
+from services.scanner.domain.findings import (
+    Span,
+    Verdict,
+    VerdictInputs,
+    decide_spans,
+    decide_verdict,
+    record_action,
+)
+from services.scanner.domain.policy import Action, Policy
+from shared.canonical import canonical_json
+from shared.datasets import (
+    DatasetManifest,
+    RawRecord,
+    RecordHasher,
+    detect_container,
+    detect_format,
+    field_path_str,
+    iter_raw,
+    parse_raw,
+    set_field,
+    text_fields,
+    validate_record,
+)
+
+REPORT_SCHEMA = "tunegate.scan-report/1"
+MAX_LISTED_ISSUES = 1000
+# Below this many bytes a pool costs more (process start, recognizer load) than it saves.
+PARALLEL_MIN_BYTES = 2 << 20
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything a worker process needs to build its own detector and redactor (picklable)."""
+
+    policy: Policy
+    classification: str
+    kind: str
+    hash_key: bytes
+    subject_field: str | None
+    registry_path: Path | None = None
+    ner: bool = False
+
+
+@dataclass(slots=True)
+class RecordResult:
+    line_no: int
+    issues: list[str]
+    findings: list[tuple[str, int, int, str, float, str, str | None]]  # field, start, end, entity, score, action, op
+    action: str = Action.ALLOW.value
+    out_line: bytes | None = None  # canonical JSON line of the record as it enters training (None = dropped)
+    out_hash: bytes | None = None
+    source_hash: bytes | None = None
+    subject: str | None = None  # sha256 hex of the data-subject id
+
+
+def _subject_of(record: dict[str, Any], dotted: str) -> Any:
+    node: Any = record
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+class RecordProcessor:
+    """The per-record work, identical in-process and in a worker."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        policy = config.policy
+        min_scores = {e: s for e in policy.entities() if (s := policy.min_score(config.classification, e)) is not None}
+        self.detector = Detector(
+            load_registry(config.registry_path), set(min_scores), ner=config.ner, min_scores=min_scores
+        )
+        self.redactor = Redactor(config.hash_key)
+
+    def process(self, raw: RawRecord) -> RecordResult:
+        config = self.config
+        record, problem = parse_raw(raw)
+        if record is None:
+            return RecordResult(raw.line_no, [str(problem)], [])
+        issues = validate_record(record, config.kind, max_chars=config.policy.max_record_chars)
+        subject = None
+        if config.subject_field:
+            value = _subject_of(record, config.subject_field)
+            if value is None or value == "":
+                issues.append(f"subject field {config.subject_field!r} (declared in the manifest) is missing")
+            else:
+                subject = hashlib.sha256(str(value).encode("utf-8")).hexdigest()
+        if issues:
+            return RecordResult(raw.line_no, issues, [])
+        source_line = canonical_json(record)
+        source_hash = hashlib.sha256(source_line).digest()
+        findings: list[tuple[str, int, int, str, float, str, str | None]] = []
+        per_field = []
+        for path, text in list(text_fields(record, config.kind)):
+            spans = [Span(d.entity, d.start, d.end, d.score) for d in self.detector.detect(text)]
+            if not spans:
+                continue
+            decided = decide_spans(spans, config.policy, config.classification)
+            if not decided:
+                continue
+            per_field.append((path, text, decided))
+            name = field_path_str(path)
+            for d in decided:
+                op = d.rule.operator.value if d.action == Action.REDACT else None
+                findings.append(
+                    (name, d.span.start, d.span.end, d.span.entity, round(d.span.score, 4), d.action.value, op)
+                )
+        action = record_action(d for _, _, decided in per_field for d in decided)
+        result = RecordResult(raw.line_no, [], findings, action.value, source_hash=source_hash, subject=subject)
+        if action == Action.DROP_RECORD:
+            return result
+        if action == Action.ALLOW:
+            out_line = source_line
+        else:
+            for path, text, decided in per_field:
+                redacted = self.redactor.redact(text, decided)
+                if redacted != text:
+                    set_field(record, path, redacted)
+            out_line = canonical_json(record)
+        result.out_line = out_line + b"\n"
+        result.out_hash = hashlib.sha256(out_line).digest() if out_line is not source_line else source_hash
+        return result
+
+
+# Worker-process state: set once by the pool initializer, because a ProcessPoolExecutor can only call
+# module-level functions; each worker process owns exactly one processor.
+_worker: RecordProcessor | None = None
+
+
+def _init_worker(config: WorkerConfig) -> None:
+    global _worker
+    _worker = RecordProcessor(config)
+
+
+def _process_chunk(chunk: list[RawRecord]) -> list[RecordResult]:
+    assert _worker is not None, "worker used before its initializer ran"
+    return [_worker.process(raw) for raw in chunk]
+
+
+def _chunks(items: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+@dataclass
+class ScanOptions:
+    policy: Policy
+    hash_key: bytes
+    fmt: str = "auto"
+    classification_override: str | None = None
+    manifest_missing_blocks: bool = False  # the service blocks; the CLI warns and applies defaults
+    workers: int | None = None  # None = all cores for big files, in-process for small ones
+    chunk_size: int = 256
+    registry_path: Path | None = None
+    ner: bool | None = None  # None = use NER when the spaCy model is installed
+
+
+@dataclass
+class ScanResult:
+    verdict: Verdict | Literal["invalid"]
+    blocking_reasons: list[str]
+    kind: str
+    container: str
+    manifest: DatasetManifest
+    manifest_path: Path | None
+    classification: str
+    source_records: int
+    record_count: int  # records in the output (what may be trained on)
+    dropped_records: int
+    modified_records: int
+    fingerprint: str  # Merkle root over the output records (source records when blocked/invalid)
+    source_fingerprint: str
+    totals: dict[str, dict[str, int]]
+    issue_count: int
+    issues: list[tuple[int, str]]
+    findings_count: int
+    output_path: Path | None
+    report_path: Path
+    subject_index_path: Path | None
+    subjects: int
+    seconds: float
+    workers: int
+    ner: bool
+    dropped_lines: list[int] = field(default_factory=list)
+
+    @property
+    def records_per_s(self) -> float:
+        return self.source_records / self.seconds if self.seconds > 0 else 0.0
+
+
+def _start_method() -> str:
+    # fork is cheap (the parent's imported Presidio is shared) but unsafe once other threads may hold
+    # locks (an asyncio service with its thread pool); then pay for spawn.
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
+def _results(raws: Iterator[RawRecord], config: WorkerConfig, workers: int, chunk_size: int) -> Iterator[RecordResult]:
+    if workers <= 1:
+        processor = RecordProcessor(config)
+        for raw in raws:
+            yield processor.process(raw)
+        return
+    context = multiprocessing.get_context(_start_method())
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config,)) as pool:
+        pending: deque[Future[list[RecordResult]]] = deque()
+        for chunk in _chunks(raws, chunk_size):
+            pending.append(pool.submit(_process_chunk, chunk))
+            if len(pending) >= workers * 3:  # bounded in flight: memory does not grow with file size
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+
+
+class _SubjectIndex:
+    """data-subject hash -> output record hashes, spilled to SQLite so it never grows in RAM."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.execute("CREATE TABLE entries (subject TEXT NOT NULL, record TEXT NOT NULL)")
+        self._batch: list[tuple[str, str]] = []
+
+    def add(self, subject: str, record_hash: bytes) -> None:
+        self._batch.append((subject, record_hash.hex()))
+        if len(self._batch) >= 10_000:
+            self.flush()
+
+    def flush(self) -> None:
+        self._db.executemany("INSERT INTO entries VALUES (?, ?)", self._batch)
+        self._batch.clear()
+
+    def write_json(self, target: Path, fingerprint: str) -> int:
+        self.flush()
+        self._db.execute("CREATE INDEX by_subject ON entries (subject)")
+        subjects = 0
+        with target.open("w", encoding="utf-8") as out:
+            out.write(f'{{"schema":"tunegate.subject-index/1","fingerprint":"{fingerprint}","subjects":{{')
+            current: str | None = None
+            for subject, record in self._db.execute("SELECT subject, record FROM entries ORDER BY subject, rowid"):
+                if subject != current:
+                    out.write(("]," if current is not None else "") + json.dumps(subject) + ":[")
+                    current = subject
+                    subjects += 1
+                else:
+                    out.write(",")
+                out.write(json.dumps(record))
+            out.write(("]" if current is not None else "") + "}}")
+        return subjects
+
+    def close(self) -> None:
+        self._db.close()
+        self.path.unlink(missing_ok=True)
+
+
+def scan_dataset(
+    path: Path,
+    manifest: DatasetManifest | None,
+    options: ScanOptions,
+    workdir: Path,
+    *,
+    manifest_path: Path | None = None,
+    extra_blocking: tuple[str, ...] = (),
+) -> ScanResult:
+    """Scan `path` into `workdir` (redacted.jsonl, report.json, subjects.json). Raises DatasetError when
+    the file cannot be read as a dataset at all; line-level problems come back as verdict 'invalid'."""
+    started = time.perf_counter()
+    workdir.mkdir(parents=True, exist_ok=True)
+    container = detect_container(path)
+    kind = detect_format(path, options.fmt)
+    missing = manifest is None
+    manifest = manifest or DatasetManifest()
+    classification = options.classification_override or manifest.classification
+    policy = options.policy
+    policy.decide(classification, "", 1.0)  # raises PolicyError early on an unknown classification
+    ner = ner_available() if options.ner is None else options.ner
+    workers = options.workers
+    if workers is None:
+        workers = (os.cpu_count() or 1) if path.stat().st_size >= PARALLEL_MIN_BYTES else 1
+    config = WorkerConfig(
+        policy, classification, kind, options.hash_key, manifest.subject_field, options.registry_path, ner
+    )
+
+    output_path = workdir / "redacted.jsonl"
+    findings_tmp = workdir / ".findings.jsonl"
+    subjects = _SubjectIndex(workdir / ".subjects.sqlite3")
+    source_hasher, out_hasher = RecordHasher(), RecordHasher()
+    totals: dict[str, Counter[str]] = defaultdict(Counter)
+    block_lines: dict[str, list[int]] = defaultdict(list)
+    personal: Counter[str] = Counter()
+    issues: list[tuple[int, str]] = []
+    issue_count = findings_count = source_records = kept = dropped = modified = 0
+    dropped_lines: list[int] = []
+    try:
+        with output_path.open("wb") as out, findings_tmp.open("w", encoding="utf-8") as findings_out:
+            for result in _results(iter_raw(path, container), config, workers, options.chunk_size):
+                source_records += 1
+                if result.issues:
+                    issue_count += len(result.issues)
+                    if len(issues) < MAX_LISTED_ISSUES:
+                        issues.extend((result.line_no, reason) for reason in result.issues)
+                    continue
+                if issue_count:
+                    continue  # invalid dataset: keep validating, stop producing output
+                assert result.source_hash is not None
+                source_hasher.add_hash(result.source_hash)
+                for name, start, end, entity, score, action, op in result.findings:
+                    findings_count += 1
+                    totals[entity][action] += 1
+                    if policy.is_personal(entity):
+                        personal[entity] += 1
+                    if action == Action.BLOCK_DATASET.value:
+                        block_lines[entity].append(result.line_no)
+                    findings_out.write(
+                        json.dumps(
+                            {
+                                "line": result.line_no,
+                                "field": name,
+                                "start": start,
+                                "end": end,
+                                "entity": entity,
+                                "score": score,
+                                "action": action,
+                                "operator": op,
+                            },
+                            separators=(",", ":"),
+                        )
+                        + "\n"
+                    )
+                if result.out_line is None:
+                    dropped += 1
+                    if len(dropped_lines) < MAX_LISTED_ISSUES:
+                        dropped_lines.append(result.line_no)
+                    continue
+                assert result.out_hash is not None
+                if result.out_hash != result.source_hash:
+                    modified += 1
+                out.write(result.out_line)
+                out_hasher.add_hash(result.out_hash)
+                kept += 1
+                if result.subject is not None:
+                    subjects.add(result.subject, result.out_hash)
+        if source_records == 0:
+            issue_count, issues = 1, [(0, "the dataset has no records")]
+        blocking: tuple[str, ...] = extra_blocking
+        if missing and options.manifest_missing_blocks:
+            blocking = (
+                *blocking,
+                f"no dataset manifest for {path.name}: classification, legal basis and "
+                "consent are undeclared (provide <dataset>.manifest.yaml or manifest_uri)",
+            )
+        verdict: Verdict | Literal["invalid"]
+        reasons: list[str]
+        if issue_count:
+            verdict, reasons = "invalid", [f"line {n}: {reason}" for n, reason in issues]
+            output_path.unlink(missing_ok=True)
+        else:
+            verdict, reasons = decide_verdict(
+                VerdictInputs(
+                    block_findings=block_lines,
+                    personal_counts=personal,
+                    personal_data_allowed=manifest.personal_data_allowed() and not missing,
+                    personal_refusal=(
+                        "there is no dataset manifest declaring a legal basis"
+                        if missing
+                        else manifest.personal_data_refusal()
+                    ),
+                    modified_records=modified,
+                    dropped_records=dropped,
+                    extra_blocking=blocking,
+                )
+            )
+        source_fp = source_hasher.hexdigest()
+        fingerprint = out_hasher.hexdigest() if verdict in ("clean", "redacted") else source_fp
+        subject_index_path: Path | None = None
+        subject_count = 0
+        if verdict in ("clean", "redacted") and manifest.subject_field:
+            subject_index_path = workdir / "subjects.json"
+            subject_count = subjects.write_json(subject_index_path, fingerprint)
+        if verdict not in ("clean", "redacted"):
+            output_path.unlink(missing_ok=True)
+        seconds = time.perf_counter() - started
+        result_obj = ScanResult(
+            verdict=verdict,
+            blocking_reasons=reasons,
+            kind=kind,
+            container=container,
+            manifest=manifest,
+            manifest_path=manifest_path,
+            classification=classification,
+            source_records=source_records,
+            record_count=kept if verdict in ("clean", "redacted") else 0,
+            dropped_records=dropped,
+            modified_records=modified,
+            fingerprint=fingerprint,
+            source_fingerprint=source_fp,
+            totals={e: dict(a) for e, a in sorted(totals.items())},
+            issue_count=issue_count,
+            issues=issues,
+            findings_count=findings_count,
+            output_path=output_path if output_path.exists() else None,
+            report_path=workdir / "report.json",
+            subject_index_path=subject_index_path,
+            subjects=subject_count,
+            seconds=seconds,
+            workers=workers,
+            ner=ner,
+            dropped_lines=dropped_lines,
+        )
+        _write_report(result_obj, path, policy, findings_tmp, missing)
+        return result_obj
+    finally:
+        subjects.close()
+        findings_tmp.unlink(missing_ok=True)
+
+
+def _write_report(result: ScanResult, source: Path, policy: Policy, findings_tmp: Path, missing: bool) -> None:
+    """The report is JSON with the findings array streamed in last (it can be large)."""
+    header: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "verdict": result.verdict,
+        "blocking_reasons": result.blocking_reasons,
+        "dataset": {
+            "name": source.name,
+            "container": result.container,
+            "format": result.kind,
+            "records": result.source_records,
+            "records_out": result.record_count,
+            "records_dropped": result.dropped_records,
+            "records_modified": result.modified_records,
+        },
+        "fingerprint": result.fingerprint,
+        "source_fingerprint": result.source_fingerprint,
+        "classification": result.classification,
+        "manifest": None if missing else result.manifest.model_dump(mode="json"),
+        "policy": policy.name,
+        "totals": result.totals,
+        "validation": {"issues": result.issue_count, "listed": [{"line": n, "reason": r} for n, r in result.issues]},
+        "dropped_lines": result.dropped_lines,
+        "subject_index": {"subjects": result.subjects},
+        "scanner": {
+            "workers": result.workers,
+            "ner": result.ner,
+            "seconds": round(result.seconds, 3),
+            "records_per_s": round(result.records_per_s, 1),
+        },
+        "findings_count": result.findings_count,
+    }
+    with result.report_path.open("w", encoding="utf-8") as out:
+        out.write(json.dumps(header, indent=None)[:-1] + ',"findings":[')
+        first = True
+        if result.verdict != "invalid" and findings_tmp.exists():
+            with findings_tmp.open(encoding="utf-8") as lines:
+                for line in lines:
+                    out.write(("" if first else ",") + line.rstrip("\n"))
+                    first = False
+        out.write("]}")

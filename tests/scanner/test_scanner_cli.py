@@ -1,0 +1,79 @@
+"""`tunegate scan`: exit codes, summary and outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from services.scanner.cli import register
+from services.scanner.demo import write_demo_dataset
+from shared.datasets import dataset_fingerprint
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop")
+    def _noop() -> None:  # a second command keeps typer from collapsing the app into `scan` itself
+        """unused"""
+
+    return app
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEGATE_HOME", str(tmp_path / "home"))
+
+
+def test_redacted_dataset_exits_zero_and_writes_outputs(app: typer.Typer, tmp_path: Path) -> None:
+    data, _ = write_demo_dataset(tmp_path / "demo.jsonl")
+    out, report = tmp_path / "out.jsonl", tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["scan", str(data), "--out", str(out), "--report", str(report), "--no-ner"])
+    assert result.exit_code == 0, result.output
+    assert "REDACTED" in result.output and "AWS_ACCESS_KEY" in result.output
+    assert json.loads(report.read_text())["fingerprint"] == dataset_fingerprint(out)
+
+
+def test_blocked_dataset_exits_one_naming_lines(app: typer.Typer, tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": "call me on +1 212 555 0187"},
+                {"role": "assistant", "content": "ok"},
+            ]
+        }
+    ] * 3
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(app, ["scan", str(data), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 1, result.output
+    assert "no manifest" in result.output and "PHONE_NUMBER x3" in result.output
+    assert not (tmp_path / "o.jsonl").exists()
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("classification: public\nlegal_basis: contract\n")
+    result = CliRunner().invoke(app, ["scan", str(data), "--manifest", str(manifest)])
+    assert result.exit_code == 1 and "found on line(s) 1, 2, 3" in result.output
+
+
+def test_invalid_input_exits_two_with_line_numbers(app: typer.Typer, tmp_path: Path) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "fine"}\n{"text": ""}\nnot json\n')
+    result = CliRunner().invoke(app, ["scan", str(data)])
+    assert result.exit_code == 2
+    assert "line 2: empty text" in result.output and "line 3: bad JSON" in result.output
+    result = CliRunner().invoke(app, ["scan", str(data), "--policy", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_demo_dataset_command_writes_dataset_and_manifest(app: typer.Typer, tmp_path: Path) -> None:
+    target = tmp_path / "demo" / "orders.jsonl"
+    result = CliRunner().invoke(app, ["demo-dataset", str(target), "--count", "30"])
+    assert result.exit_code == 0, result.output
+    assert len(target.read_text().splitlines()) == 30
+    assert "subject_field: customer_id" in (tmp_path / "demo" / "orders.jsonl.manifest.yaml").read_text()
