@@ -112,6 +112,9 @@ class ServiceRuntime:
         self.broker = RedisBroker(self.redis_url, middlewares=[RedisTelemetryMiddleware()], logger=None)
         self._in_flight = asyncio.Semaphore(max(1, definition.concurrency))
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Entries this process holds (handling or waiting for a slot); kept alive so only entries of dead
+        # consumers ever look idle to a reclaimer.
+        self._owned: dict[tuple[str, bytes], int] = {}
         self._stopping = asyncio.Event()
         self._processed = 0
         self._failed = 0
@@ -313,10 +316,31 @@ class ServiceRuntime:
             await pipe.execute()
         self._processed += len(valid)
 
+    def _own(self, delivery: Delivery) -> None:
+        key = (delivery.stream, delivery.entry_id)
+        self._owned[key] = self._owned.get(key, 0) + 1
+
+    def _disown(self, delivery: Delivery) -> None:
+        key = (delivery.stream, delivery.entry_id)
+        remaining = self._owned.get(key, 0) - 1
+        if remaining > 0:
+            self._owned[key] = remaining
+        else:
+            self._owned.pop(key, None)
+
+    def owns(self, stream: str, entry_id: bytes) -> bool:
+        return (stream, entry_id) in self._owned
+
     async def dispatch(self, deliveries: list[Delivery]) -> None:
         """Entry point for FastStream batches and for reclaimed entries."""
+        for delivery in deliveries:
+            self._own(delivery)
         if self.definition.batch_handler is not None:
-            await self._handle_batch(deliveries)
+            try:
+                await self._handle_batch(deliveries)
+            finally:
+                for delivery in deliveries:
+                    self._disown(delivery)
             return
         for delivery in deliveries:
             await self._in_flight.acquire()
@@ -334,6 +358,7 @@ class ServiceRuntime:
         except Exception:
             log.exception("unexpected error handling %s %s", delivery.stream, delivery.entry_id)
         finally:
+            self._disown(delivery)
             self._in_flight.release()
 
     # ------------------------------------------------------------------ FastStream wiring
@@ -382,6 +407,8 @@ class ServiceRuntime:
                 )
                 batch: list[Delivery] = []
                 for entry_id, fields in claimed:
+                    if self.owns(stream, entry_id):
+                        continue  # ours and in progress here: claiming it just refreshed its idle time
                     if fields is None:  # trimmed from the stream while pending
                         await self.redis.xack(stream, self.group, entry_id)
                         continue
@@ -415,6 +442,24 @@ class ServiceRuntime:
             except Exception:
                 log.exception("reclaimer failed")
             await self._sleep(self.settings.reclaim_interval_s)
+
+    async def _keep_owned_alive(self) -> None:
+        """Refresh the idle time of every entry this process holds, however long its handler runs."""
+        interval = max(0.1, self.settings.reclaim_idle_ms / 3000)
+        while not self._stopping.is_set():
+            await self._sleep(interval)
+            by_stream: dict[str, list[bytes]] = {}
+            for stream, entry_id in list(self._owned):
+                by_stream.setdefault(stream, []).append(entry_id)
+            try:
+                for stream, ids in by_stream.items():
+                    await self.redis.xclaim(
+                        stream, self.group, self.consumer, min_idle_time=0, message_ids=ids, justid=True
+                    )
+            except REDIS_DOWN as exc:
+                log.warning("keep-alive: redis unavailable: %s", exc)
+            except Exception:
+                log.exception("keep-alive failed")
 
     async def _group_watchdog(self) -> None:
         """Re-create consumer groups a Redis restart without persistence lost, and restart our readers."""
@@ -465,7 +510,7 @@ class ServiceRuntime:
                             "processed": self._processed,
                             "failed": self._failed,
                             "dead_lettered": self._dead_lettered,
-                            "in_flight": len(self._tasks),
+                            "in_flight": len(self._owned),
                             "at": time.time(),
                         }
                     ),
@@ -489,7 +534,13 @@ class ServiceRuntime:
         await ensure_groups(self.redis, self.streams, self.group)
         self._subscribe()
         await self.broker.start()
-        loops = [self._reclaimer(), self._group_watchdog(), self._outbox_relay(), self._heartbeat()]
+        loops = [
+            self._reclaimer(),
+            self._keep_owned_alive(),
+            self._group_watchdog(),
+            self._outbox_relay(),
+            self._heartbeat(),
+        ]
         loops += [task(self) for task in self.definition.background]
         workers = [asyncio.create_task(coro) for coro in loops]
         ready = self.ready_file()

@@ -221,3 +221,17 @@ def test_trace_context_flows_through_a_handler(tunegate_home: Path, redis_url: s
     handler_spans = [s for s in spans if s["name"] == "handle job.state_changed" and s["trace_id"] == trace_id]
     assert handler_spans and handler_spans[0]["parent_span_id"] == "00f067aa0ba902b7"
     assert handler_spans[0]["attributes"]["tunegate.event_id"] == event.event_id
+
+
+def test_a_live_consumer_keeps_its_long_running_entries(tunegate_home: Path, redis_url: str) -> None:
+    probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    try:
+        probe.wait_ready()
+        sleepy = state_changed("job_sleepy", "sleepy:4")  # 4x the reclaim idle time of the test env
+        publish(redis_url, sleepy)
+        wait_for(lambda: effects(tunegate_home), 30, "long handler finished")
+        starts = list((tunegate_home / "probe").glob(f"started-{sleepy.event_id}-*"))
+        assert len(starts) == 1, "the reclaimer must not re-deliver an entry its live owner is handling"
+        assert len(effects(tunegate_home)) == 1
+    finally:
+        probe.stop()
