@@ -8,6 +8,7 @@ from services.audit import cli as audit_cli
 from services.cli import demo, runtime
 from services.registry import cli as registry_cli
 from services.scanner import cli as scanner_cli
+from services.trainer import cli as trainer_cli
 
 app = typer.Typer(
     name="tunegate",
@@ -21,6 +22,8 @@ app.command("status")(runtime.status)
 audit_cli.register(app)
 registry_cli.register(app)
 scanner_cli.register(app)
+trainer_cli.register(app)
+registry_cli.jobs_app.command("watch")(trainer_cli.jobs_watch)
 app.command("demo")(demo.demo)
 
 

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlparse
 import yaml
 from pydantic import ValidationError
 
+from services.registry.domain.intake import hyperparameter_problems
 from shared.events.payloads import JobSpec
 
 
@@ -66,9 +67,9 @@ def load_job_file(path: Path, *, dataset: str | None = None) -> JobSpec:
     except ValidationError as exc:
         details = "; ".join(f"{_location(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise JobFileError(f"{path}: {details}") from None
-    seed = spec.hyperparameters.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise JobFileError(f"{path}: hyperparameters.seed: must be a non-negative integer, got {seed!r}")
+    problems = hyperparameter_problems(spec)
+    if problems:
+        raise JobFileError(f"{path}: " + "; ".join(problems))
 
     local = local_path(spec.dataset.uri, path.parent)
     if local is None:

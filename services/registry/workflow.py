@@ -37,6 +37,7 @@ from shared.events.payloads import (
     JobStateChanged,
     TrainingRequested,
 )
+from shared.training import split_seed
 
 SYSTEM_ACTOR = "system:registry"
 
@@ -461,14 +462,14 @@ class RegistryCore:
         ):
             # Only reachable if the tables were edited by hand: awaiting_approval implies a passed scan.
             raise Conflict(f"job {job.id} has no passed dataset scan on record; cannot request training")
-        seed = spec.hyperparameters.get("seed", 0)
+        seed, hyperparameters = split_seed(spec.hyperparameters)  # validated at intake
         emitter.emit(
             "training.requested",
             TrainingRequested(
                 job_id=job.id,
                 base_model=spec.base_model,
                 method=spec.method,
-                hyperparameters=spec.hyperparameters,
+                hyperparameters=hyperparameters,
                 dataset=job.training_dataset,
                 fingerprint=job.data_fingerprint,
                 scan_verdict=job.scan_verdict,

@@ -188,3 +188,20 @@ def test_custom_rule_registered_by_name(tmp_path: Path) -> None:
     assert classify_risk(use_case(domain="med"), policy, rules).rule == "medical:x"
     with pytest.raises(ValueError, match="already registered"):
         rules.add("medical", lambda uc, params: None)
+
+
+def test_hyperparameters_are_checked_against_the_trainer_schema_at_intake() -> None:
+    spec = make_spec()
+    bad = spec.model_copy(update={"hyperparameters": {"max_steps": 0, "warmup": 3, "beta": 0.1, "seed": -1}})
+    decision = evaluate_intake(bad, POLICY, RULES, base_is_directory=False)
+    assert not decision.accepted
+    text = "; ".join(decision.reasons)
+    assert "hyperparameters.seed" in text
+    good = spec.model_copy(update={"hyperparameters": {"max_steps": 10, "seed": 3}})
+    assert evaluate_intake(good, POLICY, RULES, base_is_directory=False).accepted
+    wrong_method = spec.model_copy(update={"hyperparameters": {"beta": 0.1}})
+    decision = evaluate_intake(wrong_method, POLICY, RULES, base_is_directory=False)
+    assert any("hyperparameters.beta: only DPO uses beta" in r for r in decision.reasons)
+    unknown = spec.model_copy(update={"hyperparameters": {"warmup": 3}})
+    decision = evaluate_intake(unknown, POLICY, RULES, base_is_directory=False)
+    assert any("warmup" in r for r in decision.reasons)

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.registry.domain.advice import Advice, advise
 from services.registry.domain.policy import Policy, RiskRuleRegistry, TierOrProhibited
 from shared.events.payloads import JobSpec, UseCase
+from shared.training import HyperparameterError, split_seed, validate_hyperparameters
 
 LICENCE_LABELS = ("licence", "license")
 
@@ -98,6 +99,16 @@ def classify_risk(use_case: UseCase, policy: Policy, rules: RiskRuleRegistry) ->
     return TierDecision(tier=tier, rule=f"default:{tier}", reason=f"no tiering rule matched domain '{use_case.domain}'")
 
 
+def hyperparameter_problems(spec: JobSpec) -> list[str]:
+    """The trainer's own schema, applied at intake: a job that could never train is never approved."""
+    try:
+        _seed, rest = split_seed(spec.hyperparameters)
+        validate_hyperparameters(rest, spec.method)
+    except HyperparameterError as exc:
+        return list(exc.problems)
+    return []
+
+
 def evaluate_intake(
     spec: JobSpec, policy: Policy, rules: RiskRuleRegistry, *, base_is_directory: bool
 ) -> IntakeDecision:
@@ -108,9 +119,7 @@ def evaluate_intake(
     licence = check_licence(spec, policy, base_is_directory=base_is_directory)
     if not licence.allowed:
         reasons.append(licence.decision)
-    seed = spec.hyperparameters.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        reasons.append(f"hyperparameters.seed: must be a non-negative integer, got {seed!r}")
+    reasons.extend(hyperparameter_problems(spec))
     tier = classify_risk(spec.use_case, policy, rules)
     if tier.tier == "prohibited":
         reasons.append(f"use_case.practices: {tier.reason} (rule {tier.rule})")

