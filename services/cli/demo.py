@@ -139,10 +139,7 @@ class Demo:
             time.sleep(1.0)  # let the last events be signed over
             verify = self.run("audit", "verify", check=False)
             result.audit_verified = verify.returncode == 0
-            requested = next(
-                (h for h in job.get("history", []) if h.get("to_state") == "requested"), None
-            )
-            event_id = requested.get("event_id") if requested else None
+            event_id = submitted["event_id"]  # the job.requested event published by `tunegate submit`
             if event_id:
                 proof_file = data_dir / "proof.json"
                 self.run("audit", "proof", event_id, "--out", str(proof_file))
