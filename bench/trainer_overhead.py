@@ -39,7 +39,6 @@ from services.trainer.adapters.runtime import (
 )
 from services.trainer.adapters.tables import metadata
 from services.trainer.bootstrap import build_deps
-from shared.training.hyperparameters import validate_hyperparameters
 from services.trainer.handlers import TrainerHandlers
 from shared.bus.context import HandlerContext
 from shared.config import Settings
@@ -49,6 +48,7 @@ from shared.events.payloads import MethodSpec, TrainingRequested
 from shared.ids import new_job_id
 from shared.runtime.redis_server import EmbeddedRedis
 from shared.storage.db import Database
+from shared.training.hyperparameters import validate_hyperparameters
 
 
 def write_dataset(path: Path, n: int) -> None:

@@ -15,7 +15,9 @@ from services.cli.demo import Demo
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_demo_runs_submit_scan_two_approvals_training_and_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_demo_runs_submit_scan_two_approvals_training_and_audit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("TUNEGATE_REDIS_URL", raising=False)
     monkeypatch.delenv("TUNEGATE_DATABASE_URL", raising=False)
     home = tmp_path / "home"
@@ -31,7 +33,13 @@ def test_demo_runs_submit_scan_two_approvals_training_and_audit(tmp_path: Path, 
     assert [a["approver"] for a in job["approvals"]] == ["demo-approver-1", "demo-approver-2"]
     states = [h["to_state"] for h in job["history"]]
     assert states == [
-        "requested", "accepted", "scanning", "awaiting_approval", "approved", "training", "trained",
+        "requested",
+        "accepted",
+        "scanning",
+        "awaiting_approval",
+        "approved",
+        "training",
+        "trained",
     ]
     assert job["training_result"]["artifact"]["sha256"]
     assert result.audit_verified and result.proof_verified

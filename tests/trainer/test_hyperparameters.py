@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from shared.events.payloads import MethodSpec
 from shared.training.hyperparameters import (
     HyperparameterError,
     check_data_fits,
     validate_hyperparameters,
 )
-from shared.events.payloads import MethodSpec
 
 LORA_SFT = MethodSpec(kind="sft", adapter="lora")
 

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from services.trainer.adapters.lease import LeaseManager, lease_key
 from services.trainer.cli import jobs_watch, register
 from services.trainer.demo import DEMO_HYPERPARAMETERS, DEMO_METHOD, demo_records
-from shared.training.hyperparameters import check_data_fits, validate_hyperparameters
 from services.trainer.domain.progress import LeaseLost
 from shared.events.envelope import Envelope
 from shared.events.payloads import ArtifactRef, MethodSpec, TrainingCompleted, TrainingProgress, TrainingStarted
 from shared.events.streams import Stream
+from shared.training.hyperparameters import check_data_fits, validate_hyperparameters
 
 
 def test_one_holder_at_a_time_and_a_stale_holder_is_fenced_off(redis_url: str) -> None:

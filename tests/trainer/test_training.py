@@ -22,9 +22,9 @@ from services.trainer.adapters.runtime import (
     load_tokenizer,
     run_training,
 )
-from shared.training.hyperparameters import validate_hyperparameters
 from services.trainer.domain.progress import LeaseLost, TrainingCancelledError
 from shared.events.payloads import MethodSpec, TrainingProgress
+from shared.training.hyperparameters import validate_hyperparameters
 from tests.trainer.trainer_data import (
     chat_records,
     extraction_example,
