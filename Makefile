@@ -31,6 +31,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/ledger_ingest.py
+	$(PY) bench/audit_verify.py --entries 1000000
+	$(PY) bench/scanner_throughput.py
+	$(PY) bench/trainer_overhead.py
 
 clean:
 	rm -rf var
