@@ -66,53 +66,39 @@ def build_handlers(core: RegistryCore) -> dict[str, Handler]:
         if job is not None:
             core.scan_failed(ctx.db, ctx, job, data, cause_event_id=ctx.event.event_id)
 
+    def finish_training(
+        ctx: HandlerContext, job_id: str, outcome: JobState, reason: str, result: dict[str, object] | None = None
+    ) -> None:
+        job = _known_job(ctx, job_id)
+        if job is not None:
+            core.training_finished(
+                ctx.db, ctx, job, outcome, reason=reason, result=result, cause_event_id=ctx.event.event_id
+            )
+
     async def on_training_completed(ctx: HandlerContext) -> None:
         data = ctx.event.data
         assert isinstance(data, TrainingCompleted)
-        job = _known_job(ctx, data.job_id)
-        if job is not None:
-            result = {
-                "artifact": data.artifact.model_dump(mode="json"),
-                "metrics": data.metrics,
-                "data_fingerprint": data.data_fingerprint,
-                "seed": data.seed,
-                "base_model_sha256": data.base_model_sha256,
-            }
-            core.training_finished(
-                ctx.db,
-                ctx,
-                job,
-                JobState.TRAINED,
-                reason=f"training completed: adapter {data.artifact.sha256[:12]}",
-                result=result,
-                cause_event_id=ctx.event.event_id,
-            )
+        result = {
+            "artifact": data.artifact.model_dump(mode="json"),
+            "metrics": data.metrics,
+            "data_fingerprint": data.data_fingerprint,
+            "seed": data.seed,
+            "base_model_sha256": data.base_model_sha256,
+        }
+        reason = f"training completed: adapter {data.artifact.sha256[:12]}"
+        finish_training(ctx, data.job_id, JobState.TRAINED, reason, result)
 
     async def on_training_failed(ctx: HandlerContext) -> None:
         data = ctx.event.data
         assert isinstance(data, TrainingFailed)
-        job = _known_job(ctx, data.job_id)
-        if job is not None:
-            where = f" at step {data.step}" if data.step is not None else ""
-            core.training_finished(
-                ctx.db,
-                ctx,
-                job,
-                JobState.FAILED,
-                reason=f"training failed{where}: {data.reason}",
-                result=None,
-                cause_event_id=ctx.event.event_id,
-            )
+        where = f" at step {data.step}" if data.step is not None else ""
+        finish_training(ctx, data.job_id, JobState.FAILED, f"training failed{where}: {data.reason}")
 
     async def on_training_cancelled(ctx: HandlerContext) -> None:
         data = ctx.event.data
         assert isinstance(data, TrainingCancelled)
-        job = _known_job(ctx, data.job_id)
-        if job is not None:
-            reason = f"training cancelled at step {data.at_step}" + (f": {data.reason}" if data.reason else "")
-            core.training_finished(
-                ctx.db, ctx, job, JobState.CANCELLED, reason=reason, result=None, cause_event_id=ctx.event.event_id
-            )
+        reason = f"training cancelled at step {data.at_step}" + (f": {data.reason}" if data.reason else "")
+        finish_training(ctx, data.job_id, JobState.CANCELLED, reason)
 
     return {
         "job.requested": on_job_requested,

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.registry.adapters.tables import ApprovalRow, JobRow, PrincipalRow, TransitionRow
+from services.registry.adapters.tables import JobRow
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TransitionView(_Model):
+class _RowView(_Model):
+    """A view whose fields are the row's attributes of the same names."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+    @classmethod
+    def of(cls, row: object) -> Self:
+        return cls.model_validate(row)
+
+
+class TransitionView(_RowView):
     from_state: str | None
     to_state: str
     actor: str
@@ -22,36 +32,14 @@ class TransitionView(_Model):
     at: datetime
     event_id: str
 
-    @classmethod
-    def of(cls, row: TransitionRow) -> TransitionView:
-        return cls(
-            from_state=row.from_state,
-            to_state=row.to_state,
-            actor=row.actor,
-            reason=row.reason,
-            at=row.at,
-            event_id=row.event_id,
-        )
 
-
-class ApprovalView(_Model):
+class ApprovalView(_RowView):
     approver: str
     decision: str
     comment: str
     reason: str
     override: bool
     at: datetime
-
-    @classmethod
-    def of(cls, row: ApprovalRow) -> ApprovalView:
-        return cls(
-            approver=row.approver,
-            decision=row.decision,
-            comment=row.comment,
-            reason=row.reason,
-            override=row.override,
-            at=row.at,
-        )
 
 
 class JobSummary(_Model):
@@ -121,22 +109,12 @@ class JobView(JobSummary):
         )
 
 
-class PrincipalView(_Model):
+class PrincipalView(_RowView):
     name: str
     roles: list[str]
     created_at: datetime
     created_by: str
     revoked_at: datetime | None
-
-    @classmethod
-    def of(cls, row: PrincipalRow) -> PrincipalView:
-        return cls(
-            name=row.name,
-            roles=list(row.roles),
-            created_at=row.created_at,
-            created_by=row.created_by,
-            revoked_at=row.revoked_at,
-        )
 
 
 class ApprovalRequest(_Model):

@@ -264,22 +264,7 @@ class RegistryCore:
         job.scan_summary = summary
         job.scan_verdict = scan.verdict
         if blocking:
-            job.rejection_reasons = blocking
-            self.move(
-                session,
-                emitter,
-                job,
-                JobState.BLOCKED,
-                actor=SYSTEM_ACTOR,
-                reason="; ".join(blocking),
-                cause_event_id=cause_event_id,
-            )
-            emitter.emit(
-                "job.rejected",
-                JobRejected(job_id=job.id, stage="scan", reasons=blocking),
-                subject=job.id,
-                actor=SYSTEM_ACTOR,
-            )
+            self._block_at_scan(session, emitter, job, blocking, cause_event_id=cause_event_id)
             return
         now = self.clock()
         expires = now + timedelta(seconds=self.approval_ttl_s)
@@ -314,6 +299,12 @@ class RegistryCore:
         self, session: Session, emitter: Emitter, job: JobRow, failure: DatasetScanFailed, *, cause_event_id: str | None
     ) -> None:
         reasons = [f"dataset scan failed: {reason}" for reason in failure.reasons]
+        self._block_at_scan(session, emitter, job, reasons, cause_event_id=cause_event_id)
+
+    def _block_at_scan(
+        self, session: Session, emitter: Emitter, job: JobRow, reasons: list[str], *, cause_event_id: str | None
+    ) -> None:
+        """The scan stage refused the dataset: the job is blocked and its requester told why."""
         job.rejection_reasons = reasons
         self.move(
             session,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.yaml_models import load_yaml_model
 
 Classification = Literal["public", "internal", "confidential", "restricted"]
 LegalBasis = Literal[
@@ -55,16 +56,4 @@ def find_manifest(dataset: Path) -> Path | None:
 
 
 def load_manifest(path: Path) -> DatasetManifest:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ManifestError(f"manifest {path}: cannot read ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ManifestError(f"manifest {path}: not valid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise ManifestError(f"manifest {path}: expected a mapping at the top level")
-    try:
-        return DatasetManifest.model_validate(data)
-    except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ManifestError(f"manifest {path}: {details}") from None
+    return load_yaml_model(path, DatasetManifest, "manifest", ManifestError)

@@ -10,8 +10,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.yaml_models import load_yaml_model
 
 CLASSIFICATIONS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
 
@@ -144,14 +145,4 @@ def load_policy(name_or_path: str | Path) -> Policy:
     if not path.is_file():
         available = sorted(p.stem for p in BUILTIN_POLICIES.glob("*.yaml"))
         raise PolicyError(f"policy {name_or_path!r} not found (no file {path}; bundled: {available})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"policy {path}: not valid YAML ({exc})") from exc
-    if not isinstance(data, dict):
-        raise PolicyError(f"policy {path}: expected a mapping at the top level")
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'policy'}: {e['msg']}" for e in exc.errors())
-        raise PolicyError(f"policy {path}: {details}") from None
+    return load_yaml_model(path, Policy, "policy", PolicyError)
