@@ -18,6 +18,15 @@ class EnvelopeError(ValueError):
     """An envelope that cannot be accepted; the message says which field and why."""
 
 
+class EnvelopeSignature(BaseModel):
+    """Ed25519 signature of the producer over the envelope (shared/security/signing.py says over what)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: str = Field(pattern=r"^[0-9a-f]{16}$")
+    value: str = Field(min_length=1, max_length=200)
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -25,12 +34,15 @@ class Envelope(BaseModel):
     type: str = Field(pattern=r"^[a-z][a-z_]*(\.[a-z_]+)+$")
     version: int = Field(default=1, ge=1)
     occurred_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    producer: str = Field(min_length=1, max_length=64)
+    producer: str = Field(
+        min_length=1, max_length=220, description="Signing identity: a service name or `principal:<name>`."
+    )
     actor: str = Field(min_length=1, max_length=200, description="Human or system principal responsible.")
     subject: str = Field(min_length=1, max_length=200, description="job_id, model_id, request id...")
     trace: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN, description="W3C traceparent.")
     causation_id: str | None = Field(default=None, description="event_id of the event that caused this one.")
     payload: dict[str, Any]
+    signature: EnvelopeSignature | None = None
 
     @field_validator("occurred_at")
     @classmethod
