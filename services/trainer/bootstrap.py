@@ -17,6 +17,7 @@ from services.trainer.config import TrainerSettings
 from services.trainer.handlers import TrainerDeps, TrainerHandlers
 from shared.bus.service import ServiceDefinition
 from shared.config import Settings
+from shared.events.payloads import TrainingCancelRequested, TrainingRequested
 from shared.storage.artifacts import ArtifactStore
 
 NAME = "trainer"
@@ -56,8 +57,8 @@ def build(settings: Settings) -> ServiceDefinition:
     return ServiceDefinition(
         name=NAME,
         handlers={
-            "training.requested": handlers.training_requested,
-            "training.cancel.requested": handlers.cancel_requested,
+            TrainingRequested: handlers.training_requested,
+            TrainingCancelRequested: handlers.cancel_requested,
         },
         metadata=[metadata],
         # 2: a cancel is handled while a job trains. Deliveries waiting for the slot are not kept alive,

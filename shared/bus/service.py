@@ -36,14 +36,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import MetaData
 from sqlalchemy.exc import IntegrityError
 
-from shared.bus.context import Handler, HandlerContext
+from shared.bus.context import HandlerContext
 from shared.bus.dead_letters import last_error, move_to_dlq, record_error
 from shared.bus.groups import ensure_groups, group_exists, group_name
 from shared.bus.inbox import InboxTables, inbox_tables
 from shared.bus.wire import body_of
 from shared.config import Settings
-from shared.events.catalog import stream_for
+from shared.events.catalog import spec_for_model
 from shared.events.envelope import Envelope, EnvelopeError
+from shared.events.payloads import Payload
 from shared.events.streams import ALL_STREAMS
 from shared.logs import setup_logging
 from shared.storage.artifacts import ArtifactStore
@@ -64,6 +65,10 @@ class Delivery:
     body: bytes
 
 
+TypedHandler = Callable[[Any, HandlerContext], Awaitable[None]]
+"""`async def on_job_requested(event: JobRequested, ctx: HandlerContext) -> None`: the typed payload and the
+unit of work (the handler's transaction, its outbox, the envelope as received)."""
+
 BatchHandler = Callable[["ServiceRuntime", list[Envelope]], Awaitable[None]]
 """Handles many events in one transaction; must itself be idempotent on event_id (the audit ledger)."""
 
@@ -71,7 +76,7 @@ BatchHandler = Callable[["ServiceRuntime", list[Envelope]], Awaitable[None]]
 @dataclass
 class ServiceDefinition:
     name: str
-    handlers: dict[str, Handler] = field(default_factory=dict)
+    handlers: dict[type[Payload], TypedHandler] = field(default_factory=dict)
     batch_handler: BatchHandler | None = None
     streams: list[str] | None = None
     metadata: list[MetaData] = field(default_factory=list)
@@ -84,7 +89,10 @@ class ServiceDefinition:
             return list(self.streams)
         if self.batch_handler is not None:
             return [s.value for s in ALL_STREAMS]
-        return sorted({stream_for(t) for t in self.handlers})
+        return sorted({spec_for_model(model).stream.value for model in self.handlers})
+
+    def handlers_by_type(self) -> dict[str, TypedHandler]:
+        return {spec_for_model(model).type: handler for model, handler in self.handlers.items()}
 
 
 async def _skip_decoding(_message: Any) -> None:
@@ -111,6 +119,7 @@ class ServiceRuntime:
         self.group = group_name(definition.name)
         self.consumer = f"{definition.name}-{socket.gethostname()}-{os.getpid()}"
         self.streams = definition.subscribed_streams()
+        self._handlers = definition.handlers_by_type()
         self.db = Database(settings.database_url_for(definition.name))
         self.artifacts = ArtifactStore(settings.path("artifacts", ".keep").parent)
         self.tables: InboxTables = inbox_tables(definition.name)
@@ -232,7 +241,7 @@ class ServiceRuntime:
         except EnvelopeError as exc:
             await self._dead_letter(delivery, f"invalid envelope: {exc}", await self._deliveries(delivery))
             return
-        handler = self.definition.handlers.get(envelope.type)
+        handler = self._handlers.get(envelope.type)
         if handler is None:
             await self._ack(delivery)  # another service's event on a shared stream
             return
@@ -263,7 +272,7 @@ class ServiceRuntime:
             await self._ack(delivery)
             self._processed += 1
 
-    async def _run_handler(self, handler: Handler, envelope: Envelope, delivery: Delivery) -> list[Envelope]:
+    async def _run_handler(self, handler: TypedHandler, envelope: Envelope, delivery: Delivery) -> list[Envelope]:
         session = self.db._sessions()
         try:
             if self.tables.already_handled(session, envelope.event_id):
@@ -281,7 +290,7 @@ class ServiceRuntime:
                 keep_alive=lambda: self._keep_alive(delivery),
                 publisher=self.publish,
             )
-            await handler(ctx)
+            await handler(envelope.data, ctx)
             self.tables.mark_handled(session, envelope, ctx.outgoing)
             try:
                 session.commit()

@@ -26,9 +26,7 @@ effects = Table(
 )
 
 
-async def on_state_changed(ctx: HandlerContext) -> None:
-    data = ctx.event.data
-    assert isinstance(data, JobStateChanged)
+async def on_state_changed(data: JobStateChanged, ctx: HandlerContext) -> None:
     if data.reason.startswith("slow:"):
         seconds = float(data.reason.split(":", 1)[1])
         marker = ctx.settings.path("probe", f"started-{ctx.event.event_id}-{os.getpid()}")
@@ -53,7 +51,7 @@ async def on_state_changed(ctx: HandlerContext) -> None:
 
 
 def build(settings: Settings) -> ServiceDefinition:
-    return ServiceDefinition(name="probe", handlers={"job.state_changed": on_state_changed}, metadata=[metadata])
+    return ServiceDefinition(name="probe", handlers={JobStateChanged: on_state_changed}, metadata=[metadata])
 
 
 if __name__ == "__main__":
