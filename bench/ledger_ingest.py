@@ -32,8 +32,9 @@ sys.path.insert(0, str(REPO))
 import redis  # noqa: E402
 
 from services.audit.application import open_store  # noqa: E402
+from shared.bus.definition import ServiceDefinition  # noqa: E402
+from shared.bus.lifecycle import ServiceRuntime, ready_file_name, run_service  # noqa: E402
 from shared.bus.publisher import Publisher  # noqa: E402
-from shared.bus.service import ServiceDefinition, ServiceRuntime, ready_file_name, run_service  # noqa: E402
 from shared.config import Settings  # noqa: E402
 from shared.events.envelope import Envelope  # noqa: E402
 from shared.runtime.redis_server import EmbeddedRedis  # noqa: E402

@@ -43,9 +43,19 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600.0, gt=0, description="Seconds an approval request stays open before it expires."
     )
 
+    keys_path: Path | None = Field(
+        default=None,
+        validation_alias="TUNEGATE_KEYS_DIR",
+        description="Signing keys and trusted public keys (signing/, trust/); default home/keys.",
+    )
+
     @property
     def home_dir(self) -> Path:
         return self.home.resolve()
+
+    @property
+    def keys_dir(self) -> Path:
+        return (self.keys_path or self.home_dir / "keys").resolve()
 
     def path(self, *parts: str) -> Path:
         target = self.home_dir.joinpath(*parts)

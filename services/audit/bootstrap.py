@@ -6,10 +6,10 @@ import asyncio
 import logging
 
 from services.audit.application import open_ledger
-from shared.bus.service import ServiceDefinition, ServiceRuntime
+from shared.bus.definition import ServiceDefinition
+from shared.bus.lifecycle import ServiceRuntime
 from shared.config import Settings
 from shared.events.envelope import Envelope
-from shared.events.streams import ALL_STREAMS
 
 log = logging.getLogger("tunegate.audit")
 
@@ -37,6 +37,6 @@ def build(settings: Settings) -> ServiceDefinition:
     return ServiceDefinition(
         name="audit",
         batch_handler=append_batch,
-        streams=[s.value for s in ALL_STREAMS],
         background=[sign_on_schedule],
+        learns_principal_keys=True,
     )

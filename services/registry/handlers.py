@@ -15,7 +15,7 @@ from services.registry.adapters.tables import JobRow
 from services.registry.domain.states import JobState
 from services.registry.workflow import RegistryCore
 from shared.bus.context import HandlerContext
-from shared.bus.service import TypedHandler
+from shared.bus.definition import TypedHandler
 from shared.events.payloads import (
     DatasetScanFailed,
     DatasetScanned,

@@ -22,7 +22,7 @@ from services.scanner.adapters.tables import ScanRow
 from services.scanner.domain.policy import Policy, PolicyError
 from services.scanner.pipeline import ScanOptions, ScanResult, scan_dataset
 from shared.bus.context import HandlerContext
-from shared.bus.service import TypedHandler
+from shared.bus.definition import TypedHandler
 from shared.datasets import DatasetError, DatasetManifest, ManifestError, find_manifest, load_manifest
 from shared.events.payloads import ArtifactRef, DatasetScanFailed, DatasetScanned, DatasetScanRequested, Payload
 from shared.storage.artifacts import CAS_SCHEME, ArtifactStore

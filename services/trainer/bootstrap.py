@@ -15,7 +15,7 @@ from services.trainer.adapters.runtime import configure_offline
 from services.trainer.adapters.tables import metadata
 from services.trainer.config import TrainerSettings
 from services.trainer.handlers import TrainerDeps, TrainerHandlers
-from shared.bus.service import ServiceDefinition
+from shared.bus.definition import ServiceDefinition
 from shared.config import Settings
 from shared.events.payloads import TrainingCancelRequested, TrainingRequested
 from shared.storage.artifacts import ArtifactStore

@@ -17,7 +17,7 @@ import psutil
 import redis
 
 from shared.bus.groups import group_name
-from shared.bus.service import ready_file_name
+from shared.bus.lifecycle import ready_file_name
 from shared.config import Settings
 from shared.events.catalog import stream_for
 from shared.events.streams import ALL_STREAMS, dlq_name
