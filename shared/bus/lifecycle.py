@@ -57,7 +57,13 @@ def ready_file_name(service: str, pid: int) -> str:
 
 
 class ServiceRuntime:
-    def __init__(self, definition: ServiceDefinition, settings: Settings, redis_url: str | None = None) -> None:
+    def __init__(
+        self,
+        definition: ServiceDefinition,
+        settings: Settings,
+        redis_url: str | None = None,
+        authenticator: Authenticator | None = None,
+    ) -> None:
         definition.check_against_roster()
         self.definition = definition
         self.name = definition.name
@@ -94,7 +100,7 @@ class ServiceRuntime:
             group=self.group,
             consumer=self.consumer,
             uow=self.uow,
-            authenticator=Authenticator(keys, principal_keys),
+            authenticator=authenticator or Authenticator(keys, principal_keys),
             publish=self.publish,
             batch_runner=(lambda envelopes: batch(self, envelopes)) if batch is not None else None,
         )
@@ -186,7 +192,9 @@ class ServiceRuntime:
         self._stopping.set()
 
 
-def run_service(build: Callable[[Settings], ServiceDefinition]) -> None:
+def run_service(
+    build: Callable[[Settings], ServiceDefinition], authenticator: Authenticator | None = None
+) -> None:
     """`python -m services.<name>`: configure logs and tracing, wire the service, run until SIGTERM/SIGINT."""
     settings = Settings()
     definition = build(settings)
@@ -194,7 +202,7 @@ def run_service(build: Callable[[Settings], ServiceDefinition]) -> None:
     provider = setup_tracing(definition.name, settings)
 
     async def main() -> None:
-        runtime = ServiceRuntime(definition, settings)
+        runtime = ServiceRuntime(definition, settings, authenticator=authenticator)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runtime.stop)
