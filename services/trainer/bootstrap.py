@@ -51,7 +51,7 @@ def build_deps(settings: Settings, client: redis.Redis, *, worker_id: str | None
 
 def build(settings: Settings) -> ServiceDefinition:
     configure_offline()
-    client = redis.Redis.from_url(settings.resolved_redis_url())
+    client = redis.Redis.from_url(settings.resolved_redis_url(NAME))
     deps = build_deps(settings, client)
     handlers = TrainerHandlers(deps)
     return ServiceDefinition(

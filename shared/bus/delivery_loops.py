@@ -180,7 +180,7 @@ class DeliveryLoops:
 
     # ------------------------------------------------------------------ liveness
 
-    async def _beat(self) -> None:
+    async def beat(self) -> None:
         stats = self.dispatcher.stats
         await self.redis.set(
             heartbeat_key(self.service, self.consumer),
@@ -203,4 +203,4 @@ class DeliveryLoops:
         )
 
     async def heartbeat(self) -> None:
-        await self._every(HEARTBEAT_INTERVAL_S, "heartbeat", self._beat, first=True)
+        await self._every(HEARTBEAT_INTERVAL_S, "heartbeat", self.beat, first=True)

@@ -68,7 +68,7 @@ class ServiceRuntime:
         self.definition = definition
         self.name = definition.name
         self.settings = settings
-        self.redis_url = redis_url or settings.resolved_redis_url()
+        self.redis_url = redis_url or settings.resolved_redis_url(definition.name)
         self.group = group_name(definition.name)
         self.consumer = f"{definition.name}-{socket.gethostname()}-{os.getpid()}"
         self.streams = definition.subscribed_streams()
@@ -167,6 +167,7 @@ class ServiceRuntime:
         await self.broker.start()
         coroutines = [loop() for loop in self.loops.all()]
         coroutines += [task(self) for task in self.definition.background]
+        await self.loops.beat()  # the first heartbeat before "ready": status must never see one without it
         workers = [asyncio.create_task(coro) for coro in coroutines]
         ready = self.ready_file()
         ready.write_text(json.dumps({"pid": os.getpid(), "consumer": self.consumer, "streams": self.streams}))

@@ -99,7 +99,7 @@ def publish(settings: Settings, envelopes: Sequence[Envelope], signer: EnvelopeS
     tracer = trace.get_tracer("tunegate.cli")
 
     async def _run() -> None:
-        async with Publisher(settings.resolved_redis_url(), signer) as publisher:
+        async with Publisher(settings.resolved_redis_url("operator"), signer) as publisher:
             for envelope in envelopes:
                 with tracer.start_as_current_span(f"submit {envelope.type}", kind=SpanKind.CLIENT):
                     if envelope.trace is None:
