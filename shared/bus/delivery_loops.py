@@ -113,11 +113,11 @@ class DeliveryLoops:
                         continue
                     body, headers = split_fields(fields)
                     delivery = Delivery(stream=stream, entry_id=entry_id, body=body, headers=headers)
-                    deliveries = await self.dispatcher.deliveries_of(delivery)
+                    deliveries = await self.dispatcher.outcomes.deliveries_of(delivery)
                     if deliveries > self.settings.max_deliveries:
                         # Its handler never returned (it crashes the process, say): stop trying.
                         reason = await last_error(self.redis, self.group, stream, entry_id)
-                        await self.dispatcher.dead_letter(
+                        await self.dispatcher.outcomes.dead_letter(
                             delivery, reason or "consumer died while handling it on every delivery", deliveries
                         )
                         continue

@@ -10,11 +10,9 @@ its deliveries."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -23,18 +21,15 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from redis.asyncio import Redis
 
 from shared.bus.authentication import Authenticator, Refused
-from shared.bus.dead_letters import move_to_dlq, record_error
 from shared.bus.definition import ServiceDefinition, TypedHandler
+from shared.bus.outcomes import DeliveryStats, EntryOutcomes
 from shared.bus.unit_of_work import UnitOfWork
 from shared.config import Settings
 from shared.events.catalog import CATALOG
 from shared.events.envelope import Envelope, EnvelopeError
-from shared.events.payloads import BusEventRejected
 from shared.telemetry import context_from_traceparent, messaging_attributes
 
 log = logging.getLogger("tunegate.bus")
-
-_REJECTION_NAMESPACE = uuid.UUID("5b0c1c1e-7f1d-4a55-9a8e-0b7d2c6f4e11")
 
 
 @dataclass(frozen=True)
@@ -45,14 +40,6 @@ class Delivery:
     entry_id: bytes
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class DeliveryStats:
-    processed: int = 0
-    failed: int = 0
-    dead_lettered: int = 0
-    rejected: int = 0
 
 
 class Dispatcher:
@@ -86,6 +73,10 @@ class Dispatcher:
         # dead consumers ever look idle to a reclaimer.
         self._owned: dict[tuple[str, bytes], int] = {}
         self.stats = DeliveryStats()
+        self.outcomes = EntryOutcomes(
+            service=self.name, settings=settings, redis=redis, group=group, consumer=consumer,
+            stats=self.stats, publish=publish,
+        )
         self._tracer = trace.get_tracer(f"tunegate.{self.name}")
 
     # ------------------------------------------------------------------ ownership
@@ -149,12 +140,12 @@ class Dispatcher:
         try:
             envelope = Envelope.from_wire(parsed if isinstance(parsed, dict) else delivery.body)
         except EnvelopeError as exc:
-            await self.refuse(delivery, f"invalid envelope: {exc}")
+            await self.outcomes.refuse(delivery, f"invalid envelope: {exc}")
             return None
         try:
             self.authenticator.check(envelope)
         except Refused as refused:
-            await self.refuse(delivery, refused.reason, envelope)
+            await self.outcomes.refuse(delivery, refused.reason, envelope)
             return None
         return envelope
 
@@ -174,7 +165,7 @@ class Dispatcher:
             parsed = None
         claimed = parsed.get("type") if isinstance(parsed, dict) else None
         if claimed in CATALOG and claimed not in self._handlers:
-            await self.ack(delivery)  # another service's event on a shared stream; the audit checks it
+            await self.outcomes.ack(delivery)  # another service's event on a shared stream; the audit checks it
             return
         envelope = await self._accept(delivery, parsed)
         if envelope is None:
@@ -188,14 +179,14 @@ class Dispatcher:
             attributes=messaging_attributes(envelope, operation="process", group=self.group, stream=delivery.stream),
         ) as span:
             try:
-                await self.uow.handle(handler, envelope, lambda: self.keep_alive(delivery))
+                await self.uow.handle(handler, envelope, lambda: self.outcomes.keep_alive(delivery))
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 log.exception("handler for %s failed", envelope.type, extra=extra)
-                await self.failed_attempt(delivery, f"{type(exc).__name__}: {exc}")
+                await self.outcomes.failed_attempt(delivery, f"{type(exc).__name__}: {exc}")
                 return
-            await self.ack(delivery)
+            await self.outcomes.ack(delivery)
             self.stats.processed += 1
 
     # ------------------------------------------------------------------ many events, one transaction
@@ -215,7 +206,7 @@ class Dispatcher:
         except Exception as exc:
             log.exception("batch handler failed for %d events", len(valid))
             for delivery, _ in valid:
-                await self.failed_attempt(delivery, f"{type(exc).__name__}: {exc}")
+                await self.outcomes.failed_attempt(delivery, f"{type(exc).__name__}: {exc}")
             return
         by_stream: dict[str, list[bytes]] = {}
         for delivery, _ in valid:
@@ -238,74 +229,3 @@ class Dispatcher:
                 start_time=started,
             )
             span.end(end_time=ended)
-
-    # ------------------------------------------------------------------ outcomes
-
-    async def ack(self, delivery: Delivery) -> None:
-        await self.redis.xack(delivery.stream, self.group, delivery.entry_id)
-
-    async def keep_alive(self, delivery: Delivery) -> None:
-        """Reset the entry's idle time (XCLAIM JUSTID to ourselves) so no reclaimer takes a live job."""
-        await self.redis.xclaim(
-            delivery.stream, self.group, self.consumer, min_idle_time=0, message_ids=[delivery.entry_id], justid=True
-        )
-
-    async def deliveries_of(self, delivery: Delivery) -> int:
-        pending = await self.redis.xpending_range(
-            delivery.stream, self.group, min=delivery.entry_id, max=delivery.entry_id, count=1
-        )
-        return int(pending[0]["times_delivered"]) if pending else 0
-
-    async def refuse(self, delivery: Delivery, reason: str, envelope: Envelope | None = None) -> None:
-        """Record the refusal on the bus (so the ledger keeps it whatever happens to the dead letter), then
-        dead-letter the entry."""
-        entry = delivery.entry_id.decode()
-        rejection = Envelope(
-            event_id=str(uuid.uuid5(_REJECTION_NAMESPACE, f"{self.name}|{delivery.stream}|{entry}")),
-            type="bus.event.rejected",
-            producer=self.name,
-            actor=f"system:{self.name}",
-            subject=f"{delivery.stream}/{entry}",
-            payload=BusEventRejected(
-                stream=delivery.stream,
-                entry_id=entry,
-                raw_sha256=hashlib.sha256(delivery.body).hexdigest(),
-                reason=reason[:2000],
-                claimed_type=envelope.type if envelope else None,
-                claimed_producer=envelope.producer[:220] if envelope else None,
-                rejected_by=self.name,
-            ).model_dump(mode="json"),
-        )
-        await self._publish(rejection)
-        self.stats.rejected += 1
-        await self.dead_letter(delivery, f"refused: {reason}", await self.deliveries_of(delivery))
-
-    async def dead_letter(self, delivery: Delivery, reason: str, deliveries: int) -> None:
-        await move_to_dlq(
-            self.redis,
-            stream=delivery.stream,
-            group=self.group,
-            consumer=self.consumer,
-            entry_id=delivery.entry_id,
-            body=delivery.body,
-            reason=reason,
-            deliveries=deliveries,
-        )
-        self.stats.dead_lettered += 1
-        log.error(
-            "dead-lettered %s %s after %d deliveries: %s",
-            delivery.stream,
-            delivery.entry_id.decode(),
-            deliveries,
-            reason,
-            extra={"stream": delivery.stream, "entry_id": delivery.entry_id.decode()},
-        )
-
-    async def failed_attempt(self, delivery: Delivery, error: str) -> None:
-        """Leave the entry pending for a retry, or dead-letter it once it has used its deliveries."""
-        self.stats.failed += 1
-        deliveries = await self.deliveries_of(delivery)
-        if deliveries >= self.settings.max_deliveries:
-            await self.dead_letter(delivery, error, deliveries)
-        else:
-            await record_error(self.redis, self.group, delivery.stream, delivery.entry_id, error)

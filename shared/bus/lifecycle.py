@@ -78,13 +78,15 @@ class ServiceRuntime:
         self.redis: Redis = Redis.from_url(self.redis_url)
         self.broker = RedisBroker(self.redis_url, logger=None)
         keys = KeyDirectory(settings.keys_dir)
-        self.publisher = Publisher(self.redis_url, keys.signer(definition.name), broker=self.broker)
+        signer = keys.signer(definition.name)
+        self.publisher = Publisher(self.redis_url, signer, broker=self.broker)
         self.uow = UnitOfWork(
             service=self.name,
             db=self.db,
             tables=self.tables,
             settings=settings,
             publish=self.publish,
+            sign=signer.sign,
             may_emit=frozenset(definition.contract().emits),
         )
         principal_keys = definition.principal_keys

@@ -32,6 +32,7 @@ class UnitOfWork:
         tables: InboxTables,
         settings: Settings,
         publish: Publish,
+        sign: Callable[[Envelope], Envelope],
         may_emit: frozenset[str],
     ) -> None:
         self.service = service
@@ -39,6 +40,7 @@ class UnitOfWork:
         self.tables = tables
         self.settings = settings
         self._publish = publish
+        self._sign = sign
         self.may_emit = may_emit
 
     def _context(self, **kwargs: object) -> HandlerContext:
@@ -66,14 +68,15 @@ class UnitOfWork:
         ctx = self._context(default_actor=actor, default_subject=subject, session=session)
         try:
             yield ctx
-            self.tables.stage(session, ctx.outgoing, causation_id=None)
+            outgoing = [self._sign(e) for e in ctx.outgoing]
+            self.tables.stage(session, outgoing, causation_id=None)
             session.commit()
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
-        await self._publish_after_commit(ctx.outgoing)
+        await self._publish_after_commit(outgoing)
 
     async def _publish_after_commit(self, envelopes: list[Envelope]) -> None:
         from shared.bus.delivery_loops import REDIS_DOWN
@@ -102,14 +105,15 @@ class UnitOfWork:
                     keep_alive=keep_alive,
                 )
                 await handler(envelope.data, ctx)
-                self.tables.mark_handled(session, envelope, ctx.outgoing)
+                # Signed before they are stored: the outbox row holds the exact bytes that go on the wire.
+                outgoing = [self._sign(e) for e in ctx.outgoing]
+                self.tables.mark_handled(session, envelope, outgoing)
                 try:
                     session.commit()
                 except IntegrityError:
                     # Another consumer handled the same event concurrently; its effects won.
                     session.rollback()
                     return
-                outgoing = ctx.outgoing
         except BaseException:
             session.rollback()
             raise

@@ -93,14 +93,14 @@ def types_on(stream: str) -> list[str]:
     return [spec.type for spec in _SPECS if spec.stream.value == stream]
 
 
-def validate_payload(event_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
-    """Validate and normalise a payload; raise ValueError naming the failing fields."""
+def typed_payload(event_type: str, version: int, payload: dict[str, Any]) -> p.Payload:
+    """Validate a payload into its model; raise ValueError naming the failing fields."""
     spec = spec_for(event_type)
     if version != spec.version:
         raise ValueError(f"version: {event_type} v{version} is not supported (expected v{spec.version})")
     try:
-        model = spec.model.model_validate(payload)
+        return spec.model.model_validate(payload)
     except ValidationError as exc:
         details = "; ".join(f"payload.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ValueError(f"invalid {event_type} payload: {details}") from None
-    return model.model_dump(mode="json")
+

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from shared.ids import uuid7
 
@@ -51,19 +51,35 @@ class Envelope(BaseModel):
             raise ValueError("occurred_at must carry a timezone (UTC)")
         return value.astimezone(UTC)
 
+    # The typed payload made by the one validation, and the wire bytes once serialised: an event is
+    # validated once where it is built and once where it is received, and serialised once for the wire.
+    _typed: BaseModel | None = PrivateAttr(default=None)
+    _wire: bytes | None = PrivateAttr(default=None)
+
     @model_validator(mode="after")
     def _payload_matches_type(self) -> Envelope:
-        from shared.events.catalog import validate_payload
+        from shared.events.catalog import typed_payload
 
-        object.__setattr__(self, "payload", validate_payload(self.type, self.version, self.payload))
+        model = typed_payload(self.type, self.version, self.payload)
+        object.__setattr__(self, "payload", model.model_dump(mode="json"))
+        self._typed = model
         return self
 
-    @cached_property
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Envelope:
+        copy = super().model_copy(update=update, deep=deep)
+        copy._wire = None
+        if update and "payload" in update:
+            copy._typed = None
+        return copy
+
+    @property
     def data(self) -> BaseModel:
         """The payload as its typed model."""
-        from shared.events.catalog import spec_for
+        if self._typed is None:
+            from shared.events.catalog import spec_for
 
-        return spec_for(self.type).model.model_validate(self.payload)
+            self._typed = spec_for(self.type).model.model_validate(self.payload)
+        return self._typed
 
     @property
     def stream(self) -> str:
@@ -76,7 +92,9 @@ class Envelope(BaseModel):
         return self.trace.split("-")[1] if self.trace else None
 
     def to_wire(self) -> bytes:
-        return self.model_dump_json().encode("utf-8")
+        if self._wire is None:
+            self._wire = self.model_dump_json().encode("utf-8")
+        return self._wire
 
     @classmethod
     def from_wire(cls, raw: bytes | str | dict[str, Any]) -> Envelope:

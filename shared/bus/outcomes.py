@@ -1,0 +1,125 @@
+"""What happens to an entry once its fate is known: ack, keep alive, retry later, dead-letter, or refuse.
+
+A refusal is recorded on the bus (`bus.event.rejected`, published before the entry leaves the stream,
+with an id derived from the entry so a retry records it once) and then dead-lettered, so deleting the
+dead letter cannot hide the attempt: the audit ledger keeps the record."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from redis.asyncio import Redis
+
+from shared.bus.dead_letters import move_to_dlq, record_error
+from shared.config import Settings
+from shared.events.envelope import Envelope
+from shared.events.payloads import BusEventRejected
+
+if TYPE_CHECKING:
+    from shared.bus.dispatch import Delivery
+
+log = logging.getLogger("tunegate.bus")
+
+_REJECTION_NAMESPACE = uuid.UUID("5b0c1c1e-7f1d-4a55-9a8e-0b7d2c6f4e11")
+
+
+@dataclass
+class DeliveryStats:
+    processed: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    rejected: int = 0
+
+
+class EntryOutcomes:
+    def __init__(
+        self,
+        *,
+        service: str,
+        settings: Settings,
+        redis: Redis,
+        group: str,
+        consumer: str,
+        stats: DeliveryStats,
+        publish: Callable[[Envelope], Awaitable[object]],
+    ) -> None:
+        self.name = service
+        self.settings = settings
+        self.redis = redis
+        self.group = group
+        self.consumer = consumer
+        self.stats = stats
+        self._publish = publish
+
+    async def ack(self, delivery: Delivery) -> None:
+        await self.redis.xack(delivery.stream, self.group, delivery.entry_id)
+
+    async def keep_alive(self, delivery: Delivery) -> None:
+        """Reset the entry's idle time (XCLAIM JUSTID to ourselves) so no reclaimer takes a live job."""
+        await self.redis.xclaim(
+            delivery.stream, self.group, self.consumer, min_idle_time=0, message_ids=[delivery.entry_id], justid=True
+        )
+
+    async def deliveries_of(self, delivery: Delivery) -> int:
+        pending = await self.redis.xpending_range(
+            delivery.stream, self.group, min=delivery.entry_id, max=delivery.entry_id, count=1
+        )
+        return int(pending[0]["times_delivered"]) if pending else 0
+
+    async def refuse(self, delivery: Delivery, reason: str, envelope: Envelope | None = None) -> None:
+        """Record the refusal on the bus, then dead-letter the entry."""
+        entry = delivery.entry_id.decode()
+        rejection = Envelope(
+            event_id=str(uuid.uuid5(_REJECTION_NAMESPACE, f"{self.name}|{delivery.stream}|{entry}")),
+            type="bus.event.rejected",
+            producer=self.name,
+            actor=f"system:{self.name}",
+            subject=f"{delivery.stream}/{entry}",
+            payload=BusEventRejected(
+                stream=delivery.stream,
+                entry_id=entry,
+                raw_sha256=hashlib.sha256(delivery.body).hexdigest(),
+                reason=reason[:2000],
+                claimed_type=envelope.type if envelope else None,
+                claimed_producer=envelope.producer[:220] if envelope else None,
+                rejected_by=self.name,
+            ).model_dump(mode="json"),
+        )
+        await self._publish(rejection)
+        self.stats.rejected += 1
+        await self.dead_letter(delivery, f"refused: {reason}", await self.deliveries_of(delivery))
+
+    async def dead_letter(self, delivery: Delivery, reason: str, deliveries: int) -> None:
+        await move_to_dlq(
+            self.redis,
+            stream=delivery.stream,
+            group=self.group,
+            consumer=self.consumer,
+            entry_id=delivery.entry_id,
+            body=delivery.body,
+            reason=reason,
+            deliveries=deliveries,
+        )
+        self.stats.dead_lettered += 1
+        log.error(
+            "dead-lettered %s %s after %d deliveries: %s",
+            delivery.stream,
+            delivery.entry_id.decode(),
+            deliveries,
+            reason,
+            extra={"stream": delivery.stream, "entry_id": delivery.entry_id.decode()},
+        )
+
+    async def failed_attempt(self, delivery: Delivery, error: str) -> None:
+        """Leave the entry pending for a retry, or dead-letter it once it has used its deliveries."""
+        self.stats.failed += 1
+        deliveries = await self.deliveries_of(delivery)
+        if deliveries >= self.settings.max_deliveries:
+            await self.dead_letter(delivery, error, deliveries)
+        else:
+            await record_error(self.redis, self.group, delivery.stream, delivery.entry_id, error)
