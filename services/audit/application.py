@@ -28,11 +28,12 @@ from services.audit.domain.proofs import (
     InclusionProofDocument,
     PublicKeyInput,
 )
-from services.audit.domain.tree_heads import SignedTreeHead, TreeHead, format_timestamp, load_public_key
+from services.audit.domain.tree_heads import SignedTreeHead, TreeHead, format_timestamp
 from services.audit.domain.verification import LedgerVerifier, VerifyReport
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.merkle import CompactRange, consistency_path, inclusion_path
+from shared.security.keys import load_public_key
 from shared.storage.db import Database
 
 

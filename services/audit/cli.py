@@ -32,8 +32,8 @@ from services.audit.domain.proofs import (
     verify_consistency_document,
     verify_proof_document,
 )
-from services.audit.domain.tree_heads import PublicKeyError, load_public_key, public_key_pem
 from shared.config import Settings
+from shared.security.keys import PublicKeyError, load_public_key, public_key_pem
 
 audit_app = typer.Typer(help="The audit ledger: verify it, export and check proofs.", no_args_is_help=True)
 

@@ -17,7 +17,6 @@ from services.audit.domain.proofs import (
     verify_consistency_document,
     verify_proof_document,
 )
-from services.audit.domain.tree_heads import public_key_raw
 from shared.merkle import (
     consistency_path,
     consistency_proof,
@@ -25,6 +24,7 @@ from shared.merkle import (
     inclusion_proof,
     root_from_leaf_hashes,
 )
+from shared.security.keys import public_key_raw
 from tests.audit.audit_support import envelope
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from services.audit.domain.tree_heads import load_public_key, log_id_for, public_key_pem
+from services.audit.domain.tree_heads import log_id_for
+from shared.security.keys import load_public_key, public_key_pem
 
 PRIVATE_KEY_FILE = "audit_ed25519.key"
 PUBLIC_KEY_FILE = "audit_ed25519.pub"

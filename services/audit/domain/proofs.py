@@ -9,8 +9,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.audit.domain.entries import HEX64, LedgerEntry
-from services.audit.domain.tree_heads import PublicKeyError, SignedTreeHead, load_public_key
+from services.audit.domain.tree_heads import SignedTreeHead
 from shared.merkle import verify_consistency, verify_inclusion
+from shared.security.keys import PublicKeyError, load_public_key
 
 INCLUSION_FORMAT = "tunegate.audit.inclusion-proof/v1"
 CONSISTENCY_FORMAT = "tunegate.audit.consistency-proof/v1"

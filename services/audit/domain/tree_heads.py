@@ -7,47 +7,13 @@ import hashlib
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.canonical import canonical_json
+from shared.security.keys import public_key_raw
 
 HEX64 = r"^[0-9a-f]{64}$"
-
-
-class PublicKeyError(ValueError):
-    """A public key that cannot be used; the message says why."""
-
-
-def load_public_key(data: bytes | str) -> Ed25519PublicKey:
-    """Accept a PEM (SubjectPublicKeyInfo), the raw 32-byte key, or its 64-character hex form."""
-    raw = data.encode("ascii", "replace") if isinstance(data, str) else data
-    stripped = raw.strip()
-    if stripped.startswith(b"-----BEGIN"):
-        try:
-            key = serialization.load_pem_public_key(stripped)
-        except ValueError as exc:
-            raise PublicKeyError(f"public key PEM cannot be parsed: {exc}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise PublicKeyError(f"public key is {type(key).__name__}, expected Ed25519")
-        return key
-    if len(stripped) == 64:
-        try:
-            stripped = bytes.fromhex(stripped.decode("ascii"))
-        except ValueError:
-            raise PublicKeyError("public key: 64 characters but not hex") from None
-    if len(stripped) != 32:
-        raise PublicKeyError(f"public key: expected PEM, 32 raw bytes or 64 hex characters, got {len(raw)} bytes")
-    return Ed25519PublicKey.from_public_bytes(stripped)
-
-
-def public_key_raw(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def public_key_pem(key: Ed25519PublicKey) -> str:
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
 def log_id_for(key: Ed25519PublicKey) -> str:
