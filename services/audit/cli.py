@@ -7,33 +7,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
-from services.audit.adapters.keys import PUBLIC_KEY_FILE
-from services.audit.adapters.store import LedgerNotFound, LedgerStore
-from services.audit.application import (
-    ProofUnavailable,
-    build_consistency_proof,
-    build_inclusion_proof,
-    open_store,
-    verify_ledger,
-)
-from services.audit.domain.proofs import (
-    CONSISTENCY_FORMAT,
-    INCLUSION_FORMAT,
-    ConsistencyProofDocument,
-    InclusionProofDocument,
-    ProofCheck,
-    verify_consistency_document,
-    verify_proof_document,
-)
-from shared.config import Settings
-from shared.security.keys import PublicKeyError, load_public_key, public_key_pem
+if TYPE_CHECKING:
+    from services.audit.adapters.store import LedgerStore
+    from shared.config import Settings
+
+# Heavy modules (SQLAlchemy, rich, the ledger) are imported inside the commands, so `tunegate --help` and
+# every other verb start without them.
 
 audit_app = typer.Typer(help="The audit ledger: verify it, export and check proofs.", no_args_is_help=True)
 
@@ -43,11 +26,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _usage_error(message: str) -> NoReturn:
+    from rich.console import Console
+
     Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(2)
 
 
 def _store(settings: Settings) -> LedgerStore:
+    from services.audit.adapters.store import LedgerNotFound
+    from services.audit.application import open_store
+
     store = open_store(settings, create=False)
     try:
         store.require_schema()
@@ -57,6 +45,9 @@ def _store(settings: Settings) -> LedgerStore:
 
 
 def _public_key_pem(settings: Settings, given: Path | None) -> str:
+    from services.audit.adapters.keys import PUBLIC_KEY_FILE
+    from shared.security.keys import PublicKeyError, load_public_key, public_key_pem
+
     path = given or settings.home_dir / "keys" / PUBLIC_KEY_FILE
     if not path.is_file():
         _usage_error(f"public key {path} not found (pass --public-key PEM)")
@@ -67,6 +58,8 @@ def _public_key_pem(settings: Settings, given: Path | None) -> str:
 
 
 def _emit(as_json: bool, payload: dict[str, object], text: str, ok: bool = True) -> None:
+    from rich.console import Console
+
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
     else:
@@ -82,6 +75,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 @audit_app.command("verify")
 def verify_command(as_json: JsonOption = False, public_key: PublicKeyOption = None) -> None:
     """Recompute every entry hash, the chain, the Merkle root at each signed head and each signature."""
+    from services.audit.application import verify_ledger
+    from shared.config import Settings
+
     settings = Settings()
     store = _store(settings)
     report = verify_ledger(store, _public_key_pem(settings, public_key))
@@ -102,6 +98,11 @@ def proof_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write the proof document to this file.")] = None,
 ) -> None:
     """Export an inclusion proof for EVENT_ID against the latest signed tree head covering it."""
+    from rich.console import Console
+
+    from services.audit.application import ProofUnavailable, build_inclusion_proof
+    from shared.config import Settings
+
     settings = Settings()
     store = _store(settings)
     try:
@@ -128,6 +129,18 @@ def verify_proof_command(
     as_json: JsonOption = False,
 ) -> None:
     """Check a proof document offline, with only the file and the public key."""
+    from pydantic import ValidationError
+
+    from services.audit.domain.proofs import (
+        CONSISTENCY_FORMAT,
+        INCLUSION_FORMAT,
+        ConsistencyProofDocument,
+        InclusionProofDocument,
+        ProofCheck,
+        verify_consistency_document,
+        verify_proof_document,
+    )
+
     try:
         raw = json.loads(file.read_text())
     except FileNotFoundError:
@@ -166,6 +179,10 @@ def consistency_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write the proof document to this file.")] = None,
 ) -> None:
     """Prove (and check) that the tree of size OLD is a prefix of the tree of size NEW."""
+    from services.audit.application import ProofUnavailable, build_consistency_proof
+    from services.audit.domain.proofs import verify_consistency_document
+    from shared.config import Settings
+
     settings = Settings()
     store = _store(settings)
     pem = _public_key_pem(settings, None)
@@ -189,6 +206,11 @@ def tail_command(
     as_json: JsonOption = False,
 ) -> None:
     """Show the last N ledger entries."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from shared.config import Settings
+
     store = _store(Settings())
     with store.read() as conn:
         rows = store.tail(conn, count)

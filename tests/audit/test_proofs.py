@@ -19,13 +19,12 @@ from services.audit.domain.proofs import (
 )
 from shared.merkle import (
     consistency_path,
-    consistency_proof,
     inclusion_path,
-    inclusion_proof,
     root_from_leaf_hashes,
 )
 from shared.security.keys import public_key_raw
 from tests.audit.audit_support import envelope
+from tests.audit.merkle_reference import consistency_proof, inclusion_proof
 
 
 @pytest.fixture

@@ -116,10 +116,6 @@ class LedgerStore:
         row = conn.execute(select(*_ENTRY_COLUMNS).where(entries.c.event_id == event_id)).first()
         return None if row is None else _entry(row)
 
-    def entry_at(self, conn: Connection, sequence: int) -> LedgerEntry | None:
-        row = conn.execute(select(*_ENTRY_COLUMNS).where(entries.c.sequence == sequence)).first()
-        return None if row is None else _entry(row)
-
     def tail(self, conn: Connection, count: int) -> list[LedgerEntry]:
         rows = conn.execute(select(*_ENTRY_COLUMNS).order_by(entries.c.sequence.desc()).limit(count)).all()
         return [_entry(row) for row in reversed(rows)]

@@ -110,25 +110,3 @@ class LedgerEntry(BaseModel):
     def leaf_hash(self) -> bytes:
         return hashlib.sha256(b"\x00" + self.body()).digest()
 
-
-def chain(fields: EntryFields, sequence: int, prev_hash: str) -> tuple[LedgerEntry, bytes]:
-    """Place an entry at `sequence` after the entry hashed `prev_hash`; returns it and its Merkle leaf."""
-    body = entry_body(
-        sequence,
-        fields.event_id,
-        fields.type,
-        fields.producer,
-        fields.actor,
-        fields.subject,
-        fields.occurred_at,
-        fields.trace_id,
-        fields.payload_sha256,
-        prev_hash,
-    )
-    entry = LedgerEntry(
-        sequence=sequence,
-        prev_hash=prev_hash,
-        entry_hash=hashlib.sha256(body).hexdigest(),
-        **fields.model_dump(),
-    )
-    return entry, hashlib.sha256(b"\x00" + body).digest()
