@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import NODE_MIN_LEVEL, LedgerStore
+from services.audit.domain.checkpoints import CheckedCheckpoint, SignedNote
 from services.audit.domain.entries import EntryFields, entry_body
 from services.audit.domain.proofs import (
     ConsistencyProofDocument,
@@ -32,7 +33,7 @@ from services.audit.domain.tree_heads import SignedTreeHead, TreeHead, format_ti
 from services.audit.domain.verification import LedgerVerifier, VerifyReport
 from shared.config import Settings
 from shared.events.envelope import Envelope
-from shared.merkle import CompactRange, consistency_path, inclusion_path
+from shared.merkle import CompactRange, consistency_path, inclusion_path, verify_consistency
 from shared.security.keys import load_public_key
 from shared.storage.db import Database
 
@@ -180,7 +181,9 @@ class LedgerService:
                 tree_size=size, root_hash=root, timestamp=format_timestamp(now), log_id=self.signer.log_id
             )
             head = SignedTreeHead(
-                **statement.model_dump(), signature=self.signer.sign(statement.signed_message()).hex()
+                **statement.model_dump(),
+                signature=self.signer.sign(statement.signed_message()).hex(),
+                checkpoint_signature=self.signer.sign(statement.checkpoint().text()).hex(),
             )
             self.store.insert_head(conn, head)
         return head
@@ -269,6 +272,73 @@ def verify_ledger(store: LedgerStore, public_key: PublicKeyInput, chunk: int = 2
             if not verifier.feed(rows):
                 break
     return verifier.finish(time.perf_counter() - started)
+
+
+class CheckpointCheck(BaseModel):
+    """The ledger against a checkpoint held elsewhere: it must hold at least that many entries, and the
+    tree they form must extend the checkpoint's tree (RFC 9162 consistency proof)."""
+
+    ok: bool
+    detail: str
+    checkpoint_size: int
+    checkpoint_root: str
+    ledger_size: int
+    ledger_root: str
+    cosigned_by: list[str]
+
+
+def check_against_checkpoint(store: LedgerStore, trusted: CheckedCheckpoint, ledger_size: int) -> CheckpointCheck:
+    """Compare the first `ledger_size` entries (already verified by verify_ledger) with a trusted checkpoint."""
+    checkpoint = trusted.checkpoint
+    with store.read() as conn:
+
+        def subtree_root(start: int, end: int) -> bytes:
+            return store.subtree_root(conn, start, end)
+
+        ledger_root = subtree_root(0, ledger_size)
+        path = (
+            consistency_path(checkpoint.tree_size, ledger_size, subtree_root)
+            if checkpoint.tree_size <= ledger_size
+            else []
+        )
+
+    def result(ok: bool, detail: str) -> CheckpointCheck:
+        return CheckpointCheck(
+            ok=ok,
+            detail=detail,
+            checkpoint_size=checkpoint.tree_size,
+            checkpoint_root=checkpoint.root_hash.hex(),
+            ledger_size=ledger_size,
+            ledger_root=ledger_root.hex(),
+            cosigned_by=list(trusted.cosigned_by),
+        )
+
+    if ledger_size < checkpoint.tree_size:
+        return result(
+            False,
+            f"the ledger holds {ledger_size} entries but the trusted checkpoint covers {checkpoint.tree_size}:"
+            f" entries {ledger_size}..{checkpoint.tree_size - 1} were cut off or the ledger was rolled back",
+        )
+    if not verify_consistency(checkpoint.tree_size, ledger_size, checkpoint.root_hash, ledger_root, path):
+        return result(
+            False,
+            f"the ledger's first {checkpoint.tree_size} entries do not form the trusted checkpoint's tree"
+            f" (root {checkpoint.root_hash.hex()}): history was rewritten or forked",
+        )
+    witnesses = f", cosigned by {', '.join(trusted.cosigned_by)}" if trusted.cosigned_by else ""
+    return result(
+        True,
+        f"the ledger ({ledger_size} entries) extends the trusted checkpoint of size {checkpoint.tree_size}{witnesses}",
+    )
+
+
+def latest_checkpoint(store: LedgerStore, public_key: Ed25519PublicKey) -> SignedNote:
+    """The latest signed tree head as a C2SP checkpoint note; ProofUnavailable when nothing is signed yet."""
+    with store.read() as conn:
+        head = store.latest_head(conn)
+    if head is None:
+        raise ProofUnavailable("the ledger has no signed tree head yet")
+    return head.signed_note(public_key)
 
 
 def open_store(settings: Settings, *, create: bool) -> LedgerStore:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     from services.audit.adapters.store import LedgerStore
     from shared.config import Settings
 
@@ -44,17 +46,53 @@ def _store(settings: Settings) -> LedgerStore:
     return store
 
 
-def _public_key_pem(settings: Settings, given: Path | None) -> str:
+MAX_INPUT_BYTES = 16 * 1024 * 1024  # a proof document, key or checkpoint is far smaller
+
+
+def _read_input(path: Path, what: str) -> bytes:
+    """A regular file, size-limited; anything else is a usage error naming the file."""
+    try:
+        if not path.is_file():
+            _usage_error(f"{what} {path} not found (or not a regular file)")
+        if path.stat().st_size > MAX_INPUT_BYTES:
+            _usage_error(f"{what} {path} is larger than {MAX_INPUT_BYTES} bytes")
+        return path.read_bytes()
+    except OSError as exc:
+        _usage_error(f"{what} {path} cannot be read: {exc.strerror}")
+
+
+def _parse_log_key(data: bytes, where: str) -> Ed25519PublicKey:
+    """The log's public key: PEM, raw 32 bytes, hex, or its note verifier key (`name+id+base64`)."""
+    from services.audit.domain.checkpoints import ED25519, NoteError, NoteVerifier, log_origin
+    from shared.security.keys import PublicKeyError, load_public_key
+
+    if len(data) != 32 and b"+" in data and not data.lstrip().startswith(b"-----BEGIN"):
+        try:
+            verifier = NoteVerifier.parse(data.decode("utf-8", "replace"))
+        except NoteError as exc:
+            _usage_error(f"{where}: {exc}")
+        if verifier.signature_type != ED25519 or verifier.name != log_origin(verifier.public_key):
+            _usage_error(f"{where}: {verifier.name} is not an audit log's verifier key (a witness key?)")
+        return verifier.public_key
+    try:
+        return load_public_key(data)
+    except PublicKeyError as exc:
+        _usage_error(f"{where}: {exc}")
+
+
+def _log_key(settings: Settings, given: Path | None) -> Ed25519PublicKey:
     from services.audit.adapters.keys import PUBLIC_KEY_FILE
-    from shared.security.keys import PublicKeyError, load_public_key, public_key_pem
 
     path = given or settings.home_dir / "keys" / PUBLIC_KEY_FILE
-    if not path.is_file():
-        _usage_error(f"public key {path} not found (pass --public-key PEM)")
-    try:
-        return public_key_pem(load_public_key(path.read_bytes()))
-    except PublicKeyError as exc:
-        _usage_error(f"{path}: {exc}")
+    if given is None and not path.is_file():
+        _usage_error(f"public key {path} not found (pass --public-key with the log's key you trust)")
+    return _parse_log_key(_read_input(path, "public key"), str(path))
+
+
+def _public_key_pem(settings: Settings, given: Path | None) -> str:
+    from shared.security.keys import public_key_pem
+
+    return public_key_pem(_log_key(settings, given))
 
 
 def _emit(as_json: bool, payload: dict[str, object], text: str, ok: bool = True) -> None:
@@ -66,29 +104,103 @@ def _emit(as_json: bool, payload: dict[str, object], text: str, ok: bool = True)
         Console(soft_wrap=True).print(("[green]OK[/green] " if ok else "[red]FAILED[/red] ") + text, highlight=False)
 
 
+def _write_output(out: Path, data: bytes) -> None:
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        _usage_error(f"cannot write {out}: {exc.strerror}")
+
+
 PublicKeyOption = Annotated[
-    Path | None, typer.Option("--public-key", help="Ed25519 public key PEM (default: $TUNEGATE_HOME/keys).")
+    Path | None,
+    typer.Option(
+        "--public-key",
+        help="The log's Ed25519 public key you trust: PEM, raw, hex or its verifier key"
+        " (default: $TUNEGATE_HOME/keys).",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+OutOption = Annotated[Path | None, typer.Option("--out", help="Write the document to this file.")]
 
 
 @audit_app.command("verify")
-def verify_command(as_json: JsonOption = False, public_key: PublicKeyOption = None) -> None:
-    """Recompute every entry hash, the chain, the Merkle root at each signed head and each signature."""
-    from services.audit.application import verify_ledger
+def verify_command(
+    as_json: JsonOption = False,
+    public_key: PublicKeyOption = None,
+    trusted_checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-checkpoint",
+            help="A checkpoint held elsewhere (from `audit checkpoint`, maybe cosigned by witnesses): the ledger"
+            " must hold at least its entries and extend its tree.",
+        ),
+    ] = None,
+) -> None:
+    """Recompute every entry hash, the chain, the Merkle root at each signed head and each signature; with
+    --trusted-checkpoint, also prove the ledger was not cut short, rolled back or rewritten since."""
+    from services.audit.application import check_against_checkpoint, verify_ledger
+    from services.audit.domain.checkpoints import NoteError, log_verifier, open_checkpoint
     from shared.config import Settings
 
     settings = Settings()
     store = _store(settings)
-    report = verify_ledger(store, _public_key_pem(settings, public_key))
+    key = _log_key(settings, public_key)
+    trusted = None
+    if trusted_checkpoint is not None:
+        try:
+            trusted = open_checkpoint(_read_input(trusted_checkpoint, "checkpoint"), log_verifier(key))
+        except NoteError as exc:
+            problem = f"trusted checkpoint {trusted_checkpoint}: {exc}"
+            _emit(as_json, {"ok": False, "detail": problem}, problem, False)
+            raise typer.Exit(1) from None
+    report = verify_ledger(store, key)
+    payload: dict[str, object] = report.model_dump(mode="json")
     if report.ok:
         text = (
             f"{report.detail}; {report.unsigned_entries} entries not yet signed ({report.entries_per_s:,.0f} entries/s)"
         )
     else:
         text = f"first bad sequence {report.first_bad_sequence}: {report.problem}: {report.detail}"
-    _emit(as_json, report.model_dump(mode="json"), text, report.ok)
-    raise typer.Exit(0 if report.ok else 1)
+    ok = report.ok
+    if trusted is not None and report.ok:
+        check = check_against_checkpoint(store, trusted, report.entries_checked)
+        payload["trusted_checkpoint"] = check.model_dump(mode="json")
+        ok = check.ok
+        payload["ok"] = ok
+        text = f"{text}; {check.detail}" if check.ok else f"trusted checkpoint: {check.detail}"
+    _emit(as_json, payload, text, ok)
+    raise typer.Exit(0 if ok else 1)
+
+
+@audit_app.command("checkpoint")
+def checkpoint_command(
+    out: OutOption = None,
+) -> None:
+    """Export the latest signed tree head as a C2SP checkpoint (signed note): keep it elsewhere, have
+    witnesses cosign it, and later `verify --trusted-checkpoint` it."""
+    from services.audit.application import ProofUnavailable, latest_checkpoint
+    from shared.config import Settings
+
+    settings = Settings()
+    store = _store(settings)
+    try:
+        note = latest_checkpoint(store, _log_key(settings, None)).render()
+    except ProofUnavailable as exc:
+        _usage_error(str(exc))
+    if out is None:
+        typer.echo(note.decode("utf-8"), nl=False)
+    else:
+        _write_output(out, note)
+        typer.echo(f"checkpoint written to {out}", err=True)
+
+
+@audit_app.command("verifier-key")
+def verifier_key_command(public_key: PublicKeyOption = None) -> None:
+    """Print the log's note verifier key (`<origin>+<key id>+<base64 key>`), for witnesses and auditors."""
+    from services.audit.domain.checkpoints import log_verifier
+    from shared.config import Settings
+
+    typer.echo(log_verifier(_log_key(Settings(), public_key)).encode())
 
 
 @audit_app.command("proof")

@@ -60,6 +60,7 @@ tree_heads = Table(
     Column("timestamp", String(40), nullable=False),
     Column("log_id", String(64), nullable=False),
     Column("signature", String(128), nullable=False),
+    Column("checkpoint_signature", String(128), nullable=False),
 )
 
 LEDGER_TABLES = ("audit_entries", "audit_nodes", "audit_tree_heads")

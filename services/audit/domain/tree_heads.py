@@ -1,5 +1,6 @@
 """Signed tree heads: an Ed25519 signature over {tree_size, root_hash, timestamp, log_id}, so a head names
-exactly one tree (the size is signed too: a Merkle root alone does not commit to it)."""
+exactly one tree (the size is signed too: a Merkle root alone does not commit to it), and a second one by the
+same key over the same tree as a C2SP checkpoint (domain/checkpoints.py), which other tooling can read."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.audit.domain.checkpoints import ED25519, ORIGIN_PREFIX, Checkpoint, NoteSignature, SignedNote, key_id
 from shared.canonical import canonical_json
 from shared.security.keys import public_key_raw
 
@@ -47,9 +49,20 @@ class TreeHead(BaseModel):
             }
         )
 
+    @property
+    def origin(self) -> str:
+        """The checkpoint origin: equal to checkpoints.log_origin(key), since log_id is SHA-256 of the key."""
+        return f"{ORIGIN_PREFIX}{self.log_id[:16]}"
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.origin, self.tree_size, bytes.fromhex(self.root_hash))
+
 
 class SignedTreeHead(TreeHead):
-    signature: str = Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature, hex.")
+    signature: str = Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature of signed_message(), hex.")
+    checkpoint_signature: str = Field(
+        pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature of the checkpoint note text, hex."
+    )
 
     def issued_at(self) -> datetime:
         return datetime.fromisoformat(self.timestamp)
@@ -62,4 +75,15 @@ class SignedTreeHead(TreeHead):
             key.verify(bytes.fromhex(self.signature), self.signed_message())
         except InvalidSignature:
             return f"tree head of size {self.tree_size}: Ed25519 signature does not verify"
+        try:
+            key.verify(bytes.fromhex(self.checkpoint_signature), self.checkpoint().text())
+        except InvalidSignature:
+            return f"tree head of size {self.tree_size}: the checkpoint's Ed25519 signature does not verify"
         return None
+
+    def signed_note(self, key: Ed25519PublicKey) -> SignedNote:
+        """The checkpoint as a signed note carrying the log's signature (key: the log's public key)."""
+        signature = NoteSignature(
+            self.origin, key_id(self.origin, ED25519, key), bytes.fromhex(self.checkpoint_signature)
+        )
+        return SignedNote(self.checkpoint().text(), (signature,))
