@@ -96,7 +96,8 @@ class NoteVerifier:
         text = vkey.strip()
         if len(text) > 1000:
             raise NoteError(f"verifier key is {len(text)} characters, at most 1000")
-        parts = text.split("+")
+        # Split at the first two '+' only: standard base64 key material may itself hold '+'.
+        parts = text.split("+", 2)
         if len(parts) != 3:
             raise NoteError(f"verifier key {text[:80]!r}: expected <name>+<key id>+<base64 key>")
         name, hash_hex, material_b64 = parts
