@@ -1,7 +1,9 @@
-"""`tunegate audit ...`: verify the ledger, export and check proofs, inspect the tail.
+"""`tunegate audit ...`: verify the ledger, export checkpoints and proofs and check them, inspect the tail, and run
+a witness.
 
-Every command only reads the ledger (Settings().database_url_for("audit")). Exit codes: 0 verified / done,
-1 verification failed, 2 usage error (unknown event id, bad sizes, missing ledger, key or file)."""
+Every command only reads the ledger (Settings().database_url_for("audit")); `audit witness ...` keeps its own
+state in the directory it is given. Exit codes: 0 verified / done, 1 verification failed or cosigning refused,
+2 usage error (unknown event id, bad sizes, missing ledger, key or file)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,23 @@ if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from services.audit.adapters.store import LedgerStore
+    from services.audit.domain.checkpoints import NoteVerifier
+    from services.audit.domain.proofs import ConsistencyProofDocument
+    from services.audit.witness import Witness
     from shared.config import Settings
 
 # Heavy modules (SQLAlchemy, rich, the ledger) are imported inside the commands, so `tunegate --help` and
 # every other verb start without them.
 
 audit_app = typer.Typer(help="The audit ledger: verify it, export and check proofs.", no_args_is_help=True)
+
+
+witness_app = typer.Typer(
+    help="A witness with its own key, for another host: cosigns the log's checkpoints only while each extends"
+    " the last it cosigned.",
+    no_args_is_help=True,
+)
+audit_app.add_typer(witness_app, name="witness")
 
 
 def register(app: typer.Typer) -> None:
@@ -80,6 +93,26 @@ def _parse_log_key(data: bytes, where: str) -> Ed25519PublicKey:
         _usage_error(f"{where}: {exc}")
 
 
+def _verifier_key_text(value: str, what: str) -> str:
+    """A verifier key given inline, or the path of a file holding one."""
+    if "+" not in value:
+        path = Path(value)
+        return _read_input(path, what).decode("utf-8", "replace").strip()
+    return value
+
+
+def _witness_key(value: str) -> NoteVerifier:
+    from services.audit.domain.checkpoints import COSIGNATURE_V1, NoteError, NoteVerifier
+
+    try:
+        verifier = NoteVerifier.parse(_verifier_key_text(value, "witness key"))
+    except NoteError as exc:
+        _usage_error(f"--witness-key: {exc}")
+    if verifier.signature_type != COSIGNATURE_V1:
+        _usage_error(f"--witness-key {verifier.name}: not a witness cosignature key (type 0x04)")
+    return verifier
+
+
 def _log_key(settings: Settings, given: Path | None) -> Ed25519PublicKey:
     from services.audit.adapters.keys import PUBLIC_KEY_FILE
 
@@ -135,9 +168,24 @@ def verify_command(
             " must hold at least its entries and extend its tree.",
         ),
     ] = None,
+    witness_keys: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness-key",
+            help="A witness's verifier key (`name+id+base64`, or a file holding it) whose cosignature counts;"
+            " repeat for each witness.",
+        ),
+    ] = None,
+    required_cosignatures: Annotated[
+        int,
+        typer.Option(
+            "--require-cosignatures", min=0, help="How many of the --witness-key witnesses must have cosigned."
+        ),
+    ] = 0,
 ) -> None:
     """Recompute every entry hash, the chain, the Merkle root at each signed head and each signature; with
-    --trusted-checkpoint, also prove the ledger was not cut short, rolled back or rewritten since."""
+    --trusted-checkpoint, also prove the ledger was not cut short, rolled back or rewritten since (and, with
+    --require-cosignatures K, that K of the given witnesses cosigned that checkpoint)."""
     from services.audit.application import check_against_checkpoint, verify_ledger
     from services.audit.domain.checkpoints import NoteError, log_verifier, open_checkpoint
     from shared.config import Settings
@@ -145,10 +193,17 @@ def verify_command(
     settings = Settings()
     store = _store(settings)
     key = _log_key(settings, public_key)
+    witnesses = [_witness_key(value) for value in witness_keys or []]
+    if required_cosignatures and trusted_checkpoint is None:
+        _usage_error("--require-cosignatures needs --trusted-checkpoint (the cosigned checkpoint)")
+    if required_cosignatures > len(witnesses):
+        _usage_error(f"--require-cosignatures {required_cosignatures} but only {len(witnesses)} --witness-key given")
     trusted = None
     if trusted_checkpoint is not None:
         try:
-            trusted = open_checkpoint(_read_input(trusted_checkpoint, "checkpoint"), log_verifier(key))
+            trusted = open_checkpoint(
+                _read_input(trusted_checkpoint, "checkpoint"), log_verifier(key), witnesses, required_cosignatures
+            )
         except NoteError as exc:
             problem = f"trusted checkpoint {trusted_checkpoint}: {exc}"
             _emit(as_json, {"ok": False, "detail": problem}, problem, False)
@@ -338,3 +393,132 @@ def tail_command(
             row.entry_hash[:16] + "…",
         )  # fmt: skip
     Console().print(table)
+
+
+# ---------------------------------------------------------------------------------------------- witness
+
+StateDirOption = Annotated[
+    Path, typer.Option("--state-dir", help="The witness's own directory: its key (0600) and last cosigned checkpoint.")
+]
+
+
+def _witness(state_dir: Path) -> Witness:
+    from services.audit.adapters.witness_state import WitnessState
+    from services.audit.witness import Witness
+
+    return Witness(WitnessState(state_dir))
+
+
+@witness_app.command("init")
+def witness_init_command(
+    state_dir: StateDirOption,
+    name: Annotated[str, typer.Option("--name", help="The witness's key name, e.g. witness.example.com/w1.")],
+    log_key: Annotated[
+        str, typer.Option("--log-key", help="The log's verifier key (`audit verifier-key`), or a file holding it.")
+    ],
+) -> None:
+    """Create the witness's key and configuration; prints its verifier key for `audit verify --witness-key`."""
+    from services.audit.adapters.witness_state import WitnessState, WitnessStateError
+    from services.audit.domain.checkpoints import NoteError
+    from services.audit.witness import Witness
+    from shared.security.keys import PrivateKeyError
+
+    try:
+        witness = Witness.initialise(WitnessState(state_dir), name, _verifier_key_text(log_key, "log key"))
+        typer.echo(witness.verifier().encode())
+    except (NoteError, WitnessStateError, PrivateKeyError) as exc:
+        _usage_error(str(exc))
+
+
+@witness_app.command("verifier-key")
+def witness_verifier_key_command(state_dir: StateDirOption) -> None:
+    """Print the witness's verifier key (`<name>+<key id>+<base64(0x04 || key)>`)."""
+    from services.audit.adapters.witness_state import WitnessStateError
+    from shared.security.keys import PrivateKeyError
+
+    try:
+        typer.echo(_witness(state_dir).verifier().encode())
+    except (WitnessStateError, PrivateKeyError) as exc:
+        _usage_error(str(exc))
+
+
+@witness_app.command("cosign")
+def witness_cosign_command(
+    state_dir: StateDirOption,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option("--checkpoint", help="The log's checkpoint (default: fetch the latest from the local ledger)."),
+    ] = None,
+    proof: Annotated[
+        Path | None,
+        typer.Option(
+            "--proof",
+            help="Consistency proof document from the last cosigned size to the checkpoint's"
+            " (`audit consistency OLD NEW --out`); built from the local ledger when the checkpoint is fetched.",
+        ),
+    ] = None,
+    out: OutOption = None,
+) -> None:
+    """Cosign a checkpoint if it extends the last one this witness cosigned; refuse a rollback or a fork.
+    Prints (or writes) the checkpoint with the cosignature added; other signatures are kept."""
+    from pydantic import ValidationError
+
+    from services.audit.adapters.witness_state import WitnessStateError
+    from services.audit.domain.checkpoints import NoteError
+    from services.audit.domain.proofs import ConsistencyProofDocument
+    from services.audit.domain.witness import WitnessRefusal
+    from shared.security.keys import PrivateKeyError
+
+    witness = _witness(state_dir)
+    try:
+        log = witness.log()
+        last = witness.last_cosigned()
+    except (WitnessStateError, NoteError) as exc:
+        _usage_error(str(exc))
+    document: ConsistencyProofDocument | None = None
+    if checkpoint is not None:
+        note = _read_input(checkpoint, "checkpoint")
+        if proof is not None:
+            try:
+                document = ConsistencyProofDocument.model_validate_json(_read_input(proof, "proof"))
+            except ValidationError as exc:
+                _usage_error(f"{proof}: not a consistency proof document ({exc.error_count()} errors)")
+    else:
+        note, document = _fetch_from_ledger(log.public_key, last.tree_size if last else None)
+    try:
+        cosigned = witness.cosign(note, document)
+    except (NoteError, WitnessRefusal) as exc:
+        from rich.console import Console
+
+        Console(stderr=True, soft_wrap=True).print(f"[red]refused:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    except (WitnessStateError, PrivateKeyError) as exc:
+        _usage_error(str(exc))
+    rendered = cosigned.note.render()
+    if out is None:
+        typer.echo(rendered.decode("utf-8"), nl=False)
+    else:
+        _write_output(out, rendered)
+    since = "first checkpoint" if cosigned.previous_size is None else f"extends size {cosigned.previous_size}"
+    typer.echo(f"cosigned {cosigned.checkpoint.origin} size {cosigned.checkpoint.tree_size} ({since})", err=True)
+
+
+def _fetch_from_ledger(
+    log_key: Ed25519PublicKey, last_size: int | None
+) -> tuple[bytes, ConsistencyProofDocument | None]:
+    """The local ledger's latest checkpoint, and the consistency proof from the witness's last size."""
+    from services.audit.application import ProofUnavailable, build_consistency_proof, latest_checkpoint
+    from services.audit.domain.checkpoints import Checkpoint
+    from shared.config import Settings
+    from shared.security.keys import public_key_pem
+
+    store = _store(Settings())
+    try:
+        note = latest_checkpoint(store, log_key)
+        size = Checkpoint.parse(note.text).tree_size
+        document = None
+        if last_size is not None and last_size < size:
+            document = build_consistency_proof(store, last_size, size, public_key_pem(log_key))
+    except ProofUnavailable as exc:
+        _usage_error(str(exc))
+    return note.render(), document
