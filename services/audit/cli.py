@@ -292,12 +292,20 @@ def proof_command(
 @audit_app.command("verify-proof")
 def verify_proof_command(
     file: Annotated[Path, typer.Argument(help="A proof document from `tunegate audit proof` or `consistency`.")],
-    public_key: Annotated[Path | None, typer.Option("--public-key", help="The log's public key PEM you trust.")] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            help="The log's key you trust: PEM, raw, hex or verifier key (default: this host's audit log key).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check a proof document offline, with only the file and the public key."""
+    """Check a proof document offline, with only the file and the log's key you trust (never the one inside the
+    document)."""
     from pydantic import ValidationError
 
+    from services.audit.adapters.keys import PUBLIC_KEY_FILE
     from services.audit.domain.proofs import (
         CONSISTENCY_FORMAT,
         INCLUSION_FORMAT,
@@ -307,18 +315,23 @@ def verify_proof_command(
         verify_consistency_document,
         verify_proof_document,
     )
+    from shared.config import Settings
 
+    settings = Settings()
     try:
-        raw = json.loads(file.read_text())
-    except FileNotFoundError:
-        _usage_error(f"{file}: no such file")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = json.loads(_read_input(file, "proof document"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         _usage_error(f"{file}: not a JSON proof document ({exc})")
-    key: bytes | None = None
+    local_key = settings.home_dir / "keys" / PUBLIC_KEY_FILE
     if public_key is not None:
-        if not public_key.is_file():
-            _usage_error(f"public key {public_key} not found")
-        key = public_key.read_bytes()
+        key, trusted = _log_key(settings, public_key), f"--public-key {public_key}"
+    elif local_key.is_file():
+        key, trusted = _log_key(settings, None), f"this host's audit log key {local_key}"
+    else:
+        _usage_error(
+            "no trusted key to check the proof against: pass --public-key with the log's public key or verifier"
+            f" key (the key inside a proof document is never trusted; {local_key} does not exist)"
+        )
     kind = raw.get("format") if isinstance(raw, dict) else None
     try:
         if kind == INCLUSION_FORMAT:
@@ -330,11 +343,8 @@ def verify_proof_command(
     except ValidationError as exc:
         # A document that no longer parses (altered hex, sizes, fields) is a failed proof, not a usage error.
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        check = ProofCheck(ok=False, detail=f"malformed proof document: {where}", key_source="given")
-    text = check.detail
-    if check.ok and check.key_source == "embedded":
-        text += " [yellow](checked against the key inside the document; pass --public-key to trust it)[/yellow]"
-    _emit(as_json, check.model_dump(mode="json"), text, check.ok)
+        check = ProofCheck(ok=False, detail=f"malformed proof document: {where}")
+    _emit(as_json, {**check.model_dump(mode="json"), "trusted_key": trusted}, f"{check.detail} [{trusted}]", check.ok)
     raise typer.Exit(0 if check.ok else 1)
 
 
