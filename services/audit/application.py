@@ -23,7 +23,7 @@ from sqlalchemy import Connection
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import NODE_MIN_LEVEL, LedgerStore
 from services.audit.domain.checkpoints import CheckedCheckpoint, SignedNote
-from services.audit.domain.entries import EntryFields, entry_body
+from services.audit.domain.entries import EntryFields, ProducerSignature, entry_body
 from services.audit.domain.proofs import (
     ConsistencyProofDocument,
     InclusionProofDocument,
@@ -31,11 +31,28 @@ from services.audit.domain.proofs import (
 )
 from services.audit.domain.tree_heads import SignedTreeHead, TreeHead, format_timestamp
 from services.audit.domain.verification import LedgerVerifier, VerifyReport
+from shared.canonical import canonical_sha256
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.merkle import CompactRange, consistency_path, inclusion_path, verify_consistency
 from shared.security.keys import load_public_key
 from shared.storage.db import Database
+
+
+def entry_fields(envelope: Envelope) -> EntryFields:
+    """What the ledger records of an envelope: its identity, who produced and signed it, and the payload's hash."""
+    signature = envelope.signature
+    return EntryFields(
+        event_id=envelope.event_id,
+        type=envelope.type,
+        producer=envelope.producer,
+        actor=envelope.actor,
+        subject=envelope.subject,
+        occurred_at=envelope.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        trace_id=envelope.trace_id,
+        payload_sha256=canonical_sha256(envelope.payload),
+        signature=ProducerSignature(key_id=signature.key_id, value=signature.value) if signature else None,
+    )
 
 
 class ProofUnavailable(LookupError):
@@ -89,7 +106,7 @@ class LedgerService:
                 continue
             seen.add(envelope.event_id)
             # Payload hashing happens before the lock is taken, keeping the critical section short.
-            fields.append(EntryFields.from_envelope(envelope))
+            fields.append(entry_fields(envelope))
 
         with self.store.write_transaction() as conn:
             size, prev = self.store.head(conn)
@@ -109,9 +126,11 @@ class LedgerService:
                 if f.event_id in existing:
                     skipped.append(f.event_id)
                     continue
+                signature = f.signature
+                key_id, value = (signature.key_id, signature.value) if signature else (None, None)
                 body = entry_body(
                     size, f.event_id, f.type, f.producer, f.actor, f.subject, f.occurred_at, f.trace_id,
-                    f.payload_sha256, prev,
+                    f.payload_sha256, prev, key_id, value,
                 )  # fmt: skip
                 entry_hash = sha256(body).hexdigest()
                 leaf = sha256(b"\x00" + body).digest()
@@ -127,6 +146,8 @@ class LedgerService:
                         "trace_id": f.trace_id,
                         "payload_sha256": f.payload_sha256,
                         "prev_hash": prev,
+                        "signature_key_id": key_id,
+                        "signature_value": value,
                         "entry_hash": entry_hash,
                         "leaf_hash": leaf,
                     }
