@@ -99,3 +99,15 @@ def test_go_parses_a_cosigned_checkpoint(go_verifier: Path, ledger: LedgerServic
     # sumdb/note knows only Ed25519 (type 0x01) keys: the cosignature line parses and is left unverified.
     assert f"verified {vkey.name}+{vkey.key_id.hex()}\n" in result.stdout
     assert f"unverified {witness.name}+{witness.key_id.hex()}\n" in result.stdout
+
+
+def test_go_verifies_the_golden_vector(go_verifier: Path) -> None:
+    vectors = Path(__file__).parent / "vectors"
+    vkey = (vectors / "log.vkey").read_text().strip()
+    result = subprocess.run(
+        [str(go_verifier), str(vectors / "checkpoint-cosigned.txt"), vkey], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(
+        "verified tunegate.local/audit/113b2b3fa053d4a9+a792dfda\nunverified witness.example/w1+e28a5f1b\n"
+    )

@@ -187,6 +187,9 @@ class SignedNote:
                 blob = base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
                 blob = b""
+            # Canonical base64 only, so one signature has one spelling (no stray bits in the last character).
+            if base64.b64encode(blob).decode("ascii") != encoded:
+                blob = b""
             if not is_valid_key_name(name) or len(blob) < 5:
                 raise NoteError(f"signature line {number} ({name!r}): malformed name or signature")
             signatures.append(NoteSignature(name, blob[:4], blob[4:]))
