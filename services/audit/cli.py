@@ -95,9 +95,18 @@ def _parse_log_key(data: bytes, where: str) -> Ed25519PublicKey:
 
 def _verifier_key_text(value: str, what: str) -> str:
     """A verifier key given inline, or the path of a file holding one."""
-    if "+" not in value:
+    if Path(value).is_file() or "+" not in value:
+        return _read_input(Path(value), what).decode("utf-8", "replace").strip()
+    return value
+
+
+def _log_verifier_key_text(value: str) -> str:
+    """The log's verifier key given inline, or a file holding it or the log's public key in any form."""
+    from services.audit.domain.checkpoints import log_verifier
+
+    if Path(value).is_file() or "+" not in value:
         path = Path(value)
-        return _read_input(path, what).decode("utf-8", "replace").strip()
+        return log_verifier(_parse_log_key(_read_input(path, "log key"), str(path))).encode()
     return value
 
 
@@ -424,7 +433,11 @@ def witness_init_command(
     state_dir: StateDirOption,
     name: Annotated[str, typer.Option("--name", help="The witness's key name, e.g. witness.example.com/w1.")],
     log_key: Annotated[
-        str, typer.Option("--log-key", help="The log's verifier key (`audit verifier-key`), or a file holding it.")
+        str,
+        typer.Option(
+            "--log-key",
+            help="The log's verifier key (`audit verifier-key`), or a file with it or with the log's public key.",
+        ),
     ],
 ) -> None:
     """Create the witness's key and configuration; prints its verifier key for `audit verify --witness-key`."""
@@ -434,7 +447,7 @@ def witness_init_command(
     from shared.security.keys import PrivateKeyError
 
     try:
-        witness = Witness.initialise(WitnessState(state_dir), name, _verifier_key_text(log_key, "log key"))
+        witness = Witness.initialise(WitnessState(state_dir), name, _log_verifier_key_text(log_key))
         typer.echo(witness.verifier().encode())
     except (NoteError, WitnessStateError, PrivateKeyError) as exc:
         _usage_error(str(exc))

@@ -4,6 +4,7 @@ forks and truncation are each refused or caught."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import stat
 from pathlib import Path
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from services.audit.adapters.store import LedgerStore
 from services.audit.application import LedgerService, build_consistency_proof, latest_checkpoint, open_ledger
-from services.audit.domain.checkpoints import Checkpoint, NoteError, SignedNote
+from services.audit.domain.checkpoints import Checkpoint, NoteError, SignedNote, log_verifier
 from services.audit.domain.witness import WitnessRefusal, check_advance
 from shared.config import Settings
 from shared.storage.db import Database
@@ -65,7 +66,9 @@ def _cosign(app: typer.Typer, state: Path, *args: str) -> tuple[int, str]:
     return _invoke(app, "audit", "witness", "cosign", "--state-dir", str(state), *args)
 
 
-def test_init_creates_a_private_state_with_its_own_key(app: typer.Typer, ledger: LedgerService, tmp_path: Path) -> None:
+def test_init_creates_a_private_state_with_its_own_key(
+    app: typer.Typer, ledger: LedgerService, tmp_path: Path, tunegate_home: Path
+) -> None:
     state = tmp_path / "witness-a"
     vkey = _init(app, state, "witness.example/a")
     assert vkey.startswith("witness.example/a+")
@@ -79,6 +82,15 @@ def test_init_creates_a_private_state_with_its_own_key(app: typer.Typer, ledger:
     assert code == 2
     code, out = _cosign(app, tmp_path / "never-initialised")
     assert code == 2 and "witness init" in out
+    # The log's key may also be given as its public key file, in any form.
+    other = tmp_path / "witness-b"
+    log_pub = tunegate_home / "keys" / "audit_ed25519.pub"
+    code, out = _invoke(app, "audit", "witness", "init", "--state-dir", str(other), "--name", "witness.example/b",
+                        "--log-key", str(log_pub))  # fmt: skip
+    assert code == 0, out
+    assert json.loads((other / "witness.json").read_text())["log_verifier_key"] == log_verifier(
+        ledger.signer.public_key
+    ).encode()
 
 
 def test_cosigns_forward_refuses_rollback_and_a_missing_proof(
