@@ -43,9 +43,19 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600.0, gt=0, description="Seconds an approval request stays open before it expires."
     )
 
+    keys_path: Path | None = Field(
+        default=None,
+        validation_alias="TUNEGATE_KEYS_DIR",
+        description="Signing keys and trusted public keys (signing/, trust/); default home/keys.",
+    )
+
     @property
     def home_dir(self) -> Path:
         return self.home.resolve()
+
+    @property
+    def keys_dir(self) -> Path:
+        return (self.keys_path or self.home_dir / "keys").resolve()
 
     def path(self, *parts: str) -> Path:
         target = self.home_dir.joinpath(*parts)
@@ -69,11 +79,17 @@ class Settings(BaseSettings):
             f"registry API not found: set TUNEGATE_REGISTRY_URL or run `tunegate up` (looked for {url_file})"
         )
 
-    def resolved_redis_url(self) -> str:
-        """External Redis when configured, else the one `tunegate up` started (its URL file)."""
+    def resolved_redis_url(self, user: str | None = None) -> str:
+        """External Redis when configured (its URL carries the credentials), else the one `tunegate up`
+        started, as `user` (a service name, `operator` for the CLI, `admin`) when it has Redis users."""
         if self.redis_url:
             return self.redis_url
         url_file = self.home_dir / "redis" / "url"
         if url_file.exists():
-            return url_file.read_text().strip()
+            url = url_file.read_text().strip()
+            if user is None:
+                return url
+            from shared.runtime.redis_acl import RedisCredentials
+
+            return RedisCredentials(self.home_dir / "redis").url_for(url, user)
         raise RuntimeError(f"no Redis configured: set TUNEGATE_REDIS_URL or run `tunegate up` (looked for {url_file})")

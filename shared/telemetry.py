@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -101,6 +102,25 @@ def span_from(traceparent: str | None, name: str, tracer_name: str, **attributes
         attributes=attributes,  # type: ignore[arg-type]
     ) as span:
         yield span
+
+
+def messaging_attributes(
+    envelope: Any, *, operation: str, group: str | None = None, stream: str | None = None
+) -> dict[str, str]:
+    """Current OpenTelemetry messaging semantic conventions for one event on a Redis stream."""
+    attributes = {
+        "messaging.system": "redis",
+        "messaging.destination.name": stream or envelope.stream,
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+        "messaging.message.id": envelope.event_id,
+        "tunegate.event.type": envelope.type,
+        "tunegate.subject": envelope.subject,
+        "tunegate.producer": envelope.producer,
+    }
+    if group:
+        attributes["messaging.consumer.group.name"] = group
+    return attributes
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,9 +14,12 @@ from typing import Any
 
 import redis
 
-from shared.bus.service import ready_file_name
+from shared.bus.lifecycle import ready_file_name
+from shared.bus.publisher import Publisher
 from shared.bus.wire import body_of
+from shared.config import Settings
 from shared.events.envelope import Envelope
+from shared.security.signing import KeyDirectory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,6 +92,29 @@ class ServiceProcess:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def keys(home: Path | None = None) -> KeyDirectory:
+    """The key directory the services of a test home use (TUNEGATE_HOME when no home is given)."""
+    return KeyDirectory(home / "keys" if home is not None else Settings().keys_dir)
+
+
+def sign(envelope: Envelope, home: Path | None = None) -> Envelope:
+    """Sign as the envelope's producer, as that service would (tests publish in the services' names)."""
+    return keys(home).signer(envelope.producer).sign(envelope)
+
+
+def publish_signed(url: str, *envelopes: Envelope, home: Path | None = None) -> None:
+    """Publish envelopes, each signed by its producer's key from the test home."""
+    signed = [sign(envelope, home) for envelope in envelopes]
+
+    async def run() -> None:
+        async with Publisher(url, keys(home).signer(signed[0].producer)) as publisher:
+            for envelope in signed:
+                await publisher.publish(envelope)
+
+    if signed:
+        asyncio.run(run())
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, interval: float = 0.1) -> Any:

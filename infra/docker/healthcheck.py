@@ -2,7 +2,7 @@
 
     python /usr/local/lib/tunegate/healthcheck.py [SERVICE] [--max-age SECONDS] [--host NAME]
 
-Every service process refreshes a heartbeat key in Redis every 2 s (shared.bus.service, TTL 10 s) that
+Every service process refreshes a heartbeat key in Redis every 2 s (shared.bus.delivery_loops, TTL 10 s) that
 records its host name. The probe exits 0 when a heartbeat of SERVICE (default: $SERVICE) written from
 this host (the pod or container hostname) is younger than --max-age, 1 with the reason on stderr when
 there is none or Redis cannot be reached, and 2 on bad usage.
@@ -24,7 +24,7 @@ import time
 
 import redis
 
-from shared.bus.service import heartbeat_key
+from shared.bus.delivery_loops import heartbeat_key
 from shared.config import Settings
 
 SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]*")

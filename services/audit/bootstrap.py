@@ -5,9 +5,8 @@ from __future__ import annotations
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.tables import metadata
 from services.audit.handlers import LedgerHandlers
-from shared.bus.service import ServiceDefinition
+from shared.bus.definition import ServiceDefinition
 from shared.config import Settings
-from shared.events.streams import ALL_STREAMS
 
 
 def build(settings: Settings) -> ServiceDefinition:
@@ -15,7 +14,7 @@ def build(settings: Settings) -> ServiceDefinition:
     return ServiceDefinition(
         name="audit",
         batch_handler=handlers.on_events,
-        streams=[s.value for s in ALL_STREAMS],
         metadata=[metadata],
         background=[handlers.sign_on_schedule],
+        learns_principal_keys=True,
     )

@@ -11,7 +11,7 @@ import logging
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import LedgerStore
 from services.audit.application import LedgerService
-from shared.bus.service import ServiceRuntime
+from shared.bus.lifecycle import ServiceRuntime
 from shared.config import Settings
 from shared.events.envelope import Envelope
 

@@ -6,6 +6,7 @@ import typer
 
 from services.audit import cli as audit_cli
 from services.cli import demo, runtime
+from services.cli.keys import keys_app
 from services.registry import cli as registry_cli
 from services.scanner import cli as scanner_cli
 from services.trainer import cli as trainer_cli
@@ -25,6 +26,7 @@ scanner_cli.register(app)
 trainer_cli.register(app)
 registry_cli.jobs_app.command("watch")(trainer_cli.jobs_watch)
 app.command("demo")(demo.demo)
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

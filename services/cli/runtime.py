@@ -69,6 +69,9 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     for stream, info in report["streams"].items():
         streams.add_row(stream, str(info["length"]), str(info["dead_letters"]))
     console.print(streams)
+    for name, entry in report["services"].items():
+        for problem in entry["problems"]:
+            console.print(f"[red]{name}: {problem}")
     if not report["healthy"]:
-        console.print("[red]unhealthy: Redis unreachable or a started service is down")
+        console.print("[red]unhealthy: Redis unreachable, or a started service is down or cannot reach Redis")
         raise typer.Exit(1)

@@ -17,7 +17,7 @@ from services.registry.workflow import SYSTEM_ACTOR, RegistryCore
 from shared.config import Settings
 
 if TYPE_CHECKING:
-    from shared.bus.service import ServiceDefinition
+    from shared.bus.definition import ServiceDefinition
 
 log = logging.getLogger("tunegate.registry")
 
@@ -68,7 +68,7 @@ def expiry_timer(core: RegistryCore, interval_s: float = EXPIRY_INTERVAL_S) -> C
 
 
 def build(settings: Settings) -> ServiceDefinition:
-    from shared.bus.service import ServiceDefinition
+    from shared.bus.definition import ServiceDefinition
 
     core = build_core(settings)
 

@@ -14,11 +14,13 @@ from services.registry.adapters import repository
 from services.registry.adapters.tables import JobRow
 from services.registry.domain.states import JobState
 from services.registry.workflow import RegistryCore
-from shared.bus.context import Handler, HandlerContext
+from shared.bus.context import HandlerContext
+from shared.bus.definition import TypedHandler
 from shared.events.payloads import (
     DatasetScanFailed,
     DatasetScanned,
     JobRequested,
+    Payload,
     TrainingCancelled,
     TrainingCompleted,
     TrainingFailed,
@@ -38,10 +40,8 @@ def _known_job(ctx: HandlerContext, job_id: str) -> JobRow | None:
     return job
 
 
-def build_handlers(core: RegistryCore) -> dict[str, Handler]:
-    async def on_job_requested(ctx: HandlerContext) -> None:
-        data = ctx.event.data
-        assert isinstance(data, JobRequested)
+def build_handlers(core: RegistryCore) -> dict[type[Payload], TypedHandler]:
+    async def on_job_requested(data: JobRequested, ctx: HandlerContext) -> None:
         core.intake(
             ctx.db,
             ctx,
@@ -52,16 +52,12 @@ def build_handlers(core: RegistryCore) -> dict[str, Handler]:
             cause_event_id=ctx.event.event_id,
         )
 
-    async def on_dataset_scanned(ctx: HandlerContext) -> None:
-        data = ctx.event.data
-        assert isinstance(data, DatasetScanned)
+    async def on_dataset_scanned(data: DatasetScanned, ctx: HandlerContext) -> None:
         job = _known_job(ctx, data.job_id)
         if job is not None:
             core.scan_completed(ctx.db, ctx, job, data, cause_event_id=ctx.event.event_id)
 
-    async def on_dataset_scan_failed(ctx: HandlerContext) -> None:
-        data = ctx.event.data
-        assert isinstance(data, DatasetScanFailed)
+    async def on_dataset_scan_failed(data: DatasetScanFailed, ctx: HandlerContext) -> None:
         job = _known_job(ctx, data.job_id)
         if job is not None:
             core.scan_failed(ctx.db, ctx, job, data, cause_event_id=ctx.event.event_id)
@@ -75,9 +71,7 @@ def build_handlers(core: RegistryCore) -> dict[str, Handler]:
                 ctx.db, ctx, job, outcome, reason=reason, result=result, cause_event_id=ctx.event.event_id
             )
 
-    async def on_training_completed(ctx: HandlerContext) -> None:
-        data = ctx.event.data
-        assert isinstance(data, TrainingCompleted)
+    async def on_training_completed(data: TrainingCompleted, ctx: HandlerContext) -> None:
         result = {
             "artifact": data.artifact.model_dump(mode="json"),
             "metrics": data.metrics,
@@ -88,23 +82,19 @@ def build_handlers(core: RegistryCore) -> dict[str, Handler]:
         reason = f"training completed: adapter {data.artifact.sha256[:12]}"
         finish_training(ctx, data.job_id, JobState.TRAINED, reason, result)
 
-    async def on_training_failed(ctx: HandlerContext) -> None:
-        data = ctx.event.data
-        assert isinstance(data, TrainingFailed)
+    async def on_training_failed(data: TrainingFailed, ctx: HandlerContext) -> None:
         where = f" at step {data.step}" if data.step is not None else ""
         finish_training(ctx, data.job_id, JobState.FAILED, f"training failed{where}: {data.reason}")
 
-    async def on_training_cancelled(ctx: HandlerContext) -> None:
-        data = ctx.event.data
-        assert isinstance(data, TrainingCancelled)
+    async def on_training_cancelled(data: TrainingCancelled, ctx: HandlerContext) -> None:
         reason = f"training cancelled at step {data.at_step}" + (f": {data.reason}" if data.reason else "")
         finish_training(ctx, data.job_id, JobState.CANCELLED, reason)
 
     return {
-        "job.requested": on_job_requested,
-        "dataset.scanned": on_dataset_scanned,
-        "dataset.scan.failed": on_dataset_scan_failed,
-        "training.completed": on_training_completed,
-        "training.failed": on_training_failed,
-        "training.cancelled": on_training_cancelled,
+        JobRequested: on_job_requested,
+        DatasetScanned: on_dataset_scanned,
+        DatasetScanFailed: on_dataset_scan_failed,
+        TrainingCompleted: on_training_completed,
+        TrainingFailed: on_training_failed,
+        TrainingCancelled: on_training_cancelled,
     }

@@ -12,7 +12,7 @@ from shared.config import Settings
 from shared.storage.artifacts import ArtifactStore
 
 if TYPE_CHECKING:
-    from shared.bus.service import ServiceDefinition
+    from shared.bus.definition import ServiceDefinition
 
 
 def build_deps(settings: Settings) -> ScannerDeps:
@@ -26,7 +26,7 @@ def build_deps(settings: Settings) -> ScannerDeps:
 
 
 def build(settings: Settings) -> ServiceDefinition:
-    from shared.bus.service import ServiceDefinition
+    from shared.bus.definition import ServiceDefinition
 
     # Load the default policy now: a broken bundled policy should stop the service, not fail every scan.
     load_policy("default")

@@ -21,9 +21,10 @@ from pathlib import Path
 from services.scanner.adapters.tables import ScanRow
 from services.scanner.domain.policy import Policy, PolicyError
 from services.scanner.pipeline import ScanOptions, ScanResult, scan_dataset
-from shared.bus.context import Handler, HandlerContext
+from shared.bus.context import HandlerContext
+from shared.bus.definition import TypedHandler
 from shared.datasets import DatasetError, DatasetManifest, ManifestError, find_manifest, load_manifest
-from shared.events.payloads import ArtifactRef, DatasetScanFailed, DatasetScanned, DatasetScanRequested
+from shared.events.payloads import ArtifactRef, DatasetScanFailed, DatasetScanned, DatasetScanRequested, Payload
 from shared.storage.artifacts import CAS_SCHEME, ArtifactStore
 
 log = logging.getLogger("tunegate.scanner")
@@ -93,10 +94,8 @@ async def _scan_keeping_alive(ctx: HandlerContext, *args: object, **kwargs: obje
         await ctx.still_mine()
 
 
-def build_handlers(deps: ScannerDeps) -> dict[str, Handler]:
-    async def on_scan_requested(ctx: HandlerContext) -> None:
-        request = ctx.event.data
-        assert isinstance(request, DatasetScanRequested)
+def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
+    async def on_scan_requested(request: DatasetScanRequested, ctx: HandlerContext) -> None:
         workdir = Path(tempfile.mkdtemp(prefix=f"scan-{ctx.event.event_id}-", dir=deps.scratch))
         try:
             await _handle(ctx, request, workdir)
@@ -190,4 +189,4 @@ def build_handlers(deps: ScannerDeps) -> dict[str, Handler]:
             result.seconds,
         )
 
-    return {"dataset.scan.requested": on_scan_requested}
+    return {DatasetScanRequested: on_scan_requested}

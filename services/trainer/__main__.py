@@ -1,5 +1,5 @@
 from services.trainer.bootstrap import build
-from shared.bus.service import run_service
+from shared.bus.lifecycle import run_service
 
 if __name__ == "__main__":
     run_service(build)

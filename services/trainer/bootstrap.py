@@ -15,8 +15,9 @@ from services.trainer.adapters.runtime import configure_offline
 from services.trainer.adapters.tables import metadata
 from services.trainer.config import TrainerSettings
 from services.trainer.handlers import TrainerDeps, TrainerHandlers
-from shared.bus.service import ServiceDefinition
+from shared.bus.definition import ServiceDefinition
 from shared.config import Settings
+from shared.events.payloads import TrainingCancelRequested, TrainingRequested
 from shared.storage.artifacts import ArtifactStore
 
 NAME = "trainer"
@@ -50,14 +51,14 @@ def build_deps(settings: Settings, client: redis.Redis, *, worker_id: str | None
 
 def build(settings: Settings) -> ServiceDefinition:
     configure_offline()
-    client = redis.Redis.from_url(settings.resolved_redis_url())
+    client = redis.Redis.from_url(settings.resolved_redis_url(NAME))
     deps = build_deps(settings, client)
     handlers = TrainerHandlers(deps)
     return ServiceDefinition(
         name=NAME,
         handlers={
-            "training.requested": handlers.training_requested,
-            "training.cancel.requested": handlers.cancel_requested,
+            TrainingRequested: handlers.training_requested,
+            TrainingCancelRequested: handlers.cancel_requested,
         },
         metadata=[metadata],
         # 2: a cancel is handled while a job trains. Deliveries waiting for the slot are not kept alive,

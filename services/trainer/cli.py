@@ -85,7 +85,7 @@ def jobs_watch(
     """Follow a training job live: progress bar with loss and ETA until it completes, fails or is cancelled."""
     settings = Settings()
     try:
-        client = redis.Redis.from_url(settings.resolved_redis_url())
+        client = redis.Redis.from_url(settings.resolved_redis_url("operator"))
     except RuntimeError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None

@@ -123,8 +123,7 @@ class TrainerHandlers:
 
     # ------------------------------------------------------------------------------ training.requested
 
-    async def training_requested(self, ctx: HandlerContext) -> None:
-        request: TrainingRequested = ctx.event.data  # type: ignore[assignment]
+    async def training_requested(self, request: TrainingRequested, ctx: HandlerContext) -> None:
         job_id = request.job_id
         if (outcome := finished_outcome(ctx.db, job_id)) is not None:
             log.info("job %s already %s; nothing to do for event %s", job_id, outcome, ctx.event.event_id)
@@ -279,6 +278,5 @@ class TrainerHandlers:
 
     # ------------------------------------------------------------------------------ training.cancel.requested
 
-    async def cancel_requested(self, ctx: HandlerContext) -> None:
-        request: TrainingCancelRequested = ctx.event.data  # type: ignore[assignment]
+    async def cancel_requested(self, request: TrainingCancelRequested, ctx: HandlerContext) -> None:
         await asyncio.to_thread(self.deps.leases.request_cancel, request.job_id, request.reason or "cancelled")

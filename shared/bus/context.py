@@ -27,6 +27,8 @@ class EmitScope:
     trace: str | None = None
     causation_id: str | None = None
     outgoing: list[Envelope] = field(default_factory=list)
+    may_emit: frozenset[str] | None = None
+    """The types this service declares in shared/roster.py; None only in unit tests of a handler."""
 
     def make(
         self,
@@ -37,11 +39,13 @@ class EmitScope:
         actor: str | None = None,
     ) -> Envelope:
         """Build an envelope carrying this scope's trace and causation, without queueing it."""
+        if self.may_emit is not None and event_type not in self.may_emit:
+            raise ValueError(f"{self.producer} may not emit {event_type}: not among its types in shared/roster.py")
         body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
         target = subject or self.default_subject
         if target is None:
             raise ValueError(f"emit({event_type}): subject is required (no default subject in this scope)")
-        envelope = Envelope(
+        return Envelope(
             type=event_type,
             producer=self.producer,
             actor=actor or self.default_actor,
@@ -50,7 +54,6 @@ class EmitScope:
             causation_id=self.causation_id,
             payload=body,
         )
-        return envelope
 
     def emit(
         self,
@@ -98,5 +101,3 @@ class HandlerContext(EmitScope):
         if self.keep_alive is not None:
             await self.keep_alive()
 
-
-Handler = Callable[[HandlerContext], Awaitable[None]]

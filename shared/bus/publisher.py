@@ -1,70 +1,107 @@
-"""Publishing from outside a service (the CLI, benchmarks): validate, then XADD through FastStream."""
+"""The one way onto the bus: sign the envelope as its producer, open a PRODUCER span, XADD it.
+
+Services (from their outbox) and the CLI (a principal's `job.requested`) both publish through here. An
+envelope is validated when it is built (Envelope's own validators) and is not validated or re-parsed
+again on its way out; the trace context goes both in the envelope (signed, it survives any transport)
+and in the message headers, where FastStream and other tools look for it."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from faststream.redis import RedisBroker
-from faststream.redis.opentelemetry import RedisTelemetryMiddleware
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from shared.config import Settings
 from shared.events.envelope import Envelope
-from shared.telemetry import attached, current_traceparent, setup_tracing
+from shared.security.signing import EnvelopeSigner
+from shared.telemetry import context_from_traceparent, current_traceparent, messaging_attributes
+
+if TYPE_CHECKING:
+    from faststream.redis import RedisBroker
+
+    from shared.config import Settings
+
+TRACEPARENT_HEADER = "traceparent"
+EVENT_TYPE_HEADER = "event_type"
 
 
 class Publisher:
-    """An async publisher over one FastStream broker connection; use as `async with Publisher(url) as p`."""
+    """Publishes envelopes signed by one identity over one FastStream broker connection.
 
-    def __init__(self, redis_url: str) -> None:
-        self.broker = RedisBroker(redis_url, middlewares=[RedisTelemetryMiddleware()], logger=None)
+    `async with Publisher(url, signer) as p` connects and disconnects; a service runtime passes its own
+    connected broker instead."""
+
+    def __init__(self, redis_url: str, signer: EnvelopeSigner, broker: RedisBroker | None = None) -> None:
+        from faststream.redis import RedisBroker
+
+        self.signer = signer
+        self._owns_broker = broker is None
+        self.broker = broker or RedisBroker(redis_url, logger=None)
 
     async def __aenter__(self) -> Publisher:
         await self.broker.connect()
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        await self.broker.stop()
+        if self._owns_broker:
+            await self.broker.stop()
 
-    async def publish(self, envelope: Envelope) -> bytes:
-        checked = Envelope.from_wire(envelope.to_wire())  # validated on publish, whatever built it
-        with attached(checked.trace):
+    def _prepare(self, envelope: Envelope) -> Envelope:
+        return envelope if envelope.signature is not None else self.signer.sign(envelope)
+
+    async def publish(self, envelope: Envelope) -> Any:
+        signed = self._prepare(envelope)
+        tracer = trace.get_tracer("tunegate.bus")
+        with tracer.start_as_current_span(
+            f"send {signed.stream}",
+            context=context_from_traceparent(signed.trace),
+            kind=SpanKind.PRODUCER,
+            attributes=messaging_attributes(signed, operation="send"),
+        ):
             return await self.broker.publish(
-                checked.to_wire(),
-                stream=checked.stream,
-                correlation_id=checked.event_id,
-                headers={"event_type": checked.type},
+                signed.to_wire(),
+                stream=signed.stream,
+                correlation_id=signed.event_id,
+                headers=self._headers(signed),
             )
 
     async def publish_many(self, envelopes: Sequence[Envelope]) -> None:
-        """Pipelined publish: one round trip for many events (benchmarks, bulk replays)."""
-        checked = [Envelope.from_wire(e.to_wire()) for e in envelopes]
+        """Pipelined publish: one round trip for many events (benchmarks, bulk replays); no spans."""
+        signed = [self._prepare(e) for e in envelopes]
         async with self.broker._connection.pipeline(transaction=False) as pipe:  # type: ignore[union-attr]
-            for envelope in checked:
+            for envelope in signed:
                 await self.broker.publish(
                     envelope.to_wire(),
                     stream=envelope.stream,
                     correlation_id=envelope.event_id,
-                    headers={"event_type": envelope.type},
+                    headers=self._headers(envelope),
                     pipeline=pipe,
                 )
             await pipe.execute()
 
+    @staticmethod
+    def _headers(envelope: Envelope) -> dict[str, str]:
+        headers = {EVENT_TYPE_HEADER: envelope.type}
+        traceparent = current_traceparent() or envelope.trace
+        if traceparent:
+            headers[TRACEPARENT_HEADER] = traceparent
+        return headers
 
-def publish(settings: Settings, envelopes: Sequence[Envelope], *, producer: str = "cli") -> None:
+
+def publish(settings: Settings, envelopes: Sequence[Envelope], signer: EnvelopeSigner) -> None:
     """Synchronous publish for CLI commands. An envelope without a trace starts one here: a job submitted
-    from the CLI is one trace from this span to its deployment."""
-    provider = setup_tracing(producer, settings)
-    tracer = trace.get_tracer(f"tunegate.{producer}")
+    from the CLI is one trace from this span to its last event."""
+    from shared.telemetry import setup_tracing
+
+    provider = setup_tracing("cli", settings)
+    tracer = trace.get_tracer("tunegate.cli")
 
     async def _run() -> None:
-        async with Publisher(settings.resolved_redis_url()) as publisher:
+        async with Publisher(settings.resolved_redis_url("operator"), signer) as publisher:
             for envelope in envelopes:
-                with tracer.start_as_current_span(f"publish {envelope.type}", kind=SpanKind.PRODUCER) as span:
-                    span.set_attribute("tunegate.event_id", envelope.event_id)
-                    span.set_attribute("tunegate.subject", envelope.subject)
+                with tracer.start_as_current_span(f"submit {envelope.type}", kind=SpanKind.CLIENT):
                     if envelope.trace is None:
                         envelope = envelope.model_copy(update={"trace": current_traceparent()})
                     await publisher.publish(envelope)

@@ -14,12 +14,16 @@ DATA_FIELD = b"__data__"
 PLAIN_FIELD = b"envelope"
 
 
-def body_of(fields: dict[bytes, bytes]) -> bytes:
-    """The envelope bytes carried by one stream entry (not yet validated)."""
+def split_fields(fields: dict[bytes, bytes]) -> tuple[bytes, dict[str, str]]:
+    """The envelope bytes carried by one stream entry (not yet validated) and its message headers."""
     if DATA_FIELD in fields:
-        body, _headers = BinaryMessageFormatV1.parse(fields[DATA_FIELD])
-        return body
+        body, headers = BinaryMessageFormatV1.parse(fields[DATA_FIELD])
+        return body, {str(k): str(v) for k, v in (headers or {}).items()}
     if PLAIN_FIELD in fields:
-        return fields[PLAIN_FIELD]
+        return fields[PLAIN_FIELD], {}
     decoded: dict[str, Any] = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items()}
-    return json.dumps(decoded).encode("utf-8")
+    return json.dumps(decoded).encode("utf-8"), {}
+
+
+def body_of(fields: dict[bytes, bytes]) -> bytes:
+    return split_fields(fields)[0]

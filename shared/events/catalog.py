@@ -53,6 +53,11 @@ _SPECS: tuple[EventSpec, ...] = (
     EventSpec("model.retired", Stream.MODELS, p.ModelRetired),
     EventSpec("inference.completed", Stream.INFERENCE, p.InferenceCompleted),
     EventSpec("inference.blocked", Stream.INFERENCE, p.InferenceBlocked),
+    # On the jobs stream: a consumer sees a principal's key before the first job that principal signs.
+    EventSpec("principal.created", Stream.JOBS, p.PrincipalCreated),
+    EventSpec("principal.rotated", Stream.JOBS, p.PrincipalRotated),
+    EventSpec("principal.revoked", Stream.JOBS, p.PrincipalRevoked),
+    EventSpec("bus.event.rejected", Stream.BUS, p.BusEventRejected),
 )
 
 CATALOG: dict[str, EventSpec] = {spec.type: spec for spec in _SPECS}
@@ -67,6 +72,17 @@ def spec_for(event_type: str) -> EventSpec:
         return CATALOG[event_type]
     except KeyError:
         raise UnknownEventType(f"type: unknown event type {event_type!r} (not in the event catalog)") from None
+
+
+_BY_MODEL: dict[type[p.Payload], EventSpec] = {spec.model: spec for spec in _SPECS}
+
+
+def spec_for_model(model: type[p.Payload]) -> EventSpec:
+    """The one event type whose payload is this model (each payload class belongs to exactly one type)."""
+    try:
+        return _BY_MODEL[model]
+    except KeyError:
+        raise UnknownEventType(f"{model.__name__} is not the payload of any catalog event type") from None
 
 
 def stream_for(event_type: str) -> str:

@@ -325,3 +325,52 @@ class InferenceBlocked(Payload):
     policy: str
     reason: str = Field(min_length=1)
     entity_types: list[str] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- principals
+
+
+class PrincipalCreated(Payload):
+    """A person or upstream system the registry now knows. Carries the SHA-256 of its bearer token (never
+    the token) and the public half of its event-signing key, so every consumer can verify what it signs."""
+
+    name: str = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(min_length=1)
+    token_sha256: str = Field(pattern=SHA256_PATTERN)
+    public_key: str | None = Field(default=None, description="Ed25519 public key, 64 hex characters.")
+    key_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    created_by: str = Field(min_length=1, max_length=200)
+
+
+class PrincipalRotated(Payload):
+    """New credentials for a principal; the old token stops working, the old public key keeps verifying
+    what was signed with it before."""
+
+    name: str = Field(min_length=1, max_length=200)
+    token_sha256: str = Field(pattern=SHA256_PATTERN)
+    public_key: str | None = Field(default=None, description="Ed25519 public key, 64 hex characters.")
+    key_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$")
+    rotated_by: str = Field(min_length=1, max_length=200)
+
+
+class PrincipalRevoked(Payload):
+    name: str = Field(min_length=1, max_length=200)
+    revoked_by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+
+
+# ---------------------------------------------------------------- bus
+
+
+class BusEventRejected(Payload):
+    """An entry a consumer refused before any handler saw it (bad envelope, bad or missing signature, a
+    producer not allowed to emit that type). Recorded in the ledger so deleting the dead letter cannot
+    hide the attempt; carries the hash of the raw entry, never its content."""
+
+    stream: str = Field(min_length=1, max_length=200)
+    entry_id: str = Field(min_length=1, max_length=64)
+    raw_sha256: str = Field(pattern=SHA256_PATTERN)
+    reason: str = Field(min_length=1, max_length=2000)
+    claimed_type: str | None = Field(default=None, max_length=100)
+    claimed_producer: str | None = Field(default=None, max_length=220)
+    rejected_by: str = Field(min_length=1, max_length=64)

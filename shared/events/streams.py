@@ -12,6 +12,7 @@ class Stream(StrEnum):
     EVALUATION = "tunegate.evaluation"
     MODELS = "tunegate.models"
     INFERENCE = "tunegate.inference"
+    BUS = "tunegate.bus"
 
 
 ALL_STREAMS: tuple[Stream, ...] = tuple(Stream)

@@ -47,10 +47,19 @@ class EmbeddedRedis:
     directory: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    acl_file: Path | None = None
+    """Users and permissions (shared/runtime/redis_acl.py); None = the default user, no password (tests)."""
+    admin_password: str | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def admin_url(self) -> str:
+        if self.admin_password is None:
+            return self.url
+        return f"redis://admin:{self.admin_password}@127.0.0.1:{self.port}/0"
 
     def command(self) -> list[str]:
         return [
@@ -75,10 +84,11 @@ class EmbeddedRedis:
             str(self.directory / "redis.log"),
             "--pidfile",
             str(self.directory / "redis.pid"),
+            *(["--aclfile", str(self.acl_file)] if self.acl_file else []),
         ]
 
     def start(self, timeout_s: float = 20.0, detach: bool = False) -> str:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.port:
             self.port = free_port()
         self.process = subprocess.Popen(
@@ -93,7 +103,7 @@ class EmbeddedRedis:
 
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        client = redis.Redis.from_url(self.admin_url, socket_connect_timeout=0.5)
         try:
             while time.monotonic() < deadline:
                 if self.process is not None and self.process.poll() is not None:

@@ -17,14 +17,16 @@ import psutil
 import redis
 
 from shared.bus.groups import group_name
-from shared.bus.service import ready_file_name
+from shared.bus.lifecycle import ready_file_name
 from shared.config import Settings
-from shared.events.catalog import stream_for
 from shared.events.streams import ALL_STREAMS, dlq_name
+from shared.roster import service, service_names
+from shared.runtime.redis_acl import ADMIN, RedisCredentials
 from shared.runtime.redis_server import EmbeddedRedis
+from shared.security.signing import KeyDirectory
 
-SERVICES: tuple[str, ...] = ("audit", "registry", "scanner", "trainer")
-"""Services `tunegate up` starts, in order (the audit ledger first so it sees everything)."""
+SERVICES: tuple[str, ...] = service_names()
+"""Services `tunegate up` starts, in roster order (the audit ledger first so it sees everything)."""
 
 
 class SupervisorError(RuntimeError):
@@ -73,17 +75,27 @@ class Supervisor:
     # ------------------------------------------------------------- up
 
     def redis_url(self) -> str:
-        return self.settings.resolved_redis_url()
+        """As the administrator (status reads every group); an external URL is used as given."""
+        return self.settings.resolved_redis_url(ADMIN)
 
     def start_redis(self) -> str | None:
+        """Start the embedded Redis, or bring it back after a crash on the same port with the same AOF,
+        so running services reconnect to the address they know."""
         if self.settings.redis_url:
             return None
+        redis_dir = self.home / "redis"
         existing = self.records().get("redis")
-        url_file = self.home / "redis" / "url"
+        url_file = redis_dir / "url"
         if existing and existing.alive() and url_file.exists():
             return url_file.read_text().strip()
-        server = EmbeddedRedis(self.home / "redis")
+        redis_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        credentials = RedisCredentials(redis_dir)
+        acl_file = credentials.ensure()
+        port_file = redis_dir / "port"
+        port = int(port_file.read_text()) if port_file.exists() else 0
+        server = EmbeddedRedis(redis_dir, port=port, acl_file=acl_file, admin_password=credentials.password(ADMIN))
         url = server.start(detach=True)
+        port_file.write_text(str(server.port))
         assert server.process is not None
         proc = psutil.Process(server.process.pid)
         self._write_record(
@@ -95,9 +107,9 @@ class Supervisor:
         return url
 
     def _service_env(self) -> dict[str, str]:
+        # An embedded Redis is not named here: each service finds it with its own credentials.
         env = dict(os.environ)
         env["TUNEGATE_HOME"] = str(self.home)
-        env["TUNEGATE_REDIS_URL"] = self.redis_url()
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
         env["PYTHONUNBUFFERED"] = "1"
@@ -137,10 +149,13 @@ class Supervisor:
 
     def up(self, services: tuple[str, ...] = SERVICES, timeout_s: float = 120.0) -> dict[str, Any]:
         url = self.start_redis() or self.settings.redis_url
+        keys = KeyDirectory(self.settings.keys_dir)
+        for name in services:
+            keys.signer(name)  # each service's signing key, 0600, before anything is published
         started = {name: self.start_service(name) for name in services}
         for record in started.values():
             self.wait_ready(record, timeout_s)
-        return {"redis_url": url, "services": {n: r.pid for n, r in started.items()}}
+        return {"redis_url": redact_url(url) if url else url, "services": {n: r.pid for n, r in started.items()}}
 
     # ------------------------------------------------------------- down
 
@@ -191,7 +206,7 @@ class Supervisor:
             try:
                 client.ping()
                 report["redis"] = {
-                    "url": url,
+                    "url": redact_url(url),
                     "reachable": True,
                     "embedded": bool(redis_record),
                     "pid": redis_record.pid if redis_record else None,
@@ -207,19 +222,27 @@ class Supervisor:
                         "dead_letters": client.xlen(dlq_name(stream.value)),
                     }
             except redis.RedisError as exc:
-                report["redis"] = {"url": url, "reachable": False, "error": str(exc)}
+                report["redis"] = {"url": redact_url(url), "reachable": False, "error": str(exc)}
                 client = None
         for name in SERVICES:
             record = records.get(name)
+            alive = bool(record and record.alive())
+            replicas = heartbeats.get(name, [])
             entry: dict[str, Any] = {
                 "pid": record.pid if record else None,
-                "alive": bool(record and record.alive()),
-                "ready": bool(record and (self.run_dir / ready_file_name(name, record.pid)).exists()),
-                "replicas": heartbeats.get(name, []),
+                "alive": alive,
+                # A ready file outlives a SIGKILLed process: ready means alive too.
+                "ready": alive and bool(record and (self.run_dir / ready_file_name(name, record.pid)).exists()),
+                "replicas": replicas,
                 "lag": {},
                 "pending": {},
                 "dead_letters": 0,
+                "problems": [],
             }
+            if record is not None and not alive:
+                entry["problems"].append(f"process {record.pid} is gone (log: {record.log})")
+            elif record is not None and client is not None and not any(r.get("pid") == record.pid for r in replicas):
+                entry["problems"].append("no heartbeat in Redis for this process: it cannot reach Redis")
             if client is not None:
                 for stream in _streams_of(name):
                     lag, pending = _group_lag(client, stream, group_name(name))
@@ -230,20 +253,20 @@ class Supervisor:
         if client is not None:
             client.close()
         started = [e for e in report["services"].values() if e["pid"] is not None]
-        report["healthy"] = bool(report["redis"].get("reachable")) and all(e["alive"] and e["ready"] for e in started)
+        report["healthy"] = bool(report["redis"].get("reachable")) and all(
+            e["alive"] and e["ready"] and not e["problems"] for e in started
+        )
         return report
 
 
-def _streams_of(service: str) -> list[str]:
-    """Streams a service's group reads (the audit service reads all of them)."""
-    if service == "audit":
-        return [s.value for s in ALL_STREAMS]
-    consumed = {
-        "registry": ["job.requested", "dataset.scanned", "training.completed"],
-        "scanner": ["dataset.scan.requested"],
-        "trainer": ["training.requested"],
-    }
-    return sorted({stream_for(t) for t in consumed.get(service, [])})
+def redact_url(url: str) -> str:
+    """A Redis URL without its user and password, for output and logs."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def _streams_of(name: str) -> list[str]:
+    return service(name).streams()
 
 
 def _group_lag(client: redis.Redis, stream: str, group: str) -> tuple[int | None, int]:

@@ -59,5 +59,9 @@ class Database:
         finally:
             session.close()
 
+    def new_session(self) -> Session:
+        """A session whose commit the caller decides (the bus's unit of work commits after its own checks)."""
+        return self._sessions()
+
     def dispose(self) -> None:
         self.engine.dispose()

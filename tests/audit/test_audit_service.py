@@ -18,7 +18,7 @@ from shared.bus.publisher import Publisher
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.runtime.redis_server import EmbeddedRedis
-from tests.support import ServiceProcess, wait_for
+from tests.support import ServiceProcess, keys, sign, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def sample_events(count: int, prefix: str) -> list[Envelope]:
             events.append(
                 Envelope(
                     type="training.cancel.requested",
-                    producer="cli",
+                    producer="registry",
                     actor="alice",
                     subject=job,
                     payload={"job_id": job, "reason": "changed my mind"},
@@ -53,27 +53,23 @@ def sample_events(count: int, prefix: str) -> list[Envelope]:
         else:
             events.append(
                 Envelope(
-                    type="inference.blocked",
-                    producer="gateway",
-                    actor="client-7",
-                    subject=f"req_{i}",
-                    payload={
-                        "request_id": f"req_{i}",
-                        "model": "tiny",
-                        "prompt_sha256": "ab" * 32,
-                        "policy": "dlp",
-                        "reason": "secret in prompt",
-                        "entity_types": ["AWS_KEY"],
-                    },
+                    type="training.failed",
+                    producer="trainer",
+                    actor="system:trainer",
+                    subject=job,
+                    payload={"job_id": job, "reason": "out of memory", "step": i},
                 )
             )
     return events
 
 
 def publish(url: str, envelopes: list[Envelope]) -> None:
+    """Pipelined, each event signed by its producer's key in the test home."""
+    signed = [sign(envelope) for envelope in envelopes]
+
     async def run() -> None:
-        async with Publisher(url) as publisher:
-            await publisher.publish_many(envelopes)
+        async with Publisher(url, keys().signer("registry")) as publisher:
+            await publisher.publish_many(signed)
 
     asyncio.run(run())
 

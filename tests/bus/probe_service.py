@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, insert
 
 from shared.bus.context import HandlerContext
-from shared.bus.service import ServiceDefinition, run_service
+from shared.bus.definition import ServiceDefinition
+from shared.bus.lifecycle import run_service
 from shared.config import Settings
 from shared.events.payloads import JobStateChanged
+from shared.roster import ServiceSpec
 
 metadata = MetaData()
 effects = Table(
@@ -26,9 +28,7 @@ effects = Table(
 )
 
 
-async def on_state_changed(ctx: HandlerContext) -> None:
-    data = ctx.event.data
-    assert isinstance(data, JobStateChanged)
+async def on_state_changed(data: JobStateChanged, ctx: HandlerContext) -> None:
     if data.reason.startswith("slow:"):
         seconds = float(data.reason.split(":", 1)[1])
         marker = ctx.settings.path("probe", f"started-{ctx.event.event_id}-{os.getpid()}")
@@ -53,7 +53,17 @@ async def on_state_changed(ctx: HandlerContext) -> None:
 
 
 def build(settings: Settings) -> ServiceDefinition:
-    return ServiceDefinition(name="probe", handlers={"job.state_changed": on_state_changed}, metadata=[metadata])
+    return ServiceDefinition(
+        name="probe",
+        handlers={JobStateChanged: on_state_changed},
+        metadata=[metadata],
+        spec=ServiceSpec(
+            name="probe",
+            summary="test service",
+            consumes=("job.state_changed",),
+            emits=("job.accepted", "bus.event.rejected"),
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -10,10 +9,9 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from shared.bus.publisher import Publisher
 from shared.events.envelope import Envelope
 from shared.runtime.redis_server import EmbeddedRedis
-from tests.support import REPO_ROOT, ServiceProcess, read_dlq, read_stream, wait_for
+from tests.support import REPO_ROOT, ServiceProcess, publish_signed, read_dlq, read_stream, wait_for
 
 PROBE = str(REPO_ROOT / "tests" / "bus" / "probe_service.py")
 pytestmark = pytest.mark.integration
@@ -22,7 +20,7 @@ pytestmark = pytest.mark.integration
 def state_changed(job_id: str, reason: str = "") -> Envelope:
     return Envelope(
         type="job.state_changed",
-        producer="test",
+        producer="registry",
         actor="tester",
         subject=job_id,
         payload={"job_id": job_id, "from_state": None, "to_state": "requested", "reason": reason},
@@ -30,12 +28,7 @@ def state_changed(job_id: str, reason: str = "") -> Envelope:
 
 
 def publish(url: str, *envelopes: Envelope) -> None:
-    async def run() -> None:
-        async with Publisher(url) as publisher:
-            for envelope in envelopes:
-                await publisher.publish(envelope)
-
-    asyncio.run(run())
+    publish_signed(url, *envelopes)
 
 
 def effects(home: Path) -> list[tuple[str, str, int]]:
@@ -218,9 +211,20 @@ def test_trace_context_flows_through_a_handler(tunegate_home: Path, redis_url: s
     finally:
         probe.stop()  # flushes the span processor
     spans = [json.loads(line) for line in (tunegate_home / "traces" / "probe.jsonl").read_text().splitlines()]
-    handler_spans = [s for s in spans if s["name"] == "handle job.state_changed" and s["trace_id"] == trace_id]
+    handler_spans = [s for s in spans if s["name"] == "process tunegate.jobs" and s["trace_id"] == trace_id]
     assert handler_spans and handler_spans[0]["parent_span_id"] == "00f067aa0ba902b7"
-    assert handler_spans[0]["attributes"]["tunegate.event_id"] == event.event_id
+    consumer = handler_spans[0]
+    assert consumer["kind"] == "CONSUMER"
+    assert consumer["attributes"] | {
+        "messaging.system": "redis",
+        "messaging.destination.name": "tunegate.jobs",
+        "messaging.operation.type": "process",
+        "messaging.consumer.group.name": "tunegate-probe",
+        "messaging.message.id": event.event_id,
+    } == consumer["attributes"]
+    senders = [s for s in spans if s["name"] == "send tunegate.jobs" and s["trace_id"] == trace_id]
+    assert senders and senders[0]["kind"] == "PRODUCER" and senders[0]["parent_span_id"] == consumer["span_id"]
+    assert {s["trace_id"] for s in spans} == {trace_id}, "no stray per-message traces"
 
 
 def test_a_live_consumer_keeps_its_long_running_entries(tunegate_home: Path, redis_url: str) -> None:

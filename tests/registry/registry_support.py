@@ -17,6 +17,7 @@ from services.registry.domain.principals import new_token
 from services.registry.workflow import RegistryCore
 from shared.bus.context import HandlerContext
 from shared.config import Settings
+from shared.events.catalog import spec_for_model
 from shared.events.envelope import Envelope
 from shared.events.payloads import ArtifactRef, DatasetScanned, JobRequested, JobSpec
 from shared.storage.db import Database
@@ -54,7 +55,7 @@ class FakeRuntime:
             yield ctx
         self.published.extend(ctx.outgoing)  # only after commit, like the outbox
 
-    async def deliver(self, handlers: dict[str, Any], envelope: Envelope) -> list[Envelope]:
+    async def deliver(self, handlers: dict[Any, Any], envelope: Envelope) -> list[Envelope]:
         """Run the registry's handler for one event in its own transaction; return what it emitted."""
         with self.db.transaction() as session:
             ctx = HandlerContext(
@@ -65,7 +66,8 @@ class FakeRuntime:
                 settings=self.settings,
                 causation_id=envelope.event_id,
             )
-            await handlers[envelope.type](ctx)
+            by_type = {spec_for_model(model).type: handler for model, handler in handlers.items()}
+            await by_type[envelope.type](envelope.data, ctx)
         self.published.extend(ctx.outgoing)
         return ctx.outgoing
 

@@ -48,7 +48,7 @@ class Harness:
                 settings=self.settings,
                 causation_id=envelope.event_id,
             )
-            asyncio.run(self.handlers[envelope.type](ctx))
+            asyncio.run(self.handlers[type(envelope.data)](envelope.data, ctx))
         return ctx.outgoing
 
 
@@ -122,7 +122,7 @@ def test_unreadable_inputs_fail_with_reasons(harness: Harness, tmp_path: Path) -
 
 def test_bootstrap_builds_the_service_definition(tmp_path: Path) -> None:
     definition = build(Settings(home=tmp_path / "home"))
-    assert definition.name == "scanner" and list(definition.handlers) == ["dataset.scan.requested"]
+    assert definition.name == "scanner" and list(definition.handlers_by_type()) == ["dataset.scan.requested"]
     assert METADATA in definition.metadata
     key = tmp_path / "home" / "keys" / "scanner-redaction.key"
     assert len(bytes.fromhex(key.read_text())) == 32 and oct(key.stat().st_mode & 0o777) == "0o600"

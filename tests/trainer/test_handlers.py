@@ -63,7 +63,7 @@ class Harness:
                                  keep_alive=keep_alive, publisher=publish)
             handler = {"training.requested": self.handlers.training_requested,
                        "training.cancel.requested": self.handlers.cancel_requested}[envelope.type]
-            asyncio.run(handler(ctx))
+            asyncio.run(handler(envelope.data, ctx))
             return list(ctx.outgoing)
 
 
@@ -177,7 +177,7 @@ def test_cancel_during_training_stops_at_the_next_step(harness: Harness, tmp_pat
 
     async def cancel_on_first_progress(env: Envelope) -> None:
         if env.type == "training.progress" and env.data.step == 2:  # type: ignore[attr-defined]
-            await harness.handlers.cancel_requested(cancel_ctx)
+            await harness.handlers.cancel_requested(cancel.data, cancel_ctx)
 
     harness.on_publish = cancel_on_first_progress
     [cancelled] = harness.deliver(harness.request(job_id, dataset, fingerprint, hyperparameters={

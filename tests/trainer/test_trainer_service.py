@@ -3,7 +3,6 @@ last checkpoint and the artefact is recorded once; a cancel on the bus stops a r
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,13 +10,12 @@ import redis
 from sqlalchemy import create_engine, text
 
 from services.trainer.adapters.base_models import BaseModelInfo
-from shared.bus.publisher import Publisher
 from shared.datasets import dataset_fingerprint
 from shared.events.envelope import Envelope
 from shared.events.payloads import MethodSpec, TrainingRequested
 from shared.ids import new_job_id
 from shared.storage.artifacts import ArtifactStore
-from tests.support import ServiceProcess, read_stream, wait_for
+from tests.support import ServiceProcess, publish_signed, read_stream, wait_for
 from tests.trainer.trainer_data import chat_records, write_jsonl
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -62,12 +60,7 @@ def request(home: Path, tmp_path: Path, max_steps: int, save_steps: int) -> Enve
 
 
 def publish(url: str, *envelopes: Envelope) -> None:
-    async def run() -> None:
-        async with Publisher(url) as publisher:
-            for envelope in envelopes:
-                await publisher.publish(envelope)
-
-    asyncio.run(run())
+    publish_signed(url, *envelopes)
 
 
 def events(client: redis.Redis, job_id: str, event_type: str) -> list[Envelope]:
@@ -126,7 +119,7 @@ def test_cancel_on_the_bus_stops_a_running_job(
         wait_for(lambda: events(client, job.subject, "training.progress"), 240, "training under way")
         cancel = Envelope(
             type="training.cancel.requested",
-            producer="cli",
+            producer="registry",
             actor="alice",
             subject=job.subject,
             payload={"job_id": job.subject, "reason": "wrong dataset"},

@@ -1,0 +1,311 @@
+"""Typed dispatch: one stream entry in, at most one handler run, then ack, retry or dead letter.
+
+For each entry: parse and validate the envelope once, authenticate it (shared/bus/authentication.py),
+find the handler registered for its payload class, run it in a unit of work inside a CONSUMER span that
+continues the event's trace, ack. A refused entry is recorded (`bus.event.rejected`, published before
+the entry leaves the stream, with an id derived from the entry so a retry records it once) and moved to
+the dead-letter stream. A failing handler leaves the entry pending for the reclaimer until it has used
+its deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from redis.asyncio import Redis
+
+from shared.bus.authentication import Authenticator, Refused
+from shared.bus.dead_letters import move_to_dlq, record_error
+from shared.bus.definition import ServiceDefinition, TypedHandler
+from shared.bus.unit_of_work import UnitOfWork
+from shared.config import Settings
+from shared.events.catalog import CATALOG
+from shared.events.envelope import Envelope, EnvelopeError
+from shared.events.payloads import BusEventRejected
+from shared.telemetry import context_from_traceparent, messaging_attributes
+
+log = logging.getLogger("tunegate.bus")
+
+_REJECTION_NAMESPACE = uuid.UUID("5b0c1c1e-7f1d-4a55-9a8e-0b7d2c6f4e11")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One stream entry as received, before validation."""
+
+    stream: str
+    entry_id: bytes
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DeliveryStats:
+    processed: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    rejected: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        definition: ServiceDefinition,
+        settings: Settings,
+        redis: Redis,
+        group: str,
+        consumer: str,
+        uow: UnitOfWork,
+        authenticator: Authenticator,
+        publish: Callable[[Envelope], Awaitable[object]],
+        batch_runner: Callable[[list[Envelope]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.name = definition.name
+        self.settings = settings
+        self.redis = redis
+        self.group = group
+        self.consumer = consumer
+        self.uow = uow
+        self.authenticator = authenticator
+        self._publish = publish
+        self._handlers: dict[str, TypedHandler] = definition.handlers_by_type()
+        self._batch_runner = batch_runner
+        self._concurrency = max(1, definition.concurrency)
+        self._in_flight = asyncio.Semaphore(self._concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()
+        # Entries this process holds (handling or waiting for a slot); kept alive so that only entries of
+        # dead consumers ever look idle to a reclaimer.
+        self._owned: dict[tuple[str, bytes], int] = {}
+        self.stats = DeliveryStats()
+        self._tracer = trace.get_tracer(f"tunegate.{self.name}")
+
+    # ------------------------------------------------------------------ ownership
+
+    def owns(self, stream: str, entry_id: bytes) -> bool:
+        return (stream, entry_id) in self._owned
+
+    def owned(self) -> list[tuple[str, bytes]]:
+        return list(self._owned)
+
+    def _own(self, delivery: Delivery) -> None:
+        key = (delivery.stream, delivery.entry_id)
+        self._owned[key] = self._owned.get(key, 0) + 1
+
+    def _disown(self, delivery: Delivery) -> None:
+        key = (delivery.stream, delivery.entry_id)
+        remaining = self._owned.get(key, 0) - 1
+        if remaining > 0:
+            self._owned[key] = remaining
+        else:
+            self._owned.pop(key, None)
+
+    # ------------------------------------------------------------------ entry points
+
+    async def dispatch(self, deliveries: list[Delivery]) -> None:
+        """For FastStream batches and for reclaimed entries."""
+        for delivery in deliveries:
+            self._own(delivery)
+        if self._batch_runner is not None:
+            try:
+                await self._handle_batch(deliveries)
+            finally:
+                for delivery in deliveries:
+                    self._disown(delivery)
+            return
+        for delivery in deliveries:
+            await self._in_flight.acquire()
+            task = asyncio.create_task(self._guarded(delivery))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        if self._concurrency <= 1:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def _guarded(self, delivery: Delivery) -> None:
+        from shared.bus.delivery_loops import REDIS_DOWN
+
+        try:
+            await self._handle_one(delivery)
+        except REDIS_DOWN as exc:
+            log.warning("redis unavailable while handling %s: %s", delivery.entry_id, exc)
+        except Exception:
+            log.exception("unexpected error handling %s %s", delivery.stream, delivery.entry_id)
+        finally:
+            self._disown(delivery)
+            self._in_flight.release()
+
+    # ------------------------------------------------------------------ checks
+
+    async def _accept(self, delivery: Delivery, parsed: object = None) -> Envelope | None:
+        """The envelope, or None once the entry was refused (recorded and dead-lettered)."""
+        try:
+            envelope = Envelope.from_wire(parsed if isinstance(parsed, dict) else delivery.body)
+        except EnvelopeError as exc:
+            await self.refuse(delivery, f"invalid envelope: {exc}")
+            return None
+        try:
+            self.authenticator.check(envelope)
+        except Refused as refused:
+            await self.refuse(delivery, refused.reason, envelope)
+            return None
+        return envelope
+
+    def _span_parent(self, delivery: Delivery, envelope: Envelope) -> str | None:
+        """The sender's PRODUCER span when its header belongs to the envelope's (signed) trace."""
+        header = delivery.headers.get("traceparent")
+        if header and envelope.trace_id and header.split("-")[1:2] == [envelope.trace_id]:
+            return header
+        return envelope.trace
+
+    # ------------------------------------------------------------------ one event, one handler
+
+    async def _handle_one(self, delivery: Delivery) -> None:
+        try:
+            parsed = json.loads(delivery.body)
+        except ValueError:
+            parsed = None
+        claimed = parsed.get("type") if isinstance(parsed, dict) else None
+        if claimed in CATALOG and claimed not in self._handlers:
+            await self.ack(delivery)  # another service's event on a shared stream; the audit checks it
+            return
+        envelope = await self._accept(delivery, parsed)
+        if envelope is None:
+            return
+        handler = self._handlers[envelope.type]
+        extra = {"event_id": envelope.event_id, "event_type": envelope.type, "subject": envelope.subject}
+        with self._tracer.start_as_current_span(
+            f"process {delivery.stream}",
+            context=context_from_traceparent(self._span_parent(delivery, envelope)),
+            kind=SpanKind.CONSUMER,
+            attributes=messaging_attributes(envelope, operation="process", group=self.group, stream=delivery.stream),
+        ) as span:
+            try:
+                await self.uow.handle(handler, envelope, lambda: self.keep_alive(delivery))
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                log.exception("handler for %s failed", envelope.type, extra=extra)
+                await self.failed_attempt(delivery, f"{type(exc).__name__}: {exc}")
+                return
+            await self.ack(delivery)
+            self.stats.processed += 1
+
+    # ------------------------------------------------------------------ many events, one transaction
+
+    async def _handle_batch(self, deliveries: list[Delivery]) -> None:
+        assert self._batch_runner is not None
+        valid: list[tuple[Delivery, Envelope]] = []
+        for delivery in deliveries:
+            envelope = await self._accept(delivery)
+            if envelope is not None:
+                valid.append((delivery, envelope))
+        if not valid:
+            return
+        started = time.time_ns()
+        try:
+            await self._batch_runner([envelope for _, envelope in valid])
+        except Exception as exc:
+            log.exception("batch handler failed for %d events", len(valid))
+            for delivery, _ in valid:
+                await self.failed_attempt(delivery, f"{type(exc).__name__}: {exc}")
+            return
+        by_stream: dict[str, list[bytes]] = {}
+        for delivery, _ in valid:
+            by_stream.setdefault(delivery.stream, []).append(delivery.entry_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, self.group, *ids)
+            await pipe.execute()
+        self.stats.processed += len(valid)
+        ended = time.time_ns()
+        # One CONSUMER span per event, in that event's trace: a job's trace shows where it was recorded.
+        for delivery, envelope in valid:
+            span = self._tracer.start_span(
+                f"process {delivery.stream}",
+                context=context_from_traceparent(self._span_parent(delivery, envelope)),
+                kind=SpanKind.CONSUMER,
+                attributes=messaging_attributes(
+                    envelope, operation="process", group=self.group, stream=delivery.stream
+                ),
+                start_time=started,
+            )
+            span.end(end_time=ended)
+
+    # ------------------------------------------------------------------ outcomes
+
+    async def ack(self, delivery: Delivery) -> None:
+        await self.redis.xack(delivery.stream, self.group, delivery.entry_id)
+
+    async def keep_alive(self, delivery: Delivery) -> None:
+        """Reset the entry's idle time (XCLAIM JUSTID to ourselves) so no reclaimer takes a live job."""
+        await self.redis.xclaim(
+            delivery.stream, self.group, self.consumer, min_idle_time=0, message_ids=[delivery.entry_id], justid=True
+        )
+
+    async def deliveries_of(self, delivery: Delivery) -> int:
+        pending = await self.redis.xpending_range(
+            delivery.stream, self.group, min=delivery.entry_id, max=delivery.entry_id, count=1
+        )
+        return int(pending[0]["times_delivered"]) if pending else 0
+
+    async def refuse(self, delivery: Delivery, reason: str, envelope: Envelope | None = None) -> None:
+        """Record the refusal on the bus (so the ledger keeps it whatever happens to the dead letter), then
+        dead-letter the entry."""
+        entry = delivery.entry_id.decode()
+        rejection = Envelope(
+            event_id=str(uuid.uuid5(_REJECTION_NAMESPACE, f"{self.name}|{delivery.stream}|{entry}")),
+            type="bus.event.rejected",
+            producer=self.name,
+            actor=f"system:{self.name}",
+            subject=f"{delivery.stream}/{entry}",
+            payload=BusEventRejected(
+                stream=delivery.stream,
+                entry_id=entry,
+                raw_sha256=hashlib.sha256(delivery.body).hexdigest(),
+                reason=reason[:2000],
+                claimed_type=envelope.type if envelope else None,
+                claimed_producer=envelope.producer[:220] if envelope else None,
+                rejected_by=self.name,
+            ).model_dump(mode="json"),
+        )
+        await self._publish(rejection)
+        self.stats.rejected += 1
+        await self.dead_letter(delivery, f"refused: {reason}", await self.deliveries_of(delivery))
+
+    async def dead_letter(self, delivery: Delivery, reason: str, deliveries: int) -> None:
+        await move_to_dlq(
+            self.redis,
+            stream=delivery.stream,
+            group=self.group,
+            consumer=self.consumer,
+            entry_id=delivery.entry_id,
+            body=delivery.body,
+            reason=reason,
+            deliveries=deliveries,
+        )
+        self.stats.dead_lettered += 1
+        log.error(
+            "dead-lettered %s %s after %d deliveries: %s",
+            delivery.stream,
+            delivery.entry_id.decode(),
+            deliveries,
+            reason,
+            extra={"stream": delivery.stream, "entry_id": delivery.entry_id.decode()},
+        )
+
+    async def failed_attempt(self, delivery: Delivery, error: str) -> None:
+        """Leave the entry pending for a retry, or dead-letter it once it has used its deliveries."""
+        self.stats.failed += 1
+        deliveries = await self.deliveries_of(delivery)
+        if deliveries >= self.settings.max_deliveries:
+            await self.dead_letter(delivery, error, deliveries)
+        else:
+            await record_error(self.redis, self.group, delivery.stream, delivery.entry_id, error)

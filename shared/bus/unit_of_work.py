@@ -1,0 +1,118 @@
+"""The unit of work: a handler's effects, the inbox mark and the outbox rows commit together, and what
+was emitted is published only after that commit (then marked published; the outbox relay publishes what
+a crash or a Redis outage left behind)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from sqlalchemy.exc import IntegrityError
+
+from shared.bus.context import HandlerContext
+from shared.bus.definition import TypedHandler
+from shared.bus.inbox import InboxTables
+from shared.config import Settings
+from shared.events.envelope import Envelope
+from shared.storage.db import Database
+from shared.telemetry import current_traceparent
+
+log = logging.getLogger("tunegate.bus")
+
+Publish = Callable[[Envelope], Awaitable[object]]
+
+
+class UnitOfWork:
+    def __init__(
+        self,
+        *,
+        service: str,
+        db: Database,
+        tables: InboxTables,
+        settings: Settings,
+        publish: Publish,
+        may_emit: frozenset[str],
+    ) -> None:
+        self.service = service
+        self.db = db
+        self.tables = tables
+        self.settings = settings
+        self._publish = publish
+        self.may_emit = may_emit
+
+    def _context(self, **kwargs: object) -> HandlerContext:
+        return HandlerContext(
+            producer=self.service,
+            trace=current_traceparent(),
+            settings=self.settings,
+            publisher=self._publish,
+            may_emit=self.may_emit,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    async def publish_committed(self, envelopes: list[Envelope]) -> None:
+        if not envelopes:
+            return
+        for envelope in envelopes:
+            await self._publish(envelope)
+        with self.db.transaction() as session:
+            self.tables.mark_published(session, [e.event_id for e in envelopes])
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, actor: str, subject: str | None = None) -> AsyncIterator[HandlerContext]:
+        """A unit of work not caused by an event (HTTP request, timer)."""
+        session = self.db.new_session()
+        ctx = self._context(default_actor=actor, default_subject=subject, session=session)
+        try:
+            yield ctx
+            self.tables.stage(session, ctx.outgoing, causation_id=None)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        await self._publish_after_commit(ctx.outgoing)
+
+    async def _publish_after_commit(self, envelopes: list[Envelope]) -> None:
+        from shared.bus.delivery_loops import REDIS_DOWN
+
+        try:
+            await self.publish_committed(envelopes)
+        except REDIS_DOWN as exc:
+            log.warning("publish after commit failed, outbox relay will retry: %s", exc)
+
+    async def handle(
+        self, handler: TypedHandler, envelope: Envelope, keep_alive: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run one handler exactly once per event_id; a redelivery re-publishes what the first run emitted
+        if that never went out."""
+        session = self.db.new_session()
+        try:
+            if self.tables.already_handled(session, envelope.event_id):
+                outgoing = self.tables.unpublished_for(session, envelope.event_id)
+            else:
+                ctx = self._context(
+                    default_actor=f"system:{self.service}",
+                    default_subject=envelope.subject,
+                    causation_id=envelope.event_id,
+                    envelope=envelope,
+                    session=session,
+                    keep_alive=keep_alive,
+                )
+                await handler(envelope.data, ctx)
+                self.tables.mark_handled(session, envelope, ctx.outgoing)
+                try:
+                    session.commit()
+                except IntegrityError:
+                    # Another consumer handled the same event concurrently; its effects won.
+                    session.rollback()
+                    return
+                outgoing = ctx.outgoing
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        await self._publish_after_commit(outgoing)

@@ -1,0 +1,163 @@
+"""The roster: every tunegate service, the event types it consumes and the types it may emit.
+
+This is the one home of those facts. The bus runtime refuses a service whose handler table differs from
+its `consumes`, refuses to emit a type not in its `emits`, and refuses to deliver an event whose producer
+may not emit that type (shared/security/authorization.py). The supervisor (`tunegate up`/`status`), the
+deployment-manifest tests and docs/asyncapi.yaml are derived from it. Importing it is cheap (no service
+code): the CLI reads it on every start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.events.catalog import CATALOG
+from shared.events.streams import ALL_STREAMS
+
+EVERY_TYPE = "*"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    summary: str
+    consumes: tuple[str, ...]
+    emits: tuple[str, ...]
+    bootstrap: str = ""
+    """`module:function` that builds the service's runtime definition from Settings."""
+    http: bool = False
+    settings: str = "shared.config:Settings"
+
+    @property
+    def module(self) -> str:
+        return f"services.{self.name}"
+
+    def consumes_every_type(self) -> bool:
+        return self.consumes == (EVERY_TYPE,)
+
+    def streams(self) -> list[str]:
+        if self.consumes_every_type():
+            return [s.value for s in ALL_STREAMS]
+        return sorted({CATALOG[t].stream.value for t in self.consumes})
+
+
+@dataclass(frozen=True)
+class ExternalProducer:
+    """Who, outside the services, may put events on the bus: people and upstream systems, each signing as
+    `principal:<name>` with the key the registry holds for it."""
+
+    name: str
+    summary: str
+    emits: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """Catalog types for services not built yet: declared so the contract is complete, with the service
+    (and issue) they wait for."""
+
+    waits_for: str
+    types: tuple[str, ...]
+
+
+AUDIT = ServiceSpec(
+    name="audit",
+    summary="Append-only ledger of every event: hash chain, RFC 9162 Merkle tree, signed tree heads.",
+    consumes=(EVERY_TYPE,),
+    emits=("bus.event.rejected",),
+    bootstrap="services.audit.bootstrap:build",
+)
+REGISTRY = ServiceSpec(
+    name="registry",
+    summary="Jobs, principals and approvals: intake, the approval gate, the job state machine, HTTP API.",
+    consumes=(
+        "job.requested",
+        "dataset.scanned",
+        "dataset.scan.failed",
+        "training.completed",
+        "training.failed",
+        "training.cancelled",
+    ),
+    emits=(
+        "job.accepted",
+        "job.rejected",
+        "job.state_changed",
+        "approval.requested",
+        "approval.granted",
+        "approval.rejected",
+        "approval.expired",
+        "dataset.scan.requested",
+        "training.requested",
+        "training.cancel.requested",
+        "principal.created",
+        "principal.rotated",
+        "principal.revoked",
+        "bus.event.rejected",
+    ),
+    bootstrap="services.registry.bootstrap:build",
+    http=True,
+)
+SCANNER = ServiceSpec(
+    name="scanner",
+    summary="Dataset DLP: validation, Presidio detection, consent, redaction, fingerprint.",
+    consumes=("dataset.scan.requested",),
+    emits=("dataset.scanned", "dataset.scan.failed", "bus.event.rejected"),
+    bootstrap="services.scanner.bootstrap:build",
+)
+TRAINER = ServiceSpec(
+    name="trainer",
+    summary="Training workers: SFT | DPO | CPT, LoRA | full, DP-SGD, leases with fencing, resume.",
+    consumes=("training.requested", "training.cancel.requested"),
+    emits=(
+        "training.started",
+        "training.progress",
+        "training.checkpointed",
+        "training.completed",
+        "training.failed",
+        "training.cancelled",
+        "bus.event.rejected",
+    ),
+    bootstrap="services.trainer.bootstrap:build",
+)
+
+SERVICES: tuple[ServiceSpec, ...] = (AUDIT, REGISTRY, SCANNER, TRAINER)
+"""Start order of `tunegate up`: the audit ledger first so it sees everything."""
+
+PRINCIPALS = ExternalProducer(
+    name="principal",
+    summary="People and upstream systems, authenticated by the registry's principal keys.",
+    emits=("job.requested",),
+)
+
+RESERVED: tuple[Reserved, ...] = (
+    Reserved("evaluator (issue 11)", ("evaluation.started", "evaluation.completed", "evaluation.failed")),
+    Reserved(
+        "model registry (issue 12)",
+        ("model.registered", "model.deploy.requested", "model.deployed", "model.retired"),
+    ),
+    Reserved("inference gateway (issue 13)", ("inference.completed", "inference.blocked")),
+    Reserved("erasure through lineage (issue 14)", ("dataset.erasure.requested", "dataset.erasure.completed")),
+)
+
+
+def service(name: str) -> ServiceSpec:
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"unknown service {name!r} (known: {', '.join(s.name for s in SERVICES)})")
+
+
+def service_names() -> tuple[str, ...]:
+    return tuple(spec.name for spec in SERVICES)
+
+
+def producers_of(event_type: str) -> frozenset[str]:
+    """Identities allowed to emit a type: service names, and `principal` for external producers."""
+    allowed = {spec.name for spec in SERVICES if event_type in spec.emits}
+    if event_type in PRINCIPALS.emits:
+        allowed.add(PRINCIPALS.name)
+    return frozenset(allowed)
+
+
+def consumers_of(event_type: str) -> frozenset[str]:
+    return frozenset(spec.name for spec in SERVICES if spec.consumes_every_type() or event_type in spec.consumes)

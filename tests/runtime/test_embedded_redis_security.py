@@ -1,0 +1,85 @@
+"""The embedded Redis of `tunegate up`: users with least privilege, secrets 0600, recovery on the same
+address after a crash, and a status that tells when a service is gone or cannot reach Redis."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared.config import Settings
+from shared.runtime.redis_acl import ADMIN, OPERATOR, RedisCredentials
+from shared.runtime.supervisor import Supervisor
+from tests.support import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def supervisor(tunegate_home: Path, monkeypatch: pytest.MonkeyPatch) -> Supervisor:
+    monkeypatch.delenv("TUNEGATE_REDIS_URL", raising=False)
+    sup = Supervisor(Settings())
+    yield sup
+    sup.down()
+
+
+def test_redis_users_are_least_privilege_and_their_secrets_0600(supervisor: Supervisor, tunegate_home: Path) -> None:
+    supervisor.up(("audit",))
+    settings = Settings()
+    base = (tunegate_home / "redis" / "url").read_text().strip()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url(base).ping()  # the default user is off
+    credentials = RedisCredentials(tunegate_home / "redis")
+    for path in [*credentials.directory.iterdir(), credentials.acl_file]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert credentials.password(ADMIN) not in credentials.acl_file.read_text(), "the ACL file keeps hashes only"
+
+    scanner = redis.Redis.from_url(settings.resolved_redis_url("scanner"))
+    scanner.xadd("tunegate.datasets", {"probe": "1"})  # what it emits
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        scanner.xadd("tunegate.training", {"forged": "training.requested"})  # not its stream
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        scanner.delete("tunegate.jobs.dlq")  # no one but the administrator deletes
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        scanner.flushall()
+    operator = redis.Redis.from_url(settings.resolved_redis_url(OPERATOR))
+    operator.xadd("tunegate.jobs", {"probe": "1"})
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        operator.xadd("tunegate.training", {"forged": "1"})
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        operator.xtrim("tunegate.jobs.dlq", maxlen=0)
+    report = supervisor.status()
+    assert report["healthy"], report
+    assert credentials.password(ADMIN) not in str(report)
+
+
+def test_after_a_redis_crash_up_restores_the_same_address_and_services_reconnect(supervisor: Supervisor) -> None:
+    supervisor.up(("audit",))
+    url_before = supervisor.redis_url()
+    redis_record = supervisor.records()["redis"]
+    os.kill(redis_record.pid, signal.SIGKILL)
+    wait_for(lambda: not redis_record.alive(), 10, "redis gone")
+    report = supervisor.status()
+    assert not report["healthy"] and not report["redis"]["reachable"]
+
+    supervisor.up(("audit",))
+    assert supervisor.redis_url() == url_before
+    audit_pid = supervisor.records()["audit"].pid
+    # The audit process was never restarted; it reconnects by itself and its heartbeat comes back.
+    wait_for(lambda: supervisor.status()["healthy"], 40, "audit heartbeat after reconnect")
+    assert supervisor.records()["audit"].pid == audit_pid
+
+
+def test_status_reports_a_killed_service_as_unhealthy(supervisor: Supervisor) -> None:
+    supervisor.up(("audit",))
+    record = supervisor.records()["audit"]
+    os.kill(record.pid, signal.SIGKILL)
+    wait_for(lambda: not record.alive(), 10, "audit gone")
+    report = supervisor.status()
+    entry = report["services"]["audit"]
+    assert not report["healthy"] and not entry["alive"] and not entry["ready"]
+    assert "is gone" in entry["problems"][0]
