@@ -47,6 +47,7 @@ class WitnessState:
             raise WitnessStateError(f"witness state directory {self.directory} is a symbolic link")
         if create:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.directory.chmod(0o700)  # an existing directory too: the key and state are nobody else's
         if not self.directory.is_dir():
             raise WitnessStateError(
                 f"witness state directory {self.directory} does not exist (run `tunegate audit witness init`)"
