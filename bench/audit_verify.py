@@ -1,5 +1,6 @@
 """Audit ledger benchmark: build an N-entry SQLite ledger through LedgerService.append (batches of 500,
-tree heads signed on the default cadence), then time a full verify_ledger pass and a few proofs.
+tree heads signed on the default cadence, envelopes signed by their producer), then time a full verify_ledger pass,
+a few proofs and a check against a trusted checkpoint.
 
     .venv/bin/python bench/audit_verify.py [--entries 1000000] [--batch 500] [--dir DIR]
 
@@ -19,28 +20,32 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import LedgerStore
-from services.audit.application import LedgerService, verify_ledger
+from services.audit.application import LedgerService, check_against_checkpoint, latest_checkpoint, verify_ledger
+from services.audit.domain.checkpoints import log_verifier, open_checkpoint
 from services.audit.domain.proofs import verify_consistency_document, verify_proof_document
 from shared.config import Settings
 from shared.events.envelope import Envelope
+from shared.security.signing import EnvelopeSigner
 from shared.storage.db import Database
 
 
-def make_batch(start: int, count: int) -> list[Envelope]:
+def make_batch(start: int, count: int, producer: EnvelopeSigner) -> list[Envelope]:
+    """Signed by the producer, as on the bus: each entry records the signature."""
     batch = []
     for i in range(start, start + count):
-        batch.append(
-            Envelope(
-                type="job.state_changed",
-                producer="registry",
-                actor=f"user-{i % 97}@example.com",
-                subject=f"job_{i:08d}",
-                trace=f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
-                payload={"job_id": f"job_{i:08d}", "from_state": "scanning", "to_state": "awaiting_approval"},
-            )
+        envelope = Envelope(
+            type="job.state_changed",
+            producer="registry",
+            actor=f"user-{i % 97}@example.com",
+            subject=f"job_{i:08d}",
+            trace=f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01",
+            payload={"job_id": f"job_{i:08d}", "from_state": "scanning", "to_state": "awaiting_approval"},
         )
+        batch.append(producer.sign(envelope))
     return batch
 
 
@@ -59,6 +64,7 @@ def main() -> None:
     store.create_schema()
     ledger = LedgerService(store, Ed25519Signer.load_or_create(workdir / "home" / "keys"), settings)
 
+    producer = EnvelopeSigner("registry", Ed25519PrivateKey.generate())
     ids: list[str] = []
     append_s = envelope_s = 0.0
     clock = datetime.now(UTC)
@@ -66,7 +72,7 @@ def main() -> None:
     while done < args.entries:
         count = min(args.batch, args.entries - done)
         t0 = time.perf_counter()
-        batch = make_batch(done, count)
+        batch = make_batch(done, count, producer)
         t1 = time.perf_counter()
         ledger.append(batch)
         # A simulated clock: with the default 0.1 s cadence a real run signs every few batches.
@@ -102,6 +108,12 @@ def main() -> None:
     consistency_ms = (time.perf_counter() - t0) * 1000
     assert verify_consistency_document(consistency, ledger.signer.public_key).ok
     print(f"proofs:  inclusion {proof_ms:.1f} ms each (tree of {size}), consistency {consistency_ms:.1f} ms")
+    note = latest_checkpoint(store, ledger.signer.public_key).render()
+    t0 = time.perf_counter()
+    trusted = open_checkpoint(note, log_verifier(ledger.signer.public_key))
+    check = check_against_checkpoint(store, trusted, size)
+    assert check.ok, check.detail
+    print(f"checkpoint: parse, verify and check the ledger against it in {(time.perf_counter() - t0) * 1000:.1f} ms")
     print(f"ledger:  {workdir / 'audit.sqlite3'} ({(workdir / 'audit.sqlite3').stat().st_size / 1e6:.0f} MB)")
     db.dispose()
 

@@ -162,23 +162,6 @@ def consistency_path(old_size: int, new_size: int, subtree_root: SubtreeRoot) ->
     return nodes
 
 
-def _in_memory(leaf_hashes: Sequence[bytes]) -> SubtreeRoot:
-    def subtree_root(start: int, end: int) -> bytes:
-        return root_from_leaf_hashes(leaf_hashes[start:end])
-
-    return subtree_root
-
-
-def inclusion_proof(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:
-    """Inclusion proof for leaf `index` in the tree over all of `leaf_hashes`."""
-    return inclusion_path(index, len(leaf_hashes), _in_memory(leaf_hashes))
-
-
-def consistency_proof(leaf_hashes: Sequence[bytes], old_size: int) -> list[bytes]:
-    """Consistency proof from the tree over leaf_hashes[:old_size] to the tree over all of leaf_hashes."""
-    return consistency_path(old_size, len(leaf_hashes), _in_memory(leaf_hashes))
-
-
 def root_from_inclusion_proof(leaf: bytes, index: int, size: int, path: Sequence[bytes]) -> bytes | None:
     """RFC 9162 2.1.3.2 steps 1-5: the root implied by the path, or None when the path cannot belong to
     a tree of that size (wrong length or index out of range)."""

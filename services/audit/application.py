@@ -22,18 +22,37 @@ from sqlalchemy import Connection
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import NODE_MIN_LEVEL, LedgerStore
-from services.audit.domain.entries import EntryFields, entry_body
+from services.audit.domain.checkpoints import CheckedCheckpoint, SignedNote
+from services.audit.domain.entries import EntryFields, ProducerSignature, entry_body
 from services.audit.domain.proofs import (
     ConsistencyProofDocument,
     InclusionProofDocument,
     PublicKeyInput,
 )
-from services.audit.domain.tree_heads import SignedTreeHead, TreeHead, format_timestamp, load_public_key
+from services.audit.domain.tree_heads import SignedTreeHead, TreeHead, format_timestamp
 from services.audit.domain.verification import LedgerVerifier, VerifyReport
+from shared.canonical import canonical_sha256
 from shared.config import Settings
 from shared.events.envelope import Envelope
-from shared.merkle import CompactRange, consistency_path, inclusion_path
+from shared.merkle import CompactRange, consistency_path, inclusion_path, verify_consistency
+from shared.security.keys import load_public_key
 from shared.storage.db import Database
+
+
+def entry_fields(envelope: Envelope) -> EntryFields:
+    """What the ledger records of an envelope: its identity, who produced and signed it, and the payload's hash."""
+    signature = envelope.signature
+    return EntryFields(
+        event_id=envelope.event_id,
+        type=envelope.type,
+        producer=envelope.producer,
+        actor=envelope.actor,
+        subject=envelope.subject,
+        occurred_at=envelope.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
+        trace_id=envelope.trace_id,
+        payload_sha256=canonical_sha256(envelope.payload),
+        signature=ProducerSignature(key_id=signature.key_id, value=signature.value) if signature else None,
+    )
 
 
 class ProofUnavailable(LookupError):
@@ -87,7 +106,7 @@ class LedgerService:
                 continue
             seen.add(envelope.event_id)
             # Payload hashing happens before the lock is taken, keeping the critical section short.
-            fields.append(EntryFields.from_envelope(envelope))
+            fields.append(entry_fields(envelope))
 
         with self.store.write_transaction() as conn:
             size, prev = self.store.head(conn)
@@ -107,9 +126,11 @@ class LedgerService:
                 if f.event_id in existing:
                     skipped.append(f.event_id)
                     continue
+                signature = f.signature
+                key_id, value = (signature.key_id, signature.value) if signature else (None, None)
                 body = entry_body(
                     size, f.event_id, f.type, f.producer, f.actor, f.subject, f.occurred_at, f.trace_id,
-                    f.payload_sha256, prev,
+                    f.payload_sha256, prev, key_id, value,
                 )  # fmt: skip
                 entry_hash = sha256(body).hexdigest()
                 leaf = sha256(b"\x00" + body).digest()
@@ -125,6 +146,8 @@ class LedgerService:
                         "trace_id": f.trace_id,
                         "payload_sha256": f.payload_sha256,
                         "prev_hash": prev,
+                        "signature_key_id": key_id,
+                        "signature_value": value,
                         "entry_hash": entry_hash,
                         "leaf_hash": leaf,
                     }
@@ -179,7 +202,9 @@ class LedgerService:
                 tree_size=size, root_hash=root, timestamp=format_timestamp(now), log_id=self.signer.log_id
             )
             head = SignedTreeHead(
-                **statement.model_dump(), signature=self.signer.sign(statement.signed_message()).hex()
+                **statement.model_dump(),
+                signature=self.signer.sign(statement.signed_message()).hex(),
+                checkpoint_signature=self.signer.sign(statement.checkpoint().text()).hex(),
             )
             self.store.insert_head(conn, head)
         return head
@@ -268,6 +293,73 @@ def verify_ledger(store: LedgerStore, public_key: PublicKeyInput, chunk: int = 2
             if not verifier.feed(rows):
                 break
     return verifier.finish(time.perf_counter() - started)
+
+
+class CheckpointCheck(BaseModel):
+    """The ledger against a checkpoint held elsewhere: it must hold at least that many entries, and the
+    tree they form must extend the checkpoint's tree (RFC 9162 consistency proof)."""
+
+    ok: bool
+    detail: str
+    checkpoint_size: int
+    checkpoint_root: str
+    ledger_size: int
+    ledger_root: str
+    cosigned_by: list[str]
+
+
+def check_against_checkpoint(store: LedgerStore, trusted: CheckedCheckpoint, ledger_size: int) -> CheckpointCheck:
+    """Compare the first `ledger_size` entries (already verified by verify_ledger) with a trusted checkpoint."""
+    checkpoint = trusted.checkpoint
+    with store.read() as conn:
+
+        def subtree_root(start: int, end: int) -> bytes:
+            return store.subtree_root(conn, start, end)
+
+        ledger_root = subtree_root(0, ledger_size)
+        path = (
+            consistency_path(checkpoint.tree_size, ledger_size, subtree_root)
+            if checkpoint.tree_size <= ledger_size
+            else []
+        )
+
+    def result(ok: bool, detail: str) -> CheckpointCheck:
+        return CheckpointCheck(
+            ok=ok,
+            detail=detail,
+            checkpoint_size=checkpoint.tree_size,
+            checkpoint_root=checkpoint.root_hash.hex(),
+            ledger_size=ledger_size,
+            ledger_root=ledger_root.hex(),
+            cosigned_by=list(trusted.cosigned_by),
+        )
+
+    if ledger_size < checkpoint.tree_size:
+        return result(
+            False,
+            f"the ledger holds {ledger_size} entries but the trusted checkpoint covers {checkpoint.tree_size}:"
+            f" entries {ledger_size}..{checkpoint.tree_size - 1} were cut off or the ledger was rolled back",
+        )
+    if not verify_consistency(checkpoint.tree_size, ledger_size, checkpoint.root_hash, ledger_root, path):
+        return result(
+            False,
+            f"the ledger's first {checkpoint.tree_size} entries do not form the trusted checkpoint's tree"
+            f" (root {checkpoint.root_hash.hex()}): history was rewritten or forked",
+        )
+    witnesses = f", cosigned by {', '.join(trusted.cosigned_by)}" if trusted.cosigned_by else ""
+    return result(
+        True,
+        f"the ledger ({ledger_size} entries) extends the trusted checkpoint of size {checkpoint.tree_size}{witnesses}",
+    )
+
+
+def latest_checkpoint(store: LedgerStore, public_key: Ed25519PublicKey) -> SignedNote:
+    """The latest signed tree head as a C2SP checkpoint note; ProofUnavailable when nothing is signed yet."""
+    with store.read() as conn:
+        head = store.latest_head(conn)
+    if head is None:
+        raise ProofUnavailable("the ledger has no signed tree head yet")
+    return head.signed_note(public_key)
 
 
 def open_store(settings: Settings, *, create: bool) -> LedgerStore:

@@ -129,6 +129,18 @@ def test_every_event_once_signed_and_verifiable_then_tamper_is_named(tunegate_ho
             str(tunegate_home / "keys" / "audit_ed25519.pub"),
         )
         assert code == 0, out
+        # The entry records who said it: the producer and its signature over exactly this envelope.
+        recorded = json.loads((tunegate_home / "p.json").read_text())["entry"]
+        expected = sign(events[7]).signature
+        assert expected is not None
+        assert recorded["producer"] == "registry"
+        assert recorded["signature"] == expected.model_dump()
+
+        checkpoint = tunegate_home / "trusted.checkpoint"
+        code, out = cli(tunegate_home, "audit", "checkpoint", "--out", str(checkpoint))
+        assert code == 0, out
+        code, out = cli(tunegate_home, "audit", "verify", "--trusted-checkpoint", str(checkpoint))
+        assert code == 0 and "extends the trusted checkpoint of size 150" in out, out
     finally:
         audit.stop()
 

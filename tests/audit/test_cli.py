@@ -130,3 +130,26 @@ def test_consistency_and_tail(app: typer.Typer, live: tuple[LedgerService, list[
     assert [row["event_id"] for row in tail] == ids[-3:]
     table = runner.invoke(app, ["audit", "tail", "-n", "2"])
     assert table.exit_code == 0 and "seq" in table.output and "38" in table.output
+
+
+def test_verify_proof_without_a_trusted_key_refuses(
+    app: typer.Typer, live: tuple[LedgerService, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, ids = live
+    proof_file = tmp_path / "proof.json"
+    assert runner.invoke(app, ["audit", "proof", ids[3], "--out", str(proof_file)]).exit_code == 0
+    # An auditor's machine: no audit log key of its own.
+    monkeypatch.setenv("TUNEGATE_HOME", str(tmp_path / "auditor"))
+    result = runner.invoke(app, ["audit", "verify-proof", str(proof_file)])
+    assert result.exit_code == 2
+    assert "no trusted key" in result.output and "never trusted" in result.output
+    # A proof whose embedded key signed its own head is refused against the key the auditor trusts.
+    document = json.loads(proof_file.read_text())
+    stranger = Ed25519Signer.generate()
+    document["public_key_pem"] = stranger.public_key_pem
+    proof_file.write_text(json.dumps(document))
+    trusted_key = tmp_path / "log.pub"
+    trusted_key.write_text(live[0].signer.public_key_pem)
+    ok = runner.invoke(app, ["audit", "verify-proof", str(proof_file), "--public-key", str(trusted_key)])
+    assert ok.exit_code == 0, ok.output  # the embedded key is ignored, the trusted one verifies
+    assert f"--public-key {trusted_key}" in ok.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import random
 import sqlite3
@@ -11,16 +12,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from services.audit.adapters.keys import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, Ed25519Signer
 from services.audit.adapters.store import LedgerStore
 from services.audit.application import LedgerService, verify_ledger
-from services.audit.domain.entries import GENESIS_PREV_HASH, entry_body
+from services.audit.domain.entries import GENESIS_PREV_HASH, ProducerSignature, entry_body
+from services.audit.domain.proofs import verify_proof_document
 from shared.canonical import canonical_json, canonical_sha256
 from shared.config import Settings
+from shared.events.envelope import EnvelopeSignature
 from shared.merkle import merkle_root
+from shared.security.signing import EnvelopeSigner, verify_envelope
 from shared.storage.db import Database
 from tests.audit.audit_support import envelope
 
@@ -40,10 +45,17 @@ def test_entry_body_is_canonical_json() -> None:
             "trace_id": rng.choice([None, "ab" * 16]),
             "payload_sha256": "0" * 64,
             "prev_hash": "f" * 64,
+            "signature": rng.choice(
+                [None, {"key_id": "0123456789abcdef", "value": "".join(rng.choice(alphabet) for _ in range(9))}]
+            ),
         }
         expected = canonical_json(fields)
         args = {**fields, "type_": fields["type"]}
-        del args["type"]
+        del args["type"], args["signature"]
+        signature = fields["signature"]
+        assert isinstance(signature, dict | None)
+        args["signature_key_id"] = signature["key_id"] if signature else None
+        args["signature_value"] = signature["value"] if signature else None
         assert entry_body(**args) == expected  # type: ignore[arg-type]
 
 
@@ -235,3 +247,28 @@ def test_empty_ledger_verifies_and_signs_size_zero(ledger: LedgerService, store:
     assert ledger.maybe_sign(head.issued_at() + timedelta(seconds=1)) is None  # 1 entry, 1 s < 60 s
     later = ledger.maybe_sign(head.issued_at() + timedelta(seconds=61))
     assert later is not None and later.tree_size == 1
+
+
+def test_entries_record_who_signed_what(ledger: LedgerService, store: LedgerStore) -> None:
+    key = Ed25519PrivateKey.generate()
+    signed = EnvelopeSigner("registry", key).sign(envelope(1))
+    assert signed.signature is not None
+    unsigned = envelope(2)
+    ledger.append([signed, unsigned])
+    ledger.sign_now()
+    with store.read() as conn:
+        first, second = store.tail(conn, 2)
+    assert first.producer == "registry"
+    assert first.signature == ProducerSignature(key_id=signed.signature.key_id, value=signed.signature.value)
+    assert second.signature is None
+    # The entry plus the envelope are enough to check who said it: the recorded signature verifies.
+    recorded = signed.model_copy(update={"signature": EnvelopeSignature(**first.signature.model_dump())})
+    verify_envelope(recorded, lambda identity, key_id: key.public_key() if identity == "registry" else None)
+    # The signature is part of the hashed entry: a proof with another signature fails.
+    doc = ledger.proof_for(signed.event_id)
+    assert doc.entry.signature == first.signature
+    assert verify_proof_document(doc, ledger.signer.public_key).ok
+    other = ProducerSignature(key_id=signed.signature.key_id, value=base64.b64encode(b"\x00" * 64).decode())
+    forged = doc.model_copy(update={"entry": doc.entry.model_copy(update={"signature": other})})
+    check = verify_proof_document(forged, ledger.signer.public_key)
+    assert not check.ok and "entry_hash does not match" in check.detail

@@ -9,8 +9,6 @@ import pytest
 
 from shared.merkle import (
     CompactRange,
-    consistency_proof,
-    inclusion_proof,
     leaf_hash,
     merkle_root,
     perfect_subtrees,
@@ -18,6 +16,7 @@ from shared.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.audit.merkle_reference import consistency_proof, inclusion_proof
 
 LEAVES = [
     bytes.fromhex(h)

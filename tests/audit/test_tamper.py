@@ -25,7 +25,8 @@ from shared.storage.db import Database
 from tests.audit.audit_support import envelope
 
 COLUMNS = (
-    "event_id, type, producer, actor, subject, occurred_at, trace_id, payload_sha256, prev_hash, entry_hash, leaf_hash"
+    "event_id, type, producer, actor, subject, occurred_at, trace_id, payload_sha256, prev_hash, signature_key_id,"
+    " signature_value, entry_hash, leaf_hash"
 )
 
 
@@ -132,6 +133,13 @@ def test_altered_entry(ledger: Ledger) -> None:
     _expect(ledger.verify(), 123, Problem.ENTRY_HASH_MISMATCH)
 
 
+def test_altered_producer_signature(ledger: Ledger) -> None:
+    ledger.raw.execute(
+        "UPDATE audit_entries SET signature_key_id = '0123456789abcdef', signature_value = 'AAAA' WHERE sequence = 42"
+    )
+    _expect(ledger.verify(), 42, Problem.ENTRY_HASH_MISMATCH)
+
+
 def test_deleted_entry(ledger: Ledger) -> None:
     ledger.raw.execute("DELETE FROM audit_entries WHERE sequence = 200")
     _expect(ledger.verify(), 200, Problem.SEQUENCE_GAP)
@@ -160,9 +168,11 @@ def test_inserted_forged_entry(ledger: Ledger) -> None:
     ledger.raw.execute("UPDATE audit_entries SET sequence = -sequence WHERE sequence < 0")
     fields = ("forged-event", "job.accepted", "registry", "mallory", "job_x", "2026-01-01T00:00:00.000000+00:00")
     payload_sha = "0" * 64
-    body = entry_body(300, fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], None, payload_sha, prev)
+    body = entry_body(
+        300, fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], None, payload_sha, prev, None, None
+    )
     ledger.raw.execute(
-        f"INSERT INTO audit_entries (sequence, {COLUMNS}) VALUES (300, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+        f"INSERT INTO audit_entries (sequence, {COLUMNS}) VALUES (300, ?, ?, ?, ?, ?, ?, NULL, ?, ?, NULL, NULL, ?, ?)",
         (*fields, payload_sha, prev, hashlib.sha256(body).hexdigest(), hashlib.sha256(b"\x00" + body).digest()),
     )
     _expect(ledger.verify(), 301, Problem.PREV_HASH_MISMATCH)
@@ -172,10 +182,10 @@ def test_rewritten_history_breaks_the_signed_root(ledger: Ledger, tmp_path: Path
     # Rewrite entry 10 and recompute every later hash, leaf and node: the chain is self-consistent again,
     # only the signed tree heads give it away.
     rows = ledger.raw.execute(f"SELECT sequence, {COLUMNS} FROM audit_entries ORDER BY sequence")
-    prev = rows[9][10]
-    for seq, eid, typ, producer, actor, subject, occurred, trace, psha, _prev, _hash, _leaf in rows[10:]:
+    prev = rows[9][12]
+    for seq, eid, typ, producer, actor, subject, occurred, trace, psha, _prev, key_id, sig, _hash, _leaf in rows[10:]:
         actor = "mallory" if seq == 10 else actor
-        body = entry_body(seq, eid, typ, producer, actor, subject, occurred, trace, psha, prev)
+        body = entry_body(seq, eid, typ, producer, actor, subject, occurred, trace, psha, prev, key_id, sig)
         new_hash = hashlib.sha256(body).hexdigest()
         ledger.raw.execute(
             "UPDATE audit_entries SET actor = ?, prev_hash = ?, entry_hash = ?, leaf_hash = ? WHERE sequence = ?",

@@ -31,6 +31,8 @@ _ENTRY_COLUMNS = (
     entries.c.trace_id,
     entries.c.payload_sha256,
     entries.c.prev_hash,
+    entries.c.signature_key_id,
+    entries.c.signature_value,
     entries.c.entry_hash,
 )
 _IN_CHUNK = 500  # stays far below every driver's bound-parameter limit
@@ -114,10 +116,6 @@ class LedgerStore:
 
     def entry_by_event_id(self, conn: Connection, event_id: str) -> LedgerEntry | None:
         row = conn.execute(select(*_ENTRY_COLUMNS).where(entries.c.event_id == event_id)).first()
-        return None if row is None else _entry(row)
-
-    def entry_at(self, conn: Connection, sequence: int) -> LedgerEntry | None:
-        row = conn.execute(select(*_ENTRY_COLUMNS).where(entries.c.sequence == sequence)).first()
         return None if row is None else _entry(row)
 
     def tail(self, conn: Connection, count: int) -> list[LedgerEntry]:
@@ -209,4 +207,7 @@ class LedgerStore:
 
 
 def _entry(row: Any) -> LedgerEntry:
-    return LedgerEntry.model_validate(row._asdict())
+    fields = row._asdict()
+    key_id, value = fields.pop("signature_key_id"), fields.pop("signature_value")
+    fields["signature"] = None if key_id is None or value is None else {"key_id": key_id, "value": value}
+    return LedgerEntry.model_validate(fields)

@@ -38,6 +38,8 @@ entries = Table(
     Column("trace_id", String(32), nullable=True),
     Column("payload_sha256", String(64), nullable=False),
     Column("prev_hash", String(64), nullable=False),
+    Column("signature_key_id", String(64), nullable=True),
+    Column("signature_value", String(200), nullable=True),
     Column("entry_hash", String(64), nullable=False),
     Column("leaf_hash", LargeBinary(32), nullable=False),
 )
@@ -60,6 +62,7 @@ tree_heads = Table(
     Column("timestamp", String(40), nullable=False),
     Column("log_id", String(64), nullable=False),
     Column("signature", String(128), nullable=False),
+    Column("checkpoint_signature", String(128), nullable=False),
 )
 
 LEDGER_TABLES = ("audit_entries", "audit_nodes", "audit_tree_heads")

@@ -2,18 +2,20 @@
 
 The entry body is the canonical JSON (shared/canonical.py) of every field except entry_hash;
 entry_hash = SHA-256(body) and the Merkle leaf = SHA-256(0x00 || body). entry_hash is a function of the
-body, so the leaf binds every field, the previous entry's hash included."""
+body, so the leaf binds every field, the previous entry's hash included.
+
+Each entry records who said it: `producer` (a service name or `principal:<name>`) and the producer's
+envelope signature (key id and base64 Ed25519 value, shared/security/signing.py), so with the envelope in hand
+anyone can check that the producer's key signed exactly that event. The bus runtime verifies the signature
+before the audit service sees the event; the ledger records it, it does not judge it.
+docs/ledger-format.md gives the exact bytes."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC
 
 from pydantic import BaseModel, ConfigDict, Field
-
-from shared.canonical import canonical_sha256
-from shared.events.envelope import Envelope
 
 GENESIS_PREV_HASH = "0" * 64
 HEX64 = r"^[0-9a-f]{64}$"
@@ -34,15 +36,31 @@ def entry_body(
     trace_id: str | None,
     payload_sha256: str,
     prev_hash: str,
+    signature_key_id: str | None,
+    signature_value: str | None,
 ) -> bytes:
-    """canonical_json() of the entry fields other than entry_hash (keys in sorted order)."""
+    """canonical_json() of the entry fields other than entry_hash (keys in sorted order); the signature is
+    {"key_id": ..., "value": ...}, or null for an unsigned event."""
     trace = "null" if trace_id is None else _encode_str(trace_id)
+    if signature_key_id is None or signature_value is None:
+        signature = "null"
+    else:
+        signature = f'{{"key_id":{_encode_str(signature_key_id)},"value":{_encode_str(signature_value)}}}'
     return (
         f'{{"actor":{_encode_str(actor)},"event_id":{_encode_str(event_id)},'
         f'"occurred_at":{_encode_str(occurred_at)},"payload_sha256":{_encode_str(payload_sha256)},'
         f'"prev_hash":{_encode_str(prev_hash)},"producer":{_encode_str(producer)},"sequence":{int(sequence)},'
-        f'"subject":{_encode_str(subject)},"trace_id":{trace},"type":{_encode_str(type_)}}}'
+        f'"signature":{signature},"subject":{_encode_str(subject)},"trace_id":{trace},"type":{_encode_str(type_)}}}'
     ).encode()
+
+
+class ProducerSignature(BaseModel):
+    """The producer's Ed25519 signature over its envelope, as it travelled: key id and base64 value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: str = Field(min_length=1, max_length=64)
+    value: str = Field(min_length=1, max_length=200)
 
 
 class EntryFields(BaseModel):
@@ -58,19 +76,7 @@ class EntryFields(BaseModel):
     occurred_at: str
     trace_id: str | None
     payload_sha256: str = Field(pattern=HEX64)
-
-    @classmethod
-    def from_envelope(cls, envelope: Envelope) -> EntryFields:
-        return cls(
-            event_id=envelope.event_id,
-            type=envelope.type,
-            producer=envelope.producer,
-            actor=envelope.actor,
-            subject=envelope.subject,
-            occurred_at=envelope.occurred_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            trace_id=envelope.trace_id,
-            payload_sha256=canonical_sha256(envelope.payload),
-        )
+    signature: ProducerSignature | None
 
 
 class LedgerEntry(BaseModel):
@@ -88,6 +94,7 @@ class LedgerEntry(BaseModel):
     trace_id: str | None
     payload_sha256: str = Field(pattern=HEX64)
     prev_hash: str = Field(pattern=HEX64)
+    signature: ProducerSignature | None
     entry_hash: str = Field(pattern=HEX64)
 
     def body(self) -> bytes:
@@ -102,6 +109,8 @@ class LedgerEntry(BaseModel):
             self.trace_id,
             self.payload_sha256,
             self.prev_hash,
+            self.signature.key_id if self.signature else None,
+            self.signature.value if self.signature else None,
         )
 
     def computed_hash(self) -> str:
@@ -110,25 +119,3 @@ class LedgerEntry(BaseModel):
     def leaf_hash(self) -> bytes:
         return hashlib.sha256(b"\x00" + self.body()).digest()
 
-
-def chain(fields: EntryFields, sequence: int, prev_hash: str) -> tuple[LedgerEntry, bytes]:
-    """Place an entry at `sequence` after the entry hashed `prev_hash`; returns it and its Merkle leaf."""
-    body = entry_body(
-        sequence,
-        fields.event_id,
-        fields.type,
-        fields.producer,
-        fields.actor,
-        fields.subject,
-        fields.occurred_at,
-        fields.trace_id,
-        fields.payload_sha256,
-        prev_hash,
-    )
-    entry = LedgerEntry(
-        sequence=sequence,
-        prev_hash=prev_hash,
-        entry_hash=hashlib.sha256(body).hexdigest(),
-        **fields.model_dump(),
-    )
-    return entry, hashlib.sha256(b"\x00" + body).digest()

@@ -9,8 +9,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.audit.domain.entries import HEX64, LedgerEntry
-from services.audit.domain.tree_heads import PublicKeyError, SignedTreeHead, load_public_key
+from services.audit.domain.tree_heads import SignedTreeHead
 from shared.merkle import verify_consistency, verify_inclusion
+from shared.security.keys import PublicKeyError, load_public_key
 
 INCLUSION_FORMAT = "tunegate.audit.inclusion-proof/v1"
 CONSISTENCY_FORMAT = "tunegate.audit.consistency-proof/v1"
@@ -27,7 +28,7 @@ class InclusionProofDocument(BaseModel):
     tree_size: int = Field(ge=1)
     audit_path: list[str] = Field(description="RFC 9162 inclusion path, leaf's sibling first, hex.")
     tree_head: SignedTreeHead
-    public_key_pem: str = Field(description="The log's Ed25519 public key (verify against one you trust).")
+    public_key_pem: str = Field(description="The log's Ed25519 public key: informative only, never trusted.")
 
 
 class ConsistencyProofDocument(BaseModel):
@@ -47,15 +48,11 @@ class ConsistencyProofDocument(BaseModel):
 class ProofCheck(BaseModel):
     ok: bool
     detail: str
-    key_source: Literal["given", "embedded"]
 
 
-def _key(document_pem: str, public_key: PublicKeyInput | None) -> tuple[Ed25519PublicKey, str]:
-    if public_key is None:
-        return load_public_key(document_pem), "embedded"
-    if isinstance(public_key, Ed25519PublicKey):
-        return public_key, "given"
-    return load_public_key(public_key), "given"
+def _key(public_key: PublicKeyInput) -> Ed25519PublicKey:
+    # The key inside the document is never trusted: anyone can embed their own key and sign their own head.
+    return public_key if isinstance(public_key, Ed25519PublicKey) else load_public_key(public_key)
 
 
 def _hashes(values: list[str], what: str) -> list[bytes] | str:
@@ -71,17 +68,16 @@ def _hashes(values: list[str], what: str) -> list[bytes] | str:
     return decoded
 
 
-def verify_proof_document(doc: InclusionProofDocument, public_key: PublicKeyInput | None) -> ProofCheck:
+def verify_proof_document(doc: InclusionProofDocument, public_key: PublicKeyInput) -> ProofCheck:
     """Recompute the entry hash and leaf from the entry's fields, walk the audit path to the signed root,
-    and check the head's signature. Without `public_key` the document's own key is used, which only
-    shows internal consistency: pass the key you trust."""
+    and check the head's signatures with `public_key`, the log's key the caller trusts."""
     try:
-        key, source = _key(doc.public_key_pem, public_key)
+        key = _key(public_key)
     except PublicKeyError as exc:
-        return ProofCheck(ok=False, detail=str(exc), key_source="given" if public_key is not None else "embedded")
+        return ProofCheck(ok=False, detail=str(exc))
 
     def result(ok: bool, detail: str) -> ProofCheck:
-        return ProofCheck(ok=ok, detail=detail, key_source=source)
+        return ProofCheck(ok=ok, detail=detail)
 
     entry = doc.entry
     if entry.computed_hash() != entry.entry_hash:
@@ -110,16 +106,16 @@ def verify_proof_document(doc: InclusionProofDocument, public_key: PublicKeyInpu
     )
 
 
-def verify_consistency_document(doc: ConsistencyProofDocument, public_key: PublicKeyInput | None) -> ProofCheck:
+def verify_consistency_document(doc: ConsistencyProofDocument, public_key: PublicKeyInput) -> ProofCheck:
     """Check the consistency path between the two roots and, where signed heads are included, that they
-    sign exactly these sizes and roots."""
+    sign exactly these sizes and roots with `public_key`, the log's key the caller trusts."""
     try:
-        key, source = _key(doc.public_key_pem, public_key)
+        key = _key(public_key)
     except PublicKeyError as exc:
-        return ProofCheck(ok=False, detail=str(exc), key_source="given" if public_key is not None else "embedded")
+        return ProofCheck(ok=False, detail=str(exc))
 
     def result(ok: bool, detail: str) -> ProofCheck:
-        return ProofCheck(ok=ok, detail=detail, key_source=source)
+        return ProofCheck(ok=ok, detail=detail)
 
     for label, head, size, root in (
         ("old", doc.old_head, doc.old_size, doc.old_root),

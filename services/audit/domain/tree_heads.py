@@ -1,5 +1,6 @@
 """Signed tree heads: an Ed25519 signature over {tree_size, root_hash, timestamp, log_id}, so a head names
-exactly one tree (the size is signed too: a Merkle root alone does not commit to it)."""
+exactly one tree (the size is signed too: a Merkle root alone does not commit to it), and a second one by the
+same key over the same tree as a C2SP checkpoint (domain/checkpoints.py), which other tooling can read."""
 
 from __future__ import annotations
 
@@ -7,47 +8,14 @@ import hashlib
 from datetime import UTC, datetime
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.audit.domain.checkpoints import ED25519, ORIGIN_PREFIX, Checkpoint, NoteSignature, SignedNote, key_id
 from shared.canonical import canonical_json
+from shared.security.keys import public_key_raw
 
 HEX64 = r"^[0-9a-f]{64}$"
-
-
-class PublicKeyError(ValueError):
-    """A public key that cannot be used; the message says why."""
-
-
-def load_public_key(data: bytes | str) -> Ed25519PublicKey:
-    """Accept a PEM (SubjectPublicKeyInfo), the raw 32-byte key, or its 64-character hex form."""
-    raw = data.encode("ascii", "replace") if isinstance(data, str) else data
-    stripped = raw.strip()
-    if stripped.startswith(b"-----BEGIN"):
-        try:
-            key = serialization.load_pem_public_key(stripped)
-        except ValueError as exc:
-            raise PublicKeyError(f"public key PEM cannot be parsed: {exc}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise PublicKeyError(f"public key is {type(key).__name__}, expected Ed25519")
-        return key
-    if len(stripped) == 64:
-        try:
-            stripped = bytes.fromhex(stripped.decode("ascii"))
-        except ValueError:
-            raise PublicKeyError("public key: 64 characters but not hex") from None
-    if len(stripped) != 32:
-        raise PublicKeyError(f"public key: expected PEM, 32 raw bytes or 64 hex characters, got {len(raw)} bytes")
-    return Ed25519PublicKey.from_public_bytes(stripped)
-
-
-def public_key_raw(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def public_key_pem(key: Ed25519PublicKey) -> str:
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
 def log_id_for(key: Ed25519PublicKey) -> str:
@@ -81,9 +49,20 @@ class TreeHead(BaseModel):
             }
         )
 
+    @property
+    def origin(self) -> str:
+        """The checkpoint origin: equal to checkpoints.log_origin(key), since log_id is SHA-256 of the key."""
+        return f"{ORIGIN_PREFIX}{self.log_id[:16]}"
+
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(self.origin, self.tree_size, bytes.fromhex(self.root_hash))
+
 
 class SignedTreeHead(TreeHead):
-    signature: str = Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature, hex.")
+    signature: str = Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature of signed_message(), hex.")
+    checkpoint_signature: str = Field(
+        pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature of the checkpoint note text, hex."
+    )
 
     def issued_at(self) -> datetime:
         return datetime.fromisoformat(self.timestamp)
@@ -96,4 +75,15 @@ class SignedTreeHead(TreeHead):
             key.verify(bytes.fromhex(self.signature), self.signed_message())
         except InvalidSignature:
             return f"tree head of size {self.tree_size}: Ed25519 signature does not verify"
+        try:
+            key.verify(bytes.fromhex(self.checkpoint_signature), self.checkpoint().text())
+        except InvalidSignature:
+            return f"tree head of size {self.tree_size}: the checkpoint's Ed25519 signature does not verify"
         return None
+
+    def signed_note(self, key: Ed25519PublicKey) -> SignedNote:
+        """The checkpoint as a signed note carrying the log's signature (key: the log's public key)."""
+        signature = NoteSignature(
+            self.origin, key_id(self.origin, ED25519, key), bytes.fromhex(self.checkpoint_signature)
+        )
+        return SignedNote(self.checkpoint().text(), (signature,))

@@ -16,8 +16,8 @@ from services.audit.domain.tree_heads import SignedTreeHead
 from shared.merkle import CompactRange
 
 # (sequence, event_id, type, producer, actor, subject, occurred_at, trace_id, payload_sha256, prev_hash,
-#  entry_hash, leaf_hash): the column order the store streams rows in.
-EntryRow = tuple[int, str, str, str, str, str, str, str | None, str, str, str, bytes]
+#  signature_key_id, signature_value, entry_hash, leaf_hash): the column order the store streams rows in.
+EntryRow = tuple[int, str, str, str, str, str, str, str | None, str, str, str | None, str | None, str, bytes]
 
 
 class Problem(StrEnum):
@@ -115,7 +115,22 @@ class LedgerVerifier:
         sha256 = hashlib.sha256
         head_at = self._next_head_size()
         try:
-            for seq, eid, typ, producer, actor, subject, occurred, trace, psha, prev_hash, ehash, leaf in rows:
+            for (
+                seq,
+                eid,
+                typ,
+                producer,
+                actor,
+                subject,
+                occurred,
+                trace,
+                psha,
+                prev_hash,
+                key_id,
+                sig,
+                ehash,
+                leaf,
+            ) in rows:
                 if seq != expected:
                     return self._fail(
                         expected,
@@ -129,7 +144,9 @@ class LedgerVerifier:
                         f"entry {seq} links to {prev_hash}, but entry {seq - 1} hashes to {prev}:"
                         " entries reordered or inserted",
                     )
-                body = entry_body(seq, eid, typ, producer, actor, subject, occurred, trace, psha, prev_hash)
+                body = entry_body(
+                    seq, eid, typ, producer, actor, subject, occurred, trace, psha, prev_hash, key_id, sig
+                )  # fmt: skip
                 if sha256(body).hexdigest() != ehash:
                     return self._fail(
                         seq,
