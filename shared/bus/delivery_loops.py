@@ -67,8 +67,9 @@ class DeliveryLoops:
         self.stopping = stopping
         self.started_at = time.time()
 
-    def all(self) -> list[Callable[[], Awaitable[None]]]:
-        return [self.reclaimer, self.keep_owned_alive, self.group_watchdog, self.outbox_relay, self.heartbeat]
+    def all(self, outbox: bool = True) -> list[Callable[[], Awaitable[None]]]:
+        loops = [self.reclaimer, self.keep_owned_alive, self.group_watchdog, self.heartbeat]
+        return [*loops, self.outbox_relay] if outbox else loops
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -162,12 +162,15 @@ class ServiceRuntime:
         return self.settings.path("run", ready_file_name(self.name, os.getpid()))
 
     async def run(self) -> None:
-        for metadata in [self.tables.metadata, *self.definition.metadata]:
+        # A batch service (the ledger) is idempotent by itself and emits only refusals, which go out directly:
+        # it has no inbox or outbox.
+        own = [] if self.definition.batch_handler is not None else [self.tables.metadata]
+        for metadata in [*own, *self.definition.metadata]:
             metadata.create_all(self.db.engine)
         await ensure_groups(self.redis, self.streams, self.group)
         self._subscribe()
         await self.broker.start()
-        coroutines = [loop() for loop in self.loops.all()]
+        coroutines = [loop() for loop in self.loops.all(outbox=self.definition.batch_handler is None)]
         coroutines += [task(self) for task in self.definition.background]
         await self.loops.beat()  # the first heartbeat before "ready": status must never see one without it
         workers = [asyncio.create_task(coro) for coro in coroutines]
