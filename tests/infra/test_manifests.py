@@ -24,6 +24,8 @@ import pytest
 import redis
 import yaml
 
+from shared.roster import SERVICES, service_names
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "compose.yaml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -32,8 +34,9 @@ K8S_DIR = REPO / "infra" / "k8s"
 COLLECTOR_FILE = REPO / "infra" / "otel" / "collector.yaml"
 REDIS_CONF = REPO / "infra" / "redis" / "redis.conf"
 
-TUNEGATE_SERVICES = ("scanner", "trainer", "evaluator", "registry", "gateway", "audit")
-HTTP_SERVICES = {"registry": 8080, "gateway": 8000}
+# The roster is the one list of services: a service added there fails these tests until its manifests exist.
+TUNEGATE_SERVICES = service_names()
+HTTP_SERVICES = tuple(spec.name for spec in SERVICES if spec.http)
 WORKER_SERVICES = tuple(name for name in TUNEGATE_SERVICES if name not in HTTP_SERVICES)
 INFRA_SERVICES = ("redis", "postgres", "otel-collector")
 TUNEGATE_HOME = "/var/lib/tunegate"
@@ -248,8 +251,46 @@ def test_docker_compose_rejects_a_broken_copy(tmp_path: Path) -> None:
     assert result.returncode != 0, "docker-compose accepted an invalid depends_on condition"
 
 
+def http_port(compose: dict[str, Any], name: str) -> int:
+    """The port an HTTP service listens on, as compose configures it (k8s and the Dockerfile must agree)."""
+    return int(env_map(compose["services"][name])[f"TUNEGATE_{name.upper()}_PORT"])
+
+
+def deployed_tunegate_services(compose: dict[str, Any]) -> set[str]:
+    """Services that run the tunegate image, in compose and as Kubernetes Deployments."""
+    in_compose = {name for name, service in compose["services"].items() if "build" in service}
+    in_k8s = {
+        name
+        for name, workload in objects("Deployment").items()
+        if only_container(workload)["image"].startswith("tunegate:")
+    }
+    return in_compose | in_k8s
+
+
 def test_compose_has_exactly_the_expected_services(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == set(TUNEGATE_SERVICES) | set(INFRA_SERVICES)
+
+
+def test_every_deployed_service_exists_and_every_service_is_deployed(compose: dict[str, Any]) -> None:
+    deployed = deployed_tunegate_services(compose)
+    for name in sorted(deployed):
+        assert (REPO / "services" / name / "__main__.py").is_file(), (
+            f"{name} is deployed (compose.yaml or infra/k8s) but services/{name}/__main__.py does not exist: "
+            "the container would crash-loop"
+        )
+    missing = set(TUNEGATE_SERVICES) - deployed
+    assert not missing, f"in shared/roster.py but not deployed: {sorted(missing)} (add compose and infra/k8s entries)"
+    in_compose = {name for name, service in compose["services"].items() if "build" in service}
+    assert in_compose == set(TUNEGATE_SERVICES), "compose.yaml must run exactly the roster's services"
+    assert set(objects("Deployment")) - {"otel-collector"} == set(TUNEGATE_SERVICES), "infra/k8s Deployments"
+
+
+def test_dockerfile_names_the_roster() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE.read_text())
+    entrypoint = next(args for keyword, args in instructions if keyword == "ENTRYPOINT")
+    listed = re.search(r"one of ([a-z, ]+)\}", entrypoint)
+    assert listed, "the ENTRYPOINT's message for a missing SERVICE lists the services"
+    assert sorted(listed.group(1).split(", ")) == sorted(TUNEGATE_SERVICES)
 
 
 @pytest.mark.parametrize("name", TUNEGATE_SERVICES)
@@ -300,9 +341,10 @@ def test_compose_credentials_agree(compose: dict[str, Any]) -> None:
     assert env_map(services["redis"])["REDISCLI_AUTH"] == requirepass, "redis healthcheck authenticates"
 
 
-@pytest.mark.parametrize(("name", "port"), sorted(HTTP_SERVICES.items()))
-def test_compose_http_services_publish_their_port(compose: dict[str, Any], name: str, port: int) -> None:
+@pytest.mark.parametrize("name", HTTP_SERVICES)
+def test_compose_http_services_publish_their_port(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
+    port = http_port(compose, name)
     assert f"{port}:{port}" in [str(entry) for entry in service["ports"]]
     env = env_map(service)
     assert env[f"TUNEGATE_{name.upper()}_PORT"] == str(port)
@@ -556,7 +598,7 @@ def test_k8s_env_references_resolve() -> None:
 
 
 @pytest.mark.parametrize("name", TUNEGATE_SERVICES)
-def test_k8s_tunegate_deployment(name: str) -> None:
+def test_k8s_tunegate_deployment(compose: dict[str, Any], name: str) -> None:
     deployment = objects("Deployment")[name]
     container = only_container(deployment)
     images = {only_container(objects("Deployment")[other])["image"] for other in TUNEGATE_SERVICES}
@@ -575,7 +617,7 @@ def test_k8s_tunegate_deployment(name: str) -> None:
 
     probes = [container[key] for key in ("readinessProbe", "livenessProbe")]
     if name in HTTP_SERVICES:
-        port = HTTP_SERVICES[name]
+        port = http_port(compose, name)
         named_ports = {entry["name"]: entry["containerPort"] for entry in container["ports"]}
         for probe in probes:
             assert probe["httpGet"]["path"] == "/healthz", name
@@ -603,19 +645,7 @@ def test_k8s_trainer_runs_on_gpus_under_accelerate() -> None:
     assert trainer["spec"]["replicas"] >= 2, "trainers scale out as replicas of one consumer group"
 
 
-def test_k8s_gateway_autoscaler() -> None:
-    hpa = objects("HorizontalPodAutoscaler")["gateway"]
-    target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", "gateway")
-    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
-    metrics = hpa["spec"]["metrics"]
-    assert any(metric["resource"]["name"] == "cpu" for metric in metrics if metric["type"] == "Resource")
-    gateway = objects("Deployment")["gateway"]
-    assert "cpu" in only_container(gateway)["resources"]["requests"], "utilisation is relative to requests"
-    assert "replicas" not in gateway["spec"], "the HPA owns replicas; a fixed count is reset on every apply"
-
-
-def test_k8s_services_select_pods_and_ports() -> None:
+def test_k8s_services_select_pods_and_ports(compose: dict[str, Any]) -> None:
     for name, service in objects("Service").items():
         selector = service["spec"]["selector"]
         matches = [
@@ -627,8 +657,15 @@ def test_k8s_services_select_pods_and_ports() -> None:
         ports = {entry["name"] for container in pod_spec(matches[0])["containers"] for entry in container["ports"]}
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports, f"Service {name}: targetPort {port['targetPort']}"
-    for name, port in HTTP_SERVICES.items():
-        assert [entry["port"] for entry in objects("Service")[name]["spec"]["ports"]] == [port]
+    for name in HTTP_SERVICES:
+        assert [entry["port"] for entry in objects("Service")[name]["spec"]["ports"]] == [http_port(compose, name)]
+    exposed = {
+        int(port)
+        for keyword, args in dockerfile_instructions(DOCKERFILE.read_text())
+        if keyword == "EXPOSE"
+        for port in args.split()
+    }
+    assert exposed == {http_port(compose, name) for name in HTTP_SERVICES}, "Dockerfile EXPOSE = the HTTP ports"
 
 
 def test_k8s_storage_and_audit_keys() -> None:
