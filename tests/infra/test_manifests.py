@@ -12,10 +12,7 @@ import json
 import re
 import shlex
 import shutil
-import socket
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -197,12 +194,6 @@ def only_container(workload: dict[str, Any]) -> dict[str, Any]:
 
 def container_env(container: dict[str, Any]) -> dict[str, Any]:
     return {item["name"]: item.get("value", item.get("valueFrom")) for item in container.get("env", [])}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -780,49 +771,6 @@ def test_redis_conf_is_durable_and_never_evicts() -> None:
     assert value("protected-mode") in {"yes", "no"}
     assert directives["bind"], "bind must be explicit"
     assert value("dir").startswith("/")
-
-
-@pytest.fixture()
-def redis_server(tmp_path: Path) -> Iterator[redis.Redis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not installed: the config is checked structurally only")
-    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
-    major = re.search(r"v=(\d+)", version)
-    if not major or int(major.group(1)) < 7:
-        pytest.skip(f"redis.conf targets Redis 7, found {version.strip()}")
-    port = free_port()
-    # Redis chdirs to `dir` while reading the file (before command-line overrides apply), so only that
-    # line is pointed at a temp dir; network moves to a private loopback port; the rest runs as shipped.
-    text = REDIS_CONF.read_text()
-    conf = tmp_path / "redis.conf"
-    conf.write_text(re.sub(r"(?m)^dir .*$", f"dir {tmp_path}", text))
-    assert conf.read_text() != text, "redis.conf must set dir explicitly"
-    process = subprocess.Popen(
-        [binary, str(conf), "--port", str(port), "--bind", "127.0.0.1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    client = redis.Redis(port=port, socket_timeout=2)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
-                pytest.fail(f"redis-server refused infra/redis/redis.conf:\n{output}")
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    pytest.fail("redis-server did not answer within 15 s")
-                time.sleep(0.05)
-        yield client
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_redis_server_accepts_config(redis_server: redis.Redis, tmp_path: Path) -> None:
