@@ -9,9 +9,11 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,16 @@ import pytest
 import redis
 import yaml
 
+from services.cli.secrets import (
+    POSTGRES_PASSWORD_VARIABLE,
+    REDIS_PROBE_PASSWORD_VARIABLE,
+    SECRETS_DIR_VARIABLE,
+    SecretsLayout,
+    redis_url_variable,
+)
 from shared.roster import SERVICES, service_names
+from shared.runtime.redis_acl import OPERATOR, RedisCredentials
+from tests.infra.conftest import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "compose.yaml"
@@ -35,7 +46,8 @@ REDIS_CONF = REPO / "infra" / "redis" / "redis.conf"
 TUNEGATE_SERVICES = service_names()
 HTTP_SERVICES = tuple(spec.name for spec in SERVICES if spec.http)
 WORKER_SERVICES = tuple(name for name in TUNEGATE_SERVICES if name not in HTTP_SERVICES)
-INFRA_SERVICES = ("redis", "postgres", "otel-collector")
+INFRA_SERVICES = ("install-secrets", "redis", "postgres", "otel-collector")
+OPERATOR_TOOLS = ("cli",)
 TUNEGATE_HOME = "/var/lib/tunegate"
 NAMESPACE = "tunegate"
 OLDEST_SUPPORTED_K8S = "1.29.0"
@@ -46,8 +58,13 @@ PROBE_SCRIPT = "/usr/local/lib/tunegate/healthcheck.py"
 # ------------------------------------------------------------------------------------------ helpers
 
 
+class MissingVariable(KeyError):
+    """A ${VAR:?message} or ${VAR?message} whose variable is unset: compose refuses to start."""
+
+
 def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Compose-style ${VAR}, ${VAR:-default}, ${VAR-default} and $$, applied to every string."""
+    """Compose-style ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error} and $$, applied to
+    every string."""
     if isinstance(value, dict):
         return {key: interpolate(item, env) for key, item in value.items()}
     if isinstance(value, list):
@@ -64,9 +81,11 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
             return default or ""
         if separator == "-" and current is None:
             return default or ""
+        if (separator == ":?" and not current) or (separator == "?" and current is None):
+            raise MissingVariable(f"{name}: {default}")
         return current or ""
 
-    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}", substitute, value)
+    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}", substitute, value)
 
 
 def env_map(service: dict[str, Any]) -> dict[str, str]:
@@ -86,6 +105,19 @@ def volume_mounts(service: dict[str, Any]) -> dict[str, str]:
         else:
             mounts[entry["target"]] = entry["source"]
     return mounts
+
+
+def read_only_mounts(service: dict[str, Any]) -> set[str]:
+    """Targets of a compose service's mounts that are read-only (`:ro` or `read_only: true`)."""
+    found = set()
+    for entry in service.get("volumes") or []:
+        if isinstance(entry, str):
+            parts = entry.split(":")
+            if len(parts) > 2 and "ro" in parts[2].split(","):
+                found.add(parts[1])
+        elif entry.get("read_only"):
+            found.add(entry["target"])
+    return found
 
 
 def cpu_cores(value: Any) -> float:
@@ -197,9 +229,14 @@ def container_env(container: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    # An empty environment resolves every ${VAR:-default} to its default, as on a fresh checkout.
-    return interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), env={})
+def compose_env(secrets_dir: Path) -> dict[str, str]:
+    """What `docker compose --env-file DIR/.env` sees after `tunegate secrets generate DIR`, nothing else."""
+    return read_env_file(secrets_dir / ".env")
+
+
+@pytest.fixture(scope="module")
+def compose(compose_env: dict[str, str]) -> dict[str, Any]:
+    return interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), env=compose_env)
 
 
 @pytest.fixture(scope="module")
@@ -217,29 +254,67 @@ def _docker_compose() -> str:
     return binary
 
 
-def test_docker_compose_accepts_compose_yaml() -> None:
-    result = subprocess.run(
-        [_docker_compose(), "-f", str(COMPOSE_FILE), "config", "-q"],
-        cwd=REPO,
+def docker_compose_config(
+    compose_file: Path, env_file: Path | None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    # Only PATH and HOME from the caller: a TUNEGATE_* variable in the test runner's environment must not
+    # stand in for the generated env file.
+    env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ} | (extra_env or {})
+    return subprocess.run(
+        [_docker_compose(), *(["--env-file", str(env_file)] if env_file else []), "-f", str(compose_file), "config"],
+        cwd=compose_file.parent,
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
+
+
+def published(config_text: str, service: str) -> list[str]:
+    ports = yaml.safe_load(config_text)["services"][service].get("ports", [])
+    return [entry if isinstance(entry, str) else f"{entry.get('host_ip', '')}:{entry['published']}" for entry in ports]
+
+
+def test_docker_compose_accepts_compose_yaml_with_generated_secrets(secrets_dir: Path) -> None:
+    result = docker_compose_config(COMPOSE_FILE, secrets_dir / ".env")
     assert result.returncode == 0, f"docker-compose config rejected compose.yaml:\n{result.stderr}"
+    for name in HTTP_SERVICES:
+        assert all(entry.startswith("127.0.0.1:") for entry in published(result.stdout, name)), (
+            f"{name} must publish on loopback unless the operator opts in"
+        )
+    opted_in = docker_compose_config(COMPOSE_FILE, secrets_dir / ".env", {"TUNEGATE_BIND": "0.0.0.0"})
+    assert opted_in.returncode == 0, opted_in.stderr
+    for name in HTTP_SERVICES:
+        assert all(entry.startswith("0.0.0.0:") for entry in published(opted_in.stdout, name)), name
 
 
-def test_docker_compose_rejects_a_broken_copy(tmp_path: Path) -> None:
+def test_docker_compose_refuses_to_run_without_generated_secrets() -> None:
+    result = docker_compose_config(COMPOSE_FILE, env_file=None)
+    assert result.returncode != 0, "compose.yaml must not start with default passwords"
+    assert "tunegate secrets generate" in result.stderr, result.stderr
+
+
+def test_docker_compose_rejects_a_broken_copy(tmp_path: Path, secrets_dir: Path) -> None:
     broken = COMPOSE_FILE.read_text().replace("condition: service_healthy", "condition: when_it_feels_like_it", 1)
     assert broken != COMPOSE_FILE.read_text()
     (tmp_path / "compose.yaml").write_text(broken)
-    result = subprocess.run(
-        [_docker_compose(), "-f", str(tmp_path / "compose.yaml"), "config", "-q"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = docker_compose_config(tmp_path / "compose.yaml", secrets_dir / ".env")
     assert result.returncode != 0, "docker-compose accepted an invalid depends_on condition"
+    assert "when_it_feels_like_it" in result.stderr, result.stderr
+
+
+def test_compose_has_no_default_secret() -> None:
+    text = COMPOSE_FILE.read_text()
+    assert "CHANGE-ME" not in text
+    with pytest.raises(MissingVariable):
+        interpolate(yaml.safe_load(text), env={})
+    generated = {POSTGRES_PASSWORD_VARIABLE, REDIS_PROBE_PASSWORD_VARIABLE, SECRETS_DIR_VARIABLE}
+    generated |= {redis_url_variable(name) for name in TUNEGATE_SERVICES}
+    for match in re.finditer(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}", text):
+        if match.group(1) in generated:
+            assert match.group(2).startswith(":?tunegate secrets generate") or match.group(2).startswith(
+                ":?run `tunegate secrets generate"
+            ), f"${{{match.group(1)}}} must be required, with instructions, never defaulted"
 
 
 def http_port(compose: dict[str, Any], name: str) -> int:
@@ -249,7 +324,7 @@ def http_port(compose: dict[str, Any], name: str) -> int:
 
 def deployed_tunegate_services(compose: dict[str, Any]) -> set[str]:
     """Services that run the tunegate image, in compose and as Kubernetes Deployments."""
-    in_compose = {name for name, service in compose["services"].items() if "build" in service}
+    in_compose = {name for name, service in compose["services"].items() if "SERVICE" in env_map(service)}
     in_k8s = {
         name
         for name, workload in objects("Deployment").items()
@@ -259,7 +334,14 @@ def deployed_tunegate_services(compose: dict[str, Any]) -> set[str]:
 
 
 def test_compose_has_exactly_the_expected_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == set(TUNEGATE_SERVICES) | set(INFRA_SERVICES)
+    assert set(compose["services"]) == set(TUNEGATE_SERVICES) | set(INFRA_SERVICES) | set(OPERATOR_TOOLS)
+
+
+def test_compose_cli_runs_only_on_request(compose: dict[str, Any]) -> None:
+    cli = compose["services"]["cli"]
+    assert cli["profiles"], "`docker compose up` must not start the CLI"
+    assert cli["entrypoint"] == ["tunegate"]
+    assert not cli.get("ports")
 
 
 def test_every_deployed_service_exists_and_every_service_is_deployed(compose: dict[str, Any]) -> None:
@@ -271,7 +353,7 @@ def test_every_deployed_service_exists_and_every_service_is_deployed(compose: di
         )
     missing = set(TUNEGATE_SERVICES) - deployed
     assert not missing, f"in shared/roster.py but not deployed: {sorted(missing)} (add compose and infra/k8s entries)"
-    in_compose = {name for name, service in compose["services"].items() if "build" in service}
+    in_compose = {name for name, service in compose["services"].items() if "SERVICE" in env_map(service)}
     assert in_compose == set(TUNEGATE_SERVICES), "compose.yaml must run exactly the roster's services"
     assert set(objects("Deployment")) - {"otel-collector"} == set(TUNEGATE_SERVICES), "infra/k8s Deployments"
 
@@ -308,6 +390,7 @@ def test_compose_tunegate_service_wiring(compose: dict[str, Any], name: str) -> 
     assert otlp.scheme == "http" and otlp.port == 4318, where
 
     depends = service["depends_on"]
+    assert depends["install-secrets"]["condition"] == "service_completed_successfully", where
     assert depends["redis"]["condition"] == "service_healthy", where
     assert depends["postgres"]["condition"] == "service_healthy", where
     assert "otel-collector" in depends, where
@@ -317,26 +400,110 @@ def test_compose_tunegate_service_wiring(compose: dict[str, Any], name: str) -> 
     assert service.get("healthcheck", {}).get("test"), f"{where}: healthcheck"
 
 
-def test_compose_credentials_agree(compose: dict[str, Any]) -> None:
+def test_compose_credentials_agree(compose: dict[str, Any], compose_env: dict[str, str], secrets_dir: Path) -> None:
     services = compose["services"]
-    redis_command = services["redis"]["command"]
-    requirepass = redis_command[redis_command.index("--requirepass") + 1]
+    credentials = RedisCredentials(secrets_dir / "redis")
     postgres_env = env_map(services["postgres"])
+    assert postgres_env["POSTGRES_PASSWORD"] == compose_env[POSTGRES_PASSWORD_VARIABLE]
     for name in TUNEGATE_SERVICES:
         env = env_map(services[name])
-        assert urlsplit(env["TUNEGATE_REDIS_URL"]).password == requirepass, name
+        redis_url = urlsplit(env["TUNEGATE_REDIS_URL"])
+        assert redis_url.username == name, f"{name} must connect to Redis as its own ACL user"
+        assert redis_url.password == credentials.password(name), name
         db_url = urlsplit(env["TUNEGATE_DATABASE_URL"])
         assert db_url.username == postgres_env["POSTGRES_USER"], name
         assert db_url.password == postgres_env["POSTGRES_PASSWORD"], name
         assert db_url.path.lstrip("/") == postgres_env["POSTGRES_DB"], name
-    assert env_map(services["redis"])["REDISCLI_AUTH"] == requirepass, "redis healthcheck authenticates"
+    redis_service = services["redis"]
+    assert env_map(redis_service)["REDISCLI_AUTH"] == credentials.password(OPERATOR), "healthcheck authenticates"
+    assert f"--user {OPERATOR} ping" in " ".join(redis_service["healthcheck"]["test"])
+    cli_url = urlsplit(env_map(services["cli"])["TUNEGATE_REDIS_URL"])
+    assert (cli_url.username, cli_url.password) == (OPERATOR, credentials.password(OPERATOR))
+    assert "TUNEGATE_DATABASE_URL" not in env_map(services["cli"]), "the CLI goes through the registry API"
+
+
+def test_compose_redis_loads_the_generated_acl_file(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    redis_service = services["redis"]
+    command = [str(part) for part in redis_service["command"]]
+    assert "--requirepass" not in command, "one shared password is what the ACL users replace"
+    acl_path = Path(command[command.index("--aclfile") + 1])
+    mounts = volume_mounts(redis_service)
+    acl_volume = mounts[str(acl_path.parent)]
+    assert str(acl_path.parent) in read_only_mounts(redis_service)
+    installer = services["install-secrets"]
+    installed_at = next(target for target, source in volume_mounts(installer).items() if source == acl_volume)
+    script = "\n".join(installer["command"])
+    assert f"/secrets/{SecretsLayout(Path()).acl_file} {installed_at}/{acl_path.name}" in script
+    assert redis_service["depends_on"]["install-secrets"]["condition"] == "service_completed_successfully"
+    users_of_acl = {name for name, service in services.items() if acl_volume in volume_mounts(service).values()}
+    assert users_of_acl == {"redis", "install-secrets"}
+
+
+def test_compose_each_service_mounts_only_its_own_signing_key(
+    compose: dict[str, Any], compose_env: dict[str, str]
+) -> None:
+    services = compose["services"]
+    installer = services["install-secrets"]
+    installer_mounts = volume_mounts(installer)
+    assert installer_mounts["/secrets"] == compose_env[SECRETS_DIR_VARIABLE]
+    assert "/secrets" in read_only_mounts(installer), "the generated secrets are never written by compose"
+    assert installer.get("network_mode") == "none"
+    key_volumes = {}
+    for name in TUNEGATE_SERVICES:
+        service = services[name]
+        keys_dir = env_map(service)["TUNEGATE_KEYS_DIR"]
+        volume = volume_mounts(service)[keys_dir]
+        assert keys_dir in read_only_mounts(service), f"{name}: keys are mounted read-only"
+        assert installer_mounts[f"/install/keys/{name}"] == volume, f"install-secrets fills {name}'s key volume"
+        key_volumes[name] = volume
+    assert len(set(key_volumes.values())) == len(TUNEGATE_SERVICES), "no two services share a key volume"
+    for volume_name, owner in ((volume, name) for name, volume in key_volumes.items()):
+        holders = {name for name, service in services.items() if volume_name in volume_mounts(service).values()}
+        assert holders == {owner, "install-secrets"}, f"{volume_name} is seen by {holders}"
+    assert set(installer_mounts) - {"/secrets", "/install/redis"} == {f"/install/keys/{n}" for n in TUNEGATE_SERVICES}
+
+
+def test_install_secrets_script_gives_each_service_a_readable_key_tree(
+    tmp_path: Path, compose: dict[str, Any], secrets_dir: Path
+) -> None:
+    """Runs install-secrets' script on this machine with its mount points moved under tmp_path."""
+    if os.geteuid() != 0:
+        pytest.skip("the script chowns to the container users, which needs root")
+    script = "\n".join(compose["services"]["install-secrets"]["command"])
+    secrets_copy = tmp_path / "secrets"
+    shutil.copytree(secrets_dir, secrets_copy)
+    install = tmp_path / "install"
+    for target in volume_mounts(compose["services"]["install-secrets"]):
+        if target.startswith("/install/"):
+            (tmp_path / target.lstrip("/")).mkdir(parents=True)
+    script = script.replace("/secrets/", f"{secrets_copy}/").replace("/install/", f"{install}/")
+    result = subprocess.run(["/bin/sh", "-ec", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    acl = install / "redis" / "users.acl"
+    assert acl.read_bytes() == (secrets_dir / "redis" / "users.acl").read_bytes()
+    assert (acl.stat().st_uid, stat.S_IMODE(acl.stat().st_mode)) == (999, 0o400), "readable by redis only"
+    from shared.security.signing import KeyDirectory
+
+    for name in TUNEGATE_SERVICES:
+        root = install / "keys" / name
+        key_file = root / "signing" / f"{name}.key"
+        assert (key_file.stat().st_uid, stat.S_IMODE(key_file.stat().st_mode)) == (10001, 0o400), name
+        assert sorted(path.name for path in (root / "signing").iterdir()) == [f"{name}.key"], "only its own key"
+        keys = KeyDirectory(root)
+        signer = keys.signer(name, create=False)
+        for other in TUNEGATE_SERVICES:
+            assert keys.public_keys(other), f"{name} cannot verify {other}"
+        assert keys.lookup(name, signer.key_id) is not None
+        for path in root.rglob("*"):
+            assert path.stat().st_uid == 10001 and not stat.S_IMODE(path.stat().st_mode) & 0o077, path
 
 
 @pytest.mark.parametrize("name", HTTP_SERVICES)
 def test_compose_http_services_publish_their_port(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
     port = http_port(compose, name)
-    assert f"{port}:{port}" in [str(entry) for entry in service["ports"]]
+    assert [str(entry) for entry in service["ports"]] == [f"127.0.0.1:{port}:{port}"], "loopback by default"
     env = env_map(service)
     assert env[f"TUNEGATE_{name.upper()}_PORT"] == str(port)
     assert env[f"TUNEGATE_{name.upper()}_HOST"] == "0.0.0.0", "loopback is unreachable through a published port"
@@ -357,7 +524,7 @@ def test_compose_trainer_runs_two_replicas(compose: dict[str, Any]) -> None:
     assert "container_name" not in trainer, "a fixed container name prevents replicas"
 
 
-def test_compose_audit_keys_are_private_and_persistent(compose: dict[str, Any]) -> None:
+def test_compose_audit_ledger_key_is_private_and_persistent(compose: dict[str, Any]) -> None:
     keys = f"{TUNEGATE_HOME}/keys"
     source = volume_mounts(compose["services"]["audit"]).get(keys)
     assert source in compose["volumes"], "audit keys need a named (persistent) volume"
@@ -457,7 +624,8 @@ def test_dockerfile_copy_sources_exist_and_context_is_clean() -> None:
                 assert not dockerignored(source, patterns), f"COPY {source} is excluded by .dockerignore"
                 copies[source] = target
     assert copies["infra/docker/healthcheck.py"] == PROBE_SCRIPT, "probes run the script at PROBE_SCRIPT"
-    for private in (".git", ".venv", "var", "var/db/registry.sqlite3", "tests/conftest.py"):
+    private_paths = (".git", ".venv", "var", "var/db/registry.sqlite3", "tests/conftest.py", "secrets/.env")
+    for private in (*private_paths, "secrets/keys/signing/audit.key", "services/var/db/x.sqlite3", "shared/.env"):
         assert dockerignored(private, patterns), f"{private} must stay out of the build context"
 
 
