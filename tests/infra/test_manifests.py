@@ -24,11 +24,16 @@ import redis
 import yaml
 
 from services.cli.secrets import (
+    DATABASE_ENV_FILE,
+    DATABASE_SECRET,
     POSTGRES_PASSWORD_VARIABLE,
+    REDIS_ACL_SECRET,
     REDIS_PROBE_PASSWORD_VARIABLE,
     SECRETS_DIR_VARIABLE,
     SecretsLayout,
     redis_url_variable,
+    service_secret_name,
+    trust_config_map_name,
 )
 from shared.roster import SERVICES, service_names
 from shared.runtime.redis_acl import OPERATOR, RedisCredentials
@@ -222,6 +227,35 @@ def only_container(workload: dict[str, Any]) -> dict[str, Any]:
     containers = pod_spec(workload)["containers"]
     assert len(containers) == 1, f"{workload['metadata']['name']}: expected one container"
     return containers[0]
+
+
+def generated_k8s_objects(secrets_dir: Path) -> dict[tuple[str, str], set[str]]:
+    """(kind, name) -> keys of the Secrets and ConfigMaps that the kustomization written by `tunegate secrets
+    generate` makes, read the way kustomize reads it (`key=path` or the file's name; `key=value` literals;
+    env files line by line; the operator's database.env holds TUNEGATE_DATABASE_URL)."""
+    document = yaml.safe_load((secrets_dir / "kustomization.yaml").read_text())
+    made: dict[tuple[str, str], set[str]] = {}
+    for kind, section in (("Secret", "secretGenerator"), ("ConfigMap", "configMapGenerator")):
+        for generator in document.get(section, []):
+            keys = {
+                entry.split("=", 1)[0] if "=" in entry else Path(entry).name for entry in generator.get("files", [])
+            }
+            keys |= {entry.split("=", 1)[0] for entry in generator.get("literals", [])}
+            for env_file in generator.get("envs", []):
+                assert env_file == DATABASE_ENV_FILE, f"unexpected env file {env_file}"
+                keys.add("TUNEGATE_DATABASE_URL")
+            made[(kind, generator["name"])] = keys
+    return made
+
+
+def provided_k8s_objects(secrets_dir: Path) -> dict[tuple[str, str], set[str]]:
+    """Everything a pod may refer to: objects in infra/k8s plus the generated ones."""
+    found = generated_k8s_objects(secrets_dir)
+    for doc in ALL_DOCS:
+        if doc["kind"] in {"Secret", "ConfigMap"}:
+            keys = set(doc.get("data") or {}) | set(doc.get("stringData") or {})
+            found[(doc["kind"], doc["metadata"]["name"])] = keys
+    return found
 
 
 def container_env(container: dict[str, Any]) -> dict[str, Any]:
@@ -702,7 +736,7 @@ def test_k8s_objects_are_namespaced_and_unique() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(workloads()))
-def test_k8s_workload_is_hardened_probed_and_sized(name: str) -> None:
+def test_k8s_workload_is_hardened_probed_and_sized(name: str, secrets_dir: Path) -> None:
     workload = workloads()[name]
     spec = pod_spec(workload)
     labels = workload["spec"]["template"]["metadata"]["labels"]
@@ -732,28 +766,32 @@ def test_k8s_workload_is_hardened_probed_and_sized(name: str) -> None:
             assert mount["name"] in volumes or mount["name"] in claim_templates, f"{where}: {mount['name']}"
 
     claims = objects("PersistentVolumeClaim")
-    config_maps = objects("ConfigMap")
+    provided = provided_k8s_objects(secrets_dir)
     for volume in volumes.values():
         if "persistentVolumeClaim" in volume:
             assert volume["persistentVolumeClaim"]["claimName"] in claims, f"{name}: {volume}"
-        if "configMap" in volume:
-            assert volume["configMap"]["name"] in config_maps, f"{name}: {volume}"
+        for kind, field, name_key in (("ConfigMap", "configMap", "name"), ("Secret", "secret", "secretName")):
+            if field in volume:
+                source = (kind, volume[field][name_key])
+                assert source in provided, f"{name}: {kind} {source[1]} is neither in infra/k8s nor generated"
+                for item in volume[field].get("items", []):
+                    assert item["key"] in provided[source], f"{name}: {kind} {source[1]} has no key {item['key']}"
 
 
-def test_k8s_env_references_resolve() -> None:
-    config_maps, secrets = objects("ConfigMap"), objects("Secret")
+def test_k8s_env_references_resolve(secrets_dir: Path) -> None:
+    provided = provided_k8s_objects(secrets_dir)
     for name, workload in workloads().items():
         for container in pod_spec(workload)["containers"]:
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
-                    assert source["configMapRef"]["name"] in config_maps, name
+                    assert ("ConfigMap", source["configMapRef"]["name"]) in provided, name
                 if "secretRef" in source:
-                    assert source["secretRef"]["name"] in secrets, name
+                    assert ("Secret", source["secretRef"]["name"]) in provided, name
             for item in container.get("env", []):
-                ref = item.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
-                    secret = secrets[ref["name"]]
-                    assert ref["key"] in secret["stringData"], f"{name}: {ref}"
+                for kind, field in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
+                    ref = item.get("valueFrom", {}).get(field)
+                    if ref:
+                        assert ref["key"] in provided.get((kind, ref["name"]), set()), f"{name}: {ref}"
 
 
 @pytest.mark.parametrize("name", TUNEGATE_SERVICES)
@@ -766,7 +804,9 @@ def test_k8s_tunegate_deployment(compose: dict[str, Any], name: str) -> None:
     env = container_env(container)
     assert env.get("SERVICE") == name or f"services.{name}" in container.get("command", []), name
     env_from = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
-    assert {"tunegate-config", "tunegate-connections"} <= env_from, name
+    assert {"tunegate-config", DATABASE_SECRET} <= env_from, name
+    redis_ref = env["TUNEGATE_REDIS_URL"]["secretKeyRef"]
+    assert redis_ref == {"name": service_secret_name(name), "key": "redis-url"}, f"{name}: its own Redis user"
 
     config = objects("ConfigMap")["tunegate-config"]["data"]
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
@@ -845,17 +885,67 @@ def test_k8s_storage_and_audit_keys() -> None:
     assert audit["spec"]["replicas"] == 1 and audit["spec"]["strategy"]["type"] == "Recreate"
 
 
-def test_k8s_secret_template_is_marked_and_consistent() -> None:
-    secrets = objects("Secret")
-    for name, secret in secrets.items():
-        assert "data" not in secret, f"{name}: templates use stringData so placeholders stay readable"
-        for key, value in secret["stringData"].items():
-            assert "CHANGE-ME" in value, f"Secret {name}.{key} must be a clearly marked placeholder"
-    connections = secrets["tunegate-connections"]["stringData"]
-    assert urlsplit(connections["TUNEGATE_DATABASE_URL"]).scheme == "postgresql"
-    redis_url = urlsplit(connections["TUNEGATE_REDIS_URL"])
-    assert redis_url.password == secrets["redis-auth"]["stringData"]["REDIS_PASSWORD"]
-    assert redis_url.hostname in objects("Service"), "the Redis URL must name the in-cluster Service"
+def test_k8s_manifests_hold_no_secret() -> None:
+    assert not objects("Secret"), "Secrets come from `tunegate secrets generate`, never from the repository"
+    for path in K8S_DIR.iterdir():
+        assert "CHANGE-ME" not in path.read_text(), f"{path.name}: a placeholder would be deployed as is"
+    instructions = (K8S_DIR / "kustomization.yaml").read_text()
+    assert "tunegate secrets generate" in instructions and "kubectl apply -k DIR" in instructions
+
+
+@pytest.mark.parametrize("name", TUNEGATE_SERVICES)
+def test_k8s_each_service_mounts_its_own_key_and_every_public_key(name: str, secrets_dir: Path) -> None:
+    deployment = objects("Deployment")[name]
+    container = only_container(deployment)
+    keys_dir = objects("ConfigMap")["tunegate-config"]["data"]["TUNEGATE_KEYS_DIR"]
+    volumes = {volume["name"]: volume for volume in pod_spec(deployment)["volumes"]}
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+
+    signing = mounts[f"{keys_dir}/signing"]
+    assert signing.get("readOnly") is True, name
+    secret = volumes[signing["name"]]["secret"]
+    assert secret["secretName"] == service_secret_name(name), f"{name} must mount only its own signing key"
+    assert secret["items"] == [{"key": "signing-key", "path": f"{name}.key"}], "KeyDirectory's file name"
+    assert secret["defaultMode"] == 0o400
+    assert pod_spec(deployment)["securityContext"]["fsGroup"] == 10001, "group read for the non-root user"
+
+    for other in TUNEGATE_SERVICES:
+        trust = mounts[f"{keys_dir}/trust/{other}"]
+        assert trust.get("readOnly") is True, name
+        assert volumes[trust["name"]]["configMap"]["name"] == trust_config_map_name(other), f"{name} -> {other}"
+
+    referenced = {volume["secret"]["secretName"] for volume in volumes.values() if "secret" in volume}
+    referenced |= {
+        item["valueFrom"]["secretKeyRef"]["name"]
+        for item in container.get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    others = {service_secret_name(other) for other in TUNEGATE_SERVICES if other != name}
+    assert not referenced & others, f"{name} refers to another service's Secret"
+    assert ("Secret", service_secret_name(name)) in generated_k8s_objects(secrets_dir)
+
+
+def test_k8s_generated_objects_build_and_match_schema(tmp_path: Path, secrets_dir: Path, k8s_validator: Any) -> None:
+    """kubectl's kustomize builds the generated directory and infra/k8s; both outputs validate."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: generated objects are checked structurally only")
+    copy_dir = tmp_path / "secrets"
+    shutil.copytree(secrets_dir, copy_dir)
+    (copy_dir / DATABASE_ENV_FILE).write_text(
+        "TUNEGATE_DATABASE_URL=postgresql://tunegate:pw@db.example:5432/tunegate\n"
+    )
+    built: list[dict[str, Any]] = []
+    for directory in (copy_dir, K8S_DIR):
+        result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        built += [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    names = {(doc["kind"], doc["metadata"]["name"]) for doc in built}
+    assert set(generated_k8s_objects(secrets_dir)) <= names
+    for doc in built:
+        assert doc["metadata"].get("namespace", NAMESPACE) == NAMESPACE
+        for version in _k8s_versions():
+            k8s_validator.validate(doc, version, strict=True)
 
 
 def test_k8s_redis_statefulset_is_durable() -> None:
@@ -866,8 +956,16 @@ def test_k8s_redis_statefulset_is_durable() -> None:
     args = [str(arg) for arg in container["args"]]
     joined = " ".join(args)
     assert "--appendonly yes" in joined and "--appendfsync everysec" in joined
-    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
-    assert "REDIS_PASSWORD" in container_env(container)
+    assert "--requirepass" not in args, "one shared password is what the ACL users replace"
+    acl_path = Path(args[args.index("--aclfile") + 1])
+    acl_mount = next(mount for mount in container["volumeMounts"] if mount["mountPath"] == str(acl_path.parent))
+    assert acl_mount.get("readOnly") is True
+    acl_volume = next(volume for volume in pod_spec(redis_set)["volumes"] if volume["name"] == acl_mount["name"])
+    assert acl_volume["secret"]["secretName"] == REDIS_ACL_SECRET
+    assert acl_volume["secret"]["items"] == [{"key": "users.acl", "path": acl_path.name}]
+    probe_auth = container_env(container)["REDISCLI_AUTH"]["secretKeyRef"]
+    assert probe_auth == {"name": REDIS_ACL_SECRET, "key": "operator-password"}
+    assert f"--user {OPERATOR} ping" in " ".join(container["readinessProbe"]["exec"]["command"])
     maxmemory = redis_memory_bytes(args[args.index("--maxmemory") + 1])
     assert maxmemory < memory_bytes(container["resources"]["limits"]["memory"]), "Redis must refuse before OOM"
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
