@@ -196,3 +196,21 @@ def test_real_redis_loads_the_acl_file_and_refuses_the_default_user(tmp_path: Pa
         with pytest.raises(redis.AuthenticationError):
             wrong.ping()
         wrong.close()
+
+
+def test_kustomization_refresh_after_a_rotation_lists_old_and_new_public_keys(tmp_path: Path) -> None:
+    root = tmp_path / "secrets"
+    assert run_generate(str(root))[0] == 0
+    old_key_id = KeyDirectory(root / "keys").signer("scanner", create=False).key_id
+    new_key_id = KeyDirectory(root / "keys").rotate("scanner").key_id
+
+    result = CliRunner().invoke(secrets_app, ["kustomization", str(root)])
+    assert result.exit_code == 0, result.output
+    document = yaml.safe_load((root / "kustomization.yaml").read_text())
+    trust = next(item for item in document["configMapGenerator"] if item["name"] == "tunegate-trust-scanner")
+    assert sorted(trust["files"]) == sorted(f"keys/trust/scanner/{kid}.pub" for kid in (old_key_id, new_key_id))
+    for path in [root, *root.rglob("*")]:
+        assert stat.S_IMODE(path.lstat().st_mode) == (0o700 if path.is_dir() else 0o600), path
+
+    missing = CliRunner().invoke(secrets_app, ["kustomization", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1 and "tunegate secrets generate" in missing.output
