@@ -90,6 +90,10 @@ REDIS_ACL_SECRET = "redis-acl"
 DATABASE_SECRET = "tunegate-database"
 
 
+_UNSAFE_IN_COMPOSE = set(":$#'\"\\\n")
+"""Characters of DIR that break `${TUNEGATE_SECRETS_DIR}:/secrets:ro` or the .env line holding it."""
+
+
 class SecretsExistError(Exception):
     """DIR already holds generated secrets and --force was not given."""
 
@@ -107,6 +111,13 @@ def generate_secrets(root: Path, *, force: bool = False) -> SecretsLayout:
     layout = SecretsLayout(root)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"{root} exists and is not a directory")
+    unusable = sorted(set(str(root.resolve())) & _UNSAFE_IN_COMPOSE)
+    if unusable:
+        raise ValueError(
+            f"{root.resolve()} contains {' '.join(repr(char) for char in unusable)}: compose reads the path from "
+            "the .env file and mounts it as SOURCE:TARGET, where these characters change its meaning; "
+            "choose another directory"
+        )
     present = [path for path in layout.outputs() if path.exists() or path.is_symlink()]
     if present and not force:
         names = ", ".join(str(path.relative_to(root)) for path in present)
@@ -235,7 +246,7 @@ def generate(
     except SecretsExistError as exc:
         typer.echo(f"tunegate secrets generate: {exc}", err=True)
         raise typer.Exit(1) from None
-    except (NotADirectoryError, PermissionError, FileNotFoundError) as exc:
+    except (NotADirectoryError, PermissionError, FileNotFoundError, ValueError) as exc:
         typer.echo(f"tunegate secrets generate: cannot write {directory}: {exc}", err=True)
         raise typer.Exit(1) from None
     root = layout.root

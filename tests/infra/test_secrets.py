@@ -144,6 +144,13 @@ def test_refuses_a_file_in_place_of_the_directory(tmp_path: Path) -> None:
     assert code == 1 and "not a directory" in output and "Traceback" not in output
 
 
+@pytest.mark.parametrize("name", ["a:b", "cost$HOME", "x#y"])
+def test_refuses_a_directory_name_compose_would_misread(tmp_path: Path, name: str) -> None:
+    code, output = run_generate(str(tmp_path / name))
+    assert code == 1 and "choose another directory" in output and "Traceback" not in output
+    assert not (tmp_path / name).exists()
+
+
 def test_kustomization_references_only_generated_files(secrets_dir: Path) -> None:
     document = yaml.safe_load((secrets_dir / "kustomization.yaml").read_text())
     assert document["generatorOptions"]["disableNameSuffixHash"] is True, "infra/k8s refers to plain names"
