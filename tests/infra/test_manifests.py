@@ -344,11 +344,15 @@ def test_compose_has_no_default_secret() -> None:
         interpolate(yaml.safe_load(text), env={})
     generated = {POSTGRES_PASSWORD_VARIABLE, REDIS_PROBE_PASSWORD_VARIABLE, SECRETS_DIR_VARIABLE}
     generated |= {redis_url_variable(name) for name in TUNEGATE_SERVICES}
+    used = set()
     for match in re.finditer(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}", text):
         if match.group(1) in generated:
-            assert match.group(2).startswith(":?tunegate secrets generate") or match.group(2).startswith(
-                ":?run `tunegate secrets generate"
-            ), f"${{{match.group(1)}}} must be required, with instructions, never defaulted"
+            used.add(match.group(1))
+            rule = match.group(2)
+            assert rule.startswith(":?") and "tunegate secrets generate" in rule, (
+                f"${{{match.group(1)}}} must be required, with instructions, never defaulted"
+            )
+    assert used == generated, f"generated but unused by compose.yaml: {sorted(generated - used)}"
 
 
 def http_port(compose: dict[str, Any], name: str) -> int:
