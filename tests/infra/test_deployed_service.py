@@ -18,7 +18,9 @@ from tests.support import REPO_ROOT, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
-SERVICE = "audit"  # consumes every stream: the widest Redis user, and no Presidio or torch to load
+# audit consumes every stream (the widest service user); the registry also serves HTTP. Neither loads
+# Presidio or torch, which keeps this test short; the scanner and trainer users are built the same way.
+SERVICES_STARTED = ("audit", "registry")
 
 
 def deployed_keys_dir(secrets_dir: Path, service: str, target: Path) -> Path:
@@ -33,20 +35,29 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()}
 
 
-def test_service_runs_on_its_own_redis_user_and_read_only_keys(tmp_path: Path, secrets_dir: Path) -> None:
+@pytest.mark.parametrize("service_name", SERVICES_STARTED)
+def test_service_runs_on_its_own_redis_user_and_read_only_keys(
+    tmp_path: Path, secrets_dir: Path, service_name: str
+) -> None:
     env = read_env_file(SecretsLayout(secrets_dir).env_file)
-    keys_dir = deployed_keys_dir(secrets_dir, SERVICE, tmp_path / "keys")
+    keys_dir = deployed_keys_dir(secrets_dir, service_name, tmp_path / "keys")
     before = snapshot(keys_dir)
     home = tmp_path / "home"
     home.mkdir()
     with shipped_redis(tmp_path, "--aclfile", str(SecretsLayout(secrets_dir).acl_file)) as port:
-        generated = urlsplit(env[redis_url_variable(SERVICE)])
+        generated = urlsplit(env[redis_url_variable(service_name)])
         url = generated._replace(netloc=f"{generated.username}:{generated.password}@127.0.0.1:{port}").geturl()
-        service = ServiceProcess(f"services.{SERVICE}", home, url, extra_env={"TUNEGATE_KEYS_DIR": str(keys_dir)})
+        service = ServiceProcess(f"services.{service_name}", home, url, extra_env={"TUNEGATE_KEYS_DIR": str(keys_dir)})
         try:
             service.wait_ready(timeout_s=120)
             probe = subprocess.run(
-                [sys.executable, str(REPO_ROOT / "infra" / "docker" / "healthcheck.py"), SERVICE, "--max-age", "30"],
+                [
+                    sys.executable,
+                    str(REPO_ROOT / "infra" / "docker" / "healthcheck.py"),
+                    service_name,
+                    "--max-age",
+                    "30",
+                ],
                 env={"TUNEGATE_REDIS_URL": url, "TUNEGATE_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)},
                 capture_output=True,
                 text=True,
