@@ -2,10 +2,13 @@
 
     python /usr/local/lib/tunegate/healthcheck.py [SERVICE] [--max-age SECONDS] [--host NAME]
 
-Every service process refreshes a heartbeat key in Redis every 2 s (shared.bus.delivery_loops, TTL 10 s) that
-records its host name. The probe exits 0 when a heartbeat of SERVICE (default: $SERVICE) written from
-this host (the pod or container hostname) is younger than --max-age, 1 with the reason on stderr when
-there is none or Redis cannot be reached, and 2 on bad usage.
+Every service process refreshes a heartbeat key in Redis every 2 s (shared.bus.delivery_loops, TTL 10 s) named
+after its consumer, `<service>-<host>-<pid>`, and recording its host name. The probe exits 0 when a heartbeat
+of SERVICE (default: $SERVICE) written by a process of this host (the pod or container hostname) is younger
+than --max-age, 1 with the reason on stderr when there is none or Redis cannot be reached, and 2 on bad
+usage. It reads the heartbeat keys of the processes it sees in /proc with GET: a service's Redis user may
+read its own heartbeats but may not SCAN the keyspace (shared/runtime/redis_acl.py). Without /proc (not
+Linux) it falls back to SCAN, which needs a user allowed to run it.
 
 Why not `tunegate status --json`: it is a report for humans and always exits 0, and the services' ready
 files sit on the shared TUNEGATE_HOME volume, where PIDs of different pods collide; neither can say
@@ -21,6 +24,7 @@ import re
 import socket
 import sys
 import time
+from pathlib import Path
 
 import redis
 
@@ -35,12 +39,33 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
 
 
+PROC = Path("/proc")
+
+
+def local_pids() -> list[int] | None:
+    """PIDs of the processes visible here (this container's or pod's), or None without /proc."""
+    if not PROC.is_dir():
+        return None
+    return sorted(int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit())
+
+
+def heartbeat_keys(client: redis.Redis, service: str, host: str) -> list[str]:
+    pids = local_pids()
+    if pids is None:
+        return [key.decode() for key in client.scan_iter(match=heartbeat_key(glob_escape(service), "*"), count=500)]
+    # The consumer name of a service process, as shared/bus/lifecycle.py builds it.
+    return [heartbeat_key(service, f"{service}-{host}-{pid}") for pid in pids]
+
+
 def fresh_heartbeats(client: redis.Redis, service: str, host: str, max_age_s: float) -> list[dict[str, object]]:
     now = time.time()
     beats = []
-    for key in client.scan_iter(match=heartbeat_key(glob_escape(service), "*"), count=500):
-        raw = client.get(key)
-        if raw is None:  # expired between SCAN and GET
+    keys = heartbeat_keys(client, service, host)
+    pipeline = client.pipeline(transaction=False)
+    for key in keys:
+        pipeline.get(key)
+    for raw in pipeline.execute() if keys else []:
+        if raw is None:  # no such process on the bus, or its heartbeat expired
             continue
         beat = json.loads(raw)
         if beat.get("service") == service and beat.get("host") == host and now - float(beat["at"]) <= max_age_s:

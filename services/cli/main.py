@@ -7,6 +7,7 @@ import typer
 from services.audit import cli as audit_cli
 from services.cli import demo, runtime
 from services.cli.keys import keys_app
+from services.cli.secrets import secrets_app
 from services.registry import cli as registry_cli
 from services.scanner import cli as scanner_cli
 from services.trainer import cli as trainer_cli
@@ -27,6 +28,7 @@ trainer_cli.register(app)
 registry_cli.jobs_app.command("watch")(trainer_cli.jobs_watch)
 app.command("demo")(demo.demo)
 app.add_typer(keys_app, name="keys")
+app.add_typer(secrets_app, name="secrets")
 
 
 def main() -> None:

@@ -97,3 +97,37 @@ def test_probe_rejects_bad_usage(
     monkeypatch.setenv("TUNEGATE_REDIS_URL", "redis://127.0.0.1:1/0")
     assert load_healthcheck().main(args) == 2
     assert message in capsys.readouterr().err
+
+
+def test_probe_works_with_the_permissions_of_a_service_redis_user(
+    running_service: ServiceProcess, tunegate_home: Path, redis_url: str
+) -> None:
+    """In compose and Kubernetes the probe connects with its service's Redis user, which may not SCAN."""
+    import dataclasses
+    from urllib.parse import urlsplit, urlunsplit
+
+    import redis
+
+    from shared.bus.delivery_loops import heartbeat_key
+    from shared.roster import service
+    from shared.runtime.redis_acl import service_user
+
+    real = service_user(service("scanner"))
+    user = dataclasses.replace(real, name="probe", keys=(heartbeat_key("probe", "*"),))
+    words = user.acl_line("probe-password").split()
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        admin.execute_command("ACL", "SETUSER", *words[1:])
+    finally:
+        admin.close()
+    parts = urlsplit(redis_url)
+    as_user = urlunsplit(parts._replace(netloc=f"probe:probe-password@{parts.hostname}:{parts.port}"))
+    client = redis.Redis.from_url(as_user)
+    try:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.scan()
+    finally:
+        client.close()
+    healthy = probe(as_user, tunegate_home, "probe")
+    assert healthy.returncode == 0, healthy.stderr
+    assert f"probe-{socket.gethostname()}-{running_service.pid}" in healthy.stdout

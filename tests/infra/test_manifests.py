@@ -9,13 +9,12 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import os
 import re
 import shlex
 import shutil
-import socket
+import stat
 import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,6 +22,22 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 import yaml
+
+from services.cli.secrets import (
+    DATABASE_ENV_FILE,
+    DATABASE_SECRET,
+    POSTGRES_PASSWORD_VARIABLE,
+    REDIS_ACL_SECRET,
+    REDIS_PROBE_PASSWORD_VARIABLE,
+    SECRETS_DIR_VARIABLE,
+    SecretsLayout,
+    redis_url_variable,
+    service_secret_name,
+    trust_config_map_name,
+)
+from shared.roster import SERVICES, service_names
+from shared.runtime.redis_acl import OPERATOR, RedisCredentials
+from tests.infra.conftest import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "compose.yaml"
@@ -32,10 +47,12 @@ K8S_DIR = REPO / "infra" / "k8s"
 COLLECTOR_FILE = REPO / "infra" / "otel" / "collector.yaml"
 REDIS_CONF = REPO / "infra" / "redis" / "redis.conf"
 
-TUNEGATE_SERVICES = ("scanner", "trainer", "evaluator", "registry", "gateway", "audit")
-HTTP_SERVICES = {"registry": 8080, "gateway": 8000}
+# The roster is the one list of services: a service added there fails these tests until its manifests exist.
+TUNEGATE_SERVICES = service_names()
+HTTP_SERVICES = tuple(spec.name for spec in SERVICES if spec.http)
 WORKER_SERVICES = tuple(name for name in TUNEGATE_SERVICES if name not in HTTP_SERVICES)
-INFRA_SERVICES = ("redis", "postgres", "otel-collector")
+INFRA_SERVICES = ("install-secrets", "redis", "postgres", "otel-collector")
+OPERATOR_TOOLS = ("cli",)
 TUNEGATE_HOME = "/var/lib/tunegate"
 NAMESPACE = "tunegate"
 OLDEST_SUPPORTED_K8S = "1.29.0"
@@ -46,8 +63,13 @@ PROBE_SCRIPT = "/usr/local/lib/tunegate/healthcheck.py"
 # ------------------------------------------------------------------------------------------ helpers
 
 
+class MissingVariable(KeyError):
+    """A ${VAR:?message} or ${VAR?message} whose variable is unset: compose refuses to start."""
+
+
 def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """Compose-style ${VAR}, ${VAR:-default}, ${VAR-default} and $$, applied to every string."""
+    """Compose-style ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error} and $$, applied to
+    every string."""
     if isinstance(value, dict):
         return {key: interpolate(item, env) for key, item in value.items()}
     if isinstance(value, list):
@@ -64,9 +86,11 @@ def interpolate(value: Any, env: dict[str, str]) -> Any:
             return default or ""
         if separator == "-" and current is None:
             return default or ""
+        if (separator == ":?" and not current) or (separator == "?" and current is None):
+            raise MissingVariable(f"{name}: {default}")
         return current or ""
 
-    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}", substitute, value)
+    return re.sub(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}", substitute, value)
 
 
 def env_map(service: dict[str, Any]) -> dict[str, str]:
@@ -86,6 +110,19 @@ def volume_mounts(service: dict[str, Any]) -> dict[str, str]:
         else:
             mounts[entry["target"]] = entry["source"]
     return mounts
+
+
+def read_only_mounts(service: dict[str, Any]) -> set[str]:
+    """Targets of a compose service's mounts that are read-only (`:ro` or `read_only: true`)."""
+    found = set()
+    for entry in service.get("volumes") or []:
+        if isinstance(entry, str):
+            parts = entry.split(":")
+            if len(parts) > 2 and "ro" in parts[2].split(","):
+                found.add(parts[1])
+        elif entry.get("read_only"):
+            found.add(entry["target"])
+    return found
 
 
 def cpu_cores(value: Any) -> float:
@@ -192,20 +229,48 @@ def only_container(workload: dict[str, Any]) -> dict[str, Any]:
     return containers[0]
 
 
+def generated_k8s_objects(secrets_dir: Path) -> dict[tuple[str, str], set[str]]:
+    """(kind, name) -> keys of the Secrets and ConfigMaps that the kustomization written by `tunegate secrets
+    generate` makes, read the way kustomize reads it (`key=path` or the file's name; `key=value` literals;
+    env files line by line; the operator's database.env holds TUNEGATE_DATABASE_URL)."""
+    document = yaml.safe_load((secrets_dir / "kustomization.yaml").read_text())
+    made: dict[tuple[str, str], set[str]] = {}
+    for kind, section in (("Secret", "secretGenerator"), ("ConfigMap", "configMapGenerator")):
+        for generator in document.get(section, []):
+            keys = {
+                entry.split("=", 1)[0] if "=" in entry else Path(entry).name for entry in generator.get("files", [])
+            }
+            keys |= {entry.split("=", 1)[0] for entry in generator.get("literals", [])}
+            for env_file in generator.get("envs", []):
+                assert env_file == DATABASE_ENV_FILE, f"unexpected env file {env_file}"
+                keys.add("TUNEGATE_DATABASE_URL")
+            made[(kind, generator["name"])] = keys
+    return made
+
+
+def provided_k8s_objects(secrets_dir: Path) -> dict[tuple[str, str], set[str]]:
+    """Everything a pod may refer to: objects in infra/k8s plus the generated ones."""
+    found = generated_k8s_objects(secrets_dir)
+    for doc in ALL_DOCS:
+        if doc["kind"] in {"Secret", "ConfigMap"}:
+            keys = set(doc.get("data") or {}) | set(doc.get("stringData") or {})
+            found[(doc["kind"], doc["metadata"]["name"])] = keys
+    return found
+
+
 def container_env(container: dict[str, Any]) -> dict[str, Any]:
     return {item["name"]: item.get("value", item.get("valueFrom")) for item in container.get("env", [])}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@pytest.fixture(scope="module")
+def compose_env(secrets_dir: Path) -> dict[str, str]:
+    """What `docker compose --env-file DIR/.env` sees after `tunegate secrets generate DIR`, nothing else."""
+    return read_env_file(secrets_dir / ".env")
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    # An empty environment resolves every ${VAR:-default} to its default, as on a fresh checkout.
-    return interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), env={})
+def compose(compose_env: dict[str, str]) -> dict[str, Any]:
+    return interpolate(yaml.safe_load(COMPOSE_FILE.read_text()), env=compose_env)
 
 
 @pytest.fixture(scope="module")
@@ -223,33 +288,120 @@ def _docker_compose() -> str:
     return binary
 
 
-def test_docker_compose_accepts_compose_yaml() -> None:
-    result = subprocess.run(
-        [_docker_compose(), "-f", str(COMPOSE_FILE), "config", "-q"],
-        cwd=REPO,
+def docker_compose_config(
+    compose_file: Path, env_file: Path | None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    # Only PATH and HOME from the caller: a TUNEGATE_* variable in the test runner's environment must not
+    # stand in for the generated env file.
+    env = {key: os.environ[key] for key in ("PATH", "HOME") if key in os.environ} | (extra_env or {})
+    return subprocess.run(
+        [_docker_compose(), *(["--env-file", str(env_file)] if env_file else []), "-f", str(compose_file), "config"],
+        cwd=compose_file.parent,
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
+
+
+def published(config_text: str, service: str) -> list[str]:
+    ports = yaml.safe_load(config_text)["services"][service].get("ports", [])
+    return [entry if isinstance(entry, str) else f"{entry.get('host_ip', '')}:{entry['published']}" for entry in ports]
+
+
+def test_docker_compose_accepts_compose_yaml_with_generated_secrets(secrets_dir: Path) -> None:
+    result = docker_compose_config(COMPOSE_FILE, secrets_dir / ".env")
     assert result.returncode == 0, f"docker-compose config rejected compose.yaml:\n{result.stderr}"
+    for name in HTTP_SERVICES:
+        assert all(entry.startswith("127.0.0.1:") for entry in published(result.stdout, name)), (
+            f"{name} must publish on loopback unless the operator opts in"
+        )
+    opted_in = docker_compose_config(COMPOSE_FILE, secrets_dir / ".env", {"TUNEGATE_BIND": "0.0.0.0"})
+    assert opted_in.returncode == 0, opted_in.stderr
+    for name in HTTP_SERVICES:
+        assert all(entry.startswith("0.0.0.0:") for entry in published(opted_in.stdout, name)), name
 
 
-def test_docker_compose_rejects_a_broken_copy(tmp_path: Path) -> None:
+def test_docker_compose_refuses_to_run_without_generated_secrets() -> None:
+    result = docker_compose_config(COMPOSE_FILE, env_file=None)
+    assert result.returncode != 0, "compose.yaml must not start with default passwords"
+    assert "tunegate secrets generate" in result.stderr, result.stderr
+
+
+def test_docker_compose_rejects_a_broken_copy(tmp_path: Path, secrets_dir: Path) -> None:
     broken = COMPOSE_FILE.read_text().replace("condition: service_healthy", "condition: when_it_feels_like_it", 1)
     assert broken != COMPOSE_FILE.read_text()
     (tmp_path / "compose.yaml").write_text(broken)
-    result = subprocess.run(
-        [_docker_compose(), "-f", str(tmp_path / "compose.yaml"), "config", "-q"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = docker_compose_config(tmp_path / "compose.yaml", secrets_dir / ".env")
     assert result.returncode != 0, "docker-compose accepted an invalid depends_on condition"
+    assert "when_it_feels_like_it" in result.stderr, result.stderr
+
+
+def test_compose_has_no_default_secret() -> None:
+    text = COMPOSE_FILE.read_text()
+    assert "CHANGE-ME" not in text
+    with pytest.raises(MissingVariable):
+        interpolate(yaml.safe_load(text), env={})
+    generated = {POSTGRES_PASSWORD_VARIABLE, REDIS_PROBE_PASSWORD_VARIABLE, SECRETS_DIR_VARIABLE}
+    generated |= {redis_url_variable(name) for name in TUNEGATE_SERVICES}
+    used = set()
+    for match in re.finditer(r"\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}", text):
+        if match.group(1) in generated:
+            used.add(match.group(1))
+            rule = match.group(2)
+            assert rule.startswith(":?") and "tunegate secrets generate" in rule, (
+                f"${{{match.group(1)}}} must be required, with instructions, never defaulted"
+            )
+    assert used == generated, f"generated but unused by compose.yaml: {sorted(generated - used)}"
+
+
+def http_port(compose: dict[str, Any], name: str) -> int:
+    """The port an HTTP service listens on, as compose configures it (k8s and the Dockerfile must agree)."""
+    return int(env_map(compose["services"][name])[f"TUNEGATE_{name.upper()}_PORT"])
+
+
+def deployed_tunegate_services(compose: dict[str, Any]) -> set[str]:
+    """Services that run the tunegate image, in compose and as Kubernetes Deployments."""
+    in_compose = {name for name, service in compose["services"].items() if "SERVICE" in env_map(service)}
+    in_k8s = {
+        name
+        for name, workload in objects("Deployment").items()
+        if only_container(workload)["image"].startswith("tunegate:")
+    }
+    return in_compose | in_k8s
 
 
 def test_compose_has_exactly_the_expected_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == set(TUNEGATE_SERVICES) | set(INFRA_SERVICES)
+    assert set(compose["services"]) == set(TUNEGATE_SERVICES) | set(INFRA_SERVICES) | set(OPERATOR_TOOLS)
+
+
+def test_compose_cli_runs_only_on_request(compose: dict[str, Any]) -> None:
+    cli = compose["services"]["cli"]
+    assert cli["profiles"], "`docker compose up` must not start the CLI"
+    assert cli["entrypoint"] == ["tunegate"]
+    assert not cli.get("ports")
+
+
+def test_every_deployed_service_exists_and_every_service_is_deployed(compose: dict[str, Any]) -> None:
+    deployed = deployed_tunegate_services(compose)
+    for name in sorted(deployed):
+        assert (REPO / "services" / name / "__main__.py").is_file(), (
+            f"{name} is deployed (compose.yaml or infra/k8s) but services/{name}/__main__.py does not exist: "
+            "the container would crash-loop"
+        )
+    missing = set(TUNEGATE_SERVICES) - deployed
+    assert not missing, f"in shared/roster.py but not deployed: {sorted(missing)} (add compose and infra/k8s entries)"
+    in_compose = {name for name, service in compose["services"].items() if "SERVICE" in env_map(service)}
+    assert in_compose == set(TUNEGATE_SERVICES), "compose.yaml must run exactly the roster's services"
+    assert set(objects("Deployment")) - {"otel-collector"} == set(TUNEGATE_SERVICES), "infra/k8s Deployments"
+
+
+def test_dockerfile_names_the_roster() -> None:
+    instructions = dockerfile_instructions(DOCKERFILE.read_text())
+    entrypoint = next(args for keyword, args in instructions if keyword == "ENTRYPOINT")
+    listed = re.search(r"one of ([a-z, ]+)\}", entrypoint)
+    assert listed, "the ENTRYPOINT's message for a missing SERVICE lists the services"
+    assert sorted(listed.group(1).split(", ")) == sorted(TUNEGATE_SERVICES)
 
 
 @pytest.mark.parametrize("name", TUNEGATE_SERVICES)
@@ -276,6 +428,7 @@ def test_compose_tunegate_service_wiring(compose: dict[str, Any], name: str) -> 
     assert otlp.scheme == "http" and otlp.port == 4318, where
 
     depends = service["depends_on"]
+    assert depends["install-secrets"]["condition"] == "service_completed_successfully", where
     assert depends["redis"]["condition"] == "service_healthy", where
     assert depends["postgres"]["condition"] == "service_healthy", where
     assert "otel-collector" in depends, where
@@ -285,25 +438,110 @@ def test_compose_tunegate_service_wiring(compose: dict[str, Any], name: str) -> 
     assert service.get("healthcheck", {}).get("test"), f"{where}: healthcheck"
 
 
-def test_compose_credentials_agree(compose: dict[str, Any]) -> None:
+def test_compose_credentials_agree(compose: dict[str, Any], compose_env: dict[str, str], secrets_dir: Path) -> None:
     services = compose["services"]
-    redis_command = services["redis"]["command"]
-    requirepass = redis_command[redis_command.index("--requirepass") + 1]
+    credentials = RedisCredentials(secrets_dir / "redis")
     postgres_env = env_map(services["postgres"])
+    assert postgres_env["POSTGRES_PASSWORD"] == compose_env[POSTGRES_PASSWORD_VARIABLE]
     for name in TUNEGATE_SERVICES:
         env = env_map(services[name])
-        assert urlsplit(env["TUNEGATE_REDIS_URL"]).password == requirepass, name
+        redis_url = urlsplit(env["TUNEGATE_REDIS_URL"])
+        assert redis_url.username == name, f"{name} must connect to Redis as its own ACL user"
+        assert redis_url.password == credentials.password(name), name
         db_url = urlsplit(env["TUNEGATE_DATABASE_URL"])
         assert db_url.username == postgres_env["POSTGRES_USER"], name
         assert db_url.password == postgres_env["POSTGRES_PASSWORD"], name
         assert db_url.path.lstrip("/") == postgres_env["POSTGRES_DB"], name
-    assert env_map(services["redis"])["REDISCLI_AUTH"] == requirepass, "redis healthcheck authenticates"
+    redis_service = services["redis"]
+    assert env_map(redis_service)["REDISCLI_AUTH"] == credentials.password(OPERATOR), "healthcheck authenticates"
+    assert f"--user {OPERATOR} ping" in " ".join(redis_service["healthcheck"]["test"])
+    cli_url = urlsplit(env_map(services["cli"])["TUNEGATE_REDIS_URL"])
+    assert (cli_url.username, cli_url.password) == (OPERATOR, credentials.password(OPERATOR))
+    assert "TUNEGATE_DATABASE_URL" not in env_map(services["cli"]), "the CLI goes through the registry API"
 
 
-@pytest.mark.parametrize(("name", "port"), sorted(HTTP_SERVICES.items()))
-def test_compose_http_services_publish_their_port(compose: dict[str, Any], name: str, port: int) -> None:
+def test_compose_redis_loads_the_generated_acl_file(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    redis_service = services["redis"]
+    command = [str(part) for part in redis_service["command"]]
+    assert "--requirepass" not in command, "one shared password is what the ACL users replace"
+    acl_path = Path(command[command.index("--aclfile") + 1])
+    mounts = volume_mounts(redis_service)
+    acl_volume = mounts[str(acl_path.parent)]
+    assert str(acl_path.parent) in read_only_mounts(redis_service)
+    installer = services["install-secrets"]
+    installed_at = next(target for target, source in volume_mounts(installer).items() if source == acl_volume)
+    script = "\n".join(installer["command"])
+    assert f"/secrets/{SecretsLayout(Path()).acl_file} {installed_at}/{acl_path.name}" in script
+    assert redis_service["depends_on"]["install-secrets"]["condition"] == "service_completed_successfully"
+    users_of_acl = {name for name, service in services.items() if acl_volume in volume_mounts(service).values()}
+    assert users_of_acl == {"redis", "install-secrets"}
+
+
+def test_compose_each_service_mounts_only_its_own_signing_key(
+    compose: dict[str, Any], compose_env: dict[str, str]
+) -> None:
+    services = compose["services"]
+    installer = services["install-secrets"]
+    installer_mounts = volume_mounts(installer)
+    assert installer_mounts["/secrets"] == compose_env[SECRETS_DIR_VARIABLE]
+    assert "/secrets" in read_only_mounts(installer), "the generated secrets are never written by compose"
+    assert installer.get("network_mode") == "none"
+    key_volumes = {}
+    for name in TUNEGATE_SERVICES:
+        service = services[name]
+        keys_dir = env_map(service)["TUNEGATE_KEYS_DIR"]
+        volume = volume_mounts(service)[keys_dir]
+        assert keys_dir in read_only_mounts(service), f"{name}: keys are mounted read-only"
+        assert installer_mounts[f"/install/keys/{name}"] == volume, f"install-secrets fills {name}'s key volume"
+        key_volumes[name] = volume
+    assert len(set(key_volumes.values())) == len(TUNEGATE_SERVICES), "no two services share a key volume"
+    for volume_name, owner in ((volume, name) for name, volume in key_volumes.items()):
+        holders = {name for name, service in services.items() if volume_name in volume_mounts(service).values()}
+        assert holders == {owner, "install-secrets"}, f"{volume_name} is seen by {holders}"
+    assert set(installer_mounts) - {"/secrets", "/install/redis"} == {f"/install/keys/{n}" for n in TUNEGATE_SERVICES}
+
+
+def test_install_secrets_script_gives_each_service_a_readable_key_tree(
+    tmp_path: Path, compose: dict[str, Any], secrets_dir: Path
+) -> None:
+    """Runs install-secrets' script on this machine with its mount points moved under tmp_path."""
+    if os.geteuid() != 0:
+        pytest.skip("the script chowns to the container users, which needs root")
+    script = "\n".join(compose["services"]["install-secrets"]["command"])
+    secrets_copy = tmp_path / "secrets"
+    shutil.copytree(secrets_dir, secrets_copy)
+    install = tmp_path / "install"
+    for target in volume_mounts(compose["services"]["install-secrets"]):
+        if target.startswith("/install/"):
+            (tmp_path / target.lstrip("/")).mkdir(parents=True)
+    script = script.replace("/secrets/", f"{secrets_copy}/").replace("/install/", f"{install}/")
+    result = subprocess.run(["/bin/sh", "-ec", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    acl = install / "redis" / "users.acl"
+    assert acl.read_bytes() == (secrets_dir / "redis" / "users.acl").read_bytes()
+    assert (acl.stat().st_uid, stat.S_IMODE(acl.stat().st_mode)) == (999, 0o400), "readable by redis only"
+    from shared.security.signing import KeyDirectory
+
+    for name in TUNEGATE_SERVICES:
+        root = install / "keys" / name
+        key_file = root / "signing" / f"{name}.key"
+        assert (key_file.stat().st_uid, stat.S_IMODE(key_file.stat().st_mode)) == (10001, 0o400), name
+        assert sorted(path.name for path in (root / "signing").iterdir()) == [f"{name}.key"], "only its own key"
+        keys = KeyDirectory(root)
+        signer = keys.signer(name, create=False)
+        for other in TUNEGATE_SERVICES:
+            assert keys.public_keys(other), f"{name} cannot verify {other}"
+        assert keys.lookup(name, signer.key_id) is not None
+        for path in root.rglob("*"):
+            assert path.stat().st_uid == 10001 and not stat.S_IMODE(path.stat().st_mode) & 0o077, path
+
+
+@pytest.mark.parametrize("name", HTTP_SERVICES)
+def test_compose_http_services_publish_their_port(compose: dict[str, Any], name: str) -> None:
     service = compose["services"][name]
-    assert f"{port}:{port}" in [str(entry) for entry in service["ports"]]
+    port = http_port(compose, name)
+    assert [str(entry) for entry in service["ports"]] == [f"127.0.0.1:{port}:{port}"], "loopback by default"
     env = env_map(service)
     assert env[f"TUNEGATE_{name.upper()}_PORT"] == str(port)
     assert env[f"TUNEGATE_{name.upper()}_HOST"] == "0.0.0.0", "loopback is unreachable through a published port"
@@ -324,7 +562,7 @@ def test_compose_trainer_runs_two_replicas(compose: dict[str, Any]) -> None:
     assert "container_name" not in trainer, "a fixed container name prevents replicas"
 
 
-def test_compose_audit_keys_are_private_and_persistent(compose: dict[str, Any]) -> None:
+def test_compose_audit_ledger_key_is_private_and_persistent(compose: dict[str, Any]) -> None:
     keys = f"{TUNEGATE_HOME}/keys"
     source = volume_mounts(compose["services"]["audit"]).get(keys)
     assert source in compose["volumes"], "audit keys need a named (persistent) volume"
@@ -424,7 +662,8 @@ def test_dockerfile_copy_sources_exist_and_context_is_clean() -> None:
                 assert not dockerignored(source, patterns), f"COPY {source} is excluded by .dockerignore"
                 copies[source] = target
     assert copies["infra/docker/healthcheck.py"] == PROBE_SCRIPT, "probes run the script at PROBE_SCRIPT"
-    for private in (".git", ".venv", "var", "var/db/registry.sqlite3", "tests/conftest.py"):
+    private_paths = (".git", ".venv", "var", "var/db/registry.sqlite3", "tests/conftest.py", "secrets/.env")
+    for private in (*private_paths, "secrets/keys/signing/audit.key", "services/var/db/x.sqlite3", "shared/.env"):
         assert dockerignored(private, patterns), f"{private} must stay out of the build context"
 
 
@@ -501,7 +740,7 @@ def test_k8s_objects_are_namespaced_and_unique() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(workloads()))
-def test_k8s_workload_is_hardened_probed_and_sized(name: str) -> None:
+def test_k8s_workload_is_hardened_probed_and_sized(name: str, secrets_dir: Path) -> None:
     workload = workloads()[name]
     spec = pod_spec(workload)
     labels = workload["spec"]["template"]["metadata"]["labels"]
@@ -531,32 +770,36 @@ def test_k8s_workload_is_hardened_probed_and_sized(name: str) -> None:
             assert mount["name"] in volumes or mount["name"] in claim_templates, f"{where}: {mount['name']}"
 
     claims = objects("PersistentVolumeClaim")
-    config_maps = objects("ConfigMap")
+    provided = provided_k8s_objects(secrets_dir)
     for volume in volumes.values():
         if "persistentVolumeClaim" in volume:
             assert volume["persistentVolumeClaim"]["claimName"] in claims, f"{name}: {volume}"
-        if "configMap" in volume:
-            assert volume["configMap"]["name"] in config_maps, f"{name}: {volume}"
+        for kind, field, name_key in (("ConfigMap", "configMap", "name"), ("Secret", "secret", "secretName")):
+            if field in volume:
+                source = (kind, volume[field][name_key])
+                assert source in provided, f"{name}: {kind} {source[1]} is neither in infra/k8s nor generated"
+                for item in volume[field].get("items", []):
+                    assert item["key"] in provided[source], f"{name}: {kind} {source[1]} has no key {item['key']}"
 
 
-def test_k8s_env_references_resolve() -> None:
-    config_maps, secrets = objects("ConfigMap"), objects("Secret")
+def test_k8s_env_references_resolve(secrets_dir: Path) -> None:
+    provided = provided_k8s_objects(secrets_dir)
     for name, workload in workloads().items():
         for container in pod_spec(workload)["containers"]:
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
-                    assert source["configMapRef"]["name"] in config_maps, name
+                    assert ("ConfigMap", source["configMapRef"]["name"]) in provided, name
                 if "secretRef" in source:
-                    assert source["secretRef"]["name"] in secrets, name
+                    assert ("Secret", source["secretRef"]["name"]) in provided, name
             for item in container.get("env", []):
-                ref = item.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
-                    secret = secrets[ref["name"]]
-                    assert ref["key"] in secret["stringData"], f"{name}: {ref}"
+                for kind, field in (("Secret", "secretKeyRef"), ("ConfigMap", "configMapKeyRef")):
+                    ref = item.get("valueFrom", {}).get(field)
+                    if ref:
+                        assert ref["key"] in provided.get((kind, ref["name"]), set()), f"{name}: {ref}"
 
 
 @pytest.mark.parametrize("name", TUNEGATE_SERVICES)
-def test_k8s_tunegate_deployment(name: str) -> None:
+def test_k8s_tunegate_deployment(compose: dict[str, Any], name: str) -> None:
     deployment = objects("Deployment")[name]
     container = only_container(deployment)
     images = {only_container(objects("Deployment")[other])["image"] for other in TUNEGATE_SERVICES}
@@ -565,7 +808,9 @@ def test_k8s_tunegate_deployment(name: str) -> None:
     env = container_env(container)
     assert env.get("SERVICE") == name or f"services.{name}" in container.get("command", []), name
     env_from = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
-    assert {"tunegate-config", "tunegate-connections"} <= env_from, name
+    assert {"tunegate-config", DATABASE_SECRET} <= env_from, name
+    redis_ref = env["TUNEGATE_REDIS_URL"]["secretKeyRef"]
+    assert redis_ref == {"name": service_secret_name(name), "key": "redis-url"}, f"{name}: its own Redis user"
 
     config = objects("ConfigMap")["tunegate-config"]["data"]
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
@@ -575,7 +820,7 @@ def test_k8s_tunegate_deployment(name: str) -> None:
 
     probes = [container[key] for key in ("readinessProbe", "livenessProbe")]
     if name in HTTP_SERVICES:
-        port = HTTP_SERVICES[name]
+        port = http_port(compose, name)
         named_ports = {entry["name"]: entry["containerPort"] for entry in container["ports"]}
         for probe in probes:
             assert probe["httpGet"]["path"] == "/healthz", name
@@ -603,19 +848,7 @@ def test_k8s_trainer_runs_on_gpus_under_accelerate() -> None:
     assert trainer["spec"]["replicas"] >= 2, "trainers scale out as replicas of one consumer group"
 
 
-def test_k8s_gateway_autoscaler() -> None:
-    hpa = objects("HorizontalPodAutoscaler")["gateway"]
-    target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", "gateway")
-    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
-    metrics = hpa["spec"]["metrics"]
-    assert any(metric["resource"]["name"] == "cpu" for metric in metrics if metric["type"] == "Resource")
-    gateway = objects("Deployment")["gateway"]
-    assert "cpu" in only_container(gateway)["resources"]["requests"], "utilisation is relative to requests"
-    assert "replicas" not in gateway["spec"], "the HPA owns replicas; a fixed count is reset on every apply"
-
-
-def test_k8s_services_select_pods_and_ports() -> None:
+def test_k8s_services_select_pods_and_ports(compose: dict[str, Any]) -> None:
     for name, service in objects("Service").items():
         selector = service["spec"]["selector"]
         matches = [
@@ -627,8 +860,15 @@ def test_k8s_services_select_pods_and_ports() -> None:
         ports = {entry["name"] for container in pod_spec(matches[0])["containers"] for entry in container["ports"]}
         for port in service["spec"]["ports"]:
             assert port["targetPort"] in ports, f"Service {name}: targetPort {port['targetPort']}"
-    for name, port in HTTP_SERVICES.items():
-        assert [entry["port"] for entry in objects("Service")[name]["spec"]["ports"]] == [port]
+    for name in HTTP_SERVICES:
+        assert [entry["port"] for entry in objects("Service")[name]["spec"]["ports"]] == [http_port(compose, name)]
+    exposed = {
+        int(port)
+        for keyword, args in dockerfile_instructions(DOCKERFILE.read_text())
+        if keyword == "EXPOSE"
+        for port in args.split()
+    }
+    assert exposed == {http_port(compose, name) for name in HTTP_SERVICES}, "Dockerfile EXPOSE = the HTTP ports"
 
 
 def test_k8s_storage_and_audit_keys() -> None:
@@ -649,17 +889,67 @@ def test_k8s_storage_and_audit_keys() -> None:
     assert audit["spec"]["replicas"] == 1 and audit["spec"]["strategy"]["type"] == "Recreate"
 
 
-def test_k8s_secret_template_is_marked_and_consistent() -> None:
-    secrets = objects("Secret")
-    for name, secret in secrets.items():
-        assert "data" not in secret, f"{name}: templates use stringData so placeholders stay readable"
-        for key, value in secret["stringData"].items():
-            assert "CHANGE-ME" in value, f"Secret {name}.{key} must be a clearly marked placeholder"
-    connections = secrets["tunegate-connections"]["stringData"]
-    assert urlsplit(connections["TUNEGATE_DATABASE_URL"]).scheme == "postgresql"
-    redis_url = urlsplit(connections["TUNEGATE_REDIS_URL"])
-    assert redis_url.password == secrets["redis-auth"]["stringData"]["REDIS_PASSWORD"]
-    assert redis_url.hostname in objects("Service"), "the Redis URL must name the in-cluster Service"
+def test_k8s_manifests_hold_no_secret() -> None:
+    assert not objects("Secret"), "Secrets come from `tunegate secrets generate`, never from the repository"
+    for path in K8S_DIR.iterdir():
+        assert "CHANGE-ME" not in path.read_text(), f"{path.name}: a placeholder would be deployed as is"
+    instructions = (K8S_DIR / "kustomization.yaml").read_text()
+    assert "tunegate secrets generate" in instructions and "kubectl apply -k DIR" in instructions
+
+
+@pytest.mark.parametrize("name", TUNEGATE_SERVICES)
+def test_k8s_each_service_mounts_its_own_key_and_every_public_key(name: str, secrets_dir: Path) -> None:
+    deployment = objects("Deployment")[name]
+    container = only_container(deployment)
+    keys_dir = objects("ConfigMap")["tunegate-config"]["data"]["TUNEGATE_KEYS_DIR"]
+    volumes = {volume["name"]: volume for volume in pod_spec(deployment)["volumes"]}
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+
+    signing = mounts[f"{keys_dir}/signing"]
+    assert signing.get("readOnly") is True, name
+    secret = volumes[signing["name"]]["secret"]
+    assert secret["secretName"] == service_secret_name(name), f"{name} must mount only its own signing key"
+    assert secret["items"] == [{"key": "signing-key", "path": f"{name}.key"}], "KeyDirectory's file name"
+    assert secret["defaultMode"] == 0o400
+    assert pod_spec(deployment)["securityContext"]["fsGroup"] == 10001, "group read for the non-root user"
+
+    for other in TUNEGATE_SERVICES:
+        trust = mounts[f"{keys_dir}/trust/{other}"]
+        assert trust.get("readOnly") is True, name
+        assert volumes[trust["name"]]["configMap"]["name"] == trust_config_map_name(other), f"{name} -> {other}"
+
+    referenced = {volume["secret"]["secretName"] for volume in volumes.values() if "secret" in volume}
+    referenced |= {
+        item["valueFrom"]["secretKeyRef"]["name"]
+        for item in container.get("env", [])
+        if "secretKeyRef" in item.get("valueFrom", {})
+    }
+    others = {service_secret_name(other) for other in TUNEGATE_SERVICES if other != name}
+    assert not referenced & others, f"{name} refers to another service's Secret"
+    assert ("Secret", service_secret_name(name)) in generated_k8s_objects(secrets_dir)
+
+
+def test_k8s_generated_objects_build_and_match_schema(tmp_path: Path, secrets_dir: Path, k8s_validator: Any) -> None:
+    """kubectl's kustomize builds the generated directory and infra/k8s; both outputs validate."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl not installed: generated objects are checked structurally only")
+    copy_dir = tmp_path / "secrets"
+    shutil.copytree(secrets_dir, copy_dir)
+    (copy_dir / DATABASE_ENV_FILE).write_text(
+        "TUNEGATE_DATABASE_URL=postgresql://tunegate:pw@db.example:5432/tunegate\n"
+    )
+    built: list[dict[str, Any]] = []
+    for directory in (copy_dir, K8S_DIR):
+        result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        built += [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    names = {(doc["kind"], doc["metadata"]["name"]) for doc in built}
+    assert set(generated_k8s_objects(secrets_dir)) <= names
+    for doc in built:
+        assert doc["metadata"].get("namespace", NAMESPACE) == NAMESPACE
+        for version in _k8s_versions():
+            k8s_validator.validate(doc, version, strict=True)
 
 
 def test_k8s_redis_statefulset_is_durable() -> None:
@@ -670,8 +960,16 @@ def test_k8s_redis_statefulset_is_durable() -> None:
     args = [str(arg) for arg in container["args"]]
     joined = " ".join(args)
     assert "--appendonly yes" in joined and "--appendfsync everysec" in joined
-    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
-    assert "REDIS_PASSWORD" in container_env(container)
+    assert "--requirepass" not in args, "one shared password is what the ACL users replace"
+    acl_path = Path(args[args.index("--aclfile") + 1])
+    acl_mount = next(mount for mount in container["volumeMounts"] if mount["mountPath"] == str(acl_path.parent))
+    assert acl_mount.get("readOnly") is True
+    acl_volume = next(volume for volume in pod_spec(redis_set)["volumes"] if volume["name"] == acl_mount["name"])
+    assert acl_volume["secret"]["secretName"] == REDIS_ACL_SECRET
+    assert acl_volume["secret"]["items"] == [{"key": "users.acl", "path": acl_path.name}]
+    probe_auth = container_env(container)["REDISCLI_AUTH"]["secretKeyRef"]
+    assert probe_auth == {"name": REDIS_ACL_SECRET, "key": "operator-password"}
+    assert f"--user {OPERATOR} ping" in " ".join(container["readinessProbe"]["exec"]["command"])
     maxmemory = redis_memory_bytes(args[args.index("--maxmemory") + 1])
     assert maxmemory < memory_bytes(container["resources"]["limits"]["memory"]), "Redis must refuse before OOM"
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
@@ -743,49 +1041,6 @@ def test_redis_conf_is_durable_and_never_evicts() -> None:
     assert value("protected-mode") in {"yes", "no"}
     assert directives["bind"], "bind must be explicit"
     assert value("dir").startswith("/")
-
-
-@pytest.fixture()
-def redis_server(tmp_path: Path) -> Iterator[redis.Redis]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not installed: the config is checked structurally only")
-    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
-    major = re.search(r"v=(\d+)", version)
-    if not major or int(major.group(1)) < 7:
-        pytest.skip(f"redis.conf targets Redis 7, found {version.strip()}")
-    port = free_port()
-    # Redis chdirs to `dir` while reading the file (before command-line overrides apply), so only that
-    # line is pointed at a temp dir; network moves to a private loopback port; the rest runs as shipped.
-    text = REDIS_CONF.read_text()
-    conf = tmp_path / "redis.conf"
-    conf.write_text(re.sub(r"(?m)^dir .*$", f"dir {tmp_path}", text))
-    assert conf.read_text() != text, "redis.conf must set dir explicitly"
-    process = subprocess.Popen(
-        [binary, str(conf), "--port", str(port), "--bind", "127.0.0.1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    client = redis.Redis(port=port, socket_timeout=2)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read() if process.stdout else ""
-                pytest.fail(f"redis-server refused infra/redis/redis.conf:\n{output}")
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    pytest.fail("redis-server did not answer within 15 s")
-                time.sleep(0.05)
-        yield client
-    finally:
-        client.close()
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_redis_server_accepts_config(redis_server: redis.Redis, tmp_path: Path) -> None:
