@@ -28,7 +28,7 @@ from pathlib import Path
 
 import redis
 
-from shared.bus.delivery_loops import heartbeat_key
+from shared.bus.delivery_loops import consumer_name, heartbeat_key
 from shared.config import Settings
 
 SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
@@ -54,7 +54,7 @@ def heartbeat_keys(client: redis.Redis, service: str, host: str) -> list[str]:
     if pids is None:
         return [key.decode() for key in client.scan_iter(match=heartbeat_key(glob_escape(service), "*"), count=500)]
     # The consumer name of a service process, as shared/bus/lifecycle.py builds it.
-    return [heartbeat_key(service, f"{service}-{host}-{pid}") for pid in pids]
+    return [heartbeat_key(service, consumer_name(service, host, pid)) for pid in pids]
 
 
 def fresh_heartbeats(client: redis.Redis, service: str, host: str, max_age_s: float) -> list[dict[str, object]]:

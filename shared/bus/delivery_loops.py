@@ -36,6 +36,11 @@ HEARTBEAT_TTL_S = 10
 HEARTBEAT_INTERVAL_S = 2.0
 
 
+def consumer_name(service: str, host: str, pid: int) -> str:
+    """One consumer per process: the host too, since pids repeat across containers."""
+    return f"{service}-{host}-{pid}"
+
+
 def heartbeat_key(service: str, consumer: str) -> str:
     return f"tunegate:heartbeat:{service}:{consumer}"
 

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from shared.bus.authentication import Authenticator
 from shared.bus.context import HandlerContext
 from shared.bus.definition import ServiceDefinition
-from shared.bus.delivery_loops import DeliveryLoops
+from shared.bus.delivery_loops import DeliveryLoops, consumer_name
 from shared.bus.dispatch import Delivery, Dispatcher
 from shared.bus.groups import ensure_groups, group_name
 from shared.bus.inbox import InboxTables, inbox_tables
@@ -70,7 +70,7 @@ class ServiceRuntime:
         self.settings = settings
         self.redis_url = redis_url or settings.resolved_redis_url(definition.name)
         self.group = group_name(definition.name)
-        self.consumer = f"{definition.name}-{socket.gethostname()}-{os.getpid()}"
+        self.consumer = consumer_name(definition.name, socket.gethostname(), os.getpid())
         self.streams = definition.subscribed_streams()
         self.db = Database(settings.database_url_for(definition.name))
         self.artifacts = ArtifactStore(settings.path("artifacts", ".keep").parent)
