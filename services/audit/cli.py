@@ -34,6 +34,7 @@ from services.audit.domain.proofs import (
 )
 from services.audit.domain.tree_heads import PublicKeyError, load_public_key, public_key_pem
 from shared.config import Settings
+from shared.validation import describe_validation_error
 
 audit_app = typer.Typer(help="The audit ledger: verify it, export and check proofs.", no_args_is_help=True)
 
@@ -149,7 +150,7 @@ def verify_proof_command(
             _usage_error(f"{file}: format {kind!r} is not {INCLUSION_FORMAT!r} or {CONSISTENCY_FORMAT!r}")
     except ValidationError as exc:
         # A document that no longer parses (altered hex, sizes, fields) is a failed proof, not a usage error.
-        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        where = describe_validation_error(exc)
         check = ProofCheck(ok=False, detail=f"malformed proof document: {where}", key_source="given")
     text = check.detail
     if check.ok and check.key_source == "embedded":

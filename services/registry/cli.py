@@ -37,6 +37,7 @@ from shared.events.envelope import Envelope
 from shared.events.payloads import JobRequested, UseCase
 from shared.ids import new_job_id
 from shared.storage.db import Database
+from shared.validation import describe_validation_error
 
 jobs_app = typer.Typer(help="Fine-tuning jobs held by the registry.", no_args_is_help=True)
 principals_app = typer.Typer(
@@ -61,6 +62,11 @@ def open_client(settings: Settings) -> RegistryClient:
     except RuntimeError as exc:
         raise fail(str(exc)) from None
     return RegistryClient(httpx.Client(base_url=base_url, timeout=30.0))
+
+
+def _option_name(loc: tuple[Any, ...]) -> str:
+    """A UseCase field as the `advise` flag that sets it (use_case.knowledge_changes -> --knowledge-changes)."""
+    return "--" + "-".join(str(part) for part in loc).replace("_", "-")
 
 
 def _call(action: Any) -> Any:
@@ -385,8 +391,8 @@ def advise_cmd(
             practices=practice or [],
         )
     except ValidationError as exc:
-        details = "; ".join(f"--{'-'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise fail(details.replace("_", "-"), code=2) from None
+        details = describe_validation_error(exc, location=_option_name)
+        raise fail(details, code=2) from None
     try:
         tier, advice = advise_use_case(Settings(), use_case)
     except PolicyError as exc:

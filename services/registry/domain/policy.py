@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.events.payloads import UseCase
+from shared.validation import describe_validation_error
 
 RiskTier = Literal["minimal", "limited", "high"]
 TierOrProhibited = Literal["minimal", "limited", "high", "prohibited"]
@@ -192,7 +193,7 @@ def parse_policy(document: Any, source: str, registry: RiskRuleRegistry | None =
     try:
         policy = Policy.model_validate(document)
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'policy'}: {err['msg']}" for err in exc.errors())
+        details = describe_validation_error(exc, root="policy")
         raise PolicyError(f"{source}: {details}") from None
     # Unknown rule names fail at load time rather than on the first job that reaches them.
     rules = registry or RiskRuleRegistry.default()
