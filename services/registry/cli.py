@@ -35,7 +35,7 @@ from services.registry.schemas import ApprovalRequest, ApprovalResult, JobView, 
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.events.payloads import JobRequested, UseCase
-from shared.ids import new_job_id
+from shared.ids import UnsafeIdError, new_job_id, validate_job_id
 from shared.storage.db import Database
 from shared.validation import describe_validation_error
 
@@ -154,6 +154,10 @@ def submit(
 
     settings = Settings()
     chosen = job_id or new_job_id()
+    try:
+        validate_job_id(chosen)
+    except UnsafeIdError as exc:
+        raise fail(f"--job-id: {exc}", code=2) from None
     try:
         envelope = build_job_requested(job_file, job_id=chosen, dataset=dataset)
     except JobFileError as exc:

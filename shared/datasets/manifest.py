@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.yaml_models import load_yaml_model
+from shared.yaml_models import load_yaml_model, parse_yaml_model
 
 Classification = Literal["public", "internal", "confidential", "restricted"]
 LegalBasis = Literal[
@@ -57,3 +57,8 @@ def find_manifest(dataset: Path) -> Path | None:
 
 def load_manifest(path: Path) -> DatasetManifest:
     return load_yaml_model(path, DatasetManifest, "manifest", ManifestError)
+
+
+def parse_manifest(text: str, source: str) -> DatasetManifest:
+    """A manifest whose bytes were already read (under the dataset confinement rules)."""
+    return parse_yaml_model(text, source, DatasetManifest, "manifest", ManifestError)
