@@ -89,7 +89,7 @@ class Settings(BaseSettings):
             pure = PurePath(part)
             if pure.is_absolute() or ".." in pure.parts or not pure.parts:
                 raise ValueError(f"{part!r} cannot name a place under TUNEGATE_HOME (absolute, empty or '..')")
-        home = self.home_dir
+        home = private_dir(self.home_dir)
         target = home.joinpath(*parts)
         private_dir(target.parent, within=home)
         return target

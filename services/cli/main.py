@@ -28,6 +28,9 @@ app.command("demo")(demo.demo)
 
 
 def main() -> None:
+    from shared.storage.private import restrict_umask
+
+    restrict_umask()  # tokens, keys, pid files, logs and the services `up` starts: owner-only
     app()
 
 

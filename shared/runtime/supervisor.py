@@ -22,6 +22,8 @@ from shared.config import Settings
 from shared.events.catalog import stream_for
 from shared.events.streams import ALL_STREAMS, dlq_name
 from shared.runtime.redis_server import EmbeddedRedis
+from shared.security.keys import write_secret
+from shared.storage.private import PRIVATE_UMASK, open_private_append
 
 SERVICES: tuple[str, ...] = ("audit", "registry", "scanner", "trainer")
 """Services `tunegate up` starts, in order (the audit ledger first so it sees everything)."""
@@ -60,8 +62,8 @@ class Supervisor:
         return self.run_dir / f"{name}.pid.json"
 
     def _write_record(self, record: ProcessRecord) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._record_path(record.name).write_text(json.dumps(record.__dict__))
+        self.settings.path("run", "x")  # creates home and run/ owner-only
+        write_secret(self._record_path(record.name), json.dumps(record.__dict__).encode("utf-8"))
 
     def records(self) -> dict[str, ProcessRecord]:
         found = {}
@@ -82,7 +84,7 @@ class Supervisor:
         url_file = self.home / "redis" / "url"
         if existing and existing.alive() and url_file.exists():
             return url_file.read_text().strip()
-        server = EmbeddedRedis(self.home / "redis")
+        server = EmbeddedRedis(self.settings.path("redis", "url").parent)
         url = server.start(detach=True)
         assert server.process is not None
         proc = psutil.Process(server.process.pid)
@@ -91,7 +93,7 @@ class Supervisor:
                 "redis", proc.pid, proc.create_time(), server.command(), str(self.home / "redis" / "redis.log")
             )
         )
-        url_file.write_text(url)
+        write_secret(url_file, url.encode("utf-8"))
         return url
 
     def _service_env(self) -> dict[str, str]:
@@ -107,10 +109,9 @@ class Supervisor:
         existing = self.records().get(name)
         if existing and existing.alive():
             return existing
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
+        log_path = self.settings.path("logs", f"{name}.log")
         command = [sys.executable, "-m", f"services.{name}"]
-        with log_path.open("ab") as log_file:
+        with open_private_append(log_path) as log_file:
             proc = subprocess.Popen(
                 command,
                 stdout=log_file,
@@ -118,6 +119,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 env=self._service_env(),
                 start_new_session=True,
+                umask=PRIVATE_UMASK,  # databases, ready files, keys, traces the service writes: owner-only
             )
         record = ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), command, str(log_path))
         self._write_record(record)

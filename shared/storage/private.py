@@ -59,20 +59,6 @@ def open_private_append(path: Path) -> BinaryIO:
     return os.fdopen(fd, "ab")
 
 
-def write_private_text(path: Path, text: str) -> None:
-    """Replace `path` atomically with `text`, readable by the owner only."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), PRIVATE_FILE_MODE)
-    try:
-        os.fchmod(fd, PRIVATE_FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def _tighten(path: Path, mode: int) -> None:
     """chmod when we own the path; a folder owned by someone else (e.g. /tmp above a home) is left alone."""
     info = path.stat()
