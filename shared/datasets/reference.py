@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
+from shared.config import Settings
+from shared.datasets.manifest import MANIFEST_SUFFIXES
 from shared.storage.artifacts import CAS_SCHEME, ArtifactStore, sha256_stream
 
 DIGEST = re.compile(r"[0-9a-f]{64}")
 DATA_ROOTS_SETTING = "TUNEGATE_DATA_ROOTS"
 MAX_BYTES_SETTING = "TUNEGATE_MAX_DATASET_BYTES"
-MANIFEST_SUFFIXES = (".manifest.yaml", ".manifest.yml")
 
 
 class DatasetRefError(ValueError):
@@ -57,10 +58,7 @@ class DataAccess:
     max_bytes: int
 
     @classmethod
-    def from_settings(cls, settings: object, store: ArtifactStore | None = None) -> DataAccess:
-        from shared.config import Settings
-
-        assert isinstance(settings, Settings)
+    def from_settings(cls, settings: Settings, store: ArtifactStore | None = None) -> DataAccess:
         return cls(
             store=store or ArtifactStore(settings.path("artifacts", ".keep").parent),
             roots=tuple(settings.data_roots),
@@ -131,13 +129,13 @@ class DatasetRef:
         """`<dataset>.manifest.yaml` / `.yml` beside a local dataset; a content address has no "beside"."""
         if self.path is None:
             return []
-        return [DatasetRef(uri=str(p), path=p) for p in (self.path.with_name(self.path.name + s)
-                                                              for s in MANIFEST_SUFFIXES)]
+        siblings = (self.path.with_name(self.path.name + suffix) for suffix in MANIFEST_SUFFIXES)
+        return [DatasetRef(uri=str(sibling), path=sibling) for sibling in siblings]
 
     @contextmanager
-    def open(self, access: DataAccess, *, max_bytes: int | None = None, what: str = "dataset") -> Iterator[
-        OpenedDataset
-    ]:
+    def open(
+        self, access: DataAccess, *, max_bytes: int | None = None, what: str = "dataset"
+    ) -> Iterator[OpenedDataset]:
         """Open for reading under the rules in the module docstring; raises DatasetRefError."""
         limit = access.max_bytes if max_bytes is None else max_bytes
         if self.digest is not None:
@@ -159,7 +157,10 @@ def _file_uri_path(uri: str) -> Path:
         raise DatasetRefError(f"dataset reference {uri!r}: file:// URIs on another host ({parts.netloc}) are not read")
     if parts.query or parts.fragment:
         raise DatasetRefError(f"dataset reference {uri!r}: a file:// URI has no query or fragment")
-    path = unquote(parts.path, errors="strict")
+    try:
+        path = unquote(parts.path, errors="strict")
+    except UnicodeDecodeError:
+        raise DatasetRefError(f"dataset reference {uri!r}: its %-escapes are not UTF-8") from None
     if "\x00" in path:
         raise DatasetRefError(f"dataset reference {uri!r} contains a NUL byte")
     if not path.startswith("/"):

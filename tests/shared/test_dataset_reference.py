@@ -63,6 +63,8 @@ def test_relative_paths_need_a_base_and_other_schemes_are_refused(root: Path) ->
         DatasetRef.parse("s3://bucket/key")
     with pytest.raises(DatasetRefError, match="on another host"):
         DatasetRef.parse("file://evil.example/etc/passwd")
+    with pytest.raises(DatasetRefError, match="not UTF-8"):
+        DatasetRef.parse("file:///data/%ff.jsonl")
 
 
 @pytest.mark.parametrize(
