@@ -28,7 +28,14 @@ from services.trainer.domain.progress import LeaseLost, TrainingCancelledError
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.datasets import DatasetError
-from shared.datasets.reference import DataAccess, DatasetMismatch, DatasetRef, DatasetRefError, verify_scanned
+from shared.datasets.reference import (
+    DataAccess,
+    DatasetMismatch,
+    DatasetNotFound,
+    DatasetRef,
+    DatasetRefError,
+    verify_scanned,
+)
 from shared.events.envelope import Envelope
 from shared.events.payloads import (
     TrainingCancelled,
@@ -232,6 +239,8 @@ class TrainerHandlers:
                                   DataAccess.from_settings(self.deps.settings, self.deps.artifacts))
         except DatasetMismatch as exc:
             raise Refusal(f"dataset bytes changed since the scan: {exc}") from None
+        except DatasetNotFound as exc:
+            raise Refusal(f"dataset not found: {exc}") from None
         except DatasetRefError as exc:
             raise Refusal(f"dataset not usable: {exc}") from None
         try:
