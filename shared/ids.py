@@ -53,9 +53,5 @@ def validate_job_id(value: str) -> str:
     return validate_safe_name(value, "job id")
 
 
-def validate_artifact_id(value: str) -> str:
-    return validate_safe_name(value, "artefact id")
-
-
 JobId = Annotated[str, AfterValidator(validate_job_id)]
 """A job id in a pydantic model: validated wherever a payload or request carrying it is parsed."""

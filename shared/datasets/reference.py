@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,9 +29,8 @@ from urllib.parse import unquote, urlsplit
 
 from shared.config import Settings
 from shared.datasets.manifest import MANIFEST_SUFFIXES
-from shared.storage.artifacts import CAS_SCHEME, ArtifactStore, sha256_stream
+from shared.storage.artifacts import CAS_SCHEME, ArtifactStore, is_sha256_digest, sha256_stream
 
-DIGEST = re.compile(r"[0-9a-f]{64}")
 DATA_ROOTS_SETTING = "TUNEGATE_DATA_ROOTS"
 MAX_BYTES_SETTING = "TUNEGATE_MAX_DATASET_BYTES"
 
@@ -92,7 +90,7 @@ class DatasetRef:
             raise DatasetRefError(f"dataset reference {uri!r} contains a NUL byte")
         if text.startswith("cas://"):
             digest = text[len(CAS_SCHEME) :] if text.startswith(CAS_SCHEME) else ""
-            if not DIGEST.fullmatch(digest):
+            if not is_sha256_digest(digest):
                 raise DatasetRefError(
                     f"dataset reference {uri!r}: a content address is cas://sha256/ followed by 64 lowercase "
                     "hex digits, nothing else"

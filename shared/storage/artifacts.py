@@ -12,11 +12,16 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from shared.events.payloads import ArtifactRef
+from shared.events.payloads import SHA256_PATTERN, ArtifactRef
 
 CAS_SCHEME = "cas://sha256/"
 CHUNK = 1 << 20
-_DIGEST = re.compile(r"[0-9a-f]{64}")
+_DIGEST = re.compile(SHA256_PATTERN)
+
+
+def is_sha256_digest(value: str) -> bool:
+    """An artefact's id in the store: exactly 64 lowercase hex digits (so it can never be a path)."""
+    return _DIGEST.fullmatch(value) is not None
 
 
 class Readable(Protocol):
@@ -46,7 +51,7 @@ class ArtifactStore:
 
     def path_of(self, digest: str) -> Path:
         """Where the bytes with this digest live; only a 64-hex digest names a place (never '..' or '/')."""
-        if not _DIGEST.fullmatch(digest):
+        if not is_sha256_digest(digest):
             raise ValueError(f"artefact digest {digest[:80]!r} is not 64 lowercase hex digits")
         return self.root / digest[:2] / digest
 
