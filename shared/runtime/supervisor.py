@@ -62,8 +62,8 @@ class Supervisor:
         return self.run_dir / f"{name}.pid.json"
 
     def _write_record(self, record: ProcessRecord) -> None:
-        self.settings.path("run", "x")  # creates home and run/ owner-only
-        write_secret(self._record_path(record.name), json.dumps(record.__dict__).encode("utf-8"))
+        target = self.settings.path("run", self._record_path(record.name).name)  # home and run/ owner-only
+        write_secret(target, json.dumps(record.__dict__).encode("utf-8"))
 
     def records(self) -> dict[str, ProcessRecord]:
         found = {}
