@@ -242,3 +242,12 @@ def test_job_file_limits(published: list[Envelope], tmp_path: Path, dataset: Pat
     aliases.write_text("requester: &r x\nlabels: {a: *r}\n")
     assert "aliases (*r) are not accepted" in run("submit", str(aliases)).stderr
     assert published == []
+
+
+def test_dataset_flag_is_relative_to_the_working_directory(
+    published: list[Envelope], dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(dataset.parent)
+    result = run("submit", str(EXAMPLES / "demo_job.yaml"), "--dataset", dataset.name, "--json")
+    assert result.exit_code == 0, result.output
+    assert published[0].payload["spec"]["dataset"]["uri"] == dataset.resolve().as_uri()
