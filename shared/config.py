@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import os
+from pathlib import Path, PurePath
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.storage.private import private_dir, private_file
+
+DEFAULT_MAX_DATASET_BYTES = 4 << 30
 
 
 class Settings(BaseSettings):
@@ -49,6 +56,34 @@ class Settings(BaseSettings):
         description="Signing keys and trusted public keys (signing/, trust/); default home/keys.",
     )
 
+    # Where datasets may be read from. A dataset named by path or file:// must lie under one of these
+    # folders; content-addressed (cas://) datasets are read from the artefact store only.
+    data_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description=f"Folders datasets may be read from: a JSON list or paths separated by '{os.pathsep}'.",
+    )
+    max_dataset_bytes: int = Field(
+        default=DEFAULT_MAX_DATASET_BYTES, ge=1, description="Largest dataset file read (bytes)."
+    )
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part for part in text.split(os.pathsep) if part.strip()]
+        return value
+
+    @field_validator("data_roots")
+    @classmethod
+    def _absolute_roots(cls, roots: list[Path]) -> list[Path]:
+        relative = [str(root) for root in roots if not root.expanduser().is_absolute()]
+        if relative:
+            raise ValueError(f"data roots must be absolute paths, got {', '.join(relative)}")
+        return [root.expanduser() for root in roots]
+
     @property
     def home_dir(self) -> Path:
         return self.home.resolve()
@@ -58,15 +93,23 @@ class Settings(BaseSettings):
         return (self.keys_path or self.home_dir / "keys").resolve()
 
     def path(self, *parts: str) -> Path:
-        target = self.home_dir.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        """`home/part/...`, its folders created owner-only (0700, the home too). Parts are names below the
+        home: an absolute part or a '..' would lead out of it and is refused."""
+        for part in parts:
+            pure = PurePath(part)
+            if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+                raise ValueError(f"{part!r} cannot name a place under TUNEGATE_HOME (absolute, empty or '..')")
+        home = private_dir(self.home_dir)
+        target = home.joinpath(*parts)
+        private_dir(target.parent, within=home)
         return target
 
     def database_url_for(self, service: str) -> str:
-        """Each service owns its tables; embedded default is one SQLite file per service."""
+        """Each service owns its tables; embedded default is one SQLite file per service, created 0600 (SQLite
+        gives its -wal and -shm files the database file's mode)."""
         if self.database_url:
             return self.database_url
-        db_file = self.path("db", f"{service}.sqlite3")
+        db_file = private_file(self.path("db", f"{service}.sqlite3"))
         return f"sqlite:///{db_file}"
 
     def resolved_registry_url(self) -> str:

@@ -1,10 +1,15 @@
-"""Time-ordered identifiers (UUIDv7, RFC 9562) so ids sort by creation time in logs and databases."""
+"""Identifiers: time-ordered ones (UUIDv7, RFC 9562) so ids sort by creation time in logs and databases, and
+the one strict pattern every id must match before it becomes part of a file path."""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 
 def uuid7() -> str:
@@ -21,3 +26,32 @@ def uuid7() -> str:
 
 def new_job_id() -> str:
     return f"job_{uuid7().replace('-', '')}"
+
+
+SAFE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+"""Every id that becomes a file or directory name: a letter or digit first (so never '.', '..' or a hidden
+file), then letters, digits, '_', '.', '-'; no separators, so it can only ever name one entry in one folder."""
+_SAFE_NAME = re.compile(SAFE_NAME_PATTERN)
+
+
+class UnsafeIdError(ValueError):
+    """An id refused because it could name something other than one entry in its own folder."""
+
+
+def validate_safe_name(value: str, what: str = "name") -> str:
+    """`value` unchanged when it matches SAFE_NAME_PATTERN; else UnsafeIdError saying what and why."""
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:79] + "…"
+        raise UnsafeIdError(
+            f"{what} {shown} is not allowed: use 1-128 letters, digits, '_', '.' or '-', starting with a "
+            "letter or digit (it becomes a file name)"
+        )
+    return value
+
+
+def validate_job_id(value: str) -> str:
+    return validate_safe_name(value, "job id")
+
+
+JobId = Annotated[str, AfterValidator(validate_job_id)]
+"""A job id in a pydantic model: validated wherever a payload or request carrying it is parsed."""

@@ -17,6 +17,15 @@ if str(REPO_ROOT) not in sys.path:
 from shared.runtime.redis_server import EmbeddedRedis  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def data_roots(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Tests read datasets only from pytest's own temporary folders: that is their declared data root (service
+    processes they start inherit it through the environment)."""
+    root = tmp_path_factory.getbasetemp().resolve()
+    monkeypatch.setenv("TUNEGATE_DATA_ROOTS", str(root))
+    return root
+
+
 @pytest.fixture
 def tunegate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"

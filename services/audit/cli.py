@@ -351,8 +351,9 @@ def verify_proof_command(
             _usage_error(f"{file}: format {kind!r} is not {INCLUSION_FORMAT!r} or {CONSISTENCY_FORMAT!r}")
     except ValidationError as exc:
         # A document that no longer parses (altered hex, sizes, fields) is a failed proof, not a usage error.
-        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        check = ProofCheck(ok=False, detail=f"malformed proof document: {where}")
+        from shared.validation import describe_validation_error
+
+        check = ProofCheck(ok=False, detail=f"malformed proof document: {describe_validation_error(exc)}")
     _emit(as_json, {**check.model_dump(mode="json"), "trusted_key": trusted}, f"{check.detail} [{trusted}]", check.ok)
     raise typer.Exit(0 if check.ok else 1)
 

@@ -49,6 +49,8 @@ class Demo:
         self.console = console
         self.training_steps = training_steps
         self.env = dict(os.environ, TUNEGATE_HOME=str(self.home), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+        # The demo dataset is written under home/demo: the only folder the demo's services may read data from.
+        self.env["TUNEGATE_DATA_ROOTS"] = str(self.home / "demo")
         self.env.pop("TUNEGATE_REGISTRY_URL", None)
 
     def run(self, *args: str, capture: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:

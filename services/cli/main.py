@@ -32,6 +32,9 @@ app.add_typer(secrets_app, name="secrets")
 
 
 def main() -> None:
+    from shared.storage.private import restrict_umask
+
+    restrict_umask()  # tokens, keys, pid files, logs and the services `up` starts: owner-only
     app()
 
 

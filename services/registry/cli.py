@@ -35,8 +35,9 @@ from services.registry.schemas import ApprovalRequest, ApprovalResult, JobView, 
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.events.payloads import JobRequested, UseCase
-from shared.ids import new_job_id
+from shared.ids import UnsafeIdError, new_job_id, validate_job_id
 from shared.storage.db import Database
+from shared.validation import describe_validation_error
 
 jobs_app = typer.Typer(help="Fine-tuning jobs held by the registry.", no_args_is_help=True)
 principals_app = typer.Typer(
@@ -61,6 +62,11 @@ def open_client(settings: Settings) -> RegistryClient:
     except RuntimeError as exc:
         raise fail(str(exc)) from None
     return RegistryClient(httpx.Client(base_url=base_url, timeout=30.0))
+
+
+def _option_name(loc: tuple[Any, ...]) -> str:
+    """A UseCase field as the `advise` flag that sets it (use_case.knowledge_changes -> --knowledge-changes)."""
+    return "--" + "-".join(str(part) for part in loc).replace("_", "-")
 
 
 def _call(action: Any) -> Any:
@@ -148,6 +154,10 @@ def submit(
 
     settings = Settings()
     chosen = job_id or new_job_id()
+    try:
+        validate_job_id(chosen)
+    except UnsafeIdError as exc:
+        raise fail(f"--job-id: {exc}", code=2) from None
     try:
         envelope = build_job_requested(job_file, job_id=chosen, dataset=dataset)
     except JobFileError as exc:
@@ -385,8 +395,8 @@ def advise_cmd(
             practices=practice or [],
         )
     except ValidationError as exc:
-        details = "; ".join(f"--{'-'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise fail(details.replace("_", "-"), code=2) from None
+        details = describe_validation_error(exc, location=_option_name)
+        raise fail(details, code=2) from None
     try:
         tier, advice = advise_use_case(Settings(), use_case)
     except PolicyError as exc:

@@ -3,55 +3,40 @@ path and why, before anything is published."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlparse
 
 import yaml
 from pydantic import ValidationError
 
 from services.registry.domain.intake import hyperparameter_problems
-from shared.events.payloads import JobSpec
+from shared.config import Settings
+from shared.datasets.reference import DataAccess, DatasetRef, DatasetRefError, dataset_mismatch, hash_dataset
+from shared.events.payloads import DatasetSpec, JobSpec
+from shared.validation import describe_validation_error
+from shared.yaml_models import parse_yaml, read_limited_text
+
+MAX_JOB_FILE_BYTES = 256 * 1024
+"""A job file is a page of YAML; anything this large is a mistake or an attack on the registry's storage."""
 
 
 class JobFileError(ValueError):
     pass
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
-
-
-def local_path(uri: str, base_dir: Path) -> Path | None:
-    """The local file a dataset URI names, or None for remote schemes (s3://, cas://...)."""
-    parsed = urlparse(uri)
-    if parsed.scheme == "file":
-        return Path(unquote(parsed.path))
-    # One-letter schemes are Windows drive letters, not URL schemes.
-    if parsed.scheme and len(parsed.scheme) > 1:
-        return None
-    path = Path(uri).expanduser()
-    return path if path.is_absolute() else (base_dir / path)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def load_job_file(path: Path, *, dataset: str | None = None) -> JobSpec:
-    """Parse and validate; a local dataset must exist, its path becomes an absolute file:// URI and its
-    sha256 is computed when absent (and checked when given). `dataset` overrides dataset.uri."""
+def load_job_file(path: Path, *, dataset: str | None = None, settings: Settings | None = None) -> JobSpec:
+    """Parse and validate; a local dataset must lie under the data roots, its path becomes an absolute
+    file:// URI and its sha256 is computed when absent (and checked when given). `dataset` overrides
+    dataset.uri."""
     try:
-        text = path.read_text("utf-8")
+        text = read_limited_text(path, MAX_JOB_FILE_BYTES)
     except OSError as exc:
         raise JobFileError(f"{path}: cannot read job file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise JobFileError(f"{path}: a job file is UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
+        raise JobFileError(f"{path}: job file refused: {exc}") from None
     try:
-        document = yaml.safe_load(text)
+        document = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise JobFileError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(document, dict):
@@ -59,29 +44,35 @@ def load_job_file(path: Path, *, dataset: str | None = None) -> JobSpec:
     if dataset is not None:
         section = document.get("dataset")
         section = dict(section) if isinstance(section, dict) else {}
-        section["uri"] = dataset
+        try:
+            # Relative to where the command runs, as any path typed on a command line.
+            section["uri"] = DatasetRef.parse(dataset, base_dir=Path.cwd()).canonical_uri()
+        except DatasetRefError as exc:
+            raise JobFileError(f"--dataset: {exc}") from None
         section.pop("sha256", None)  # the digest belonged to the file being replaced
         document["dataset"] = section
     try:
         spec = JobSpec.model_validate(document)
     except ValidationError as exc:
-        details = "; ".join(f"{_location(err['loc'])}: {err['msg']}" for err in exc.errors())
-        raise JobFileError(f"{path}: {details}") from None
+        raise JobFileError(f"{path}: {describe_validation_error(exc)}") from None
     problems = hyperparameter_problems(spec)
     if problems:
         raise JobFileError(f"{path}: " + "; ".join(problems))
+    return spec.model_copy(update={"dataset": _pinned_dataset(spec, path, settings or Settings())})
 
-    local = local_path(spec.dataset.uri, path.parent)
-    if local is None:
-        return spec
-    local = local.resolve()
-    if not local.is_file():
-        raise JobFileError(f"{path}: dataset.uri: local dataset {local} does not exist or is not a file")
-    digest = file_sha256(local)
-    if spec.dataset.sha256 is not None and spec.dataset.sha256 != digest:
-        raise JobFileError(
-            f"{path}: dataset.sha256: {spec.dataset.sha256} does not match {local} (its sha256 is {digest})"
-        )
-    return spec.model_copy(
-        update={"dataset": spec.dataset.model_copy(update={"uri": local.as_uri(), "sha256": digest})}
-    )
+
+def _pinned_dataset(spec: JobSpec, path: Path, settings: Settings) -> DatasetSpec:
+    """The dataset section with a canonical URI and the sha256 of the bytes the scanner will be asked to judge."""
+    declared = spec.dataset.sha256
+    try:
+        ref = DatasetRef.parse(spec.dataset.uri, base_dir=path.parent.resolve())
+        if ref.digest is not None:
+            actual = ref.digest  # a content address is its own digest; the scanner reads it from the store
+        else:
+            actual, _size = hash_dataset(ref, DataAccess.from_settings(settings))
+    except DatasetRefError as exc:
+        raise JobFileError(f"{path}: dataset.uri: {exc}") from None
+    reason = dataset_mismatch(declared, actual, expected_from="dataset.sha256", actual_from=ref.uri)
+    if reason:
+        raise JobFileError(f"{path}: dataset.sha256: {reason}")
+    return spec.dataset.model_copy(update={"uri": ref.canonical_uri(), "sha256": actual})

@@ -22,6 +22,7 @@ from services.registry.domain.intake import IntakeDecision, evaluate_intake
 from services.registry.domain.policy import Policy, RiskRuleRegistry
 from services.registry.domain.states import JobState, check_transition
 from services.registry.schemas import ApprovalRequest
+from shared.datasets.reference import dataset_mismatch
 from shared.events.envelope import Envelope
 from shared.events.payloads import (
     ApprovalExpired,
@@ -256,11 +257,12 @@ class RegistryCore:
         if scan.verdict == "blocked" and not blocking:
             blocking = ["dataset scan verdict: blocked (the scanner gave no reason; see its report)"]
         submitted_sha = (job.spec.get("dataset") or {}).get("sha256")
-        if submitted_sha and submitted_sha != scan.source.sha256:
-            # The scanner read other bytes than the requester declared: nothing it says covers this job.
-            blocking.append(
-                f"dataset.sha256: the scanned source {scan.source.sha256} differs from the submitted {submitted_sha}"
-            )
+        # The scanner read other bytes than the requester declared: nothing it says covers this job.
+        mismatch = dataset_mismatch(
+            submitted_sha, scan.source.sha256, expected_from="the submitted job", actual_from="the scanned source"
+        )
+        if mismatch:
+            blocking.append(f"dataset.sha256: {mismatch}")
         job.scan_summary = summary
         job.scan_verdict = scan.verdict
         if blocking:

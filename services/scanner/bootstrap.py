@@ -9,6 +9,7 @@ from services.scanner.adapters.tables import METADATA
 from services.scanner.domain.policy import load_policy
 from services.scanner.handlers import ScannerDeps, build_handlers
 from shared.config import Settings
+from shared.datasets.reference import DataAccess
 from shared.storage.artifacts import ArtifactStore
 
 if TYPE_CHECKING:
@@ -17,8 +18,10 @@ if TYPE_CHECKING:
 
 def build_deps(settings: Settings) -> ScannerDeps:
     scratch = settings.path("tmp", "scanner", ".keep").parent
+    artifacts = ArtifactStore(settings.path("artifacts", ".keep").parent)
     return ScannerDeps(
-        artifacts=ArtifactStore(settings.path("artifacts", ".keep").parent),
+        artifacts=artifacts,
+        data=DataAccess.from_settings(settings, artifacts),
         hash_key=load_or_create_hash_key(settings.path("keys", "scanner-redaction.key")),
         policy_loader=load_policy,
         scratch=scratch,

@@ -23,9 +23,12 @@ from services.scanner.domain.policy import Policy, PolicyError
 from services.scanner.pipeline import ScanOptions, ScanResult, scan_dataset
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
-from shared.datasets import DatasetError, DatasetManifest, ManifestError, find_manifest, load_manifest
+from shared.datasets import DatasetError, DatasetManifest, ManifestError
+from shared.datasets.manifest import parse_manifest
+from shared.datasets.reference import DataAccess, DatasetNotFound, DatasetRef, DatasetRefError, dataset_mismatch
 from shared.events.payloads import ArtifactRef, DatasetScanFailed, DatasetScanned, DatasetScanRequested, Payload
-from shared.storage.artifacts import CAS_SCHEME, ArtifactStore
+from shared.storage.artifacts import ArtifactStore
+from shared.yaml_models import MAX_YAML_BYTES
 
 log = logging.getLogger("tunegate.scanner")
 
@@ -36,6 +39,7 @@ KEEP_ALIVE_S = 5.0
 @dataclass
 class ScannerDeps:
     artifacts: ArtifactStore
+    data: DataAccess
     hash_key: bytes
     policy_loader: Callable[[str], Policy]
     scratch: Path
@@ -51,29 +55,40 @@ class _Refused(Exception):
         self.reasons = list(reasons)
 
 
-def _resolve(artifacts: ArtifactStore, uri: str, what: str) -> Path:
+def _parse(uri: str, what: str) -> DatasetRef:
     try:
-        return artifacts.resolve(uri)
-    except FileNotFoundError:
-        raise _Refused(f"{what} {uri} not found") from None
+        return DatasetRef.parse(uri)
+    except DatasetRefError as exc:
+        raise _Refused(f"{what}: {exc}") from None
+
+
+def _read_manifest(ref: DatasetRef, access: DataAccess) -> tuple[DatasetManifest, Path]:
+    """A manifest read under the same confinement as datasets, capped like every YAML input."""
+    with ref.open(access, max_bytes=MAX_YAML_BYTES, what="manifest") as opened:
+        data = opened.handle.read()
+        path = opened.path
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"manifest {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_manifest(text, str(path)), path
 
 
 def _manifest_for(
-    artifacts: ArtifactStore, request: DatasetScanRequested, dataset: Path
+    access: DataAccess, request: DatasetScanRequested, dataset: DatasetRef
 ) -> tuple[DatasetManifest | None, Path | None]:
-    if request.dataset.manifest_uri:
-        path = _resolve(artifacts, request.dataset.manifest_uri, "manifest")
-    elif request.dataset.uri.startswith(CAS_SCHEME):
-        return None, None  # a content-addressed dataset has no "beside it"
-    else:
-        found = find_manifest(dataset)
-        if found is None:
-            return None, None
-        path = found
     try:
-        return load_manifest(path), path
-    except ManifestError as exc:
+        if request.dataset.manifest_uri:
+            return _read_manifest(_parse(request.dataset.manifest_uri, "manifest"), access)
+        # Beside a local dataset; a content-addressed dataset has no "beside it" and yields no candidates.
+        for candidate in dataset.manifest_candidates():
+            try:
+                return _read_manifest(candidate, access)
+            except DatasetNotFound:
+                continue
+    except (ManifestError, DatasetRefError) as exc:
         raise _Refused(str(exc)) from None
+    return None, None
 
 
 def _limited(reasons: list[str], report: ArtifactRef | None) -> list[str]:
@@ -110,12 +125,20 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
 
     async def _handle(ctx: HandlerContext, request: DatasetScanRequested, workdir: Path) -> None:
         artifacts = deps.artifacts
-        dataset = _resolve(artifacts, request.dataset.uri, "dataset")
-        source = artifacts.put_file(dataset)
+        dataset = _parse(request.dataset.uri, "dataset")
+        # The manifest first: a refused reference must not leave a copy of the dataset in the store.
+        manifest, manifest_path = _manifest_for(deps.data, request, dataset)
+        try:
+            with dataset.open(deps.data) as opened:
+                source = artifacts.put_stream(opened.handle)
+        except DatasetRefError as exc:
+            raise _Refused(str(exc)) from None
         extra: list[str] = []
-        if request.dataset.sha256 and request.dataset.sha256 != source.sha256:
-            extra.append(f"dataset sha256 is {source.sha256}, but the request declared {request.dataset.sha256}")
-        manifest, manifest_path = _manifest_for(artifacts, request, dataset)
+        mismatch = dataset_mismatch(
+            request.dataset.sha256, source.sha256, expected_from="the request", actual_from="the dataset read"
+        )
+        if mismatch:
+            extra.append(mismatch)
         try:
             policy = deps.policy_loader(request.policy)
         except PolicyError as exc:

@@ -28,6 +28,14 @@ from services.trainer.domain.progress import LeaseLost, TrainingCancelledError
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.datasets import DatasetError
+from shared.datasets.reference import (
+    DataAccess,
+    DatasetMismatch,
+    DatasetNotFound,
+    DatasetRef,
+    DatasetRefError,
+    verify_scanned,
+)
 from shared.events.envelope import Envelope
 from shared.events.payloads import (
     TrainingCancelled,
@@ -39,6 +47,7 @@ from shared.events.payloads import (
     TrainingRequested,
     TrainingStarted,
 )
+from shared.ids import validate_job_id
 from shared.storage.artifacts import ArtifactStore
 from shared.training.hyperparameters import (
     HyperparameterError,
@@ -73,7 +82,7 @@ class TrainerDeps:
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunegate-train"))
 
     def workdir(self, job_id: str) -> Path:
-        return self.settings.path("training", job_id, "x").parent
+        return self.settings.path("training", validate_job_id(job_id), "x").parent
 
 
 class LiveHooks:
@@ -225,11 +234,14 @@ class TrainerHandlers:
         if request.scan_verdict not in ("clean", "redacted"):
             raise Refusal(f"dataset scan verdict is {request.scan_verdict!r}; only clean or redacted data trains")
         try:
-            path = self.deps.artifacts.verify(request.dataset)
-        except FileNotFoundError as exc:
-            raise Refusal(f"dataset not found: {exc}") from None
-        except ValueError as exc:
+            path = verify_scanned(DatasetRef.parse(request.dataset.uri), request.dataset.sha256,
+                                  DataAccess.from_settings(self.deps.settings, self.deps.artifacts))
+        except DatasetMismatch as exc:
             raise Refusal(f"dataset bytes changed since the scan: {exc}") from None
+        except DatasetNotFound as exc:
+            raise Refusal(f"dataset not found: {exc}") from None
+        except DatasetRefError as exc:
+            raise Refusal(f"dataset not usable: {exc}") from None
         try:
             dataset = load_dataset(path)
         except DatasetError as exc:

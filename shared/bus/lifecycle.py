@@ -40,6 +40,7 @@ from shared.logs import setup_logging
 from shared.security.signing import KeyDirectory
 from shared.storage.artifacts import ArtifactStore
 from shared.storage.db import Database
+from shared.storage.private import restrict_umask
 from shared.telemetry import setup_tracing
 
 log = logging.getLogger("tunegate.bus")
@@ -202,6 +203,7 @@ def run_service(
     build: Callable[[Settings], ServiceDefinition], authenticator: Authenticator | None = None
 ) -> None:
     """`python -m services.<name>`: configure logs and tracing, wire the service, run until SIGTERM/SIGINT."""
+    restrict_umask()  # whatever starts us (compose, Kubernetes, a shell), what we write is owner-only
     settings = Settings()
     definition = build(settings)
     setup_logging(definition.name, settings.log_level)

@@ -7,12 +7,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.yaml_models import load_yaml_model
+from shared.yaml_models import load_yaml_model, parse_yaml_model
 
 Classification = Literal["public", "internal", "confidential", "restricted"]
 LegalBasis = Literal[
     "none", "consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interests"
 ]
+
+
+MANIFEST_SUFFIXES = (".manifest.yaml", ".manifest.yml")
+"""A dataset's manifest sits beside it: `<dataset file name><suffix>`."""
+MAX_FIELD_CHARS = 8_000
 
 
 class ManifestError(ValueError):
@@ -22,17 +27,19 @@ class ManifestError(ValueError):
 class DatasetManifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = ""
-    description: str = ""
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=MAX_FIELD_CHARS)
     classification: Classification = "internal"
     legal_basis: LegalBasis = Field(default="none", description="GDPR Art. 6 basis for processing.")
     consent_covers_training: bool = Field(default=False, description="Data subjects consented to model training.")
     subject_field: str | None = Field(
-        default=None, description="Dotted path of the field identifying each record's data subject (erasure)."
+        default=None,
+        max_length=200,
+        description="Dotted path of the field identifying each record's data subject (erasure).",
     )
-    licence: str = ""
-    provenance: str = ""
-    owner: str = ""
+    licence: str = Field(default="", max_length=MAX_FIELD_CHARS)
+    provenance: str = Field(default="", max_length=MAX_FIELD_CHARS)
+    owner: str = Field(default="", max_length=200)
 
     def personal_data_allowed(self) -> bool:
         """Art. 6: some basis must exist, and a consent basis must actually cover model training."""
@@ -48,7 +55,7 @@ class DatasetManifest(BaseModel):
 
 def find_manifest(dataset: Path) -> Path | None:
     """`<dataset>.manifest.yaml` (or .yml) beside the dataset, if present."""
-    for suffix in (".manifest.yaml", ".manifest.yml"):
+    for suffix in MANIFEST_SUFFIXES:
         candidate = dataset.with_name(dataset.name + suffix)
         if candidate.is_file():
             return candidate
@@ -57,3 +64,8 @@ def find_manifest(dataset: Path) -> Path | None:
 
 def load_manifest(path: Path) -> DatasetManifest:
     return load_yaml_model(path, DatasetManifest, "manifest", ManifestError)
+
+
+def parse_manifest(text: str, source: str) -> DatasetManifest:
+    """A manifest whose bytes were already read (under the dataset confinement rules)."""
+    return parse_yaml_model(text, source, DatasetManifest, "manifest", ManifestError)

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from shared.events import payloads as p
 from shared.events.streams import Stream
+from shared.validation import describe_validation_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,6 @@ def typed_payload(event_type: str, version: int, payload: dict[str, Any]) -> p.P
     try:
         return spec.model.model_validate(payload)
     except ValidationError as exc:
-        details = "; ".join(f"payload.{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in exc.errors())
+        details = describe_validation_error(exc, root="payload", prefix="payload.")
         raise ValueError(f"invalid {event_type} payload: {details}") from None
 

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from shared.ids import uuid7
+from shared.validation import describe_validation_error
 
 TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
@@ -107,16 +108,5 @@ class Envelope(BaseModel):
             raise EnvelopeError(f"body must be a JSON object, got {type(data).__name__}")
         try:
             return cls.model_validate(data)
-        except ValueError as exc:
-            raise EnvelopeError(_describe(exc)) from exc
-
-
-def _describe(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if not callable(errors):
-        return str(exc)
-    parts = []
-    for err in errors():
-        location = ".".join(str(p) for p in err.get("loc", ())) or "envelope"
-        parts.append(f"{location}: {err.get('msg')}")
-    return "; ".join(parts)
+        except ValidationError as exc:
+            raise EnvelopeError(describe_validation_error(exc, root="envelope")) from exc

@@ -3,12 +3,23 @@ and completions travel by reference (URI + sha256), findings by entity type, off
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.ids import JobId
+
 Sha256 = str  # hex digest; validated where it matters via the pattern below
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+# Caps on what a submitter writes into a job: enough for a real justification, small enough that the
+# registry never stores or serves megabytes per job. pydantic names the field and the limit when exceeded.
+MAX_NAME_CHARS = 200
+MAX_TEXT_CHARS = 8_000
+MAX_LIST_ITEMS = 50
+MAX_REFERENCE_CHARS = 4_096
+ShortText = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+LongText = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 
 
 class Payload(BaseModel):
@@ -27,15 +38,17 @@ class ArtifactRef(Payload):
 class UseCase(Payload):
     """The documented, approvable reason for a fine-tune; answers drive the AI Act tier and the advice."""
 
-    name: str = Field(min_length=1, max_length=200)
-    description: str = ""
-    problem: str = ""
-    why_not_prompting: str = ""
-    why_not_rag: str = ""
-    data_description: str = ""
-    risks: str = ""
-    domain: str = Field(default="general", description="Annex III area or 'general'.")
-    practices: list[str] = Field(default_factory=list, description="Declared practices, for prohibited checks.")
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    description: LongText = ""
+    problem: LongText = ""
+    why_not_prompting: LongText = ""
+    why_not_rag: LongText = ""
+    data_description: LongText = ""
+    risks: LongText = ""
+    domain: ShortText = Field(default="general", description="Annex III area or 'general'.")
+    practices: list[ShortText] = Field(
+        default_factory=list, max_length=MAX_LIST_ITEMS, description="Declared practices, for prohibited checks."
+    )
     knowledge_changes: Literal["never", "monthly", "weekly", "daily"] = "never"
     needs_citations: bool = False
     erasure_obligation: bool = False
@@ -46,9 +59,9 @@ class UseCase(Payload):
 
 
 class DatasetSpec(Payload):
-    uri: str = Field(min_length=1)
+    uri: str = Field(min_length=1, max_length=MAX_REFERENCE_CHARS)
     sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
-    manifest_uri: str | None = None
+    manifest_uri: str | None = Field(default=None, max_length=MAX_REFERENCE_CHARS)
     format: Literal["auto", "chat", "prompt_completion", "preference", "text"] = "auto"
 
 
@@ -59,22 +72,22 @@ class MethodSpec(Payload):
 
 
 class JobSpec(Payload):
-    requester: str = Field(min_length=1)
+    requester: str = Field(min_length=1, max_length=MAX_NAME_CHARS)
     use_case: UseCase
-    base_model: str = Field(min_length=1)
+    base_model: str = Field(min_length=1, max_length=MAX_REFERENCE_CHARS)
     dataset: DatasetSpec
     method: MethodSpec = Field(default_factory=MethodSpec)
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    hyperparameters: dict[ShortText, Any] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
+    labels: dict[ShortText, LongText] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
 
 
 class JobRequested(Payload):
-    job_id: str
+    job_id: JobId
     spec: JobSpec
 
 
 class JobAccepted(Payload):
-    job_id: str
+    job_id: JobId
     risk_tier: Literal["minimal", "limited", "high"]
     tier_rule: str
     licence_id: str | None = None
@@ -83,13 +96,13 @@ class JobAccepted(Payload):
 
 
 class JobRejected(Payload):
-    job_id: str
+    job_id: JobId
     stage: str = Field(description="intake | scan | approval | ...")
     reasons: list[str] = Field(min_length=1)
 
 
 class JobStateChanged(Payload):
-    job_id: str
+    job_id: JobId
     from_state: str | None
     to_state: str
     reason: str = ""
@@ -99,7 +112,7 @@ class JobStateChanged(Payload):
 
 
 class ApprovalRequested(Payload):
-    job_id: str
+    job_id: JobId
     required_approvals: int = Field(ge=1)
     risk_tier: str
     advice: dict[str, Any] = Field(default_factory=dict)
@@ -108,7 +121,7 @@ class ApprovalRequested(Payload):
 
 
 class ApprovalGranted(Payload):
-    job_id: str
+    job_id: JobId
     approver: str
     comment: str = ""
     override: bool = False
@@ -116,13 +129,13 @@ class ApprovalGranted(Payload):
 
 
 class ApprovalRejected(Payload):
-    job_id: str
+    job_id: JobId
     approver: str
     reason: str = Field(min_length=1)
 
 
 class ApprovalExpired(Payload):
-    job_id: str
+    job_id: JobId
     requested_at: str
 
 
@@ -130,14 +143,14 @@ class ApprovalExpired(Payload):
 
 
 class DatasetScanRequested(Payload):
-    job_id: str
+    job_id: JobId
     dataset: DatasetSpec
     classification_override: str | None = None
     policy: str = "default"
 
 
 class DatasetScanned(Payload):
-    job_id: str
+    job_id: JobId
     verdict: Literal["clean", "redacted", "blocked"]
     dataset: ArtifactRef = Field(description="The dataset that may be trained on (redacted copy if redacted).")
     source: ArtifactRef = Field(description="The dataset as submitted.")
@@ -150,7 +163,7 @@ class DatasetScanned(Payload):
 
 
 class DatasetScanFailed(Payload):
-    job_id: str
+    job_id: JobId
     reasons: list[str] = Field(min_length=1)
 
 
@@ -170,7 +183,7 @@ class ErasureCompleted(Payload):
 
 
 class TrainingRequested(Payload):
-    job_id: str
+    job_id: JobId
     base_model: str
     method: MethodSpec
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
@@ -182,7 +195,7 @@ class TrainingRequested(Payload):
 
 
 class TrainingStarted(Payload):
-    job_id: str
+    job_id: JobId
     worker_id: str
     fencing_token: int = Field(ge=0)
     resumed_from_step: int = Field(default=0, ge=0)
@@ -190,7 +203,7 @@ class TrainingStarted(Payload):
 
 
 class TrainingProgress(Payload):
-    job_id: str
+    job_id: JobId
     step: int = Field(ge=0)
     total_steps: int = Field(ge=0)
     loss: float | None = None
@@ -201,14 +214,14 @@ class TrainingProgress(Payload):
 
 
 class TrainingCheckpointed(Payload):
-    job_id: str
+    job_id: JobId
     step: int = Field(ge=0)
     checkpoint: ArtifactRef
     fencing_token: int = Field(ge=0)
 
 
 class TrainingCompleted(Payload):
-    job_id: str
+    job_id: JobId
     artifact: ArtifactRef
     base_model: str
     base_model_sha256: str | None = None
@@ -225,18 +238,18 @@ class TrainingCompleted(Payload):
 
 
 class TrainingFailed(Payload):
-    job_id: str
+    job_id: JobId
     reason: str = Field(min_length=1)
     step: int | None = None
 
 
 class TrainingCancelRequested(Payload):
-    job_id: str
+    job_id: JobId
     reason: str = ""
 
 
 class TrainingCancelled(Payload):
-    job_id: str
+    job_id: JobId
     at_step: int = Field(ge=0)
     reason: str = ""
 
@@ -245,7 +258,7 @@ class TrainingCancelled(Payload):
 
 
 class EvaluationStarted(Payload):
-    job_id: str
+    job_id: JobId
     suites: list[str] = Field(default_factory=list)
 
 
@@ -258,7 +271,7 @@ class SuiteResult(Payload):
 
 
 class EvaluationCompleted(Payload):
-    job_id: str
+    job_id: JobId
     artifact: ArtifactRef
     passed: bool
     suites: list[SuiteResult] = Field(default_factory=list)
@@ -266,7 +279,7 @@ class EvaluationCompleted(Payload):
 
 
 class EvaluationFailed(Payload):
-    job_id: str
+    job_id: JobId
     reason: str = Field(min_length=1)
 
 
@@ -276,7 +289,7 @@ class EvaluationFailed(Payload):
 class ModelRegistered(Payload):
     model_id: str
     version: int = Field(ge=1)
-    job_id: str
+    job_id: JobId
     artifact: ArtifactRef
     aibom: ArtifactRef | None = None
     gate_passed: bool

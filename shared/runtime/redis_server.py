@@ -15,6 +15,8 @@ from pathlib import Path
 
 import redis
 
+from shared.storage.private import PRIVATE_UMASK, private_dir
+
 
 class RedisStartError(RuntimeError):
     pass
@@ -88,7 +90,7 @@ class EmbeddedRedis:
         ]
 
     def start(self, timeout_s: float = 20.0, detach: bool = False) -> str:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.directory)
         if not self.port:
             self.port = free_port()
         self.process = subprocess.Popen(
@@ -97,6 +99,7 @@ class EmbeddedRedis:
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
             start_new_session=detach,
+            umask=PRIVATE_UMASK,  # the AOF folder and files, log and pid file: owner-only
         )
         self.wait_ready(timeout_s)
         return self.url

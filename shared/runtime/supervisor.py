@@ -23,7 +23,9 @@ from shared.events.streams import ALL_STREAMS, dlq_name
 from shared.roster import service, service_names
 from shared.runtime.redis_acl import ADMIN, RedisCredentials
 from shared.runtime.redis_server import EmbeddedRedis
+from shared.security.keys import write_secret
 from shared.security.signing import KeyDirectory
+from shared.storage.private import PRIVATE_UMASK, open_private_append, private_dir
 
 SERVICES: tuple[str, ...] = service_names()
 """Services `tunegate up` starts, in roster order (the audit ledger first so it sees everything)."""
@@ -62,8 +64,8 @@ class Supervisor:
         return self.run_dir / f"{name}.pid.json"
 
     def _write_record(self, record: ProcessRecord) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self._record_path(record.name).write_text(json.dumps(record.__dict__))
+        target = self.settings.path("run", self._record_path(record.name).name)  # home and run/ owner-only
+        write_secret(target, json.dumps(record.__dict__).encode("utf-8"))
 
     def records(self) -> dict[str, ProcessRecord]:
         found = {}
@@ -88,7 +90,7 @@ class Supervisor:
         url_file = redis_dir / "url"
         if existing and existing.alive() and url_file.exists():
             return url_file.read_text().strip()
-        redis_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(redis_dir)
         credentials = RedisCredentials(redis_dir)
         acl_file = credentials.ensure()
         port_file = redis_dir / "port"
@@ -103,7 +105,7 @@ class Supervisor:
                 "redis", proc.pid, proc.create_time(), server.command(), str(self.home / "redis" / "redis.log")
             )
         )
-        url_file.write_text(url)
+        write_secret(url_file, url.encode("utf-8"))
         return url
 
     def _service_env(self) -> dict[str, str]:
@@ -119,10 +121,9 @@ class Supervisor:
         existing = self.records().get(name)
         if existing and existing.alive():
             return existing
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"{name}.log"
+        log_path = self.settings.path("logs", f"{name}.log")
         command = [sys.executable, "-m", f"services.{name}"]
-        with log_path.open("ab") as log_file:
+        with open_private_append(log_path) as log_file:
             proc = subprocess.Popen(
                 command,
                 stdout=log_file,
@@ -130,6 +131,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 env=self._service_env(),
                 start_new_session=True,
+                umask=PRIVATE_UMASK,  # databases, ready files, keys, traces the service writes: owner-only
             )
         record = ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), command, str(log_path))
         self._write_record(record)

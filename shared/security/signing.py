@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,15 @@ def verify_envelope(envelope: Envelope, lookup: PublicKeyLookup) -> None:
         ) from None
 
 
+SERVICE_IDENTITY = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
+def _checked(identity: str) -> str:
+    if not SERVICE_IDENTITY.fullmatch(identity):
+        raise SignatureError(f"{identity!r} is not a service identity (lower-case letters, digits, '-', '_')")
+    return identity
+
+
 class KeyDirectory:
     """Service keys on disk: `signing/<identity>.key` (0600, the current private key) and
     `trust/<identity>/<key_id>.pub` (every public key the identity ever signed with, so rotated keys still
@@ -97,10 +107,10 @@ class KeyDirectory:
         self._cache: dict[tuple[str, str], Ed25519PublicKey] = {}
 
     def _private_path(self, identity: str) -> Path:
-        return self.root / "signing" / f"{identity}.key"
+        return self.root / "signing" / f"{_checked(identity)}.key"
 
     def _trust_dir(self, identity: str) -> Path:
-        return self.root / "trust" / identity
+        return self.root / "trust" / _checked(identity)
 
     def signer(self, identity: str, *, create: bool = True) -> EnvelopeSigner:
         """The identity's signer; its public key is published to the trust directory when missing."""
@@ -145,8 +155,8 @@ class KeyDirectory:
         cached = self._cache.get((identity, key_id))
         if cached is not None:
             return cached
-        if identity.startswith(PRINCIPAL_PREFIX) or "/" in identity or identity.startswith("."):
-            return None
+        if not SERVICE_IDENTITY.fullmatch(identity):
+            return None  # principals are not in this directory, and a producer name never becomes a path
         for kid, key in self.public_keys(identity).items():
             self._cache[(identity, kid)] = key
         return self._cache.get((identity, key_id))

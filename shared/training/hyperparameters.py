@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.events.payloads import MethodSpec
+from shared.validation import validation_problems
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LORA_KEYS = frozenset({"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"})
@@ -64,24 +65,20 @@ class HyperParameters(BaseModel):
         return max(1, math.ceil(per_epoch * (self.epochs or 1.0)))
 
 
-def _describe(exc: ValidationError) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "hyperparameters"
-        if err["type"] == "extra_forbidden":
-            known = ", ".join(sorted(HyperParameters.model_fields))
-            problems.append(f"hyperparameters.{key}: unknown key (known keys: {known})")
-        else:
-            problems.append(f"hyperparameters.{key}: {err['msg']} (got {err.get('input')!r})")
-    return problems
-
-
 def validate_hyperparameters(raw: dict[str, Any], method: MethodSpec) -> HyperParameters:
     """Parse the requested hyperparameters and check they fit the method; raise HyperparameterError."""
     try:
         params = HyperParameters.model_validate(raw)
     except ValidationError as exc:
-        raise HyperparameterError(_describe(exc)) from None
+        raise HyperparameterError(
+            validation_problems(
+                exc,
+                root="hyperparameters",
+                prefix="hyperparameters.",
+                known_fields=HyperParameters.model_fields,
+                show_input=True,
+            )
+        ) from None
     given = set(raw)
     problems: list[str] = []
     if params.max_steps is not None and params.epochs is not None:

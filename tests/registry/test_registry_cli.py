@@ -75,8 +75,8 @@ def test_invalid_job_files_fail_precisely_before_publishing(
 ) -> None:
     placeholder = run("submit", str(EXAMPLES / "demo_job.yaml"))
     assert placeholder.exit_code == 2
-    assert "demo_job.yaml: dataset.uri: local dataset" in placeholder.stderr
-    assert "DATASET_PATH does not exist" in placeholder.stderr
+    assert "demo_job.yaml: dataset.uri: dataset DATASET_PATH:" in placeholder.stderr
+    assert "outside the data roots" in placeholder.stderr  # the placeholder sits in the repo, not in a root
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         f"requester: x\nbase_model: tiny\ndataset: {{uri: {dataset}}}\n"
@@ -94,12 +94,13 @@ def test_job_file_checks_sha256_and_relative_paths(tmp_path: Path, dataset: Path
     job.write_text(
         f"requester: x\nbase_model: tiny\nuse_case: {{name: n}}\ndataset: {{uri: train.jsonl, sha256: '{'0' * 64}'}}\n"
     )
-    with pytest.raises(JobFileError, match=r"dataset\.sha256: 0{64} does not match"):
+    with pytest.raises(JobFileError, match=r"dataset\.sha256: dataset sha256 mismatch: .* dataset\.sha256 says 0{64}"):
         load_job_file(job)
     job.write_text("requester: x\nbase_model: tiny\nuse_case: {name: n}\ndataset: {uri: train.jsonl}\n")
     assert load_job_file(job).dataset.uri == dataset.resolve().as_uri()
     job.write_text("requester: x\nbase_model: tiny\nuse_case: {name: n}\ndataset: {uri: 's3://b/k'}\n")
-    assert load_job_file(job).dataset.sha256 is None  # remote: the scanner fetches and hashes it
+    with pytest.raises(JobFileError, match=r"scheme s3:// is not supported"):
+        load_job_file(job)  # nothing in tunegate reads s3://, so the job would only fail at the scanner
     job.write_text("- a list\n")
     with pytest.raises(JobFileError, match="a job file is a YAML mapping"):
         load_job_file(job)
@@ -210,3 +211,43 @@ def test_submit_without_a_bus_says_so(tmp_path: Path, dataset: Path, monkeypatch
     result = run("submit", str(EXAMPLES / "demo_job.yaml"), "--dataset", str(dataset))
     assert result.exit_code == 1
     assert "was not submitted: could not publish job.requested: no Redis configured" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("job_id", ["../../x", "/etc/cron.d/x", ".hidden", "a/b", "x" * 129, "job\n1"])
+def test_submit_refuses_job_ids_that_are_not_plain_names(
+    published: list[Envelope], dataset: Path, job_id: str
+) -> None:
+    result = run("submit", str(EXAMPLES / "demo_job.yaml"), "--dataset", str(dataset), "--job-id", job_id)
+    assert result.exit_code == 2 and published == []
+    assert "--job-id: job id" in result.stderr and "it becomes a file name" in " ".join(result.stderr.split())
+
+
+def test_job_file_limits(published: list[Envelope], tmp_path: Path, dataset: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("requester: x\n" + "# padding\n" * 30_000)
+    assert "over the limit of 262144 bytes" in run("submit", str(big)).stderr
+    long_text = tmp_path / "long.yaml"
+    long_text.write_text(
+        f"requester: x\nbase_model: tiny\ndataset: {{uri: {dataset}}}\n"
+        f"use_case: {{name: n, problem: '{'p' * 8001}'}}\n"
+    )
+    message = " ".join(run("submit", str(long_text)).stderr.split())
+    assert "use_case.problem: String should have at most 8000 characters" in message
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("requester: x\nlabels: " + "[" * 5000 + "]" * 5000 + "\n")
+    nested = run("submit", str(deep))
+    assert nested.exit_code == 2 and "nested deeper than 32 levels" in nested.stderr
+    assert "Traceback" not in nested.output and "RecursionError" not in nested.output
+    aliases = tmp_path / "aliases.yaml"
+    aliases.write_text("requester: &r x\nlabels: {a: *r}\n")
+    assert "aliases (*r) are not accepted" in run("submit", str(aliases)).stderr
+    assert published == []
+
+
+def test_dataset_flag_is_relative_to_the_working_directory(
+    published: list[Envelope], dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(dataset.parent)
+    result = run("submit", str(EXAMPLES / "demo_job.yaml"), "--dataset", dataset.name, "--json")
+    assert result.exit_code == 0, result.output
+    assert published[0].payload["spec"]["dataset"]["uri"] == dataset.resolve().as_uri()

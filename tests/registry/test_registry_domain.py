@@ -11,6 +11,7 @@ from services.registry.domain.intake import check_licence, classify_risk, evalua
 from services.registry.domain.policy import PolicyError, RiskRuleRegistry, load_policy
 from services.registry.domain.states import TERMINAL, InvalidTransition, JobState, check_transition
 from shared.events.payloads import JobSpec, UseCase
+from shared.models.catalogue import load_catalogue
 from tests.registry.registry_support import make_spec
 
 POLICY = load_policy()
@@ -205,3 +206,18 @@ def test_hyperparameters_are_checked_against_the_trainer_schema_at_intake() -> N
     unknown = spec.model_copy(update={"hyperparameters": {"warmup": 3}})
     decision = evaluate_intake(unknown, POLICY, RULES, base_is_directory=False)
     assert any("warmup" in r for r in decision.reasons)
+
+
+def test_known_base_licences_come_from_the_shared_catalogue(tmp_path: Path) -> None:
+    catalogue = load_catalogue()
+    assert POLICY.base_models == catalogue
+    for name, entry in catalogue.bases.items():
+        check = check_licence(make_spec().model_copy(update={"base_model": name}), POLICY, base_is_directory=False)
+        assert check.licence_id == entry.licence and entry.source in check.source
+    restated = tmp_path / "old.yaml"
+    restated.write_text(
+        "licences: {allowed: [MIT]}\njustification: {required_fields: [problem]}\nrisk: {}\n"
+        "known_bases: {tiny: {licence: MIT}}\n"
+    )
+    with pytest.raises(PolicyError, match=r"known_bases: base models and their licences live in the base-model"):
+        load_policy(restated)

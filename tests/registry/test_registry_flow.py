@@ -87,7 +87,7 @@ async def test_scan_of_other_bytes_than_submitted_blocks(world: World) -> None:
     await world.submit(spec)
     emitted = await world.scanned(verdict="clean")
     assert world.state() == "blocked"
-    assert "differs from the submitted" in emitted[-1].payload["reasons"][0]
+    assert "the scanned source has sha256" in emitted[-1].payload["reasons"][0]
 
 
 async def test_scan_failure_blocks(world: World) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from services.registry.jobfile import load_job_file
 from services.scanner.adapters.tables import METADATA, ScanRow
 from services.scanner.bootstrap import build, build_deps
 from services.scanner.demo import write_demo_dataset
@@ -95,7 +97,9 @@ def test_explicit_manifest_uri_and_checksum_mismatch(harness: Harness, tmp_path:
     [event] = harness.request({"uri": str(data), "manifest_uri": f"file://{other}", "sha256": "0" * 64})
     scanned = event.data
     assert isinstance(scanned, DatasetScanned) and scanned.verdict == "blocked"
-    assert scanned.blocking_reasons == [f"dataset sha256 is {sha256_file(data)}, but the request declared {'0' * 64}"]
+    assert scanned.blocking_reasons == [
+        f"dataset sha256 mismatch: the dataset read has sha256 {sha256_file(data)}, the request says {'0' * 64}"
+    ]
 
 
 def test_unreadable_inputs_fail_with_reasons(harness: Harness, tmp_path: Path) -> None:
@@ -129,3 +133,42 @@ def test_bootstrap_builds_the_service_definition(tmp_path: Path) -> None:
     before = key.read_text()
     build(Settings(home=tmp_path / "home"))
     assert key.read_text() == before
+
+
+@pytest.mark.parametrize("folder", ["with space", "données ü 数据"])
+def test_submitted_uri_of_an_odd_folder_reaches_the_scanner(harness: Harness, tmp_path: Path, folder: str) -> None:
+    """`tunegate submit` writes a percent-encoded file:// URI; the scanner must read the same file back."""
+    data, _ = write_demo_dataset(tmp_path / folder / "demo set.jsonl")
+    job = tmp_path / "job.yaml"
+    job.write_text(f"requester: x\nbase_model: tiny\nuse_case: {{name: n}}\ndataset: {{uri: {data.as_uri()}}}\n")
+    submitted = load_job_file(job).dataset
+    assert "%20" in submitted.uri
+    [event] = harness.request(submitted.model_dump(mode="json"))
+    assert event.type == "dataset.scanned", event.payload
+    assert event.payload["source"]["sha256"] == submitted.sha256 == sha256_file(data)
+
+
+def test_hostile_references_fail_the_scan_without_reading(harness: Harness, tmp_path: Path) -> None:
+    data, _ = write_demo_dataset(tmp_path / "demo.jsonl")
+    (tmp_path / "passwd.jsonl").symlink_to("/etc/passwd")
+    os.mkfifo(tmp_path / "fifo.jsonl")
+    cases = {
+        "cas://sha256/../../etc/shadow": "64 lowercase hex",
+        "cas://sha256/../fifo": "64 lowercase hex",
+        "/etc/hostname": "outside the data roots",
+        str(tmp_path / "passwd.jsonl"): "outside the data roots",
+        str(tmp_path / "fifo.jsonl"): "named pipe (FIFO), not a regular file",
+    }
+    for uri, why in cases.items():
+        [event] = harness.request({"uri": uri})
+        assert event.type == "dataset.scan.failed" and why in event.payload["reasons"][0], (uri, event.payload)
+    [manifest] = harness.request({"uri": str(data), "manifest_uri": "file:///etc/hostname"})
+    assert manifest.type == "dataset.scan.failed" and "outside the data roots" in manifest.payload["reasons"][0]
+    assert not list(harness.deps.artifacts.root.glob("*/*")), "nothing refused may reach the artefact store"
+
+
+def test_a_dataset_over_the_size_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data, _ = write_demo_dataset(tmp_path / "demo.jsonl")
+    monkeypatch.setenv("TUNEGATE_MAX_DATASET_BYTES", str(data.stat().st_size - 1))
+    [event] = Harness(tmp_path / "home").request({"uri": str(data)})
+    assert event.type == "dataset.scan.failed" and "over the limit" in event.payload["reasons"][0]

@@ -38,6 +38,7 @@ from services.registry.workflow import RegistryCore
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.storage.db import Database
+from shared.validation import describe_validation_error
 
 log = logging.getLogger("tunegate.registry.http")
 
@@ -62,14 +63,6 @@ class RuntimeLike(Protocol):
 def _error(status: int, error: str, detail: Any) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(status_code=status, content={"error": error, "detail": detail}, headers=headers)
-
-
-def _describe_validation(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        location = ".".join(str(x) for x in err.get("loc", ())) or "request"
-        parts.append(f"{location}: {err.get('msg')}")
-    return "; ".join(parts)
 
 
 def _bearer(authorization: str | None) -> str:
@@ -105,7 +98,7 @@ def create_app(runtime: RuntimeLike, core: RegistryCore | None = None) -> FastAP
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_request", _describe_validation(exc))
+        return _error(422, "invalid_request", describe_validation_error(exc, root="request"))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

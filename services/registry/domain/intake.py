@@ -53,7 +53,7 @@ def missing_justification(use_case: UseCase, required_fields: list[str]) -> list
 def check_licence(spec: JobSpec, policy: Policy, *, base_is_directory: bool) -> LicenceCheck:
     allowed = set(policy.licences.allowed)
     allowlist = ", ".join(policy.licences.allowed) or "(empty)"
-    known = policy.known_bases.get(spec.base_model)
+    known = policy.base_models.get(spec.base_model)
     if known is not None:
         licence, source = known.licence, f"known base '{spec.base_model}': {known.source}".rstrip(": ")
     elif base_is_directory:
@@ -70,7 +70,7 @@ def check_licence(spec: JobSpec, policy: Policy, *, base_is_directory: bool) -> 
             )
         licence, source = declared.strip(), "declared in labels.licence for a local directory"
     else:
-        bases = ", ".join(sorted(policy.known_bases)) or "(none)"
+        bases = ", ".join(sorted(policy.base_models.names())) or "(none)"
         return LicenceCheck(
             licence_id=None,
             allowed=False,

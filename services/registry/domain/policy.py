@@ -16,6 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.events.payloads import UseCase
+from shared.models.catalogue import CATALOGUE_SOURCE, BaseModelCatalogue, load_catalogue
+from shared.validation import describe_validation_error
+from shared.yaml_models import parse_yaml, read_limited_text
 
 RiskTier = Literal["minimal", "limited", "high"]
 TierOrProhibited = Literal["minimal", "limited", "high", "prohibited"]
@@ -27,11 +30,6 @@ class PolicyError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class KnownBase(_Strict):
-    licence: str = Field(min_length=1)
-    source: str = ""
 
 
 class LicencePolicy(_Strict):
@@ -78,11 +76,25 @@ class ApprovalPolicy(_Strict):
 
 class Policy(_Strict):
     licences: LicencePolicy
-    known_bases: dict[str, KnownBase] = Field(default_factory=dict)
     justification: JustificationPolicy
     risk: RiskPolicy
     advice: AdvicePolicy = Field(default_factory=AdvicePolicy)
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    # Facts about the known bases (licences, sources) are not policy: they come from the shared catalogue,
+    # which the trainer reads too. A policy file cannot set them (see _facts_are_not_policy).
+    base_models: BaseModelCatalogue = Field(default_factory=load_catalogue, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _facts_are_not_policy(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in ("known_bases", "base_models"):
+                if key in data:
+                    raise ValueError(
+                        f"{key}: base models and their licences live in the base-model catalogue "
+                        f"({CATALOGUE_SOURCE}); a policy only lists the allowed licences (licences.allowed)"
+                    )
+        return data
 
 
 # ---------------------------------------------------------------- tiering rules
@@ -192,7 +204,7 @@ def parse_policy(document: Any, source: str, registry: RiskRuleRegistry | None =
     try:
         policy = Policy.model_validate(document)
     except ValidationError as exc:
-        details = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'policy'}: {err['msg']}" for err in exc.errors())
+        details = describe_validation_error(exc, root="policy")
         raise PolicyError(f"{source}: {details}") from None
     # Unknown rule names fail at load time rather than on the first job that reaches them.
     rules = registry or RiskRuleRegistry.default()
@@ -211,12 +223,14 @@ def load_policy(path: Path | None = None, registry: RiskRuleRegistry | None = No
         source = "bundled policy services/registry/policy/default.yaml"
     else:
         try:
-            text = path.read_text("utf-8")
+            text = read_limited_text(path)
         except OSError as exc:
             raise PolicyError(f"{path}: cannot read registry policy: {exc.strerror or exc}") from None
+        except ValueError as exc:  # too large, not a regular file, not UTF-8
+            raise PolicyError(f"{path}: cannot read registry policy: {exc}") from None
         source = str(path)
     try:
-        document = yaml.safe_load(text)
+        document = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise PolicyError(f"{source}: not valid YAML: {exc}") from None
     return parse_policy(document, source, registry)

