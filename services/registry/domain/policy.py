@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.events.payloads import UseCase
@@ -183,7 +180,7 @@ class RiskRuleRegistry:
         return registry
 
 
-# ---------------------------------------------------------------- loading
+# ---------------------------------------------------------------- parsing (the file is read by adapters/policy_file.py)
 
 
 def parse_policy(document: Any, source: str, registry: RiskRuleRegistry | None = None) -> Policy:
@@ -202,21 +199,3 @@ def parse_policy(document: Any, source: str, registry: RiskRuleRegistry | None =
         except PolicyError as exc:
             raise PolicyError(f"{source}: risk.rules[{index}]: {exc}") from None
     return policy
-
-
-def load_policy(path: Path | None = None, registry: RiskRuleRegistry | None = None) -> Policy:
-    """The YAML at `path`, or the bundled default policy when None."""
-    if path is None:
-        text = resources.files("services.registry.policy").joinpath("default.yaml").read_text("utf-8")
-        source = "bundled policy services/registry/policy/default.yaml"
-    else:
-        try:
-            text = path.read_text("utf-8")
-        except OSError as exc:
-            raise PolicyError(f"{path}: cannot read registry policy: {exc.strerror or exc}") from None
-        source = str(path)
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{source}: not valid YAML: {exc}") from None
-    return parse_policy(document, source, registry)
