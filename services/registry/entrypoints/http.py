@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import uvicorn
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
@@ -124,11 +124,17 @@ def create_app(
     )
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
-    def caller(authorization: str | None, allowed: tuple[str, ...], action: str) -> Principal:
-        token = _bearer(authorization)
-        with runtime.db.transaction() as session:
-            principal = repository.principal_by_token(session, token)
-        return access.authorise(principal, allowed, action)
+    def requires(allowed: tuple[str, ...], action: str) -> Any:
+        """A dependency: FastAPI resolves it before it validates the body, so a caller without a valid token
+        learns nothing about what the body should hold."""
+
+        def authenticated(authorization: str | None = Header(default=None)) -> Principal:
+            token = _bearer(authorization)
+            with runtime.db.transaction() as session:
+                principal = repository.principal_by_token(session, token)
+            return access.authorise(principal, allowed, action)
+
+        return Depends(authenticated)
 
     @app.exception_handler(RegistryError)
     async def _registry_error(_: Request, exc: RegistryError) -> JSONResponse:
@@ -164,8 +170,11 @@ def create_app(
     if not public_docs:
 
         @app.get("/openapi.json", include_in_schema=False)
-        def openapi(authorization: str | None = Header(default=None)) -> dict[str, Any]:
-            caller(authorization, access.READ_JOBS + access.SUBMIT + access.READ_PRINCIPALS, "reading the API schema")
+        def openapi(
+            _: Principal = requires(
+                access.READ_JOBS + access.SUBMIT + access.READ_PRINCIPALS, "reading the API schema"
+            ),
+        ) -> dict[str, Any]:
             return app.openapi()
 
     # ------------------------------------------------------------ jobs
@@ -174,9 +183,8 @@ def create_app(
     def jobs(
         state: str | None = Query(default=None),
         limit: int = Query(default=200, ge=1, le=5000),
-        authorization: str | None = Header(default=None),
+        principal: Principal = requires(access.READ_JOBS + access.SUBMIT, "listing jobs"),
     ) -> list[JobSummary]:
-        principal = caller(authorization, access.READ_JOBS + access.SUBMIT, "listing jobs")
         if state is not None and state not in STATE_NAMES:
             raise InvalidRequest(f"state: unknown state {state!r} (known: {', '.join(sorted(STATE_NAMES))})")
         only = None if access.reads_every_job(principal) else principal.name
@@ -186,8 +194,7 @@ def create_app(
             ]
 
     @app.get("/jobs/{job_id}", response_model=JobView)
-    def job(job_id: str, authorization: str | None = Header(default=None)) -> JobView:
-        principal = caller(authorization, access.READ_JOBS + access.SUBMIT, "reading a job")
+    def job(job_id: str, principal: Principal = requires(access.READ_JOBS + access.SUBMIT, "reading a job")) -> JobView:
         with runtime.db.transaction() as session:
             found = repository.require_job(session, job_id)
         access.check_reads_job(principal, job_id, found.requester)
@@ -195,9 +202,8 @@ def create_app(
 
     @app.post("/jobs/{job_id}/approvals", response_model=ApprovalResult)
     async def approvals(
-        job_id: str, body: ApprovalRequest, authorization: str | None = Header(default=None)
+        job_id: str, body: ApprovalRequest, approver: Principal = requires(access.DECIDE, "deciding on a job")
     ) -> ApprovalResult | JSONResponse:
-        approver = caller(authorization, access.DECIDE, "deciding on a job")
         async with runtime.transaction(actor=approver.name, subject=job_id) as ctx:
             found = repository.require_job(ctx.db, job_id)
             ctx.trace = found.traceparent or ctx.trace  # the decision joins the job's trace
@@ -227,9 +233,8 @@ def create_app(
 
     @app.post("/jobs/{job_id}/cancel", response_model=CancelResult)
     async def cancel(
-        job_id: str, body: CancelRequest, authorization: str | None = Header(default=None)
+        job_id: str, body: CancelRequest, principal: Principal = requires(access.SUBMIT, "cancelling a job")
     ) -> CancelResult:
-        principal = caller(authorization, access.SUBMIT, "cancelling a job")
         async with runtime.transaction(actor=principal.name, subject=job_id) as ctx:
             found = repository.require_job(ctx.db, job_id)
             ctx.trace = found.traceparent or ctx.trace
@@ -241,16 +246,14 @@ def create_app(
     # ------------------------------------------------------------ principals
 
     @app.get("/principals", response_model=list[PrincipalView])
-    def principals(authorization: str | None = Header(default=None)) -> list[PrincipalView]:
-        caller(authorization, access.READ_PRINCIPALS, "listing principals")
+    def principals(_: Principal = requires(access.READ_PRINCIPALS, "listing principals")) -> list[PrincipalView]:
         with runtime.db.transaction() as session:
             return [PrincipalView.of(p) for p in repository.list_principals(session)]
 
     @app.post("/principals", response_model=PrincipalCredentials, status_code=201)
     async def create_principal(
-        body: PrincipalCreate, authorization: str | None = Header(default=None)
+        body: PrincipalCreate, admin: Principal = requires(access.ADMINISTER, "creating a principal")
     ) -> PrincipalCredentials:
-        admin = caller(authorization, access.ADMINISTER, "creating a principal")
         now = governance.now()
         token = new_token()
         try:
@@ -270,9 +273,10 @@ def create_app(
 
     @app.post("/principals/{name}/rotate", response_model=PrincipalCredentials)
     async def rotate_principal(
-        name: str, body: PrincipalRotate, authorization: str | None = Header(default=None)
+        name: str,
+        body: PrincipalRotate,
+        admin: Principal = requires(access.ADMINISTER, "rotating a principal's credentials"),
     ) -> PrincipalCredentials:
-        admin = caller(authorization, access.ADMINISTER, "rotating a principal's credentials")
         now = governance.now()
         token = new_token()
         key = _signing_key(body.public_key, now)
@@ -284,9 +288,8 @@ def create_app(
 
     @app.post("/principals/{name}/revoke", response_model=PrincipalView)
     async def revoke_principal(
-        name: str, body: PrincipalRevoke, authorization: str | None = Header(default=None)
+        name: str, body: PrincipalRevoke, admin: Principal = requires(access.ADMINISTER, "revoking a principal")
     ) -> PrincipalView:
-        admin = caller(authorization, access.ADMINISTER, "revoking a principal")
         async with runtime.transaction(actor=admin.name, subject=name) as ctx:
             principal = repository.require_principal(ctx.db, name)
             principal.revoke(by=admin.name, reason=body.reason, now=governance.now())
