@@ -7,8 +7,8 @@ import pytest
 from services.registry.bootstrap import expire_overdue
 from services.registry.domain.states import InvalidTransition
 from shared.events.envelope import Envelope
-from shared.events.payloads import ArtifactRef, TrainingCompleted, TrainingFailed
-from tests.registry.registry_support import World, make_spec, sha
+from shared.events.payloads import ArtifactRef, TrainingCancelled, TrainingCompleted, TrainingFailed
+from tests.registry.registry_support import World, bearer, make_spec, sha
 
 pytestmark = pytest.mark.anyio
 
@@ -295,3 +295,46 @@ async def test_training_outcomes_end_the_job(world: World) -> None:
         "trained",
     ]
     assert all(h["event_id"] for h in view["history"])
+
+
+async def test_cancel_before_training_ends_the_job_and_a_late_scan_changes_nothing(world: World) -> None:
+    alice, carl = world.principal("alice", "requester"), world.principal("carl", "requester")
+    await world.submit(make_spec())
+    other = world.client.post("/jobs/job_1/cancel", json={"reason": "not mine"}, headers=bearer(carl))
+    assert other.status_code == 403 and "only its requester or an admin" in other.json()["detail"]
+    done = world.client.post("/jobs/job_1/cancel", json={"reason": "wrong data"}, headers=bearer(alice))
+    assert done.status_code == 200, done.text
+    assert (done.json()["state"], done.json()["training_cancel_requested"]) == ("cancelled", False)
+    (change,) = [e for e in world.runtime.of_type("job.state_changed") if e.payload["to_state"] == "cancelled"]
+    assert (change.actor, change.payload["reason"]) == ("alice", "cancelled by alice: wrong data")
+    assert world.runtime.of_type("training.cancel.requested") == []
+    late = await world.scanned()
+    assert late == [] and world.state() == "cancelled"
+
+
+async def test_cancel_during_training_asks_the_trainer_and_its_answer_ends_the_job(world: World) -> None:
+    bob, admin = world.principal("bob", "approver"), world.admin()
+    await world.submit(make_spec())
+    await world.scanned()
+    world.decide("job_1", bob, decision="approve")
+    asked = world.client.post("/jobs/job_1/cancel", json={}, headers=bearer(admin))
+    assert asked.status_code == 200 and asked.json()["training_cancel_requested"] is True
+    assert asked.json()["job"]["cancel_requested_by"] == "root"
+    (cancel,) = world.runtime.of_type("training.cancel.requested")
+    assert (cancel.subject, cancel.actor, cancel.payload) == (
+        "job_1",
+        "root",
+        {"job_id": "job_1", "reason": "no reason given"},
+    )
+    assert world.state() == "training"
+    event = Envelope(
+        type="training.cancelled",
+        producer="trainer",
+        actor="system:trainer",
+        subject="job_1",
+        payload=TrainingCancelled(job_id="job_1", at_step=3, reason="asked by root").model_dump(mode="json"),
+    )
+    emitted = await world.runtime.deliver(world.handlers, event)
+    assert states_of(emitted) == [("training", "cancelled")]
+    bad = world.client.post("/jobs/job_1/cancel", json={}, headers=bearer(admin))
+    assert bad.status_code == 409 and "it is a final state" in bad.json()["detail"]
