@@ -144,29 +144,21 @@ def client_for(token: str | None, principal: str | None = None) -> RegistryClien
 
 
 def check_job_id_free(client: RegistryClient, job_id: str) -> None:
-    """Ask the registry, with the submitter's own token, whether the id is taken (404 = free)."""
+    """Ask the registry, with the submitter's own token, whether the id is taken (404 = free). The registry
+    refuses a reused id as well; asking first turns a late refusal into an immediate one."""
     from services.registry.adapters.client import RegistryAPIError
 
-    try:
-        _call(lambda: _probe(client, job_id))
-    except RegistryAPIError as exc:  # pragma: no cover - _call turns these into exits
-        raise fail(str(exc)) from None
+    def probe() -> None:
+        try:
+            client.get_job(job_id)
+        except RegistryAPIError as exc:
+            if exc.status == 404:
+                return
+            if exc.status != 403:
+                raise
+        raise fail(f"--job-id: job id {job_id} is already taken; pick a new one (or leave --job-id out)")
 
-
-def _probe(client: RegistryClient, job_id: str) -> None:
-    from services.registry.adapters.client import RegistryAPIError
-
-    try:
-        client.get_job(job_id)
-    except RegistryAPIError as exc:
-        if exc.status == 404:
-            return
-        if exc.status == 403:
-            raise fail(
-                f"--job-id: job id {job_id} is already taken (by another principal's job); pick a new one"
-            ) from None
-        raise
-    raise fail(f"--job-id: job id {job_id} is already taken (one of your jobs); pick a new one")
+    _call(probe)
 
 
 def submit(
