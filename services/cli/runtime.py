@@ -34,7 +34,7 @@ def up(
         console.print(f"[green]ready[/green] {name} (pid {pid})")
     console.print(f"logs and pids under {supervisor.home}")
     if "registry" in result["services"]:
-        from services.registry.entrypoints.cli import bootstrap_after_up
+        from services.registry.entrypoints.principals_cli import bootstrap_after_up
 
         bootstrap_after_up(Settings(), console)
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import services.registry
 from services.registry.adapters.client import RegistryClient
 from services.registry.adapters.credentials import CredentialStore
-from services.registry.entrypoints import cli
+from services.registry.entrypoints import cli, cli_common
 from services.registry.jobfile import JobFileError, load_job_file
 from shared.config import Settings
 from shared.events.envelope import Envelope
@@ -78,7 +78,7 @@ def wired(world: World, monkeypatch: pytest.MonkeyPatch) -> World:
     """The CLI talks to the world's API (TestClient); the first admin's token is stored locally."""
     monkeypatch.setenv("TUNEGATE_HOME", str(world.settings.home))
     monkeypatch.delenv("TUNEGATE_TOKEN", raising=False)
-    monkeypatch.setattr(cli, "open_client", lambda settings, token: RegistryClient(world.client, token))
+    monkeypatch.setattr(cli_common, "open_client", lambda settings, token: RegistryClient(world.client, token))
     CredentialStore(world.settings).save_admin_token(world.admin())
     return world
 

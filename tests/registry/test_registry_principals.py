@@ -16,7 +16,7 @@ from services.registry.adapters import first_admin, repository
 from services.registry.adapters.client import RegistryClient
 from services.registry.adapters.credentials import CredentialStore, bootstrap_secret_path
 from services.registry.domain.principals import hash_token
-from services.registry.entrypoints import cli
+from services.registry.entrypoints import cli, cli_common, principals_cli
 from shared.security.keys import key_id_for, public_key_pem, public_key_raw
 from tests.registry.registry_support import World, bearer
 
@@ -164,7 +164,7 @@ async def test_cli_admin_bootstrap_shows_the_token_once_and_stores_it(
 
     monkeypatch.setenv("TUNEGATE_HOME", str(world.settings.home))
     monkeypatch.setenv("TUNEGATE_REGISTRY_URL", "http://registry.test")
-    monkeypatch.setattr(cli, "open_client", lambda settings, token: RegistryClient(world.client, token))
+    monkeypatch.setattr(cli_common, "open_client", lambda settings, token: RegistryClient(world.client, token))
     app = typer.Typer()
     cli.register(app)
     runner = CliRunner()
@@ -192,13 +192,13 @@ async def test_up_bootstraps_the_first_admin_once(world: World, monkeypatch: pyt
 
     monkeypatch.setenv("TUNEGATE_HOME", str(world.settings.home))
     monkeypatch.setenv("TUNEGATE_REGISTRY_URL", "http://registry.test")
-    monkeypatch.setattr(cli, "open_client", lambda settings, token: RegistryClient(world.client, token))
+    monkeypatch.setattr(cli_common, "open_client", lambda settings, token: RegistryClient(world.client, token))
     first_admin.open_bootstrap(world.runtime.db, world.settings, world.clock())
     shown = io.StringIO()
-    cli.bootstrap_after_up(Settings(), Console(file=shown, width=400))
+    principals_cli.bootstrap_after_up(Settings(), Console(file=shown, width=400))
     token = CredentialStore(world.settings).admin_token()
     assert token is not None and f"token (shown once): {token}" in shown.getvalue()
     later = io.StringIO()
-    cli.bootstrap_after_up(Settings(), Console(file=later, width=400))
+    principals_cli.bootstrap_after_up(Settings(), Console(file=later, width=400))
     assert later.getvalue() == "", "a second `up` neither shows nor issues a token"
     assert len(world.runtime.of_type("principal.created")) == 1

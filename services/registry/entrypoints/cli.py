@@ -1,9 +1,8 @@
-"""`tunegate` commands of the registry: submit, jobs list|show|cancel, approve, reject, advise,
-principals create|rotate|revoke|list, admin bootstrap.
+"""`tunegate` commands of the registry: submit, jobs list|show|cancel, approve, reject, advise; `register`
+adds those of principals_cli.py (principals create|rotate|revoke|list, admin bootstrap).
 
-Every command but `advise` and `submit` is a client of the registry API, authenticated by a bearer token:
-`--token`, else the token kept for `--as NAME` in $TUNEGATE_HOME/credentials/NAME/token, else
-$TUNEGATE_TOKEN, else the first admin's $TUNEGATE_HOME/credentials/admin.token. `submit --as NAME` signs
+Every command but `advise` and `submit` is a client of the registry API, authenticated by a bearer token
+(cli_common.resolve_token says which). `submit --as NAME` signs
 `job.requested` with NAME's key ($TUNEGATE_HOME/credentials/NAME/signing.key) and publishes it on the bus.
 
 Start-up matters for a CLI: fastapi, sqlalchemy and httpx are imported inside the commands that use them."""
@@ -11,29 +10,18 @@ Start-up matters for a CLI: fastapi, sqlalchemy and httpx are imported inside th
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
-from services.registry.domain.principals import ROLES, validate_name, validate_roles
+from services.registry.domain.principals import validate_name
 from services.registry.domain.states import STATE_NAMES, JobState
-from services.registry.schemas import (
-    AdminBootstrap,
-    ApprovalRequest,
-    ApprovalResult,
-    CancelRequest,
-    JobView,
-    PrincipalCreate,
-    PrincipalCredentials,
-    PrincipalRevoke,
-    PrincipalRotate,
-)
+from services.registry.entrypoints import cli_common as common
+from services.registry.entrypoints.cli_common import JsonOption, TokenOption, call, console, credentials, fail, guard
+from services.registry.schemas import ApprovalRequest, ApprovalResult, CancelRequest, JobView
 from shared.config import Settings
 from shared.events.payloads import UseCase
 
@@ -43,101 +31,6 @@ if TYPE_CHECKING:
     from services.registry.domain.intake import TierDecision
 
 jobs_app = typer.Typer(help="Fine-tuning jobs held by the registry.", no_args_is_help=True)
-principals_app = typer.Typer(
-    help="Principals (requester, approver, deployer, auditor, admin): created, rotated and revoked through the "
-    "registry API with an admin token; every change is an audited event.",
-    no_args_is_help=True,
-)
-admin_app = typer.Typer(help="The first admin of a fresh registry.", no_args_is_help=True)
-
-console = Console()
-err_console = Console(stderr=True)
-
-TOKEN_ENV = "TUNEGATE_TOKEN"
-TokenOption = Annotated[
-    str | None,
-    typer.Option("--token", help=f"Bearer token (default: --as NAME's stored token, ${TOKEN_ENV}, admin.token)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def credentials(settings: Settings) -> Any:
-    from services.registry.adapters.credentials import CredentialStore
-
-    return CredentialStore(settings)
-
-
-def resolve_token(settings: Settings, token: str | None, principal: str | None = None) -> str:
-    """--token, else --as NAME's stored token, else $TUNEGATE_TOKEN, else the stored admin token."""
-    if token:
-        return token
-    store = credentials(settings)
-    if principal is not None:
-        stored = _guard(lambda: store.token(principal))
-        if stored is None:
-            raise fail(
-                f"no token for principal {principal!r} in {store.principal_dir(principal)}; pass --token, or have an "
-                f"admin run `tunegate principals create {principal} --role ...` (or rotate it) on this machine"
-            )
-        return stored
-    from_env = os.environ.get(TOKEN_ENV, "").strip()
-    if from_env:
-        return from_env
-    admin = store.admin_token()
-    if admin:
-        return admin
-    raise fail(
-        f"no token: pass --token or --as NAME, set ${TOKEN_ENV}, or bootstrap the first admin with "
-        f"`tunegate admin bootstrap` (it stores {store.admin_token_path})"
-    )
-
-
-def open_client(settings: Settings, token: str | None) -> RegistryClient:
-    """The registry API client; tests replace this function to talk to a TestClient."""
-    import httpx
-
-    from services.registry.adapters.client import RegistryClient
-
-    try:
-        base_url = settings.resolved_registry_url()
-    except RuntimeError as exc:
-        raise fail(str(exc)) from None
-    return RegistryClient(httpx.Client(base_url=base_url, timeout=30.0), token)
-
-
-def _guard(action: Any) -> Any:
-    """Run one step; a credential problem or an invalid name becomes a clear error, never a traceback."""
-    from services.registry.adapters.credentials import CredentialError
-
-    try:
-        return action()
-    except CredentialError as exc:
-        raise fail(str(exc)) from None
-    except ValueError as exc:
-        raise fail(str(exc), code=2) from None
-
-
-def _call(action: Any) -> Any:
-    import httpx
-
-    from services.registry.adapters.client import RegistryAPIError
-
-    try:
-        return action()
-    except RegistryAPIError as exc:
-        raise fail(f"{exc.detail} (HTTP {exc.status} {exc.error})") from None
-    except httpx.HTTPError as exc:
-        raise fail(f"registry API unreachable: {exc}") from None
-
-
-def client_for(token: str | None, principal: str | None = None) -> RegistryClient:
-    settings = Settings()
-    return open_client(settings, resolve_token(settings, token, principal))
 
 
 # ---------------------------------------------------------------- submit
@@ -158,7 +51,7 @@ def check_job_id_free(client: RegistryClient, job_id: str) -> None:
                 raise
         raise fail(f"--job-id: job id {job_id} is already taken; pick a new one (or leave --job-id out)")
 
-    _call(probe)
+    call(probe)
 
 
 def submit(
@@ -185,10 +78,10 @@ def submit(
     from shared.security.signing import EnvelopeSigner, principal_identity
 
     settings = Settings()
-    _guard(lambda: validate_name(principal))
-    signer = EnvelopeSigner(principal_identity(principal), _guard(lambda: credentials(settings).signing_key(principal)))
+    guard(lambda: validate_name(principal))
+    signer = EnvelopeSigner(principal_identity(principal), guard(lambda: credentials(settings).signing_key(principal)))
     if job_id is not None:
-        check_job_id_free(open_client(settings, resolve_token(settings, token, principal)), job_id)
+        check_job_id_free(common.open_client(settings, common.resolve_token(settings, token, principal)), job_id)
     chosen = job_id or new_job_id()
     try:
         spec = load_job_file(job_file, requester=principal, dataset=dataset)
@@ -226,8 +119,8 @@ def jobs_list(
     """List jobs, newest first (a requester sees its own jobs only)."""
     if state is not None and state not in STATE_NAMES:
         raise fail(f"--state: unknown state {state!r} (known: {', '.join(JobState)})", code=2)
-    client = client_for(token, principal)
-    jobs = _call(lambda: client.list_jobs(state=state))
+    client = common.client_for(token, principal)
+    jobs = call(lambda: client.list_jobs(state=state))
     if as_json:
         print(json.dumps([job.model_dump(mode="json") for job in jobs], indent=2))
         return
@@ -308,8 +201,8 @@ def jobs_show(
     as_json: JsonOption = False,
 ) -> None:
     """Show one job: tier, licence, advice, scan summary, approvals and its history with actors and times."""
-    client = client_for(token, principal)
-    job = _call(lambda: client.get_job(job_id))
+    client = common.client_for(token, principal)
+    job = call(lambda: client.get_job(job_id))
     if as_json:
         print(job.model_dump_json(indent=2))
     else:
@@ -325,8 +218,8 @@ def jobs_cancel(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a job: before training it ends at once; during training the trainer is asked to stop."""
-    client = client_for(token, principal)
-    result = _call(lambda: client.cancel(job_id, CancelRequest(reason=reason)))
+    client = common.client_for(token, principal)
+    result = call(lambda: client.cancel(job_id, CancelRequest(reason=reason)))
     if as_json:
         print(result.model_dump_json(indent=2))
     elif result.training_cancel_requested:
@@ -339,12 +232,12 @@ def jobs_cancel(
 
 
 def _decide(job_id: str, principal: str, token: str | None, request: ApprovalRequest) -> ApprovalResult:
-    client = client_for(token, principal)
-    job = _call(lambda: client.get_job(job_id))
+    client = common.client_for(token, principal)
+    job = call(lambda: client.get_job(job_id))
     # Approvers decide knowing what the scanner found and what the advice said.
     print_advice(job.advice)
     print_scan(job.scan_summary)
-    return _call(lambda: client.decide(job_id, request))
+    return call(lambda: client.decide(job_id, request))
 
 
 def approve(
@@ -478,221 +371,9 @@ def advise_cmd(
     print_advice(advice.as_dict())
 
 
-# ---------------------------------------------------------------- principals
-
-
-def _new_signing_key(wanted: bool | None, roles: list[str]) -> tuple[Any, str | None]:
-    """A fresh Ed25519 key pair made here (the private half never leaves this machine) when the principal
-    submits jobs, or when asked; returns (private key or None, public key hex or None)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from shared.security.keys import public_key_raw
-
-    if not (wanted if wanted is not None else "requester" in roles):
-        return None, None
-    key = Ed25519PrivateKey.generate()
-    return key, public_key_raw(key.public_key()).hex()
-
-
-def _store_credentials(settings: Settings, name: str, token: str, key: Any) -> list[Path]:
-    store = credentials(settings)
-    saved = [_guard(lambda: store.save_token(name, token))]
-    if key is not None:
-        saved.append(_guard(lambda: store.save_signing_key(name, key)))
-    return saved
-
-
-def _show_credentials(created: PrincipalCredentials, saved: list[Path], verb: str, as_json: bool) -> None:
-    view = created.principal
-    if as_json:
-        print(json.dumps({**view.model_dump(mode="json"), "token": created.token, "stored": [str(p) for p in saved]}))
-        return
-    console.print(f"principal {view.name} {verb} with roles {', '.join(view.roles)}", highlight=False)
-    console.print(f"token (shown once): {created.token}", highlight=False, soft_wrap=True)
-    current = next((k for k in reversed(view.keys) if k.retired_at is None), None)
-    if current is not None:
-        console.print(f"event-signing key {current.key_id} registered", highlight=False)
-    for path in saved:
-        console.print(f"saved {path}", highlight=False)
-
-
-@principals_app.command("create")
-def principals_create(
-    name: Annotated[str, typer.Argument(help="Principal name (e.g. alice@example.com).")],
-    role: Annotated[list[str], typer.Option("--role", help=f"Role, repeatable: {', '.join(ROLES)}.")],
-    signing_key: Annotated[
-        bool | None,
-        typer.Option(
-            "--signing-key/--no-signing-key",
-            help="Make an event-signing key pair here and register its public half (default: for requesters).",
-        ),
-    ] = None,
-    public_key: Annotated[
-        str | None, typer.Option(help="Register this Ed25519 public key (hex) instead: an upstream system's own.")
-    ] = None,
-    store: Annotated[bool, typer.Option(help="Keep the token (and key) under $TUNEGATE_HOME/credentials/NAME.")] = True,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Create a principal through the registry API (admin token); prints its token once."""
-    try:
-        validate_name(name)
-        roles = validate_roles(role)
-    except ValueError as exc:
-        raise fail(str(exc), code=2) from None
-    settings = Settings()
-    key, public_hex = (None, public_key) if public_key else _new_signing_key(signing_key, roles)
-    client = client_for(token)
-    created = _call(lambda: client.create_principal(PrincipalCreate(name=name, roles=roles, public_key=public_hex)))
-    saved = _store_credentials(settings, name, created.token, key) if store else []
-    _show_credentials(created, saved, "created", as_json)
-
-
-@principals_app.command("rotate")
-def principals_rotate(
-    name: Annotated[str, typer.Argument(help="Principal name.")],
-    signing_key: Annotated[
-        bool | None,
-        typer.Option(
-            "--signing-key/--no-signing-key",
-            help="Also replace the event-signing key (default: when the principal has one).",
-        ),
-    ] = None,
-    store: Annotated[
-        bool, typer.Option(help="Keep the new token (and key) under $TUNEGATE_HOME/credentials/NAME.")
-    ] = True,
-    token: TokenOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """New credentials: a new token always; a new signing key (made here) when it has one. The old token stops
-    working at once; the old public key is kept to verify what it signed."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from shared.security.keys import public_key_raw
-
-    _guard(lambda: validate_name(name))
-    settings = Settings()
-    client = client_for(token)
-    if signing_key is None:
-        listed = {p.name: p for p in _call(client.list_principals)}
-        if name not in listed:
-            raise fail(f"principal {name!r} not found")
-        signing_key = any(k.retired_at is None for k in listed[name].keys)
-    key = Ed25519PrivateKey.generate() if signing_key else None
-    public_hex = public_key_raw(key.public_key()).hex() if key is not None else None
-    rotated = _call(lambda: client.rotate_principal(name, PrincipalRotate(public_key=public_hex)))
-    saved = _store_credentials(settings, name, rotated.token, key) if store else []
-    _show_credentials(rotated, saved, "rotated", as_json)
-
-
-@principals_app.command("list")
-def principals_list(token: TokenOption = None, as_json: JsonOption = False) -> None:
-    """List principals and their signing keys (never tokens); needs role auditor or admin."""
-    client = client_for(token)
-    views = _call(client.list_principals)
-    if as_json:
-        print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
-        return
-    table = Table("name", "roles", "signing key", "created", "by", "revoked")
-    for v in views:
-        current = next((k.key_id for k in reversed(v.keys) if k.retired_at is None), "")
-        table.add_row(
-            v.name,
-            ", ".join(v.roles),
-            current,
-            v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            v.created_by,
-            v.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if v.revoked_at else "",
-        )
-    console.print(table)
-
-
-@principals_app.command("revoke")
-def principals_revoke(
-    name: Annotated[str, typer.Argument(help="Principal name.")],
-    reason: Annotated[str, typer.Option(help="Why (recorded in the audit ledger).")] = "",
-    token: TokenOption = None,
-) -> None:
-    """Revoke a principal: its token and key stop working at once. The record stays (approvals refer to it)."""
-    _guard(lambda: validate_name(name))
-    client = client_for(token)
-    _call(lambda: client.revoke_principal(name, PrincipalRevoke(reason=reason)))
-    _guard(lambda: credentials(Settings()).forget(name))
-    console.print(f"principal {name} revoked", highlight=False)
-
-
-# ---------------------------------------------------------------- admin bootstrap
-
-
-class BootstrapClosed(RuntimeError):
-    """Nothing to bootstrap: an admin exists (or this home is not the registry's)."""
-
-
-def bootstrap_first_admin(settings: Settings, *, name: str = "admin", wait_s: float = 30.0) -> tuple[str, Path]:
-    """Present the registry's one-time secret and store the first admin's token 0600; returns (token, path).
-    Raises BootstrapClosed when there is nothing to bootstrap, RuntimeError when the registry is not there."""
-    from services.registry.adapters.credentials import bootstrap_secret_path
-
-    store = credentials(settings)
-    if store.admin_token() is not None:
-        raise BootstrapClosed(f"an admin token is already stored in {store.admin_token_path}")
-    deadline = time.monotonic() + wait_s
-    while True:  # `tunegate up` reports ready before the API listens; its URL file appears when it does
-        try:
-            settings.resolved_registry_url()
-            break
-        except RuntimeError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.2)
-    secret_path = bootstrap_secret_path(settings)
-    if not secret_path.is_file():
-        raise BootstrapClosed(
-            f"no bootstrap secret at {secret_path}: the registry writes one only while no admin exists (ask an "
-            "admin for a principal, or run this on the registry's host with its TUNEGATE_HOME)"
-        )
-    client = open_client(settings, None)
-    created = _call(
-        lambda: client.bootstrap_admin(AdminBootstrap(name=name, secret=secret_path.read_text("ascii").strip()))
-    )
-    secret_path.unlink(missing_ok=True)
-    return created.token, store.save_admin_token(created.token)
-
-
-def bootstrap_after_up(settings: Settings, out: Console) -> None:
-    """`tunegate up`: issue the first admin token once, on a registry that has none."""
-    try:
-        token, path = bootstrap_first_admin(settings)
-    except BootstrapClosed:
-        return
-    except (RuntimeError, typer.Exit) as exc:
-        out.print(f"[yellow]first admin not bootstrapped: {exc}; run `tunegate admin bootstrap`")
-        return
-    out.print(f"first admin 'admin' created; token (shown once): {token}", highlight=False, soft_wrap=True)
-    out.print(f"saved {path} (0600): the CLI uses it when no --token or --as is given", highlight=False)
-
-
-@admin_app.command("bootstrap")
-def admin_bootstrap(
-    name: Annotated[str, typer.Option(help="Name of the first admin.")] = "admin",
-    as_json: JsonOption = False,
-) -> None:
-    """Create the first admin of a registry that has none, with the one-time secret the registry wrote under
-    $TUNEGATE_HOME; shows the token once and stores it in $TUNEGATE_HOME/credentials/admin.token (0600)."""
-    _guard(lambda: validate_name(name))
-    settings = Settings()
-    try:
-        token, path = bootstrap_first_admin(settings, name=name, wait_s=5.0)
-    except (BootstrapClosed, RuntimeError) as exc:
-        raise fail(f"admin bootstrap refused: {exc}") from None
-    if as_json:
-        print(json.dumps({"name": name, "token": token, "stored": str(path)}))
-        return
-    console.print(f"first admin {name!r} created; token (shown once): {token}", highlight=False, soft_wrap=True)
-    console.print(f"saved {path} (0600)", highlight=False)
-
-
 def register(app: typer.Typer) -> None:
+    from services.registry.entrypoints.principals_cli import admin_app, principals_app
+
     app.command("submit")(submit)
     app.command("approve")(approve)
     app.command("reject")(reject)
