@@ -6,6 +6,7 @@ from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.tables import metadata
 from services.audit.handlers import LedgerHandlers
 from shared.bus.definition import ServiceDefinition
+from shared.bus.principal_keys import learnt_principal_keys
 from shared.config import Settings
 
 
@@ -16,5 +17,5 @@ def build(settings: Settings) -> ServiceDefinition:
         batch_handler=handlers.on_events,
         metadata=[metadata],
         background=[handlers.sign_on_schedule],
-        learns_principal_keys=True,
+        principal_keys=learnt_principal_keys("audit"),
     )

@@ -24,6 +24,7 @@ from rich.rule import Rule
 from shared.config import Settings
 
 JOB_FILE = Path(__file__).resolve().parents[1] / "registry" / "examples" / "demo_job_high_risk.yaml"
+REQUESTER = "demo-requester"
 APPROVERS = ("demo-approver-1", "demo-approver-2")
 FINAL_STATES = {"trained", "failed", "cancelled", "rejected", "blocked", "expired"}
 
@@ -107,14 +108,14 @@ class Demo:
             )
             result.preflight_exit = preflight.returncode
 
-            self.step("3. Principals: two approvers (a high-risk job needs two distinct ones)")
+            self.step("3. Principals via the registry API (admin token from `up`): a requester, two approvers")
             existing = {p["name"] for p in self.json("principals", "list", "--json")}
-            for name in APPROVERS:
+            for name, role in ((REQUESTER, "requester"), *((name, "approver") for name in APPROVERS)):
                 if name not in existing:
-                    self.run("principals", "create", name, "--role", "approver")
+                    self.run("principals", "create", name, "--role", role)
 
-            self.step("4. Submit the job (employment screening notes: EU AI Act Annex III, high-risk)")
-            submit_args = ["submit", str(JOB_FILE), "--dataset", str(dataset), "--json"]
+            self.step("4. Submit the job, signed as the requester (employment screening: AI Act Annex III, high-risk)")
+            submit_args = ["submit", str(JOB_FILE), "--as", REQUESTER, "--dataset", str(dataset), "--json"]
             submitted = self.json(*submit_args)
             result.job_id = job_id = submitted["job_id"]
             self.console.print(f"job id: [bold]{job_id}[/bold]")

@@ -8,7 +8,7 @@ from services.audit import cli as audit_cli
 from services.cli import demo, runtime
 from services.cli.keys import keys_app
 from services.cli.secrets import secrets_app
-from services.registry import cli as registry_cli
+from services.registry.entrypoints import cli as registry_cli
 from services.scanner import cli as scanner_cli
 from services.trainer import cli as trainer_cli
 

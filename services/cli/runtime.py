@@ -33,6 +33,10 @@ def up(
     for name, pid in result["services"].items():
         console.print(f"[green]ready[/green] {name} (pid {pid})")
     console.print(f"logs and pids under {supervisor.home}")
+    if "registry" in result["services"]:
+        from services.registry.entrypoints.principals_cli import bootstrap_after_up
+
+        bootstrap_after_up(Settings(), console)
 
 
 def down() -> None:

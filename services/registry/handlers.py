@@ -1,19 +1,25 @@
-"""What happens when an event reaches the registry. One handler per event type; each turns the event
-into RegistryCore calls on the handler's transaction (ctx.db) and queues the resulting events (ctx.emit).
+"""What happens when an event reaches the registry: load the aggregate, call one method, commit (the
+recorded events go to the outbox in the same transaction).
 
 Events about jobs this registry never saw are logged and skipped (another deployment's traffic or a test
 publishing directly). Events that would move a known job through an invalid transition raise
-InvalidTransition, naming the current state, so the bus dead-letters them with that reason."""
+InvalidTransition, naming the current state, so the bus dead-letters them with that reason. A
+`job.requested` whose signer is not an authorised principal raises SubmissionRefused (dead-lettered with
+the reason); one reusing a job id is refused at once with a `job.rejected` (stage `submission`) that leaves
+the existing job untouched."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from services.registry.adapters import repository
-from services.registry.adapters.tables import JobRow
+from services.registry.adapters import outbox, repository
+from services.registry.adapters.signatures import verified_submitter
+from services.registry.domain import events
+from services.registry.domain.errors import SubmissionRefused
+from services.registry.domain.governance import Governance
+from services.registry.domain.job import Job, ScanResult
 from services.registry.domain.states import JobState
-from services.registry.workflow import RegistryCore
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
 from shared.events.payloads import (
@@ -33,43 +39,91 @@ def _base_is_directory(base_model: str) -> bool:
     return Path(base_model).expanduser().is_dir()
 
 
-def _known_job(ctx: HandlerContext, job_id: str) -> JobRow | None:
-    job = repository.get_job(ctx.db, job_id, with_history=True)
+def _known_job(ctx: HandlerContext, job_id: str) -> Job | None:
+    job = repository.load_job(ctx.db, job_id)
     if job is None:
         log.warning("%s for unknown job %s (event %s): skipped", ctx.event.type, job_id, ctx.event.event_id)
     return job
 
 
-def build_handlers(core: RegistryCore) -> dict[type[Payload], TypedHandler]:
+def scan_result(data: DatasetScanned) -> ScanResult:
+    summary = {
+        "verdict": data.verdict,
+        "record_count": data.record_count,
+        "totals": data.totals,
+        "classification": data.classification,
+        "blocking_reasons": data.blocking_reasons,
+        "fingerprint": data.fingerprint,
+        "source": data.source.model_dump(mode="json"),
+        "dataset": data.dataset.model_dump(mode="json"),
+        "report": data.report.model_dump(mode="json"),
+    }
+    return ScanResult(
+        verdict=data.verdict,
+        source_sha256=data.source.sha256,
+        dataset=data.dataset.model_dump(mode="json"),
+        fingerprint=data.fingerprint,
+        blocking_reasons=list(data.blocking_reasons),
+        summary=summary,
+    )
+
+
+def build_handlers(governance: Governance) -> dict[type[Payload], TypedHandler]:
     async def on_job_requested(data: JobRequested, ctx: HandlerContext) -> None:
-        core.intake(
-            ctx.db,
-            ctx,
+        try:
+            requester = verified_submitter(ctx.db, ctx.event, spec_requester=data.spec.requester)
+        except SubmissionRefused as refused:
+            # A signed request by a known principal that may not submit (wrong role, a retired key): a
+            # decision, recorded as such, not a failure to retry.
+            log.warning("%s", refused)
+            rejection = events.JobRejected(
+                subject=data.job_id, actor=ctx.default_actor, stage="submission", reasons=[str(refused)]
+            )
+            outbox.emit(ctx, [rejection])
+            return
+        if repository.job_exists(ctx.db, data.job_id):
+            reason = (
+                f"job id {data.job_id} is already registered; request {ctx.event.event_id} was not recorded and the "
+                "existing job is unchanged (submit again with a new job id)"
+            )
+            log.warning(reason)
+            refusal = events.JobRejected(subject=data.job_id, actor=requester, stage="submission", reasons=[reason])
+            outbox.emit(ctx, [refusal])
+            return
+        decision = governance.intake(data.spec, base_is_directory=_base_is_directory(data.spec.base_model))
+        job = Job.request(
             job_id=data.job_id,
             spec=data.spec,
-            requested_by=ctx.event.actor,
-            base_is_directory=_base_is_directory(data.spec.base_model),
-            cause_event_id=ctx.event.event_id,
+            requester=requester,
+            intake=decision,
+            now=governance.now(),
+            traceparent=ctx.trace,
         )
+        outbox.commit_job(ctx, job)
 
     async def on_dataset_scanned(data: DatasetScanned, ctx: HandlerContext) -> None:
         job = _known_job(ctx, data.job_id)
-        if job is not None:
-            core.scan_completed(ctx.db, ctx, job, data, cause_event_id=ctx.event.event_id)
+        if job is None:
+            return
+        if not job.record_scan(scan_result(data), now=governance.now(), approval_ttl=governance.approval_ttl):
+            log.info("scan result for cancelled job %s ignored", data.job_id)
+        outbox.commit_job(ctx, job)
 
     async def on_dataset_scan_failed(data: DatasetScanFailed, ctx: HandlerContext) -> None:
         job = _known_job(ctx, data.job_id)
-        if job is not None:
-            core.scan_failed(ctx.db, ctx, job, data, cause_event_id=ctx.event.event_id)
+        if job is None:
+            return
+        if not job.scan_failed(list(data.reasons), now=governance.now()):
+            log.info("scan failure for cancelled job %s ignored", data.job_id)
+        outbox.commit_job(ctx, job)
 
-    def finish_training(
-        ctx: HandlerContext, job_id: str, outcome: JobState, reason: str, result: dict[str, object] | None = None
+    def finish(
+        ctx: HandlerContext, job_id: str, outcome: JobState, reason: str, result: dict[str, object] | None
     ) -> None:
         job = _known_job(ctx, job_id)
         if job is not None:
-            core.training_finished(
-                ctx.db, ctx, job, outcome, reason=reason, result=result, cause_event_id=ctx.event.event_id
-            )
+            job.finish_training(outcome, reason=reason, now=governance.now(), result=result)
+            outbox.commit_job(ctx, job)
 
     async def on_training_completed(data: TrainingCompleted, ctx: HandlerContext) -> None:
         result = {
@@ -79,16 +133,15 @@ def build_handlers(core: RegistryCore) -> dict[type[Payload], TypedHandler]:
             "seed": data.seed,
             "base_model_sha256": data.base_model_sha256,
         }
-        reason = f"training completed: adapter {data.artifact.sha256[:12]}"
-        finish_training(ctx, data.job_id, JobState.TRAINED, reason, result)
+        finish(ctx, data.job_id, JobState.TRAINED, f"training completed: adapter {data.artifact.sha256[:12]}", result)
 
     async def on_training_failed(data: TrainingFailed, ctx: HandlerContext) -> None:
         where = f" at step {data.step}" if data.step is not None else ""
-        finish_training(ctx, data.job_id, JobState.FAILED, f"training failed{where}: {data.reason}")
+        finish(ctx, data.job_id, JobState.FAILED, f"training failed{where}: {data.reason}", None)
 
     async def on_training_cancelled(data: TrainingCancelled, ctx: HandlerContext) -> None:
         reason = f"training cancelled at step {data.at_step}" + (f": {data.reason}" if data.reason else "")
-        finish_training(ctx, data.job_id, JobState.CANCELLED, reason)
+        finish(ctx, data.job_id, JobState.CANCELLED, reason, None)
 
     return {
         JobRequested: on_job_requested,

@@ -23,10 +23,15 @@ class JobFileError(ValueError):
     pass
 
 
-def load_job_file(path: Path, *, dataset: str | None = None, settings: Settings | None = None) -> JobSpec:
+def load_job_file(
+    path: Path, *, requester: str, dataset: str | None = None, settings: Settings | None = None
+) -> JobSpec:
     """Parse and validate; a local dataset must lie under the data roots, its path becomes an absolute
     file:// URI and its sha256 is computed when absent (and checked when given). `dataset` overrides
-    dataset.uri."""
+    dataset.uri.
+
+    The requester is the submitting principal (`--as`), never the file's say: a file that names another
+    requester is refused, one that names none gets the principal's name."""
     try:
         text = read_limited_text(path, MAX_JOB_FILE_BYTES)
     except OSError as exc:
@@ -40,7 +45,14 @@ def load_job_file(path: Path, *, dataset: str | None = None, settings: Settings 
     except yaml.YAMLError as exc:
         raise JobFileError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(document, dict):
-        raise JobFileError(f"{path}: a job file is a YAML mapping (requester, use_case, base_model, dataset, ...)")
+        raise JobFileError(f"{path}: a job file is a YAML mapping (use_case, base_model, dataset, ...)")
+    named = document.get("requester")
+    if named is not None and named != requester:
+        raise JobFileError(
+            f"{path}: requester: the file names {named!r} but the job is submitted as {requester!r}; the requester "
+            "is the signing principal (`--as`), so drop the field"
+        )
+    document["requester"] = requester
     if dataset is not None:
         section = document.get("dataset")
         section = dict(section) if isinstance(section, dict) else {}

@@ -1,4 +1,5 @@
-"""Pydantic models at the registry's boundaries: what the HTTP API returns and accepts, what the CLI reads."""
+"""The registry API's bodies: what the HTTP API returns and accepts, what its client (the CLI) reads.
+Views are built from the domain aggregates here, at the edge."""
 
 from __future__ import annotations
 
@@ -7,24 +8,27 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.registry.adapters.tables import JobRow
+from services.registry.domain.job import Job
+from services.registry.domain.principals import Principal
+
+TEXT_LIMIT = 4000
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class _RowView(_Model):
-    """A view whose fields are the row's attributes of the same names."""
+class _AttributeView(_Model):
+    """A view whose fields are attributes of the same names on a domain object."""
 
     model_config = ConfigDict(extra="forbid", from_attributes=True)
 
     @classmethod
-    def of(cls, row: object) -> Self:
-        return cls.model_validate(row)
+    def of(cls, source: object) -> Self:
+        return cls.model_validate(source)
 
 
-class TransitionView(_RowView):
+class TransitionView(_AttributeView):
     from_state: str | None
     to_state: str
     actor: str
@@ -33,7 +37,7 @@ class TransitionView(_RowView):
     event_id: str
 
 
-class ApprovalView(_RowView):
+class ApprovalView(_AttributeView):
     approver: str
     decision: str
     comment: str
@@ -54,17 +58,17 @@ class JobSummary(_Model):
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: JobRow) -> JobSummary:
+    def of(cls, job: Job) -> JobSummary:
         return cls(
-            id=row.id,
-            state=row.state,
-            requester=row.requester,
-            use_case=row.use_case_name,
-            base_model=row.base_model,
-            risk_tier=row.risk_tier,
-            advice_verdict=(row.advice or {}).get("verdict"),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            id=job.id,
+            state=job.state.value,
+            requester=job.requester,
+            use_case=job.spec.use_case.name,
+            base_model=job.spec.base_model,
+            risk_tier=job.risk_tier,
+            advice_verdict=job.advice.get("verdict"),
+            created_at=job.created_at,
+            updated_at=job.updated_at,
         )
 
 
@@ -82,47 +86,43 @@ class JobView(JobSummary):
     data_fingerprint: str | None
     training_result: dict[str, Any] | None
     approval_expires_at: datetime | None
+    cancel_requested_at: datetime | None = None
+    cancel_requested_by: str | None = None
     spec: dict[str, Any]
     history: list[TransitionView]
     version: int
 
     @classmethod
-    def of(cls, row: JobRow) -> JobView:
+    def of(cls, job: Job) -> JobView:
         return cls(
-            **JobSummary.of(row).model_dump(),
-            tier_rule=row.tier_rule,
-            tier_reason=row.tier_reason,
-            licence_id=row.licence_id,
-            licence_decision=row.licence_decision,
-            advice=row.advice or {},
-            required_approvals=row.required_approvals,
-            approvals=[ApprovalView.of(a) for a in row.approvals],
-            rejection_reasons=list(row.rejection_reasons or []),
-            scan_summary=row.scan_summary,
-            training_dataset=row.training_dataset,
-            data_fingerprint=row.data_fingerprint,
-            training_result=row.training_result,
-            approval_expires_at=row.approval_expires_at,
-            spec=row.spec,
-            history=[TransitionView.of(t) for t in row.transitions],
-            version=row.version,
+            **JobSummary.of(job).model_dump(),
+            tier_rule=job.tier_rule,
+            tier_reason=job.tier_reason,
+            licence_id=job.licence_id,
+            licence_decision=job.licence_decision,
+            advice=job.advice,
+            required_approvals=job.required_approvals,
+            approvals=[ApprovalView.of(a) for a in job.approvals],
+            rejection_reasons=list(job.rejection_reasons),
+            scan_summary=job.scan_summary,
+            training_dataset=job.training_dataset,
+            data_fingerprint=job.data_fingerprint,
+            training_result=job.training_result,
+            approval_expires_at=job.approval_expires_at,
+            cancel_requested_at=job.cancel_requested_at,
+            cancel_requested_by=job.cancel_requested_by,
+            spec=job.spec.model_dump(mode="json"),
+            history=[TransitionView.of(t) for t in job.transitions],
+            version=job.version,
         )
-
-
-class PrincipalView(_RowView):
-    name: str
-    roles: list[str]
-    created_at: datetime
-    created_by: str
-    revoked_at: datetime | None
 
 
 class ApprovalRequest(_Model):
     """Body of POST /jobs/{id}/approvals."""
 
     decision: Literal["approve", "reject"]
-    comment: str = Field(default="", max_length=4000)
-    reason: str = Field(default="", max_length=4000)
+    comment: str = Field(default="", max_length=TEXT_LIMIT)
+    reason: str = Field(default="", max_length=TEXT_LIMIT)
 
     @model_validator(mode="after")
     def _reason_for_rejection(self) -> ApprovalRequest:
@@ -141,3 +141,74 @@ class ApprovalResult(_Model):
     override: bool
     training_requested: bool
     job: JobView
+
+
+class CancelRequest(_Model):
+    """Body of POST /jobs/{id}/cancel."""
+
+    reason: str = Field(default="", max_length=TEXT_LIMIT)
+
+
+class CancelResult(_Model):
+    job_id: str
+    state: str
+    training_cancel_requested: bool
+    job: JobView
+
+
+# ---------------------------------------------------------------- principals
+
+
+class SigningKeyView(_AttributeView):
+    key_id: str
+    public_key: str
+    added_at: datetime
+    retired_at: datetime | None
+
+
+class PrincipalView(_AttributeView):
+    name: str
+    roles: list[str]
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+    keys: list[SigningKeyView] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, principal: Principal) -> PrincipalView:  # type: ignore[override]
+        return cls.model_validate(principal)
+
+
+class PublicKeyField(_Model):
+    public_key: str | None = Field(
+        default=None, max_length=200, description="Ed25519 public key of the principal's event-signing key, hex."
+    )
+
+
+class PrincipalCreate(PublicKeyField):
+    """Body of POST /principals."""
+
+    name: str = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(min_length=1, max_length=10)
+
+
+class PrincipalRotate(PublicKeyField):
+    """Body of POST /principals/{name}/rotate: a new token always, a new signing key when given."""
+
+
+class PrincipalRevoke(_Model):
+    reason: str = Field(default="", max_length=2000)
+
+
+class PrincipalCredentials(_Model):
+    """A principal and its new token: returned once by create, rotate and bootstrap, never stored."""
+
+    principal: PrincipalView
+    token: str
+
+
+class AdminBootstrap(_Model):
+    """Body of POST /admin/bootstrap."""
+
+    name: str = Field(min_length=1, max_length=200)
+    secret: str = Field(min_length=1, max_length=200)

@@ -21,6 +21,7 @@ from shared.roster import service as roster_entry
 if TYPE_CHECKING:
     from shared.bus.context import HandlerContext
     from shared.bus.lifecycle import ServiceRuntime
+    from shared.storage.db import Database
 
 TypedHandler = Callable[[Any, "HandlerContext"], Awaitable[None]]
 """`async def on_job_requested(event: JobRequested, ctx: HandlerContext) -> None`: the typed payload and the
@@ -51,10 +52,10 @@ class ServiceDefinition:
     background: list[Callable[[ServiceRuntime], Awaitable[None]]] = field(default_factory=list)
     concurrency: int = 1
     on_stop: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
-    principal_keys: PrincipalKeys | None = None
-    learns_principal_keys: bool = False
-    """Keep a projection of principal keys from principal.* events in the service's own database (for a
-    service that verifies principal-signed events without owning the principals, like the audit)."""
+    principal_keys: Callable[[Database], PrincipalKeys] | None = None
+    """Where the bus finds the keys of `principal:<name>` signers, given the service's own database: the
+    registry's principals, or shared/bus/principal_keys.py's projection for a service that does not own
+    them (the audit). None: this service accepts no principal-signed events."""
     spec: ServiceSpec | None = None
     """The roster entry; defaults to shared.roster's entry for `name`. Test and benchmark services that are
     not in the roster pass their own."""

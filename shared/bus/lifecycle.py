@@ -30,7 +30,6 @@ from shared.bus.delivery_loops import DeliveryLoops, consumer_name
 from shared.bus.dispatch import Delivery, Dispatcher
 from shared.bus.groups import ensure_groups, group_name
 from shared.bus.inbox import InboxTables, inbox_tables
-from shared.bus.principal_keys import PrincipalKeyProjection
 from shared.bus.publisher import Publisher
 from shared.bus.unit_of_work import UnitOfWork
 from shared.bus.wire import split_fields
@@ -90,11 +89,10 @@ class ServiceRuntime:
             sign=signer.sign,
             may_emit=frozenset(definition.contract().emits),
         )
-        principal_keys = definition.principal_keys
-        if principal_keys is None and definition.learns_principal_keys:
-            projection = PrincipalKeyProjection(self.db, definition.name)
-            definition.metadata.append(projection.metadata)
-            principal_keys = projection
+        principal_keys = definition.principal_keys(self.db) if definition.principal_keys else None
+        tables = getattr(principal_keys, "metadata", None)
+        if tables is not None:
+            definition.metadata.append(tables)
         batch = definition.batch_handler
         self.dispatcher = Dispatcher(
             definition=definition,

@@ -7,6 +7,8 @@ themselves signed by the registry and authenticated before they are learnt."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Boolean, Column, MetaData, String, Table, select, update
 from sqlalchemy.exc import IntegrityError
@@ -68,3 +70,8 @@ class PrincipalKeyProjection:
                     )
             except IntegrityError:
                 pass  # learnt already (a redelivery)
+
+
+def learnt_principal_keys(service: str) -> Callable[[Database], PrincipalKeyProjection]:
+    """For ServiceDefinition.principal_keys: the projection in the service's own database."""
+    return lambda db: PrincipalKeyProjection(db, service)

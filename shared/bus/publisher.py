@@ -90,23 +90,29 @@ class Publisher:
         return headers
 
 
-def publish(settings: Settings, envelopes: Sequence[Envelope], signer: EnvelopeSigner) -> None:
-    """Synchronous publish for CLI commands. An envelope without a trace starts one here: a job submitted
-    from the CLI is one trace from this span to its last event."""
+def publish(settings: Settings, envelopes: Sequence[Envelope], signer: EnvelopeSigner) -> list[Envelope]:
+    """Synchronous publish for CLI commands, as the operator's Redis user; returns what was published. An
+    envelope without a trace starts one here (before it is signed: the signature covers the trace), so a
+    job submitted from the CLI is one trace from this span to its last event."""
     from shared.telemetry import setup_tracing
 
+    redis_url = settings.resolved_redis_url("operator")  # fails before anything is set up without a bus
     provider = setup_tracing("cli", settings)
     tracer = trace.get_tracer("tunegate.cli")
+    published: list[Envelope] = []
 
     async def _run() -> None:
-        async with Publisher(settings.resolved_redis_url("operator"), signer) as publisher:
+        async with Publisher(redis_url, signer) as publisher:
             for envelope in envelopes:
                 with tracer.start_as_current_span(f"submit {envelope.type}", kind=SpanKind.CLIENT):
                     if envelope.trace is None:
                         envelope = envelope.model_copy(update={"trace": current_traceparent()})
-                    await publisher.publish(envelope)
+                    signed = signer.sign(envelope)
+                    await publisher.publish(signed)
+                    published.append(signed)
 
     try:
         asyncio.run(_run())
     finally:
         provider.shutdown()
+    return published

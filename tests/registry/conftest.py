@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from services.registry.adapters.http import create_app
 from services.registry.adapters.tables import METADATA
-from services.registry.bootstrap import build_core
+from services.registry.bootstrap import build_governance
+from services.registry.entrypoints.http import create_app
 from services.registry.handlers import build_handlers
-from services.registry.workflow import RegistryCore
 from shared.config import Settings
 from shared.storage.db import Database
 from tests.registry.registry_support import Clock, FakeRuntime, World
@@ -24,11 +24,10 @@ def world(tmp_path: Path) -> Iterator[World]:
     db = Database(f"sqlite:///{tmp_path / 'registry.sqlite3'}")
     METADATA.create_all(db.engine)
     clock = Clock()
-    core = build_core(settings)
-    core = RegistryCore(policy=core.policy, rules=core.rules, approval_ttl_s=core.approval_ttl_s, clock=clock)
+    governance = replace(build_governance(settings), clock=clock)
     runtime = FakeRuntime(settings=settings, db=db)
-    with TestClient(create_app(runtime, core)) as client:
-        yield World(settings, runtime, core, clock, build_handlers(core), client)
+    with TestClient(create_app(runtime, governance)) as client:
+        yield World(settings, runtime, governance, clock, build_handlers(governance), client)
     db.dispose()
 
 

@@ -1,5 +1,6 @@
 """Registry test helpers: a real SQLite database, a controllable clock, handlers driven directly with a
-HandlerContext, and a fake ServiceRuntime whose transaction() collects the events it would publish."""
+HandlerContext, signed job submissions, and a fake ServiceRuntime whose transaction() collects the events
+it would publish."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 
-from services.registry.adapters import repository
-from services.registry.domain.principals import new_token
-from services.registry.workflow import RegistryCore
+from services.registry.adapters import outbox, repository
+from services.registry.domain.governance import Governance
+from services.registry.domain.principals import Principal, SigningKey, hash_token, new_token
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.events.catalog import spec_for_model
 from shared.events.envelope import Envelope
 from shared.events.payloads import ArtifactRef, DatasetScanned, JobRequested, JobSpec
+from shared.security.keys import key_id_for, public_key_raw
+from shared.security.signing import EnvelopeSigner, principal_identity
 from shared.storage.db import Database
 
 
@@ -75,32 +79,61 @@ class FakeRuntime:
         return [e for e in self.published if e.type == event_type]
 
 
+def new_signing_key(now: datetime) -> tuple[Ed25519PrivateKey, SigningKey]:
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key()
+    return private, SigningKey(key_id_for(public), public_key_raw(public).hex(), now)
+
+
+def job_requested(job_id: str, spec: JobSpec, *, as_: str | None = None) -> Envelope:
+    name = as_ or spec.requester
+    return Envelope(
+        type="job.requested",
+        producer=principal_identity(name),
+        actor=name,
+        subject=job_id,
+        payload=JobRequested(job_id=job_id, spec=spec).model_dump(mode="json"),
+    )
+
+
 @dataclass
 class World:
     settings: Settings
     runtime: FakeRuntime
-    core: RegistryCore
+    governance: Governance
     clock: Clock
-    handlers: dict[str, Any]
+    handlers: dict[Any, Any]
     client: TestClient
+    keys: dict[str, Ed25519PrivateKey] = field(default_factory=dict)
+    auditor_token: str | None = None
 
-    def principal(self, name: str, *roles: str) -> str:
+    def principal(self, name: str, *roles: str, signing: bool | None = None) -> str:
+        """Create a principal directly in the database (as the API would); requesters get a signing key."""
         token = new_token()
+        key = None
+        if signing or (signing is None and "requester" in roles):
+            private, key = new_signing_key(self.clock())
+            self.keys[name] = private
+        principal = Principal.create(
+            name=name, roles=list(roles), token_sha256=hash_token(token), key=key, by="test", now=self.clock()
+        )
         with self.runtime.db.transaction() as session:
-            repository.add_principal(
-                session, name=name, roles=list(roles), token=token, created_by="test", now=self.clock()
-            )
+            principal.pull_events()
+            repository.add_principal(session, principal)
         return token
 
+    def admin(self, name: str = "root") -> str:
+        return self.principal(name, "admin")
+
+    def signed(self, envelope: Envelope, name: str | None = None) -> Envelope:
+        signer_name = name or envelope.actor
+        return EnvelopeSigner(principal_identity(signer_name), self.keys[signer_name]).sign(envelope)
+
     async def submit(self, spec: JobSpec, job_id: str = "job_1") -> list[Envelope]:
-        envelope = Envelope(
-            type="job.requested",
-            producer="cli",
-            actor=spec.requester,
-            subject=job_id,
-            payload=JobRequested(job_id=job_id, spec=spec).model_dump(mode="json"),
-        )
-        return await self.runtime.deliver(self.handlers, envelope)
+        """Submit as spec.requester, signed with its key (the principal is created on first use)."""
+        if spec.requester not in self.keys:
+            self.principal(spec.requester, "requester")
+        return await self.runtime.deliver(self.handlers, self.signed(job_requested(job_id, spec)))
 
     async def scanned(
         self, job_id: str = "job_1", verdict: str = "clean", source_sha256: str | None = None, **extra: Any
@@ -129,19 +162,35 @@ class World:
         return await self.runtime.deliver(self.handlers, envelope)
 
     def decide(self, job_id: str, token: str | None, **body: Any) -> Any:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return self.client.post(f"/jobs/{job_id}/approvals", json=body, headers=headers)
+        return self.client.post(f"/jobs/{job_id}/approvals", json=body, headers=bearer(token))
+
+    def get(self, path: str, token: str | None = None, **params: Any) -> Any:
+        return self.client.get(path, params=params, headers=bearer(token or self.reader()))
+
+    def reader(self) -> str:
+        """A token of an auditor, made on first use."""
+        if self.auditor_token is None:
+            self.auditor_token = self.principal("auditor-1", "auditor")
+        return self.auditor_token
 
     def state(self, job_id: str = "job_1") -> str:
         with self.runtime.db.transaction() as session:
-            return repository.require_job(session, job_id).state
+            return repository.require_job(session, job_id).state.value
+
+    async def commit(self, principal: Principal) -> None:
+        async with self.runtime.transaction(actor="test", subject=principal.name) as ctx:
+            outbox.commit_principal(ctx, principal)
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def make_spec(**use_case: Any) -> JobSpec:
+def make_spec(requester: str = "alice", **use_case: Any) -> JobSpec:
     base: dict[str, Any] = {
         "name": "ticket-triage",
         "problem": "Agents re-key tickets by hand.",
@@ -155,7 +204,7 @@ def make_spec(**use_case: Any) -> JobSpec:
     base.update(use_case)
     return JobSpec.model_validate(
         {
-            "requester": "alice",
+            "requester": requester,
             "use_case": base,
             "base_model": "tiny",
             "dataset": {"uri": "file:///data/train.jsonl"},

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from services.registry.adapters.policy_file import load_policy
 from services.registry.domain.advice import advise
 from services.registry.domain.intake import check_licence, classify_risk, evaluate_intake
-from services.registry.domain.policy import PolicyError, RiskRuleRegistry, load_policy
+from services.registry.domain.policy import PolicyError, RiskRuleRegistry
 from services.registry.domain.states import TERMINAL, InvalidTransition, JobState, check_transition
 from shared.events.payloads import JobSpec, UseCase
 from shared.models.catalogue import load_catalogue

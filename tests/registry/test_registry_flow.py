@@ -6,10 +6,9 @@ import pytest
 
 from services.registry.bootstrap import expire_overdue
 from services.registry.domain.states import InvalidTransition
-from services.registry.workflow import DuplicateJob
 from shared.events.envelope import Envelope
-from shared.events.payloads import ArtifactRef, TrainingCompleted, TrainingFailed
-from tests.registry.registry_support import World, make_spec, sha
+from shared.events.payloads import ArtifactRef, TrainingCancelled, TrainingCompleted, TrainingFailed
+from tests.registry.registry_support import World, bearer, make_spec, sha
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +47,7 @@ async def test_incomplete_justification_rejects_with_field_names(world: World) -
     assert rejected["stage"] == "intake"
     assert "use_case.why_not_prompting, use_case.data_description" in rejected["reasons"][0]
     assert world.state() == "rejected"
-    view = world.client.get("/jobs/job_1").json()
+    view = world.get("/jobs/job_1").json()
     assert view["rejection_reasons"] == rejected["reasons"]
     assert [h["to_state"] for h in view["history"]] == ["requested", "rejected"]
 
@@ -58,15 +57,20 @@ async def test_prohibited_practice_is_rejected_with_the_rule(world: World) -> No
     reasons = emitted[-1].payload["reasons"]
     assert emitted[-1].type == "job.rejected"
     assert "prohibited by EU AI Act Art. 5 (rule prohibited_practice:social_scoring)" in reasons[0]
-    view = world.client.get("/jobs/job_1").json()
+    view = world.get("/jobs/job_1").json()
     assert (view["risk_tier"], view["tier_rule"]) == ("prohibited", "prohibited_practice:social_scoring")
 
 
 async def test_duplicate_job_id_is_refused_without_touching_the_first(world: World) -> None:
     await world.submit(make_spec())
-    with pytest.raises(DuplicateJob, match="job_1 is already registered"):
-        await world.submit(make_spec(name="other"))
-    assert world.client.get("/jobs/job_1").json()["use_case"] == "ticket-triage"
+    before = world.get("/jobs/job_1").json()
+    emitted = await world.submit(make_spec(name="other"))
+    assert [e.type for e in emitted] == ["job.rejected"]
+    assert emitted[0].payload["stage"] == "submission"
+    assert "job id job_1 is already registered" in emitted[0].payload["reasons"][0]
+    assert "existing job is unchanged" in emitted[0].payload["reasons"][0]
+    after = world.get("/jobs/job_1").json()
+    assert after == before and after["use_case"] == "ticket-triage"
 
 
 async def test_blocked_scan_rejects_with_the_scanners_reasons(world: World) -> None:
@@ -132,7 +136,7 @@ async def test_single_approval_requests_training_with_the_redacted_dataset(world
     assert training.payload["scan_verdict"] == "redacted"
     assert (training.payload["seed"], training.payload["approvers"]) == (3, ["bob"])
     assert training.payload["hyperparameters"] == {"max_steps": 10}, "the seed travels apart"
-    history = world.client.get("/jobs/job_1").json()["history"]
+    history = world.get("/jobs/job_1").json()["history"]
     assert [(h["to_state"], h["actor"]) for h in history][-2:] == [("approved", "bob"), ("training", "system:registry")]
 
 
@@ -199,13 +203,13 @@ async def test_approval_expires_by_timer(world: World) -> None:
     await world.submit(make_spec())
     await world.scanned()
     world.clock.advance(3599)
-    assert await expire_overdue(world.runtime, world.core) == []
+    assert await expire_overdue(world.runtime, world.governance) == []
     world.clock.advance(1)
-    assert await expire_overdue(world.runtime, world.core) == ["job_1"]
+    assert await expire_overdue(world.runtime, world.governance) == ["job_1"]
     assert world.state() == "expired"
     (expired,) = world.runtime.of_type("approval.expired")
     assert expired.payload["requested_at"] == "2026-01-05T09:00:00+00:00"
-    assert await expire_overdue(world.runtime, world.core) == []
+    assert await expire_overdue(world.runtime, world.governance) == []
 
 
 async def test_late_approval_expires_the_job_instead(world: World) -> None:
@@ -228,7 +232,7 @@ async def test_approving_a_job_not_awaiting_approval_names_its_state(world: Worl
     assert response.json() == {
         "error": "invalid_transition",
         "detail": "job job_1 is in state 'scanning'; cannot move to 'approved' "
-        "(allowed next states: awaiting_approval, blocked)",
+        "(allowed next states: awaiting_approval, blocked, cancelled)",
     }
 
 
@@ -279,7 +283,7 @@ async def test_training_outcomes_end_the_job(world: World) -> None:
     )
     emitted = await world.runtime.deliver(world.handlers, event)
     assert states_of(emitted) == [("training", "trained")]
-    view = world.client.get("/jobs/job_1").json()
+    view = world.get("/jobs/job_1").json()
     assert view["training_result"]["metrics"] == {"train_loss": 0.5}
     assert [h["to_state"] for h in view["history"]] == [
         "requested",
@@ -291,3 +295,46 @@ async def test_training_outcomes_end_the_job(world: World) -> None:
         "trained",
     ]
     assert all(h["event_id"] for h in view["history"])
+
+
+async def test_cancel_before_training_ends_the_job_and_a_late_scan_changes_nothing(world: World) -> None:
+    alice, carl = world.principal("alice", "requester"), world.principal("carl", "requester")
+    await world.submit(make_spec())
+    other = world.client.post("/jobs/job_1/cancel", json={"reason": "not mine"}, headers=bearer(carl))
+    assert other.status_code == 403 and "only its requester or an admin" in other.json()["detail"]
+    done = world.client.post("/jobs/job_1/cancel", json={"reason": "wrong data"}, headers=bearer(alice))
+    assert done.status_code == 200, done.text
+    assert (done.json()["state"], done.json()["training_cancel_requested"]) == ("cancelled", False)
+    (change,) = [e for e in world.runtime.of_type("job.state_changed") if e.payload["to_state"] == "cancelled"]
+    assert (change.actor, change.payload["reason"]) == ("alice", "cancelled by alice: wrong data")
+    assert world.runtime.of_type("training.cancel.requested") == []
+    late = await world.scanned()
+    assert late == [] and world.state() == "cancelled"
+
+
+async def test_cancel_during_training_asks_the_trainer_and_its_answer_ends_the_job(world: World) -> None:
+    bob, admin = world.principal("bob", "approver"), world.admin()
+    await world.submit(make_spec())
+    await world.scanned()
+    world.decide("job_1", bob, decision="approve")
+    asked = world.client.post("/jobs/job_1/cancel", json={}, headers=bearer(admin))
+    assert asked.status_code == 200 and asked.json()["training_cancel_requested"] is True
+    assert asked.json()["job"]["cancel_requested_by"] == "root"
+    (cancel,) = world.runtime.of_type("training.cancel.requested")
+    assert (cancel.subject, cancel.actor, cancel.payload) == (
+        "job_1",
+        "root",
+        {"job_id": "job_1", "reason": "no reason given"},
+    )
+    assert world.state() == "training"
+    event = Envelope(
+        type="training.cancelled",
+        producer="trainer",
+        actor="system:trainer",
+        subject="job_1",
+        payload=TrainingCancelled(job_id="job_1", at_step=3, reason="asked by root").model_dump(mode="json"),
+    )
+    emitted = await world.runtime.deliver(world.handlers, event)
+    assert states_of(emitted) == [("training", "cancelled")]
+    bad = world.client.post("/jobs/job_1/cancel", json={}, headers=bearer(admin))
+    assert bad.status_code == 409 and "it is a final state" in bad.json()["detail"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from services.registry.adapters import repository
@@ -36,9 +34,9 @@ async def test_missing_and_malformed_authorization_is_401(waiting: World) -> Non
 async def test_revoked_token_is_401(waiting: World) -> None:
     bob = waiting.principal("bob", "approver")
     with waiting.runtime.db.transaction() as session:
-        row = repository.get_principal(session, "bob")
-        assert row is not None
-        row.revoked_at = datetime.now(UTC)
+        principal = repository.require_principal(session, "bob")
+    principal.revoke(by="test", reason="left", now=waiting.clock())
+    await waiting.commit(principal)
     response = waiting.decide("job_1", bob, decision="approve")
     assert response.status_code == 401 and "revoked" in response.json()["detail"]
     assert waiting.state() == "awaiting_approval"
@@ -65,21 +63,21 @@ async def test_bad_body_and_unknown_job(waiting: World) -> None:
     assert extra.status_code == 422 and "body.approver" in extra.json()["detail"]
     missing = waiting.decide("job_nope", bob, decision="approve")
     assert missing.status_code == 404 and missing.json() == {"error": "not_found", "detail": "job job_nope not found"}
-    assert waiting.client.get("/jobs/job_nope").status_code == 404
+    assert waiting.get("/jobs/job_nope").status_code == 404
     route = waiting.client.get("/nothing-here")
     assert route.status_code == 404 and route.json()["error"] == "http_error"
 
 
 async def test_queries(waiting: World) -> None:
     await waiting.submit(make_spec(problem=""), job_id="job_2")
-    assert waiting.client.get("/healthz").json() == {"status": "ok"}
-    listed = waiting.client.get("/jobs").json()
+    assert waiting.client.get("/healthz").json() == {"status": "ok"}  # open: no token
+    listed = waiting.get("/jobs").json()
     assert {j["id"]: j["state"] for j in listed} == {"job_1": "awaiting_approval", "job_2": "rejected"}
-    only = waiting.client.get("/jobs", params={"state": "rejected"}).json()
+    only = waiting.get("/jobs", state="rejected").json()
     assert [j["id"] for j in only] == ["job_2"]
-    bad = waiting.client.get("/jobs", params={"state": "done"})
+    bad = waiting.get("/jobs", state="done")
     assert bad.status_code == 422 and "unknown state 'done'" in bad.json()["detail"]
-    view = waiting.client.get("/jobs/job_1").json()
+    view = waiting.get("/jobs/job_1").json()
     assert view["advice"]["verdict"] == "fine_tuning_fits"
     assert view["scan_summary"]["verdict"] == "clean"
     assert view["approval_expires_at"] == "2026-01-05T10:00:00Z"
@@ -90,9 +88,9 @@ async def test_serve_publishes_its_url_and_removes_it_on_stop(world: World) -> N
 
     import httpx
 
-    from services.registry.adapters.http import serve, url_file
+    from services.registry.entrypoints.http import serve, url_file
 
-    task = asyncio.create_task(serve(world.runtime, world.core))
+    task = asyncio.create_task(serve(world.runtime, world.governance))
     target = url_file(world.settings)
     for _ in range(200):
         if target.exists():

@@ -1,5 +1,5 @@
 """HTTP client of the registry API, used by the CLI. Takes any httpx.Client so tests can hand it
-FastAPI's TestClient."""
+FastAPI's TestClient. Every call but the bootstrap carries a bearer token."""
 
 from __future__ import annotations
 
@@ -7,7 +7,20 @@ from typing import Any
 
 import httpx
 
-from services.registry.schemas import ApprovalRequest, ApprovalResult, JobSummary, JobView
+from services.registry.schemas import (
+    AdminBootstrap,
+    ApprovalRequest,
+    ApprovalResult,
+    CancelRequest,
+    CancelResult,
+    JobSummary,
+    JobView,
+    PrincipalCreate,
+    PrincipalCredentials,
+    PrincipalRevoke,
+    PrincipalRotate,
+    PrincipalView,
+)
 
 
 class RegistryAPIError(RuntimeError):
@@ -19,8 +32,12 @@ class RegistryAPIError(RuntimeError):
 
 
 class RegistryClient:
-    def __init__(self, http: httpx.Client) -> None:
+    def __init__(self, http: httpx.Client, token: str | None = None) -> None:
         self.http = http
+        self.token = token
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def _check(self, response: httpx.Response) -> Any:
         try:
@@ -33,17 +50,40 @@ class RegistryClient:
             raise RegistryAPIError(response.status_code, "http_error", response.text[:500])
         return body
 
+    def _get(self, path: str, **params: Any) -> Any:
+        return self._check(self.http.get(path, params=params, headers=self._headers()))
+
+    def _post(self, path: str, body: Any) -> Any:
+        return self._check(self.http.post(path, json=body.model_dump(mode="json"), headers=self._headers()))
+
+    # ------------------------------------------------------------ jobs
+
     def list_jobs(self, *, state: str | None = None) -> list[JobSummary]:
         params = {"state": state} if state else {}
-        return [JobSummary.model_validate(item) for item in self._check(self.http.get("/jobs", params=params))]
+        return [JobSummary.model_validate(item) for item in self._get("/jobs", **params)]
 
     def get_job(self, job_id: str) -> JobView:
-        return JobView.model_validate(self._check(self.http.get(f"/jobs/{job_id}")))
+        return JobView.model_validate(self._get(f"/jobs/{job_id}"))
 
-    def decide(self, job_id: str, token: str, request: ApprovalRequest) -> ApprovalResult:
-        response = self.http.post(
-            f"/jobs/{job_id}/approvals",
-            json=request.model_dump(mode="json"),
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        return ApprovalResult.model_validate(self._check(response))
+    def decide(self, job_id: str, request: ApprovalRequest) -> ApprovalResult:
+        return ApprovalResult.model_validate(self._post(f"/jobs/{job_id}/approvals", request))
+
+    def cancel(self, job_id: str, request: CancelRequest) -> CancelResult:
+        return CancelResult.model_validate(self._post(f"/jobs/{job_id}/cancel", request))
+
+    # ------------------------------------------------------------ principals
+
+    def list_principals(self) -> list[PrincipalView]:
+        return [PrincipalView.model_validate(item) for item in self._get("/principals")]
+
+    def create_principal(self, request: PrincipalCreate) -> PrincipalCredentials:
+        return PrincipalCredentials.model_validate(self._post("/principals", request))
+
+    def rotate_principal(self, name: str, request: PrincipalRotate) -> PrincipalCredentials:
+        return PrincipalCredentials.model_validate(self._post(f"/principals/{name}/rotate", request))
+
+    def revoke_principal(self, name: str, request: PrincipalRevoke) -> PrincipalView:
+        return PrincipalView.model_validate(self._post(f"/principals/{name}/revoke", request))
+
+    def bootstrap_admin(self, request: AdminBootstrap) -> PrincipalCredentials:
+        return PrincipalCredentials.model_validate(self._post("/admin/bootstrap", request))

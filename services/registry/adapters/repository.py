@@ -1,61 +1,231 @@
-"""Queries over the registry tables. Callers own the session (and so the transaction)."""
+"""Rows <-> aggregates. Callers own the session (and so the transaction).
+
+`save_*` writes the aggregate back onto the row the session already holds (or a new one), appending the
+history entries the aggregate gained; the job's version column makes a concurrent writer fail with
+StaleDataError instead of overwriting."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, selectinload
 
-from services.registry.adapters.tables import JobRow, PrincipalRow
+from services.registry.adapters.tables import ApprovalRow, JobRow, PrincipalKeyRow, PrincipalRow, TransitionRow
 from services.registry.domain.errors import Conflict, NotFound
-from services.registry.domain.principals import hash_token
+from services.registry.domain.job import Approval, Job, Transition
+from services.registry.domain.principals import Principal, SigningKey, hash_token
+from services.registry.domain.states import JobState
+from shared.events.payloads import JobSpec
+
+# ---------------------------------------------------------------- jobs
 
 
-def get_job(session: Session, job_id: str, *, with_history: bool = False) -> JobRow | None:
-    query = select(JobRow).where(JobRow.id == job_id)
-    if with_history:
-        query = query.options(selectinload(JobRow.transitions), selectinload(JobRow.approvals))
+def _job_row(session: Session, job_id: str) -> JobRow | None:
+    query = (
+        select(JobRow)
+        .where(JobRow.id == job_id)
+        .options(selectinload(JobRow.transitions), selectinload(JobRow.approvals))
+    )
     return session.scalars(query).one_or_none()
 
 
-def require_job(session: Session, job_id: str, *, with_history: bool = False) -> JobRow:
-    job = get_job(session, job_id, with_history=with_history)
+def _to_job(row: JobRow) -> Job:
+    return Job(
+        id=row.id,
+        state=JobState(row.state),
+        spec=JobSpec.model_validate(row.spec),
+        requester=row.requester,
+        risk_tier=row.risk_tier,
+        tier_rule=row.tier_rule,
+        tier_reason=row.tier_reason,
+        licence_id=row.licence_id,
+        licence_decision=row.licence_decision,
+        advice=dict(row.advice or {}),
+        required_approvals=row.required_approvals,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        rejection_reasons=list(row.rejection_reasons or []),
+        scan_summary=row.scan_summary,
+        scan_verdict=row.scan_verdict,
+        training_dataset=row.training_dataset,
+        data_fingerprint=row.data_fingerprint,
+        training_result=row.training_result,
+        traceparent=row.traceparent,
+        approval_requested_at=row.approval_requested_at,
+        approval_expires_at=row.approval_expires_at,
+        cancel_requested_at=row.cancel_requested_at,
+        cancel_requested_by=row.cancel_requested_by,
+        version=row.version,
+        transitions=[
+            Transition(t.from_state, t.to_state, t.actor, t.reason, t.at, t.event_id, t.cause_event_id)
+            for t in row.transitions
+        ],
+        approvals=[
+            Approval(a.approver, a.decision, a.comment, a.reason, a.override, a.at)  # type: ignore[arg-type]
+            for a in row.approvals
+        ],
+    )
+
+
+def load_job(session: Session, job_id: str) -> Job | None:
+    row = _job_row(session, job_id)
+    return None if row is None else _to_job(row)
+
+
+def require_job(session: Session, job_id: str) -> Job:
+    job = load_job(session, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found")
     return job
 
 
-def list_jobs(session: Session, *, state: str | None = None, limit: int = 500) -> Sequence[JobRow]:
-    query = select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id.desc()).limit(limit)
+def job_exists(session: Session, job_id: str) -> bool:
+    return bool(session.scalar(select(exists().where(JobRow.id == job_id))))
+
+
+def list_jobs(
+    session: Session, *, state: str | None = None, requester: str | None = None, limit: int = 500
+) -> list[Job]:
+    query = (
+        select(JobRow)
+        .order_by(JobRow.created_at.desc(), JobRow.id.desc())
+        .limit(limit)
+        .options(selectinload(JobRow.transitions), selectinload(JobRow.approvals))
+    )
     if state is not None:
         query = query.where(JobRow.state == state)
-    return session.scalars(query).all()
+    if requester is not None:
+        query = query.where(JobRow.requester == requester)
+    return [_to_job(row) for row in session.scalars(query)]
 
 
-def overdue_job_ids(session: Session, *, now: datetime, state: str) -> list[str]:
-    query = select(JobRow.id).where(JobRow.state == state, JobRow.approval_expires_at <= now)
+def overdue_job_ids(session: Session, *, now: datetime) -> list[str]:
+    query = select(JobRow.id).where(JobRow.state == JobState.AWAITING_APPROVAL.value, JobRow.approval_expires_at <= now)
     return list(session.scalars(query))
 
 
-def principal_by_token(session: Session, token: str) -> PrincipalRow | None:
-    return session.scalars(select(PrincipalRow).where(PrincipalRow.token_sha256 == hash_token(token))).one_or_none()
+def save_job(session: Session, job: Job, *, cause_event_id: str | None = None) -> None:
+    """Write the job back; new history entries name `cause_event_id` (the event being handled) as cause."""
+    row = session.get(JobRow, job.id)
+    if row is None:
+        row = JobRow(id=job.id)
+        session.add(row)
+    row.state = job.state.value
+    row.spec = job.spec.model_dump(mode="json")
+    row.requester = job.requester
+    row.use_case_name = job.spec.use_case.name
+    row.base_model = job.spec.base_model
+    row.risk_tier = job.risk_tier
+    row.tier_rule = job.tier_rule
+    row.tier_reason = job.tier_reason
+    row.licence_id = job.licence_id
+    row.licence_decision = job.licence_decision
+    row.advice = job.advice
+    row.required_approvals = job.required_approvals
+    row.rejection_reasons = list(job.rejection_reasons)
+    row.scan_summary = job.scan_summary
+    row.scan_verdict = job.scan_verdict
+    row.training_dataset = job.training_dataset
+    row.data_fingerprint = job.data_fingerprint
+    row.training_result = job.training_result
+    row.traceparent = job.traceparent
+    row.approval_requested_at = job.approval_requested_at
+    row.approval_expires_at = job.approval_expires_at
+    row.cancel_requested_at = job.cancel_requested_at
+    row.cancel_requested_by = job.cancel_requested_by
+    row.created_at = job.created_at
+    row.updated_at = job.updated_at
+    for step in job.transitions[len(row.transitions) :]:
+        row.transitions.append(
+            TransitionRow(
+                from_state=step.from_state,
+                to_state=step.to_state,
+                actor=step.actor,
+                reason=step.reason,
+                at=step.at,
+                event_id=step.event_id,
+                cause_event_id=step.cause_event_id or cause_event_id,
+            )
+        )
+    for approval in job.approvals[len(row.approvals) :]:
+        row.approvals.append(
+            ApprovalRow(
+                approver=approval.approver,
+                decision=approval.decision,
+                comment=approval.comment,
+                reason=approval.reason,
+                override=approval.override,
+                at=approval.at,
+            )
+        )
+    session.flush()
+    job.version = row.version
 
 
-def get_principal(session: Session, name: str) -> PrincipalRow | None:
-    return session.get(PrincipalRow, name)
+# ---------------------------------------------------------------- principals
 
 
-def add_principal(
-    session: Session, *, name: str, roles: list[str], token: str, created_by: str, now: datetime
-) -> PrincipalRow:
-    if session.get(PrincipalRow, name) is not None:
-        raise Conflict(f"principal {name!r} already exists (revoke it or pick another name)")
-    row = PrincipalRow(name=name, roles=roles, token_sha256=hash_token(token), created_at=now, created_by=created_by)
-    session.add(row)
-    return row
+def _to_principal(row: PrincipalRow) -> Principal:
+    return Principal(
+        name=row.name,
+        roles=list(row.roles),
+        token_sha256=row.token_sha256,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        revoked_at=row.revoked_at,
+        keys=[SigningKey(k.key_id, k.public_key, k.added_at, k.retired_at) for k in row.keys],
+    )
 
 
-def list_principals(session: Session) -> Sequence[PrincipalRow]:
-    return session.scalars(select(PrincipalRow).order_by(PrincipalRow.created_at, PrincipalRow.name)).all()
+def load_principal(session: Session, name: str) -> Principal | None:
+    row = session.get(PrincipalRow, name)
+    return None if row is None else _to_principal(row)
+
+
+def require_principal(session: Session, name: str) -> Principal:
+    principal = load_principal(session, name)
+    if principal is None:
+        raise NotFound(f"principal {name!r} not found")
+    return principal
+
+
+def principal_by_token(session: Session, token: str) -> Principal | None:
+    row = session.scalars(select(PrincipalRow).where(PrincipalRow.token_sha256 == hash_token(token))).one_or_none()
+    return None if row is None else _to_principal(row)
+
+
+def list_principals(session: Session) -> list[Principal]:
+    rows = session.scalars(select(PrincipalRow).order_by(PrincipalRow.created_at, PrincipalRow.name))
+    return [_to_principal(row) for row in rows]
+
+
+def active_admin_exists(session: Session) -> bool:
+    return any(p.active and "admin" in p.roles for p in list_principals(session))
+
+
+def add_principal(session: Session, principal: Principal) -> None:
+    if session.get(PrincipalRow, principal.name) is not None:
+        raise Conflict(f"principal {principal.name!r} already exists (rotate or revoke it, or pick another name)")
+    save_principal(session, principal)
+
+
+def save_principal(session: Session, principal: Principal) -> None:
+    row = session.get(PrincipalRow, principal.name)
+    if row is None:
+        row = PrincipalRow(name=principal.name, created_at=principal.created_at, created_by=principal.created_by)
+        session.add(row)
+    row.roles = list(principal.roles)
+    row.token_sha256 = principal.token_sha256
+    row.revoked_at = principal.revoked_at
+    stored = {k.key_id: k for k in row.keys}
+    for key in principal.keys:
+        if key.key_id in stored:
+            stored[key.key_id].retired_at = key.retired_at
+        else:
+            row.keys.append(
+                PrincipalKeyRow(
+                    key_id=key.key_id, public_key=key.public_key, added_at=key.added_at, retired_at=key.retired_at
+                )
+            )
+    session.flush()

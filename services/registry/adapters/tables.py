@@ -64,6 +64,8 @@ class JobRow(Base):
     traceparent: Mapped[str | None] = mapped_column(String(64))
     approval_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     approval_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested_by: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -120,6 +122,39 @@ class PrincipalRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(200))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    keys: Mapped[list[PrincipalKeyRow]] = relationship(
+        back_populates="principal", order_by="PrincipalKeyRow.id", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class PrincipalKeyRow(Base):
+    """Every event-signing public key a principal ever had; retired keys stay to verify older events."""
+
+    __tablename__ = "registry_principal_keys"
+    __table_args__ = (UniqueConstraint("principal_name", "key_id", name="registry_principal_keys_one_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    principal_name: Mapped[str] = mapped_column(ForeignKey("registry_principals.name"), index=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    public_key: Mapped[str] = mapped_column(String(64), comment="Ed25519 public key, hex.")
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    principal: Mapped[PrincipalRow] = relationship(back_populates="keys")
+
+
+class BootstrapSecretRow(Base):
+    """The one-time secret that lets the local operator create the first admin. Only its hash is here; the
+    secret itself is in a 0600 file under TUNEGATE_HOME, readable by whoever runs the registry."""
+
+    __tablename__ = "registry_bootstrap_secret"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consumed_by: Mapped[str | None] = mapped_column(String(200))
 
 
 METADATA = Base.metadata

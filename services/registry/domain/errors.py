@@ -27,3 +27,11 @@ class Conflict(RegistryError):
 
 class InvalidRequest(RegistryError):
     error = "invalid_request"
+
+
+class SubmissionRefused(RegistryError):
+    """A job.requested the registry will not record: unsigned, signed by an unknown, revoked or unauthorised
+    principal, or with a signature that does not verify. Raised from the handler, so the bus keeps the
+    entry in its dead-letter stream with this reason."""
+
+    error = "submission_refused"

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.events.payloads import UseCase
 from shared.models.catalogue import CATALOGUE_SOURCE, BaseModelCatalogue, load_catalogue
 from shared.validation import describe_validation_error
-from shared.yaml_models import parse_yaml, read_limited_text
 
 RiskTier = Literal["minimal", "limited", "high"]
 TierOrProhibited = Literal["minimal", "limited", "high", "prohibited"]
@@ -195,7 +191,7 @@ class RiskRuleRegistry:
         return registry
 
 
-# ---------------------------------------------------------------- loading
+# ---------------------------------------------------------------- parsing (the file is read by adapters/policy_file.py)
 
 
 def parse_policy(document: Any, source: str, registry: RiskRuleRegistry | None = None) -> Policy:
@@ -214,23 +210,3 @@ def parse_policy(document: Any, source: str, registry: RiskRuleRegistry | None =
         except PolicyError as exc:
             raise PolicyError(f"{source}: risk.rules[{index}]: {exc}") from None
     return policy
-
-
-def load_policy(path: Path | None = None, registry: RiskRuleRegistry | None = None) -> Policy:
-    """The YAML at `path`, or the bundled default policy when None."""
-    if path is None:
-        text = resources.files("services.registry.policy").joinpath("default.yaml").read_text("utf-8")
-        source = "bundled policy services/registry/policy/default.yaml"
-    else:
-        try:
-            text = read_limited_text(path)
-        except OSError as exc:
-            raise PolicyError(f"{path}: cannot read registry policy: {exc.strerror or exc}") from None
-        except ValueError as exc:  # too large, not a regular file, not UTF-8
-            raise PolicyError(f"{path}: cannot read registry policy: {exc}") from None
-        source = str(path)
-    try:
-        document = parse_yaml(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{source}: not valid YAML: {exc}") from None
-    return parse_policy(document, source, registry)

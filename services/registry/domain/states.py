@@ -24,8 +24,8 @@ class JobState(StrEnum):
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.REQUESTED: frozenset({JobState.ACCEPTED, JobState.REJECTED}),
     JobState.ACCEPTED: frozenset({JobState.SCANNING}),
-    JobState.SCANNING: frozenset({JobState.AWAITING_APPROVAL, JobState.BLOCKED}),
-    JobState.AWAITING_APPROVAL: frozenset({JobState.APPROVED, JobState.REJECTED, JobState.EXPIRED}),
+    JobState.SCANNING: frozenset({JobState.AWAITING_APPROVAL, JobState.BLOCKED, JobState.CANCELLED}),
+    JobState.AWAITING_APPROVAL: frozenset({JobState.APPROVED, JobState.REJECTED, JobState.EXPIRED, JobState.CANCELLED}),
     JobState.APPROVED: frozenset({JobState.TRAINING}),
     JobState.TRAINING: frozenset({JobState.TRAINED, JobState.FAILED, JobState.CANCELLED}),
     JobState.REJECTED: frozenset(),

@@ -1,67 +1,57 @@
-"""`tunegate` commands of the registry: submit, jobs list|show, approve, reject, advise, principals.
+"""`tunegate` commands of the registry: submit, jobs list|show|cancel, approve, reject, advise; `register`
+adds those of principals_cli.py (principals create|rotate|revoke|list, admin bootstrap).
 
-`principals create|list|revoke` work on the registry database directly: they are the admin bootstrap on
-the host that runs the registry, and access to that database is the admin credential. Tokens are
-printed once and kept for the local CLI in $TUNEGATE_HOME/cli/tokens.json (mode 0600) so that
-`--as NAME` finds them; the database holds only their SHA-256."""
+Every command but `advise` and `submit` is a client of the registry API, authenticated by a bearer token
+(cli_common.resolve_token says which). `submit --as NAME` signs
+`job.requested` with NAME's key ($TUNEGATE_HOME/credentials/NAME/signing.key) and publishes it on the bus.
+
+Start-up matters for a CLI: fastapi, sqlalchemy and httpx are imported inside the commands that use them."""
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from pydantic import ValidationError
-from redis.exceptions import RedisError
-from rich.console import Console
 from rich.table import Table
 
-from services.registry.adapters import repository
-from services.registry.adapters.client import RegistryAPIError, RegistryClient
-from services.registry.adapters.tables import METADATA
-from services.registry.domain.advice import Advice, advise
-from services.registry.domain.errors import RegistryError
-from services.registry.domain.intake import TierDecision, classify_risk
-from services.registry.domain.policy import PolicyError, RiskRuleRegistry, load_policy
-from services.registry.domain.principals import ROLES, new_token, validate_name, validate_roles
+from services.registry.domain.principals import validate_name
 from services.registry.domain.states import STATE_NAMES, JobState
-from services.registry.jobfile import JobFileError, load_job_file
-from services.registry.schemas import ApprovalRequest, ApprovalResult, JobView, PrincipalView
+from services.registry.entrypoints import cli_common as common
+from services.registry.entrypoints.cli_common import JsonOption, TokenOption, call, console, credentials, fail, guard
+from services.registry.schemas import ApprovalRequest, ApprovalResult, CancelRequest, JobView
 from shared.config import Settings
-from shared.events.envelope import Envelope
-from shared.events.payloads import JobRequested, UseCase
-from shared.ids import UnsafeIdError, new_job_id, validate_job_id
-from shared.storage.db import Database
-from shared.validation import describe_validation_error
+from shared.events.payloads import UseCase
+
+if TYPE_CHECKING:
+    from services.registry.adapters.client import RegistryClient
+    from services.registry.domain.advice import Advice
+    from services.registry.domain.intake import TierDecision
 
 jobs_app = typer.Typer(help="Fine-tuning jobs held by the registry.", no_args_is_help=True)
-principals_app = typer.Typer(
-    help="Principals (requester, approver, deployer, auditor, admin) and their tokens. Runs on the registry "
-    "host against its database: access to that database is the admin credential.",
-    no_args_is_help=True,
-)
-
-console = Console()
-err_console = Console(stderr=True)
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", highlight=False, markup=True, soft_wrap=True)
-    return typer.Exit(code)
+# ---------------------------------------------------------------- submit
 
 
-def open_client(settings: Settings) -> RegistryClient:
-    """The registry API client; tests replace this function to talk to a TestClient."""
-    try:
-        base_url = settings.resolved_registry_url()
-    except RuntimeError as exc:
-        raise fail(str(exc)) from None
-    return RegistryClient(httpx.Client(base_url=base_url, timeout=30.0))
+def check_job_id_free(client: RegistryClient, job_id: str) -> None:
+    """Ask the registry, with the submitter's own token, whether the id is taken (404 = free). The registry
+    refuses a reused id as well; asking first turns a late refusal into an immediate one."""
+    from services.registry.adapters.client import RegistryAPIError
+
+    def probe() -> None:
+        try:
+            client.get_job(job_id)
+        except RegistryAPIError as exc:
+            if exc.status == 404:
+                return
+            if exc.status != 403:
+                raise
+        raise fail(f"--job-id: job id {job_id} is already taken; pick a new one (or leave --job-id out)")
+
+    call(probe)
 
 
 def _option_name(loc: tuple[Any, ...]) -> str:
@@ -69,124 +59,77 @@ def _option_name(loc: tuple[Any, ...]) -> str:
     return "--" + "-".join(str(part) for part in loc).replace("_", "-")
 
 
-def _call(action: Any) -> Any:
-    try:
-        return action()
-    except RegistryAPIError as exc:
-        raise fail(f"{exc.detail} (HTTP {exc.status} {exc.error})") from None
-    except httpx.HTTPError as exc:
-        raise fail(f"registry API unreachable: {exc}") from None
-
-
-# ---------------------------------------------------------------- token store
-
-
-class TokenStore:
-    """Local CLI tokens keyed by principal name, readable by the owner only."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.path = settings.home_dir / "cli" / "tokens.json"
-
-    def load(self) -> dict[str, str]:
-        if not self.path.exists():
-            return {}
-        try:
-            data = json.loads(self.path.read_text("utf-8"))
-        except ValueError as exc:
-            raise fail(f"{self.path}: token store is not valid JSON ({exc}); fix or delete it") from None
-        if not isinstance(data, dict):
-            raise fail(f"{self.path}: token store must be a JSON object of name -> token")
-        return {str(k): str(v) for k, v in data.items()}
-
-    def _write(self, tokens: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(tokens, handle, indent=2, sort_keys=True)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.path)
-
-    def put(self, name: str, token: str) -> None:
-        tokens = self.load()
-        tokens[name] = token
-        self._write(tokens)
-
-    def drop(self, name: str) -> None:
-        tokens = self.load()
-        if tokens.pop(name, None) is not None:
-            self._write(tokens)
-
-    def token_for(self, name: str) -> str:
-        token = self.load().get(name)
-        if token is None:
-            raise fail(
-                f"no token for principal {name!r} in {self.path}; pass --token or create it with "
-                f"`tunegate principals create {name} --role approver`"
-            )
-        return token
-
-
-# ---------------------------------------------------------------- submit
-
-
-def build_job_requested(spec_path: Path, *, job_id: str, dataset: str | None) -> Envelope:
-    spec = load_job_file(spec_path, dataset=dataset)
-    return Envelope(
-        type="job.requested",
-        producer="cli",
-        actor=spec.requester,
-        subject=job_id,
-        payload=JobRequested(job_id=job_id, spec=spec).model_dump(mode="json"),
-    )
-
-
 def submit(
     job_file: Annotated[Path, typer.Argument(help="Job specification (YAML).")],
+    principal: Annotated[str, typer.Option("--as", help="Submitting principal: signs job.requested with its key.")],
     dataset: Annotated[
         str | None, typer.Option(help="Use this dataset (path or URI) instead of dataset.uri in the file.")
     ] = None,
-    job_id: Annotated[str | None, typer.Option(help="Job id to use (default: a new time-ordered id).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    job_id: Annotated[
+        str | None,
+        typer.Option(help="Job id to use (default: a new time-ordered id); a given id is checked with the registry."),
+    ] = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Validate a job file and publish job.requested; prints the job id."""
+    """Validate a job file, sign job.requested as the principal and publish it; prints the job id."""
+    from redis.exceptions import RedisError
+
+    from services.registry.jobfile import JobFileError, load_job_file
     from shared.bus.publisher import publish
+    from shared.events.envelope import Envelope
+    from shared.events.payloads import JobRequested
+    from shared.ids import UnsafeIdError, new_job_id, validate_job_id
+    from shared.security.signing import EnvelopeSigner, principal_identity
 
     settings = Settings()
+    guard(lambda: validate_name(principal))
+    signer = EnvelopeSigner(principal_identity(principal), guard(lambda: credentials(settings).signing_key(principal)))
+    if job_id is not None:
+        try:
+            validate_job_id(job_id)
+        except UnsafeIdError as exc:
+            raise fail(f"--job-id: {exc}", code=2) from None
+        check_job_id_free(common.open_client(settings, common.resolve_token(settings, token, principal)), job_id)
     chosen = job_id or new_job_id()
     try:
-        validate_job_id(chosen)
-    except UnsafeIdError as exc:
-        raise fail(f"--job-id: {exc}", code=2) from None
-    try:
-        envelope = build_job_requested(job_file, job_id=chosen, dataset=dataset)
+        spec = load_job_file(job_file, requester=principal, dataset=dataset)
+        envelope = Envelope(
+            type="job.requested",
+            producer=signer.identity,
+            actor=principal,
+            subject=chosen,
+            payload=JobRequested(job_id=chosen, spec=spec).model_dump(mode="json"),
+        )
     except JobFileError as exc:
         raise fail(str(exc), code=2) from None
     except ValueError as exc:  # e.g. an envelope field (job id) that does not validate
         raise fail(f"{job_file}: {exc}", code=2) from None
     try:
-        publish(settings, [envelope])
+        [published] = publish(settings, [envelope], signer)
     except (RuntimeError, OSError, RedisError) as exc:
         raise fail(f"job {chosen} was not submitted: could not publish job.requested: {exc}") from None
     if as_json:
-        print(json.dumps({"job_id": chosen, "event_id": envelope.event_id}))
+        print(json.dumps({"job_id": chosen, "event_id": published.event_id, "requester": principal}))
     else:
         print(chosen)
 
 
-# ---------------------------------------------------------------- jobs list | show
+# ---------------------------------------------------------------- jobs list | show | cancel
 
 
 @jobs_app.command("list")
 def jobs_list(
     state: Annotated[str | None, typer.Option(help=f"Only jobs in this state ({', '.join(JobState)}).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    principal: Annotated[str | None, typer.Option("--as", help="Read as this principal (its stored token).")] = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first (a requester sees its own jobs only)."""
     if state is not None and state not in STATE_NAMES:
         raise fail(f"--state: unknown state {state!r} (known: {', '.join(JobState)})", code=2)
-    client = open_client(Settings())
-    jobs = _call(lambda: client.list_jobs(state=state))
+    client = common.client_for(token, principal)
+    jobs = call(lambda: client.list_jobs(state=state))
     if as_json:
         print(json.dumps([job.model_dump(mode="json") for job in jobs], indent=2))
         return
@@ -262,37 +205,56 @@ def print_job(job: JobView) -> None:
 @jobs_app.command("show")
 def jobs_show(
     job_id: Annotated[str, typer.Argument(help="Job id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    principal: Annotated[str | None, typer.Option("--as", help="Read as this principal (its stored token).")] = None,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show one job: tier, licence, advice, scan summary, approvals and its history with actors and times."""
-    client = open_client(Settings())
-    job = _call(lambda: client.get_job(job_id))
+    client = common.client_for(token, principal)
+    job = call(lambda: client.get_job(job_id))
     if as_json:
         print(job.model_dump_json(indent=2))
     else:
         print_job(job)
 
 
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    principal: Annotated[str, typer.Option("--as", help="Cancelling principal: the job's requester or an admin.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded with the cancellation).")] = "",
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a job: before training it ends at once; during training the trainer is asked to stop."""
+    client = common.client_for(token, principal)
+    result = call(lambda: client.cancel(job_id, CancelRequest(reason=reason)))
+    if as_json:
+        print(result.model_dump_json(indent=2))
+    elif result.training_cancel_requested:
+        console.print(f"job {job_id}: the trainer was asked to stop (training.cancel.requested)", highlight=False)
+    else:
+        console.print(f"job {job_id} is now {result.state}", highlight=False)
+
+
 # ---------------------------------------------------------------- approve | reject
 
 
 def _decide(job_id: str, principal: str, token: str | None, request: ApprovalRequest) -> ApprovalResult:
-    settings = Settings()
-    secret = token or TokenStore(settings).token_for(principal)
-    client = open_client(settings)
-    job = _call(lambda: client.get_job(job_id))
+    client = common.client_for(token, principal)
+    job = call(lambda: client.get_job(job_id))
     # Approvers decide knowing what the scanner found and what the advice said.
     print_advice(job.advice)
     print_scan(job.scan_summary)
-    return _call(lambda: client.decide(job_id, secret, request))
+    return call(lambda: client.decide(job_id, request))
 
 
 def approve(
     job_id: Annotated[str, typer.Argument(help="Job id.")],
-    principal: Annotated[str, typer.Option("--as", help="Approving principal (its token from the CLI store).")],
+    principal: Annotated[str, typer.Option("--as", help="Approving principal (its stored token).")],
     comment: Annotated[str, typer.Option(help="Comment; required to override 'prefer RAG' advice.")] = "",
-    token: Annotated[str | None, typer.Option(help="Bearer token (overrides the stored one).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Approve a job awaiting approval (training starts once enough distinct approvers agreed)."""
     result = _decide(job_id, principal, token, ApprovalRequest(decision="approve", comment=comment))
@@ -311,10 +273,10 @@ def approve(
 
 def reject(
     job_id: Annotated[str, typer.Argument(help="Job id.")],
-    principal: Annotated[str, typer.Option("--as", help="Rejecting principal (its token from the CLI store).")],
+    principal: Annotated[str, typer.Option("--as", help="Rejecting principal (its stored token).")],
     reason: Annotated[str, typer.Option(help="Why (required).")],
-    token: Annotated[str | None, typer.Option(help="Bearer token (overrides the stored one).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Reject a job awaiting approval, with a reason."""
     try:
@@ -332,6 +294,11 @@ def reject(
 
 
 def advise_use_case(settings: Settings, use_case: UseCase) -> tuple[TierDecision, Advice]:
+    from services.registry.adapters.policy_file import load_policy
+    from services.registry.domain.advice import advise
+    from services.registry.domain.intake import classify_risk
+    from services.registry.domain.policy import RiskRuleRegistry
+
     rules = RiskRuleRegistry.default()
     policy = load_policy(settings.registry_policy_path, rules)
     tier = classify_risk(use_case, policy, rules)
@@ -395,8 +362,11 @@ def advise_cmd(
             practices=practice or [],
         )
     except ValidationError as exc:
-        details = describe_validation_error(exc, location=_option_name)
-        raise fail(details, code=2) from None
+        from shared.validation import describe_validation_error
+
+        raise fail(describe_validation_error(exc, location=_option_name), code=2) from None
+    from services.registry.domain.policy import PolicyError
+
     try:
         tier, advice = advise_use_case(Settings(), use_case)
     except PolicyError as exc:
@@ -411,104 +381,13 @@ def advise_cmd(
     print_advice(advice.as_dict())
 
 
-# ---------------------------------------------------------------- principals
-
-
-def registry_database(settings: Settings) -> Database:
-    db = Database(settings.database_url_for("registry"))
-    METADATA.create_all(db.engine)  # the CLI may bootstrap principals before the service first starts
-    return db
-
-
-@principals_app.command("create")
-def principals_create(
-    name: Annotated[str, typer.Argument(help="Principal name (e.g. alice@example.com).")],
-    role: Annotated[list[str], typer.Option("--role", help=f"Role, repeatable: {', '.join(ROLES)}.")],
-    store: Annotated[bool, typer.Option(help="Keep the token in the local CLI token store.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Create a principal and print its token (shown once; only its hash is stored)."""
-    try:
-        validate_name(name)
-        roles = validate_roles(role)
-    except ValueError as exc:
-        raise fail(str(exc), code=2) from None
-    settings = Settings()
-    token = new_token()
-    db = registry_database(settings)
-    try:
-        with db.transaction() as session:
-            row = repository.add_principal(
-                session,
-                name=name,
-                roles=roles,
-                token=token,
-                created_by=f"host-admin:{getpass.getuser()}",
-                now=datetime.now(UTC),
-            )
-            view = PrincipalView.of(row)
-    except RegistryError as exc:
-        raise fail(str(exc)) from None
-    finally:
-        db.dispose()
-    if store:
-        TokenStore(settings).put(name, token)
-    if as_json:
-        print(json.dumps({**view.model_dump(mode="json"), "token": token}))
-        return
-    console.print(f"principal {name} created with roles {', '.join(roles)}", highlight=False)
-    console.print(f"token (shown once): {token}", highlight=False, soft_wrap=True)
-    if store:
-        console.print(f"saved for `--as {name}` in {TokenStore(settings).path}", highlight=False)
-
-
-@principals_app.command("list")
-def principals_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List principals (never their tokens)."""
-    db = registry_database(Settings())
-    try:
-        with db.transaction() as session:
-            views = [PrincipalView.of(row) for row in repository.list_principals(session)]
-    finally:
-        db.dispose()
-    if as_json:
-        print(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
-        return
-    table = Table("name", "roles", "created", "by", "revoked")
-    for v in views:
-        table.add_row(
-            v.name,
-            ", ".join(v.roles),
-            v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            v.created_by,
-            v.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if v.revoked_at else "",
-        )
-    console.print(table)
-
-
-@principals_app.command("revoke")
-def principals_revoke(name: Annotated[str, typer.Argument(help="Principal name.")]) -> None:
-    """Revoke a principal: its token stops working at once. The record stays (approvals refer to it)."""
-    settings = Settings()
-    db = registry_database(settings)
-    try:
-        with db.transaction() as session:
-            row = repository.get_principal(session, name)
-            if row is None:
-                raise fail(f"principal {name!r} not found")
-            if row.revoked_at is not None:
-                raise fail(f"principal {name!r} was already revoked at {row.revoked_at.isoformat()}")
-            row.revoked_at = datetime.now(UTC)
-    finally:
-        db.dispose()
-    TokenStore(settings).drop(name)
-    console.print(f"principal {name} revoked", highlight=False)
-
-
 def register(app: typer.Typer) -> None:
+    from services.registry.entrypoints.principals_cli import admin_app, principals_app
+
     app.command("submit")(submit)
     app.command("approve")(approve)
     app.command("reject")(reject)
     app.command("advise")(advise_cmd)
     app.add_typer(jobs_app, name="jobs")
     app.add_typer(principals_app, name="principals")
+    app.add_typer(admin_app, name="admin")

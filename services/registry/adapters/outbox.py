@@ -1,0 +1,143 @@
+"""Domain events -> catalog payloads, in one table, and the unit-of-work step every writer ends with:
+emit what the aggregate recorded and save it, in the caller's transaction (so the outbox rows commit with
+the state change, or neither does)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from services.registry.adapters import repository
+from services.registry.domain import events
+from services.registry.domain.job import Job
+from services.registry.domain.principals import Principal
+from shared.bus.context import EmitScope, HandlerContext
+from shared.events import payloads as wire
+
+Translation = Callable[[Any], tuple[str, BaseModel]]
+
+TO_WIRE: dict[type[events.DomainEvent], Translation] = {
+    events.StateChanged: lambda e: (
+        "job.state_changed",
+        wire.JobStateChanged(job_id=e.subject, from_state=e.from_state, to_state=e.to_state, reason=e.reason),
+    ),
+    events.JobAccepted: lambda e: (
+        "job.accepted",
+        wire.JobAccepted(
+            job_id=e.subject,
+            risk_tier=e.risk_tier,
+            tier_rule=e.tier_rule,
+            licence_id=e.licence_id,
+            licence_decision=e.licence_decision,
+            advice=e.advice,
+        ),
+    ),
+    events.JobRejected: lambda e: (
+        "job.rejected",
+        wire.JobRejected(job_id=e.subject, stage=e.stage, reasons=e.reasons),
+    ),
+    events.ScanRequested: lambda e: (
+        "dataset.scan.requested",
+        wire.DatasetScanRequested(job_id=e.subject, dataset=wire.DatasetSpec.model_validate(e.dataset)),
+    ),
+    events.ApprovalRequested: lambda e: (
+        "approval.requested",
+        wire.ApprovalRequested(
+            job_id=e.subject,
+            required_approvals=e.required_approvals,
+            risk_tier=e.risk_tier,
+            advice=e.advice,
+            scan_summary=e.scan_summary,
+            expires_at=e.expires_at.isoformat(),
+        ),
+    ),
+    events.ApprovalGranted: lambda e: (
+        "approval.granted",
+        wire.ApprovalGranted(
+            job_id=e.subject,
+            approver=e.actor,
+            comment=e.comment,
+            override=e.override,
+            approvals_so_far=e.approvals_so_far,
+        ),
+    ),
+    events.ApprovalRejected: lambda e: (
+        "approval.rejected",
+        wire.ApprovalRejected(job_id=e.subject, approver=e.actor, reason=e.reason),
+    ),
+    events.ApprovalExpired: lambda e: (
+        "approval.expired",
+        wire.ApprovalExpired(job_id=e.subject, requested_at=e.requested_at.isoformat()),
+    ),
+    events.TrainingRequested: lambda e: (
+        "training.requested",
+        wire.TrainingRequested(
+            job_id=e.subject,
+            base_model=e.base_model,
+            method=wire.MethodSpec.model_validate(e.method),
+            hyperparameters=e.hyperparameters,
+            dataset=wire.ArtifactRef.model_validate(e.dataset),
+            fingerprint=e.fingerprint,
+            scan_verdict=e.scan_verdict,
+            seed=e.seed,
+            approvers=e.approvers,
+        ),
+    ),
+    events.TrainingCancelRequested: lambda e: (
+        "training.cancel.requested",
+        wire.TrainingCancelRequested(job_id=e.subject, reason=e.reason),
+    ),
+    events.PrincipalCreated: lambda e: (
+        "principal.created",
+        wire.PrincipalCreated(
+            name=e.subject,
+            roles=e.roles,
+            token_sha256=e.token_sha256,
+            public_key=e.public_key,
+            key_id=e.key_id,
+            created_by=e.actor,
+        ),
+    ),
+    events.PrincipalRotated: lambda e: (
+        "principal.rotated",
+        wire.PrincipalRotated(
+            name=e.subject, token_sha256=e.token_sha256, public_key=e.public_key, key_id=e.key_id, rotated_by=e.actor
+        ),
+    ),
+    events.PrincipalRevoked: lambda e: (
+        "principal.revoked",
+        wire.PrincipalRevoked(name=e.subject, revoked_by=e.actor, reason=e.reason),
+    ),
+}
+
+
+def to_wire(event: events.DomainEvent) -> tuple[str, BaseModel]:
+    try:
+        translate = TO_WIRE[type(event)]
+    except KeyError:
+        raise TypeError(f"no wire translation for domain event {type(event).__name__}") from None
+    return translate(event)
+
+
+def emit(scope: EmitScope, recorded: list[events.DomainEvent]) -> None:
+    """Queue each recorded event on the scope's outbox, under the event id the aggregate gave it."""
+    for event in recorded:
+        event_type, payload = to_wire(event)
+        envelope = scope.make(event_type, payload, subject=event.subject, actor=event.actor)
+        scope.outgoing.append(envelope.model_copy(update={"event_id": event.event_id}))
+
+
+def commit_job(ctx: HandlerContext, job: Job) -> None:
+    """Queue the job's recorded events and save it; new history names the handled event as its cause."""
+    emit(ctx, job.pull_events())
+    repository.save_job(ctx.db, job, cause_event_id=ctx.causation_id)
+
+
+def commit_principal(ctx: HandlerContext, principal: Principal, *, new: bool = False) -> None:
+    emit(ctx, principal.pull_events())
+    if new:
+        repository.add_principal(ctx.db, principal)
+    else:
+        repository.save_principal(ctx.db, principal)

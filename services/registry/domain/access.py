@@ -1,0 +1,45 @@
+"""Who may do what: decided once, here, for the HTTP API and for signed submissions alike.
+
+No credential, an unknown one or a revoked principal is 401 (`Unauthenticated`) everywhere; a known,
+active principal without a role the action needs is 403 (`Forbidden`)."""
+
+from __future__ import annotations
+
+from services.registry.domain.errors import Forbidden, Unauthenticated
+from services.registry.domain.principals import Principal
+
+READ_JOBS = ("auditor", "admin", "approver")
+SUBMIT = ("requester", "admin")
+DECIDE = ("approver",)
+ADMINISTER = ("admin",)
+READ_PRINCIPALS = ("auditor", "admin")
+
+
+def authorise(principal: Principal | None, allowed: tuple[str, ...], action: str) -> Principal:
+    """The principal if it may `action` with one of the `allowed` roles; raises otherwise."""
+    if principal is None:
+        raise Unauthenticated("token not recognised (wrong, or never issued)")
+    if principal.revoked_at is not None:
+        raise Unauthenticated(f"token of principal {principal.name!r} was revoked")
+    if not principal.has_any_role(allowed):
+        needed = (
+            f"the '{allowed[0]}' role"
+            if len(allowed) == 1
+            else "one of the roles " + ", ".join(f"'{role}'" for role in allowed)
+        )
+        raise Forbidden(
+            f"principal {principal.name!r} has roles [{', '.join(principal.roles)}]; {action} needs {needed}"
+        )
+    return principal
+
+
+def reads_every_job(principal: Principal) -> bool:
+    """Auditors, admins and approvers read every job; a requester reads only the jobs it requested."""
+    return principal.has_any_role(READ_JOBS)
+
+
+def check_reads_job(principal: Principal, job_id: str, requester: str) -> None:
+    if not reads_every_job(principal) and principal.name != requester:
+        raise Forbidden(
+            f"job {job_id} exists and was requested by another principal; {principal.name!r} may read only its own"
+        )

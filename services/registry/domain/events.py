@@ -1,0 +1,129 @@
+"""What happened, in the registry's own words: plain records the aggregates append as they change.
+
+They carry no wire format; adapters/outbox.py translates each class into its catalog payload in one table.
+Every record has an event id of its own, so a stored transition can name the event that announced it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.ids import uuid7
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainEvent:
+    subject: str
+    actor: str
+    event_id: str = field(default_factory=uuid7)
+
+
+# ---------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True, kw_only=True)
+class StateChanged(DomainEvent):
+    from_state: str | None
+    to_state: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobAccepted(DomainEvent):
+    risk_tier: str
+    tier_rule: str
+    licence_id: str | None
+    licence_decision: str
+    advice: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRejected(DomainEvent):
+    stage: str
+    reasons: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanRequested(DomainEvent):
+    dataset: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRequested(DomainEvent):
+    required_approvals: int
+    risk_tier: str
+    advice: dict[str, Any]
+    scan_summary: dict[str, Any]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalGranted(DomainEvent):
+    comment: str
+    override: bool
+    approvals_so_far: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRejected(DomainEvent):
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalExpired(DomainEvent):
+    requested_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRequested(DomainEvent):
+    base_model: str
+    method: dict[str, Any]
+    hyperparameters: dict[str, Any]
+    dataset: dict[str, Any]
+    fingerprint: str
+    scan_verdict: str
+    seed: int
+    approvers: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingCancelRequested(DomainEvent):
+    reason: str
+
+
+# ---------------------------------------------------------------- principals
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrincipalCreated(DomainEvent):
+    roles: list[str]
+    token_sha256: str
+    public_key: str | None
+    key_id: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrincipalRotated(DomainEvent):
+    token_sha256: str
+    public_key: str | None
+    key_id: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrincipalRevoked(DomainEvent):
+    reason: str
+
+
+@dataclass(kw_only=True, eq=False)
+class EventRecorder:
+    """Base of aggregates: every change appends its events here, the unit of work takes them once."""
+
+    _pending: list[DomainEvent] = field(default_factory=list, init=False, repr=False)
+
+    def _record(self, event: DomainEvent) -> None:
+        self._pending.append(event)
+
+    def pull_events(self) -> list[DomainEvent]:
+        events, self._pending = self._pending, []
+        return events

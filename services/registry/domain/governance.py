@@ -1,0 +1,34 @@
+"""The registry's rules in force: the policy, the named tiering rules, how long approvers have, and the
+clock every decision is timed by (a parameter, so tests and replays control time)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from services.registry.domain.intake import IntakeDecision, evaluate_intake
+from services.registry.domain.policy import Policy, RiskRuleRegistry
+from shared.events.payloads import JobSpec
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Governance:
+    policy: Policy
+    rules: RiskRuleRegistry
+    approval_ttl_s: float
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    @property
+    def approval_ttl(self) -> timedelta:
+        return timedelta(seconds=self.approval_ttl_s)
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def intake(self, spec: JobSpec, *, base_is_directory: bool) -> IntakeDecision:
+        return evaluate_intake(spec, self.policy, self.rules, base_is_directory=base_is_directory)

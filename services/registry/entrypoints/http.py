@@ -1,0 +1,372 @@
+"""The registry HTTP API: jobs (read, approve, cancel), principals (admin) and the first-admin bootstrap.
+JSON errors everywhere: {"error": <code>, "detail": <what, where, why>}.
+
+Every route but /healthz and /admin/bootstrap needs `Authorization: Bearer <token>`; who may do what is
+decided once, in domain/access.py. Reads use short transactions; writes run in
+`runtime.transaction(...)`, so the change, its history and the events it causes (published after commit)
+are one unit. Bodies are capped before they are read (entrypoints/limits.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+import uvicorn
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.registry.adapters import first_admin, outbox, repository
+from services.registry.domain import access
+from services.registry.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RegistryError,
+    Unauthenticated,
+)
+from services.registry.domain.governance import Governance
+from services.registry.domain.principals import Principal, SigningKey, hash_token, new_token
+from services.registry.domain.states import STATE_NAMES, InvalidTransition
+from services.registry.entrypoints.limits import BodyLimit
+from services.registry.schemas import (
+    AdminBootstrap,
+    ApprovalRequest,
+    ApprovalResult,
+    CancelRequest,
+    CancelResult,
+    JobSummary,
+    JobView,
+    PrincipalCreate,
+    PrincipalCredentials,
+    PrincipalRevoke,
+    PrincipalRotate,
+    PrincipalView,
+)
+from services.registry.settings import RegistryAPISettings
+from shared.bus.context import HandlerContext
+from shared.config import Settings
+from shared.security.keys import PublicKeyError, key_id_for, load_public_key, public_key_raw
+from shared.storage.db import Database
+from shared.validation import describe_validation_error
+
+log = logging.getLogger("tunegate.registry.http")
+
+STATUS: dict[type[RegistryError], int] = {
+    InvalidRequest: 422,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+}
+
+
+class RuntimeLike(Protocol):
+    """The slice of ServiceRuntime the API needs (tests provide a small fake)."""
+
+    settings: Settings
+    db: Database
+
+    def transaction(self, *, actor: str, subject: str | None = None) -> AbstractAsyncContextManager[HandlerContext]: ...
+
+
+def _error(status: int, error: str, detail: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(status_code=status, content={"error": error, "detail": detail}, headers=headers)
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthenticated("Authorization header missing: send 'Authorization: Bearer <token>'")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def _signing_key(text: str | None, now: Any) -> SigningKey | None:
+    if text is None:
+        return None
+    try:
+        key = load_public_key(text)
+    except (PublicKeyError, ValueError) as exc:
+        raise InvalidRequest(f"public_key: {exc}") from None
+    return SigningKey(key_id=key_id_for(key), public_key=public_key_raw(key).hex(), added_at=now)
+
+
+def create_app(
+    runtime: RuntimeLike, governance: Governance, api_settings: RegistryAPISettings | None = None
+) -> FastAPI:
+    limits = api_settings or RegistryAPISettings()
+    public_docs = limits.public_docs
+    app = FastAPI(
+        title="tunegate registry",
+        version="1",
+        docs_url="/docs" if public_docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if public_docs else None,
+    )
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+
+    def requires(allowed: tuple[str, ...], action: str) -> Any:
+        """A dependency: FastAPI resolves it before it validates the body, so a caller without a valid token
+        learns nothing about what the body should hold."""
+
+        def authenticated(authorization: str | None = Header(default=None)) -> Principal:
+            token = _bearer(authorization)
+            with runtime.db.transaction() as session:
+                principal = repository.principal_by_token(session, token)
+            return access.authorise(principal, allowed, action)
+
+        return Depends(authenticated)
+
+    @app.exception_handler(RegistryError)
+    async def _registry_error(_: Request, exc: RegistryError) -> JSONResponse:
+        return _error(STATUS.get(type(exc), 400), exc.error, str(exc))
+
+    @app.exception_handler(InvalidTransition)
+    async def _invalid_transition(_: Request, exc: InvalidTransition) -> JSONResponse:
+        return _error(409, "invalid_transition", str(exc))
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(_: Request, exc: StaleDataError) -> JSONResponse:
+        return _error(409, "concurrent_update", "the job changed while this request ran; read it again and retry")
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        return _error(409, "conflict", "a concurrent request recorded the same change; read it again")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "invalid_request", describe_validation_error(exc, root="request"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, "payload_too_large" if exc.status_code == 413 else "http_error", exc.detail)
+
+    # Reads are plain functions: FastAPI runs them in its threadpool, off the loop the bus consumers share.
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        with runtime.db.transaction() as session:
+            repository.job_exists(session, "")
+        return {"status": "ok"}
+
+    if not public_docs:
+
+        @app.get("/openapi.json", include_in_schema=False)
+        def openapi(
+            _: Principal = requires(
+                access.READ_JOBS + access.SUBMIT + access.READ_PRINCIPALS, "reading the API schema"
+            ),
+        ) -> dict[str, Any]:
+            return app.openapi()
+
+    # ------------------------------------------------------------ jobs
+
+    @app.get("/jobs", response_model=list[JobSummary])
+    def jobs(
+        state: str | None = Query(default=None),
+        limit: int = Query(default=200, ge=1, le=5000),
+        principal: Principal = requires(access.READ_JOBS + access.SUBMIT, "listing jobs"),
+    ) -> list[JobSummary]:
+        if state is not None and state not in STATE_NAMES:
+            raise InvalidRequest(f"state: unknown state {state!r} (known: {', '.join(sorted(STATE_NAMES))})")
+        only = None if access.reads_every_job(principal) else principal.name
+        with runtime.db.transaction() as session:
+            return [
+                JobSummary.of(job) for job in repository.list_jobs(session, state=state, requester=only, limit=limit)
+            ]
+
+    @app.get("/jobs/{job_id}", response_model=JobView)
+    def job(job_id: str, principal: Principal = requires(access.READ_JOBS + access.SUBMIT, "reading a job")) -> JobView:
+        with runtime.db.transaction() as session:
+            found = repository.require_job(session, job_id)
+        access.check_reads_job(principal, job_id, found.requester)
+        return JobView.of(found)
+
+    @app.post("/jobs/{job_id}/approvals", response_model=ApprovalResult)
+    async def approvals(
+        job_id: str, body: ApprovalRequest, approver: Principal = requires(access.DECIDE, "deciding on a job")
+    ) -> ApprovalResult | JSONResponse:
+        async with runtime.transaction(actor=approver.name, subject=job_id) as ctx:
+            found = repository.require_job(ctx.db, job_id)
+            ctx.trace = found.traceparent or ctx.trace  # the decision joins the job's trace
+            outcome = found.decide(
+                approver, body.decision, comment=body.comment, reason=body.reason, now=governance.now()
+            )
+            outbox.commit_job(ctx, found)
+            view = JobView.of(found)
+        if outcome.expired:
+            # The expiry itself is committed (and announced); the decision is refused.
+            return _error(
+                409,
+                "approval_expired",
+                f"job {job_id}: the approval window closed at {view.approval_expires_at}; the job is now expired",
+            )
+        return ApprovalResult(
+            job_id=job_id,
+            decision=outcome.decision,
+            approver=outcome.approver,
+            state=view.state,
+            approvals_so_far=outcome.approvals_so_far,
+            required_approvals=outcome.required_approvals,
+            override=outcome.override,
+            training_requested=outcome.training_requested,
+            job=view,
+        )
+
+    @app.post("/jobs/{job_id}/cancel", response_model=CancelResult)
+    async def cancel(
+        job_id: str, body: CancelRequest, principal: Principal = requires(access.SUBMIT, "cancelling a job")
+    ) -> CancelResult:
+        async with runtime.transaction(actor=principal.name, subject=job_id) as ctx:
+            found = repository.require_job(ctx.db, job_id)
+            ctx.trace = found.traceparent or ctx.trace
+            ended = found.cancel(principal, reason=body.reason, now=governance.now())
+            outbox.commit_job(ctx, found)
+            view = JobView.of(found)
+        return CancelResult(job_id=job_id, state=view.state, training_cancel_requested=not ended, job=view)
+
+    # ------------------------------------------------------------ principals
+
+    @app.get("/principals", response_model=list[PrincipalView])
+    def principals(_: Principal = requires(access.READ_PRINCIPALS, "listing principals")) -> list[PrincipalView]:
+        with runtime.db.transaction() as session:
+            return [PrincipalView.of(p) for p in repository.list_principals(session)]
+
+    @app.post("/principals", response_model=PrincipalCredentials, status_code=201)
+    async def create_principal(
+        body: PrincipalCreate, admin: Principal = requires(access.ADMINISTER, "creating a principal")
+    ) -> PrincipalCredentials:
+        now = governance.now()
+        token = new_token()
+        try:
+            principal = Principal.create(
+                name=body.name,
+                roles=body.roles,
+                token_sha256=hash_token(token),
+                key=_signing_key(body.public_key, now),
+                by=admin.name,
+                now=now,
+            )
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        async with runtime.transaction(actor=admin.name, subject=body.name) as ctx:
+            outbox.commit_principal(ctx, principal, new=True)
+        return PrincipalCredentials(principal=PrincipalView.of(principal), token=token)
+
+    @app.post("/principals/{name}/rotate", response_model=PrincipalCredentials)
+    async def rotate_principal(
+        name: str,
+        body: PrincipalRotate,
+        admin: Principal = requires(access.ADMINISTER, "rotating a principal's credentials"),
+    ) -> PrincipalCredentials:
+        now = governance.now()
+        token = new_token()
+        key = _signing_key(body.public_key, now)
+        async with runtime.transaction(actor=admin.name, subject=name) as ctx:
+            principal = repository.require_principal(ctx.db, name)
+            principal.rotate(token_sha256=hash_token(token), key=key, by=admin.name, now=now)
+            outbox.commit_principal(ctx, principal)
+        return PrincipalCredentials(principal=PrincipalView.of(principal), token=token)
+
+    @app.post("/principals/{name}/revoke", response_model=PrincipalView)
+    async def revoke_principal(
+        name: str, body: PrincipalRevoke, admin: Principal = requires(access.ADMINISTER, "revoking a principal")
+    ) -> PrincipalView:
+        async with runtime.transaction(actor=admin.name, subject=name) as ctx:
+            principal = repository.require_principal(ctx.db, name)
+            principal.revoke(by=admin.name, reason=body.reason, now=governance.now())
+            outbox.commit_principal(ctx, principal)
+        return PrincipalView.of(principal)
+
+    @app.post("/admin/bootstrap", response_model=PrincipalCredentials, status_code=201)
+    async def bootstrap(body: AdminBootstrap) -> PrincipalCredentials:
+        """The first admin, for whoever can read the one-time secret the registry wrote under its home."""
+        now = governance.now()
+        token = new_token()
+        try:
+            principal = Principal.create(
+                name=body.name, roles=["admin"], token_sha256=hash_token(token), key=None, by="bootstrap", now=now
+            )
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        async with runtime.transaction(actor="bootstrap", subject=body.name) as ctx:
+            first_admin.consume_bootstrap(ctx.db, body.secret, by=body.name, now=now)
+            outbox.commit_principal(ctx, principal, new=True)
+        first_admin.close_bootstrap(runtime.settings)
+        return PrincipalCredentials(principal=PrincipalView.of(principal), token=token)
+
+    return app
+
+
+# ---------------------------------------------------------------- serving inside the service process
+
+
+def url_file(settings: Settings) -> Path:
+    return settings.path("run", "registry.url")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+async def serve(runtime: RuntimeLike, governance: Governance) -> None:
+    """Background task: open the first-admin bootstrap if no admin exists, run the API on
+    registry_host:registry_port (0 = a free port) and publish its URL in $TUNEGATE_HOME/run/registry.url
+    once it listens; remove the file on the way out."""
+    settings = runtime.settings
+    first_admin.open_bootstrap(runtime.db, settings, governance.now())
+    config = uvicorn.Config(
+        create_app(runtime, governance),
+        host=settings.registry_host,
+        port=settings.registry_port,
+        log_level=settings.log_level.lower(),
+        log_config=None,  # keep the service's own (JSON) logging setup
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    # The service runtime owns signals; uvicorn must not replace its handlers.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    target = url_file(settings)
+    try:
+        async for port in _listening_port(server, task):
+            host = settings.registry_host
+            shown = f"[{host}]" if ":" in host else host
+            _write_atomically(target, f"http://{shown}:{port}\n")
+            log.info("registry API listening on http://%s:%s", shown, port)
+        await task
+    finally:
+        server.should_exit = True
+        if not task.done():
+            try:
+                await asyncio.wait_for(task, timeout=5)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        if target.exists():
+            target.unlink()
+
+
+async def _listening_port(server: uvicorn.Server, task: asyncio.Task[None]) -> AsyncIterator[int]:
+    while not server.started:
+        if task.done():
+            task.result()  # re-raise why it could not start (port taken...)
+            raise RuntimeError("registry API stopped before it started listening")
+        await asyncio.sleep(0.05)
+    for srv in server.servers:
+        for sock in srv.sockets:
+            yield sock.getsockname()[1]
+            return
+    raise RuntimeError("registry API started without a listening socket")
