@@ -7,33 +7,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from services.audit.adapters.keys import PUBLIC_KEY_FILE
-from services.audit.adapters.store import LedgerNotFound, LedgerStore
-from services.audit.application import (
-    ProofUnavailable,
-    build_consistency_proof,
-    build_inclusion_proof,
-    open_store,
-    verify_ledger,
-)
-from services.audit.domain.proofs import (
-    CONSISTENCY_FORMAT,
-    INCLUSION_FORMAT,
-    ConsistencyProofDocument,
-    InclusionProofDocument,
-    ProofCheck,
-    verify_consistency_document,
-    verify_proof_document,
-)
-from services.audit.domain.tree_heads import PublicKeyError, load_public_key, public_key_pem
 from shared.config import Settings
+
+# The ledger store (SQLAlchemy), the signer (cryptography) and the proof code are imported inside the
+# commands that use them, so that `tunegate` and `tunegate audit ... --help` start at once.
+if TYPE_CHECKING:
+    from services.audit.adapters.store import LedgerStore
 
 audit_app = typer.Typer(help="The audit ledger: verify it, export and check proofs.", no_args_is_help=True)
 
@@ -48,6 +34,9 @@ def _usage_error(message: str) -> NoReturn:
 
 
 def _store(settings: Settings) -> LedgerStore:
+    from services.audit.adapters.store import LedgerNotFound
+    from services.audit.application import open_store
+
     store = open_store(settings, create=False)
     try:
         store.require_schema()
@@ -57,6 +46,9 @@ def _store(settings: Settings) -> LedgerStore:
 
 
 def _public_key_pem(settings: Settings, given: Path | None) -> str:
+    from services.audit.adapters.keys import PUBLIC_KEY_FILE
+    from services.audit.domain.tree_heads import PublicKeyError, load_public_key, public_key_pem
+
     path = given or settings.home_dir / "keys" / PUBLIC_KEY_FILE
     if not path.is_file():
         _usage_error(f"public key {path} not found (pass --public-key PEM)")
@@ -82,6 +74,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 @audit_app.command("verify")
 def verify_command(as_json: JsonOption = False, public_key: PublicKeyOption = None) -> None:
     """Recompute every entry hash, the chain, the Merkle root at each signed head and each signature."""
+    from services.audit.application import verify_ledger
+
     settings = Settings()
     store = _store(settings)
     report = verify_ledger(store, _public_key_pem(settings, public_key))
@@ -102,6 +96,8 @@ def proof_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write the proof document to this file.")] = None,
 ) -> None:
     """Export an inclusion proof for EVENT_ID against the latest signed tree head covering it."""
+    from services.audit.application import ProofUnavailable, build_inclusion_proof
+
     settings = Settings()
     store = _store(settings)
     try:
@@ -128,6 +124,16 @@ def verify_proof_command(
     as_json: JsonOption = False,
 ) -> None:
     """Check a proof document offline, with only the file and the public key."""
+    from services.audit.domain.proofs import (
+        CONSISTENCY_FORMAT,
+        INCLUSION_FORMAT,
+        ConsistencyProofDocument,
+        InclusionProofDocument,
+        ProofCheck,
+        verify_consistency_document,
+        verify_proof_document,
+    )
+
     try:
         raw = json.loads(file.read_text())
     except FileNotFoundError:
@@ -166,6 +172,9 @@ def consistency_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write the proof document to this file.")] = None,
 ) -> None:
     """Prove (and check) that the tree of size OLD is a prefix of the tree of size NEW."""
+    from services.audit.application import ProofUnavailable, build_consistency_proof
+    from services.audit.domain.proofs import verify_consistency_document
+
     settings = Settings()
     store = _store(settings)
     pem = _public_key_pem(settings, None)

@@ -12,31 +12,28 @@ import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
-from services.registry.adapters import repository
-from services.registry.adapters.client import RegistryAPIError, RegistryClient
-from services.registry.adapters.tables import METADATA
-from services.registry.domain.advice import Advice, advise
-from services.registry.domain.errors import RegistryError
-from services.registry.domain.intake import TierDecision, classify_risk
-from services.registry.domain.policy import PolicyError, RiskRuleRegistry, load_policy
 from services.registry.domain.principals import ROLES, new_token, validate_name, validate_roles
 from services.registry.domain.states import STATE_NAMES, JobState
-from services.registry.jobfile import JobFileError, load_job_file
-from services.registry.schemas import ApprovalRequest, ApprovalResult, JobView, PrincipalView
 from shared.config import Settings
-from shared.events.envelope import Envelope
-from shared.events.payloads import JobRequested, UseCase
 from shared.ids import new_job_id
-from shared.storage.db import Database
+
+# Every verb imports what it needs (HTTP client, database, policy, bus) inside its own body, so that
+# `tunegate jobs list` does not pay for SQLAlchemy or the policy engine; see services/cli/main.py.
+if TYPE_CHECKING:
+    from services.registry.adapters.client import RegistryClient
+    from services.registry.domain.advice import Advice
+    from services.registry.domain.intake import TierDecision
+    from services.registry.schemas import ApprovalRequest, ApprovalResult, JobView
+    from shared.events.envelope import Envelope
+    from shared.events.payloads import UseCase
+    from shared.storage.db import Database
 
 jobs_app = typer.Typer(help="Fine-tuning jobs held by the registry.", no_args_is_help=True)
 principals_app = typer.Typer(
@@ -60,10 +57,19 @@ def open_client(settings: Settings) -> RegistryClient:
         base_url = settings.resolved_registry_url()
     except RuntimeError as exc:
         raise fail(str(exc)) from None
+    # Imported only once there is a registry to talk to: without a stack the command fails at once.
+    import httpx
+
+    from services.registry.adapters.client import RegistryClient
+
     return RegistryClient(httpx.Client(base_url=base_url, timeout=30.0))
 
 
 def _call(action: Any) -> Any:
+    import httpx
+
+    from services.registry.adapters.client import RegistryAPIError
+
     try:
         return action()
     except RegistryAPIError as exc:
@@ -125,6 +131,10 @@ class TokenStore:
 
 
 def build_job_requested(spec_path: Path, *, job_id: str, dataset: str | None) -> Envelope:
+    from services.registry.jobfile import load_job_file
+    from shared.events.envelope import Envelope
+    from shared.events.payloads import JobRequested
+
     spec = load_job_file(spec_path, dataset=dataset)
     return Envelope(
         type="job.requested",
@@ -144,6 +154,9 @@ def submit(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Validate a job file and publish job.requested; prints the job id."""
+    from redis.exceptions import RedisError
+
+    from services.registry.jobfile import JobFileError
     from shared.bus.publisher import publish
 
     settings = Settings()
@@ -285,6 +298,8 @@ def approve(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Approve a job awaiting approval (training starts once enough distinct approvers agreed)."""
+    from services.registry.schemas import ApprovalRequest
+
     result = _decide(job_id, principal, token, ApprovalRequest(decision="approve", comment=comment))
     if as_json:
         print(result.model_dump_json(indent=2))
@@ -307,6 +322,8 @@ def reject(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Reject a job awaiting approval, with a reason."""
+    from services.registry.schemas import ApprovalRequest
+
     try:
         request = ApprovalRequest(decision="reject", reason=reason)
     except ValidationError:
@@ -322,6 +339,10 @@ def reject(
 
 
 def advise_use_case(settings: Settings, use_case: UseCase) -> tuple[TierDecision, Advice]:
+    from services.registry.domain.advice import advise
+    from services.registry.domain.intake import classify_risk
+    from services.registry.domain.policy import RiskRuleRegistry, load_policy
+
     rules = RiskRuleRegistry.default()
     policy = load_policy(settings.registry_policy_path, rules)
     tier = classify_risk(use_case, policy, rules)
@@ -355,6 +376,9 @@ def advise_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Fine-tune or RAG? Answers the decision matrix without submitting a job."""
+    from services.registry.domain.policy import PolicyError
+    from shared.events.payloads import UseCase
+
     if interactive:
         knowledge_changes = typer.prompt(
             "How often does the knowledge change? (never/monthly/weekly/daily)", default=knowledge_changes
@@ -405,6 +429,9 @@ def advise_cmd(
 
 
 def registry_database(settings: Settings) -> Database:
+    from services.registry.adapters.tables import METADATA
+    from shared.storage.db import Database
+
     db = Database(settings.database_url_for("registry"))
     METADATA.create_all(db.engine)  # the CLI may bootstrap principals before the service first starts
     return db
@@ -418,6 +445,10 @@ def principals_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create a principal and print its token (shown once; only its hash is stored)."""
+    from services.registry.adapters import repository
+    from services.registry.domain.errors import RegistryError
+    from services.registry.schemas import PrincipalView
+
     try:
         validate_name(name)
         roles = validate_roles(role)
@@ -455,6 +486,9 @@ def principals_create(
 @principals_app.command("list")
 def principals_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """List principals (never their tokens)."""
+    from services.registry.adapters import repository
+    from services.registry.schemas import PrincipalView
+
     db = registry_database(Settings())
     try:
         with db.transaction() as session:
@@ -479,6 +513,8 @@ def principals_list(as_json: Annotated[bool, typer.Option("--json", help="Print 
 @principals_app.command("revoke")
 def principals_revoke(name: Annotated[str, typer.Argument(help="Principal name.")]) -> None:
     """Revoke a principal: its token stops working at once. The record stays (approvals refer to it)."""
+    from services.registry.adapters import repository
+
     settings = Settings()
     db = registry_database(settings)
     try:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.registry.adapters.tables import JobRow
+if TYPE_CHECKING:  # the CLI reads these models over HTTP and should not load the ORM for it
+    from services.registry.adapters.tables import JobRow
 
 
 class _Model(BaseModel):
