@@ -90,7 +90,7 @@ def test_light_verbs_import_no_heavy_module(
     assert set(result["heavy"]) - allowed == set(), f"`tunegate {' '.join(args)}` imported {result['heavy']}"
 
 
-def test_scan_help_does_not_load_presidio_but_scanning_would(tmp_path: Path) -> None:
+def test_probe_sees_presidio_when_scan_really_runs(tmp_path: Path) -> None:
     """The probe can see a heavy import: resolving `scan` for real reaches the scan engine's modules."""
     result = probe(tmp_path / "home", "scan", str(tmp_path / "missing.jsonl"))
     assert "presidio_analyzer" in result["heavy"]
