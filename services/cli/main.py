@@ -1,34 +1,147 @@
-"""`tunegate`: one command line for every service's verbs."""
+"""`tunegate`: one command line for every service's verbs.
+
+An operator's CLI should answer at once, and the services' modules are heavy (Presidio, torch, SQLAlchemy,
+FastStream), so this module imports none of them. `VERBS` says, for every verb, which object implements
+it ("module:attr": a command function or a Typer sub-app) and the one line `tunegate --help` shows for it;
+a verb's module is imported only when that verb is run or asked for its own help. A key with a space
+("jobs watch") mounts a command from one module inside another module's group. Each service's
+`register(app)` still declares the verbs it owns; a test checks that this table lists exactly those."""
 
 from __future__ import annotations
 
-import typer
+import importlib
+from dataclasses import dataclass
+from typing import Any
 
-from services.audit import cli as audit_cli
-from services.cli import demo, runtime
-from services.cli.keys import keys_app
-from services.cli.secrets import secrets_app
-from services.registry.entrypoints import cli as registry_cli
-from services.scanner import cli as scanner_cli
-from services.trainer import cli as trainer_cli
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+
+@dataclass(frozen=True)
+class Verb:
+    target: str  # "package.module:attr"
+    help: str  # the first paragraph of the verb's own help, as listed by the parent's --help
+
+
+VERBS: dict[str, Verb] = {
+    "up": Verb(
+        "services.cli.runtime:up", "Start Redis (unless TUNEGATE_REDIS_URL is set) and every service in the background."
+    ),
+    "down": Verb("services.cli.runtime:down", "Stop exactly the processes `tunegate up` started."),
+    "status": Verb(
+        "services.cli.runtime:status",
+        "Liveness, consumer lag and dead-letter counts of every service. Exit 1 when Redis is unreachable, or a "
+        "service that `tunegate up` started is dead, not ready or cannot reach Redis.",
+    ),
+    "submit": Verb(
+        "services.registry.entrypoints.cli:submit",
+        "Validate a job file, sign job.requested as the principal and publish it; prints the job id.",
+    ),
+    "approve": Verb(
+        "services.registry.entrypoints.cli:approve",
+        "Approve a job awaiting approval (training starts once enough distinct approvers agreed).",
+    ),
+    "reject": Verb("services.registry.entrypoints.cli:reject", "Reject a job awaiting approval, with a reason."),
+    "advise": Verb(
+        "services.registry.entrypoints.cli:advise_cmd",
+        "Fine-tune or RAG? Answers the decision matrix without submitting a job.",
+    ),
+    "scan": Verb(
+        "services.scanner.cli:scan",
+        "Scan a dataset for personal data, health identifiers and secrets; exit 1 if it would be blocked.",
+    ),
+    "demo-dataset": Verb(
+        "services.scanner.cli:demo_dataset",
+        "Write the demo dataset: order-extraction chats with planted emails, phones, a card and an AWS key.",
+    ),
+    "demo": Verb("services.cli.demo:demo", "Run the whole path of one job end to end on embedded defaults."),
+    "audit": Verb("services.audit.cli:audit_app", "The audit ledger: verify it, export and check proofs."),
+    "jobs": Verb("services.registry.entrypoints.cli:jobs_app", "Fine-tuning jobs held by the registry."),
+    "jobs watch": Verb(
+        "services.trainer.cli:jobs_watch",
+        "Follow a training job live: progress bar with loss and ETA until it completes, fails or is cancelled.",
+    ),
+    "principals": Verb(
+        "services.registry.entrypoints.principals_cli:principals_app",
+        "Principals (requester, approver, deployer, auditor, admin): created, rotated and revoked through the "
+        "registry API with an admin token; every change is an audited event.",
+    ),
+    "admin": Verb("services.registry.entrypoints.principals_cli:admin_app", "The first admin of a fresh registry."),
+    "keys": Verb("services.cli.keys:keys_app", "Event-signing keys of the services: list, rotate."),
+    "secrets": Verb(
+        "services.cli.secrets:secrets_app",
+        "Secrets for a compose or Kubernetes deployment: Redis users, passwords, service signing keys.",
+    ),
+    "models": Verb("services.trainer.cli:models_app", "Base models available to fine-tune."),
+}
+
+
+def load_command(name: str, target: str) -> Any:
+    """The click command of one verb, built by Typer exactly as `app.command`/`app.add_typer` would."""
+    module_name, _, attr = target.partition(":")
+    implementation = getattr(importlib.import_module(module_name), attr)
+    holder = typer.Typer()
+    if isinstance(implementation, typer.Typer):
+        holder.add_typer(implementation, name=name)
+    else:
+        holder.command(name)(implementation)
+    return typer.main.get_group(holder).commands[name]
+
+
+class LazyCommand(TyperCommand):
+    """Stands in for a verb in its parent group: it carries the name and one-line help that listings need,
+    and builds the real command (importing its module) only when click parses the verb's arguments."""
+
+    def __init__(self, path: str, verbs: dict[str, Verb]) -> None:
+        self.path = path
+        self.verbs = verbs
+        verb = verbs[path]
+        super().__init__(path.rsplit(" ", 1)[-1], help=verb.help, short_help=verb.help)
+        self._real: Any = None
+
+    def real(self) -> Any:
+        if self._real is None:
+            command = load_command(self.name or "", self.verbs[self.path].target)
+            if isinstance(command, TyperGroup):
+                for child in children_of(self.path, self.verbs):
+                    command.add_command(LazyCommand(child, self.verbs))
+            self._real = command
+        return self._real
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        # The context (and so the command that is invoked, asked for help or completed) is the real one.
+        return self.real().make_context(info_name, args, parent=parent, **extra)
+
+
+def children_of(prefix: str, verbs: dict[str, Verb]) -> list[str]:
+    """Paths of the verbs mounted directly under `prefix` ("" for the top level), in table order."""
+    depth = 0 if not prefix else prefix.count(" ") + 1
+    start = f"{prefix} " if prefix else ""
+    return [path for path in verbs if path.startswith(start) and path.count(" ") == depth]
+
+
+class TunegateGroup(TyperGroup):
+    """The top-level group: every verb of `VERBS` as a `LazyCommand`."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for path in children_of("", VERBS):
+            self.add_command(LazyCommand(path, VERBS))
+
 
 app = typer.Typer(
     name="tunegate",
     help="Governed LLM fine-tuning: scan, approve, train, evaluate, register, serve, audit.",
+    cls=TunegateGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.command("up")(runtime.up)
-app.command("down")(runtime.down)
-app.command("status")(runtime.status)
-audit_cli.register(app)
-registry_cli.register(app)
-scanner_cli.register(app)
-trainer_cli.register(app)
-registry_cli.jobs_app.command("watch")(trainer_cli.jobs_watch)
-app.command("demo")(demo.demo)
-app.add_typer(keys_app, name="keys")
-app.add_typer(secrets_app, name="secrets")
+
+
+@app.callback()
+def tunegate() -> None:
+    # Typer makes a group only for an app that has commands or a callback; the verbs come from VERBS.
+    pass
 
 
 def main() -> None:

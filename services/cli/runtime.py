@@ -46,8 +46,8 @@ def down() -> None:
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Liveness, consumer lag and dead-letter counts of every service. Exit 1 when Redis is unreachable or a
-    service that `tunegate up` started is dead or not ready."""
+    """Liveness, consumer lag and dead-letter counts of every service. Exit 1 when Redis is unreachable, or a
+    service that `tunegate up` started is dead, not ready or cannot reach Redis."""
     report = Supervisor(Settings()).status()
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))

@@ -7,18 +7,18 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.scanner.adapters.anonymizer import load_or_create_hash_key
-from services.scanner.demo import write_demo_dataset
-from services.scanner.domain.policy import PolicyError, load_policy
-from services.scanner.pipeline import ScanOptions, ScanResult, scan_dataset
 from shared.config import Settings
-from shared.datasets import DatasetError, ManifestError, find_manifest, load_manifest
+
+# The scan engine pulls in Presidio, spaCy and transformers (seconds of imports): `scan` imports it when it
+# runs, so that every other `tunegate` verb starts at once.
+if TYPE_CHECKING:
+    from services.scanner.pipeline import ScanResult
 
 EXIT_OK, EXIT_BLOCKED, EXIT_INVALID = 0, 1, 2
 LISTED_LINES = 25
@@ -73,6 +73,11 @@ def scan(
     ] = None,
 ) -> None:
     """Scan a dataset for personal data, health identifiers and secrets; exit 1 if it would be blocked."""
+    from services.scanner.adapters.anonymizer import load_or_create_hash_key
+    from services.scanner.domain.policy import PolicyError, load_policy
+    from services.scanner.pipeline import ScanOptions, scan_dataset
+    from shared.datasets import DatasetError, ManifestError, find_manifest, load_manifest
+
     # soft_wrap: reasons stay on one line each, so they can be grepped and copied whole.
     console = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
@@ -125,6 +130,8 @@ def demo_dataset(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 7,
 ) -> None:
     """Write the demo dataset: order-extraction chats with planted emails, phones, a card and an AWS key."""
+    from services.scanner.demo import write_demo_dataset
+
     data, manifest = write_demo_dataset(path, count=count, seed=seed)
     Console(soft_wrap=True).print(f"wrote {data} and {manifest}")
 

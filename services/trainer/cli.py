@@ -6,19 +6,20 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import redis
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from services.trainer.adapters.base_models import BaseModelError, list_bases
-from shared.bus.wire import body_of
 from shared.config import Settings
-from shared.events.envelope import Envelope, EnvelopeError
-from shared.events.streams import Stream
+
+# Redis, the bus wire format (FastStream) and the base-model catalogue are imported by the commands that
+# use them, so that `tunegate` and its other verbs start at once.
+if TYPE_CHECKING:
+    import redis
+
+    from shared.events.envelope import Envelope
 
 models_app = typer.Typer(help="Base models available to fine-tune.", no_args_is_help=True)
 TERMINAL = {"training.completed", "training.failed", "training.cancelled"}
@@ -30,6 +31,8 @@ def models_bases(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the base models: built-in `tiny`, bundled SmolLM2, and local checkpoint directories."""
+    from services.trainer.adapters.base_models import BaseModelError, list_bases
+
     settings = Settings()
     try:
         bases = list_bases(settings, list(local or []))
@@ -50,6 +53,10 @@ def models_bases(
 def job_events(client: redis.Redis, job_id: str, block_ms: int = 1000) -> Iterator[Envelope | None]:
     """Training events for one job, oldest first, then live; yields None when a read times out so the
     caller can keep its display responsive. XREAD without a group: watching never takes work from workers."""
+    from shared.bus.wire import body_of
+    from shared.events.envelope import Envelope, EnvelopeError
+    from shared.events.streams import Stream
+
     last = b"0-0"
     stream = Stream.TRAINING.value
     while True:
@@ -83,6 +90,9 @@ def jobs_watch(
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds (0 = never).")] = 0.0,
 ) -> None:
     """Follow a training job live: progress bar with loss and ETA until it completes, fails or is cancelled."""
+    import redis
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
     settings = Settings()
     try:
         client = redis.Redis.from_url(settings.resolved_redis_url("operator"))
