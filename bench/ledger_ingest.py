@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +38,8 @@ import redis  # noqa: E402
 
 from services.audit.application import open_store  # noqa: E402
 from shared.bus.definition import ServiceDefinition  # noqa: E402
-from shared.bus.lifecycle import ServiceRuntime, ready_file_name, run_service  # noqa: E402
+from shared.bus.lifecycle import ServiceRuntime, run_service  # noqa: E402
+from shared.bus.liveness import ready_file_name  # noqa: E402
 from shared.bus.publisher import Publisher  # noqa: E402
 from shared.config import Settings  # noqa: E402
 from shared.events.envelope import Envelope  # noqa: E402
@@ -70,7 +72,7 @@ def start_process(args: list[str], home: Path, url: str, log_name: str) -> subpr
 def wait_ready(home: Path, service: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (home / "run" / ready_file_name(service, proc.pid)).exists():
+        if (home / "run" / ready_file_name(service, socket.gethostname(), proc.pid)).exists():
             return
         if proc.poll() is not None:
             raise SystemExit(f"{service} exited early; see {home}/{service}.log")

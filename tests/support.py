@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import redis
 
-from shared.bus.lifecycle import ready_file_name
+from shared.bus.liveness import ready_file_name
 from shared.bus.publisher import Publisher
 from shared.bus.wire import body_of
 from shared.config import Settings
@@ -73,7 +74,7 @@ class ServiceProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
-        ready = self.home / "run" / ready_file_name(self.name, self.pid)
+        ready = self.home / "run" / ready_file_name(self.name, socket.gethostname(), self.pid)
         wait_for(
             lambda: ready.exists() or self.process.poll() is not None, timeout_s, f"{self.name} ready"
         )

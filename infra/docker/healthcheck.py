@@ -28,7 +28,7 @@ from pathlib import Path
 
 import redis
 
-from shared.bus.delivery_loops import consumer_name, heartbeat_key
+from shared.bus.liveness import consumer_name, heartbeat_key
 from shared.config import Settings
 
 SERVICE_NAME = re.compile(r"[a-z][a-z0-9_-]*")

@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared.bus.dead_letters import last_error
 from shared.bus.dispatch import Delivery, Dispatcher
 from shared.bus.groups import ensure_groups, group_exists
+from shared.bus.liveness import HEARTBEAT_INTERVAL_S, HEARTBEAT_TTL_S, heartbeat_key
 from shared.bus.unit_of_work import UnitOfWork
 from shared.bus.wire import split_fields
 from shared.config import Settings
@@ -31,18 +32,6 @@ from shared.config import Settings
 log = logging.getLogger("tunegate.bus")
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
-
-HEARTBEAT_TTL_S = 10
-HEARTBEAT_INTERVAL_S = 2.0
-
-
-def consumer_name(service: str, host: str, pid: int) -> str:
-    """One consumer per process: the host too, since pids repeat across containers."""
-    return f"{service}-{host}-{pid}"
-
-
-def heartbeat_key(service: str, consumer: str) -> str:
-    return f"tunegate:heartbeat:{service}:{consumer}"
 
 
 class DeliveryLoops:

@@ -26,10 +26,11 @@ from redis.asyncio import Redis
 from shared.bus.authentication import Authenticator
 from shared.bus.context import HandlerContext
 from shared.bus.definition import ServiceDefinition
-from shared.bus.delivery_loops import DeliveryLoops, consumer_name
+from shared.bus.delivery_loops import DeliveryLoops
 from shared.bus.dispatch import Delivery, Dispatcher
 from shared.bus.groups import ensure_groups, group_name
 from shared.bus.inbox import InboxTables, inbox_tables
+from shared.bus.liveness import consumer_name, ready_file_name
 from shared.bus.publisher import Publisher
 from shared.bus.unit_of_work import UnitOfWork
 from shared.bus.wire import split_fields
@@ -49,11 +50,6 @@ async def _skip_decoding(_message: Any) -> None:
     """FastStream would JSON-decode every body for the handler's `body` argument; the dispatcher parses the
     raw envelope itself, so decoding twice would only cost throughput."""
     return None
-
-
-def ready_file_name(service: str, pid: int) -> str:
-    """Host and pid: pids repeat across containers that share one TUNEGATE_HOME volume."""
-    return f"{service}-{socket.gethostname()}-{pid}.ready"
 
 
 class ServiceRuntime:
@@ -158,7 +154,7 @@ class ServiceRuntime:
     # ------------------------------------------------------------------ lifecycle
 
     def ready_file(self) -> Path:
-        return self.settings.path("run", ready_file_name(self.name, os.getpid()))
+        return self.settings.path("run", ready_file_name(self.name, socket.gethostname(), os.getpid()))
 
     async def run(self) -> None:
         # A batch service (the ledger) is idempotent by itself and emits only refusals, which go out directly:
@@ -220,4 +216,4 @@ def run_service(
         provider.shutdown()
 
 
-__all__ = ["ServiceRuntime", "ready_file_name", "run_service"]
+__all__ = ["ServiceRuntime", "run_service"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ import psutil
 import redis
 
 from shared.bus.groups import group_name
-from shared.bus.lifecycle import ready_file_name
+from shared.bus.liveness import ready_file_name
 from shared.config import Settings
 from shared.events.streams import ALL_STREAMS, dlq_name
 from shared.roster import service, service_names
@@ -137,8 +138,11 @@ class Supervisor:
         self._write_record(record)
         return record
 
+    def _ready_file(self, record: ProcessRecord) -> Path:
+        return self.run_dir / ready_file_name(record.name, socket.gethostname(), record.pid)
+
     def wait_ready(self, record: ProcessRecord, timeout_s: float = 120.0) -> None:
-        ready = self.run_dir / ready_file_name(record.name, record.pid)
+        ready = self._ready_file(record)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if ready.exists():
@@ -234,7 +238,7 @@ class Supervisor:
                 "pid": record.pid if record else None,
                 "alive": alive,
                 # A ready file outlives a SIGKILLed process: ready means alive too.
-                "ready": alive and bool(record and (self.run_dir / ready_file_name(name, record.pid)).exists()),
+                "ready": alive and record is not None and self._ready_file(record).exists(),
                 "replicas": replicas,
                 "lag": {},
                 "pending": {},

@@ -108,7 +108,7 @@ def test_probe_works_with_the_permissions_of_a_service_redis_user(
 
     import redis
 
-    from shared.bus.delivery_loops import heartbeat_key
+    from shared.bus.liveness import heartbeat_key
     from shared.roster import service
     from shared.runtime.redis_acl import service_user
 
