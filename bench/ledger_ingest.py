@@ -44,8 +44,8 @@ from shared.bus.publisher import Publisher  # noqa: E402
 from shared.config import Settings  # noqa: E402
 from shared.events.envelope import Envelope  # noqa: E402
 from shared.roster import ServiceSpec  # noqa: E402
-from shared.runtime.redis_server import EmbeddedRedis  # noqa: E402
 from shared.security.signing import KeyDirectory  # noqa: E402
+from shared.stack.redis_server import EmbeddedRedis  # noqa: E402
 
 BATCH = 500
 

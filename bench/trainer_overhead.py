@@ -46,7 +46,7 @@ from shared.datasets import dataset_fingerprint
 from shared.events.envelope import Envelope
 from shared.events.payloads import MethodSpec, TrainingRequested
 from shared.ids import new_job_id
-from shared.runtime.redis_server import EmbeddedRedis
+from shared.stack.redis_server import EmbeddedRedis
 from shared.storage.db import Database
 from shared.training.hyperparameters import validate_hyperparameters
 

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
             url = url_file.read_text().strip()
             if user is None:
                 return url
-            from shared.runtime.redis_acl import RedisCredentials
+            from shared.stack.redis_acl import RedisCredentials
 
             return RedisCredentials(self.home_dir / "redis").url_for(url, user)
         raise RuntimeError(f"no Redis configured: set TUNEGATE_REDIS_URL or run `tunegate up` (looked for {url_file})")

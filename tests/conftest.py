@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from shared.runtime.redis_server import EmbeddedRedis  # noqa: E402
+from shared.stack.redis_server import EmbeddedRedis  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ after its consumer, `<service>-<host>-<pid>`, and recording its host name. The p
 of SERVICE (default: $SERVICE) written by a process of this host (the pod or container hostname) is younger
 than --max-age, 1 with the reason on stderr when there is none or Redis cannot be reached, and 2 on bad
 usage. It reads the heartbeat keys of the processes it sees in /proc with GET: a service's Redis user may
-read its own heartbeats but may not SCAN the keyspace (shared/runtime/redis_acl.py). Without /proc (not
+read its own heartbeats but may not SCAN the keyspace (shared/stack/redis_acl.py). Without /proc (not
 Linux) it falls back to SCAN, which needs a user allowed to run it.
 
 Why not `tunegate status --json`: it is a report for humans and always exits 0, and the services' ready

@@ -25,11 +25,11 @@ class Verb:
 
 VERBS: dict[str, Verb] = {
     "up": Verb(
-        "services.cli.runtime:up", "Start Redis (unless TUNEGATE_REDIS_URL is set) and every service in the background."
+        "services.cli.stack:up", "Start Redis (unless TUNEGATE_REDIS_URL is set) and every service in the background."
     ),
-    "down": Verb("services.cli.runtime:down", "Stop exactly the processes `tunegate up` started."),
+    "down": Verb("services.cli.stack:down", "Stop exactly the processes `tunegate up` started."),
     "status": Verb(
-        "services.cli.runtime:status",
+        "services.cli.stack:status",
         "Liveness, consumer lag and dead-letter counts of every service. Exit 1 when Redis is unreachable, or a "
         "service that `tunegate up` started is dead, not ready or cannot reach Redis.",
     ),

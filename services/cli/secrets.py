@@ -3,7 +3,7 @@
 `generate DIR` writes (directories 0700, files 0600, nothing printed but paths):
 
     DIR/.env                        compose: per-service Redis URLs, the PostgreSQL password, TUNEGATE_SECRETS_DIR
-    DIR/redis/users.acl             the Redis ACL file (shared.runtime.redis_acl): one user per service, default off
+    DIR/redis/users.acl             the Redis ACL file (shared.stack.redis_acl): one user per service, default off
     DIR/redis/credentials/<user>    each Redis user's password (`admin` is for the operator's emergencies only)
     DIR/keys/signing/<service>.key  each service's Ed25519 event-signing key (shared.security.signing.KeyDirectory)
     DIR/keys/trust/<service>/*.pub  every service's public keys, which every service verifies events with
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from shared.runtime.redis_acl import RedisCredentials
+    from shared.stack.redis_acl import RedisCredentials
 
 secrets_app = typer.Typer(
     help="Secrets for a compose or Kubernetes deployment: Redis users, passwords, service signing keys.",
@@ -104,9 +104,9 @@ def generate_secrets(root: Path, *, force: bool = False) -> SecretsLayout:
     import shutil
 
     from shared.roster import service_names
-    from shared.runtime.redis_acl import OPERATOR, RedisCredentials
     from shared.security.keys import write_secret
     from shared.security.signing import KeyDirectory
+    from shared.stack.redis_acl import OPERATOR, RedisCredentials
 
     layout = SecretsLayout(root)
     if root.exists() and not root.is_dir():
@@ -168,8 +168,8 @@ def write_kustomization(layout: SecretsLayout) -> Path:
     import yaml
 
     from shared.roster import service_names
-    from shared.runtime.redis_acl import OPERATOR, RedisCredentials
     from shared.security.keys import write_secret
+    from shared.stack.redis_acl import OPERATOR, RedisCredentials
 
     credentials = RedisCredentials(layout.redis_dir)
 

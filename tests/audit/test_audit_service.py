@@ -17,7 +17,7 @@ from services.cli.main import app
 from shared.bus.publisher import Publisher
 from shared.config import Settings
 from shared.events.envelope import Envelope
-from shared.runtime.redis_server import EmbeddedRedis
+from shared.stack.redis_server import EmbeddedRedis
 from tests.support import ServiceProcess, keys, sign, wait_for
 
 pytestmark = pytest.mark.integration

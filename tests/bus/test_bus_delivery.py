@@ -10,7 +10,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from shared.events.envelope import Envelope
-from shared.runtime.redis_server import EmbeddedRedis
+from shared.stack.redis_server import EmbeddedRedis
 from tests.support import REPO_ROOT, ServiceProcess, publish_signed, read_dlq, read_stream, wait_for
 
 PROBE = str(REPO_ROOT / "tests" / "bus" / "probe_service.py")

@@ -110,7 +110,7 @@ def test_probe_works_with_the_permissions_of_a_service_redis_user(
 
     from shared.bus.liveness import heartbeat_key
     from shared.roster import service
-    from shared.runtime.redis_acl import service_user
+    from shared.stack.redis_acl import service_user
 
     real = service_user(service("scanner"))
     user = dataclasses.replace(real, name="probe", keys=(heartbeat_key("probe", "*"),))

@@ -36,7 +36,7 @@ from services.cli.secrets import (
     trust_config_map_name,
 )
 from shared.roster import SERVICES, service_names
-from shared.runtime.redis_acl import OPERATOR, RedisCredentials
+from shared.stack.redis_acl import OPERATOR, RedisCredentials
 from tests.infra.conftest import read_env_file
 
 REPO = Path(__file__).resolve().parents[2]

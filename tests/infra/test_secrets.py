@@ -24,9 +24,9 @@ from services.cli.secrets import (
     secrets_app,
 )
 from shared.roster import service_names
-from shared.runtime.redis_acl import OPERATOR, RedisCredentials, users
 from shared.security.keys import key_id_for, public_key_pem, read_private_key
 from shared.security.signing import KeyDirectory
+from shared.stack.redis_acl import OPERATOR, RedisCredentials, users
 from tests.infra.conftest import read_env_file, shipped_redis
 
 URL_SAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from shared.config import Settings
-from shared.runtime.redis_server import EmbeddedRedis
-from shared.runtime.supervisor import ProcessRecord, Supervisor
+from shared.stack.redis_server import EmbeddedRedis
+from shared.stack.supervisor import ProcessRecord, Supervisor
 from shared.storage.db import Database
 from shared.storage.private import PRIVATE_UMASK, open_private_append, private_file, restrict_umask
 

@@ -50,7 +50,7 @@ class EmbeddedRedis:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     acl_file: Path | None = None
-    """Users and permissions (shared/runtime/redis_acl.py); None = the default user, no password (tests)."""
+    """Users and permissions (shared/stack/redis_acl.py); None = the default user, no password (tests)."""
     admin_password: str | None = None
 
     @property

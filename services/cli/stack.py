@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.config import Settings
-from shared.runtime.supervisor import SERVICES, Supervisor, SupervisorError
+from shared.stack.supervisor import SERVICES, Supervisor, SupervisorError
 
 console = Console()
 

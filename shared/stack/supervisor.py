@@ -22,10 +22,10 @@ from shared.bus.liveness import ready_file_name
 from shared.config import Settings
 from shared.events.streams import ALL_STREAMS, dlq_name
 from shared.roster import service, service_names
-from shared.runtime.redis_acl import ADMIN, RedisCredentials
-from shared.runtime.redis_server import EmbeddedRedis
 from shared.security.keys import write_secret
 from shared.security.signing import KeyDirectory
+from shared.stack.redis_acl import ADMIN, RedisCredentials
+from shared.stack.redis_server import EmbeddedRedis
 from shared.storage.private import PRIVATE_UMASK, open_private_append, private_dir
 
 SERVICES: tuple[str, ...] = service_names()

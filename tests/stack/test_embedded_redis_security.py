@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from shared.config import Settings
-from shared.runtime.redis_acl import ADMIN, OPERATOR, RedisCredentials
-from shared.runtime.supervisor import Supervisor
+from shared.stack.redis_acl import ADMIN, OPERATOR, RedisCredentials
+from shared.stack.supervisor import Supervisor
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
