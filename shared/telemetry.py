@@ -50,6 +50,14 @@ class JsonLinesSpanExporter(SpanExporter):
                         "status": span.status.status_code.name,
                         "service": span.resource.attributes.get("service.name"),
                         "attributes": {k: _jsonable(v) for k, v in (span.attributes or {}).items()},
+                        "links": [
+                            {
+                                "trace_id": format(link.context.trace_id, "032x"),
+                                "span_id": format(link.context.span_id, "016x"),
+                                "attributes": {k: _jsonable(v) for k, v in (link.attributes or {}).items()},
+                            }
+                            for link in span.links
+                        ],
                     },
                     sort_keys=True,
                 )

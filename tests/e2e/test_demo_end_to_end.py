@@ -15,6 +15,40 @@ from services.cli.demo import Demo
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
+def assert_one_trace_per_job(home: Path, job_id: str) -> None:
+    """The shape of a job's trace: one trace from the CLI's submit to the last event, with every service's
+    spans in it (the audit ledger's too); consumers continue traces instead of starting their own; the
+    approval requests are traces of their own that link to the job's; messaging attributes per the
+    current OpenTelemetry conventions."""
+    spans = [
+        json.loads(line) | {"file": trace_file.stem}
+        for trace_file in (home / "traces").glob("*.jsonl")
+        for line in trace_file.read_text().splitlines()
+    ]
+    of_job = [s for s in spans if s["attributes"].get("tunegate.subject") == job_id]
+    job_traces = {s["trace_id"] for s in of_job}
+    assert len(job_traces) == 1, job_traces
+    [job_trace] = job_traces
+    assert {"cli", "registry", "scanner", "trainer", "audit"} <= {s["file"] for s in of_job}
+    consumers = [s for s in spans if s["kind"] == "CONSUMER"]
+    assert consumers and all(s["parent_span_id"] for s in consumers), "no consumer starts a stray trace"
+    for span in consumers:
+        attributes = span["attributes"]
+        assert span["name"] == f"process {attributes['messaging.destination.name']}"
+        assert attributes["messaging.system"] == "redis" and attributes["messaging.operation.type"] == "process"
+        assert attributes["messaging.consumer.group.name"] == f"tunegate-{span['file']}"
+        assert attributes["messaging.message.id"] and "messaging.operation" not in attributes
+    audit_of_job = [s for s in of_job if s["file"] == "audit"]
+    assert {s["attributes"]["tunegate.event.type"] for s in audit_of_job} >= {"job.requested", "training.completed"}
+    producers = [s for s in of_job if s["kind"] == "PRODUCER"]
+    assert producers and all(s["name"].startswith("send tunegate.") for s in producers)
+    approvals = [s for s in spans if s["kind"] == "SERVER" and s["name"] == "POST /jobs/{job_id}/approvals"]
+    assert len(approvals) == 2, [s["name"] for s in spans if s["kind"] == "SERVER"]
+    for request in approvals:
+        assert request["trace_id"] != job_trace, "an approval request is a trace of its own"
+        assert [link["trace_id"] for link in request["links"]] == [job_trace], "linked to the job's trace"
+
+
 def test_demo_runs_submit_scan_two_approvals_training_and_audit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -50,15 +84,7 @@ def test_demo_runs_submit_scan_two_approvals_training_and_audit(
     assert {"EMAIL_ADDRESS", "CREDIT_CARD", "AWS_ACCESS_KEY"} <= found, found
     assert "AKIAIOSFODNN7EXAMPLE" not in (home / "demo" / "orders.redacted.jsonl").read_text()
 
-    # One job = one trace across processes.
-    trace_ids: dict[str, set[str]] = {}
-    for trace_file in (home / "traces").glob("*.jsonl"):
-        for line in trace_file.read_text().splitlines():
-            span = json.loads(line)
-            if span["attributes"].get("tunegate.subject") == result.job_id:
-                trace_ids.setdefault(trace_file.stem, set()).add(span["trace_id"])
-    assert {"cli", "registry", "scanner", "trainer"} <= set(trace_ids), trace_ids
-    assert len(set().union(*trace_ids.values())) == 1, trace_ids
+    assert_one_trace_per_job(home, result.job_id)
 
     # `tunegate down` stopped everything it started.
     assert not any((home / "run").glob("*.pid.json"))

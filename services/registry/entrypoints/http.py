@@ -38,6 +38,7 @@ from services.registry.domain.governance import Governance
 from services.registry.domain.principals import Principal, SigningKey, hash_token, new_token
 from services.registry.domain.states import STATE_NAMES, InvalidTransition
 from services.registry.entrypoints.limits import BodyLimit
+from services.registry.entrypoints.tracing import ServerSpans
 from services.registry.schemas import (
     AdminBootstrap,
     ApprovalRequest,
@@ -79,6 +80,19 @@ class RuntimeLike(Protocol):
     def transaction(self, *, actor: str, subject: str | None = None) -> AbstractAsyncContextManager[HandlerContext]: ...
 
 
+def join_job_trace(job_traceparent: str | None) -> str | None:
+    """Link this request's SERVER span to the job's trace, and return the traceparent the events it causes
+    carry: the job's own, so the decision shows in the job's trace and the request stays its own trace."""
+    from opentelemetry import trace
+
+    from shared.telemetry import context_from_traceparent
+
+    job_span = trace.get_current_span(context_from_traceparent(job_traceparent)).get_span_context()
+    if job_span.is_valid:
+        trace.get_current_span().add_link(job_span, {"tunegate.link": "job"})
+    return job_traceparent
+
+
 def _error(status: int, error: str, detail: Any) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(status_code=status, content={"error": error, "detail": detail}, headers=headers)
@@ -116,6 +130,7 @@ def create_app(
         openapi_url="/openapi.json" if public_docs else None,
     )
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(ServerSpans)  # added last, so it wraps everything, refusals included
 
     def requires(allowed: tuple[str, ...], action: str) -> Any:
         """A dependency: FastAPI resolves it before it validates the body, so a caller without a valid token
@@ -199,7 +214,7 @@ def create_app(
     ) -> ApprovalResult | JSONResponse:
         async with runtime.transaction(actor=approver.name, subject=job_id) as ctx:
             found = repository.require_job(ctx.db, job_id)
-            ctx.trace = found.traceparent or ctx.trace  # the decision joins the job's trace
+            ctx.trace = join_job_trace(found.traceparent) or ctx.trace  # the decision joins the job's trace
             outcome = found.decide(
                 approver, body.decision, comment=body.comment, reason=body.reason, now=governance.now()
             )
@@ -230,7 +245,7 @@ def create_app(
     ) -> CancelResult:
         async with runtime.transaction(actor=principal.name, subject=job_id) as ctx:
             found = repository.require_job(ctx.db, job_id)
-            ctx.trace = found.traceparent or ctx.trace
+            ctx.trace = join_job_trace(found.traceparent) or ctx.trace
             ended = found.cancel(principal, reason=body.reason, now=governance.now())
             outbox.commit_job(ctx, found)
             view = JobView.of(found)
