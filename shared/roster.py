@@ -64,7 +64,7 @@ AUDIT = ServiceSpec(
     name="audit",
     summary="Append-only ledger of every event: hash chain, RFC 9162 Merkle tree, signed tree heads.",
     consumes=(EVERY_TYPE,),
-    emits=("bus.event.rejected",),
+    emits=("bus.event.rejected", "bus.event.dead_lettered"),
     bootstrap="services.audit.bootstrap:build",
 )
 REGISTRY = ServiceSpec(
@@ -93,6 +93,7 @@ REGISTRY = ServiceSpec(
         "principal.rotated",
         "principal.revoked",
         "bus.event.rejected",
+        "bus.event.dead_lettered",
     ),
     bootstrap="services.registry.bootstrap:build",
     http=True,
@@ -101,7 +102,7 @@ SCANNER = ServiceSpec(
     name="scanner",
     summary="Dataset DLP: validation, Presidio detection, consent, redaction, fingerprint.",
     consumes=("dataset.scan.requested",),
-    emits=("dataset.scanned", "dataset.scan.failed", "bus.event.rejected"),
+    emits=("dataset.scanned", "dataset.scan.failed", "bus.event.rejected", "bus.event.dead_lettered"),
     bootstrap="services.scanner.bootstrap:build",
 )
 TRAINER = ServiceSpec(
@@ -116,6 +117,7 @@ TRAINER = ServiceSpec(
         "training.failed",
         "training.cancelled",
         "bus.event.rejected",
+        "bus.event.dead_lettered",
     ),
     bootstrap="services.trainer.bootstrap:build",
 )

@@ -7,6 +7,7 @@ dead letter cannot hide the attempt: the audit ledger keeps the record."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,7 @@ from redis.asyncio import Redis
 from shared.bus.dead_letters import move_to_dlq, record_error
 from shared.config import Settings
 from shared.events.envelope import Envelope
-from shared.events.payloads import BusEventRejected
+from shared.events.payloads import BusEventDeadLettered, BusEventRejected
 
 if TYPE_CHECKING:
     from shared.bus.dispatch import Delivery
@@ -71,30 +72,48 @@ class EntryOutcomes:
         )
         return int(pending[0]["times_delivered"]) if pending else 0
 
+    async def _record(
+        self, kind: str, delivery: Delivery, reason: str, envelope: Envelope | None, deliveries: int | None
+    ) -> None:
+        """Put what happened to an entry on the bus, for the ledger, before the entry leaves its stream. The
+        id is derived from (service, stream, entry, kind), so a retry after a crash records it only once."""
+        entry = delivery.entry_id.decode()
+        claimed_type, claimed_producer = (envelope.type, envelope.producer[:220]) if envelope else _claims(delivery)
+        fields = {
+            "stream": delivery.stream,
+            "entry_id": entry,
+            "raw_sha256": hashlib.sha256(delivery.body).hexdigest(),
+            "reason": reason[:2000],
+            "claimed_type": claimed_type,
+            "claimed_producer": claimed_producer,
+            "rejected_by": self.name,
+        }
+        payload = BusEventRejected(**fields) if deliveries is None else BusEventDeadLettered(
+            **fields, deliveries=deliveries
+        )
+        await self._publish(
+            Envelope(
+                event_id=str(uuid.uuid5(_REJECTION_NAMESPACE, f"{self.name}|{delivery.stream}|{entry}|{kind}")),
+                type=kind,
+                producer=self.name,
+                actor=f"system:{self.name}",
+                subject=f"{delivery.stream}/{entry}",
+                payload=payload.model_dump(mode="json"),
+            )
+        )
+
     async def refuse(self, delivery: Delivery, reason: str, envelope: Envelope | None = None) -> None:
         """Record the refusal on the bus, then dead-letter the entry."""
-        entry = delivery.entry_id.decode()
-        rejection = Envelope(
-            event_id=str(uuid.uuid5(_REJECTION_NAMESPACE, f"{self.name}|{delivery.stream}|{entry}")),
-            type="bus.event.rejected",
-            producer=self.name,
-            actor=f"system:{self.name}",
-            subject=f"{delivery.stream}/{entry}",
-            payload=BusEventRejected(
-                stream=delivery.stream,
-                entry_id=entry,
-                raw_sha256=hashlib.sha256(delivery.body).hexdigest(),
-                reason=reason[:2000],
-                claimed_type=envelope.type if envelope else None,
-                claimed_producer=envelope.producer[:220] if envelope else None,
-                rejected_by=self.name,
-            ).model_dump(mode="json"),
-        )
-        await self._publish(rejection)
+        await self._record("bus.event.rejected", delivery, reason, envelope, None)
         self.stats.rejected += 1
-        await self.dead_letter(delivery, f"refused: {reason}", await self.deliveries_of(delivery))
+        await self._move(delivery, f"refused: {reason}", await self.deliveries_of(delivery))
 
     async def dead_letter(self, delivery: Delivery, reason: str, deliveries: int) -> None:
+        """A valid event whose handler failed on every delivery: recorded on the bus, then dead-lettered."""
+        await self._record("bus.event.dead_lettered", delivery, reason, None, deliveries)
+        await self._move(delivery, reason, deliveries)
+
+    async def _move(self, delivery: Delivery, reason: str, deliveries: int) -> None:
         await move_to_dlq(
             self.redis,
             stream=delivery.stream,
@@ -123,3 +142,18 @@ class EntryOutcomes:
             await self.dead_letter(delivery, error, deliveries)
         else:
             await record_error(self.redis, self.group, delivery.stream, delivery.entry_id, error)
+
+
+def _claims(delivery: Delivery) -> tuple[str | None, str | None]:
+    """What an entry says it is, read without trusting it (for the record of a failed valid event)."""
+    try:
+        data = json.loads(delivery.body)
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    claimed_type, producer = data.get("type"), data.get("producer")
+    return (
+        claimed_type[:100] if isinstance(claimed_type, str) else None,
+        producer[:220] if isinstance(producer, str) else None,
+    )

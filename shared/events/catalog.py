@@ -59,6 +59,7 @@ _SPECS: tuple[EventSpec, ...] = (
     EventSpec("principal.rotated", Stream.JOBS, p.PrincipalRotated),
     EventSpec("principal.revoked", Stream.JOBS, p.PrincipalRevoked),
     EventSpec("bus.event.rejected", Stream.BUS, p.BusEventRejected),
+    EventSpec("bus.event.dead_lettered", Stream.BUS, p.BusEventDeadLettered),
 )
 
 CATALOG: dict[str, EventSpec] = {spec.type: spec for spec in _SPECS}

@@ -387,3 +387,10 @@ class BusEventRejected(Payload):
     claimed_type: str | None = Field(default=None, max_length=100)
     claimed_producer: str | None = Field(default=None, max_length=220)
     rejected_by: str = Field(min_length=1, max_length=64)
+
+
+class BusEventDeadLettered(BusEventRejected):
+    """A valid event whose handler failed on every delivery (`TUNEGATE_MAX_DELIVERIES`) and was moved to the
+    dead-letter stream; recorded so the ledger knows which effects never happened."""
+
+    deliveries: int = Field(ge=0)

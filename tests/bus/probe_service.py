@@ -61,7 +61,7 @@ def build(settings: Settings) -> ServiceDefinition:
             name="probe",
             summary="test service",
             consumes=("job.state_changed",),
-            emits=("job.accepted", "bus.event.rejected"),
+            emits=("job.accepted", "bus.event.rejected", "bus.event.dead_lettered"),
         ),
     )
 

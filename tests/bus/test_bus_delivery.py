@@ -100,6 +100,9 @@ def test_poison_message_goes_to_dlq_after_max_deliveries(tunegate_home: Path, re
         assert Envelope.from_wire(dead[0]["body"].encode()).event_id == poison.event_id
         assert [r[1] for r in effects(tunegate_home)] == ["job_good"]  # the queue kept moving
         wait_for(lambda: client.xpending("tunegate.jobs", "tunegate-probe")["pending"] == 0, 10, "ack")
+        [record] = [e for e in read_stream(client, "tunegate.bus") if e.type == "bus.event.dead_lettered"]
+        assert record.data.claimed_type == "job.state_changed" and record.data.deliveries == 3  # type: ignore[attr-defined]
+        assert "poison pill" in record.data.reason  # type: ignore[attr-defined]
     finally:
         probe.stop()
 
