@@ -30,7 +30,8 @@ _BUS_COMMANDS = (
     "+hset", "+hget", "+hdel",  # the per-group error hash
     "+set", "+get",  # heartbeats
 )
-_TRAINER_COMMANDS = ("+set", "+get", "+del", "+incr", "+eval", "+evalsha", "+script|load")
+# Leases with fencing tokens (services/trainer/adapters/lease.py); Redis checks commands inside scripts too.
+_TRAINER_COMMANDS = ("+set", "+get", "+del", "+incr", "+incrby", "+pexpire", "+eval", "+evalsha", "+script|load")
 _OPERATOR_COMMANDS = (
     "+@connection", "+xadd", "+xlen", "+xrange", "+xrevrange", "+xread", "+xinfo|groups", "+xinfo|stream",
     "+xpending", "+get", "+scan",

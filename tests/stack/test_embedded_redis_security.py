@@ -83,3 +83,31 @@ def test_status_reports_a_killed_service_as_unhealthy(supervisor: Supervisor) ->
     entry = report["services"]["audit"]
     assert not report["healthy"] and not entry["alive"] and not entry["ready"]
     assert "is gone" in entry["problems"][0]
+
+
+def test_each_service_can_do_its_own_work_under_its_user(tmp_path: Path) -> None:
+    """What the trainer does with leases, fencing tokens and cancel flags is allowed to its user (a denied
+    command would fail every training job, only under `tunegate up`, never in tests without users)."""
+    from services.trainer.adapters.lease import LeaseManager
+    from shared.stack.redis_server import EmbeddedRedis
+
+    credentials = RedisCredentials(tmp_path / "redis")
+    server = EmbeddedRedis(
+        tmp_path / "redis", acl_file=credentials.ensure(), admin_password=credentials.password(ADMIN)
+    )
+    server.start()
+    try:
+        trainer = redis.Redis.from_url(credentials.url_for(server.url, "trainer"))
+        leases = LeaseManager(trainer, "worker-a", ttl_ms=2000)
+        lease = leases.try_acquire("job_1")
+        assert lease is not None and lease.token == 1
+        assert lease.renew()
+        lease.verify()
+        leases.request_cancel("job_1", "stop")
+        assert leases.cancel_reason("job_1") == "stop"
+        lease.release()
+        assert LeaseManager(trainer, "worker-b", ttl_ms=2000).try_acquire("job_1") is not None
+        operator = redis.Redis.from_url(credentials.url_for(server.url, OPERATOR))
+        assert operator.get("tunegate:training:job_1:cancel") == b"stop"  # `jobs watch` reads it
+    finally:
+        server.stop()
