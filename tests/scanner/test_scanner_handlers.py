@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from services.scanner.adapters.tables import METADATA, ScanRow
 from services.scanner.bootstrap import build, build_deps
-from services.scanner.demo import write_demo_dataset
+from services.scanner.entrypoints.demo_dataset import write_demo_dataset
 from services.scanner.handlers import build_handlers
 from shared.bus.context import HandlerContext
 from shared.config import Settings

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from services.scanner.adapters.anonymizer import load_or_create_hash_key
-from services.scanner.demo import write_demo_dataset
 from services.scanner.domain.policy import PolicyError, load_policy
-from services.scanner.pipeline import ScanOptions, ScanResult, scan_dataset
+from services.scanner.engine.pipeline import ScanOptions, ScanResult, scan_dataset
+from services.scanner.entrypoints.demo_dataset import write_demo_dataset
 from shared.config import Settings
 from shared.datasets import DatasetError, ManifestError, find_manifest, load_manifest
 
