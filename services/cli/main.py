@@ -8,7 +8,7 @@ from services.audit import cli as audit_cli
 from services.cli import demo, runtime
 from services.registry import cli as registry_cli
 from services.scanner.entrypoints import cli as scanner_cli
-from services.trainer import cli as trainer_cli
+from services.trainer.entrypoints import cli as trainer_cli
 
 app = typer.Typer(
     name="tunegate",

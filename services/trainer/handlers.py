@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from services.trainer.adapters.base_models import BaseModelError, BaseModelInfo
-from services.trainer.adapters.data import LoadedDataset, load_dataset
 from services.trainer.adapters.lease import Lease, LeaseManager
-from services.trainer.adapters.packaging import store_checkpoint_manifest, store_directory
-from services.trainer.adapters.provenance import code_commit, library_versions, loss_curve_png
-from services.trainer.adapters.runtime import TrainingJob, TrainingOutcome, run_training
 from services.trainer.adapters.tables import finished_outcome, record_outcome
 from services.trainer.domain.progress import LeaseLost, TrainingCancelledError
+from services.trainer.engine.data import LoadedDataset, load_dataset
+from services.trainer.engine.loop import run_training
+from services.trainer.engine.packaging import store_checkpoint_manifest, store_directory
+from services.trainer.engine.provenance import code_commit, library_versions, loss_curve_png
+from services.trainer.engine.run import TrainingJob, TrainingOutcome
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.datasets import DatasetError
