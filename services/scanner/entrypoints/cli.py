@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from services.scanner.adapters.anonymizer import load_or_create_hash_key
-from services.scanner.domain.policy import PolicyError, load_policy
+from services.scanner.adapters.policy_files import load_policy
+from services.scanner.domain.policy import PolicyError
 from services.scanner.engine.pipeline import ScanOptions, ScanResult, scan_dataset
 from services.scanner.entrypoints.demo_dataset import write_demo_dataset
 from shared.config import Settings
