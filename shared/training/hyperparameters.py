@@ -80,7 +80,8 @@ class HyperParameters(BaseModel):
 
     def resolved(self) -> dict[str, Any]:
         """Every value the run uses, defaults included (what training.completed records)."""
-        return {name: getattr(self, name) for name in type(self).model_fields}
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        return {name: list(value) if isinstance(value, list) else value for name, value in values.items()}
 
     def total_steps(self, n_records: int) -> int:
         if self.max_steps is not None:
