@@ -24,10 +24,10 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.support.detector_benchmark import ENTITIES, LabelledText, generate_corpus, score
 from services.scanner.adapters.detector import build_analyzer, load_registry
-from services.scanner.domain.policy import load_policy
-from services.scanner.evaluation import ENTITIES, LabelledText, generate_corpus, score
-from services.scanner.pipeline import ScanOptions, scan_dataset
+from services.scanner.adapters.policy_files import load_policy
+from services.scanner.engine.pipeline import ScanOptions, scan_dataset
 from shared.datasets import DatasetManifest
 
 SYSTEM = "You are a helpful support assistant."

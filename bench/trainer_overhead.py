@@ -29,16 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis
 
 from services.trainer.adapters.base_models import resolve_base
-from services.trainer.adapters.data import load_dataset, tokenise
-from services.trainer.adapters.runtime import (
-    TrainingJob,
-    common_args,
-    configure_offline,
-    load_model,
-    load_tokenizer,
-)
 from services.trainer.adapters.tables import metadata
 from services.trainer.bootstrap import build_deps
+from services.trainer.engine.data import load_dataset, tokenise
+from services.trainer.engine.loop import configure_offline
+from services.trainer.engine.models import load_model, load_tokenizer
+from services.trainer.engine.plain import common_args
+from services.trainer.engine.run import TrainingJob
 from services.trainer.handlers import TrainerHandlers
 from shared.bus.context import HandlerContext
 from shared.config import Settings
@@ -98,7 +95,7 @@ def through_worker(handlers: TrainerHandlers, db: Database, client: redis.Redis,
     with db.transaction() as session:
         ctx = HandlerContext(producer="trainer", default_actor="system:trainer", default_subject=request.subject,
                              envelope=request, session=session, keep_alive=keep_alive, publisher=publish)
-        asyncio.run(handlers.training_requested(ctx))
+        asyncio.run(handlers.training_requested(request.data, ctx))  # type: ignore[arg-type]
         [completed] = ctx.outgoing
     if completed.type != "training.completed":
         raise SystemExit(f"tunegate run did not complete: {completed.payload}")

@@ -47,18 +47,18 @@ VERBS: dict[str, Verb] = {
         "Fine-tune or RAG? Answers the decision matrix without submitting a job.",
     ),
     "scan": Verb(
-        "services.scanner.cli:scan",
+        "services.scanner.entrypoints.cli:scan",
         "Scan a dataset for personal data, health identifiers and secrets; exit 1 if it would be blocked.",
     ),
     "demo-dataset": Verb(
-        "services.scanner.cli:demo_dataset",
+        "services.scanner.entrypoints.cli:demo_dataset",
         "Write the demo dataset: order-extraction chats with planted emails, phones, a card and an AWS key.",
     ),
     "demo": Verb("services.cli.demo:demo", "Run the whole path of one job end to end on embedded defaults."),
     "audit": Verb("services.audit.cli:audit_app", "The audit ledger: verify it, export and check proofs."),
     "jobs": Verb("services.registry.entrypoints.cli:jobs_app", "Fine-tuning jobs held by the registry."),
     "jobs watch": Verb(
-        "services.trainer.cli:jobs_watch",
+        "services.trainer.entrypoints.cli:jobs_watch",
         "Follow a training job live: progress bar with loss and ETA until it completes, fails or is cancelled.",
     ),
     "principals": Verb(
@@ -72,7 +72,7 @@ VERBS: dict[str, Verb] = {
         "services.cli.secrets:secrets_app",
         "Secrets for a compose or Kubernetes deployment: Redis users, passwords, service signing keys.",
     ),
-    "models": Verb("services.trainer.cli:models_app", "Base models available to fine-tune."),
+    "models": Verb("services.trainer.entrypoints.cli:models_app", "Base models available to fine-tune."),
 }
 
 

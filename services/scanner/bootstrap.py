@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from services.scanner.adapters.anonymizer import load_or_create_hash_key
+from services.scanner.adapters.policy_files import load_policy
 from services.scanner.adapters.tables import METADATA
-from services.scanner.domain.policy import load_policy
 from services.scanner.handlers import ScannerDeps, build_handlers
 from shared.config import Settings
 from shared.datasets.reference import DataAccess

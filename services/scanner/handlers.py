@@ -20,7 +20,7 @@ from pathlib import Path
 
 from services.scanner.adapters.tables import ScanRow
 from services.scanner.domain.policy import Policy, PolicyError
-from services.scanner.pipeline import ScanOptions, ScanResult, scan_dataset
+from services.scanner.engine.pipeline import ScanOptions, ScanResult, scan_dataset
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
 from shared.datasets import DatasetError, DatasetManifest, ManifestError

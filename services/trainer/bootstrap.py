@@ -11,9 +11,9 @@ import redis
 
 from services.trainer.adapters.base_models import resolve_base
 from services.trainer.adapters.lease import LeaseManager
-from services.trainer.adapters.runtime import configure_offline
 from services.trainer.adapters.tables import metadata
 from services.trainer.config import TrainerSettings
+from services.trainer.engine.loop import configure_offline
 from services.trainer.handlers import TrainerDeps, TrainerHandlers
 from shared.bus.definition import ServiceDefinition
 from shared.config import Settings

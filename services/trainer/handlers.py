@@ -1,6 +1,7 @@
 """What happens when training events arrive.
 
-training.requested: refuse unless the data is what was scanned, then train (or resume) under a lease, publish
+training.requested (its hyperparameters already checked against the method by the payload type): refuse
+unless the data is what was scanned and fits the method, then train (or resume) under a lease, publish
 started/progress/checkpointed live, and record + emit exactly one of completed / failed / cancelled.
 training.cancel.requested: raise the job's cancel flag; the training loop stops at its next step."""
 
@@ -18,13 +19,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from services.trainer.adapters.base_models import BaseModelError, BaseModelInfo
-from services.trainer.adapters.data import LoadedDataset, load_dataset
 from services.trainer.adapters.lease import Lease, LeaseManager
-from services.trainer.adapters.packaging import store_checkpoint_manifest, store_directory
-from services.trainer.adapters.provenance import code_commit, library_versions, loss_curve_png
-from services.trainer.adapters.runtime import TrainingJob, TrainingOutcome, run_training
 from services.trainer.adapters.tables import finished_outcome, record_outcome
 from services.trainer.domain.progress import LeaseLost, TrainingCancelledError
+from services.trainer.engine.data import LoadedDataset, load_dataset
+from services.trainer.engine.loop import run_training
+from services.trainer.engine.packaging import store_checkpoint_manifest, store_directory
+from services.trainer.engine.provenance import code_commit, library_versions, loss_curve_png
+from services.trainer.engine.run import TrainingJob, TrainingOutcome
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.datasets import DatasetError
@@ -49,12 +51,7 @@ from shared.events.payloads import (
 )
 from shared.ids import validate_job_id
 from shared.storage.artifacts import ArtifactStore
-from shared.training.hyperparameters import (
-    HyperparameterError,
-    HyperParameters,
-    check_data_fits,
-    validate_hyperparameters,
-)
+from shared.training.hyperparameters import HyperparameterError, check_data_fits
 
 log = logging.getLogger("tunegate.trainer")
 ACTOR = "system:trainer"
@@ -141,28 +138,23 @@ class TrainerHandlers:
             self._finish(ctx, job_id, "cancelled", "training.cancelled",
                          TrainingCancelled(job_id=job_id, at_step=0, reason=reason))
             return
-        try:
-            params = validate_hyperparameters(request.hyperparameters, request.method)
-        except HyperparameterError as exc:
-            self._fail(ctx, job_id, str(exc))
-            return
         async with self.deps.slot:
             lease = await self._acquire(ctx, job_id)
             if lease is None:
                 log.warning("job %s is being trained by another live worker; skipping this delivery", job_id)
                 return
             try:
-                await self._train_under_lease(ctx, request, params, lease)
+                await self._train_under_lease(ctx, request, lease)
             finally:
                 await asyncio.to_thread(lease.release)
 
-    async def _train_under_lease(self, ctx: HandlerContext, request: TrainingRequested,
-                                 params: HyperParameters, lease: Lease) -> None:
+    async def _train_under_lease(self, ctx: HandlerContext, request: TrainingRequested, lease: Lease) -> None:
         job_id = request.job_id
+        params = request.hyperparameters
         lost, cancelled = threading.Event(), threading.Event()
         try:
             # Building `tiny` or converting a GGUF on first use can outlast the lease: keep renewing.
-            preparing = self._on_torch_thread(self._prepare, request, params)
+            preparing = self._on_torch_thread(self._prepare, request)
             dataset, base = await self._heartbeat(ctx, lease, lost, cancelled, preparing)
         except Refusal as exc:
             self._fail(ctx, job_id, str(exc))
@@ -190,7 +182,7 @@ class TrainerHandlers:
         except LeaseLost as exc:
             log.warning("job %s finished but %s; not recording", job_id, exc)
             return
-        completed = await asyncio.to_thread(self._package, request, params, base, outcome)
+        completed = await asyncio.to_thread(self._package, request, base, outcome)
         self._finish(ctx, job_id, "completed", "training.completed", completed,
                      artifact_sha256=completed.artifact.sha256, token=lease.token)
         shutil.rmtree(job.workdir / "run", ignore_errors=True)
@@ -229,7 +221,7 @@ class TrainerHandlers:
                 if not await asyncio.to_thread(lease.renew):
                     lost.set()
 
-    def _prepare(self, request: TrainingRequested, params: HyperParameters) -> tuple[LoadedDataset, BaseModelInfo]:
+    def _prepare(self, request: TrainingRequested) -> tuple[LoadedDataset, BaseModelInfo]:
         """Refuse anything but the exact bytes the scanner passed, then resolve the base model."""
         if request.scan_verdict not in ("clean", "redacted"):
             raise Refusal(f"dataset scan verdict is {request.scan_verdict!r}; only clean or redacted data trains")
@@ -250,7 +242,7 @@ class TrainerHandlers:
             raise Refusal(f"dataset fingerprint mismatch: the scanned fingerprint is {request.fingerprint}, "
                           f"the records read from {request.dataset.uri} give {dataset.fingerprint}")
         try:
-            check_data_fits(request.method, params, dataset.kind, len(dataset.records))
+            check_data_fits(request.method, request.hyperparameters, dataset.kind, len(dataset.records))
         except HyperparameterError as exc:
             raise Refusal(str(exc)) from None
         try:
@@ -259,14 +251,13 @@ class TrainerHandlers:
             raise Refusal(str(exc)) from None
         return dataset, base
 
-    def _package(self, request: TrainingRequested, params: HyperParameters, base: BaseModelInfo,
-                 outcome: TrainingOutcome) -> TrainingCompleted:
+    def _package(self, request: TrainingRequested, base: BaseModelInfo, outcome: TrainingOutcome) -> TrainingCompleted:
         artifact = store_directory(self.deps.artifacts, outcome.model_dir)
         curve = self.deps.artifacts.put_bytes(
             loss_curve_png(outcome.loss_history, f"{request.job_id} ({request.method.kind}, "
                                                  f"{request.method.adapter})"))
-        hyper = params.model_dump(mode="json")
-        hyper["total_steps"] = params.total_steps(int(outcome.metrics["records"]))
+        hyper = request.hyperparameters.resolved()
+        hyper["total_steps"] = request.hyperparameters.total_steps(int(outcome.metrics["records"]))
         return TrainingCompleted(
             job_id=request.job_id, artifact=artifact, base_model=request.base_model,
             base_model_sha256=base.sha256, method=request.method, hyperparameters=hyper, seed=request.seed,

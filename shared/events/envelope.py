@@ -1,4 +1,5 @@
-"""The one envelope every message travels in (DESIGN.md, "Event contract")."""
+"""The one envelope every message travels in: docs/architecture.md (services and streams), docs/security.md
+(its signature)."""
 
 from __future__ import annotations
 

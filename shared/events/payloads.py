@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared.ids import JobId
+from shared.training.hyperparameters import HyperParameters, validate_hyperparameters
 
 Sha256 = str  # hex digest; validated where it matters via the pattern below
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -186,12 +187,22 @@ class TrainingRequested(Payload):
     job_id: JobId
     base_model: str
     method: MethodSpec
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    hyperparameters: HyperParameters = Field(
+        default_factory=HyperParameters, description="Serialised as the keys given; defaults fill the rest."
+    )
     dataset: ArtifactRef
     fingerprint: str = Field(pattern=SHA256_PATTERN)
     scan_verdict: Literal["clean", "redacted"]
     seed: int = 0
     approvers: list[str] = Field(default_factory=list)
+
+    @field_validator("hyperparameters", mode="before")
+    @classmethod
+    def _fit_the_method(cls, value: Any, info: ValidationInfo) -> Any:
+        method = info.data.get("method")
+        if method is None:  # the method is invalid and reported as such; check the keys on their own
+            return value
+        return validate_hyperparameters(value, method)
 
 
 class TrainingStarted(Payload):

@@ -1,5 +1,6 @@
-"""The training contract shared by the registry (validates a job's hyperparameters at intake) and the
-trainer (validates again before loading a model): one schema, so a job is refused before it is approved."""
+"""The training contract: one hyperparameter schema and one check, applied by the registry to a job spec at
+intake (so a job that could never train is refused before it is approved) and by `training.requested`, which
+carries the hyperparameters typed."""
 
 from shared.training.hyperparameters import (
     HyperparameterError,

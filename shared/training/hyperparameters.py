@@ -1,21 +1,23 @@
 """Hyperparameters of a training job, validated before any model is loaded.
 
 Every rejection names the key, the value and the reason, and all problems are reported together so a
-requester fixes a job in one round trip. Defaults are sized for the CI/demo `tiny` base on CPU."""
+requester fixes a job in one round trip. Defaults are sized for the CI/demo `tiny` base on CPU.
+
+`validate_hyperparameters` is the one check: the registry applies it to a job spec at intake (a job that
+could never train is rejected before it is approved), and `training.requested` carries the result typed,
+validated by the same function, so the trainer receives only hyperparameters that fit the method."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
-from shared.events.payloads import MethodSpec
 from shared.validation import validation_problems
 
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LORA_KEYS = frozenset({"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"})
-DPO_KEYS = frozenset({"beta"})
 DP_KEYS = frozenset({"dp_target_epsilon", "dp_delta", "dp_max_grad_norm", "dp_noise_multiplier"})
 # Which dataset record kinds each method can learn from.
 METHOD_FORMATS: dict[str, tuple[str, ...]] = {
@@ -23,6 +25,19 @@ METHOD_FORMATS: dict[str, tuple[str, ...]] = {
     "dpo": ("preference",),
     "cpt": ("text",),
 }
+
+
+class TrainingMethod(Protocol):
+    """What the checks need of a job's method (shared.events.payloads.MethodSpec has these fields)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def adapter(self) -> str: ...
+
+    @property
+    def differential_privacy(self) -> bool: ...
 
 
 class HyperparameterError(ValueError):
@@ -58,6 +73,18 @@ class HyperParameters(BaseModel):
     dp_max_grad_norm: float = Field(default=1.0, gt=0)
     dp_noise_multiplier: float | None = Field(default=None, gt=0, le=1000)
 
+    @model_serializer(mode="wrap")
+    def _as_requested(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the keys the requester gave: a key set for the wrong method must still be seen by whoever
+        validates the serialised form, and defaults stay the reader's to fill in."""
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if key in self.model_fields_set}
+
+    def resolved(self) -> dict[str, Any]:
+        """Every value the run uses, defaults included (what training.completed records)."""
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        return {name: list(value) if isinstance(value, list) else value for name, value in values.items()}
+
     def total_steps(self, n_records: int) -> int:
         if self.max_steps is not None:
             return self.max_steps
@@ -65,8 +92,10 @@ class HyperParameters(BaseModel):
         return max(1, math.ceil(per_epoch * (self.epochs or 1.0)))
 
 
-def validate_hyperparameters(raw: dict[str, Any], method: MethodSpec) -> HyperParameters:
+def validate_hyperparameters(raw: dict[str, Any] | HyperParameters, method: TrainingMethod) -> HyperParameters:
     """Parse the requested hyperparameters and check they fit the method; raise HyperparameterError."""
+    if isinstance(raw, HyperParameters):
+        raw = raw.model_dump()
     try:
         params = HyperParameters.model_validate(raw)
     except ValidationError as exc:
@@ -113,7 +142,7 @@ def validate_hyperparameters(raw: dict[str, Any], method: MethodSpec) -> HyperPa
     return params
 
 
-def check_data_fits(method: MethodSpec, params: HyperParameters, record_kind: str, n_records: int) -> None:
+def check_data_fits(method: TrainingMethod, params: HyperParameters, record_kind: str, n_records: int) -> None:
     """Method/data compatibility, known only once the dataset is read."""
     problems: list[str] = []
     allowed = METHOD_FORMATS[method.kind]

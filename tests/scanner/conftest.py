@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from services.scanner.adapters.detector import Detector, RegistryEntry, load_registry
-from services.scanner.domain.policy import Policy, load_policy
-from services.scanner.pipeline import ScanOptions
+from services.scanner.adapters.policy_files import load_policy
+from services.scanner.domain.policy import Policy
+from services.scanner.engine.pipeline import ScanOptions
 
 HASH_KEY = b"test-redaction-key-0123456789abcdef"
 

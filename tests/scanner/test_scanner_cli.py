@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from services.scanner.cli import register
-from services.scanner.demo import write_demo_dataset
+from services.scanner.entrypoints.cli import register
+from services.scanner.entrypoints.demo_dataset import write_demo_dataset
 from shared.datasets import dataset_fingerprint
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from services.registry.jobfile import load_job_file
 from services.scanner.adapters.tables import METADATA, ScanRow
 from services.scanner.bootstrap import build, build_deps
-from services.scanner.demo import write_demo_dataset
+from services.scanner.entrypoints.demo_dataset import write_demo_dataset
 from services.scanner.handlers import build_handlers
 from shared.bus.context import HandlerContext
 from shared.config import Settings
@@ -141,7 +141,7 @@ def test_submitted_uri_of_an_odd_folder_reaches_the_scanner(harness: Harness, tm
     data, _ = write_demo_dataset(tmp_path / folder / "demo set.jsonl")
     job = tmp_path / "job.yaml"
     job.write_text(f"requester: x\nbase_model: tiny\nuse_case: {{name: n}}\ndataset: {{uri: {data.as_uri()}}}\n")
-    submitted = load_job_file(job).dataset
+    submitted = load_job_file(job, requester="x").dataset
     assert "%20" in submitted.uri
     [event] = harness.request(submitted.model_dump(mode="json"))
     assert event.type == "dataset.scanned", event.payload

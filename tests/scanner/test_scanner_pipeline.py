@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.scanner.demo import PLANTED, demo_records, write_demo_dataset
-from services.scanner.pipeline import ScanOptions, scan_dataset
+from services.scanner.engine.pipeline import ScanOptions, scan_dataset
+from services.scanner.entrypoints.demo_dataset import PLANTED, demo_records, write_demo_dataset
 from shared.datasets import DatasetManifest, dataset_fingerprint, load_manifest, record_hash
 
 CONSENTED = DatasetManifest(legal_basis="contract", consent_covers_training=True, subject_field="customer_id")

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from services.scanner.adapters.detector import Detector, RegistryError, load_registry, ner_available
+from services.scanner.adapters.policy_files import load_policy
 from services.scanner.domain.findings import Span, VerdictInputs, decide_spans, decide_verdict, resolve_overlaps
-from services.scanner.domain.policy import Action, Policy, PolicyError, load_policy
+from services.scanner.domain.policy import Action, Policy, PolicyError
 
 
 def write_policy(tmp_path: Path, body: str) -> Path:

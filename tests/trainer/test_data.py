@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from services.trainer.adapters.base_models import BaseModelInfo
-from services.trainer.adapters.data import load_dataset, tokenise
-from services.trainer.adapters.runtime import load_tokenizer
+from services.trainer.engine.data import load_dataset, tokenise
+from services.trainer.engine.models import load_tokenizer
 from shared.datasets import DatasetError, dataset_fingerprint
 from tests.trainer.trainer_data import chat_records, write_jsonl
 

@@ -1,12 +1,15 @@
-"""Hyperparameters are validated before any model loads, with every problem named."""
+"""Hyperparameters are validated before any model loads, with every problem named, by one function that
+the registry applies at intake and training.requested applies to its typed field."""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from shared.events.payloads import MethodSpec
+from shared.events.payloads import ArtifactRef, MethodSpec, TrainingRequested
 from shared.training.hyperparameters import (
     HyperparameterError,
+    HyperParameters,
     check_data_fits,
     validate_hyperparameters,
 )
@@ -71,3 +74,34 @@ def test_dp_delta_must_be_below_one_over_n() -> None:
     with pytest.raises(HyperparameterError, match="dp_delta"):
         check_data_fits(dp, params, "chat", 200)
     check_data_fits(dp, params, "chat", 50)
+
+
+def training_request(method: MethodSpec, hyperparameters: dict[str, object]) -> TrainingRequested:
+    return TrainingRequested(job_id="job_1", base_model="tiny", method=method, fingerprint="0" * 64,
+                             dataset=ArtifactRef(uri="cas://sha256/" + "0" * 64, sha256="0" * 64),
+                             scan_verdict="clean", hyperparameters=hyperparameters)  # type: ignore[arg-type]
+
+
+def test_training_requested_carries_them_typed_and_checked_against_the_method() -> None:
+    request = training_request(LORA_SFT, {"max_steps": 10, "lora_r": 8})
+    assert request.hyperparameters.max_steps == 10 and request.hyperparameters.batch_size == 8
+    with pytest.raises(ValidationError) as caught:
+        training_request(LORA_SFT, {"learning_rate": 0, "epochz": 1})
+    assert "hyperparameters.learning_rate" in str(caught.value) and "epochz: unknown key" in str(caught.value)
+    with pytest.raises(ValidationError, match="only DPO uses beta"):
+        training_request(LORA_SFT, {"beta": 0.1})
+    with pytest.raises(ValidationError, match=r"need method\.adapter=lora"):
+        training_request(MethodSpec(adapter="full"), {"lora_r": 8})
+
+
+def test_the_wire_form_holds_the_keys_given_so_it_survives_a_round_trip() -> None:
+    full = MethodSpec(kind="cpt", adapter="full")
+    request = training_request(full, {"max_steps": 12, "learning_rate": 1e-3})
+    wire = request.model_dump(mode="json")
+    assert wire["hyperparameters"] == {"max_steps": 12, "learning_rate": 1e-3}
+    # Defaults such as lora_r must not come back as "given", or a full fine-tune would fail its own check.
+    again = TrainingRequested.model_validate(wire)
+    assert again == request and again.hyperparameters.model_fields_set == {"max_steps", "learning_rate"}
+    resolved = again.hyperparameters.resolved()
+    assert resolved["max_steps"] == 12 and resolved["lora_r"] == 16
+    assert set(resolved) == set(HyperParameters.model_fields)

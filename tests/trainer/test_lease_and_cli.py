@@ -8,16 +8,19 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 from typer.testing import CliRunner
 
+from services.cli.demo import JOB_FILE
+from services.scanner.entrypoints.demo_dataset import demo_records
 from services.trainer.adapters.lease import LeaseManager, lease_key
-from services.trainer.cli import jobs_watch, register
-from services.trainer.demo import DEMO_HYPERPARAMETERS, DEMO_METHOD, demo_records
 from services.trainer.domain.progress import LeaseLost
+from services.trainer.entrypoints.cli import jobs_watch, register
+from shared.datasets import kind_of
 from shared.events.envelope import Envelope
 from shared.events.payloads import ArtifactRef, MethodSpec, TrainingCompleted, TrainingProgress, TrainingStarted
 from shared.events.streams import Stream
-from shared.training.hyperparameters import check_data_fits, validate_hyperparameters
+from shared.training.hyperparameters import check_data_fits, split_seed, validate_hyperparameters
 
 
 def test_one_holder_at_a_time_and_a_stale_holder_is_fenced_off(redis_url: str) -> None:
@@ -48,10 +51,16 @@ def test_cancel_flag_round_trip(redis_url: str) -> None:
     assert leases.cancel_reason("job-y") == "requester withdrew"
 
 
-def test_demo_settings_are_valid_for_the_demo_data() -> None:
-    method = MethodSpec.model_validate(DEMO_METHOD)
-    params = validate_hyperparameters(DEMO_HYPERPARAMETERS, method)
-    check_data_fits(method, params, "chat", len(demo_records()))
+def test_the_demo_job_fits_the_demo_dataset() -> None:
+    """`tunegate demo` submits this job file on the scanner's demo dataset: the trainer must accept both."""
+    job = yaml.safe_load(JOB_FILE.read_text(encoding="utf-8"))
+    method = MethodSpec.model_validate(job["method"])
+    _seed, raw = split_seed(job["hyperparameters"])
+    params = validate_hyperparameters(raw, method)
+    records = demo_records()
+    kind = kind_of(records[0])
+    assert kind is not None
+    check_data_fits(method, params, kind, len(records))
 
 
 def test_models_bases_lists_builtin_and_local_bases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

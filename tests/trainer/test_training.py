@@ -3,6 +3,7 @@ reports its epsilon, cancel and lease loss stop a run, a killed run resumes, and
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from pathlib import Path
@@ -11,18 +12,12 @@ from typing import Any
 import pytest
 
 from services.trainer.adapters.base_models import BaseModelInfo
-from services.trainer.adapters.data import load_dataset
-from services.trainer.adapters.packaging import directory_digest
-from services.trainer.adapters.runtime import (
-    NullHooks,
-    TrainingJob,
-    TrainingOutcome,
-    last_complete_checkpoint,
-    load_model,
-    load_tokenizer,
-    run_training,
-)
 from services.trainer.domain.progress import LeaseLost, TrainingCancelledError
+from services.trainer.engine.data import load_dataset
+from services.trainer.engine.loop import run_training
+from services.trainer.engine.models import load_model, load_tokenizer
+from services.trainer.engine.packaging import deterministic_tar
+from services.trainer.engine.run import TrainingJob, TrainingOutcome, last_complete_checkpoint
 from shared.events.payloads import MethodSpec, TrainingProgress
 from shared.training.hyperparameters import validate_hyperparameters
 from tests.trainer.trainer_data import (
@@ -35,6 +30,30 @@ from tests.trainer.trainer_data import (
 
 pytestmark = pytest.mark.slow
 SCHEMA = {"name", "city", "item", "quantity"}
+
+
+class NullHooks:
+    """Hooks that report nothing."""
+
+    def started(self, resumed_from_step: int, total_steps: int) -> None:
+        return None
+
+    def progress(self, progress: TrainingProgress) -> None:
+        return None
+
+    def before_checkpoint(self, step: int) -> None:
+        return None
+
+    def checkpointed(self, step: int, directory: Path) -> None:
+        return None
+
+    def cancel_requested(self) -> bool:
+        return False
+
+
+def directory_digest(directory: Path) -> str:
+    """The digest the artefact store would give the final model's deterministic tar."""
+    return hashlib.sha256(deterministic_tar(directory)).hexdigest()
 
 
 class Recorder(NullHooks):

@@ -7,12 +7,9 @@ secrets can never be allowed, and every classification must say what happens to 
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from shared.yaml_models import load_yaml_model
 
 CLASSIFICATIONS: tuple[str, ...] = ("public", "internal", "confidential", "restricted")
 
@@ -132,17 +129,3 @@ class Policy(BaseModel):
 
     def is_personal(self, entity: str) -> bool:
         return entity in self.personal_entities
-
-
-BUILTIN_POLICIES = Path(__file__).resolve().parent.parent / "config" / "policies"
-
-
-def load_policy(name_or_path: str | Path) -> Policy:
-    """A policy by file path, or by name from the bundled policies (`default`)."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = BUILTIN_POLICIES / f"{name_or_path}.yaml"
-    if not path.is_file():
-        available = sorted(p.stem for p in BUILTIN_POLICIES.glob("*.yaml"))
-        raise PolicyError(f"policy {name_or_path!r} not found (no file {path}; bundled: {available})")
-    return load_yaml_model(path, Policy, "policy", PolicyError)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from shared.canonical import canonical_json
 
@@ -28,11 +28,9 @@ class ThroughputMeter:
     start_time: float
     start_step: int = 0
     start_tokens: int = 0
-    last: tuple[float, int, int] | None = field(default=None)
 
     def sample(self, now: float, step: int, tokens: int) -> tuple[float | None, float | None]:
         """Return (tokens_per_s, eta_s) given the cumulative step and token count at `now`."""
-        self.last = (now, step, tokens)
         elapsed = now - self.start_time
         done = step - self.start_step
         if elapsed <= 0 or done <= 0:

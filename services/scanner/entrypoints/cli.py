@@ -18,7 +18,7 @@ from shared.config import Settings
 # The scan engine pulls in Presidio, spaCy and transformers (seconds of imports): `scan` imports it when it
 # runs, so that every other `tunegate` verb starts at once.
 if TYPE_CHECKING:
-    from services.scanner.pipeline import ScanResult
+    from services.scanner.engine.pipeline import ScanResult
 
 EXIT_OK, EXIT_BLOCKED, EXIT_INVALID = 0, 1, 2
 LISTED_LINES = 25
@@ -74,8 +74,9 @@ def scan(
 ) -> None:
     """Scan a dataset for personal data, health identifiers and secrets; exit 1 if it would be blocked."""
     from services.scanner.adapters.anonymizer import load_or_create_hash_key
-    from services.scanner.domain.policy import PolicyError, load_policy
-    from services.scanner.pipeline import ScanOptions, scan_dataset
+    from services.scanner.adapters.policy_files import load_policy
+    from services.scanner.domain.policy import PolicyError
+    from services.scanner.engine.pipeline import ScanOptions, scan_dataset
     from shared.datasets import DatasetError, ManifestError, find_manifest, load_manifest
 
     # soft_wrap: reasons stay on one line each, so they can be grepped and copied whole.
@@ -130,7 +131,7 @@ def demo_dataset(
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 7,
 ) -> None:
     """Write the demo dataset: order-extraction chats with planted emails, phones, a card and an AWS key."""
-    from services.scanner.demo import write_demo_dataset
+    from services.scanner.entrypoints.demo_dataset import write_demo_dataset
 
     data, manifest = write_demo_dataset(path, count=count, seed=seed)
     Console(soft_wrap=True).print(f"wrote {data} and {manifest}")

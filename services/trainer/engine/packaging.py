@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -47,6 +46,3 @@ def store_checkpoint_manifest(store: ArtifactStore, job_id: str, step: int, dire
     manifest pins each of its files by digest, and its own digest is the checkpoint's identity."""
     return store.put_bytes(checkpoint_manifest(job_id, step, file_digests(directory)))
 
-
-def directory_digest(directory: Path) -> str:
-    return hashlib.sha256(deterministic_tar(directory)).hexdigest()

@@ -1,0 +1,61 @@
+"""The training engine's entry point: pick the strategy the job's method calls for, run it under the shared
+TrainingRun bookkeeping, and write the final model. Runs in a worker thread; everything it reports leaves
+through the TrainingHooks it is given."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Protocol
+
+from services.trainer.engine.dp_sgd import DifferentiallyPrivateTraining
+from services.trainer.engine.plain import PlainTraining
+from services.trainer.engine.run import (
+    TrainedModel,
+    TrainingHooks,
+    TrainingJob,
+    TrainingOutcome,
+    TrainingRun,
+    normalise_saved_model,
+)
+from shared.events.payloads import MethodSpec
+
+FINAL_DIR = "final"
+
+
+class TrainingStrategy(Protocol):
+    def train(self, run: TrainingRun) -> TrainedModel:
+        """Train (or resume) to run.total_steps, reporting through `run`; raise TrainingCancelledError when
+        run.cancel_requested() says so."""
+        ...
+
+
+def strategy_for(method: MethodSpec) -> TrainingStrategy:
+    if method.differential_privacy:
+        return DifferentiallyPrivateTraining()
+    return PlainTraining()
+
+
+def configure_offline() -> None:
+    """No hub is reachable; fail fast instead of waiting on network timeouts."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("WANDB_DISABLED", "true")
+
+
+def run_training(job: TrainingJob, hooks: TrainingHooks) -> TrainingOutcome:
+    """Train (or resume) the job; raise TrainingCancelledError on cancel, LeaseLost if the job moved."""
+    configure_offline()
+    run = TrainingRun(job, hooks)
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    trained = strategy_for(job.method).train(run)
+    final_dir = job.workdir / FINAL_DIR
+    if final_dir.exists():
+        shutil.rmtree(final_dir)
+    trained.save(final_dir)
+    normalise_saved_model(final_dir, job.base.name)
+    return TrainingOutcome(model_dir=final_dir, metrics=trained.metrics, loss_history=run.history,
+                           resumed_from_step=trained.resumed_from_step, epsilon=trained.epsilon,
+                           delta=trained.delta)

@@ -1,0 +1,137 @@
+"""One training run as every strategy sees it: the job, the hooks it reports through, and the bookkeeping
+all strategies share (progress events, loss history, checkpoint completion markers, cancel polling)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from services.trainer.adapters.base_models import BaseModelInfo
+from services.trainer.domain.progress import ThroughputMeter
+from services.trainer.engine.data import LoadedDataset
+from shared.events.payloads import MethodSpec, TrainingProgress
+from shared.training.hyperparameters import HyperParameters
+
+COMPLETE_MARKER = "tunegate_checkpoint.json"
+
+
+class TrainingHooks(Protocol):
+    def started(self, resumed_from_step: int, total_steps: int) -> None: ...
+    def progress(self, progress: TrainingProgress) -> None: ...
+    def before_checkpoint(self, step: int) -> None: ...  # raises LeaseLost when this worker lost the job
+    def checkpointed(self, step: int, directory: Path) -> None: ...
+    def cancel_requested(self) -> bool: ...
+
+
+@dataclass
+class TrainingJob:
+    job_id: str
+    base: BaseModelInfo
+    method: MethodSpec
+    params: HyperParameters
+    seed: int
+    dataset: LoadedDataset
+    workdir: Path
+
+
+@dataclass
+class TrainingOutcome:
+    model_dir: Path
+    metrics: dict[str, float]
+    loss_history: list[tuple[int, float]] = field(default_factory=list)
+    resumed_from_step: int = 0
+    epsilon: float | None = None
+    delta: float | None = None
+
+
+@dataclass
+class TrainedModel:
+    """What a strategy hands back once its loop has run to the last step."""
+
+    save: Callable[[Path], None]  # writes the final model (and anything that must travel with it) into a dir
+    metrics: dict[str, float]
+    resumed_from_step: int
+    epsilon: float | None = None
+    delta: float | None = None
+
+
+def last_complete_checkpoint(run_dir: Path) -> Path | None:
+    """Newest checkpoint whose save finished (we write the marker after the trainer's save returns); a
+    half-written one from a killed worker is removed so it cannot be picked up later."""
+    if not run_dir.exists():
+        return None
+    best: tuple[int, Path] | None = None
+    for path in run_dir.glob("checkpoint-*"):
+        suffix = path.name.split("-", 1)[1]
+        if not suffix.isdigit():
+            continue
+        if not (path / COMPLETE_MARKER).exists():
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        if best is None or int(suffix) > best[0]:
+            best = (int(suffix), path)
+    return best[1] if best else None
+
+
+def mark_checkpoint_complete(directory: Path, step: int) -> None:
+    (directory / COMPLETE_MARKER).write_text(json.dumps({"step": step}))
+
+
+def normalise_saved_model(directory: Path, base_name: str) -> None:
+    """Strip what would differ between identical runs (local paths, generated cards). training_args.bin
+    pickles the output path; the hyperparameters travel in training.completed instead."""
+    (directory / "README.md").unlink(missing_ok=True)
+    if not directory.name.startswith("checkpoint-"):
+        (directory / "training_args.bin").unlink(missing_ok=True)
+    adapter_config = directory / "adapter_config.json"
+    if adapter_config.exists():
+        data = json.loads(adapter_config.read_text())
+        data["base_model_name_or_path"] = base_name
+        adapter_config.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+class TrainingRun:
+    """A job's run in progress: every strategy reports its start, logged losses and saved checkpoints here,
+    and asks here whether to stop, so events, history and checkpoint markers are the same whatever the loop."""
+
+    def __init__(self, job: TrainingJob, hooks: TrainingHooks) -> None:
+        self.job = job
+        self.hooks = hooks
+        self.total_steps = job.params.total_steps(len(job.dataset.records))
+        self.run_dir = job.workdir / "run"
+        self.history: list[tuple[int, float]] = []
+        self._meter: ThroughputMeter | None = None
+
+    def begin(self, step: int, tokens: int = 0) -> None:
+        """Start (or resume at `step`): only steps trained from here on count towards tokens/s and ETA."""
+        self._meter = ThroughputMeter(self.total_steps, time.monotonic(), step, tokens)
+        self.hooks.started(step, self.total_steps)
+
+    def cancel_requested(self) -> bool:
+        return self.hooks.cancel_requested()
+
+    def logged(self, step: int, loss: float, tokens: int, *, learning_rate: float | None,
+               epoch: float | None = None) -> None:
+        """A loss was logged at `step` with `tokens` seen in total: record it and publish progress."""
+        if self._meter is None:
+            raise RuntimeError(f"job {self.job.job_id}: loss logged at step {step} before the run began")
+        self.history.append((step, loss))
+        tokens_per_s, eta = self._meter.sample(time.monotonic(), step, tokens)
+        self.hooks.progress(TrainingProgress(
+            job_id=self.job.job_id, step=step, total_steps=self.total_steps, loss=loss,
+            learning_rate=learning_rate, tokens_per_s=tokens_per_s, eta_s=eta, epoch=epoch,
+        ))
+
+    def before_checkpoint(self, step: int) -> None:
+        self.hooks.before_checkpoint(step)
+
+    def checkpoint_saved(self, directory: Path, step: int) -> None:
+        """The strategy finished writing `directory`: only now does it count as resumable."""
+        normalise_saved_model(directory, self.job.base.name)
+        mark_checkpoint_complete(directory, step)
+        self.hooks.checkpointed(step, directory)
