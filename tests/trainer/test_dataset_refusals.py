@@ -12,7 +12,6 @@ from services.trainer.bootstrap import build_deps
 from services.trainer.handlers import Refusal, TrainerHandlers
 from shared.config import Settings
 from shared.events.payloads import ArtifactRef, MethodSpec, TrainingRequested
-from shared.training.hyperparameters import HyperParameters
 
 
 @pytest.fixture
@@ -34,7 +33,6 @@ def _request(dataset: ArtifactRef) -> TrainingRequested:
 
 
 def test_missing_tampered_and_uncontained_datasets_are_refused(handlers: TrainerHandlers, tmp_path: Path) -> None:
-    params = HyperParameters()
     stored = handlers.deps.artifacts.put_bytes(b'{"text": "a"}\n')
     cases = [
         ("cas://sha256/" + "a" * 64, "a" * 64, "dataset not found"),
@@ -44,7 +42,7 @@ def test_missing_tampered_and_uncontained_datasets_are_refused(handlers: Trainer
     ]
     for uri, sha256, reason in cases:
         with pytest.raises(Refusal, match=reason):
-            handlers._prepare(_request(ArtifactRef(uri=uri, sha256=sha256)), params)
+            handlers._prepare(_request(ArtifactRef(uri=uri, sha256=sha256)))
 
 
 @pytest.mark.parametrize("job_id", ["../../x", "/tmp/elsewhere"])
