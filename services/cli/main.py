@@ -55,7 +55,7 @@ VERBS: dict[str, Verb] = {
         "Write the demo dataset: order-extraction chats with planted emails, phones, a card and an AWS key.",
     ),
     "demo": Verb("services.cli.demo:demo", "Run the whole path of one job end to end on embedded defaults."),
-    "audit": Verb("services.audit.cli:audit_app", "The audit ledger: verify it, export and check proofs."),
+    "audit": Verb("services.audit.entrypoints.cli:audit_app", "The audit ledger: verify it, export and check proofs."),
     "jobs": Verb("services.registry.entrypoints.cli:jobs_app", "Fine-tuning jobs held by the registry."),
     "jobs watch": Verb(
         "services.trainer.entrypoints.cli:jobs_watch",

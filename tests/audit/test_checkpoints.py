@@ -148,7 +148,7 @@ def test_tree_heads_are_checkpoints_signed_by_the_log(ledger: LedgerService) -> 
 
 @pytest.fixture
 def app() -> typer.Typer:
-    from services.audit.cli import register
+    from services.audit.entrypoints.cli import register
 
     root = typer.Typer()
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.application import LedgerService, open_ledger
-from services.audit.cli import register
+from services.audit.entrypoints.cli import register
 from shared.config import Settings
 from tests.audit.audit_support import envelope
 

@@ -90,7 +90,7 @@ def test_malformed_keys_say_why() -> None:
 def test_cli_verify_proof_with_a_raw_key_file(
     shape: object, tmp_path: Path, store: LedgerStore, settings: Settings
 ) -> None:
-    from services.audit.cli import register
+    from services.audit.entrypoints.cli import register
 
     signer = Ed25519Signer(_key_with(shape))
     ledger = LedgerService(store, signer, settings)

@@ -63,7 +63,7 @@ def test_vectors_verify() -> None:
 def test_vectors_verify_with_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import typer
 
-    from services.audit.cli import register
+    from services.audit.entrypoints.cli import register
 
     monkeypatch.setenv("TUNEGATE_HOME", str(tmp_path))
     app = typer.Typer()

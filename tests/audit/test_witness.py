@@ -26,7 +26,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def app() -> typer.Typer:
-    from services.audit.cli import register
+    from services.audit.entrypoints.cli import register
 
     root = typer.Typer()
 
