@@ -83,6 +83,23 @@ def read_limited_text(path: Path, max_bytes: int = MAX_YAML_BYTES) -> str:
     return data.decode("utf-8")
 
 
+def load_yaml_document(path: Path, what: str, error: type[Exception], *, max_bytes: int = MAX_YAML_BYTES) -> Any:
+    """Read `path` (at most `max_bytes`, a regular UTF-8 file) and parse it with the YAML limits; every failure
+    raises `error` with `"<what> <path>: ..."`."""
+    try:
+        text = read_limited_text(path, max_bytes)
+    except OSError as exc:
+        raise error(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except ValueError as exc:
+        raise error(f"{what} {path}: cannot read ({exc})") from None
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {path}: not valid YAML ({exc})") from None
+
+
 def parse_yaml_model(text: str, source: str, model: type[Model], what: str, error: type[Exception]) -> Model:
     """Validate YAML `text` (from `source`) as `model`; every failure raises `error` with
     `"<what> <source>: ..."`, so the caller's own error type reaches its users."""

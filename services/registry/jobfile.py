@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from services.registry.domain.intake import hyperparameter_problems
@@ -13,7 +12,7 @@ from shared.config import Settings
 from shared.datasets.reference import DataAccess, DatasetRef, DatasetRefError, dataset_mismatch, hash_dataset
 from shared.events.payloads import DatasetSpec, JobSpec
 from shared.validation import describe_validation_error
-from shared.yaml_models import parse_yaml, read_limited_text
+from shared.yaml_models import load_yaml_document
 
 MAX_JOB_FILE_BYTES = 256 * 1024
 """A job file is a page of YAML; anything this large is a mistake or an attack on the registry's storage."""
@@ -32,18 +31,7 @@ def load_job_file(
 
     The requester is the submitting principal (`--as`), never the file's say: a file that names another
     requester is refused, one that names none gets the principal's name."""
-    try:
-        text = read_limited_text(path, MAX_JOB_FILE_BYTES)
-    except OSError as exc:
-        raise JobFileError(f"{path}: cannot read job file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise JobFileError(f"{path}: a job file is UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except ValueError as exc:
-        raise JobFileError(f"{path}: job file refused: {exc}") from None
-    try:
-        document = parse_yaml(text)
-    except yaml.YAMLError as exc:
-        raise JobFileError(f"{path}: not valid YAML: {exc}") from None
+    document = load_yaml_document(path, "job file", JobFileError, max_bytes=MAX_JOB_FILE_BYTES)
     if not isinstance(document, dict):
         raise JobFileError(f"{path}: a job file is a YAML mapping (use_case, base_model, dataset, ...)")
     named = document.get("requester")

@@ -5,27 +5,15 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from services.registry.domain.policy import Policy, PolicyError, RiskRuleRegistry, parse_policy
-from shared.yaml_models import parse_yaml, read_limited_text
+from shared.yaml_models import load_yaml_document
 
 
 def load_policy(path: Path | None = None, registry: RiskRuleRegistry | None = None) -> Policy:
     """The YAML at `path`, or the bundled default policy when None."""
     if path is None:
-        text = resources.files("services.registry.policy").joinpath("default.yaml").read_text("utf-8")
-        source = "bundled policy services/registry/policy/default.yaml"
-    else:
-        try:
-            text = read_limited_text(path)
-        except OSError as exc:
-            raise PolicyError(f"{path}: cannot read registry policy: {exc.strerror or exc}") from None
-        except ValueError as exc:  # too large, not a regular file, not UTF-8
-            raise PolicyError(f"{path}: cannot read registry policy: {exc}") from None
-        source = str(path)
-    try:
-        document = parse_yaml(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{source}: not valid YAML: {exc}") from None
-    return parse_policy(document, source, registry)
+        bundled = resources.files("services.registry.policy").joinpath("default.yaml")
+        with resources.as_file(bundled) as file:
+            document = load_yaml_document(file, "bundled registry policy", PolicyError)
+        return parse_policy(document, "bundled policy services/registry/policy/default.yaml", registry)
+    return parse_policy(load_yaml_document(path, "registry policy", PolicyError), str(path), registry)
