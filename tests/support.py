@@ -137,3 +137,20 @@ def read_dlq(client: redis.Redis, stream: str) -> list[dict[str, str]]:
         {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
         for _id, fields in client.xrange(f"{stream}.dlq")
     ]
+
+
+def capture_spans() -> Any:
+    """An in-memory exporter receiving this process's spans from now on, whichever tracer provider is
+    installed (OpenTelemetry allows setting the global provider only once per process)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter

@@ -46,7 +46,9 @@ def assert_one_trace_per_job(home: Path, job_id: str) -> None:
     assert len(approvals) == 2, [s["name"] for s in spans if s["kind"] == "SERVER"]
     for request in approvals:
         assert request["trace_id"] != job_trace, "an approval request is a trace of its own"
-        assert [link["trace_id"] for link in request["links"]] == [job_trace], "linked to the job's trace"
+        in_request = [s for s in spans if s["trace_id"] == request["trace_id"]]
+        links = [link["trace_id"] for s in in_request for link in s["links"]]
+        assert links == [job_trace], "linked to the job's trace"
 
 
 def test_demo_runs_submit_scan_two_approvals_training_and_audit(

@@ -69,6 +69,7 @@ class FakeRuntime:
                 session=session,
                 settings=self.settings,
                 causation_id=envelope.event_id,
+                trace=envelope.trace,  # the real runtime's consumer span continues the event's trace
             )
             by_type = {spec_for_model(model).type: handler for model, handler in handlers.items()}
             await by_type[envelope.type](envelope.data, ctx)

@@ -38,7 +38,6 @@ from services.registry.domain.governance import Governance
 from services.registry.domain.principals import Principal, SigningKey, hash_token, new_token
 from services.registry.domain.states import STATE_NAMES, InvalidTransition
 from services.registry.entrypoints.limits import BodyLimit
-from services.registry.entrypoints.tracing import ServerSpans
 from services.registry.schemas import (
     AdminBootstrap,
     ApprovalRequest,
@@ -81,8 +80,9 @@ class RuntimeLike(Protocol):
 
 
 def join_job_trace(job_traceparent: str | None) -> str | None:
-    """Link this request's SERVER span to the job's trace, and return the traceparent the events it causes
-    carry: the job's own, so the decision shows in the job's trace and the request stays its own trace."""
+    """Link this request's span (FastAPI opens the SERVER span and an endpoint span under it) to the job's
+    trace, and return the traceparent the events it causes carry: the job's own, so the decision shows in
+    the job's trace and the request stays a trace of its own."""
     from opentelemetry import trace
 
     from shared.telemetry import context_from_traceparent
@@ -130,7 +130,6 @@ def create_app(
         openapi_url="/openapi.json" if public_docs else None,
     )
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
-    app.add_middleware(ServerSpans)  # added last, so it wraps everything, refusals included
 
     def requires(allowed: tuple[str, ...], action: str) -> Any:
         """A dependency: FastAPI resolves it before it validates the body, so a caller without a valid token
