@@ -25,8 +25,10 @@ class ServiceSpec:
     emits: tuple[str, ...]
     bootstrap: str = ""
     """`module:function` that builds the service's runtime definition from Settings."""
-    http: bool = False
+    http: str = ""
+    """`module:function` that builds the service's HTTP app, if it serves one."""
     settings: str = "shared.config:Settings"
+    """`module:class` of the settings the service reads beyond shared.config.Settings (its own prefix)."""
 
     @property
     def module(self) -> str:
@@ -96,7 +98,8 @@ REGISTRY = ServiceSpec(
         "bus.event.dead_lettered",
     ),
     bootstrap="services.registry.bootstrap:build",
-    http=True,
+    http="services.registry.entrypoints.http:create_app",
+    settings="services.registry.settings:RegistryAPISettings",
 )
 SCANNER = ServiceSpec(
     name="scanner",

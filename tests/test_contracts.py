@@ -49,6 +49,21 @@ def test_each_service_handles_exactly_what_the_roster_says(name: str, tmp_path: 
     assert set(definition.handlers_by_type()) == set(service(name).consumes)
 
 
+@pytest.mark.parametrize("name", [s.name for s in SERVICES])
+def test_each_service_names_an_entry_point_and_a_settings_class_that_exist(name: str) -> None:
+    import importlib
+
+    from pydantic_settings import BaseSettings
+
+    spec = service(name)
+    for target in (spec.bootstrap, spec.settings, *([spec.http] if spec.http else [])):
+        module_name, attr = target.split(":")
+        assert hasattr(importlib.import_module(module_name), attr), target
+    module_name, attr = spec.settings.split(":")
+    assert issubclass(getattr(importlib.import_module(module_name), attr), BaseSettings)
+    assert (REPO_ROOT / "services" / name / "__main__.py").exists()
+
+
 def test_a_definition_that_differs_from_the_roster_is_refused_at_start() -> None:
     async def handler(event: Any, ctx: Any) -> None:
         return None

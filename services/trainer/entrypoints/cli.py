@@ -1,4 +1,4 @@
-"""`tunegate models bases` and `tunegate jobs watch ID` (the lead mounts `jobs_watch` under `jobs`)."""
+"""`tunegate models bases` and `tunegate jobs watch ID` (services/cli/main.py mounts `jobs_watch` under `jobs`)."""
 
 from __future__ import annotations
 
