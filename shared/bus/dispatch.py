@@ -217,8 +217,11 @@ class Dispatcher:
             await pipe.execute()
         self.stats.processed += len(valid)
         ended = time.time_ns()
-        # One CONSUMER span per event, in that event's trace: a job's trace shows where it was recorded.
+        # One CONSUMER span per event, in that event's trace: a job's trace shows where it was recorded. An event
+        # that carries no trace gets none (it would only start a stray one-span trace).
         for delivery, envelope in valid:
+            if envelope.trace is None:
+                continue
             span = self._tracer.start_span(
                 f"process {delivery.stream}",
                 context=context_from_traceparent(self._span_parent(delivery, envelope)),
