@@ -1,0 +1,142 @@
+"""What the `tunegate audit` verbs share: usage errors, key and file reading, output, common options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from services.audit.adapters.store import LedgerStore
+    from services.audit.domain.checkpoints import NoteVerifier
+    from shared.config import Settings
+
+
+def usage_error(message: str) -> NoReturn:
+    from rich.console import Console
+
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def open_ledger_store(settings: Settings) -> LedgerStore:
+    from services.audit.adapters.store import LedgerNotFound
+    from services.audit.application import open_store
+
+    store = open_store(settings, create=False)
+    try:
+        store.require_schema()
+    except LedgerNotFound as exc:
+        usage_error(f"{exc} (has the audit service run? TUNEGATE_HOME={settings.home_dir})")
+    return store
+
+
+MAX_INPUT_BYTES = 16 * 1024 * 1024  # a proof document, key or checkpoint is far smaller
+
+
+def read_input(path: Path, what: str) -> bytes:
+    """A regular file, size-limited; anything else is a usage error naming the file."""
+    try:
+        if not path.is_file():
+            usage_error(f"{what} {path} not found (or not a regular file)")
+        if path.stat().st_size > MAX_INPUT_BYTES:
+            usage_error(f"{what} {path} is larger than {MAX_INPUT_BYTES} bytes")
+        return path.read_bytes()
+    except OSError as exc:
+        usage_error(f"{what} {path} cannot be read: {exc.strerror}")
+
+
+def parse_log_key(data: bytes, where: str) -> Ed25519PublicKey:
+    """The log's public key: PEM, raw 32 bytes, hex, or its note verifier key (`name+id+base64`)."""
+    from services.audit.domain.checkpoints import ED25519, NoteError, NoteVerifier, log_origin
+    from shared.security.keys import PublicKeyError, load_public_key
+
+    if len(data) != 32 and b"+" in data and not data.lstrip().startswith(b"-----BEGIN"):
+        try:
+            verifier = NoteVerifier.parse(data.decode("utf-8", "replace"))
+        except NoteError as exc:
+            usage_error(f"{where}: {exc}")
+        if verifier.signature_type != ED25519 or verifier.name != log_origin(verifier.public_key):
+            usage_error(f"{where}: {verifier.name} is not an audit log's verifier key (a witness key?)")
+        return verifier.public_key
+    try:
+        return load_public_key(data)
+    except PublicKeyError as exc:
+        usage_error(f"{where}: {exc}")
+
+
+def verifier_key_text(value: str, what: str) -> str:
+    """A verifier key given inline, or the path of a file holding one."""
+    if Path(value).is_file() or "+" not in value:
+        return read_input(Path(value), what).decode("utf-8", "replace").strip()
+    return value
+
+
+def log_verifier_key_text(value: str) -> str:
+    """The log's verifier key given inline, or a file holding it or the log's public key in any form."""
+    from services.audit.domain.checkpoints import log_verifier
+
+    if Path(value).is_file() or "+" not in value:
+        path = Path(value)
+        return log_verifier(parse_log_key(read_input(path, "log key"), str(path))).encode()
+    return value
+
+
+def witness_key(value: str) -> NoteVerifier:
+    from services.audit.domain.checkpoints import COSIGNATURE_V1, NoteError, NoteVerifier
+
+    try:
+        verifier = NoteVerifier.parse(verifier_key_text(value, "witness key"))
+    except NoteError as exc:
+        usage_error(f"--witness-key: {exc}")
+    if verifier.signature_type != COSIGNATURE_V1:
+        usage_error(f"--witness-key {verifier.name}: not a witness cosignature key (type 0x04)")
+    return verifier
+
+
+def log_key(settings: Settings, given: Path | None) -> Ed25519PublicKey:
+    from services.audit.adapters.keys import PUBLIC_KEY_FILE
+
+    path = given or settings.home_dir / "keys" / PUBLIC_KEY_FILE
+    if given is None and not path.is_file():
+        usage_error(f"public key {path} not found (pass --public-key with the log's key you trust)")
+    return parse_log_key(read_input(path, "public key"), str(path))
+
+
+def trusted_public_key_pem(settings: Settings, given: Path | None) -> str:
+    from shared.security.keys import public_key_pem
+
+    return public_key_pem(log_key(settings, given))
+
+
+def emit(as_json: bool, payload: dict[str, object], text: str, ok: bool = True) -> None:
+    from rich.console import Console
+
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        Console(soft_wrap=True).print(("[green]OK[/green] " if ok else "[red]FAILED[/red] ") + text, highlight=False)
+
+
+def write_output(out: Path, data: bytes) -> None:
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        usage_error(f"cannot write {out}: {exc.strerror}")
+
+
+PublicKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--public-key",
+        help="The log's Ed25519 public key you trust: PEM, raw, hex or its verifier key"
+        " (default: $TUNEGATE_HOME/keys).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+OutOption = Annotated[Path | None, typer.Option("--out", help="Write the document to this file.")]
+
