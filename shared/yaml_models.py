@@ -83,17 +83,22 @@ def read_limited_text(path: Path, max_bytes: int = MAX_YAML_BYTES) -> str:
     return data.decode("utf-8")
 
 
-def load_yaml_document(path: Path, what: str, error: type[Exception], *, max_bytes: int = MAX_YAML_BYTES) -> Any:
-    """Read `path` (at most `max_bytes`, a regular UTF-8 file) and parse it with the YAML limits; every failure
-    raises `error` with `"<what> <path>: ..."`."""
+def _read_text(path: Path, what: str, error: type[Exception], max_bytes: int) -> str:
+    """`read_limited_text`, its failures raised as `error` with `"<what> <path>: ..."`."""
     try:
-        text = read_limited_text(path, max_bytes)
+        return read_limited_text(path, max_bytes)
     except OSError as exc:
         raise error(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
         raise error(f"{what} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except ValueError as exc:
         raise error(f"{what} {path}: cannot read ({exc})") from None
+
+
+def load_yaml_document(path: Path, what: str, error: type[Exception], *, max_bytes: int = MAX_YAML_BYTES) -> Any:
+    """Read `path` (at most `max_bytes`, a regular UTF-8 file) and parse it with the YAML limits; every failure
+    raises `error` with `"<what> <path>: ..."`."""
+    text = _read_text(path, what, error, max_bytes)
     try:
         return parse_yaml(text)
     except yaml.YAMLError as exc:
@@ -119,12 +124,4 @@ def load_yaml_model(
     path: Path, model: type[Model], what: str, error: type[Exception], *, max_bytes: int = MAX_YAML_BYTES
 ) -> Model:
     """Read `path` (at most `max_bytes`) and validate it as `model`, like `parse_yaml_model`."""
-    try:
-        text = read_limited_text(path, max_bytes)
-    except OSError as exc:
-        raise error(f"{what} {path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError as exc:
-        raise error(f"{what} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except ValueError as exc:
-        raise error(f"{what} {path}: cannot read ({exc})") from None
-    return parse_yaml_model(text, str(path), model, what, error)
+    return parse_yaml_model(_read_text(path, what, error, max_bytes), str(path), model, what, error)
