@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import typer
+
 from shared.events.envelope import Envelope
 
 
@@ -18,3 +20,17 @@ def envelope(index: int = 0, **overrides: object) -> Envelope:
     }
     fields.update(overrides)
     return Envelope(**fields)  # type: ignore[arg-type]
+
+
+def audit_cli_app() -> typer.Typer:
+    """A root app holding only the `audit` verbs, as `tunegate` mounts them."""
+    from services.audit.entrypoints.cli import register
+
+    root = typer.Typer()
+
+    @root.callback()
+    def main() -> None:
+        """tunegate"""
+
+    register(root)
+    return root

@@ -8,12 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import LedgerStore
 from services.audit.application import LedgerService
 from shared.config import Settings
 from shared.storage.db import Database
+from tests.audit.audit_support import audit_cli_app
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    return audit_cli_app()
 
 
 @pytest.fixture

@@ -146,19 +146,6 @@ def test_tree_heads_are_checkpoints_signed_by_the_log(ledger: LedgerService) -> 
 # ---------------------------------------------------------------------------------------------- the CLI
 
 
-@pytest.fixture
-def app() -> typer.Typer:
-    from services.audit.entrypoints.cli import register
-
-    root = typer.Typer()
-
-    @root.callback()
-    def main() -> None:
-        """tunegate"""
-
-    register(root)
-    return root
-
 
 def _fill(ledger: LedgerService, start: int, count: int, prefix: str = "job") -> None:
     ledger.append([envelope(i, subject=f"{prefix}_{i}") for i in range(start, start + count)])

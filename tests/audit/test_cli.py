@@ -12,21 +12,8 @@ from typer.testing import CliRunner
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.application import LedgerService, open_ledger
-from services.audit.entrypoints.cli import register
 from shared.config import Settings
 from tests.audit.audit_support import envelope
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    root = typer.Typer()
-
-    @root.callback()
-    def main() -> None:
-        """tunegate"""
-
-    register(root)
-    return root
 
 
 @pytest.fixture

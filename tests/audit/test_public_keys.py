@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
@@ -17,7 +16,7 @@ from services.audit.application import LedgerService
 from services.audit.domain.proofs import verify_proof_document
 from shared.config import Settings
 from shared.security.keys import PublicKeyError, load_public_key, public_key_pem, public_key_raw
-from tests.audit.audit_support import envelope
+from tests.audit.audit_support import audit_cli_app, envelope
 
 WHITESPACE_BYTES = b" \t\n\r\x0b\x0c"
 KEYS = 500
@@ -90,7 +89,6 @@ def test_malformed_keys_say_why() -> None:
 def test_cli_verify_proof_with_a_raw_key_file(
     shape: object, tmp_path: Path, store: LedgerStore, settings: Settings
 ) -> None:
-    from services.audit.entrypoints.cli import register
 
     signer = Ed25519Signer(_key_with(shape))
     ledger = LedgerService(store, signer, settings)
@@ -106,13 +104,7 @@ def test_cli_verify_proof_with_a_raw_key_file(
     ):
         key_file = tmp_path / name
         key_file.write_bytes(data)
-        app = typer.Typer()
-
-        @app.callback()
-        def main() -> None:
-            """tunegate"""
-
-        register(app)
+        app = audit_cli_app()
         result = CliRunner().invoke(app, ["audit", "verify-proof", str(proof), "--public-key", str(key_file)])
         assert result.exit_code == 0, (name, result.output)
         assert "entry 4 of the signed tree of size 9" in result.output

@@ -23,6 +23,7 @@ from services.audit.domain.proofs import (
     verify_proof_document,
 )
 from shared.merkle import verify_consistency, verify_inclusion
+from tests.audit.audit_support import audit_cli_app
 from tests.audit.make_vectors import (
     DOC_PATH,
     VECTORS_DIR,
@@ -61,18 +62,10 @@ def test_vectors_verify() -> None:
 
 
 def test_vectors_verify_with_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import typer
 
-    from services.audit.entrypoints.cli import register
 
     monkeypatch.setenv("TUNEGATE_HOME", str(tmp_path))
-    app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """tunegate"""
-
-    register(app)
+    app = audit_cli_app()
     for document in ("inclusion-proof.json", "consistency-proof.json"):
         for key in ("log.pub", "log.vkey"):
             args = ["audit", "verify-proof", str(VECTORS_DIR / document), "--public-key", str(VECTORS_DIR / key)]

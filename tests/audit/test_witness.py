@@ -24,19 +24,6 @@ from tests.audit.audit_support import envelope
 runner = CliRunner()
 
 
-@pytest.fixture
-def app() -> typer.Typer:
-    from services.audit.entrypoints.cli import register
-
-    root = typer.Typer()
-
-    @root.callback()
-    def main() -> None:
-        """tunegate"""
-
-    register(root)
-    return root
-
 
 @pytest.fixture
 def ledger(tunegate_home: Path) -> LedgerService:
