@@ -64,18 +64,11 @@ class UnitOfWork:
     @contextlib.asynccontextmanager
     async def transaction(self, *, actor: str, subject: str | None = None) -> AsyncIterator[HandlerContext]:
         """A unit of work not caused by an event (HTTP request, timer)."""
-        session = self.db.new_session()
-        ctx = self._context(default_actor=actor, default_subject=subject, session=session)
-        try:
+        with self.db.transaction() as session:
+            ctx = self._context(default_actor=actor, default_subject=subject, session=session)
             yield ctx
             outgoing = [self._sign(e) for e in ctx.outgoing]
             self.tables.stage(session, outgoing, causation_id=None)
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
         await self._publish_after_commit(outgoing)
 
     async def _publish_after_commit(self, envelopes: list[Envelope]) -> None:

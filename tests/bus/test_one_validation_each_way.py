@@ -81,3 +81,37 @@ def test_a_signature_covers_every_field(tmp_path: Path, field: str) -> None:
     altered = Envelope.model_validate(signed.model_dump() | {field: changes[field]})
     with pytest.raises(signing.SignatureError, match="does not match"):
         signing.verify_envelope(altered, keys.lookup)
+
+
+def test_a_failed_unit_of_work_stages_and_publishes_nothing(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home")
+    db = Database(f"sqlite:///{tmp_path / 'registry.sqlite3'}")
+    tables = inbox_tables("registry")
+    tables.metadata.create_all(db.engine)
+    sent: list[Envelope] = []
+
+    async def publish(envelope: Envelope) -> None:
+        sent.append(envelope)
+
+    uow = UnitOfWork(service="registry", db=db, tables=tables, settings=settings, publish=publish,
+                     sign=KeyDirectory(settings.keys_dir).signer("registry").sign,
+                     may_emit=frozenset({"job.state_changed"}))
+    change = JobStateChanged(job_id="job_1", from_state="a", to_state="b")
+
+    async def failing() -> None:
+        async with uow.transaction(actor="alice", subject="job_1") as ctx:
+            ctx.emit("job.state_changed", change)
+            raise RuntimeError("the request failed after emitting")
+
+    async def succeeding() -> None:
+        async with uow.transaction(actor="alice", subject="job_1") as ctx:
+            ctx.emit("job.state_changed", change)
+
+    with pytest.raises(RuntimeError):
+        asyncio.run(failing())
+    assert sent == []
+    with db.transaction() as session:
+        assert session.execute(tables.outbox.select()).all() == []
+    asyncio.run(succeeding())
+    assert [e.type for e in sent] == ["job.state_changed"] and sent[0].signature is not None
+    db.dispose()
