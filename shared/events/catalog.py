@@ -87,14 +87,6 @@ def spec_for_model(model: type[p.Payload]) -> EventSpec:
         raise UnknownEventType(f"{model.__name__} is not the payload of any catalog event type") from None
 
 
-def stream_for(event_type: str) -> str:
-    return spec_for(event_type).stream.value
-
-
-def types_on(stream: str) -> list[str]:
-    return [spec.type for spec in _SPECS if spec.stream.value == stream]
-
-
 def typed_payload(event_type: str, version: int, payload: dict[str, Any]) -> p.Payload:
     """Validate a payload into its model; raise ValueError naming the failing fields."""
     spec = spec_for(event_type)

@@ -112,15 +112,10 @@ class KeyDirectory:
     def _trust_dir(self, identity: str) -> Path:
         return self.root / "trust" / _checked(identity)
 
-    def signer(self, identity: str, *, create: bool = True) -> EnvelopeSigner:
-        """The identity's signer; its public key is published to the trust directory when missing."""
-        path = self._private_path(identity)
-        if create:
-            key = load_or_create_private_key(path)
-        else:
-            from shared.security.keys import read_private_key
-
-            key = read_private_key(path)
+    def signer(self, identity: str) -> EnvelopeSigner:
+        """The identity's signer (its key made 0600 on first use); its public key is published to the trust
+        directory when missing."""
+        key = load_or_create_private_key(self._private_path(identity))
         self._publish(identity, key.public_key())
         return EnvelopeSigner(identity, key)
 
