@@ -12,13 +12,12 @@ def list_keys() -> None:
     """Every service identity with its current key id and the key ids still trusted for verification."""
     from shared.config import Settings
     from shared.roster import service_names
-    from shared.security.keys import key_id_for, read_private_key
     from shared.security.signing import KeyDirectory
 
     directory = KeyDirectory(Settings().keys_dir)
     for name in service_names():
         current_path = directory.root / "signing" / f"{name}.key"
-        current = key_id_for(read_private_key(current_path).public_key()) if current_path.exists() else "-"
+        current = directory.existing_signer(name).key_id if current_path.exists() else "-"
         trusted = ", ".join(directory.public_keys(name)) or "-"
         typer.echo(f"{name}: current {current}; trusted {trusted}")
 

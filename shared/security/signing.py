@@ -23,7 +23,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from shared.canonical import canonical_json
 from shared.events.envelope import Envelope, EnvelopeSignature
-from shared.security.keys import key_id_for, load_or_create_private_key, load_public_key, public_key_pem, write_secret
+from shared.security.keys import (
+    key_id_for,
+    load_or_create_private_key,
+    load_public_key,
+    private_key_pem,
+    public_key_pem,
+    read_private_key,
+    write_secret,
+)
 
 DOMAIN_TAG = b"tunegate/envelope/v1\n"
 PRINCIPAL_PREFIX = "principal:"
@@ -119,12 +127,14 @@ class KeyDirectory:
         self._publish(identity, key.public_key())
         return EnvelopeSigner(identity, key)
 
+    def existing_signer(self, identity: str) -> EnvelopeSigner:
+        """The identity's signer from a key that must already be there (mounted secrets): never creates one."""
+        return EnvelopeSigner(identity, read_private_key(self._private_path(identity)))
+
     def rotate(self, identity: str) -> EnvelopeSigner:
         """A new current key; the old public key stays in the trust directory for verification."""
         key = Ed25519PrivateKey.generate()
         self._publish(identity, key.public_key())
-        from shared.security.keys import private_key_pem
-
         write_secret(self._private_path(identity), private_key_pem(key))
         return EnvelopeSigner(identity, key)
 

@@ -529,7 +529,7 @@ def test_install_secrets_script_gives_each_service_a_readable_key_tree(
         assert (key_file.stat().st_uid, stat.S_IMODE(key_file.stat().st_mode)) == (10001, 0o400), name
         assert sorted(path.name for path in (root / "signing").iterdir()) == [f"{name}.key"], "only its own key"
         keys = KeyDirectory(root)
-        signer = keys.signer(name, create=False)
+        signer = keys.existing_signer(name)
         for other in TUNEGATE_SERVICES:
             assert keys.public_keys(other), f"{name} cannot verify {other}"
         assert keys.lookup(name, signer.key_id) is not None

@@ -106,7 +106,7 @@ def test_keys_tree_has_each_service_key_and_its_public_key(secrets_dir: Path) ->
     for name in service_names():
         private = read_private_key(secrets_dir / "keys" / "signing" / f"{name}.key")
         key_id = key_id_for(private.public_key())
-        assert keys.signer(name, create=False).key_id == key_id
+        assert keys.existing_signer(name).key_id == key_id
         assert set(keys.public_keys(name)) == {key_id}, f"{name}: trust dir holds exactly its current key"
         trusted = (secrets_dir / "keys" / "trust" / name / f"{key_id}.pub").read_text()
         assert trusted == public_key_pem(private.public_key())
@@ -208,7 +208,7 @@ def test_real_redis_loads_the_acl_file_and_refuses_the_default_user(tmp_path: Pa
 def test_kustomization_refresh_after_a_rotation_lists_old_and_new_public_keys(tmp_path: Path) -> None:
     root = tmp_path / "secrets"
     assert run_generate(str(root))[0] == 0
-    old_key_id = KeyDirectory(root / "keys").signer("scanner", create=False).key_id
+    old_key_id = KeyDirectory(root / "keys").existing_signer("scanner").key_id
     new_key_id = KeyDirectory(root / "keys").rotate("scanner").key_id
 
     result = CliRunner().invoke(secrets_app, ["kustomization", str(root)])
