@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import redis
 
-from services.trainer.adapters.base_models import resolve_base
 from services.trainer.adapters.tables import metadata
 from services.trainer.bootstrap import build_deps
 from services.trainer.engine.data import load_dataset, tokenise
@@ -43,6 +42,7 @@ from shared.datasets import dataset_fingerprint
 from shared.events.envelope import Envelope
 from shared.events.payloads import MethodSpec, TrainingRequested
 from shared.ids import new_job_id
+from shared.models.bases import resolve_base
 from shared.stack.redis_server import EmbeddedRedis
 from shared.storage.db import Database
 from shared.training.hyperparameters import validate_hyperparameters

@@ -14,6 +14,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from shared.config import Settings  # noqa: E402
+from shared.models.bases import BaseModelInfo, resolve_base  # noqa: E402
 from shared.stack.redis_server import EmbeddedRedis  # noqa: E402
 
 
@@ -58,3 +60,15 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     server.start()
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def models_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TUNEGATE_TEST_MODELS_HOME reuses a built `tiny` across sessions (handy while iterating)."""
+    given = os.environ.get("TUNEGATE_TEST_MODELS_HOME")
+    return Path(given) if given else tmp_path_factory.mktemp("models-home")
+
+
+@pytest.fixture(scope="session")
+def tiny_base(models_home: Path) -> BaseModelInfo:
+    return resolve_base("tiny", Settings(home=models_home))

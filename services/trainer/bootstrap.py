@@ -9,8 +9,6 @@ from functools import partial
 
 import redis
 
-from services.trainer.adapters.base_models import resolve_base
-from services.trainer.adapters.lease import LeaseManager
 from services.trainer.adapters.tables import metadata
 from services.trainer.config import TrainerSettings
 from services.trainer.engine.loop import configure_offline
@@ -18,6 +16,8 @@ from services.trainer.handlers import TrainerDeps, TrainerHandlers
 from shared.bus.definition import ServiceDefinition
 from shared.config import Settings
 from shared.events.payloads import TrainingCancelRequested, TrainingRequested
+from shared.models.bases import resolve_base
+from shared.stack.lease import LeaseManager
 from shared.storage.artifacts import ArtifactStore
 
 NAME = "trainer"

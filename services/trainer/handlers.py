@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from services.trainer.adapters.base_models import BaseModelError, BaseModelInfo
-from services.trainer.adapters.lease import Lease, LeaseManager
 from services.trainer.adapters.tables import finished_outcome, record_outcome
-from services.trainer.domain.progress import LeaseLost, TrainingCancelledError
+from services.trainer.domain.progress import TrainingCancelledError
 from services.trainer.engine.data import LoadedDataset, load_dataset
 from services.trainer.engine.loop import run_training
 from services.trainer.engine.packaging import store_checkpoint_manifest, store_directory
@@ -50,6 +48,8 @@ from shared.events.payloads import (
     TrainingStarted,
 )
 from shared.ids import validate_job_id
+from shared.models.bases import BaseModelError, BaseModelInfo
+from shared.stack.lease import Lease, LeaseLost, LeaseManager
 from shared.storage.artifacts import ArtifactStore
 from shared.training.hyperparameters import HyperparameterError, check_data_fits
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.events import evaluation as e
 from shared.events import payloads as p
 from shared.events.streams import Stream
 from shared.validation import describe_validation_error
@@ -45,9 +46,10 @@ _SPECS: tuple[EventSpec, ...] = (
     EventSpec("training.failed", Stream.TRAINING, p.TrainingFailed),
     EventSpec("training.cancel.requested", Stream.TRAINING, p.TrainingCancelRequested),
     EventSpec("training.cancelled", Stream.TRAINING, p.TrainingCancelled),
-    EventSpec("evaluation.started", Stream.EVALUATION, p.EvaluationStarted),
-    EventSpec("evaluation.completed", Stream.EVALUATION, p.EvaluationCompleted),
-    EventSpec("evaluation.failed", Stream.EVALUATION, p.EvaluationFailed),
+    EventSpec("evaluation.requested", Stream.EVALUATION, e.EvaluationRequested),
+    EventSpec("evaluation.started", Stream.EVALUATION, e.EvaluationStarted),
+    EventSpec("evaluation.completed", Stream.EVALUATION, e.EvaluationCompleted),
+    EventSpec("evaluation.failed", Stream.EVALUATION, e.EvaluationFailed),
     EventSpec("model.registered", Stream.MODELS, p.ModelRegistered),
     EventSpec("model.deploy.requested", Stream.MODELS, p.ModelDeployRequested),
     EventSpec("model.deployed", Stream.MODELS, p.ModelDeployed),

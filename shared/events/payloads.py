@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from shared.evaluation.options import CanarySpec, EvaluationOptions
 from shared.ids import JobId
 from shared.training.hyperparameters import HyperParameters, validate_hyperparameters
 
@@ -21,6 +22,9 @@ MAX_LIST_ITEMS = 50
 MAX_REFERENCE_CHARS = 4_096
 ShortText = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
 LongText = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+
+
+RiskTier = Literal["minimal", "limited", "high"]
 
 
 class Payload(BaseModel):
@@ -80,6 +84,7 @@ class JobSpec(Payload):
     method: MethodSpec = Field(default_factory=MethodSpec)
     hyperparameters: dict[ShortText, Any] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
     labels: dict[ShortText, LongText] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
+    evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
 
 
 class JobRequested(Payload):
@@ -89,7 +94,7 @@ class JobRequested(Payload):
 
 class JobAccepted(Payload):
     job_id: JobId
-    risk_tier: Literal["minimal", "limited", "high"]
+    risk_tier: RiskTier
     tier_rule: str
     licence_id: str | None = None
     licence_decision: str = ""
@@ -148,6 +153,7 @@ class DatasetScanRequested(Payload):
     dataset: DatasetSpec
     classification_override: str | None = None
     policy: str = "default"
+    canaries: CanarySpec | None = Field(default=None, description="Plant these canaries before scanning.")
 
 
 class DatasetScanned(Payload):
@@ -195,6 +201,8 @@ class TrainingRequested(Payload):
     scan_verdict: Literal["clean", "redacted"]
     seed: int = 0
     approvers: list[str] = Field(default_factory=list)
+    risk_tier: RiskTier | None = Field(default=None, description="The job's tier; the evaluator's gate follows it.")
+    evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
 
     @field_validator("hyperparameters", mode="before")
     @classmethod
@@ -246,6 +254,10 @@ class TrainingCompleted(Payload):
     code_commit: str | None = None
     epsilon: float | None = None
     delta: float | None = None
+    dataset: ArtifactRef | None = Field(default=None, description="The records trained on (and held out).")
+    held_out: ArtifactRef | None = Field(default=None, description="shared.evaluation.holdout.HeldOut, stored.")
+    risk_tier: RiskTier | None = None
+    evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
 
 
 class TrainingFailed(Payload):
@@ -263,35 +275,6 @@ class TrainingCancelled(Payload):
     job_id: JobId
     at_step: int = Field(ge=0)
     reason: str = ""
-
-
-# ---------------------------------------------------------------- evaluation
-
-
-class EvaluationStarted(Payload):
-    job_id: JobId
-    suites: list[str] = Field(default_factory=list)
-
-
-class SuiteResult(Payload):
-    name: str
-    passed: bool
-    metrics: dict[str, float] = Field(default_factory=dict)
-    threshold: dict[str, float] = Field(default_factory=dict)
-    details: str = ""
-
-
-class EvaluationCompleted(Payload):
-    job_id: JobId
-    artifact: ArtifactRef
-    passed: bool
-    suites: list[SuiteResult] = Field(default_factory=list)
-    report: ArtifactRef | None = None
-
-
-class EvaluationFailed(Payload):
-    job_id: JobId
-    reason: str = Field(min_length=1)
 
 
 # ---------------------------------------------------------------- models

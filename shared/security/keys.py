@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import time
 from pathlib import Path
 
@@ -70,6 +71,31 @@ def write_secret(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
     tmp.replace(path)
+
+
+def load_or_create_secret(path: Path, *, nbytes: int = 32, what: str = "secret key") -> bytes:
+    """A random symmetric key kept hex-encoded in a 0600 file, created on first use. Services that must share
+    the key (the scanner plants canaries the evaluator measures) may race to create it: the file is
+    published with link(), which fails when it exists, so every racer ends up reading the winner's key."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(nbytes).hex().encode("ascii"))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    try:
+        key = bytes.fromhex(path.read_text().strip())
+    except ValueError:
+        raise ValueError(f"{what} {path}: not hex") from None
+    if len(key) < 16:
+        raise ValueError(f"{what} {path}: expected at least 16 bytes of hex, got {len(key)}")
+    return key
 
 
 def private_key_pem(key: Ed25519PrivateKey) -> bytes:

@@ -30,7 +30,7 @@ _BUS_COMMANDS = (
     "+hset", "+hget", "+hdel",  # the per-group error hash
     "+set", "+get",  # heartbeats
 )
-# Leases with fencing tokens (services/trainer/adapters/lease.py); Redis checks commands inside scripts too.
+# Leases with fencing tokens (shared/stack/lease.py); Redis checks commands inside scripts too.
 _TRAINER_COMMANDS = ("+set", "+get", "+del", "+incr", "+incrby", "+pexpire", "+eval", "+evalsha", "+script|load")
 _OPERATOR_COMMANDS = (
     "+@connection", "+xadd", "+xlen", "+xrange", "+xrevrange", "+xread", "+xinfo|groups", "+xinfo|stream",

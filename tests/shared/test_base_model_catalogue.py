@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.trainer.adapters.base_models import BaseModelError, list_bases, resolve_base
 from shared.config import Settings
+from shared.models.bases import BaseModelError, list_bases, resolve_base
 from shared.models.catalogue import BaseModelEntry, load_catalogue
 
 

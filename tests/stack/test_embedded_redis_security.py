@@ -88,7 +88,7 @@ def test_status_reports_a_killed_service_as_unhealthy(supervisor: Supervisor) ->
 def test_each_service_can_do_its_own_work_under_its_user(tmp_path: Path) -> None:
     """What the trainer does with leases, fencing tokens and cancel flags is allowed to its user (a denied
     command would fail every training job, only under `tunegate up`, never in tests without users)."""
-    from services.trainer.adapters.lease import LeaseManager
+    from shared.stack.lease import LeaseManager
     from shared.stack.redis_server import EmbeddedRedis
 
     credentials = RedisCredentials(tmp_path / "redis")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from services.trainer.adapters.base_models import BaseModelInfo
 from services.trainer.engine.data import load_dataset, tokenise
 from services.trainer.engine.models import load_tokenizer
 from shared.datasets import DatasetError, dataset_fingerprint
+from shared.models.bases import BaseModelInfo
 from tests.trainer.trainer_data import chat_records, write_jsonl
 
 

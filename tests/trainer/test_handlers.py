@@ -11,8 +11,6 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from services.trainer.adapters.base_models import BaseModelInfo, resolve_base
-from services.trainer.adapters.lease import fence_key, lease_key
 from services.trainer.adapters.tables import metadata, trainer_jobs
 from services.trainer.bootstrap import build_deps
 from services.trainer.handlers import TrainerHandlers
@@ -22,6 +20,8 @@ from shared.datasets import dataset_fingerprint
 from shared.events.envelope import Envelope
 from shared.events.payloads import ArtifactRef, MethodSpec, TrainingCancelRequested, TrainingRequested
 from shared.ids import new_job_id
+from shared.models.bases import BaseModelInfo, resolve_base
+from shared.stack.lease import fence_key, lease_key
 from shared.storage.db import Database
 from tests.trainer.trainer_data import chat_records, write_jsonl
 

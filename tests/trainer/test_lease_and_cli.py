@@ -13,13 +13,12 @@ from typer.testing import CliRunner
 
 from services.cli.demo import JOB_FILE
 from services.scanner.entrypoints.demo_dataset import demo_records
-from services.trainer.adapters.lease import LeaseManager, lease_key
-from services.trainer.domain.progress import LeaseLost
 from services.trainer.entrypoints.cli import jobs_watch, register
 from shared.datasets import kind_of
 from shared.events.envelope import Envelope
 from shared.events.payloads import ArtifactRef, MethodSpec, TrainingCompleted, TrainingProgress, TrainingStarted
 from shared.events.streams import Stream
+from shared.stack.lease import LeaseLost, LeaseManager, lease_key
 from shared.training.hyperparameters import check_data_fits, split_seed, validate_hyperparameters
 
 

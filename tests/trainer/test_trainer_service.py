@@ -9,11 +9,11 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from services.trainer.adapters.base_models import BaseModelInfo
 from shared.datasets import dataset_fingerprint
 from shared.events.envelope import Envelope
 from shared.events.payloads import MethodSpec, TrainingRequested
 from shared.ids import new_job_id
+from shared.models.bases import BaseModelInfo
 from shared.storage.artifacts import ArtifactStore
 from tests.support import ServiceProcess, publish_signed, read_stream, wait_for
 from tests.trainer.trainer_data import chat_records, write_jsonl

@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 
-from services.trainer.adapters.base_models import BaseModelInfo
-from services.trainer.domain.progress import LeaseLost, TrainingCancelledError
+from services.trainer.domain.progress import TrainingCancelledError
 from services.trainer.engine.data import load_dataset
 from services.trainer.engine.loop import run_training
 from services.trainer.engine.models import load_model, load_tokenizer
 from services.trainer.engine.packaging import deterministic_tar
 from services.trainer.engine.run import TrainingJob, TrainingOutcome, last_complete_checkpoint
 from shared.events.payloads import MethodSpec, TrainingProgress
+from shared.models.bases import BaseModelInfo
+from shared.stack.lease import LeaseLost
 from shared.training.hyperparameters import validate_hyperparameters
 from tests.trainer.trainer_data import (
     chat_records,

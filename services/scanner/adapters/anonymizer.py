@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from presidio_anonymizer.entities import OperatorConfig, RecognizerResult
 
 from services.scanner.domain.findings import Decided
 from services.scanner.domain.policy import Action, Operator
-from shared.security.keys import write_secret
+from shared.security.keys import load_or_create_secret
 
 HASH_KEY_BYTES = 32
 
@@ -19,14 +18,7 @@ HASH_KEY_BYTES = 32
 def load_or_create_hash_key(path: Path) -> bytes:
     """The installation's redaction key: keyed hashes are stable across scans (joins keep working) but
     cannot be reversed by hashing guesses without the key. Created once, readable only by its owner."""
-    if path.exists():
-        key = bytes.fromhex(path.read_text().strip())
-        if len(key) < 16:
-            raise ValueError(f"redaction key {path}: expected at least 16 bytes of hex, got {len(key)}")
-        return key
-    key = secrets.token_bytes(HASH_KEY_BYTES)
-    write_secret(path, key.hex().encode("ascii"))  # 0600 from the first byte, never briefly world-readable
-    return key
+    return load_or_create_secret(path, nbytes=HASH_KEY_BYTES, what="redaction key")
 
 
 class Redactor:

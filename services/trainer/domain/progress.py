@@ -7,10 +7,6 @@ from dataclasses import dataclass
 from shared.canonical import canonical_json
 
 
-class LeaseLost(RuntimeError):
-    """Another worker holds this job now (lease expired or a newer fencing token exists): stop, publish nothing."""
-
-
 class TrainingCancelledError(RuntimeError):
     """Raised inside training when a cancel request was seen; carries the step it stopped at."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.trainer.adapters.base_models import BaseModelInfo
+from shared.models.bases import BaseModelInfo
 from shared.training.hyperparameters import HyperParameters
 
 

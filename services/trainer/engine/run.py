@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from services.trainer.adapters.base_models import BaseModelInfo
 from services.trainer.domain.progress import ThroughputMeter
 from services.trainer.engine.data import LoadedDataset
 from shared.events.payloads import MethodSpec, TrainingProgress
+from shared.models.bases import BaseModelInfo
 from shared.training.hyperparameters import HyperParameters
 
 COMPLETE_MARKER = "tunegate_checkpoint.json"

@@ -31,7 +31,7 @@ def models_bases(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the base models: built-in `tiny`, bundled SmolLM2, and local checkpoint directories."""
-    from services.trainer.adapters.base_models import BaseModelError, list_bases
+    from shared.models.bases import BaseModelError, list_bases
 
     settings = Settings()
     try:

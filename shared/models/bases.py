@@ -24,7 +24,7 @@ from shared.storage.artifacts import sha256_file
 TINY = "tiny"
 TINY_SEED = 1234
 TINY_FORMAT_VERSION = "1"  # bump when the recipe below changes, so a stale cache is rebuilt
-CORPUS = Path(__file__).resolve().parent.parent / "assets" / "tiny_corpus.txt"
+CORPUS = Path(__file__).resolve().parent / "assets" / "tiny_corpus.txt"
 
 # `{% generation %}` marks assistant text so transformers can return assistant-token masks.
 TINY_CHAT_TEMPLATE = (

@@ -4,7 +4,7 @@ The corpus is generated from templates with a fixed seed so it is reproducible a
 text or real personal data; it mixes plain English prose, key/value records, JSON objects and chat-shaped
 exchanges so that a tiny model pretrained on it already knows the shapes fine-tuning tasks ask for.
 
-    python -m services.trainer.assets.generate_corpus   # rewrites services/trainer/assets/tiny_corpus.txt
+    python -m shared.models.assets.generate_corpus   # rewrites shared/models/assets/tiny_corpus.txt
 """
 
 from __future__ import annotations

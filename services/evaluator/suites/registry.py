@@ -1,0 +1,83 @@
+"""Suites registered by name in YAML (config/suites.yaml), each with its class and options, the way the
+scanner registers recognizers; and the gate policy (config/gate.yaml). A class outside this package can be
+registered too: `class: mypackage.module:MySuite`."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.evaluator.domain.gate import GatePolicy
+from services.evaluator.suites.base import Suite
+from shared.validation import describe_validation_error
+from shared.yaml_models import load_yaml_model
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULT_SUITES = CONFIG_DIR / "suites.yaml"
+DEFAULT_GATE = CONFIG_DIR / "gate.yaml"
+
+
+class SuiteConfigError(ValueError):
+    """A suite or gate configuration that cannot be used; the message says which file, entry and why."""
+
+
+class SuiteEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    class_: str = Field(alias="class", pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    enabled: bool = True
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class SuiteFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str
+    suites: list[SuiteEntry] = Field(min_length=1)
+
+
+def _instantiate(entry: SuiteEntry, source: Path) -> Suite:
+    module_name, class_name = entry.class_.split(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise SuiteConfigError(f"suites {source}: suite {entry.name!r}: cannot load {entry.class_}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Suite)):
+        raise SuiteConfigError(f"suites {source}: suite {entry.name!r}: {entry.class_} is not a Suite")
+    if cls.name != entry.name:
+        raise SuiteConfigError(f"suites {source}: entry {entry.name!r} names class {entry.class_}, whose name "
+                               f"is {cls.name!r}")
+    try:
+        config = cls.Config.model_validate(entry.config)
+    except ValidationError as exc:
+        raise SuiteConfigError(f"suites {source}: suite {entry.name!r}: "
+                               f"{describe_validation_error(exc, root='config')}") from None
+    return cls(config)
+
+
+def load_suites(path: Path = DEFAULT_SUITES) -> tuple[str, dict[str, Suite]]:
+    """(version of the suite set, enabled suites by name, in file order)."""
+    document = load_yaml_model(path, SuiteFile, "suites", SuiteConfigError)
+    names = [entry.name for entry in document.suites]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SuiteConfigError(f"suites {path}: suite(s) listed twice: {', '.join(duplicates)}")
+    return document.version, {e.name: _instantiate(e, path) for e in document.suites if e.enabled}
+
+
+def load_gate(path: Path = DEFAULT_GATE) -> GatePolicy:
+    return load_yaml_model(path, GatePolicy, "gate policy", SuiteConfigError)
+
+
+def select(suites: dict[str, Suite], wanted: list[str] | None) -> dict[str, Suite]:
+    """The suites a job or a re-run asked for (all configured ones when None); unknown names are an error."""
+    if wanted is None:
+        return dict(suites)
+    unknown = sorted(set(wanted) - set(suites))
+    if unknown:
+        raise SuiteConfigError(f"unknown suite(s) {', '.join(unknown)} (configured: {', '.join(suites)})")
+    return {name: suite for name, suite in suites.items() if name in wanted}

@@ -1,0 +1,82 @@
+"""One worker per job at a time: a Redis lease (SET NX PX, renewed while working) plus a fencing token
+(INCR) so a worker that stalled past its lease cannot record a result after a newer holder took over.
+The trainer leases `training` work, the evaluator `evaluation` work; each namespace has its own keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+CANCEL_TTL_S = 7 * 24 * 3600
+
+# Renew or release only if we still own the lease: a plain PEXPIRE/DEL could extend or drop someone else's.
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+TRAINING = "training"
+
+
+class LeaseLost(RuntimeError):
+    """Another worker holds this job now (lease expired or a newer fencing token exists): stop, publish nothing."""
+
+
+def lease_key(job_id: str, namespace: str = TRAINING) -> str:
+    return f"tunegate:{namespace}:{job_id}:lease"
+
+
+def fence_key(job_id: str, namespace: str = TRAINING) -> str:
+    return f"tunegate:{namespace}:{job_id}:fence"
+
+
+def cancel_key(job_id: str, namespace: str = TRAINING) -> str:
+    return f"tunegate:{namespace}:{job_id}:cancel"
+
+
+@dataclass
+class Lease:
+    client: redis.Redis
+    job_id: str
+    worker_id: str
+    token: int
+    ttl_ms: int
+    namespace: str = TRAINING
+
+    def renew(self) -> bool:
+        return bool(self.client.eval(_RENEW, 1, lease_key(self.job_id, self.namespace), self.worker_id, self.ttl_ms))
+
+    def verify(self) -> None:
+        """Raise LeaseLost unless we hold the lease and our token is the newest."""
+        holder = self.client.get(lease_key(self.job_id, self.namespace))
+        latest = int(self.client.get(fence_key(self.job_id, self.namespace)) or 0)
+        holder_id = holder.decode() if isinstance(holder, bytes) else holder
+        if holder_id != self.worker_id or latest != self.token:
+            raise LeaseLost(f"job {self.job_id}: lease now held by {holder_id!r} with token {latest}, "
+                            f"this worker ({self.worker_id}) has token {self.token}")
+
+    def release(self) -> None:
+        self.client.eval(_RELEASE, 1, lease_key(self.job_id, self.namespace), self.worker_id)
+
+
+class LeaseManager:
+    def __init__(self, client: redis.Redis, worker_id: str, ttl_ms: int = 30_000, namespace: str = TRAINING) -> None:
+        self.client = client
+        self.worker_id = worker_id
+        self.ttl_ms = ttl_ms
+        self.namespace = namespace
+
+    def try_acquire(self, job_id: str) -> Lease | None:
+        if not self.client.set(lease_key(job_id, self.namespace), self.worker_id, nx=True, px=self.ttl_ms):
+            return None
+        token = int(self.client.incr(fence_key(job_id, self.namespace)))
+        return Lease(self.client, job_id, self.worker_id, token, self.ttl_ms, self.namespace)
+
+    def request_cancel(self, job_id: str, reason: str) -> None:
+        self.client.set(cancel_key(job_id, self.namespace), reason or "cancelled", ex=CANCEL_TTL_S)
+
+    def cancel_reason(self, job_id: str) -> str | None:
+        value = self.client.get(cancel_key(job_id, self.namespace))
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
