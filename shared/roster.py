@@ -135,7 +135,10 @@ PRINCIPALS = ExternalProducer(
 )
 
 RESERVED: tuple[Reserved, ...] = (
-    Reserved("evaluator (issue 11)", ("evaluation.requested", "evaluation.started", "evaluation.completed", "evaluation.failed")),
+    Reserved(
+        "evaluator (issue 11)",
+        ("evaluation.requested", "evaluation.started", "evaluation.completed", "evaluation.failed"),
+    ),
     Reserved(
         "model registry (issue 12)",
         ("model.registered", "model.deploy.requested", "model.deployed", "model.retired"),

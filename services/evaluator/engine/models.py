@@ -136,7 +136,8 @@ class ScoringModel:
                 logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
                 targets = ids[:, 1:]
                 picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-                for row, (index, (r, first)) in enumerate(zip(order[start:start + self.batch_size], chunk, strict=True)):
+                indices = order[start:start + self.batch_size]
+                for row, (index, (r, first)) in enumerate(zip(indices, chunk, strict=True)):
                     lo, hi = first - 1, len(r) - 1  # position t predicts token t+1
                     total = float(picked[row, lo:hi].sum()) if hi > lo else 0.0
                     out[index] = ContinuationScore(total, max(0, hi - lo))
