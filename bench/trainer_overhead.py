@@ -30,8 +30,7 @@ import redis
 
 from services.trainer.adapters.tables import metadata
 from services.trainer.bootstrap import build_deps
-from services.trainer.engine.data import load_dataset, tokenise
-from services.trainer.engine.loop import configure_offline
+from services.trainer.engine.data import tokenise
 from services.trainer.engine.models import load_model, load_tokenizer
 from services.trainer.engine.plain import common_args
 from services.trainer.engine.run import TrainingJob
@@ -39,10 +38,11 @@ from services.trainer.handlers import TrainerHandlers
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.datasets import dataset_fingerprint
+from shared.datasets.loaded import load_dataset
 from shared.events.envelope import Envelope
 from shared.events.payloads import MethodSpec, TrainingRequested
 from shared.ids import new_job_id
-from shared.models.bases import resolve_base
+from shared.models.bases import configure_offline, resolve_base
 from shared.stack.redis_server import EmbeddedRedis
 from shared.storage.db import Database
 from shared.training.hyperparameters import validate_hyperparameters

@@ -29,6 +29,8 @@ class ServiceSpec:
     """`module:function` that builds the service's HTTP app, if it serves one."""
     settings: str = "shared.config:Settings"
     """`module:class` of the settings the service reads beyond shared.config.Settings (its own prefix)."""
+    lease_namespace: str = ""
+    """Redis keys `tunegate:<namespace>:*` of its work leases (shared/stack/lease.py), if it takes any."""
 
     @property
     def module(self) -> str:
@@ -123,9 +125,27 @@ TRAINER = ServiceSpec(
         "bus.event.dead_lettered",
     ),
     bootstrap="services.trainer.bootstrap:build",
+    settings="services.trainer.config:TrainerSettings",
+    lease_namespace="training",
+)
+EVALUATOR = ServiceSpec(
+    name="evaluator",
+    summary="Evaluation of trained artefacts against their base: quality, memorisation, leakage, red team, "
+            "bias, hallucination; the release gate.",
+    consumes=("training.completed", "evaluation.requested"),
+    emits=(
+        "evaluation.started",
+        "evaluation.completed",
+        "evaluation.failed",
+        "bus.event.rejected",
+        "bus.event.dead_lettered",
+    ),
+    bootstrap="services.evaluator.bootstrap:build",
+    settings="services.evaluator.settings:EvaluatorSettings",
+    lease_namespace="evaluation",
 )
 
-SERVICES: tuple[ServiceSpec, ...] = (AUDIT, REGISTRY, SCANNER, TRAINER)
+SERVICES: tuple[ServiceSpec, ...] = (AUDIT, REGISTRY, SCANNER, TRAINER, EVALUATOR)
 """Start order of `tunegate up`: the audit ledger first so it sees everything."""
 
 PRINCIPALS = ExternalProducer(
@@ -135,10 +155,6 @@ PRINCIPALS = ExternalProducer(
 )
 
 RESERVED: tuple[Reserved, ...] = (
-    Reserved(
-        "evaluator (issue 11)",
-        ("evaluation.requested", "evaluation.started", "evaluation.completed", "evaluation.failed"),
-    ),
     Reserved(
         "model registry (issue 12)",
         ("model.registered", "model.deploy.requested", "model.deployed", "model.retired"),

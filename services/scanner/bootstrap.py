@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from services.scanner.adapters.anonymizer import load_or_create_hash_key
@@ -10,6 +11,7 @@ from services.scanner.adapters.tables import METADATA
 from services.scanner.handlers import ScannerDeps, build_handlers
 from shared.config import Settings
 from shared.datasets.reference import DataAccess
+from shared.evaluation.canaries import canary_key
 from shared.storage.artifacts import ArtifactStore
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ def build_deps(settings: Settings) -> ScannerDeps:
         hash_key=load_or_create_hash_key(settings.path("keys", "scanner-redaction.key")),
         policy_loader=load_policy,
         scratch=scratch,
+        canary_key=partial(canary_key, settings),
     )
 
 

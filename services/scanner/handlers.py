@@ -20,6 +20,7 @@ from pathlib import Path
 
 from services.scanner.adapters.tables import ScanRow
 from services.scanner.domain.policy import Policy, PolicyError
+from services.scanner.engine.canaries import plant_canaries
 from services.scanner.engine.pipeline import ScanOptions, ScanResult, scan_dataset
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
@@ -45,6 +46,7 @@ class ScannerDeps:
     scratch: Path
     workers: int | None = None
     ner: bool | None = None  # None = NER when the optional spaCy model is installed
+    canary_key: Callable[[], bytes] | None = None  # read only when a job asks for canaries
 
 
 class _Refused(Exception):
@@ -97,6 +99,19 @@ def _limited(reasons: list[str], report: ArtifactRef | None) -> list[str]:
     more = len(reasons) - MAX_REASONS_IN_EVENT
     where = f" (all of them in report {report.uri})" if report else ""
     return [*reasons[:MAX_REASONS_IN_EVENT], f"... and {more} more{where}"]
+
+
+def _planted(deps: ScannerDeps, request: DatasetScanRequested, source: Path, workdir: Path,
+             subject_field: str | None) -> Path:
+    if deps.canary_key is None or request.canaries is None:
+        raise _Refused("this scanner has no canary key configured; it cannot plant canaries")
+    target = workdir / "planted.jsonl"
+    try:
+        plant_canaries(source, target, job_id=request.job_id, spec=request.canaries, key=deps.canary_key(),
+                       subject_field=subject_field)
+    except DatasetError as exc:
+        raise _Refused(f"canaries: {exc}") from None
+    return target
 
 
 async def _scan_keeping_alive(ctx: HandlerContext, *args: object, **kwargs: object) -> ScanResult:
@@ -152,11 +167,15 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
             workers=deps.workers,
             ner=deps.ner,
         )
-        # Scan the stored copy: the bytes judged are exactly the bytes referenced by `source`.
+        # Scan the stored copy: the bytes judged are exactly the bytes referenced by `source`, plus any
+        # canaries the job asked for (planted first, so they are judged and redacted like everything else).
+        scanned = artifacts.resolve(source.uri)
+        if request.canaries is not None:
+            scanned = await asyncio.to_thread(_planted, deps, request, scanned, workdir, manifest.subject_field)
         try:
             result = await _scan_keeping_alive(
                 ctx,
-                artifacts.resolve(source.uri),
+                scanned,
                 manifest,
                 options,
                 workdir,
@@ -169,10 +188,14 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
         if result.verdict == "invalid":
             raise _Refused(*_limited(result.blocking_reasons, report))
         subject_index = artifacts.put_file(result.subject_index_path) if result.subject_index_path else None
-        if result.verdict == "blocked" or result.output_path is None:
+        if result.verdict == "blocked":
             trainable = source
-        else:
+        elif result.output_path is not None:
             trainable = artifacts.put_file(result.output_path)
+        elif scanned != artifacts.resolve(source.uri):
+            trainable = artifacts.put_file(scanned)  # clean, with canaries planted: train on the planted copy
+        else:
+            trainable = source
         ctx.emit(
             "dataset.scanned",
             DatasetScanned(

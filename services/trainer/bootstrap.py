@@ -11,12 +11,12 @@ import redis
 
 from services.trainer.adapters.tables import metadata
 from services.trainer.config import TrainerSettings
-from services.trainer.engine.loop import configure_offline
 from services.trainer.handlers import TrainerDeps, TrainerHandlers
 from shared.bus.definition import ServiceDefinition
 from shared.config import Settings
 from shared.events.payloads import TrainingCancelRequested, TrainingRequested
-from shared.models.bases import resolve_base
+from shared.models.bases import configure_offline, resolve_base
+from shared.roster import service
 from shared.stack.lease import LeaseManager
 from shared.storage.artifacts import ArtifactStore
 
@@ -39,7 +39,7 @@ def build_deps(settings: Settings, client: redis.Redis, *, worker_id: str | None
     return TrainerDeps(
         settings=settings,
         artifacts=ArtifactStore(settings.home_dir / "artifacts"),
-        leases=LeaseManager(client, worker_id, ttl_ms=lease_ttl_ms),
+        leases=LeaseManager(client, worker_id, ttl_ms=lease_ttl_ms, namespace=service(NAME).lease_namespace),
         # One job trains per process (a job uses every core it gets); control events still flow meanwhile.
         slot=asyncio.Semaphore(1),
         worker_id=worker_id,

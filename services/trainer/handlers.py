@@ -20,7 +20,6 @@ from typing import TypeVar
 
 from services.trainer.adapters.tables import finished_outcome, record_outcome
 from services.trainer.domain.progress import TrainingCancelledError
-from services.trainer.engine.data import LoadedDataset, load_dataset
 from services.trainer.engine.loop import run_training
 from services.trainer.engine.packaging import store_checkpoint_manifest, store_directory
 from services.trainer.engine.provenance import code_commit, library_versions, loss_curve_png
@@ -28,6 +27,7 @@ from services.trainer.engine.run import TrainingJob, TrainingOutcome
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.datasets import DatasetError
+from shared.datasets.loaded import LoadedDataset, load_dataset
 from shared.datasets.reference import (
     DataAccess,
     DatasetMismatch,
@@ -36,6 +36,7 @@ from shared.datasets.reference import (
     DatasetRefError,
     verify_scanned,
 )
+from shared.evaluation.holdout import HeldOut, choose_held_out, split
 from shared.events.envelope import Envelope
 from shared.events.payloads import (
     TrainingCancelled,
@@ -49,7 +50,7 @@ from shared.events.payloads import (
 )
 from shared.ids import validate_job_id
 from shared.models.bases import BaseModelError, BaseModelInfo
-from shared.stack.lease import Lease, LeaseLost, LeaseManager
+from shared.stack.lease import Lease, LeaseLost, LeaseManager, hold_while
 from shared.storage.artifacts import ArtifactStore
 from shared.training.hyperparameters import HyperparameterError, check_data_fits
 
@@ -203,26 +204,18 @@ class TrainerHandlers:
 
     async def _heartbeat(self, ctx: HandlerContext, lease: Lease, lost: threading.Event,
                          cancelled: threading.Event, work: Awaitable[T]) -> T:
-        """Await thread work while keeping the stream entry and the lease alive and watching the cancel
-        flag. A failed renewal sets `lost` and a cancel request sets `cancelled`; the training loop acts on
-        either at its next step."""
-        task = asyncio.ensure_future(work)
-        next_beat = time.monotonic() + self.deps.heartbeat_s
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=min(self.deps.cancel_poll_s, self.deps.heartbeat_s))
-            if done:
-                return task.result()
-            job_id = lease.job_id
-            if not cancelled.is_set() and await asyncio.to_thread(self.deps.leases.cancel_reason, job_id):
+        """Await thread work under the lease (shared.stack.lease.hold_while), also watching the cancel flag:
+        a cancel request sets `cancelled` and the training loop stops at its next step."""
+        async def watch_cancel() -> None:
+            if not cancelled.is_set() and await asyncio.to_thread(self.deps.leases.cancel_reason, lease.job_id):
                 cancelled.set()
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + self.deps.heartbeat_s
-                await ctx.still_mine()
-                if not await asyncio.to_thread(lease.renew):
-                    lost.set()
+
+        return await hold_while(work, lease, still_mine=ctx.still_mine, lost=lost, heartbeat_s=self.deps.heartbeat_s,
+                                poll_s=self.deps.cancel_poll_s, on_poll=watch_cancel)
 
     def _prepare(self, request: TrainingRequested) -> tuple[LoadedDataset, BaseModelInfo]:
-        """Refuse anything but the exact bytes the scanner passed, then resolve the base model."""
+        """Refuse anything but the exact bytes the scanner passed, hold out the evaluation split, then resolve
+        the base model. The returned dataset holds only the records to train on."""
         if request.scan_verdict not in ("clean", "redacted"):
             raise Refusal(f"dataset scan verdict is {request.scan_verdict!r}; only clean or redacted data trains")
         try:
@@ -241,10 +234,14 @@ class TrainerHandlers:
         if dataset.fingerprint != request.fingerprint:
             raise Refusal(f"dataset fingerprint mismatch: the scanned fingerprint is {request.fingerprint}, "
                           f"the records read from {request.dataset.uri} give {dataset.fingerprint}")
+        held_out = choose_held_out(len(dataset.records), request.evaluation.holdout_fraction, request.seed)
+        training_records, _ = split(dataset.records, held_out)
         try:
-            check_data_fits(request.method, request.hyperparameters, dataset.kind, len(dataset.records))
+            check_data_fits(request.method, request.hyperparameters, dataset.kind, len(training_records))
         except HyperparameterError as exc:
             raise Refusal(str(exc)) from None
+        dataset = LoadedDataset(kind=dataset.kind, records=training_records, fingerprint=dataset.fingerprint,
+                                held_out=tuple(held_out), total_records=len(dataset.records))
         try:
             base = self.deps.resolve_base(request.base_model)
         except BaseModelError as exc:
@@ -256,6 +253,10 @@ class TrainerHandlers:
         curve = self.deps.artifacts.put_bytes(
             loss_curve_png(outcome.loss_history, f"{request.job_id} ({request.method.kind}, "
                                                  f"{request.method.adapter})"))
+        held_out = self.deps.artifacts.put_bytes(HeldOut(
+            job_id=request.job_id, record_count=outcome.total_records, data_fingerprint=request.fingerprint,
+            seed=request.seed, fraction=request.evaluation.holdout_fraction, indices=list(outcome.held_out),
+        ).to_json())
         hyper = request.hyperparameters.resolved()
         hyper["total_steps"] = request.hyperparameters.total_steps(int(outcome.metrics["records"]))
         return TrainingCompleted(
@@ -263,7 +264,8 @@ class TrainerHandlers:
             base_model_sha256=base.sha256, method=request.method, hyperparameters=hyper, seed=request.seed,
             data_fingerprint=request.fingerprint, metrics=outcome.metrics, loss_curve=curve,
             library_versions=library_versions(), code_commit=code_commit(), epsilon=outcome.epsilon,
-            delta=outcome.delta,
+            delta=outcome.delta, dataset=request.dataset, held_out=held_out, risk_tier=request.risk_tier,
+            evaluation=request.evaluation,
         )
 
     def _fail(self, ctx: HandlerContext, job_id: str, reason: str, step: int | None = None) -> None:

@@ -15,10 +15,17 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from shared.config import Settings
 from shared.evaluation.options import CanarySpec
+from shared.security.keys import load_or_create_secret
 
 CANARY_KEY_FILE = "canary.key"
-"""Under the keys directory; shared by the scanner and the evaluator."""
+"""Under $TUNEGATE_HOME/keys (beside the scanner's redaction key); shared by the scanner and the evaluator."""
+
+
+def canary_key(settings: Settings) -> bytes:
+    """The deployment's canary key, created 0600 on first use by whichever service needs it first."""
+    return load_or_create_secret(settings.path("keys", CANARY_KEY_FILE), what="canary key")
 
 
 @dataclass(frozen=True)

@@ -343,3 +343,12 @@ def list_bases(settings: Settings, extra_dirs: list[Path] | None = None) -> list
         listings.append(BaseListing(name=str(directory), licence=info.licence, status="local",
                                     path=str(info.path), sha256=info.sha256, description=info.description))
     return listings
+
+
+def configure_offline() -> None:
+    """No hub is reachable; fail fast instead of waiting on network timeouts."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("WANDB_DISABLED", "true")

@@ -4,9 +4,16 @@ The trainer leases `training` work, the evaluator `evaluation` work; each namesp
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis
+
+T = TypeVar("T")
 
 CANCEL_TTL_S = 7 * 24 * 3600
 
@@ -80,3 +87,24 @@ class LeaseManager:
         if value is None:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def hold_while(work: Awaitable[T], lease: Lease, *, still_mine: Callable[[], Awaitable[None]],
+                     lost: threading.Event, heartbeat_s: float, poll_s: float | None = None,
+                     on_poll: Callable[[], Awaitable[None]] | None = None) -> T:
+    """Await thread work while keeping the stream entry (`still_mine`) and the lease alive. A failed renewal
+    sets `lost`; the work checks it at its next step and stops. `on_poll` runs every `poll_s` (the trainer
+    watches for cancel requests there)."""
+    task = asyncio.ensure_future(work)
+    next_beat = time.monotonic() + heartbeat_s
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=min(poll_s or heartbeat_s, heartbeat_s))
+        if done:
+            return task.result()
+        if on_poll is not None:
+            await on_poll()
+        if time.monotonic() >= next_beat:
+            next_beat = time.monotonic() + heartbeat_s
+            await still_mine()
+            if not await asyncio.to_thread(lease.renew):
+                lost.set()

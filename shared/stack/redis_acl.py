@@ -31,7 +31,7 @@ _BUS_COMMANDS = (
     "+set", "+get",  # heartbeats
 )
 # Leases with fencing tokens (shared/stack/lease.py); Redis checks commands inside scripts too.
-_TRAINER_COMMANDS = ("+set", "+get", "+del", "+incr", "+incrby", "+pexpire", "+eval", "+evalsha", "+script|load")
+_LEASE_COMMANDS = ("+set", "+get", "+del", "+incr", "+incrby", "+pexpire", "+eval", "+evalsha", "+script|load")
 _OPERATOR_COMMANDS = (
     "+@connection", "+xadd", "+xlen", "+xrange", "+xrevrange", "+xread", "+xinfo|groups", "+xinfo|stream",
     "+xpending", "+get", "+scan",
@@ -63,16 +63,17 @@ def _streams_for(spec: ServiceSpec) -> set[str]:
 def service_user(spec: ServiceSpec) -> RedisUser:
     keys = [*sorted(_streams_for(spec)), f"tunegate:errors:tunegate-{spec.name}", f"tunegate:heartbeat:{spec.name}:*"]
     commands = _BUS_COMMANDS
-    if spec.name == "trainer":
-        keys.append("tunegate:training:*")  # leases, fencing tokens, cancel flags
-        commands = (*commands, *_TRAINER_COMMANDS)
+    if spec.lease_namespace:
+        keys.append(f"tunegate:{spec.lease_namespace}:*")  # leases, fencing tokens, cancel flags
+        commands = (*commands, *_LEASE_COMMANDS)
     return RedisUser(spec.name, tuple(keys), tuple(dict.fromkeys(commands)))
 
 
 def users() -> list[RedisUser]:
     found = [service_user(spec) for spec in SERVICES]
     # Reads everything it shows; writes only the jobs stream (a principal's signed job.requested).
-    operator_keys = ("%R~tunegate.*", "%R~tunegate:heartbeat:*", "%R~tunegate:training:*", "tunegate.jobs")
+    leases = tuple(f"%R~tunegate:{spec.lease_namespace}:*" for spec in SERVICES if spec.lease_namespace)
+    operator_keys = ("%R~tunegate.*", "%R~tunegate:heartbeat:*", *leases, "tunegate.jobs")
     found.append(RedisUser(OPERATOR, operator_keys, _OPERATOR_COMMANDS))
     found.append(RedisUser(ADMIN, ("*",), ("+@all",)))
     return found

@@ -9,10 +9,10 @@ from typing import Any
 from services.evaluator.adapters.detection import scanner_detector
 from services.evaluator.engine.models import ModelPair, load_pair
 from services.evaluator.suites.base import EvaluationInputs, TextDetector
-from services.trainer.engine.data import LoadedDataset
 from services.trainer.engine.loop import run_training
 from services.trainer.engine.run import TrainingJob
 from shared.datasets import RecordHasher
+from shared.datasets.loaded import LoadedDataset
 from shared.evaluation.canaries import CanaryShape
 from shared.evaluation.options import EvaluationOptions
 from shared.events.payloads import MethodSpec, TrainingProgress

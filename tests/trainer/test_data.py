@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from services.trainer.engine.data import load_dataset, tokenise
+from services.trainer.engine.data import tokenise
 from services.trainer.engine.models import load_tokenizer
 from shared.datasets import DatasetError, dataset_fingerprint
+from shared.datasets.loaded import load_dataset
 from shared.models.bases import BaseModelInfo
 from tests.trainer.trainer_data import chat_records, write_jsonl
 

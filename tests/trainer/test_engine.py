@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from services.trainer.engine.data import LoadedDataset
 from services.trainer.engine.dp_sgd import DifferentiallyPrivateTraining
 from services.trainer.engine.loop import strategy_for
 from services.trainer.engine.plain import PlainTraining
 from services.trainer.engine.run import TrainingJob, TrainingRun, last_complete_checkpoint
+from shared.datasets.loaded import LoadedDataset
 from shared.events.payloads import MethodSpec, TrainingProgress
 from shared.models.bases import BaseModelInfo
 from shared.training.hyperparameters import validate_hyperparameters

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from services.trainer.domain.progress import TrainingCancelledError
-from services.trainer.engine.data import load_dataset
 from services.trainer.engine.loop import run_training
 from services.trainer.engine.models import load_model, load_tokenizer
 from services.trainer.engine.packaging import deterministic_tar
 from services.trainer.engine.run import TrainingJob, TrainingOutcome, last_complete_checkpoint
+from shared.datasets.loaded import load_dataset
 from shared.events.payloads import MethodSpec, TrainingProgress
 from shared.models.bases import BaseModelInfo
 from shared.stack.lease import LeaseLost

@@ -4,7 +4,6 @@ through the TrainingHooks it is given."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from typing import Protocol
 
@@ -19,6 +18,7 @@ from services.trainer.engine.run import (
     normalise_saved_model,
 )
 from shared.events.payloads import MethodSpec
+from shared.models.bases import configure_offline
 
 FINAL_DIR = "final"
 
@@ -36,15 +36,6 @@ def strategy_for(method: MethodSpec) -> TrainingStrategy:
     return PlainTraining()
 
 
-def configure_offline() -> None:
-    """No hub is reachable; fail fast instead of waiting on network timeouts."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("WANDB_DISABLED", "true")
-
-
 def run_training(job: TrainingJob, hooks: TrainingHooks) -> TrainingOutcome:
     """Train (or resume) the job; raise TrainingCancelledError on cancel, LeaseLost if the job moved."""
     configure_offline()
@@ -58,4 +49,5 @@ def run_training(job: TrainingJob, hooks: TrainingHooks) -> TrainingOutcome:
     normalise_saved_model(final_dir, job.base.name)
     return TrainingOutcome(model_dir=final_dir, metrics=trained.metrics, loss_history=run.history,
                            resumed_from_step=trained.resumed_from_step, epsilon=trained.epsilon,
-                           delta=trained.delta)
+                           delta=trained.delta, held_out=job.dataset.held_out,
+                           total_records=job.dataset.total_records or len(job.dataset.records))

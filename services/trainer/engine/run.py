@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from services.trainer.domain.progress import ThroughputMeter
-from services.trainer.engine.data import LoadedDataset
+from shared.datasets.loaded import LoadedDataset
 from shared.events.payloads import MethodSpec, TrainingProgress
 from shared.models.bases import BaseModelInfo
 from shared.training.hyperparameters import HyperParameters
@@ -47,6 +47,8 @@ class TrainingOutcome:
     resumed_from_step: int = 0
     epsilon: float | None = None
     delta: float | None = None
+    held_out: tuple[int, ...] = ()
+    total_records: int = 0
 
 
 @dataclass

@@ -1,0 +1,73 @@
+"""Wires the evaluator: suites and gate from YAML, Redis leases, the artefact store, base-model resolver,
+the scanner's detection engine (built on first use), one evaluation slot."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cache, partial
+
+import redis
+
+from services.evaluator.adapters.detection import scanner_detector
+from services.evaluator.adapters.tables import metadata
+from services.evaluator.handlers import EvaluatorDeps, EvaluatorHandlers
+from services.evaluator.settings import EvaluatorSettings
+from services.evaluator.suites.registry import DEFAULT_GATE, DEFAULT_SUITES, load_gate, load_suites
+from shared.bus.definition import ServiceDefinition
+from shared.config import Settings
+from shared.evaluation.canaries import canary_key
+from shared.events.evaluation import EvaluationRequested
+from shared.events.payloads import TrainingCompleted
+from shared.models.bases import configure_offline, resolve_base
+from shared.roster import service
+from shared.stack.lease import LeaseManager
+from shared.storage.artifacts import ArtifactStore
+
+NAME = "evaluator"
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def build_deps(settings: Settings, client: redis.Redis, *, own: EvaluatorSettings | None = None) -> EvaluatorDeps:
+    own = own or EvaluatorSettings()
+    if own.heartbeat_s * 1000 >= own.lease_ttl_ms / 2:
+        raise ValueError(f"TUNEGATE_EVALUATOR_HEARTBEAT_S={own.heartbeat_s} must be under half the lease TTL "
+                         f"({own.lease_ttl_ms} ms), or a healthy worker's lease could lapse between renewals")
+    version, suites = load_suites(own.suites_file or DEFAULT_SUITES)
+    worker_id = own.worker_id or worker_identity()
+    return EvaluatorDeps(
+        settings=settings,
+        artifacts=ArtifactStore(settings.home_dir / "artifacts"),
+        leases=LeaseManager(client, worker_id, ttl_ms=own.lease_ttl_ms, namespace=service(NAME).lease_namespace),
+        worker_id=worker_id,
+        resolve_base=partial(resolve_base, settings=settings),
+        suites=suites,
+        suite_version=version,
+        gate=load_gate(own.gate_file or DEFAULT_GATE),
+        detector=cache(partial(scanner_detector, ner=own.ner)),
+        canary_key=partial(canary_key, settings),
+        batch_size=own.batch_size,
+        heartbeat_s=own.heartbeat_s,
+        lease_wait_s=own.lease_ttl_ms / 1000 + 1,
+    )
+
+
+def build(settings: Settings) -> ServiceDefinition:
+    configure_offline()
+    client = redis.Redis.from_url(settings.resolved_redis_url(NAME))
+    deps = build_deps(settings, client)
+    handlers = EvaluatorHandlers(deps)
+    return ServiceDefinition(
+        name=NAME,
+        handlers={
+            TrainingCompleted: handlers.training_completed,
+            EvaluationRequested: handlers.evaluation_requested,
+        },
+        metadata=[metadata],
+        # Deliveries waiting for the slot are not kept alive, so the reclaimer hands them to an idle worker.
+        concurrency=1,
+        on_stop=[client.close, lambda: deps.torch_thread.shutdown(wait=False, cancel_futures=True)],
+    )
