@@ -79,6 +79,9 @@ REGISTRY = ServiceSpec(
         "training.completed",
         "training.failed",
         "training.cancelled",
+        "evaluation.started",
+        "evaluation.completed",
+        "evaluation.failed",
     ),
     emits=(
         "job.accepted",
@@ -91,6 +94,7 @@ REGISTRY = ServiceSpec(
         "dataset.scan.requested",
         "training.requested",
         "training.cancel.requested",
+        "evaluation.requested",
         "principal.created",
         "principal.rotated",
         "principal.revoked",
