@@ -81,6 +81,9 @@ REGISTRY = ServiceSpec(
         "training.completed",
         "training.failed",
         "training.cancelled",
+        "evaluation.started",
+        "evaluation.completed",
+        "evaluation.failed",
     ),
     emits=(
         "job.accepted",
@@ -93,6 +96,7 @@ REGISTRY = ServiceSpec(
         "dataset.scan.requested",
         "training.requested",
         "training.cancel.requested",
+        "evaluation.requested",
         "principal.created",
         "principal.rotated",
         "principal.revoked",

@@ -57,6 +57,10 @@ VERBS: dict[str, Verb] = {
     "demo": Verb("services.cli.demo:demo", "Run the whole path of one job end to end on embedded defaults."),
     "audit": Verb("services.audit.entrypoints.cli:audit_app", "The audit ledger: verify it, export and check proofs."),
     "jobs": Verb("services.registry.entrypoints.cli:jobs_app", "Fine-tuning jobs held by the registry."),
+    "eval": Verb(
+        "services.registry.entrypoints.cli:eval_app",
+        "Evaluations of trained jobs: run them again, show the release gate's verdict and the reports.",
+    ),
     "jobs watch": Verb(
         "services.trainer.entrypoints.cli:jobs_watch",
         "Follow a training job live: progress bar with loss and ETA until it completes, fails or is cancelled.",

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from services.evaluator.suites.registry import suite_names
 from services.registry.adapters import outbox, repository
 from services.registry.adapters.policy_file import load_policy
 from services.registry.adapters.tables import METADATA
@@ -26,12 +27,14 @@ EXPIRY_INTERVAL_S = 5.0
 
 
 def build_governance(settings: Settings, rules: RiskRuleRegistry | None = None) -> Governance:
-    """Policy from settings.registry_policy_path (or the bundled one); fails fast on a bad policy file."""
+    """Policy from settings.registry_policy_path (or the bundled one), suite names from the evaluator's
+    suites.yaml; fails fast on a bad policy or suite file."""
     registry = rules or RiskRuleRegistry.default()
     return Governance(
         policy=load_policy(settings.registry_policy_path, registry),
         rules=registry,
         approval_ttl_s=settings.approval_ttl_s,
+        evaluation_suites=frozenset(suite_names()),
     )
 
 

@@ -6,7 +6,10 @@ publishing directly). Events that would move a known job through an invalid tran
 InvalidTransition, naming the current state, so the bus dead-letters them with that reason. A
 `job.requested` whose signer is not an authorised principal raises SubmissionRefused (dead-lettered with
 the reason); one reusing a job id is refused at once with a `job.rejected` (stage `submission`) that leaves
-the existing job untouched."""
+the existing job untouched.
+
+Evaluation events are idempotent on their evaluation id: a redelivered `evaluation.started`, `.completed`
+or `.failed`, or a start that arrives after the outcome, is logged and changes nothing."""
 
 from __future__ import annotations
 
@@ -17,11 +20,13 @@ from services.registry.adapters import outbox, repository
 from services.registry.adapters.signatures import verified_submitter
 from services.registry.domain import events
 from services.registry.domain.errors import SubmissionRefused
+from services.registry.domain.evaluation import EvaluationResult
 from services.registry.domain.governance import Governance
 from services.registry.domain.job import Job, ScanResult
 from services.registry.domain.states import JobState
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
+from shared.events.evaluation import EvaluationCompleted, EvaluationFailed, EvaluationStarted
 from shared.events.payloads import (
     DatasetScanFailed,
     DatasetScanned,
@@ -65,6 +70,16 @@ def scan_result(data: DatasetScanned) -> ScanResult:
         fingerprint=data.fingerprint,
         blocking_reasons=list(data.blocking_reasons),
         summary=summary,
+    )
+
+
+def evaluation_result(data: EvaluationCompleted) -> EvaluationResult:
+    return EvaluationResult(
+        artifact_sha256=data.artifact.sha256,
+        verdict=data.verdict.model_dump(mode="json"),
+        suites=[suite.model_dump(mode="json") for suite in data.suites],
+        report=data.report.model_dump(mode="json"),
+        report_html=data.report_html.model_dump(mode="json"),
     )
 
 
@@ -143,6 +158,46 @@ def build_handlers(governance: Governance) -> dict[type[Payload], TypedHandler]:
         reason = f"training cancelled at step {data.at_step}" + (f": {data.reason}" if data.reason else "")
         finish(ctx, data.job_id, JobState.CANCELLED, reason, None)
 
+    def evaluation_outcome(ctx: HandlerContext, job: Job, evaluation_id: str, recorded: bool) -> None:
+        if recorded:
+            outbox.commit_job(ctx, job)
+        else:
+            log.info(
+                "%s for evaluation %s of job %s is already on record (event %s): nothing changes",
+                ctx.event.type, evaluation_id, job.id, ctx.event.event_id,
+            )
+
+    async def on_evaluation_started(data: EvaluationStarted, ctx: HandlerContext) -> None:
+        job = _known_job(ctx, data.job_id)
+        if job is None:
+            return
+        recorded = job.evaluation_started(
+            data.evaluation_id,
+            artifact_sha256=data.artifact_sha256,
+            suites=list(data.suites),
+            cause_event_id=ctx.event.causation_id,
+            now=governance.now(),
+        )
+        evaluation_outcome(ctx, job, data.evaluation_id, recorded)
+
+    async def on_evaluation_completed(data: EvaluationCompleted, ctx: HandlerContext) -> None:
+        job = _known_job(ctx, data.job_id)
+        if job is None:
+            return
+        recorded = job.evaluation_completed(
+            data.evaluation_id, evaluation_result(data), cause_event_id=ctx.event.causation_id, now=governance.now()
+        )
+        evaluation_outcome(ctx, job, data.evaluation_id, recorded)
+
+    async def on_evaluation_failed(data: EvaluationFailed, ctx: HandlerContext) -> None:
+        job = _known_job(ctx, data.job_id)
+        if job is None:
+            return
+        recorded = job.evaluation_failed(
+            data.evaluation_id, data.reason, cause_event_id=ctx.event.causation_id, now=governance.now()
+        )
+        evaluation_outcome(ctx, job, data.evaluation_id, recorded)
+
     return {
         JobRequested: on_job_requested,
         DatasetScanned: on_dataset_scanned,
@@ -150,4 +205,7 @@ def build_handlers(governance: Governance) -> dict[type[Payload], TypedHandler]:
         TrainingCompleted: on_training_completed,
         TrainingFailed: on_training_failed,
         TrainingCancelled: on_training_cancelled,
+        EvaluationStarted: on_evaluation_started,
+        EvaluationCompleted: on_evaluation_completed,
+        EvaluationFailed: on_evaluation_failed,
     }

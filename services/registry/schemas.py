@@ -8,8 +8,11 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.registry.domain.evaluation import Evaluation, EvaluationRequest
 from services.registry.domain.job import Job
 from services.registry.domain.principals import Principal
+from shared.events.evaluation import MAX_SUITES, GateFailure, GateVerdict, SuiteSummary
+from shared.events.payloads import ArtifactRef
 
 TEXT_LIMIT = 4000
 
@@ -72,6 +75,77 @@ class JobSummary(_Model):
         )
 
 
+class EvaluationView(_Model):
+    """One evaluation run of a job (GET /jobs/{id}/evaluations)."""
+
+    evaluation_id: str
+    status: Literal["running", "passed", "gate_failed", "error"]
+    requested_by: str | None = Field(description="Who asked for it; null for the run that follows training.")
+    request_id: str | None
+    artifact_sha256: str | None
+    suites_requested: list[str]
+    started_at: datetime
+    finished_at: datetime | None
+    verdict: GateVerdict | None
+    failing_metrics: list[GateFailure]
+    suites: list[SuiteSummary]
+    report: ArtifactRef | None
+    report_html: ArtifactRef | None
+    error: str | None
+
+    @classmethod
+    def of(cls, run: Evaluation) -> EvaluationView:
+        return cls(
+            evaluation_id=run.evaluation_id,
+            status=run.status,
+            requested_by=run.requested_by,
+            request_id=run.request_id,
+            artifact_sha256=run.artifact_sha256,
+            suites_requested=list(run.suites_requested),
+            started_at=run.started_at,
+            finished_at=run.finished_at,
+            verdict=None if run.verdict is None else GateVerdict.model_validate(run.verdict),
+            failing_metrics=[GateFailure.model_validate(f) for f in run.failing_metrics],
+            suites=[SuiteSummary.model_validate(suite) for suite in run.suites],
+            report=None if run.report is None else ArtifactRef.model_validate(run.report),
+            report_html=None if run.report_html is None else ArtifactRef.model_validate(run.report_html),
+            error=run.error,
+        )
+
+
+class EvaluationSummary(_Model):
+    """The job's standing verdict: its newest evaluation that reached one (`latest_evaluation` of a job)."""
+
+    evaluation_id: str
+    passed: bool
+    risk_tier: str
+    policy: str
+    failing_metrics: list[GateFailure]
+    report: ArtifactRef
+    report_html: ArtifactRef
+    requested_by: str | None
+    finished_at: datetime
+
+    @classmethod
+    def of(cls, job: Job) -> EvaluationSummary | None:
+        run = job.latest_verdict
+        if run is None:
+            return None
+        view = EvaluationView.of(run)
+        assert view.verdict and view.report and view.report_html and view.finished_at  # a verdict has them all
+        return cls(
+            evaluation_id=view.evaluation_id,
+            passed=view.verdict.passed,
+            risk_tier=view.verdict.risk_tier,
+            policy=view.verdict.policy,
+            failing_metrics=view.failing_metrics,
+            report=view.report,
+            report_html=view.report_html,
+            requested_by=view.requested_by,
+            finished_at=view.finished_at,
+        )
+
+
 class JobView(JobSummary):
     tier_rule: str
     tier_reason: str
@@ -90,6 +164,7 @@ class JobView(JobSummary):
     cancel_requested_by: str | None = None
     spec: dict[str, Any]
     history: list[TransitionView]
+    latest_evaluation: EvaluationSummary | None = None
     version: int
 
     @classmethod
@@ -113,6 +188,7 @@ class JobView(JobSummary):
             cancel_requested_by=job.cancel_requested_by,
             spec=job.spec.model_dump(mode="json"),
             history=[TransitionView.of(t) for t in job.transitions],
+            latest_evaluation=EvaluationSummary.of(job),
             version=job.version,
         )
 
@@ -154,6 +230,39 @@ class CancelResult(_Model):
     state: str
     training_cancel_requested: bool
     job: JobView
+
+
+class EvaluationRunRequest(_Model):
+    """Body of POST /jobs/{id}/evaluations: evaluate the trained adapter again."""
+
+    suites: list[str] | None = Field(
+        default=None, max_length=MAX_SUITES, description="Suites to run; every configured suite when absent."
+    )
+    reason: str = Field(default="", max_length=2000)
+
+
+class EvaluationRequestView(_Model):
+    """What POST /jobs/{id}/evaluations accepted (202): the evaluator picks it up from evaluation.requested."""
+
+    request_id: str = Field(description="The event id of evaluation.requested; the evaluator's events name it.")
+    job_id: str
+    requested_by: str
+    suites: list[str] | None
+    reason: str
+    requested_at: datetime
+    state: str
+
+    @classmethod
+    def of(cls, job: Job, request: EvaluationRequest) -> EvaluationRequestView:
+        return cls(
+            request_id=request.request_id,
+            job_id=job.id,
+            requested_by=request.requested_by,
+            suites=request.suites,
+            reason=request.reason,
+            requested_at=request.at,
+            state=job.state.value,
+        )
 
 
 # ---------------------------------------------------------------- principals

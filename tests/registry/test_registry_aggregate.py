@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.evaluator.suites.registry import suite_names
 from services.registry.adapters.outbox import TO_WIRE, to_wire
 from services.registry.adapters.policy_file import load_policy
 from services.registry.domain import events
@@ -19,7 +20,12 @@ from services.registry.domain.states import InvalidTransition, JobState
 from tests.registry.registry_support import make_spec, sha
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-GOVERNANCE = Governance(policy=load_policy(), rules=RiskRuleRegistry.default(), approval_ttl_s=3600.0)
+GOVERNANCE = Governance(
+    policy=load_policy(),
+    rules=RiskRuleRegistry.default(),
+    approval_ttl_s=3600.0,
+    evaluation_suites=frozenset(suite_names()),
+)
 
 
 def person(name: str, *roles: str) -> Principal:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from services.evaluator.suites.registry import suite_names
 from services.registry.adapters.policy_file import load_policy
 from services.registry.domain.advice import advise
 from services.registry.domain.intake import check_licence, classify_risk, evaluate_intake
@@ -17,6 +18,7 @@ from tests.registry.registry_support import make_spec
 
 POLICY = load_policy()
 RULES = RiskRuleRegistry.default()
+SUITES = frozenset(suite_names())
 
 
 def use_case(**fields: object) -> UseCase:
@@ -104,7 +106,7 @@ def test_ai_act_tier_and_deciding_rule(fields: dict[str, object], tier: str, rul
 
 def test_missing_justification_names_every_field() -> None:
     spec = make_spec(problem="", why_not_rag="   ", risks="")
-    decision = evaluate_intake(spec, POLICY, RULES, base_is_directory=False)
+    decision = evaluate_intake(spec, POLICY, RULES, base_is_directory=False, evaluation_suites=SUITES)
     assert not decision.accepted
     assert decision.reasons == [
         "justification incomplete: missing or empty use_case.problem, use_case.why_not_rag, use_case.risks"
@@ -114,7 +116,7 @@ def test_missing_justification_names_every_field() -> None:
 def test_prohibited_practice_rejects_and_all_failures_are_reported_together() -> None:
     spec = make_spec(problem="", practices=["subliminal manipulation"])
     spec = spec.model_copy(update={"base_model": "no-such-model"})
-    decision = evaluate_intake(spec, POLICY, RULES, base_is_directory=False)
+    decision = evaluate_intake(spec, POLICY, RULES, base_is_directory=False, evaluation_suites=SUITES)
     assert not decision.accepted
     assert len(decision.reasons) == 3
     assert "prohibited by EU AI Act Art. 5" in decision.reasons[2]
@@ -151,8 +153,9 @@ def test_invalid_transitions_name_the_current_state(current: JobState, target: J
 
 
 def test_terminal_states() -> None:
-    assert {JobState.REJECTED, JobState.BLOCKED, JobState.EXPIRED, JobState.TRAINED} <= TERMINAL
-    assert JobState.AWAITING_APPROVAL not in TERMINAL
+    assert {JobState.REJECTED, JobState.BLOCKED, JobState.EXPIRED, JobState.FAILED, JobState.CANCELLED} <= TERMINAL
+    # A trained job's evaluation can always be run again, whatever the last verdict was.
+    assert not {JobState.AWAITING_APPROVAL, JobState.TRAINED, JobState.EVALUATED, JobState.GATE_FAILED} & TERMINAL
     check_transition("job_x", "awaiting_approval", JobState.EXPIRED)
 
 
@@ -195,17 +198,17 @@ def test_custom_rule_registered_by_name(tmp_path: Path) -> None:
 def test_hyperparameters_are_checked_against_the_trainer_schema_at_intake() -> None:
     spec = make_spec()
     bad = spec.model_copy(update={"hyperparameters": {"max_steps": 0, "warmup": 3, "beta": 0.1, "seed": -1}})
-    decision = evaluate_intake(bad, POLICY, RULES, base_is_directory=False)
+    decision = evaluate_intake(bad, POLICY, RULES, base_is_directory=False, evaluation_suites=SUITES)
     assert not decision.accepted
     text = "; ".join(decision.reasons)
     assert "hyperparameters.seed" in text
     good = spec.model_copy(update={"hyperparameters": {"max_steps": 10, "seed": 3}})
-    assert evaluate_intake(good, POLICY, RULES, base_is_directory=False).accepted
+    assert evaluate_intake(good, POLICY, RULES, base_is_directory=False, evaluation_suites=SUITES).accepted
     wrong_method = spec.model_copy(update={"hyperparameters": {"beta": 0.1}})
-    decision = evaluate_intake(wrong_method, POLICY, RULES, base_is_directory=False)
+    decision = evaluate_intake(wrong_method, POLICY, RULES, base_is_directory=False, evaluation_suites=SUITES)
     assert any("hyperparameters.beta: only DPO uses beta" in r for r in decision.reasons)
     unknown = spec.model_copy(update={"hyperparameters": {"warmup": 3}})
-    decision = evaluate_intake(unknown, POLICY, RULES, base_is_directory=False)
+    decision = evaluate_intake(unknown, POLICY, RULES, base_is_directory=False, evaluation_suites=SUITES)
     assert any("warmup" in r for r in decision.reasons)
 
 

@@ -69,6 +69,13 @@ def load_suites(path: Path = DEFAULT_SUITES) -> tuple[str, dict[str, Suite]]:
     return document.version, {e.name: _instantiate(e, path) for e in document.suites if e.enabled}
 
 
+def suite_names(path: Path = DEFAULT_SUITES) -> tuple[str, ...]:
+    """Names of the enabled suites, in file order, without importing any suite class: the registry checks a
+    job's `evaluation.suites` against them at intake, and must not load model code to do so."""
+    document = load_yaml_model(path, SuiteFile, "suites", SuiteConfigError)
+    return tuple(entry.name for entry in document.suites if entry.enabled)
+
+
 def load_gate(path: Path = DEFAULT_GATE) -> GatePolicy:
     return load_yaml_model(path, GatePolicy, "gate policy", SuiteConfigError)
 

@@ -13,6 +13,9 @@ from services.registry.schemas import (
     ApprovalResult,
     CancelRequest,
     CancelResult,
+    EvaluationRequestView,
+    EvaluationRunRequest,
+    EvaluationView,
     JobSummary,
     JobView,
     PrincipalCreate,
@@ -70,6 +73,12 @@ class RegistryClient:
 
     def cancel(self, job_id: str, request: CancelRequest) -> CancelResult:
         return CancelResult.model_validate(self._post(f"/jobs/{job_id}/cancel", request))
+
+    def request_evaluation(self, job_id: str, request: EvaluationRunRequest) -> EvaluationRequestView:
+        return EvaluationRequestView.model_validate(self._post(f"/jobs/{job_id}/evaluations", request))
+
+    def list_evaluations(self, job_id: str) -> list[EvaluationView]:
+        return [EvaluationView.model_validate(item) for item in self._get(f"/jobs/{job_id}/evaluations")]
 
     # ------------------------------------------------------------ principals
 

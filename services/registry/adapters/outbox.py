@@ -14,6 +14,8 @@ from services.registry.domain import events
 from services.registry.domain.job import Job
 from services.registry.domain.principals import Principal
 from shared.bus.context import EmitScope, HandlerContext
+from shared.evaluation.options import CanarySpec, EvaluationOptions
+from shared.events import evaluation as wire_evaluation
 from shared.events import payloads as wire
 
 Translation = Callable[[Any], tuple[str, BaseModel]]
@@ -40,7 +42,11 @@ TO_WIRE: dict[type[events.DomainEvent], Translation] = {
     ),
     events.ScanRequested: lambda e: (
         "dataset.scan.requested",
-        wire.DatasetScanRequested(job_id=e.subject, dataset=wire.DatasetSpec.model_validate(e.dataset)),
+        wire.DatasetScanRequested(
+            job_id=e.subject,
+            dataset=wire.DatasetSpec.model_validate(e.dataset),
+            canaries=None if e.canaries is None else CanarySpec.model_validate(e.canaries),
+        ),
     ),
     events.ApprovalRequested: lambda e: (
         "approval.requested",
@@ -83,11 +89,19 @@ TO_WIRE: dict[type[events.DomainEvent], Translation] = {
             scan_verdict=e.scan_verdict,
             seed=e.seed,
             approvers=e.approvers,
+            risk_tier=e.risk_tier,
+            evaluation=EvaluationOptions.model_validate(e.evaluation),
         ),
     ),
     events.TrainingCancelRequested: lambda e: (
         "training.cancel.requested",
         wire.TrainingCancelRequested(job_id=e.subject, reason=e.reason),
+    ),
+    events.EvaluationRequested: lambda e: (
+        "evaluation.requested",
+        wire_evaluation.EvaluationRequested(
+            job_id=e.subject, requested_by=e.requested_by, suites=e.suites, reason=e.reason
+        ),
     ),
     events.PrincipalCreated: lambda e: (
         "principal.created",

@@ -11,8 +11,17 @@ from datetime import datetime
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, selectinload
 
-from services.registry.adapters.tables import ApprovalRow, JobRow, PrincipalKeyRow, PrincipalRow, TransitionRow
+from services.registry.adapters.tables import (
+    ApprovalRow,
+    EvaluationRequestRow,
+    EvaluationRow,
+    JobRow,
+    PrincipalKeyRow,
+    PrincipalRow,
+    TransitionRow,
+)
 from services.registry.domain.errors import Conflict, NotFound
+from services.registry.domain.evaluation import Evaluation, EvaluationRequest
 from services.registry.domain.job import Approval, Job, Transition
 from services.registry.domain.principals import Principal, SigningKey, hash_token
 from services.registry.domain.states import JobState
@@ -21,13 +30,58 @@ from shared.events.payloads import JobSpec
 # ---------------------------------------------------------------- jobs
 
 
+HISTORY = (
+    selectinload(JobRow.transitions),
+    selectinload(JobRow.approvals),
+    selectinload(JobRow.evaluation_requests),
+    selectinload(JobRow.evaluations),
+)
+
+
 def _job_row(session: Session, job_id: str) -> JobRow | None:
-    query = (
-        select(JobRow)
-        .where(JobRow.id == job_id)
-        .options(selectinload(JobRow.transitions), selectinload(JobRow.approvals))
+    return session.scalars(select(JobRow).where(JobRow.id == job_id).options(*HISTORY)).one_or_none()
+
+
+def _ref(uri: str | None, sha256: str | None) -> dict[str, str] | None:
+    return None if uri is None or sha256 is None else {"uri": uri, "sha256": sha256}
+
+
+def _to_evaluation(row: EvaluationRow) -> Evaluation:
+    return Evaluation(
+        evaluation_id=row.evaluation_id,
+        status=row.status,  # type: ignore[arg-type]
+        started_at=row.started_at,
+        request_id=row.request_id,
+        requested_by=row.requested_by,
+        artifact_sha256=row.artifact_sha256,
+        suites_requested=list(row.suites_requested or []),
+        finished_at=row.finished_at,
+        verdict=row.verdict,
+        failing_metrics=list(row.failing_metrics or []),
+        suites=list(row.suites or []),
+        report=_ref(row.report_uri, row.report_sha256),
+        report_html=_ref(row.report_html_uri, row.report_html_sha256),
+        error=row.error,
     )
-    return session.scalars(query).one_or_none()
+
+
+def _write_evaluation(row: EvaluationRow, run: Evaluation) -> None:
+    row.evaluation_id = run.evaluation_id
+    row.status = run.status
+    row.request_id = run.request_id
+    row.requested_by = run.requested_by
+    row.artifact_sha256 = run.artifact_sha256
+    row.suites_requested = list(run.suites_requested)
+    row.verdict = run.verdict
+    row.failing_metrics = list(run.failing_metrics)
+    row.suites = list(run.suites)
+    row.report_uri, row.report_sha256 = (run.report["uri"], run.report["sha256"]) if run.report else (None, None)
+    row.report_html_uri, row.report_html_sha256 = (
+        (run.report_html["uri"], run.report_html["sha256"]) if run.report_html else (None, None)
+    )
+    row.error = run.error
+    row.started_at = run.started_at
+    row.finished_at = run.finished_at
 
 
 def _to_job(row: JobRow) -> Job:
@@ -65,6 +119,10 @@ def _to_job(row: JobRow) -> Job:
             Approval(a.approver, a.decision, a.comment, a.reason, a.override, a.at)  # type: ignore[arg-type]
             for a in row.approvals
         ],
+        evaluation_requests=[
+            EvaluationRequest(r.request_id, r.requested_by, r.suites, r.reason, r.at) for r in row.evaluation_requests
+        ],
+        evaluations=[_to_evaluation(e) for e in row.evaluations],
     )
 
 
@@ -91,7 +149,7 @@ def list_jobs(
         select(JobRow)
         .order_by(JobRow.created_at.desc(), JobRow.id.desc())
         .limit(limit)
-        .options(selectinload(JobRow.transitions), selectinload(JobRow.approvals))
+        .options(*HISTORY)
     )
     if state is not None:
         query = query.where(JobRow.state == state)
@@ -159,6 +217,24 @@ def save_job(session: Session, job: Job, *, cause_event_id: str | None = None) -
                 at=approval.at,
             )
         )
+    for request in job.evaluation_requests[len(row.evaluation_requests) :]:
+        row.evaluation_requests.append(
+            EvaluationRequestRow(
+                request_id=request.request_id,
+                requested_by=request.requested_by,
+                suites=request.suites,
+                reason=request.reason,
+                at=request.at,
+            )
+        )
+    # Evaluation rows change (running -> a verdict or an error): update the one on record, add the new.
+    stored = {e.evaluation_id: e for e in row.evaluations}
+    for run in job.evaluations:
+        target = stored.get(run.evaluation_id)
+        if target is None:
+            target = EvaluationRow()
+            row.evaluations.append(target)
+        _write_evaluation(target, run)
     session.flush()
     job.version = row.version
 

@@ -1,8 +1,9 @@
 """Registry tables (SQLAlchemy 2.x ORM, SQLite and PostgreSQL). Names are prefixed `registry_`.
 
 Jobs carry a version column for optimistic concurrency: two writers that read the same version cannot
-both move a job (the second UPDATE matches no row and SQLAlchemy raises StaleDataError). Later issues add
-columns/tables (evaluation, model versions, AIBOM, erasure) next to these."""
+both move a job (the second UPDATE matches no row and SQLAlchemy raises StaleDataError); a change to a
+job's evaluations updates the job row too, so the same guard covers them. Later issues add columns/tables
+(model versions, AIBOM, erasure) next to these."""
 
 from __future__ import annotations
 
@@ -76,6 +77,12 @@ class JobRow(Base):
     approvals: Mapped[list[ApprovalRow]] = relationship(
         back_populates="job", order_by="ApprovalRow.id", cascade="all, delete-orphan"
     )
+    evaluation_requests: Mapped[list[EvaluationRequestRow]] = relationship(
+        back_populates="job", order_by="EvaluationRequestRow.id", cascade="all, delete-orphan"
+    )
+    evaluations: Mapped[list[EvaluationRow]] = relationship(
+        back_populates="job", order_by="EvaluationRow.id", cascade="all, delete-orphan"
+    )
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
 
@@ -110,6 +117,50 @@ class ApprovalRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     job: Mapped[JobRow] = relationship(back_populates="approvals")
+
+
+class EvaluationRequestRow(Base):
+    """A re-run asked for through the API; the evaluator's events name `request_id` as their cause."""
+
+    __tablename__ = "registry_evaluation_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("registry_jobs.id"), index=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True, comment="The evaluation.requested event.")
+    requested_by: Mapped[str] = mapped_column(String(200))
+    suites: Mapped[list[str] | None] = mapped_column(JSON, comment="None: every configured suite.")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    job: Mapped[JobRow] = relationship(back_populates="evaluation_requests")
+
+
+class EvaluationRow(Base):
+    """One evaluation run of a job, as the evaluator reported it (rows are in the order first heard of)."""
+
+    __tablename__ = "registry_evaluations"
+    __table_args__ = (UniqueConstraint("job_id", "evaluation_id", name="registry_evaluations_one_per_run"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("registry_jobs.id"), index=True)
+    evaluation_id: Mapped[str] = mapped_column(String(80), index=True)
+    status: Mapped[str] = mapped_column(String(16), comment="running | passed | gate_failed | error")
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    requested_by: Mapped[str | None] = mapped_column(String(200), comment="None: the run that follows training.")
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64))
+    suites_requested: Mapped[list[str]] = mapped_column(JSON, default=list)
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON, comment="The gate's verdict, as reported.")
+    failing_metrics: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    suites: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, comment="Per-suite metrics, both models.")
+    report_uri: Mapped[str | None] = mapped_column(String(500))
+    report_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    report_html_uri: Mapped[str | None] = mapped_column(String(500))
+    report_html_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    job: Mapped[JobRow] = relationship(back_populates="evaluations")
 
 
 class PrincipalRow(Base):

@@ -13,6 +13,7 @@ SUBMIT = ("requester", "admin")
 DECIDE = ("approver",)
 ADMINISTER = ("admin",)
 READ_PRINCIPALS = ("auditor", "admin")
+REQUEST_EVALUATION = ("requester", "approver", "admin")
 
 
 def authorise(principal: Principal | None, allowed: tuple[str, ...], action: str) -> Principal:
@@ -43,3 +44,13 @@ def check_reads_job(principal: Principal, job_id: str, requester: str) -> None:
         raise Forbidden(
             f"job {job_id} exists and was requested by another principal; {principal.name!r} may read only its own"
         )
+
+
+def check_requests_evaluation(principal: Principal, job_id: str, requester: str) -> None:
+    """Approvers and admins may ask any trained job to be evaluated again; a requester only its own job."""
+    if principal.has_any_role(("approver", "admin")) or principal.name == requester:
+        return
+    raise Forbidden(
+        f"principal {principal.name!r} may not ask for an evaluation of job {job_id}: only its requester, an "
+        "approver or an admin may"
+    )

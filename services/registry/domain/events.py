@@ -47,6 +47,8 @@ class JobRejected(DomainEvent):
 @dataclass(frozen=True, kw_only=True)
 class ScanRequested(DomainEvent):
     dataset: dict[str, Any]
+    canaries: dict[str, Any] | None
+    """The job's canary spec (shape and count, never values): the scanner plants them before scanning."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,10 +87,19 @@ class TrainingRequested(DomainEvent):
     scan_verdict: str
     seed: int
     approvers: list[str]
+    risk_tier: str
+    evaluation: dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingCancelRequested(DomainEvent):
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluationRequested(DomainEvent):
+    requested_by: str
+    suites: list[str] | None
     reason: str
 
 

@@ -1,5 +1,6 @@
-"""The registry's rules in force: the policy, the named tiering rules, how long approvers have, and the
-clock every decision is timed by (a parameter, so tests and replays control time)."""
+"""The registry's rules in force: the policy, the named tiering rules, how long approvers have, the
+evaluation suites the evaluator runs (job specs and re-runs may name only those), and the clock every
+decision is timed by (a parameter, so tests and replays control time)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Governance:
     policy: Policy
     rules: RiskRuleRegistry
     approval_ttl_s: float
+    evaluation_suites: frozenset[str]
     clock: Callable[[], datetime] = field(default=utcnow)
 
     @property
@@ -31,4 +33,6 @@ class Governance:
         return self.clock()
 
     def intake(self, spec: JobSpec, *, base_is_directory: bool) -> IntakeDecision:
-        return evaluate_intake(spec, self.policy, self.rules, base_is_directory=base_is_directory)
+        return evaluate_intake(
+            spec, self.policy, self.rules, base_is_directory=base_is_directory, evaluation_suites=self.evaluation_suites
+        )

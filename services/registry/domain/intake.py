@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.registry.domain.advice import Advice, advise
+from services.registry.domain.evaluation import suite_problems
 from services.registry.domain.policy import Policy, RiskRuleRegistry, TierOrProhibited
 from shared.events.payloads import JobSpec, UseCase
 from shared.training import HyperparameterError, split_seed, validate_hyperparameters
@@ -109,8 +110,29 @@ def hyperparameter_problems(spec: JobSpec) -> list[str]:
     return []
 
 
+def evaluation_problems(spec: JobSpec, known_suites: frozenset[str]) -> list[str]:
+    """The job's `evaluation:` options checked against what the pipeline can do, so a job is refused before
+    approval rather than failing at the scanner or the evaluator."""
+    problems = []
+    options = spec.evaluation
+    preference = spec.method.kind == "dpo" or spec.dataset.format == "preference"
+    if options.canaries is not None and preference:
+        problems.append(
+            "evaluation.canaries: canaries can only be planted into chat, prompt_completion or text records; "
+            f"this job trains on preference pairs (method.kind {spec.method.kind}, dataset.format "
+            f"{spec.dataset.format}): remove evaluation.canaries"
+        )
+    problems.extend(suite_problems(options.suites, known_suites, where="evaluation.suites"))
+    return problems
+
+
 def evaluate_intake(
-    spec: JobSpec, policy: Policy, rules: RiskRuleRegistry, *, base_is_directory: bool
+    spec: JobSpec,
+    policy: Policy,
+    rules: RiskRuleRegistry,
+    *,
+    base_is_directory: bool,
+    evaluation_suites: frozenset[str],
 ) -> IntakeDecision:
     reasons: list[str] = []
     missing = missing_justification(spec.use_case, policy.justification.required_fields)
@@ -120,6 +142,7 @@ def evaluate_intake(
     if not licence.allowed:
         reasons.append(licence.decision)
     reasons.extend(hyperparameter_problems(spec))
+    reasons.extend(evaluation_problems(spec, evaluation_suites))
     tier = classify_risk(spec.use_case, policy, rules)
     if tier.tier == "prohibited":
         reasons.append(f"use_case.practices: {tier.reason} (rule {tier.rule})")

@@ -1,5 +1,10 @@
-"""The job state machine. Later issues extend TRANSITIONS (evaluation, registration, deployment); every
-move goes through `check_transition` so an invalid one is refused with the current state named."""
+"""The job state machine. Later issues extend TRANSITIONS (registration, deployment); every move goes
+through `check_transition` so an invalid one is refused with the current state named.
+
+Evaluation: a trained job moves to `evaluating` when the evaluator starts, and to `evaluated` or
+`gate_failed` on its verdict; an evaluator error (no verdict) returns it to where the last verdict left
+it (`trained` when there is none). A verdict can be re-examined: evaluated, gate_failed and trained jobs
+may be evaluated again."""
 
 from __future__ import annotations
 
@@ -19,6 +24,9 @@ class JobState(StrEnum):
     TRAINED = "trained"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    EVALUATING = "evaluating"
+    EVALUATED = "evaluated"
+    GATE_FAILED = "gate_failed"
 
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
@@ -31,13 +39,18 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.REJECTED: frozenset(),
     JobState.BLOCKED: frozenset(),
     JobState.EXPIRED: frozenset(),
-    JobState.TRAINED: frozenset(),
+    JobState.TRAINED: frozenset({JobState.EVALUATING}),
+    JobState.EVALUATING: frozenset({JobState.EVALUATED, JobState.GATE_FAILED, JobState.TRAINED}),
+    JobState.EVALUATED: frozenset({JobState.EVALUATING}),
+    JobState.GATE_FAILED: frozenset({JobState.EVALUATING}),
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
 }
 
 STATE_NAMES: frozenset[str] = frozenset(state.value for state in JobState)
 TERMINAL: frozenset[JobState] = frozenset(state for state, targets in TRANSITIONS.items() if not targets)
+EVALUABLE: frozenset[JobState] = frozenset({JobState.TRAINED, JobState.EVALUATED, JobState.GATE_FAILED})
+"""States from which an evaluation may start (or be asked for again)."""
 
 
 class InvalidTransition(ValueError):

@@ -1,4 +1,5 @@
-"""The registry HTTP API: jobs (read, approve, cancel), principals (admin) and the first-admin bootstrap.
+"""The registry HTTP API: jobs (read, approve, cancel, evaluate again), principals (admin) and the first-admin
+bootstrap.
 JSON errors everywhere: {"error": <code>, "detail": <what, where, why>}.
 
 Every route but /healthz and /admin/bootstrap needs `Authorization: Bearer <token>`; who may do what is
@@ -44,6 +45,9 @@ from services.registry.schemas import (
     ApprovalResult,
     CancelRequest,
     CancelResult,
+    EvaluationRequestView,
+    EvaluationRunRequest,
+    EvaluationView,
     JobSummary,
     JobView,
     PrincipalCreate,
@@ -249,6 +253,37 @@ def create_app(
             outbox.commit_job(ctx, found)
             view = JobView.of(found)
         return CancelResult(job_id=job_id, state=view.state, training_cancel_requested=not ended, job=view)
+
+    # ------------------------------------------------------------ evaluations
+
+    @app.get("/jobs/{job_id}/evaluations", response_model=list[EvaluationView])
+    def evaluations(
+        job_id: str, principal: Principal = requires(access.READ_JOBS + access.SUBMIT, "reading a job")
+    ) -> list[EvaluationView]:
+        with runtime.db.transaction() as session:
+            found = repository.require_job(session, job_id)
+        access.check_reads_job(principal, job_id, found.requester)
+        return [EvaluationView.of(run) for run in reversed(found.evaluations)]  # newest first
+
+    @app.post("/jobs/{job_id}/evaluations", response_model=EvaluationRequestView, status_code=202)
+    async def request_evaluation(
+        job_id: str,
+        body: EvaluationRunRequest,
+        principal: Principal = requires(access.REQUEST_EVALUATION, "asking for an evaluation"),
+    ) -> EvaluationRequestView:
+        async with runtime.transaction(actor=principal.name, subject=job_id) as ctx:
+            found = repository.require_job(ctx.db, job_id)
+            ctx.trace = join_job_trace(found.traceparent) or ctx.trace
+            request = found.request_evaluation(
+                principal,
+                suites=body.suites,
+                reason=body.reason,
+                known_suites=governance.evaluation_suites,
+                now=governance.now(),
+            )
+            outbox.commit_job(ctx, found)
+            accepted = EvaluationRequestView.of(found, request)
+        return accepted
 
     # ------------------------------------------------------------ principals
 
