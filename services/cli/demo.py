@@ -2,8 +2,9 @@
 
 Every step is the real `tunegate` command a user would type, run as its own process and printed before it
 runs, against real service processes: up -> pre-flight scan (planted personal data and secrets found and
-redacted) -> principals -> submit a high-risk job -> scan -> two approvers -> training -> audit proofs
--> down. The end-to-end test runs this same function in a temporary TUNEGATE_HOME."""
+redacted) -> principals -> submit a high-risk job -> scan (canaries planted) -> two approvers -> training ->
+evaluation and its gate verdict -> audit proofs -> down. The end-to-end test runs this same function in a
+temporary TUNEGATE_HOME."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from shared.config import Settings
 JOB_FILE = Path(__file__).resolve().parents[1] / "registry" / "examples" / "demo_job_high_risk.yaml"
 REQUESTER = "demo-requester"
 APPROVERS = ("demo-approver-1", "demo-approver-2")
-FINAL_STATES = {"trained", "failed", "cancelled", "rejected", "blocked", "expired"}
+FINAL_STATES = {"evaluated", "gate_failed", "failed", "cancelled", "rejected", "blocked", "expired"}
+VERDICT_STATES = {"evaluated", "gate_failed"}
 
 
 class DemoFailed(RuntimeError):
@@ -96,7 +98,7 @@ class Demo:
         data_dir = self.home / "demo"
         dataset = data_dir / "orders.jsonl"
 
-        self.step("1. Start Redis and the services (audit, registry, scanner, trainer)")
+        self.step("1. Start Redis and the services (audit, registry, scanner, trainer, evaluator)")
         self.run("up")
 
         try:
@@ -134,11 +136,16 @@ class Demo:
             self.step("7. Training on the redacted dataset (tiny base, LoRA SFT)")
             self.run("jobs", "watch", job_id, "--timeout", "900", check=False)
             job = self.wait_state(job_id, {"trained"}, timeout_s=900)
-            result.final_state = job["state"]
-            result.job = job
             self.run("jobs", "show", job_id)
 
-            self.step("8. Audit: verify the whole ledger, then prove this job's request is in it")
+            self.step("8. Evaluation against the base: quality, memorisation (canaries), PII leakage, red team, "
+                      "bias, hallucination; the high-risk gate")
+            job = self.wait_state(job_id, VERDICT_STATES, timeout_s=900)
+            result.final_state = job["state"]
+            result.job = job
+            self.run("eval", "show", job_id, check=False)
+
+            self.step("9. Audit: verify the whole ledger, then prove this job's request is in it")
             time.sleep(1.0)  # let the last events be signed over
             verify = self.run("audit", "verify", check=False)
             result.audit_verified = verify.returncode == 0
@@ -154,7 +161,7 @@ class Demo:
             self.run("audit", "tail", "-n", "8")
             self.run("status", check=False)
         finally:
-            self.step("9. Stop what `tunegate up` started")
+            self.step("10. Stop what `tunegate up` started")
             self.run("down", check=False)
         result.timings["total_s"] = time.monotonic() - started
         return result
@@ -174,8 +181,13 @@ def demo(
         raise typer.Exit(1) from exc
     console.print(Rule("[bold]Demo summary"))
     console.print(f"job {result.job_id}: {result.final_state}")
+    latest = (result.job or {}).get("latest_evaluation") or {}
+    if latest:
+        verdict = "passed" if latest.get("passed") else "FAILED"
+        console.print(f"evaluation gate ({(result.job or {}).get('risk_tier')} tier): {verdict}; "
+                      f"report: tunegate eval show {result.job_id}")
     console.print(f"pre-flight scan exit code: {result.preflight_exit} (0 clean/redacted, 1 blocked)")
     console.print(f"audit ledger verified: {result.audit_verified}; inclusion proof verified: {result.proof_verified}")
     console.print(f"took {result.timings['total_s']:.0f}s; state, logs, traces under {Path(target).resolve()}")
-    if result.final_state != "trained" or not result.audit_verified or not result.proof_verified:
+    if result.final_state not in VERDICT_STATES or not result.audit_verified or not result.proof_verified:
         raise typer.Exit(1)

@@ -171,7 +171,8 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
         # canaries the job asked for (planted first, so they are judged and redacted like everything else).
         scanned = artifacts.resolve(source.uri)
         if request.canaries is not None:
-            scanned = await asyncio.to_thread(_planted, deps, request, scanned, workdir, manifest.subject_field)
+            subject_field = manifest.subject_field if manifest is not None else None
+            scanned = await asyncio.to_thread(_planted, deps, request, scanned, workdir, subject_field)
         try:
             result = await _scan_keeping_alive(
                 ctx,

@@ -11,6 +11,8 @@ import pytest
 from rich.console import Console
 
 from services.cli.demo import Demo
+from shared.events.payloads import ArtifactRef
+from shared.storage.artifacts import ArtifactStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,7 +41,8 @@ def assert_one_trace_per_job(home: Path, job_id: str) -> None:
         assert attributes["messaging.consumer.group.name"] == f"tunegate-{span['file']}"
         assert attributes["messaging.message.id"] and "messaging.operation" not in attributes
     audit_of_job = [s for s in of_job if s["file"] == "audit"]
-    assert {s["attributes"]["tunegate.event.type"] for s in audit_of_job} >= {"job.requested", "training.completed"}
+    assert {s["attributes"]["tunegate.event.type"] for s in audit_of_job} >= {
+        "job.requested", "training.completed", "evaluation.completed"}
     producers = [s for s in of_job if s["kind"] == "PRODUCER"]
     assert producers and all(s["name"].startswith("send tunegate.") for s in producers)
     approvals = [s for s in spans if s["kind"] == "SERVER" and s["name"] == "POST /jobs/{job_id}/approvals"]
@@ -51,7 +54,7 @@ def assert_one_trace_per_job(home: Path, job_id: str) -> None:
         assert links == [job_trace], "linked to the job's trace"
 
 
-def test_demo_runs_submit_scan_two_approvals_training_and_audit(
+def test_demo_runs_submit_scan_two_approvals_training_evaluation_and_audit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TUNEGATE_REDIS_URL", raising=False)
@@ -61,7 +64,7 @@ def test_demo_runs_submit_scan_two_approvals_training_and_audit(
     result = Demo(home, console).execute()
     transcript = console.export_text()
 
-    assert result.final_state == "trained", transcript[-4000:]
+    assert result.final_state in ("evaluated", "gate_failed"), transcript[-4000:]
     assert result.preflight_exit == 0, "the demo dataset is redactable, not blocked"
     job = result.job
     assert job["scan_summary"]["verdict"] == "redacted"
@@ -76,8 +79,19 @@ def test_demo_runs_submit_scan_two_approvals_training_and_audit(
         "approved",
         "training",
         "trained",
+        "evaluating",
+        result.final_state,
     ]
     assert job["training_result"]["artifact"]["sha256"]
+    # The evaluation: every configured suite ran against the base, the verdict and both reports are on record.
+    evaluation = job["latest_evaluation"]
+    assert evaluation["risk_tier"] == "high" and evaluation["passed"] == (result.final_state == "evaluated")
+    store = ArtifactStore(home / "artifacts")
+    report = json.loads(store.verify(ArtifactRef.model_validate(evaluation["report"])).read_bytes())
+    assert report["verdict"]["passed"] == evaluation["passed"]
+    ran = {suite["name"] for suite in report["suites"] if suite["status"] != "skipped"}
+    assert ran >= {"task_quality", "memorisation", "pii_leakage", "red_team", "bias", "hallucination"}, ran
+    assert "evaluation gate (high tier)" in transcript
     assert result.audit_verified and result.proof_verified
 
     # Planted secrets and personal data were found and redacted before training.
