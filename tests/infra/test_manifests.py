@@ -35,6 +35,7 @@ from services.cli.secrets import (
     service_secret_name,
     trust_config_map_name,
 )
+from shared.evaluation.canaries import CANARY_KEY_FILE
 from shared.roster import SERVICES, service_names
 from shared.stack.redis_acl import OPERATOR, RedisCredentials
 from tests.infra.conftest import read_env_file
@@ -58,6 +59,10 @@ NAMESPACE = "tunegate"
 OLDEST_SUPPORTED_K8S = "1.29.0"
 GPU = "nvidia.com/gpu"
 PROBE_SCRIPT = "/usr/local/lib/tunegate/healthcheck.py"
+# The canary key (shared/evaluation/canaries.py) is created on first use by whichever of these needs it
+# first: the scanner plants canaries with it, the evaluator derives the same values to measure them.
+CANARY_KEY_PATH = f"{TUNEGATE_HOME}/keys/{CANARY_KEY_FILE}"
+CANARY_KEY_USERS = ("scanner", "evaluator")
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -260,6 +265,33 @@ def provided_k8s_objects(secrets_dir: Path) -> dict[tuple[str, str], set[str]]:
 
 def container_env(container: dict[str, Any]) -> dict[str, Any]:
     return {item["name"]: item.get("value", item.get("valueFrom")) for item in container.get("env", [])}
+
+
+def backing_volume(mounts: dict[str, str], path: str) -> tuple[str, str]:
+    """(volume, path inside it) that a container sees at `path`: the deepest mount containing it wins."""
+    covering = [target for target in mounts if path == target or path.startswith(target.rstrip("/") + "/")]
+    assert covering, f"nothing is mounted at or above {path}"
+    target = max(covering, key=len)
+    return mounts[target], path[len(target):].lstrip("/")
+
+
+def k8s_mounts(workload: dict[str, Any]) -> dict[str, str]:
+    """mountPath -> "<kind>:<name>[/<subPath>]" of a pod's single container, naming the storage behind the
+    volume (a PVC's claim, a Secret, ...) so that two pods mounting one claim compare equal."""
+    volumes = {volume["name"]: volume for volume in pod_spec(workload)["volumes"]}
+    mounts = {}
+    for mount in only_container(workload)["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "persistentVolumeClaim" in volume:
+            source = f"pvc:{volume['persistentVolumeClaim']['claimName']}"
+        elif "secret" in volume:
+            source = f"secret:{volume['secret']['secretName']}"
+        elif "configMap" in volume:
+            source = f"configMap:{volume['configMap']['name']}"
+        else:
+            source = f"pod-local:{workload['metadata']['name']}/{mount['name']}"
+        mounts[mount["mountPath"]] = f"{source}/{mount['subPath']}" if mount.get("subPath") else source
+    return mounts
 
 
 @pytest.fixture(scope="module")
@@ -569,6 +601,23 @@ def test_compose_audit_ledger_key_is_private_and_persistent(compose: dict[str, A
     for name, service in compose["services"].items():
         if name != "audit":
             assert source not in volume_mounts(service).values(), f"{name} must not see the signing key"
+
+
+def test_canary_key_users_are_the_services_that_read_it() -> None:
+    for name in CANARY_KEY_USERS:
+        assert "canary_key" in (REPO / "services" / name / "bootstrap.py").read_text(), name
+
+
+def test_compose_scanner_and_evaluator_share_one_persistent_canary_key(compose: dict[str, Any]) -> None:
+    """Each creates keys/canary.key on first use: with two files the evaluator would look for canaries that
+    were never planted, find none, and pass every canary-exposure check."""
+    services = compose["services"]
+    seen = {name: backing_volume(volume_mounts(services[name]), CANARY_KEY_PATH) for name in CANARY_KEY_USERS}
+    assert len(set(seen.values())) == 1, f"scanner and evaluator see different canary key files: {seen}"
+    volume, _ = next(iter(seen.values()))
+    assert volume in compose["volumes"], "the canary key must outlive the containers (a named volume)"
+    holders = {name for name, service in compose["services"].items() if volume in volume_mounts(service).values()}
+    assert set(CANARY_KEY_USERS) <= holders
 
 
 def test_compose_volumes_exist(compose: dict[str, Any]) -> None:
@@ -887,6 +936,16 @@ def test_k8s_storage_and_audit_keys() -> None:
     key_volume = next(v for v in pod_spec(audit)["volumes"] if v["name"] == mounts[f"{TUNEGATE_HOME}/keys"])
     assert users[key_volume["persistentVolumeClaim"]["claimName"]] == {"audit"}
     assert audit["spec"]["replicas"] == 1 and audit["spec"]["strategy"]["type"] == "Recreate"
+
+
+def test_k8s_scanner_and_evaluator_share_one_persistent_canary_key() -> None:
+    deployments = objects("Deployment")
+    seen = {name: backing_volume(k8s_mounts(deployments[name]), CANARY_KEY_PATH) for name in CANARY_KEY_USERS}
+    assert len(set(seen.values())) == 1, f"scanner and evaluator see different canary key files: {seen}"
+    source, _ = next(iter(seen.values()))
+    assert source.startswith("pvc:"), f"the canary key must outlive the pods, found it on {source}"
+    claim = objects("PersistentVolumeClaim")[source.removeprefix("pvc:").split("/")[0]]
+    assert "ReadWriteMany" in claim["spec"]["accessModes"], "replicas on other nodes must reach the same file"
 
 
 def test_k8s_manifests_hold_no_secret() -> None:
