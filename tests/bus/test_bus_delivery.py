@@ -214,7 +214,10 @@ def test_trace_context_flows_through_a_handler(tunegate_home: Path, redis_url: s
     finally:
         probe.stop()  # flushes the span processor
     spans = [json.loads(line) for line in (tunegate_home / "traces" / "probe.jsonl").read_text().splitlines()]
-    handler_spans = [s for s in spans if s["name"] == "process tunegate.jobs" and s["trace_id"] == trace_id]
+    # The probe also reads back what it emitted (same stream, same trace): pick the span of *this* event, not
+    # whichever span was written first (under load the two can finish in either order).
+    handler_spans = [s for s in spans if s["name"] == "process tunegate.jobs" and s["trace_id"] == trace_id
+                     and s["attributes"].get("messaging.message.id") == event.event_id]
     assert handler_spans and handler_spans[0]["parent_span_id"] == "00f067aa0ba902b7"
     consumer = handler_spans[0]
     assert consumer["kind"] == "CONSUMER"
