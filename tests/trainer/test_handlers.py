@@ -19,6 +19,7 @@ from shared.config import Settings
 from shared.datasets import dataset_fingerprint
 from shared.events.envelope import Envelope
 from shared.events.payloads import ArtifactRef, MethodSpec, TrainingCancelRequested, TrainingRequested
+from shared.evaluation.holdout import HeldOut, choose_held_out
 from shared.ids import new_job_id
 from shared.models.bases import BaseModelInfo, resolve_base
 from shared.stack.lease import fence_key, lease_key
@@ -111,6 +112,12 @@ def test_a_job_trains_publishes_live_events_and_is_recorded_once(harness: Harnes
     assert {"torch", "transformers", "peft", "trl"} <= set(result.library_versions)
     assert result.metrics["steps"] == 10 and result.epsilon is None
     assert harness.client.get(lease_key(job_id)) is None  # released for the next holder
+    # The evaluation split: 10% of 16 records held out (seeded), named in training.completed with the data.
+    assert result.dataset == dataset and result.evaluation.holdout_fraction == 0.1
+    held = HeldOut.from_json(store.verify(result.held_out).read_bytes())
+    assert held.indices == choose_held_out(16, 0.1, seed=3) and len(held.indices) == 1
+    assert (held.record_count, held.data_fingerprint, held.job_id) == (16, fingerprint, job_id)
+    assert result.metrics["records"] == 15, "the held-out record is not trained on"
 
     # A redelivery (or a duplicate request) finds the recorded outcome and emits nothing new.
     harness.published.clear()
