@@ -17,9 +17,9 @@ from services.trainer.handlers import TrainerHandlers
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.datasets import dataset_fingerprint
+from shared.evaluation.holdout import HeldOut, choose_held_out
 from shared.events.envelope import Envelope
 from shared.events.payloads import ArtifactRef, MethodSpec, TrainingCancelRequested, TrainingRequested
-from shared.evaluation.holdout import HeldOut, choose_held_out
 from shared.ids import new_job_id
 from shared.models.bases import BaseModelInfo, resolve_base
 from shared.stack.lease import fence_key, lease_key
