@@ -69,9 +69,14 @@ def load_suites(path: Path = DEFAULT_SUITES) -> tuple[str, dict[str, Suite]]:
     return document.version, {e.name: _instantiate(e, path) for e in document.suites if e.enabled}
 
 
-def suite_names(path: Path = DEFAULT_SUITES) -> tuple[str, ...]:
+def suite_names(path: Path | None = None) -> tuple[str, ...]:
     """Names of the enabled suites, in file order, without importing any suite class: the registry checks a
-    job's `evaluation.suites` against them at intake, and must not load model code to do so."""
+    job's `evaluation.suites` against them at intake, and must not load model code to do so. Without a path:
+    the file the evaluator is configured with (TUNEGATE_EVALUATOR_SUITES_FILE), else the bundled one."""
+    if path is None:
+        from services.evaluator.settings import EvaluatorSettings
+
+        path = EvaluatorSettings().suites_file or DEFAULT_SUITES
     document = load_yaml_model(path, SuiteFile, "suites", SuiteConfigError)
     return tuple(entry.name for entry in document.suites if entry.enabled)
 
