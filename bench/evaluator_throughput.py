@@ -325,7 +325,8 @@ def main() -> None:
                 "ran": [{"name": r.name, "seconds": round(r.seconds, 3),
                          "metrics": len(r.outcome.metrics) if r.outcome else 0, "skipped": r.skipped} for r in runs],
                 "crashed": crashed, "missing": missing, "total_seconds": round(suite_seconds, 3),
-                "verdict_passed": run.verdict.passed, "gate_failures": [f.describe() for f in run.verdict.failures],
+                "verdict_passed": run.verdict.passed, "gate_checked": run.verdict.checked,
+                "gate_failures": [f.describe() for f in run.verdict.failures],
                 "report_seconds": round(report_seconds, 3), "report_charts": len(report.charts),
                 "report_json_bytes": len(report.json_bytes), "report_html_bytes": len(report.html_bytes),
             }
@@ -358,7 +359,7 @@ def print_tables(results: dict[str, Any]) -> None:
         print(f"{'report':16} {'built':9} {suites['report_seconds']:8.2f}  {suites['report_charts']} charts, "
               f"JSON {suites['report_json_bytes'] / 1024:.1f} KiB, HTML {suites['report_html_bytes'] / 1024:.1f} KiB")
         verdict = "passed" if suites["verdict_passed"] else f"failed: {'; '.join(suites['gate_failures'])}"
-        print(f"gate (tier high): {verdict}")
+        print(f"gate (tier high, {suites['gate_checked']} thresholds checked): {verdict}")
     print(f"\nbench wall time {results['bench_seconds']} s (training {results['train_seconds']} s)")
 
 
