@@ -5,17 +5,20 @@ exactly right; the base does none of that."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
+from services.evaluator.domain.gate import judge
 from services.evaluator.domain.statistics import perplexity, token_weighted_nll
 from services.evaluator.domain.structured_output import NOT_JSON, OutputSchema, parse_json_output
 from services.evaluator.domain.text_metrics import exact_match, normalise_whitespace
 from services.evaluator.engine.models import ModelPair, load_pair
 from services.evaluator.suites.base import EvaluationInputs, SuiteOutcome
+from services.evaluator.suites.registry import load_gate
 from services.evaluator.suites.task_quality import TaskQualityConfig, TaskQualitySuite
 from shared.evaluation.options import EvaluationOptions
 from shared.models.bases import BaseModelInfo
@@ -93,6 +96,7 @@ def test_fine_tuning_lowers_held_out_loss(outcome: SuiteOutcome) -> None:
         assert side["heldout_perplexity"] == pytest.approx(math.exp(side["heldout_loss"]))
     assert outcome.details["records"] == 16 and outcome.details["reference_tokens"] > 16 * 5
     assert len(outcome.histograms["heldout_nll_tuned"]) == 16
+    json.dumps(outcome.details)  # the report stores it as JSON
 
 
 def test_fine_tuned_outputs_follow_the_schema_and_some_are_exact(outcome: SuiteOutcome) -> None:
@@ -102,6 +106,19 @@ def test_fine_tuned_outputs_follow_the_schema_and_some_are_exact(outcome: SuiteO
     assert outcome.details["base"]["schema_failures"] == {NOT_JSON: 16}
     assert 0.1 <= tuned["exact_match"] < 1.0 and base["exact_match"] == 0.0
     assert outcome.details["tuned"]["exact_matches"] == round(16 * tuned["exact_match"])
+
+
+def test_the_measured_fine_tune_passes_the_gate_at_every_tier(outcome: SuiteOutcome) -> None:
+    measured = {f"task_quality.{m}": (v, outcome.base_metrics.get(m)) for m, v in outcome.metrics.items()}
+    gate = load_gate()
+    for tier in ("minimal", "limited", "high"):
+        assert {"task_quality.heldout_loss", "task_quality.schema_valid_rate"} <= set(gate.tiers[tier].thresholds)
+        verdict = judge(gate, tier, measured, {"task_quality"})
+        assert verdict.passed and verdict.checked == 3, [f.describe() for f in verdict.failures]
+    worse = {**measured, "task_quality.heldout_loss": (2.0, outcome.base_metrics["heldout_loss"])}
+    assert not judge(gate, "high", worse, {"task_quality"}).passed  # worse than the base on unseen data
+    no_schema = {**measured, "task_quality.schema_valid_rate": (None, None)}
+    assert judge(gate, "high", no_schema, {"task_quality"}).passed  # no schema declared: nothing to check
 
 
 def test_without_a_schema_there_is_no_schema_rate(inputs: EvaluationInputs) -> None:
