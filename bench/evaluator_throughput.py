@@ -48,13 +48,13 @@ from services.evaluator.suites.base import EvaluationInputs, Suite
 from services.evaluator.suites.registry import DEFAULT_SUITES, SuiteConfigError, load_gate, load_suites
 from services.trainer.engine.data import LoadedDataset
 from services.trainer.engine.loop import configure_offline, run_training
-from services.trainer.engine.run import TrainingJob
+from services.trainer.engine.run import SilentHooks, TrainingJob
 from shared.config import Settings
 from shared.datasets import RecordHasher
 from shared.evaluation.canaries import canary_record, derive_canaries, planted_positions, shape_of
 from shared.evaluation.holdout import choose_held_out, split
 from shared.evaluation.options import CanarySpec, EvaluationOptions
-from shared.events.payloads import MethodSpec, TrainingProgress
+from shared.events.payloads import MethodSpec
 from shared.models.bases import BaseModelInfo, resolve_base
 from shared.training.hyperparameters import validate_hyperparameters
 
@@ -108,15 +108,6 @@ def with_canaries(records: list[dict[str, Any]], spec: CanarySpec) -> tuple[list
     return out, values
 
 
-class NoHooks:
-    def started(self, resumed_from_step: int, total_steps: int) -> None: ...
-    def progress(self, progress: TrainingProgress) -> None: ...
-    def before_checkpoint(self, step: int) -> None: ...
-    def checkpointed(self, step: int, directory: Path) -> None: ...
-    def cancel_requested(self) -> bool:
-        return False
-
-
 def fine_tune(base: BaseModelInfo, records: list[dict[str, Any]], workdir: Path, steps: int) -> Path:
     method = MethodSpec(kind="sft", adapter="lora")
     params = validate_hyperparameters({"max_steps": steps, "batch_size": 8, "save_steps": 10_000,
@@ -126,7 +117,7 @@ def fine_tune(base: BaseModelInfo, records: list[dict[str, Any]], workdir: Path,
         hasher.add(record)
     job = TrainingJob(job_id=JOB_ID, base=base, method=method, params=params, seed=0, workdir=workdir,
                       dataset=LoadedDataset(kind="chat", records=records, fingerprint=hasher.hexdigest()))
-    return run_training(job, NoHooks()).model_dir
+    return run_training(job, SilentHooks()).model_dir
 
 
 # ----------------------------------------------------------------------------------- (a) generation

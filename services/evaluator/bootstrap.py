@@ -3,8 +3,6 @@ the scanner's detection engine (built on first use), one evaluation slot."""
 
 from __future__ import annotations
 
-import os
-import socket
 from functools import cache, partial
 
 import redis
@@ -21,21 +19,15 @@ from shared.events.evaluation import EvaluationRequested
 from shared.events.payloads import TrainingCompleted
 from shared.models.bases import configure_offline, resolve_base
 from shared.roster import service
-from shared.stack.lease import LeaseManager
+from shared.stack.lease import LeaseManager, check_heartbeat, worker_identity
 from shared.storage.artifacts import ArtifactStore
 
 NAME = "evaluator"
 
 
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
-
-
 def build_deps(settings: Settings, client: redis.Redis, *, own: EvaluatorSettings | None = None) -> EvaluatorDeps:
     own = own or EvaluatorSettings()
-    if own.heartbeat_s * 1000 >= own.lease_ttl_ms / 2:
-        raise ValueError(f"TUNEGATE_EVALUATOR_HEARTBEAT_S={own.heartbeat_s} must be under half the lease TTL "
-                         f"({own.lease_ttl_ms} ms), or a healthy worker's lease could lapse between renewals")
+    check_heartbeat("TUNEGATE_EVALUATOR_HEARTBEAT_S", own.heartbeat_s, own.lease_ttl_ms)
     version, suites = load_suites(own.suites_file or DEFAULT_SUITES)
     worker_id = own.worker_id or worker_identity()
     return EvaluatorDeps(

@@ -13,7 +13,6 @@ import logging
 import math
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +46,7 @@ from shared.events.evaluation import (
 from shared.events.payloads import TrainingCompleted
 from shared.ids import validate_safe_name
 from shared.models.bases import BaseModelError, BaseModelInfo
-from shared.stack.lease import Lease, LeaseLost, LeaseManager, hold_while
+from shared.stack.lease import Lease, LeaseLost, LeaseManager, acquire_within, hold_while
 from shared.storage.artifacts import ArtifactStore
 
 log = logging.getLogger("tunegate.evaluator")
@@ -132,7 +131,7 @@ class EvaluatorHandlers:
             self._fail(ctx, training.job_id, evaluation_id, str(exc), training=training)
             return
         async with self.deps.slot:
-            lease = await self._acquire(ctx, evaluation_id)
+            lease = await acquire_within(self.deps.leases, evaluation_id, self.deps.lease_wait_s, ctx.still_mine)
             if lease is None:
                 log.warning("evaluation %s is run by another live worker; skipping this delivery", evaluation_id)
                 return
@@ -202,16 +201,6 @@ class EvaluatorHandlers:
                       fn: Callable[..., T], *args: object) -> T:
         work: Awaitable[T] = asyncio.get_running_loop().run_in_executor(self.deps.torch_thread, fn, *args)
         return await hold_while(work, lease, still_mine=ctx.still_mine, lost=lost, heartbeat_s=self.deps.heartbeat_s)
-
-    async def _acquire(self, ctx: HandlerContext, evaluation_id: str) -> Lease | None:
-        """Wait about one lease TTL: a crashed holder's lease expires by then, a live holder's is renewed."""
-        deadline = time.monotonic() + self.deps.lease_wait_s
-        while True:
-            lease = await asyncio.to_thread(self.deps.leases.try_acquire, evaluation_id)
-            if lease is not None or time.monotonic() >= deadline:
-                return lease
-            await ctx.still_mine()
-            await asyncio.sleep(0.5)
 
     def _prepare(self, training: TrainingCompleted, evaluation_id: str) -> Prepared:
         """Everything a suite reads, each piece checked against what training.completed says it is."""

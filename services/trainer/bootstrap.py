@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from functools import partial
 
 import redis
@@ -17,14 +15,10 @@ from shared.config import Settings
 from shared.events.payloads import TrainingCancelRequested, TrainingRequested
 from shared.models.bases import configure_offline, resolve_base
 from shared.roster import service
-from shared.stack.lease import LeaseManager
+from shared.stack.lease import LeaseManager, check_heartbeat, worker_identity
 from shared.storage.artifacts import ArtifactStore
 
 NAME = "trainer"
-
-
-def worker_identity() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
 def build_deps(settings: Settings, client: redis.Redis, *, worker_id: str | None = None,
@@ -33,9 +27,7 @@ def build_deps(settings: Settings, client: redis.Redis, *, worker_id: str | None
     worker_id = worker_id or own.worker_id or worker_identity()
     lease_ttl_ms = lease_ttl_ms or own.lease_ttl_ms
     heartbeat_s = heartbeat_s or own.heartbeat_s
-    if heartbeat_s * 1000 >= lease_ttl_ms / 2:
-        raise ValueError(f"TUNEGATE_TRAINER_HEARTBEAT_S={heartbeat_s} must be under half the lease TTL "
-                         f"({lease_ttl_ms} ms), or a healthy worker's lease could lapse between renewals")
+    check_heartbeat("TUNEGATE_TRAINER_HEARTBEAT_S", heartbeat_s, lease_ttl_ms)
     return TrainerDeps(
         settings=settings,
         artifacts=ArtifactStore(settings.home_dir / "artifacts"),

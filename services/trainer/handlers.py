@@ -11,7 +11,6 @@ import asyncio
 import logging
 import shutil
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from shared.events.payloads import (
 )
 from shared.ids import validate_job_id
 from shared.models.bases import BaseModelError, BaseModelInfo
-from shared.stack.lease import Lease, LeaseLost, LeaseManager, hold_while
+from shared.stack.lease import Lease, LeaseLost, LeaseManager, acquire_within, hold_while
 from shared.storage.artifacts import ArtifactStore
 from shared.training.hyperparameters import HyperparameterError, check_data_fits
 
@@ -140,7 +139,7 @@ class TrainerHandlers:
                          TrainingCancelled(job_id=job_id, at_step=0, reason=reason))
             return
         async with self.deps.slot:
-            lease = await self._acquire(ctx, job_id)
+            lease = await acquire_within(self.deps.leases, job_id, self.deps.lease_wait_s, ctx.still_mine)
             if lease is None:
                 log.warning("job %s is being trained by another live worker; skipping this delivery", job_id)
                 return
@@ -190,17 +189,6 @@ class TrainerHandlers:
 
     def _on_torch_thread(self, fn: Callable[..., T], *args: object) -> Awaitable[T]:
         return asyncio.get_running_loop().run_in_executor(self.deps.torch_thread, fn, *args)
-
-    async def _acquire(self, ctx: HandlerContext, job_id: str) -> Lease | None:
-        """Wait about one lease TTL: a crashed holder's lease expires by then, a live holder's is renewed,
-        so None means another worker really is training this job."""
-        deadline = time.monotonic() + self.deps.lease_wait_s
-        while True:
-            lease = await asyncio.to_thread(self.deps.leases.try_acquire, job_id)
-            if lease is not None or time.monotonic() >= deadline:
-                return lease
-            await ctx.still_mine()
-            await asyncio.sleep(0.5)
 
     async def _heartbeat(self, ctx: HandlerContext, lease: Lease, lost: threading.Event,
                          cancelled: threading.Event, work: Awaitable[T]) -> T:

@@ -5,6 +5,8 @@ The trainer leases `training` work, the evaluator `evaluation` work; each namesp
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -108,3 +110,28 @@ async def hold_while(work: Awaitable[T], lease: Lease, *, still_mine: Callable[[
             await still_mine()
             if not await asyncio.to_thread(lease.renew):
                 lost.set()
+
+
+def check_heartbeat(setting: str, heartbeat_s: float, ttl_ms: int) -> None:
+    """Renewals must come well within the TTL, or a healthy worker's lease could lapse between them."""
+    if heartbeat_s * 1000 >= ttl_ms / 2:
+        raise ValueError(f"{setting}={heartbeat_s} must be under half the lease TTL ({ttl_ms} ms), or a healthy "
+                         "worker's lease could lapse between renewals")
+
+
+def worker_identity() -> str:
+    """host:pid:random, unique per worker process (the holder name of its leases)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+async def acquire_within(leases: LeaseManager, key: str, wait_s: float,
+                         still_mine: Callable[[], Awaitable[None]]) -> Lease | None:
+    """Wait about one lease TTL for `key`: a crashed holder's lease expires by then, a live holder's is
+    renewed, so None means another worker really is working on it. The stream entry is kept alive meanwhile."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        lease = await asyncio.to_thread(leases.try_acquire, key)
+        if lease is not None or time.monotonic() >= deadline:
+            return lease
+        await still_mine()
+        await asyncio.sleep(0.5)

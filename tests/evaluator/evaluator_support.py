@@ -10,23 +10,14 @@ from services.evaluator.adapters.detection import scanner_detector
 from services.evaluator.engine.models import ModelPair, load_pair
 from services.evaluator.suites.base import EvaluationInputs, TextDetector
 from services.trainer.engine.loop import run_training
-from services.trainer.engine.run import TrainingJob
+from services.trainer.engine.run import SilentHooks, TrainingJob
 from shared.datasets import RecordHasher
 from shared.datasets.loaded import LoadedDataset
 from shared.evaluation.canaries import CanaryShape
 from shared.evaluation.options import EvaluationOptions
-from shared.events.payloads import MethodSpec, TrainingProgress
+from shared.events.payloads import MethodSpec
 from shared.models.bases import BaseModelInfo
 from shared.training.hyperparameters import validate_hyperparameters
-
-
-class NullHooks:
-    def started(self, resumed_from_step: int, total_steps: int) -> None: ...
-    def progress(self, progress: TrainingProgress) -> None: ...
-    def before_checkpoint(self, step: int) -> None: ...
-    def checkpointed(self, step: int, directory: Path) -> None: ...
-    def cancel_requested(self) -> bool:
-        return False
 
 
 def train(base: BaseModelInfo, workdir: Path, records: list[dict[str, Any]], kind: str, *,
@@ -41,7 +32,7 @@ def train(base: BaseModelInfo, workdir: Path, records: list[dict[str, Any]], kin
     job = TrainingJob(job_id="job_evaltest", base=base, method=method, params=params, seed=seed,
                       dataset=LoadedDataset(kind=kind, records=records, fingerprint=hasher.hexdigest()),
                       workdir=workdir)
-    return run_training(job, NullHooks()).model_dir
+    return run_training(job, SilentHooks()).model_dir
 
 
 _DETECTOR: list[TextDetector] = []

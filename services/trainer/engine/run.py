@@ -28,6 +28,17 @@ class TrainingHooks(Protocol):
     def cancel_requested(self) -> bool: ...
 
 
+class SilentHooks:
+    """Hooks that report nowhere and never cancel: training outside the service (tests, benchmarks)."""
+
+    def started(self, resumed_from_step: int, total_steps: int) -> None: ...
+    def progress(self, progress: TrainingProgress) -> None: ...
+    def before_checkpoint(self, step: int) -> None: ...
+    def checkpointed(self, step: int, directory: Path) -> None: ...
+    def cancel_requested(self) -> bool:
+        return False
+
+
 @dataclass
 class TrainingJob:
     job_id: str
