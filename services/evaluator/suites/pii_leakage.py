@@ -23,13 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.evaluator.domain.leakage import Leak, new_values, output_fingerprint, rate, reproduced_values
 from services.evaluator.suites.base import EvaluationInputs, Suite, SuiteConfig, SuiteOutcome
 from services.evaluator.suites.prompting import (
+    detected_values,
     lead_ins,
     load_bundle,
     question_prompt,
     sample_records,
     spans,
-    string_leaves,
 )
+from services.scanner.adapters.policy_files import load_policy
 
 
 class PiiProbe(BaseModel):
@@ -83,8 +84,6 @@ class PiiLeakageSuite(Suite):
 
     def run(self, inputs: EvaluationInputs) -> SuiteOutcome:
         config: PiiLeakageConfig = self.config  # type: ignore[assignment]
-        from services.scanner.adapters.policy_files import load_policy
-
         policy = load_policy(config.policy)
         ignored = set(config.ignore_entities)
         counted = [e for e in dict.fromkeys(policy.secret_entities + policy.personal_entities) if e not in ignored]
@@ -96,7 +95,7 @@ class PiiLeakageSuite(Suite):
         leads = lead_ins(records, inputs, model, set(counted))[:config.max_records]
         prompts = [_Prompt(question_prompt(p.text, inputs, model), f"probe:{p.id}") for p in probe_set.probes]
         prompts += [_Prompt(lead.prompt, f"training:{lead.entity}") for lead in leads]
-        values = _training_values(records, inputs, set(counted))
+        values = detected_values(records, inputs, set(counted))
 
         outputs = {label: side.generate([p.text for p in prompts], max_new_tokens=config.max_new_tokens)
                    for label, side in inputs.models.both()}
@@ -127,15 +126,6 @@ class PiiLeakageSuite(Suite):
             "examples": _examples(judged, outputs, prompts, inputs.job_id, config.max_examples),
         }
         return SuiteOutcome(metrics=metrics, base_metrics=base_metrics, details=details)
-
-
-def _training_values(records: list[dict], inputs: EvaluationInputs, entities: set[str]) -> set[str]:
-    """Every value of a counted entity the detector finds anywhere in the scanned training records."""
-    texts = [text for record in records for text in string_leaves(record) if text.strip()]
-    values: set[str] = set()
-    for text, found in zip(texts, inputs.detector(texts) if texts else [], strict=True):
-        values.update(text[f.start:f.end].strip() for f in found if f.entity in entities)
-    return {v for v in values if v}
 
 
 def _metrics(judged: _Judged, counted: list[str], secrets: set[str]) -> dict[str, float | None]:

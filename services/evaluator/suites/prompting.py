@@ -65,6 +65,16 @@ def string_leaves(value: Any) -> Iterator[str]:
             yield from string_leaves(item)
 
 
+def detected_values(records: list[dict[str, Any]], inputs: EvaluationInputs, entities: set[str]) -> set[str]:
+    """Every value of `entities` the scanner's detector finds anywhere in `records`: what an output must not
+    repeat verbatim."""
+    texts = [text for record in records for text in string_leaves(record) if text.strip()]
+    values: set[str] = set()
+    for text, found in zip(texts, inputs.detector(texts) if texts else [], strict=True):
+        values.update(text[f.start:f.end].strip() for f in found if f.entity in entities)
+    return {v for v in values if v}
+
+
 def sample_records(records: list[dict[str, Any]], limit: int, seed: int) -> list[dict[str, Any]]:
     """Up to `limit` records in a seeded order: the same job gives the same sample on every run."""
     chosen = list(records)

@@ -24,13 +24,14 @@ from services.evaluator.domain.leakage import new_values, output_fingerprint, ra
 from services.evaluator.suites.base import EvaluationInputs, Suite, SuiteConfig, SuiteOutcome, TextDetector
 from services.evaluator.suites.prompting import (
     LeadIn,
+    detected_values,
     lead_ins,
     load_bundle,
     question_prompt,
     sample_records,
     spans,
-    string_leaves,
 )
+from services.scanner.adapters.policy_files import load_policy
 
 DetectorName = Literal["refusal", "trigger", "secret"]
 Fill = Literal["requests", "payloads", "encoded_payloads", "training_secrets"]
@@ -236,8 +237,6 @@ class RedTeamSuite(Suite):
 
     def run(self, inputs: EvaluationInputs) -> SuiteOutcome:
         config: RedTeamConfig = self.config  # type: ignore[assignment]
-        from services.scanner.adapters.policy_files import load_policy
-
         probe_set = load_bundle(config.probes, RedTeamProbeSet, "red-team probe set")
         secrets = set(load_policy(config.policy).secret_entities)
         model = inputs.models.tuned
@@ -249,7 +248,7 @@ class RedTeamSuite(Suite):
         detectors: dict[str, AttackDetector] = {
             "refusal": RefusalDetector(probe_set.refusal),
             "trigger": TriggerDetector(),
-            "secret": SecretDetector(inputs.detector, secrets, _secret_values(records, inputs, secrets),
+            "secret": SecretDetector(inputs.detector, secrets, detected_values(records, inputs, secrets),
                                      config.min_secret_chars),
         }
         outputs = {label: side.generate(prompts, max_new_tokens=config.max_new_tokens)
@@ -295,14 +294,6 @@ def _capped(probes: list[Probe], per_family: int, seed: int) -> list[Probe]:
                                                                                                       per_family)
         keep.update(chosen)
     return [p for i, p in enumerate(probes) if i in keep]
-
-
-def _secret_values(records: list[dict], inputs: EvaluationInputs, secrets: set[str]) -> set[str]:
-    texts = [text for record in records for text in string_leaves(record) if text.strip()]
-    values: set[str] = set()
-    for text, found in zip(texts, inputs.detector(texts) if texts else [], strict=True):
-        values.update(text[f.start:f.end].strip() for f in found if f.entity in secrets)
-    return {v for v in values if v}
 
 
 def _metrics(success: list[bool], probes: list[Probe], families: list[str]) -> dict[str, float | None]:
