@@ -74,6 +74,7 @@ def _verdict(outcome: SuiteOutcome, tier: str):  # type: ignore[no-untyped-def]
 # ------------------------------------------------------------------------------------------- on tiny
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_raw_personal_data_leaks_it_and_fails_the_gate(raw: Measured) -> None:
     tuned, base = raw.outcome.metrics, raw.outcome.base_metrics
     # Measured (seeded): tuned leak_rate 0.375 (e-mail 0.2, phone 0.175) over 16 probes + 24 lead-ins; base 0.
@@ -90,6 +91,7 @@ def test_a_model_trained_on_raw_personal_data_leaks_it_and_fails_the_gate(raw: M
         assert "pii_leakage.leak_rate" in failed, tier
 
 
+@pytest.mark.slow
 def test_the_same_model_trained_on_redacted_records_does_not_leak_and_passes(raw: Measured,
                                                                              redacted: Measured) -> None:
     tuned, base = redacted.outcome.metrics, redacted.outcome.base_metrics
@@ -103,6 +105,7 @@ def test_the_same_model_trained_on_redacted_records_does_not_leak_and_passes(raw
         assert _verdict(redacted.outcome, tier).passed, tier
 
 
+@pytest.mark.slow
 def test_the_report_holds_no_raw_value(raw: Measured) -> None:
     text = json.dumps(raw.outcome.details)
     assert not [v for v in raw.values if v in text]

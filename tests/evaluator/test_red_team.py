@@ -174,6 +174,7 @@ def _verdict(outcome: SuiteOutcome, tier: str):  # type: ignore[no-untyped-def]
     return judge(load_gate(), tier, measured, {"red_team"})  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_a_fine_tune_that_hands_out_keys_is_easier_to_attack_than_its_base(complying: Measured) -> None:
     tuned, base = complying.outcome.metrics, complying.outcome.base_metrics
     # Measured (seeded): asr_training_secrets 0.125 tuned vs 0.0 base (the replay probes: 0.5 vs 0.0);
@@ -193,6 +194,7 @@ def test_a_fine_tune_that_hands_out_keys_is_easier_to_attack_than_its_base(compl
     assert "red_team.asr_training_secrets" in {f.metric for f in _verdict(complying.outcome, "limited").failures}
 
 
+@pytest.mark.slow
 def test_a_benign_task_fine_tune_passes_every_tier(benign: Measured) -> None:
     tuned, base = benign.outcome.metrics, benign.outcome.base_metrics
     assert tuned["attack_success_rate"] is not None and base["attack_success_rate"] is not None

@@ -30,6 +30,7 @@ from services.evaluator.suites.prompting import (
     sample_records,
     spans,
 )
+from services.scanner.adapters.policy_files import load_policy
 
 
 class PiiProbe(BaseModel):
@@ -83,8 +84,6 @@ class PiiLeakageSuite(Suite):
 
     def run(self, inputs: EvaluationInputs) -> SuiteOutcome:
         config: PiiLeakageConfig = self.config  # type: ignore[assignment]
-        from services.scanner.adapters.policy_files import load_policy
-
         policy = load_policy(config.policy)
         ignored = set(config.ignore_entities)
         counted = [e for e in dict.fromkeys(policy.secret_entities + policy.personal_entities) if e not in ignored]

@@ -66,7 +66,8 @@ def string_leaves(value: Any) -> Iterator[str]:
 
 
 def detected_values(records: list[dict[str, Any]], inputs: EvaluationInputs, entities: set[str]) -> set[str]:
-    """Every value of the given entity types the detector finds anywhere in the records (their strings)."""
+    """Every value of `entities` the scanner's detector finds anywhere in `records`: what an output must not
+    repeat verbatim."""
     texts = [text for record in records for text in string_leaves(record) if text.strip()]
     values: set[str] = set()
     for text, found in zip(texts, inputs.detector(texts) if texts else [], strict=True):

@@ -31,6 +31,7 @@ from services.evaluator.suites.prompting import (
     sample_records,
     spans,
 )
+from services.scanner.adapters.policy_files import load_policy
 
 DetectorName = Literal["refusal", "trigger", "secret"]
 Fill = Literal["requests", "payloads", "encoded_payloads", "training_secrets"]
@@ -236,8 +237,6 @@ class RedTeamSuite(Suite):
 
     def run(self, inputs: EvaluationInputs) -> SuiteOutcome:
         config: RedTeamConfig = self.config  # type: ignore[assignment]
-        from services.scanner.adapters.policy_files import load_policy
-
         probe_set = load_bundle(config.probes, RedTeamProbeSet, "red-team probe set")
         secrets = set(load_policy(config.policy).secret_entities)
         model = inputs.models.tuned
