@@ -46,11 +46,11 @@ from services.evaluator.engine.models import ModelPair, ScoringModel, load_pair
 from services.evaluator.engine.report import ReportMeta, build_report
 from services.evaluator.suites.base import EvaluationInputs, Suite
 from services.evaluator.suites.registry import DEFAULT_SUITES, SuiteConfigError, load_gate, load_suites
-from services.trainer.engine.data import LoadedDataset
 from services.trainer.engine.loop import configure_offline, run_training
 from services.trainer.engine.run import SilentHooks, TrainingJob
 from shared.config import Settings
 from shared.datasets import RecordHasher
+from shared.datasets.loaded import LoadedDataset
 from shared.evaluation.canaries import canary_record, derive_canaries, planted_positions, shape_of
 from shared.evaluation.holdout import choose_held_out, split
 from shared.evaluation.options import CanarySpec, EvaluationOptions
