@@ -91,7 +91,7 @@ def test_demo_runs_submit_scan_two_approvals_training_evaluation_and_audit(
     assert report["verdict"]["passed"] == evaluation["passed"]
     ran = {suite["name"] for suite in report["suites"] if suite["status"] != "skipped"}
     assert ran >= {"task_quality", "memorisation", "pii_leakage", "red_team", "bias", "hallucination"}, ran
-    assert "evaluation gate (high tier)" in transcript
+    assert f"$ tunegate eval show {result.job_id}" in transcript
     assert result.audit_verified and result.proof_verified
 
     # Planted secrets and personal data were found and redacted before training.
