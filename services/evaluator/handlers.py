@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,7 +26,7 @@ from services.evaluator.adapters.tables import finished_outcome, record_outcome,
 from services.evaluator.domain.gate import GatePolicy
 from services.evaluator.engine.evaluate import EvaluationRun, SuiteError, run_suites
 from services.evaluator.engine.models import extract_artifact, load_pair
-from services.evaluator.engine.report import ReportMeta, build_report
+from services.evaluator.engine.report import ReportError, ReportMeta, build_report
 from services.evaluator.suites.base import EvaluationInputs, Suite, TextDetector
 from services.evaluator.suites.registry import SuiteConfigError, select
 from shared.bus.context import HandlerContext
@@ -177,7 +178,15 @@ class EvaluatorHandlers:
             canary_shape=training.evaluation.canaries.shape if training.evaluation.canaries else None,
             canary_count=len(prepared.inputs.canaries),
         )
-        rendered = await asyncio.to_thread(build_report, run, meta)
+        # Canaries from a large space cannot occur by chance, so finding one in the report means a suite copied
+        # it: refuse to publish. (A 6-digit pin could match digits of a float; those are not searched.)
+        shape = prepared.inputs.canary_shape
+        secret = prepared.inputs.canaries if shape is not None and shape.space_bits >= 64 else []
+        try:
+            rendered = await asyncio.to_thread(partial(build_report, run, meta, must_not_contain=secret))
+        except ReportError as exc:
+            self._fail(ctx, job_id, evaluation_id, f"report refused: {exc}", training=training)
+            return
         report = self.deps.artifacts.put_bytes(rendered.json_bytes)
         report_html = self.deps.artifacts.put_bytes(rendered.html_bytes)
         completed = EvaluationCompleted(
