@@ -191,7 +191,8 @@ class EvaluatorHandlers:
         report_html = self.deps.artifacts.put_bytes(rendered.html_bytes)
         completed = EvaluationCompleted(
             job_id=job_id, evaluation_id=evaluation_id, artifact=training.artifact, base_model=training.base_model,
-            verdict=_verdict(run), suites=_summaries(run), report=report, report_html=report_html,
+            verdict=_verdict(run, complete=set(suites) >= set(self.deps.suites)), suites=_summaries(run),
+            report=report, report_html=report_html,
         )
         envelope = ctx.emit("evaluation.completed", completed, subject=job_id, actor=ACTOR)
         remember_training(ctx.db, training)
@@ -269,10 +270,11 @@ class EvaluatorHandlers:
                        detail=failed.model_dump(mode="json"))
 
 
-def _verdict(run: EvaluationRun) -> GateVerdict:
+def _verdict(run: EvaluationRun, *, complete: bool) -> GateVerdict:
     verdict = run.verdict
     return GateVerdict(
         policy=verdict.policy, risk_tier=verdict.risk_tier, passed=verdict.passed, checked=verdict.checked,
+        complete=complete,
         failures=[GateFailure(metric=f.metric, rule=f.rule, value=f.value, threshold=f.threshold, base=f.base)
                   for f in verdict.failures],
     )

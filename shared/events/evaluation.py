@@ -52,6 +52,11 @@ class GateVerdict(Payload):
     passed: bool
     failures: list[GateFailure] = Field(default_factory=list)
     checked: int = Field(ge=0, description="How many thresholds were checked.")
+    complete: bool = Field(
+        default=True,
+        description="Every configured suite was asked for. A re-run of some suites informs, but cannot set the "
+                    "job's standing verdict: re-running only the suites that pass must not clear a failed gate.",
+    )
 
 
 class EvaluationCompleted(Payload):

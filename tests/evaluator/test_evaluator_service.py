@@ -130,7 +130,7 @@ def test_training_completed_is_evaluated_once_with_a_verdict_and_stored_reports(
         wait_for(lambda: len(events(client, minimal.subject, "evaluation.completed")) == 2, 240, "the re-run")
         first, second = events(client, minimal.subject, "evaluation.completed")
         assert second.data.evaluation_id != first.data.evaluation_id
-        assert second.causation_id == rerun.event_id
+        assert second.causation_id == rerun.event_id and second.data.verdict.complete
         assert second.data.suites[0].metrics == first.data.suites[0].metrics
 
         # Unknown suites and unknown jobs fail clearly, as evaluation.failed.
@@ -190,7 +190,8 @@ def test_sigkill_mid_evaluation_is_restarted_by_another_worker_and_recorded_once
         second = ServiceProcess("services.evaluator", tunegate_home, redis_url, extra_env=settings)
         second.wait_ready()
         wait_for(lambda: events(client, job.subject, "evaluation.completed"), 240, "completion on the second worker")
-        assert len(events(client, job.subject, "evaluation.completed")) == 1
+        [done] = events(client, job.subject, "evaluation.completed")
+        assert done.data.verdict.complete, "every configured suite ran"
         started = events(client, job.subject, "evaluation.started")
         assert len(started) == 2 and started[0].data.worker_id != started[1].data.worker_id
         engine = create_engine(f"sqlite:///{tunegate_home / 'db' / 'evaluator.sqlite3'}")
@@ -199,6 +200,13 @@ def test_sigkill_mid_evaluation_is_restarted_by_another_worker_and_recorded_once
                                 {"j": job.subject})
             assert rows.scalar() == 1, "the result is recorded once"
         engine.dispose()
+        # A re-run of some suites says so: the registry will not let it replace the job's verdict.
+        partial = Envelope(type="evaluation.requested", producer="registry", actor="alice", subject=job.subject,
+                           payload={"job_id": job.subject, "requested_by": "alice", "suites": ["heldout_nll"]})
+        publish_signed(redis_url, partial)
+        wait_for(lambda: len(events(client, job.subject, "evaluation.completed")) == 2, 120, "the partial re-run")
+        rerun = events(client, job.subject, "evaluation.completed")[1]
+        assert not rerun.data.verdict.complete and [s.name for s in rerun.data.suites] == ["heldout_nll"]
     finally:
         first.kill()
         if second is not None:

@@ -100,7 +100,8 @@ def report_refs(store: ArtifactStore | None = None) -> tuple[ArtifactRef, Artifa
 
 
 async def completed(
-    world: World, evaluation_id: str, *, passed: bool, cause: str | None = None, store: ArtifactStore | None = None
+    world: World, evaluation_id: str, *, passed: bool, cause: str | None = None, store: ArtifactStore | None = None,
+    complete: bool = True,
 ) -> list[Envelope]:
     report, html = report_refs(store)
     payload = EvaluationCompleted(
@@ -109,7 +110,8 @@ async def completed(
         artifact=ADAPTER,
         base_model="tiny",
         verdict=GateVerdict(
-            policy="2026.11-1", risk_tier="minimal", passed=passed, failures=[] if passed else [LEAK], checked=9
+            policy="2026.11-1", risk_tier="minimal", passed=passed, failures=[] if passed else [LEAK], checked=9,
+            complete=complete,
         ),
         suites=SUITES,
         report=report,
@@ -265,7 +267,7 @@ async def test_the_first_evaluation_takes_a_trained_job_to_evaluated(world: Worl
 
 
 @pytest.mark.anyio
-async def test_a_failed_gate_names_its_metrics_and_a_rerun_by_the_requester_can_pass(world: World) -> None:
+async def test_a_failed_gate_names_its_metrics_and_only_a_full_rerun_can_pass(world: World) -> None:
     alice = world.principal("alice", "requester")  # the requester submit() signs as
     await trained(world)
     await started(world, "ev_1")
@@ -292,15 +294,27 @@ async def test_a_failed_gate_names_its_metrics_and_a_rerun_by_the_requester_can_
 
     assert states_of(await started(world, "ev_2", cause=asked.event_id)) == [("gate_failed", "evaluating")]
     assert history(world)[-1][2].endswith("(asked by alice)")
-    assert states_of(await completed(world, "ev_2", passed=True, cause=asked.event_id)) == [
-        ("evaluating", "evaluated")
+    # Re-running only the suite that failed, and passing it, cannot clear the gate: the other suites' verdict
+    # is not renewed. The run is on record; the failed full verdict stands.
+    assert states_of(await completed(world, "ev_2", passed=True, cause=asked.event_id, complete=False)) == [
+        ("evaluating", "gate_failed")
     ]
+    assert "a partial run does not set the job's verdict" in history(world)[-1][2]
+    assert world.get("/jobs/job_1").json()["latest_evaluation"]["evaluation_id"] == "ev_1"
     runs = world.get("/jobs/job_1/evaluations").json()
     assert [(r["evaluation_id"], r["status"], r["requested_by"]) for r in runs] == [
         ("ev_2", "passed", "alice"),
         ("ev_1", "gate_failed", None),
     ]
     assert runs[0]["request_id"] == asked.event_id and runs[0]["started_at"] == "2026-01-05T09:01:00Z"
+
+    # A full re-run (every configured suite) that passes does set the verdict.
+    assert rerun(world, alice, reason="retrained data").status_code == 202
+    asked_again = world.runtime.of_type("evaluation.requested")[-1]
+    await started(world, "ev_3", cause=asked_again.event_id)
+    assert states_of(await completed(world, "ev_3", passed=True, cause=asked_again.event_id)) == [
+        ("evaluating", "evaluated")
+    ]
 
 
 @pytest.mark.anyio

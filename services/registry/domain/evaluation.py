@@ -74,6 +74,12 @@ class Evaluation:
     def has_verdict(self) -> bool:
         return self.status in ("passed", "gate_failed")
 
+    @property
+    def stands(self) -> bool:
+        """A verdict over every configured suite: only such a verdict sets the job's state. A re-run of some
+        suites is recorded and shown, but re-running only the suites that pass cannot clear a failed gate."""
+        return self.has_verdict and bool((self.verdict or {}).get("complete", True))
+
     def complete(self, result: EvaluationResult, now: datetime) -> None:
         self.status = "passed" if result.passed else "gate_failed"
         self.artifact_sha256 = result.artifact_sha256

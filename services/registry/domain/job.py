@@ -406,9 +406,9 @@ class Job(EventRecorder):
 
     @property
     def latest_verdict(self) -> Evaluation | None:
-        """The newest evaluation that reached a verdict: an evaluator error or a run still going leaves the
-        previous verdict standing."""
-        return next((e for e in reversed(self.evaluations) if e.has_verdict), None)
+        """The newest evaluation that reached a verdict over every configured suite: an evaluator error, a run
+        still going or a re-run of some suites leaves the previous verdict standing."""
+        return next((e for e in reversed(self.evaluations) if e.stands), None)
 
     def evaluation(self, evaluation_id: str) -> Evaluation | None:
         return next((e for e in self.evaluations if e.evaluation_id == evaluation_id), None)
@@ -509,7 +509,10 @@ class Job(EventRecorder):
             )
         run.complete(result, now)
         verdict = result.verdict
-        if result.passed:
+        if not verdict.get("complete", True):
+            why = (f"evaluation {evaluation_id} re-ran {', '.join(s.get('name', '?') for s in result.suites)} only "
+                   f"({'passed' if result.passed else 'failed'}); a partial run does not set the job's verdict")
+        elif result.passed:
             why = (
                 f"evaluation {evaluation_id}: gate passed ({verdict.get('checked')} checks, policy "
                 f"{verdict.get('policy')}, tier {verdict.get('risk_tier')})"

@@ -402,7 +402,7 @@ def eval_show(
     client = common.client_for(token, principal)
     job = call(lambda: client.get_job(job_id))
     runs: list[EvaluationView] = call(lambda: client.list_evaluations(job_id))  # newest first
-    latest = next((run for run in runs if run.verdict is not None), None)
+    latest = next((run for run in runs if run.verdict is not None and run.verdict.complete), None)
     running = [run for run in runs if run.status == "running"]
     # An evaluator error newer than the verdict: the verdict stands, but say what went wrong since.
     errors = [run for run in runs[: runs.index(latest) if latest else len(runs)] if run.status == "error"]
