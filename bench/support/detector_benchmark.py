@@ -328,7 +328,7 @@ def score(
     for item, found in zip(corpus, detections, strict=True):
         found = list(found)
         for plant in item.planted:
-            entry = scores[plant.entity]
+            entry = scores.setdefault(plant.entity, EntityScore(plant.entity))  # other corpora plant other types
             entry.planted += 1
             if any(e == plant.entity and _overlaps(s, t, plant.start, plant.end) for e, s, t in found):
                 entry.found += 1
