@@ -1,0 +1,199 @@
+"""Person names without NER: found where the text says a name comes next (greetings, sign-offs, mentions,
+titles)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+
+# ---------------------------------------------------------------- person names in context
+#
+# Without NER (the default install has no spaCy model) names are only found where the text says a name comes
+# next: a greeting ("Hi Maria,", "Dear Mr. Schmidt"), a sign-off ("Regards,\nTomasz Okafor", "Thanks, Jonas"),
+# a mention ("I spoke with Ingrid Moreau", "my name is", "assigned to") or a title ("Frau Müller"). The name is
+# the run of capitalised words after the trigger (any script's letters, inner hyphens and apostrophes,
+# particles such as van/de/von/da/d'); a run holding a word of the stoplist ("Hi Team", "Dear Customer",
+# "Regards,\nThe Billing Team") is not a name.
+
+_NAME_TOKEN = re.compile(r"(?:['’][st] |[dDlL]['’] ?)?[^\W\d_](?:[^\W\d_]|['’\-](?=[^\W\d_]))*\.?")
+
+
+def _word_set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_PARTICLES = _word_set(
+    "van von vom de der den des da das do dos du di del della dei la le lo ten ter te y zu und bin ibn al el 't 's ’s"
+)
+# Capitalised words that follow greetings, sign-offs and mentions without being names: addressees, teams,
+# organisations, function words, days and months, and the words a sentence commonly starts with.
+_NOT_NAMES = _word_set(
+    """
+    team teams support customer customers client clients sir sirs madam madame all everyone everybody anyone
+    someone there folks guys people friends colleagues service services desk helpdesk billing sales accounts
+    accounting finance legal hr it ops operations security admin administrator administration management
+    manager managers department office staff user users member members partner partners world
+    the a an this that these those it its i we you he she they our your my his her their us me them
+    hello hi hey dear thanks thank regards best cheers kind warm yes no ok okay sure please sorry great good
+    fine nice welcome happy just also not now then here today tomorrow yesterday soon asap again
+    monday tuesday wednesday thursday friday saturday sunday january february march may july september
+    october november december
+    corp corporation inc ltd llc plc gmbh ag sa sas srl bv nv co company group bank holdings labs
+    technologies technology solutions systems software cloud platform university hospital clinic airlines
+    new north south east west saint santa san los las
+    equipo todos todas tous toutes équipe collègues zusammen allemaal iedereen tutti team's
+    kunde kundin kunden cliente clienti klant klanten kundenservice kundendienst klantenservice servicio
+    soporte assistenza supporto serviceteam
+    ihr ihre euer eure dein deine votre vos su sus vuestro vostro uw jouw jullie
+    system bot assistant agent operator reception
+    """
+)
+_TITLE = (
+    r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Herrn|Herr|Frau|Mme|Mlle|M|Sr|Sra|Srta|Sig|Sig\.ra|Dott|Dott\.ssa|Dhr|Mevr|"
+    r"Monsieur|Madame|Mademoiselle|Señor|Señora|Signor|Signora|Meneer|Mevrouw|heer|mevrouw)\.?[ \t]+"
+)
+_LINE_START = r"(?:^|(?<=[:>.!?\"(\[]))[ \t]*"
+_GREETINGS = (
+    r"hi|hello|hey|hiya|dear|good (?:morning|afternoon|evening)|morning|greetings|bonjour|bonsoir|salut|"
+    r"cher|chère|hallo|liebe|lieber|sehr geehrte|sehr geehrter|guten tag|moin|servus|hola|buenos días|"
+    r"buenas tardes|estimado|estimada|querido|querida|ciao|salve|buongiorno|gentile|caro|cara|beste|geachte|"
+    r"hoi|goedemorgen|goedemiddag"
+)
+_SIGN_OFFS = (
+    r"(?:kind|best|warm|warmest|many|with) regards|regards|best wishes|best|sincerely|yours sincerely|"
+    r"yours truly|yours|thanks again|thanks|thank you|many thanks|cheers|mit freundlichen grüßen|"
+    r"freundliche grüße|viele grüße|beste grüße|liebe grüße|grüße|lg|cordialement|bien cordialement|"
+    r"bien à vous|salutations|saludos|un saludo|atentamente|cordiales saludos|cordiali saluti|distinti saluti|"
+    r"saluti|grazie|merci|danke|gracias|met vriendelijke groet|met vriendelijke groeten|vriendelijke groet|"
+    r"groeten|groetjes|hartelijke groet|bedankt"
+)
+# Mentions that are followed by a name whatever comes after it.
+_STRONG_MENTIONS = (
+    r"spoke (?:with|to)|speaking (?:with|to)|talked (?:to|with)|talking (?:to|with)|chatted with|"
+    r"my name is|my name's|name is|assigned to|reassigned to|escalated to|handled by|forwarded to|"
+    r"transferred to|reported by|approved by|signed by|requested by|mein name ist|ich heiße|je m'appelle|"
+    r"je m’appelle|mon nom est|me llamo|mi nombre es|mi chiamo|mijn naam is|gesprochen mit|hablé con|"
+    r"ho parlato con|j'ai parlé (?:avec|à)|j’ai parlé (?:avec|à)"
+)
+# Mentions that are also followed by other things ("this is urgent", "contact Support"): the name must end
+# the clause (punctuation, line end, or "from/at/in ..." follows).
+_WEAK_MENTIONS = r"this is|it's|i'm|i am|contact|contact person|agent|cc|attn|ask for|call|reach out to|ik ben"
+_CLAUSE_END = re.compile(
+    r"$|[ \t]*(?:\r?\n|[,.;:!?)(\[\]|/<–—-])|[ \t]+(?:from|at|in|of|here|with|on|and|for|von|aus|bei|de|du|"
+    r"chez|del|di|da|van|bij|en|et|und|y|e)\b|[ \t]+[–—-]"
+)
+# Stricter, for "thanks Maria!" without a comma: "thanks Current at ..." is two glued sentences.
+_PUNCTUATION_END = re.compile(r"$|[ \t]*(?:\r?\n|[,.;:!?)])")
+
+
+@dataclass(frozen=True, slots=True)
+class _NameTrigger:
+    name: str
+    regex: re.Pattern[str]
+    score: float
+    clause_end: re.Pattern[str] | None  # if set, what follows the name must match it
+    min_words: int = 1
+
+
+class PersonNameContextRecognizer(LocalRecognizer):
+    """PERSON in greetings, sign-offs, mentions and after titles, without NER (see the comment above).
+
+    Scores: 0.9 where the context makes a name near certain (greeting at a line start, sign-off, "spoke with",
+    a title), 0.85 for weaker mentions that must also end the clause ("this is Maria from billing",
+    "cc Jonas.", "from Ingrid Moreau at ..."); both reach the default policy's PERSON floor of 0.85."""
+
+    ENTITY = "PERSON"
+    TRIGGERS: tuple[_NameTrigger, ...] = (
+        _NameTrigger("greeting", re.compile(rf"{_LINE_START}(?i:{_GREETINGS})[ \t]+(?:{_TITLE})?", re.M), 0.9, None),
+        _NameTrigger(
+            "sign-off",
+            re.compile(
+                rf"(?<!\w)(?i:{_SIGN_OFFS})(?:[ \t]*[,!.]?[ \t]*(?:\r?\n[ \t]*(?:--?[ \t]*)?){{1,3}}|[ \t]*,[ \t]*)"
+                rf"(?:{_TITLE})?"
+            ),
+            0.9,
+            _CLAUSE_END,
+        ),
+        _NameTrigger(
+            "thanks",
+            re.compile(r"(?<!\w)(?i:thanks|thank you|cheers|merci|danke|gracias|grazie)[ \t]+"),
+            0.9,
+            _PUNCTUATION_END,
+        ),
+        _NameTrigger("mention", re.compile(rf"(?<!\w)(?i:{_STRONG_MENTIONS})[ \t]+(?:{_TITLE})?"), 0.9, None),
+        _NameTrigger(
+            "weak mention", re.compile(rf"(?<!\w)(?i:{_WEAK_MENTIONS})[: \t]+(?:{_TITLE})?"), 0.85, _CLAUSE_END
+        ),
+        _NameTrigger("title", re.compile(rf"(?<![\w.]){_TITLE.replace('|M|', '|')}"), 0.9, None),
+        # "a call from Ingrid Moreau at the front desk": two words at least, places and firms are stoplisted.
+        _NameTrigger("from", re.compile(r"(?<!\w)(?i:from)[ \t]+"), 0.85, _CLAUSE_END, min_words=2),
+    )
+
+    def __init__(self, supported_language: str = "en", name: str | None = None) -> None:
+        super().__init__(supported_entities=[self.ENTITY], name=name, supported_language=supported_language)
+
+    def load(self) -> None:
+        """Nothing to load: triggers are compiled at import."""
+
+    @staticmethod
+    def name_at(text: str, pos: int, trigger: _NameTrigger) -> tuple[int, int] | None:
+        """(start, end) of the name starting at pos, or None when what follows is not a name."""
+        words: list[tuple[int, int, str]] = []  # (start, end, kind) with kind name | particle | initial
+        while len(words) < 7:
+            match = _NAME_TOKEN.match(text, pos)
+            if match is None:
+                break
+            token = match.group()
+            bare = token.rstrip(".")
+            core = re.sub(r"^(?:['’][st] |[dDlL]['’] ?)", "", bare)
+            if bare.lower() in _PARTICLES or (core != bare and not core):
+                kind, end = "particle", match.start() + len(bare)
+            elif len(bare) == 1 and bare.isupper() and token.endswith("."):
+                kind, end = "initial", match.end()  # "Hans D. Müller"
+            elif core[:1].isupper() and (len(core) == 1 or not core.isupper()) and core.lower() not in _PARTICLES:
+                kind, end = "name", match.start() + len(bare)
+            else:
+                break
+            if kind == "name" and (core.lower() in _NOT_NAMES or core.rstrip("'’s").lower() in _NOT_NAMES):
+                return None
+            words.append((match.start(), end, kind))
+            if text[end : end + 1] != " ":
+                break
+            pos = end + 1
+        while words and words[-1][2] == "particle":
+            words.pop()
+        if sum(kind == "name" for _, _, kind in words) < trigger.min_words:
+            return None
+        start, end = words[0][0], words[-1][1]
+        if trigger.clause_end is not None and trigger.clause_end.match(text, end) is None:
+            return None
+        return start, end
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        if entities and self.ENTITY not in entities:
+            return []
+        best: dict[tuple[int, int], tuple[float, str]] = {}
+        for trigger in self.TRIGGERS:
+            for match in trigger.regex.finditer(text):
+                span = self.name_at(text, match.end(), trigger)
+                if span is not None and trigger.score > best.get(span, (0.0, ""))[0]:
+                    best[span] = (trigger.score, trigger.name)
+        return [
+            RecognizerResult(
+                self.ENTITY,
+                start,
+                end,
+                score,
+                AnalysisExplanation(recognizer=self.name, original_score=score, pattern_name=f"name after {why}"),
+                {
+                    RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                    RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id,
+                },
+            )
+            for (start, end), (score, why) in sorted(best.items())
+        ]
