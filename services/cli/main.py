@@ -58,7 +58,7 @@ VERBS: dict[str, Verb] = {
     "audit": Verb("services.audit.entrypoints.cli:audit_app", "The audit ledger: verify it, export and check proofs."),
     "jobs": Verb("services.registry.entrypoints.cli:jobs_app", "Fine-tuning jobs held by the registry."),
     "eval": Verb(
-        "services.registry.entrypoints.cli:eval_app",
+        "services.registry.entrypoints.eval_cli:eval_app",
         "Evaluations of trained jobs: run them again, show the release gate's verdict and the reports.",
     ),
     "jobs watch": Verb(
