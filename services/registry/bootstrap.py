@@ -12,8 +12,8 @@ from services.registry.adapters import outbox, repository
 from services.registry.adapters.policy_file import load_policy
 from services.registry.adapters.tables import METADATA
 from services.registry.domain.governance import Governance
-from services.registry.domain.job import SYSTEM_ACTOR
 from services.registry.domain.policy import RiskRuleRegistry
+from services.registry.domain.states import SYSTEM_ACTOR
 from services.registry.entrypoints.http import RuntimeLike, serve
 from services.registry.handlers import build_handlers
 from shared.config import Settings

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+SYSTEM_ACTOR = "system:registry"
+"""The actor of the moves the registry makes on its own (not on a principal's request)."""
+
 
 class JobState(StrEnum):
     REQUESTED = "requested"
