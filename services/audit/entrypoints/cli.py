@@ -21,6 +21,7 @@ from services.audit.entrypoints.cli_support import (
     log_key,
     open_ledger_store,
     read_input,
+    trusted_log_key,
     trusted_public_key_pem,
     usage_error,
     witness_key,
@@ -173,7 +174,12 @@ def proof_command(
 
 @audit_app.command("verify-proof")
 def verify_proof_command(
-    file: Annotated[Path, typer.Argument(help="A proof document from `tunegate audit proof` or `consistency`.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A proof document from `tunegate audit proof` or `consistency`, or an event proof (an AIBOM proof)."
+        ),
+    ],
     public_key: Annotated[
         Path | None,
         typer.Option(
@@ -187,7 +193,7 @@ def verify_proof_command(
     document)."""
     from pydantic import ValidationError
 
-    from services.audit.adapters.keys import PUBLIC_KEY_FILE
+    from services.audit.domain.event_proofs import EVENT_PROOF_FORMAT, EventProofDocument, verify_event_proof
     from services.audit.domain.proofs import (
         CONSISTENCY_FORMAT,
         INCLUSION_FORMAT,
@@ -204,24 +210,18 @@ def verify_proof_command(
         raw = json.loads(read_input(file, "proof document"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         usage_error(f"{file}: not a JSON proof document ({exc})")
-    local_key = settings.home_dir / "keys" / PUBLIC_KEY_FILE
-    if public_key is not None:
-        key, trusted = log_key(settings, public_key), f"--public-key {public_key}"
-    elif local_key.is_file():
-        key, trusted = log_key(settings, None), f"this host's audit log key {local_key}"
-    else:
-        usage_error(
-            "no trusted key to check the proof against: pass --public-key with the log's public key or verifier"
-            f" key (the key inside a proof document is never trusted; {local_key} does not exist)"
-        )
+    key, trusted = trusted_log_key(settings, public_key)
     kind = raw.get("format") if isinstance(raw, dict) else None
     try:
         if kind == INCLUSION_FORMAT:
             check = verify_proof_document(InclusionProofDocument.model_validate(raw), key)
         elif kind == CONSISTENCY_FORMAT:
             check = verify_consistency_document(ConsistencyProofDocument.model_validate(raw), key)
+        elif kind == EVENT_PROOF_FORMAT:
+            check = verify_event_proof(EventProofDocument.model_validate(raw), key)
         else:
-            usage_error(f"{file}: format {kind!r} is not {INCLUSION_FORMAT!r} or {CONSISTENCY_FORMAT!r}")
+            known = ", ".join(repr(f) for f in (INCLUSION_FORMAT, CONSISTENCY_FORMAT, EVENT_PROOF_FORMAT))
+            usage_error(f"{file}: format {kind!r} is not one of {known}")
     except ValidationError as exc:
         # A document that no longer parses (altered hex, sizes, fields) is a failed proof, not a usage error.
         from shared.validation import describe_validation_error

@@ -107,6 +107,22 @@ def log_key(settings: Settings, given: Path | None) -> Ed25519PublicKey:
     return parse_log_key(read_input(path, "public key"), str(path))
 
 
+def trusted_log_key(settings: Settings, given: Path | None) -> tuple[Ed25519PublicKey, str]:
+    """The log key a proof is checked against, and where it came from: --public-key when given, else this
+    host's audit log key; never the key inside a proof document."""
+    from services.audit.adapters.keys import PUBLIC_KEY_FILE
+
+    local_key = settings.home_dir / "keys" / PUBLIC_KEY_FILE
+    if given is not None:
+        return log_key(settings, given), f"--public-key {given}"
+    if local_key.is_file():
+        return log_key(settings, None), f"this host's audit log key {local_key}"
+    usage_error(
+        "no trusted key to check the proof against: pass --public-key with the log's public key or verifier"
+        f" key (the key inside a proof document is never trusted; {local_key} does not exist)"
+    )
+
+
 def trusted_public_key_pem(settings: Settings, given: Path | None) -> str:
     from shared.security.keys import public_key_pem
 
