@@ -55,3 +55,42 @@ def validate_job_id(value: str) -> str:
 
 JobId = Annotated[str, AfterValidator(validate_job_id)]
 """A job id in a pydantic model: validated wherever a payload or request carrying it is parsed."""
+
+
+MODEL_NAME_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+"""Model names and aliases: lower-case letters, digits and inner hyphens, 1-64 characters (they become file
+names and gateway model names)."""
+VERSION_ID_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\.v[1-9][0-9]{0,5}$"
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+_VERSION_ID = re.compile(VERSION_ID_PATTERN)
+
+
+def validate_model_name(value: str, what: str = "model name") -> str:
+    if not isinstance(value, str) or not _MODEL_NAME.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} is not allowed: use 1-64 lower-case letters, digits or inner '-', starting and "
+            "ending with a letter or digit"
+        )
+    return value
+
+
+def validate_version_id(value: str) -> str:
+    if not isinstance(value, str) or not _VERSION_ID.fullmatch(value):
+        raise ValueError(
+            f"model version id {value!r} is not allowed: expected '<model name>.v<number>', e.g. 'support-triage.v3'"
+        )
+    return value
+
+
+ModelName = Annotated[str, AfterValidator(validate_model_name)]
+ModelVersionId = Annotated[str, AfterValidator(validate_version_id)]
+
+
+def model_name_from(text: str) -> str:
+    """A model name from free text (a use case's name): lower-cased, runs of other characters become '-'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:64].strip("-")
+    return slug or "model"
+
+
+def version_id_of(model_name: str, number: int) -> str:
+    return validate_version_id(f"{model_name}.v{number}")

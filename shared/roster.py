@@ -73,7 +73,8 @@ AUDIT = ServiceSpec(
 )
 REGISTRY = ServiceSpec(
     name="registry",
-    summary="Jobs, principals and approvals: intake, the approval gate, the job state machine, HTTP API.",
+    summary="Jobs, principals, approvals and model versions: intake, the approval gate, the job state machine, "
+            "model lifecycle, aliases and AIBOMs, HTTP API.",
     consumes=(
         "job.requested",
         "dataset.scanned",
@@ -97,6 +98,11 @@ REGISTRY = ServiceSpec(
         "training.requested",
         "training.cancel.requested",
         "evaluation.requested",
+        "model.registered",
+        "model.state_changed",
+        "model.approval.granted",
+        "model.deployed",
+        "model.retired",
         "principal.created",
         "principal.rotated",
         "principal.revoked",
@@ -159,10 +165,6 @@ PRINCIPALS = ExternalProducer(
 )
 
 RESERVED: tuple[Reserved, ...] = (
-    Reserved(
-        "model registry (issue 12)",
-        ("model.registered", "model.deploy.requested", "model.deployed", "model.retired"),
-    ),
     Reserved("inference gateway (issue 13)", ("inference.completed", "inference.blocked")),
     Reserved("erasure through lineage (issue 14)", ("dataset.erasure.requested", "dataset.erasure.completed")),
 )

@@ -76,7 +76,10 @@ VERBS: dict[str, Verb] = {
         "services.cli.secrets:secrets_app",
         "Secrets for a compose or Kubernetes deployment: Redis users, passwords, service signing keys.",
     ),
-    "models": Verb("services.trainer.entrypoints.cli:models_app", "Base models available to fine-tune."),
+    "models": Verb(
+        "services.registry.entrypoints.models_cli:models_app",
+        "Model versions: list, show (with the AIBOM), approve, deploy under an alias, retire, roll back; base models.",
+    ),
 }
 
 

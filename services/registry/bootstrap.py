@@ -17,6 +17,7 @@ from services.registry.domain.states import SYSTEM_ACTOR
 from services.registry.entrypoints.http import RuntimeLike, serve
 from services.registry.handlers import build_handlers
 from shared.config import Settings
+from shared.storage.artifacts import ArtifactStore
 
 if TYPE_CHECKING:
     from shared.bus.definition import ServiceDefinition
@@ -84,7 +85,7 @@ def build(settings: Settings) -> ServiceDefinition:
 
     return ServiceDefinition(
         name="registry",
-        handlers=build_handlers(governance),
+        handlers=build_handlers(governance, ArtifactStore(settings.home_dir / "artifacts")),
         metadata=[METADATA],
         background=[http_api, expiry_timer(governance)],
         principal_keys=RegisteredPrincipalKeys,

@@ -8,6 +8,9 @@ InvalidTransition, naming the current state, so the bus dead-letters them with t
 the reason); one reusing a job id is refused at once with a `job.rejected` (stage `submission`) that leaves
 the existing job untouched.
 
+An `evaluation.completed` with a verdict over every configured suite also registers a model version
+(`model.registered`, model_registration.py) in the same transaction.
+
 Evaluation events are idempotent on their evaluation id: a redelivered `evaluation.started`, `.completed`
 or `.failed`, or a start that arrives after the outcome, is logged and changes nothing."""
 
@@ -24,6 +27,7 @@ from services.registry.domain.evaluation import EvaluationResult
 from services.registry.domain.governance import Governance
 from services.registry.domain.job import Job, ScanResult
 from services.registry.domain.states import JobState
+from services.registry.model_registration import register_version
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
 from shared.events.evaluation import EvaluationCompleted, EvaluationFailed, EvaluationStarted
@@ -36,6 +40,7 @@ from shared.events.payloads import (
     TrainingCompleted,
     TrainingFailed,
 )
+from shared.storage.artifacts import ArtifactStore
 
 log = logging.getLogger("tunegate.registry")
 
@@ -83,7 +88,7 @@ def evaluation_result(data: EvaluationCompleted) -> EvaluationResult:
     )
 
 
-def build_handlers(governance: Governance) -> dict[type[Payload], TypedHandler]:
+def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[type[Payload], TypedHandler]:
     async def on_job_requested(data: JobRequested, ctx: HandlerContext) -> None:
         try:
             requester = verified_submitter(ctx.db, ctx.event, spec_requester=data.spec.requester)
@@ -141,13 +146,15 @@ def build_handlers(governance: Governance) -> dict[type[Payload], TypedHandler]:
             outbox.commit_job(ctx, job)
 
     async def on_training_completed(data: TrainingCompleted, ctx: HandlerContext) -> None:
-        result = {
-            "artifact": data.artifact.model_dump(mode="json"),
-            "metrics": data.metrics,
-            "data_fingerprint": data.data_fingerprint,
-            "seed": data.seed,
-            "base_model_sha256": data.base_model_sha256,
-        }
+        # Everything a model version's AIBOM states about how it was made, kept with the job.
+        result = data.model_dump(
+            mode="json",
+            include={
+                "artifact", "metrics", "data_fingerprint", "seed", "base_model_sha256", "base_architecture",
+                "method", "hyperparameters", "library_versions", "code_commit", "epsilon", "delta", "dataset",
+                "held_out", "loss_curve",
+            },
+        )
         finish(ctx, data.job_id, JobState.TRAINED, f"training completed: adapter {data.artifact.sha256[:12]}", result)
 
     async def on_training_failed(data: TrainingFailed, ctx: HandlerContext) -> None:
@@ -184,10 +191,16 @@ def build_handlers(governance: Governance) -> dict[type[Payload], TypedHandler]:
         job = _known_job(ctx, data.job_id)
         if job is None:
             return
+        now = governance.now()
         recorded = job.evaluation_completed(
-            data.evaluation_id, evaluation_result(data), cause_event_id=ctx.event.causation_id, now=governance.now()
+            data.evaluation_id, evaluation_result(data), cause_event_id=ctx.event.causation_id, now=now
         )
         evaluation_outcome(ctx, job, data.evaluation_id, recorded)
+        # The verdict and the model version it registers are one act: both commit, or neither.
+        version = register_version(ctx.db, job, data, artifacts=artifacts, now=now)
+        if version is not None:
+            outbox.commit_version(ctx, version)
+            log.info("job %s registered model version %s", job.id, version.id)
 
     async def on_evaluation_failed(data: EvaluationFailed, ctx: HandlerContext) -> None:
         job = _known_job(ctx, data.job_id)

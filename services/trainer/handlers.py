@@ -48,7 +48,7 @@ from shared.events.payloads import (
     TrainingStarted,
 )
 from shared.ids import validate_job_id
-from shared.models.bases import BaseModelError, BaseModelInfo
+from shared.models.bases import BaseModelError, BaseModelInfo, architecture_of
 from shared.stack.lease import Lease, LeaseLost, LeaseManager, acquire_within, hold_while
 from shared.storage.artifacts import ArtifactStore
 from shared.training.hyperparameters import HyperparameterError, check_data_fits
@@ -249,7 +249,8 @@ class TrainerHandlers:
         hyper["total_steps"] = request.hyperparameters.total_steps(int(outcome.metrics["records"]))
         return TrainingCompleted(
             job_id=request.job_id, artifact=artifact, base_model=request.base_model,
-            base_model_sha256=base.sha256, method=request.method, hyperparameters=hyper, seed=request.seed,
+            base_model_sha256=base.sha256, base_architecture=architecture_of(base.path), method=request.method,
+            hyperparameters=hyper, seed=request.seed,
             data_fingerprint=request.fingerprint, metrics=outcome.metrics, loss_curve=curve,
             library_versions=library_versions(), code_commit=code_commit(), epsilon=outcome.epsilon,
             delta=outcome.delta, dataset=request.dataset, held_out=held_out, risk_tier=request.risk_tier,

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.events import evaluation as e
+from shared.events import model_versions as m
 from shared.events import payloads as p
 from shared.events.streams import Stream
 from shared.validation import describe_validation_error
@@ -50,10 +51,11 @@ _SPECS: tuple[EventSpec, ...] = (
     EventSpec("evaluation.started", Stream.EVALUATION, e.EvaluationStarted),
     EventSpec("evaluation.completed", Stream.EVALUATION, e.EvaluationCompleted),
     EventSpec("evaluation.failed", Stream.EVALUATION, e.EvaluationFailed),
-    EventSpec("model.registered", Stream.MODELS, p.ModelRegistered),
-    EventSpec("model.deploy.requested", Stream.MODELS, p.ModelDeployRequested),
-    EventSpec("model.deployed", Stream.MODELS, p.ModelDeployed),
-    EventSpec("model.retired", Stream.MODELS, p.ModelRetired),
+    EventSpec("model.registered", Stream.MODELS, m.ModelRegistered),
+    EventSpec("model.state_changed", Stream.MODELS, m.ModelStateChanged),
+    EventSpec("model.approval.granted", Stream.MODELS, m.ModelApprovalGranted),
+    EventSpec("model.deployed", Stream.MODELS, m.ModelDeployed),
+    EventSpec("model.retired", Stream.MODELS, m.ModelRetired),
     EventSpec("inference.completed", Stream.INFERENCE, p.InferenceCompleted),
     EventSpec("inference.blocked", Stream.INFERENCE, p.InferenceBlocked),
     # On the jobs stream: a consumer sees a principal's key before the first job that principal signs.

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared.evaluation.options import CanarySpec, EvaluationOptions
-from shared.ids import JobId
+from shared.events.decommissioning import DecommissioningPlan
+from shared.ids import MODEL_NAME_PATTERN, JobId
 from shared.training.hyperparameters import HyperParameters, validate_hyperparameters
 
 Sha256 = str  # hex digest; validated where it matters via the pattern below
@@ -85,6 +86,14 @@ class JobSpec(Payload):
     hyperparameters: dict[ShortText, Any] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
     labels: dict[ShortText, LongText] = Field(default_factory=dict, max_length=MAX_LIST_ITEMS)
     evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
+    model_name: str | None = Field(
+        default=None,
+        pattern=MODEL_NAME_PATTERN,
+        description="The registered model's name (default: a slug of use_case.name); versions are NAME.vN.",
+    )
+    decommissioning: DecommissioningPlan | None = Field(
+        default=None, description="Required at intake: every model version registered from the job carries it."
+    )
 
 
 class JobRequested(Payload):
@@ -244,6 +253,9 @@ class TrainingCompleted(Payload):
     artifact: ArtifactRef
     base_model: str
     base_model_sha256: str | None = None
+    base_architecture: dict[str, Any] = Field(
+        default_factory=dict, description="model_type and architectures from the base's config.json."
+    )
     method: MethodSpec
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
@@ -275,38 +287,6 @@ class TrainingCancelled(Payload):
     job_id: JobId
     at_step: int = Field(ge=0)
     reason: str = ""
-
-
-# ---------------------------------------------------------------- models
-
-
-class ModelRegistered(Payload):
-    model_id: str
-    version: int = Field(ge=1)
-    job_id: JobId
-    artifact: ArtifactRef
-    aibom: ArtifactRef | None = None
-    gate_passed: bool
-
-
-class ModelDeployRequested(Payload):
-    model_id: str
-    version: int = Field(ge=1)
-    route: str
-
-
-class ModelDeployed(Payload):
-    model_id: str
-    version: int = Field(ge=1)
-    route: str
-    base_model: str
-    artifact: ArtifactRef
-
-
-class ModelRetired(Payload):
-    model_id: str
-    version: int | None = None
-    reason: str = Field(min_length=1)
 
 
 # ---------------------------------------------------------------- inference

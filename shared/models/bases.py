@@ -13,6 +13,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 from pydantic import BaseModel, ConfigDict
@@ -86,6 +87,24 @@ def directory_sha256(path: Path) -> str:
         digest = sha256_file(file)
         lines.append(f"{relative}\t{digest}")
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def architecture_of(path: Path) -> dict[str, Any]:
+    """`model_type` and `architectures` from a model folder's config.json ({} when it has none): what an AIBOM
+    names as the architecture family and the architecture."""
+    config = path / "config.json"
+    if not config.is_file() or config.stat().st_size > 1_000_000:
+        return {}
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    found: dict[str, Any] = {}
+    if isinstance(data.get("model_type"), str):
+        found["model_type"] = data["model_type"]
+    if isinstance(data.get("architectures"), list):
+        found["architectures"] = [str(a) for a in data["architectures"]][:10]
+    return found
 
 
 def _read_licence(path: Path) -> str:

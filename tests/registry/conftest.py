@@ -14,6 +14,7 @@ from services.registry.bootstrap import build_governance
 from services.registry.entrypoints.http import create_app
 from services.registry.handlers import build_handlers
 from shared.config import Settings
+from shared.storage.artifacts import ArtifactStore
 from shared.storage.db import Database
 from tests.registry.registry_support import Clock, FakeRuntime, World
 
@@ -26,8 +27,9 @@ def world(tmp_path: Path) -> Iterator[World]:
     clock = Clock()
     governance = replace(build_governance(settings), clock=clock)
     runtime = FakeRuntime(settings=settings, db=db)
+    handlers = build_handlers(governance, ArtifactStore(settings.home_dir / "artifacts"))
     with TestClient(create_app(runtime, governance)) as client:
-        yield World(settings, runtime, governance, clock, build_handlers(governance), client)
+        yield World(settings, runtime, governance, clock, handlers, client)
     db.dispose()
 
 

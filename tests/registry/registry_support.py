@@ -191,6 +191,14 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+DECOMMISSIONING: dict[str, Any] = {
+    "owner": "support-platform",
+    "retraining_trigger": "accuracy on the audit sample below 95%",
+    "previous_version_retirement": "deprecated for 30 days, then retired",
+    "audit_retention_days": 365,
+}
+
+
 def make_spec(requester: str = "alice", **use_case: Any) -> JobSpec:
     base: dict[str, Any] = {
         "name": "ticket-triage",
@@ -210,5 +218,6 @@ def make_spec(requester: str = "alice", **use_case: Any) -> JobSpec:
             "base_model": "tiny",
             "dataset": {"uri": "file:///data/train.jsonl"},
             "hyperparameters": {"seed": 3, "max_steps": 10},
+            "decommissioning": DECOMMISSIONING,
         }
     )

@@ -7,6 +7,17 @@ from typing import Any
 
 import httpx
 
+from services.registry.model_schemas import (
+    AliasView,
+    DeploymentRequest,
+    DeploymentResult,
+    ModelApprovalRequest,
+    ModelApprovalResult,
+    ModelVersionSummary,
+    ModelVersionView,
+    RetirementRequest,
+    RollbackRequest,
+)
 from services.registry.schemas import (
     AdminBootstrap,
     ApprovalRequest,
@@ -79,6 +90,33 @@ class RegistryClient:
 
     def list_evaluations(self, job_id: str) -> list[EvaluationView]:
         return [EvaluationView.model_validate(item) for item in self._get(f"/jobs/{job_id}/evaluations")]
+
+    # ------------------------------------------------------------ model versions
+
+    def list_models(self, *, state: str | None = None, model: str | None = None) -> list[ModelVersionSummary]:
+        params = {k: v for k, v in (("state", state), ("model", model)) if v}
+        return [ModelVersionSummary.model_validate(item) for item in self._get("/models", **params)]
+
+    def get_model(self, version_id: str) -> ModelVersionView:
+        return ModelVersionView.model_validate(self._get(f"/models/{version_id}"))
+
+    def get_aibom(self, version_id: str) -> dict[str, Any]:
+        return dict(self._get(f"/models/{version_id}/aibom"))
+
+    def approve_model(self, version_id: str, request: ModelApprovalRequest) -> ModelApprovalResult:
+        return ModelApprovalResult.model_validate(self._post(f"/models/{version_id}/approvals", request))
+
+    def deploy_model(self, version_id: str, request: DeploymentRequest) -> DeploymentResult:
+        return DeploymentResult.model_validate(self._post(f"/models/{version_id}/deployments", request))
+
+    def retire_model(self, version_id: str, request: RetirementRequest) -> ModelVersionView:
+        return ModelVersionView.model_validate(self._post(f"/models/{version_id}/retirement", request))
+
+    def list_aliases(self) -> list[AliasView]:
+        return [AliasView.model_validate(item) for item in self._get("/aliases")]
+
+    def rollback_alias(self, alias: str, request: RollbackRequest) -> DeploymentResult:
+        return DeploymentResult.model_validate(self._post(f"/aliases/{alias}/rollback", request))
 
     # ------------------------------------------------------------ principals
 

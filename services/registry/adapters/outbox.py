@@ -9,14 +9,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from services.registry.adapters import repository
+from services.registry.adapters import model_repository, repository
 from services.registry.domain import events
+from services.registry.domain.deployments import ModelAlias
 from services.registry.domain.job import Job
+from services.registry.domain.model_version import ModelVersion
 from services.registry.domain.principals import Principal
 from shared.bus.context import EmitScope, HandlerContext
 from shared.evaluation.options import CanarySpec, EvaluationOptions
 from shared.events import evaluation as wire_evaluation
+from shared.events import model_versions as wire_models
 from shared.events import payloads as wire
+from shared.events.decommissioning import DecommissioningPlan
 
 Translation = Callable[[Any], tuple[str, BaseModel]]
 
@@ -103,6 +107,60 @@ TO_WIRE: dict[type[events.DomainEvent], Translation] = {
             job_id=e.subject, requested_by=e.requested_by, suites=e.suites, reason=e.reason
         ),
     ),
+    events.ModelRegistered: lambda e: (
+        "model.registered",
+        wire_models.ModelRegistered(
+            version_id=e.subject,
+            model_name=e.model_name,
+            version=e.number,
+            job_id=e.job_id,
+            evaluation_id=e.evaluation_id,
+            base_model=e.base_model,
+            base_model_sha256=e.base_model_sha256,
+            artifact=wire.ArtifactRef.model_validate(e.artifact),
+            aibom=wire.ArtifactRef.model_validate(e.aibom),
+            dataset_fingerprints=e.dataset_fingerprints,
+            gate_passed=e.gate_passed,
+            report=wire.ArtifactRef.model_validate(e.report),
+            risk_tier=e.risk_tier,
+            required_approvals=e.required_approvals,
+            decommissioning=DecommissioningPlan.model_validate(e.decommissioning),
+            review_by=e.review_by.isoformat(),
+        ),
+    ),
+    events.ModelStateChanged: lambda e: (
+        "model.state_changed",
+        wire_models.ModelStateChanged(
+            version_id=e.subject, from_state=e.from_state, to_state=e.to_state, reason=e.reason
+        ),
+    ),
+    events.ModelApprovalGranted: lambda e: (
+        "model.approval.granted",
+        wire_models.ModelApprovalGranted(
+            version_id=e.subject,
+            approver=e.actor,
+            comment=e.comment,
+            approvals_so_far=e.approvals_so_far,
+            required_approvals=e.required_approvals,
+        ),
+    ),
+    events.ModelDeployed: lambda e: (
+        "model.deployed",
+        wire_models.ModelDeployed(
+            version_id=e.subject,
+            alias=e.alias,
+            tenants=e.tenants,
+            base_model=e.base_model,
+            adapter=e.adapter,
+            artifact=wire.ArtifactRef.model_validate(e.artifact),
+            replaces=e.replaces,
+            rollback=e.rollback,
+        ),
+    ),
+    events.ModelRetired: lambda e: (
+        "model.retired",
+        wire_models.ModelRetired(version_id=e.subject, reason=e.reason, alias=e.alias),
+    ),
     events.PrincipalCreated: lambda e: (
         "principal.created",
         wire.PrincipalCreated(
@@ -155,3 +213,12 @@ def commit_principal(ctx: HandlerContext, principal: Principal, *, new: bool = F
         repository.add_principal(ctx.db, principal)
     else:
         repository.save_principal(ctx.db, principal)
+
+
+def commit_version(ctx: HandlerContext, version: ModelVersion) -> None:
+    emit(ctx, version.pull_events())
+    model_repository.save_version(ctx.db, version, cause_event_id=ctx.causation_id)
+
+
+def commit_alias(ctx: HandlerContext, alias: ModelAlias) -> None:
+    model_repository.save_alias(ctx.db, alias)

@@ -20,9 +20,10 @@ from services.registry.adapters.tables import (
     PrincipalRow,
     TransitionRow,
 )
+from services.registry.domain.approvals import Approval
 from services.registry.domain.errors import Conflict, NotFound
 from services.registry.domain.evaluation import Evaluation, EvaluationRequest
-from services.registry.domain.job import Approval, Job, Transition
+from services.registry.domain.job import Job, Transition
 from services.registry.domain.principals import Principal, SigningKey, hash_token
 from services.registry.domain.states import JobState
 from shared.events.payloads import JobSpec

@@ -3,14 +3,26 @@
 Jobs carry a version column for optimistic concurrency: two writers that read the same version cannot
 both move a job (the second UPDATE matches no row and SQLAlchemy raises StaleDataError); a change to a
 job's evaluations updates the job row too, so the same guard covers them. Later issues add columns/tables
-(model versions, AIBOM, erasure) next to these."""
+(erasure) next to these."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -206,6 +218,61 @@ class BootstrapSecretRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     consumed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class ModelVersionRow(Base):
+    """One model version (domain/model_version.py). Its lifecycle history and approvals are JSON lists that
+    only grow; the version column guards concurrent moves as for jobs."""
+
+    __tablename__ = "registry_model_versions"
+    __table_args__ = (UniqueConstraint("model_name", "number", name="registry_model_versions_one_number"),)
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(64), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    job_id: Mapped[str] = mapped_column(String(80), index=True)
+    evaluation_id: Mapped[str] = mapped_column(String(80), unique=True)
+    requester: Mapped[str] = mapped_column(String(200))
+    risk_tier: Mapped[str] = mapped_column(String(16))
+    required_approvals: Mapped[int] = mapped_column(Integer)
+    gate_passed: Mapped[bool] = mapped_column(Boolean)
+    base_model: Mapped[str] = mapped_column(String(500))
+    base_model_sha256: Mapped[str | None] = mapped_column(String(64))
+    adapter: Mapped[str] = mapped_column(String(16))
+    artifact: Mapped[dict[str, Any]] = mapped_column(JSON)
+    aibom: Mapped[dict[str, Any]] = mapped_column(JSON)
+    aibom_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    verdict: Mapped[dict[str, Any]] = mapped_column(JSON)
+    dataset_fingerprints: Mapped[list[str]] = mapped_column(JSON, default=list)
+    decommissioning: Mapped[dict[str, Any]] = mapped_column(JSON)
+    review_by: Mapped[date] = mapped_column(Date, index=True)
+    alias: Mapped[str | None] = mapped_column(String(64), index=True)
+    tenants: Mapped[list[str]] = mapped_column(JSON, default=list)
+    retired_reason: Mapped[str | None] = mapped_column(Text)
+    transitions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    approvals: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    registered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
+
+
+class ModelAliasRow(Base):
+    """An alias gateway clients call and the versions it served (domain/deployments.py)."""
+
+    __tablename__ = "registry_model_aliases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[str | None] = mapped_column(String(80))
+    tenants: Mapped[list[str]] = mapped_column(JSON, default=list)
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
 
 
 METADATA = Base.metadata

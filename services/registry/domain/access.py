@@ -14,6 +14,10 @@ DECIDE = ("approver",)
 ADMINISTER = ("admin",)
 READ_PRINCIPALS = ("auditor", "admin")
 REQUEST_EVALUATION = ("requester", "approver", "admin")
+READ_MODELS = ("auditor", "admin", "approver", "deployer")
+"""Who reads every model version; a requester reads the versions of its own jobs."""
+DEPLOY = ("deployer",)
+RETIRE = ("deployer", "admin")
 
 
 def authorise(principal: Principal | None, allowed: tuple[str, ...], action: str) -> Principal:
@@ -43,6 +47,14 @@ def check_reads_job(principal: Principal, job_id: str, requester: str) -> None:
     if not reads_every_job(principal) and principal.name != requester:
         raise Forbidden(
             f"job {job_id} exists and was requested by another principal; {principal.name!r} may read only its own"
+        )
+
+
+def check_reads_version(principal: Principal, version_id: str, requester: str) -> None:
+    if not principal.has_any_role(READ_MODELS) and principal.name != requester:
+        raise Forbidden(
+            f"model version {version_id} was trained for another principal's job; {principal.name!r} may read only "
+            "versions of its own jobs"
         )
 
 

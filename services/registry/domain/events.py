@@ -6,7 +6,7 @@ Every record has an event id of its own, so a stored transition can name the eve
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from shared.ids import uuid7
@@ -101,6 +101,59 @@ class EvaluationRequested(DomainEvent):
     requested_by: str
     suites: list[str] | None
     reason: str
+
+
+# ---------------------------------------------------------------- model versions
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRegistered(DomainEvent):
+    model_name: str
+    number: int
+    job_id: str
+    evaluation_id: str
+    base_model: str
+    base_model_sha256: str | None
+    artifact: dict[str, Any]
+    aibom: dict[str, Any]
+    report: dict[str, Any]
+    dataset_fingerprints: list[str]
+    gate_passed: bool
+    risk_tier: str
+    required_approvals: int
+    decommissioning: dict[str, Any]
+    review_by: date
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelStateChanged(DomainEvent):
+    from_state: str | None
+    to_state: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelApprovalGranted(DomainEvent):
+    comment: str
+    approvals_so_far: int
+    required_approvals: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelDeployed(DomainEvent):
+    alias: str
+    tenants: list[str]
+    base_model: str
+    adapter: str
+    artifact: dict[str, Any]
+    replaces: str | None
+    rollback: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRetired(DomainEvent):
+    reason: str
+    alias: str | None
 
 
 # ---------------------------------------------------------------- principals

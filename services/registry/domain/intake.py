@@ -126,6 +126,17 @@ def evaluation_problems(spec: JobSpec, known_suites: frozenset[str]) -> list[str
     return problems
 
 
+def decommissioning_problems(spec: JobSpec) -> list[str]:
+    """Every model version registered from the job carries the plan, so the job cannot start without one."""
+    if spec.decommissioning is not None:
+        return []
+    return [
+        "decommissioning: a decommissioning plan is required (owner, retraining_trigger, "
+        "previous_version_retirement, audit_retention_days, optional review_after_days); every model version "
+        "trained from this job is registered with it"
+    ]
+
+
 def evaluate_intake(
     spec: JobSpec,
     policy: Policy,
@@ -143,6 +154,7 @@ def evaluate_intake(
         reasons.append(licence.decision)
     reasons.extend(hyperparameter_problems(spec))
     reasons.extend(evaluation_problems(spec, evaluation_suites))
+    reasons.extend(decommissioning_problems(spec))
     tier = classify_risk(spec.use_case, policy, rules)
     if tier.tier == "prohibited":
         reasons.append(f"use_case.practices: {tier.reason} (rule {tier.rule})")

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from services.registry.domain import events
+from services.registry.domain.approvals import Approval, approvers, check_decider, check_first_decision
 from services.registry.domain.errors import Conflict, Forbidden, InvalidRequest
 from services.registry.domain.evaluation import Evaluation, EvaluationRequest
 from services.registry.domain.events import EventRecorder
@@ -39,16 +40,6 @@ class Transition:
     at: datetime
     event_id: str
     cause_event_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Approval:
-    approver: str
-    decision: Literal["approve", "reject"]
-    comment: str
-    reason: str
-    override: bool
-    at: datetime
 
 
 @dataclass(frozen=True)
@@ -257,7 +248,7 @@ class Job(JobEvaluations, EventRecorder):
 
     @property
     def approvals_so_far(self) -> int:
-        return len({a.approver for a in self.approvals if a.decision == "approve"})
+        return len(approvers(self.approvals))
 
     def is_overdue(self, now: datetime) -> bool:
         return (
@@ -279,15 +270,12 @@ class Job(JobEvaluations, EventRecorder):
         approvers (the tier's count) move the job to training. A decision after the window closed expires
         the job instead (the expiry is the recorded outcome)."""
         name = approver.name
-        if decision == "approve" and name == self.requester:
-            raise Forbidden(f"separation of duties: {name!r} requested job {self.id} and cannot approve it")
+        check_decider(approver, decision, subject=f"job {self.id}", requester=self.requester)
         if self.state != JobState.AWAITING_APPROVAL:
             check_transition(
                 self.id, self.state.value, JobState.APPROVED if decision == "approve" else JobState.REJECTED
             )
-        previous = [a for a in self.approvals if a.approver == name]
-        if previous:
-            raise Conflict(f"{name!r} already decided on job {self.id} ({previous[0].decision}); one decision each")
+        check_first_decision(self.approvals, name, subject=f"job {self.id}")
         if self.is_overdue(now):
             self.expire(now)
             return DecisionOutcome(decision, name, self.approvals_so_far, self.required_approvals, False, False, True)
@@ -322,14 +310,14 @@ class Job(JobEvaluations, EventRecorder):
         )
         started = count >= self.required_approvals
         if started:
-            approvers = [a.approver for a in self.approvals if a.decision == "approve"]
+            names = approvers(self.approvals)
             self._move(
                 JobState.APPROVED,
                 actor=name,
-                reason=f"approved by {', '.join(approvers)} ({count}/{self.required_approvals})",
+                reason=f"approved by {', '.join(names)} ({count}/{self.required_approvals})",
                 now=now,
             )
-            self.start_training(approvers, now=now)
+            self.start_training(names, now=now)
         return DecisionOutcome("approve", name, count, self.required_approvals, override, started)
 
     def expire(self, now: datetime) -> None:

@@ -1,5 +1,5 @@
-"""The registry HTTP API: jobs (read, approve, cancel, evaluate again), principals (admin) and the first-admin
-bootstrap.
+"""The registry HTTP API: jobs (read, approve, cancel, evaluate again), model versions (entrypoints/models_http.py),
+principals (admin) and the first-admin bootstrap.
 JSON errors everywhere: {"error": <code>, "detail": <what, where, why>}.
 
 Every route but /healthz and /admin/bootstrap needs `Authorization: Bearer <token>`; who may do what is
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,9 +36,11 @@ from services.registry.domain.errors import (
     Unauthenticated,
 )
 from services.registry.domain.governance import Governance
+from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.principals import Principal, SigningKey, hash_token, new_token
 from services.registry.domain.states import STATE_NAMES, InvalidTransition
 from services.registry.entrypoints.limits import BodyLimit
+from services.registry.entrypoints.models_http import add_model_routes
 from services.registry.schemas import (
     AdminBootstrap,
     ApprovalRequest,
@@ -121,6 +123,25 @@ def _signing_key(text: str | None, now: Any) -> SigningKey | None:
     return SigningKey(key_id=key_id_for(key), public_key=public_key_raw(key).hex(), added_at=now)
 
 
+Requires = Callable[[tuple[str, ...], str], Any]
+
+
+def requirement(runtime: RuntimeLike) -> Requires:
+    def requires(allowed: tuple[str, ...], action: str) -> Any:
+        """A dependency: FastAPI resolves it before it validates the body, so a caller without a valid token
+        learns nothing about what the body should hold."""
+
+        def authenticated(authorization: str | None = Header(default=None)) -> Principal:
+            token = _bearer(authorization)
+            with runtime.db.transaction() as session:
+                principal = repository.principal_by_token(session, token)
+            return access.authorise(principal, allowed, action)
+
+        return Depends(authenticated)
+
+    return requires
+
+
 def create_app(
     runtime: RuntimeLike, governance: Governance, api_settings: RegistryAPISettings | None = None
 ) -> FastAPI:
@@ -135,17 +156,7 @@ def create_app(
     )
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
 
-    def requires(allowed: tuple[str, ...], action: str) -> Any:
-        """A dependency: FastAPI resolves it before it validates the body, so a caller without a valid token
-        learns nothing about what the body should hold."""
-
-        def authenticated(authorization: str | None = Header(default=None)) -> Principal:
-            token = _bearer(authorization)
-            with runtime.db.transaction() as session:
-                principal = repository.principal_by_token(session, token)
-            return access.authorise(principal, allowed, action)
-
-        return Depends(authenticated)
+    requires = requirement(runtime)
 
     @app.exception_handler(RegistryError)
     async def _registry_error(_: Request, exc: RegistryError) -> JSONResponse:
@@ -153,6 +164,10 @@ def create_app(
 
     @app.exception_handler(InvalidTransition)
     async def _invalid_transition(_: Request, exc: InvalidTransition) -> JSONResponse:
+        return _error(409, "invalid_transition", str(exc))
+
+    @app.exception_handler(InvalidModelTransition)
+    async def _invalid_model_transition(_: Request, exc: InvalidModelTransition) -> JSONResponse:
         return _error(409, "invalid_transition", str(exc))
 
     @app.exception_handler(StaleDataError)
@@ -284,6 +299,8 @@ def create_app(
             outbox.commit_job(ctx, found)
             accepted = EvaluationRequestView.of(found, request)
         return accepted
+
+    add_model_routes(app, runtime, governance, requires)
 
     # ------------------------------------------------------------ principals
 

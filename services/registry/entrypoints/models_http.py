@@ -1,0 +1,210 @@
+"""Model-version routes of the registry API: list, read, AIBOM, approve, deploy under an alias, retire,
+and alias rollback. Same authentication and JSON errors as the job routes (entrypoints/http.py adds these
+to its app); who may do what is in domain/access.py, the rules in the aggregates.
+
+Writes run in `runtime.transaction(...)`: the versions and alias they change and the events they record
+commit together (a deploy that deprecates the previous version is one act)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Query
+
+from services.registry.adapters import model_repository, outbox
+from services.registry.domain import access, deployments
+from services.registry.domain.errors import Conflict, InvalidRequest, NotFound
+from services.registry.domain.governance import Governance
+from services.registry.domain.model_states import MODEL_STATE_NAMES, ModelState
+from services.registry.domain.principals import Principal
+from services.registry.model_schemas import (
+    AliasView,
+    DeploymentRequest,
+    DeploymentResult,
+    ModelApprovalRequest,
+    ModelApprovalResult,
+    ModelVersionSummary,
+    ModelVersionView,
+    RetirementRequest,
+    RollbackRequest,
+)
+from shared.events.payloads import ArtifactRef
+from shared.ids import validate_model_name, validate_version_id
+from shared.storage.artifacts import ArtifactStore
+
+if TYPE_CHECKING:
+    from services.registry.entrypoints.http import RuntimeLike
+
+MAX_AIBOM_BYTES = 16 * 1024 * 1024
+
+
+def _version_id(value: str) -> str:
+    try:
+        return validate_version_id(value)
+    except ValueError as exc:
+        raise NotFound(f"{exc}; no such model version") from None
+
+
+def _alias_name(value: str) -> str:
+    try:
+        return validate_model_name(value, "alias")
+    except ValueError as exc:
+        raise NotFound(f"{exc}; no such alias") from None
+
+
+def add_model_routes(
+    app: FastAPI, runtime: RuntimeLike, governance: Governance, requires: Callable[[tuple[str, ...], str], Any]
+) -> None:
+    readers = access.READ_MODELS + access.SUBMIT
+
+    def today() -> Any:
+        return governance.now().astimezone(UTC).date()
+
+    @app.get("/models", response_model=list[ModelVersionSummary])
+    def models(
+        state: str | None = Query(default=None),
+        model: str | None = Query(default=None, description="Only versions of this model name."),
+        limit: int = Query(default=200, ge=1, le=5000),
+        principal: Principal = requires(readers, "listing model versions"),
+    ) -> list[ModelVersionSummary]:
+        if state is not None and state not in MODEL_STATE_NAMES:
+            raise InvalidRequest(f"state: unknown state {state!r} (known: {', '.join(sorted(MODEL_STATE_NAMES))})")
+        if model is not None:
+            try:
+                validate_model_name(model)
+            except ValueError as exc:
+                raise InvalidRequest(f"model: {exc}") from None
+        with runtime.db.transaction() as session:
+            found = model_repository.list_versions(session, model_name=model, state=state, limit=limit)
+        every = principal.has_any_role(access.READ_MODELS)
+        return [ModelVersionSummary.of(v, today()) for v in found if every or v.requester == principal.name]
+
+    @app.get("/models/{version_id}", response_model=ModelVersionView)
+    def model_version(
+        version_id: str, principal: Principal = requires(readers, "reading a model version")
+    ) -> ModelVersionView:
+        with runtime.db.transaction() as session:
+            found = model_repository.require_version(session, _version_id(version_id))
+        access.check_reads_version(principal, found.id, found.requester)
+        return ModelVersionView.of(found, today())
+
+    @app.get("/models/{version_id}/aibom")
+    def model_aibom(version_id: str, principal: Principal = requires(readers, "reading an AIBOM")) -> Any:
+        with runtime.db.transaction() as session:
+            found = model_repository.require_version(session, _version_id(version_id))
+        access.check_reads_version(principal, found.id, found.requester)
+        store = ArtifactStore(runtime.settings.home_dir / "artifacts")
+        try:
+            path = store.verify(ArtifactRef.model_validate(found.aibom))
+        except FileNotFoundError:
+            raise NotFound(f"the AIBOM of {found.id} ({found.aibom['uri']}) is not in this registry's store") from None
+        except ValueError as exc:
+            raise Conflict(f"the stored AIBOM of {found.id} does not match the hash on record: {exc}") from None
+        if path.stat().st_size > MAX_AIBOM_BYTES:
+            raise Conflict(f"the AIBOM of {found.id} is over {MAX_AIBOM_BYTES} bytes; read it from the store")
+        return json.loads(path.read_bytes())
+
+    @app.post("/models/{version_id}/approvals", response_model=ModelApprovalResult)
+    async def approve_model(
+        version_id: str,
+        body: ModelApprovalRequest,
+        approver: Principal = requires(access.DECIDE, "approving a model version"),
+    ) -> ModelApprovalResult:
+        vid = _version_id(version_id)
+        async with runtime.transaction(actor=approver.name, subject=vid) as ctx:
+            version = model_repository.require_version(ctx.db, vid)
+            approved = version.approve(approver, comment=body.comment, now=governance.now())
+            outbox.commit_version(ctx, version)
+        return ModelApprovalResult(
+            version_id=vid,
+            approver=approver.name,
+            state=version.state.value,
+            approvals_so_far=version.approvals_so_far,
+            required_approvals=version.required_approvals,
+            approved=approved,
+            version=ModelVersionView.of(version, today()),
+        )
+
+    @app.post("/models/{version_id}/deployments", response_model=DeploymentResult)
+    async def deploy_model(
+        version_id: str,
+        body: DeploymentRequest,
+        deployer: Principal = requires(access.DEPLOY, "deploying a model version"),
+    ) -> DeploymentResult:
+        vid = _version_id(version_id)
+        now = governance.now()
+        async with runtime.transaction(actor=deployer.name, subject=vid) as ctx:
+            version = model_repository.require_version(ctx.db, vid)
+            alias = model_repository.load_alias(ctx.db, body.alias) or deployments.ModelAlias.new(body.alias, now)
+            current = None
+            if alias.version_id is not None and alias.version_id != vid:
+                current = model_repository.require_version(ctx.db, alias.version_id)
+            deployments.deploy(version, alias, current, tenants=list(body.tenants), by=deployer, now=now)
+            outbox.commit_version(ctx, version)
+            if current is not None:
+                outbox.commit_version(ctx, current)
+            outbox.commit_alias(ctx, alias)
+        return DeploymentResult(
+            version=ModelVersionView.of(version, today()),
+            alias=AliasView.of(alias),
+            deprecated=None if current is None else current.id,
+        )
+
+    @app.post("/models/{version_id}/retirement", response_model=ModelVersionView)
+    async def retire_model(
+        version_id: str,
+        body: RetirementRequest,
+        principal: Principal = requires(access.RETIRE, "retiring a model version"),
+    ) -> ModelVersionView:
+        vid = _version_id(version_id)
+        now = governance.now()
+        async with runtime.transaction(actor=principal.name, subject=vid) as ctx:
+            version = model_repository.require_version(ctx.db, vid)
+            served = version.retire(by=principal.name, reason=body.reason, now=now)
+            outbox.commit_version(ctx, version)
+            if served is not None:
+                alias = model_repository.require_alias(ctx.db, served)
+                deployments.release(alias, version, by=principal.name, now=now)
+                outbox.commit_alias(ctx, alias)
+        return ModelVersionView.of(version, today())
+
+    @app.get("/aliases", response_model=list[AliasView])
+    def aliases(_: Principal = requires(readers, "listing aliases")) -> list[AliasView]:
+        with runtime.db.transaction() as session:
+            return [AliasView.of(a) for a in model_repository.list_aliases(session)]
+
+    @app.post("/aliases/{name}/rollback", response_model=DeploymentResult)
+    async def rollback_alias(
+        name: str,
+        body: RollbackRequest,
+        deployer: Principal = requires(access.DEPLOY, "rolling back an alias"),
+    ) -> DeploymentResult:
+        alias_name = _alias_name(name)
+        now = governance.now()
+        async with runtime.transaction(actor=deployer.name, subject=alias_name) as ctx:
+            alias = model_repository.require_alias(ctx.db, alias_name)
+            current = None if alias.version_id is None else model_repository.require_version(ctx.db, alias.version_id)
+            target = None
+            for candidate_id in alias.rollback_candidates():
+                candidate = model_repository.require_version(ctx.db, candidate_id)
+                if candidate.state in (ModelState.DEPRECATED, ModelState.APPROVED):
+                    target = candidate
+                    break
+            if target is None:
+                raise Conflict(
+                    f"alias {alias_name!r} has no earlier version to roll back to (every version it served before is "
+                    "retired or was rolled back from); deploy a version explicitly"
+                )
+            deployments.rollback(alias, current, target, by=deployer, now=now, reason=body.reason.strip())
+            outbox.commit_version(ctx, target)
+            if current is not None:
+                outbox.commit_version(ctx, current)
+            outbox.commit_alias(ctx, alias)
+        return DeploymentResult(
+            version=ModelVersionView.of(target, today()),
+            alias=AliasView.of(alias),
+            deprecated=None if current is None else current.id,
+        )
