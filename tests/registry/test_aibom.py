@@ -212,3 +212,49 @@ def test_facts_are_checked_before_anything_is_built() -> None:
     data["surprise"] = 1
     with pytest.raises(ValidationError, match="surprise"):
         AIBOMFacts.model_validate(data)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_cyclonedx_python_lib_own_validator_agrees(method: str) -> None:
+    """A second opinion from the library that ships the schema, through its own loader and references."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    validator = JsonStrictValidator(SchemaVersion.V1_6)
+    doc = build_aibom(facts(**METHODS[method]))
+    assert validator.validate_str(aibom_bytes(doc).decode("utf-8")) is None
+    doc["metadata"]["component"]["modelCard"]["modelParameters"]["approach"]["type"] = "preference-optimisation"
+    assert validator.validate_str(json.dumps(doc)) is not None
+
+
+def test_a_gate_failure_over_every_attribute_concerns_each_of_them() -> None:
+    data = facts_dict()
+    data["evaluation"]["failures"] = [
+        {"metric": "bias.max_output_divergence", "rule": "max", "value": 0.31, "threshold": 0.25, "base": 0.12}
+    ]
+    card = build_aibom(AIBOMFacts.model_validate(data))["metadata"]["component"]["modelCard"]["considerations"]
+    for item in card["fairnessAssessments"]:
+        assert item["mitigationStrategy"] == (
+            "release gate default flagged bias.max_output_divergence (over every attribute)"
+        )
+
+
+def test_optional_considerations_appear_only_when_known() -> None:
+    data = facts_dict()
+    data["evaluation"]["suites"] = [data["evaluation"]["suites"][0]]  # no bias suite ran
+    data["evaluation"]["failures"] = []
+    data["use_case"]["users"] = ["support agents"]
+    data["environment"] = {"device": "cpu", "training_seconds": "41.5"}
+    doc = build_aibom(AIBOMFacts.model_validate(data))
+    considerations = doc["metadata"]["component"]["modelCard"]["considerations"]
+    assert "fairnessAssessments" not in considerations
+    assert considerations["users"] == ["support agents"]
+    assert considerations["environmentalConsiderations"] == {
+        "properties": [
+            {"name": "tunegate:environment.device", "value": "cpu"},
+            {"name": "tunegate:environment.training_seconds", "value": "41.5"},
+        ]
+    }
+    assert validate_aibom(doc) == []
+    plain = build_aibom(facts())["metadata"]["component"]["modelCard"]["considerations"]
+    assert "users" not in plain and "environmentalConsiderations" not in plain
