@@ -25,9 +25,10 @@ def verify_aibom(
     public_key: PublicKeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check offline that FILE is the AIBOM a model.registered event in the audit ledger names: its sha256 is the
-    registered one, that event is in a tree head signed by the log key you trust, and FILE is a valid
-    CycloneDX 1.6 document."""
+    """Check offline that FILE is the AIBOM registered in the audit ledger, and valid CycloneDX 1.6.
+
+    Its sha256 must be the one the proof's model.registered event names, that event must be in a tree head
+    signed by the log key you trust (--public-key, else this host's), and FILE must pass the official schema."""
     from pydantic import ValidationError
 
     from services.audit.domain.event_proofs import EVENT_PROOF_FORMAT, EventProofDocument
@@ -80,8 +81,10 @@ def aibom_proof(
     out: Annotated[Path, typer.Option("--out", help="Write the AIBOM proof to this file.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Export the proof that VERSION_ID's AIBOM was registered: the model.registered event as the registry
-    published it, with its inclusion proof under the audit ledger's latest signed tree head."""
+    """Export the proof that VERSION_ID's AIBOM was registered, for `tunegate models verify-aibom`.
+
+    The proof is the model.registered event's payload as the registry published it, with the event's inclusion
+    proof under the audit ledger's latest signed tree head (an audit event proof)."""
     from pydantic import ValidationError
     from rich.console import Console
 
