@@ -8,7 +8,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from services.registry.aibom.facts import AIBOMFacts
+from shared.events.decommissioning import DecommissioningPlan
 from shared.events.envelope import Envelope
+from shared.events.model_versions import ModelRegistered
+from shared.events.payloads import ArtifactRef
 
 
 def digest(label: str) -> str:
@@ -36,7 +39,7 @@ TASK_SUITE = {
 
 
 def facts_dict(
-    kind: str = "sft", adapter: str = "lora", dp: bool = False, version_id: str = "mv_support_bot_1"
+    kind: str = "sft", adapter: str = "lora", dp: bool = False, version_id: str = "support-bot.v1"
 ) -> dict[str, Any]:
     """The facts of one version as plain data (what the registry gathers), varied by training method."""
     artefact = digest(f"artefact {version_id} {kind} {adapter} {dp}")
@@ -134,25 +137,33 @@ def facts(**options: Any) -> AIBOMFacts:
 
 
 def registered_payload(version_id: str, aibom_sha256: str, artefact_sha256: str) -> dict[str, Any]:
-    """model.registered as the registry publishes it. The catalog's ModelRegistered gains version_id and the
-    other fields in the same issue, on another branch; until both land the payload is built here as the
-    wire dict, and registered_envelope() skips the catalog check (the ledger hashes envelope.payload either
-    way, and the verifier reads only version_id and aibom)."""
-    return {
-        "version_id": version_id,
-        "model_id": "support-bot",
-        "model_name": "support-bot",
-        "version": 1,
-        "job_id": "job_0001",
-        "artifact": {"uri": f"cas://sha256/{artefact_sha256}", "sha256": artefact_sha256, "size_bytes": 123456},
-        "aibom": {"uri": f"cas://sha256/{aibom_sha256}", "sha256": aibom_sha256, "size_bytes": None},
-        "base_model": "tiny",
-        "gate_passed": True,
-    }
+    """model.registered as the registry publishes it (validated by the catalog's ModelRegistered)."""
+    digest = "ab" * 32
+    return ModelRegistered(
+        version_id=version_id,
+        model_name=version_id.rsplit(".v", 1)[0],
+        version=int(version_id.rsplit(".v", 1)[1]),
+        job_id="job_0001",
+        evaluation_id="ev-1",
+        base_model="tiny",
+        artifact=ArtifactRef(uri=f"cas://sha256/{artefact_sha256}", sha256=artefact_sha256, size_bytes=123456),
+        aibom=ArtifactRef(uri=f"cas://sha256/{aibom_sha256}", sha256=aibom_sha256),
+        gate_passed=True,
+        report=ArtifactRef(uri=f"cas://sha256/{digest}", sha256=digest),
+        risk_tier="limited",
+        required_approvals=1,
+        decommissioning=DecommissioningPlan(
+            owner="support-platform",
+            retraining_trigger="accuracy below 95%",
+            previous_version_retirement="deprecated for 30 days, then retired",
+            audit_retention_days=365,
+        ),
+        review_by="2027-05-01",
+    ).model_dump(mode="json")
 
 
 def registered_envelope(payload: dict[str, Any]) -> Envelope:
-    return Envelope.model_construct(
+    return Envelope(
         type="model.registered",
         producer="registry",
         actor="system:registry",

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from services.cli.demo import JOB_FILE
 from services.scanner.entrypoints.demo_dataset import demo_records
-from services.trainer.entrypoints.cli import jobs_watch, register
+from services.trainer.entrypoints.cli import jobs_watch
 from shared.datasets import kind_of
 from shared.events.envelope import Envelope
 from shared.events.payloads import ArtifactRef, MethodSpec, TrainingCompleted, TrainingProgress, TrainingStarted
@@ -70,8 +70,10 @@ def test_models_bases_lists_builtin_and_local_bases(tmp_path: Path, monkeypatch:
     (local / "LICENSE").write_text("MIT License\n...")
     import typer
 
+    from services.registry.entrypoints.models_cli import models_app
+
     app = typer.Typer()
-    register(app)
+    app.add_typer(models_app, name="models")
     app.command("status")(lambda: None)  # a second command keeps typer from collapsing the group
     result = CliRunner().invoke(app, ["models", "bases", "--json", "--local", str(local)])
     assert result.exit_code == 0, result.output

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from services.registry.entrypoints import cli_common as common
 from services.registry.entrypoints.cli_common import JsonOption, TokenOption, call, console, fail
+from services.registry.entrypoints.models_aibom_cli import register as register_aibom_commands
 from services.trainer.entrypoints.cli import models_bases
 
 if TYPE_CHECKING:
@@ -20,10 +21,11 @@ if TYPE_CHECKING:
 
 models_app = typer.Typer(
     help="Model versions: list, show (with the AIBOM), approve, deploy under an alias, retire, roll back; base "
-    "models to fine-tune.",
+    "models.",
     no_args_is_help=True,
 )
 models_app.command("bases")(models_bases)
+register_aibom_commands(models_app)  # verify-aibom, aibom-proof
 
 VersionArgument = Annotated[str, typer.Argument(help="Model version id, e.g. support-triage.v2.")]
 AsOption = Annotated[str | None, typer.Option("--as", help="Principal whose stored token to use.")]

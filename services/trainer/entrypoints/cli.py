@@ -1,4 +1,5 @@
-"""`tunegate models bases` and `tunegate jobs watch ID` (services/cli/main.py mounts `jobs_watch` under `jobs`)."""
+"""`tunegate models bases` (mounted in the registry's `models` group, services/registry/entrypoints/models_cli.py)
+and `tunegate jobs watch ID` (services/cli/main.py mounts `jobs_watch` under `jobs`)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,9 @@ if TYPE_CHECKING:
 
     from shared.events.envelope import Envelope
 
-models_app = typer.Typer(help="Base models available to fine-tune.", no_args_is_help=True)
 TERMINAL = {"training.completed", "training.failed", "training.cancelled"}
 
 
-@models_app.command("bases")
 def models_bases(
     local: Annotated[list[Path] | None, typer.Option("--local", help="Also list this checkpoint directory.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -129,4 +128,6 @@ def jobs_watch(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(models_app, name="models")
+    """Nothing of its own at the top level: `models bases` is mounted in the registry's `models` group
+    (services/registry/entrypoints/models_cli.py), `jobs watch` under `jobs` by services/cli/main.py."""
+    del app
