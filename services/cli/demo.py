@@ -3,8 +3,9 @@
 Every step is the real `tunegate` command a user would type, run as its own process and printed before it
 runs, against real service processes: up -> pre-flight scan (planted personal data and secrets found and
 redacted) -> principals -> submit a high-risk job -> scan (canaries planted) -> two approvers -> training ->
-evaluation and its gate verdict -> audit proofs -> down. The end-to-end test runs this same function in a
-temporary TUNEGATE_HOME."""
+evaluation and its gate verdict -> its model version -> a minimal-risk job to a model version that is
+approved and deployed under an alias -> its AIBOM, proven against the ledger -> audit proofs -> down. The
+end-to-end test runs this same function in a temporary TUNEGATE_HOME."""
 
 from __future__ import annotations
 
@@ -24,9 +25,15 @@ from rich.rule import Rule
 
 from shared.config import Settings
 
-JOB_FILE = Path(__file__).resolve().parents[1] / "registry" / "examples" / "demo_job_high_risk.yaml"
+EXAMPLES = Path(__file__).resolve().parents[1] / "registry" / "examples"
+JOB_FILE = EXAMPLES / "demo_job_high_risk.yaml"
+RELEASE_JOB_FILE = EXAMPLES / "demo_job.yaml"
+"""The minimal-risk job whose model version the demo approves and deploys."""
 REQUESTER = "demo-requester"
 APPROVERS = ("demo-approver-1", "demo-approver-2")
+DEPLOYER = "demo-deployer"
+ALIAS = "support-triage"
+TENANT = "demo-tenant"
 FINAL_STATES = {"evaluated", "gate_failed", "failed", "cancelled", "rejected", "blocked", "expired"}
 VERDICT_STATES = {"evaluated", "gate_failed"}
 
@@ -43,6 +50,13 @@ class DemoResult:
     preflight_exit: int | None = None
     audit_verified: bool = False
     proof_verified: bool = False
+    release_job: dict[str, Any] = field(default_factory=dict)
+    version: dict[str, Any] = field(default_factory=dict)
+    """The deployed model version (tunegate models show --json)."""
+    gated_version: dict[str, Any] = field(default_factory=dict)
+    """The high-risk job's model version, as registered (a candidate whether or not its gate passed)."""
+    aibom_path: str = ""
+    aibom_verified: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -92,6 +106,13 @@ class Demo:
             time.sleep(1.0)
         raise DemoFailed(f"job {job_id} did not reach {sorted(wanted)} in {timeout_s:.0f}s (last: {job.get('state')})")
 
+    def version_of(self, job_id: str) -> dict[str, Any]:
+        """The model version registered from a job's newest evaluation."""
+        versions = [v for v in self.json("models", "list", "--json") if v["job_id"] == job_id]
+        if not versions:
+            raise DemoFailed(f"no model version was registered for job {job_id}")
+        return dict(self.json("models", "show", versions[0]["id"], "--json"))
+
     def execute(self) -> DemoResult:
         result = DemoResult()
         started = time.monotonic()
@@ -110,9 +131,11 @@ class Demo:
             )
             result.preflight_exit = preflight.returncode
 
-            self.step("3. Principals via the registry API (admin token from `up`): a requester, two approvers")
+            self.step("3. Principals via the registry API (admin token from `up`): a requester, two approvers, "
+                      "a deployer")
             existing = {p["name"] for p in self.json("principals", "list", "--json")}
-            for name, role in ((REQUESTER, "requester"), *((name, "approver") for name in APPROVERS)):
+            wanted = ((REQUESTER, "requester"), *((name, "approver") for name in APPROVERS), (DEPLOYER, "deployer"))
+            for name, role in wanted:
                 if name not in existing:
                     self.run("principals", "create", name, "--role", role)
 
@@ -145,7 +168,42 @@ class Demo:
             result.job = job
             self.run("eval", "show", job_id, check=False)
 
-            self.step("9. Audit: verify the whole ledger, then prove this job's request is in it")
+            self.step("9. The model registry: the evaluated artefact is a registered model version with its AIBOM")
+            result.gated_version = self.version_of(job_id)
+            self.run("models", "show", result.gated_version["id"])
+            if not result.gated_version["gate_passed"]:
+                self.console.print("its gate failed, so no approver can approve it:")
+                self.run("models", "approve", result.gated_version["id"], "--as", APPROVERS[0], check=False)
+
+            self.step("10. A minimal-risk job (support triage) from request to a deployed model version")
+            release = self.json("submit", str(RELEASE_JOB_FILE), "--as", REQUESTER, "--dataset", str(dataset), "--json")
+            release_id = release["job_id"]
+            self.wait_state(release_id, {"awaiting_approval"}, timeout_s=180)
+            self.run("approve", release_id, "--as", APPROVERS[0], "--comment", "minimal risk: one approval")
+            result.release_job = self.wait_state(release_id, VERDICT_STATES, timeout_s=1800)
+            self.run("eval", "show", release_id, check=False)
+            version = self.version_of(release_id)
+            vid = version["id"]
+            self.run("models", "approve", vid, "--as", APPROVERS[1], "--comment", "gate passed; metrics reviewed")
+            self.run("models", "deploy", vid, "--alias", ALIAS, "--tenant", TENANT, "--as", DEPLOYER)
+            result.version = self.json("models", "show", vid, "--json")
+            self.run("models", "list")
+
+            self.step("11. The AIBOM (CycloneDX 1.6), and its proof against the audit ledger, checked offline")
+            aibom_file = data_dir / f"{vid}.aibom.json"
+            self.run("models", "show", vid, "--aibom", "--out", str(aibom_file))
+            result.aibom_path = str(aibom_file)
+            self.console.print(f"AIBOM: [bold]{aibom_file}[/bold]")
+            time.sleep(1.0)  # the ledger signs a tree head over model.registered
+            aibom_proof = data_dir / f"{vid}.aibom-proof.json"
+            self.run("models", "aibom-proof", vid, "--out", str(aibom_proof))
+            checked = self.run(
+                "models", "verify-aibom", str(aibom_file), "--proof", str(aibom_proof),
+                "--public-key", str(self.home / "keys" / "audit_ed25519.pub"), check=False,
+            )
+            result.aibom_verified = checked.returncode == 0
+
+            self.step("12. Audit: verify the whole ledger, then prove this job's request is in it")
             time.sleep(1.0)  # let the last events be signed over
             verify = self.run("audit", "verify", check=False)
             result.audit_verified = verify.returncode == 0
@@ -161,7 +219,7 @@ class Demo:
             self.run("audit", "tail", "-n", "8")
             self.run("status", check=False)
         finally:
-            self.step("10. Stop what `tunegate up` started")
+            self.step("13. Stop what `tunegate up` started")
             self.run("down", check=False)
         result.timings["total_s"] = time.monotonic() - started
         return result
@@ -187,7 +245,13 @@ def demo(
         console.print(f"evaluation gate ({(result.job or {}).get('risk_tier')} tier): {verdict}; "
                       f"report: tunegate eval show {result.job_id}")
     console.print(f"pre-flight scan exit code: {result.preflight_exit} (0 clean/redacted, 1 blocked)")
+    if result.version:
+        console.print(f"model version {result.version['id']}: {result.version['state']} as {ALIAS!r} for {TENANT}; "
+                      f"AIBOM {result.aibom_path} (verified against the ledger: {result.aibom_verified})")
     console.print(f"audit ledger verified: {result.audit_verified}; inclusion proof verified: {result.proof_verified}")
     console.print(f"took {result.timings['total_s']:.0f}s; state, logs, traces under {Path(target).resolve()}")
+    deployed = result.version.get("state") == "deployed"
     if result.final_state not in VERDICT_STATES or not result.audit_verified or not result.proof_verified:
+        raise typer.Exit(1)
+    if not deployed or not result.aibom_verified:
         raise typer.Exit(1)

@@ -46,9 +46,15 @@ def down() -> None:
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Liveness, consumer lag and dead-letter counts of every service. Exit 1 when Redis is unreachable, or a
-    service that `tunegate up` started is dead, not ready or cannot reach Redis."""
-    report = Supervisor(Settings()).status()
+    """Liveness, consumer lag and dead-letter counts of every service, and model versions past their review
+    date. Exit 1 when Redis is unreachable, or a service that `tunegate up` started is dead, not ready or
+    cannot reach Redis."""
+    settings = Settings()
+    report = Supervisor(settings).status()
+    if report["services"].get("registry", {}).get("alive"):
+        from services.registry.entrypoints.models_cli import review_status
+
+        report["models"] = review_status(settings)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         raise typer.Exit(0 if report["healthy"] else 1)
@@ -76,6 +82,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     for name, entry in report["services"].items():
         for problem in entry["problems"]:
             console.print(f"[red]{name}: {problem}")
+    models = report.get("models") or {}
+    if models.get("checked"):
+        overdue = models["overdue"]
+        line = f"model versions: {models['versions']}, past their review date: {len(overdue)}"
+        console.print(f"[red]{line}: " + ", ".join(v["id"] for v in overdue) if overdue else line)
+    elif models:
+        console.print(f"model versions: not checked ({models['detail']})")
     if not report["healthy"]:
         console.print("[red]unhealthy: Redis unreachable, or a started service is down or cannot reach Redis")
         raise typer.Exit(1)

@@ -46,15 +46,17 @@ def assert_one_trace_per_job(home: Path, job_id: str) -> None:
     producers = [s for s in of_job if s["kind"] == "PRODUCER"]
     assert producers and all(s["name"].startswith("send tunegate.") for s in producers)
     approvals = [s for s in spans if s["kind"] == "SERVER" and s["name"] == "POST /jobs/{job_id}/approvals"]
-    assert len(approvals) == 2, [s["name"] for s in spans if s["kind"] == "SERVER"]
+    linked_to_job = []
     for request in approvals:
         assert request["trace_id"] != job_trace, "an approval request is a trace of its own"
         in_request = [s for s in spans if s["trace_id"] == request["trace_id"]]
         links = [link["trace_id"] for s in in_request for link in s["links"]]
-        assert links == [job_trace], "linked to the job's trace"
+        assert len(links) == 1, "linked to its job's trace"
+        linked_to_job += [request] if links == [job_trace] else []
+    assert len(linked_to_job) == 2, "the job's two approvals link to its trace"
 
 
-def test_demo_runs_submit_scan_two_approvals_training_evaluation_and_audit(
+def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment_and_audit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TUNEGATE_REDIS_URL", raising=False)
@@ -99,6 +101,21 @@ def test_demo_runs_submit_scan_two_approvals_training_evaluation_and_audit(
     found = {entity for entity, actions in report["totals"].items() if actions.get("redact")}
     assert {"EMAIL_ADDRESS", "CREDIT_CARD", "AWS_ACCESS_KEY"} <= found, found
     assert "AKIAIOSFODNN7EXAMPLE" not in (home / "demo" / "orders.redacted.jsonl").read_text()
+
+    # The model registry: both evaluated artefacts are model versions; the minimal-risk one was approved by an
+    # approver other than its job's requester and deployed under an alias; its AIBOM is proven in the ledger.
+    assert result.gated_version["job_id"] == result.job_id
+    assert result.gated_version["gate_passed"] == (result.final_state == "evaluated")
+    assert result.release_job["state"] == "evaluated", transcript[-4000:]
+    version = result.version
+    assert version["state"] == "deployed" and version["alias"] == "support-triage"
+    assert version["tenants"] == ["demo-tenant"] and version["approvals"][0]["approver"] == "demo-approver-2"
+    assert [t["to_state"] for t in version["transitions"]] == ["candidate", "approved", "deployed"]
+    aibom = json.loads(Path(result.aibom_path).read_text())
+    assert aibom["specVersion"] == "1.6" and aibom["metadata"]["component"]["type"] == "machine-learning-model"
+    assert result.aibom_verified, transcript[-4000:]
+    assert "AIBOM:" in transcript and Path(result.aibom_path).is_file()
+    assert "model versions: 2, past their review date: 0" in transcript  # `tunegate status`
 
     assert_one_trace_per_job(home, result.job_id)
 

@@ -15,6 +15,7 @@ from services.registry.entrypoints import cli_common as common
 from services.registry.entrypoints.cli_common import JsonOption, TokenOption, call, console, fail
 from services.registry.entrypoints.models_aibom_cli import register as register_aibom_commands
 from services.trainer.entrypoints.cli import models_bases
+from shared.config import Settings
 
 if TYPE_CHECKING:
     from services.registry.model_schemas import ModelVersionSummary, ModelVersionView
@@ -226,3 +227,31 @@ def models_rollback(
         return
     console.print(f"alias {alias!r} rolled back to {result.version.id}"
                   + (f"; {result.deprecated} deprecated" if result.deprecated else ""), highlight=False)
+
+
+def review_status(settings: Settings) -> dict[str, object]:
+    """For `tunegate status`: model versions past their review date, asked of the registry with the stored
+    admin token (or $TUNEGATE_TOKEN). Says why when it cannot ask, never raises."""
+    import os
+
+    import httpx
+
+    from services.registry.adapters.client import RegistryAPIError
+
+    token = os.environ.get(common.TOKEN_ENV, "").strip() or common.credentials(settings).admin_token()
+    if not token:
+        return {"checked": False, "detail": "no admin token on this machine to ask the registry"}
+    try:
+        base_url = settings.resolved_registry_url()
+    except RuntimeError as exc:
+        return {"checked": False, "detail": str(exc)}
+    from services.registry.adapters.client import RegistryClient
+
+    try:
+        with httpx.Client(base_url=base_url, timeout=10.0) as http:
+            versions = RegistryClient(http, token).list_models()
+    except (RegistryAPIError, httpx.HTTPError) as exc:
+        return {"checked": False, "detail": f"registry not asked: {exc}"}
+    overdue = [{"id": v.id, "state": v.state, "review_by": v.review_by.isoformat()} for v in versions
+               if v.review_overdue]
+    return {"checked": True, "versions": len(versions), "overdue": overdue}
