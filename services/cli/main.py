@@ -30,8 +30,9 @@ VERBS: dict[str, Verb] = {
     "down": Verb("services.cli.stack:down", "Stop exactly the processes `tunegate up` started."),
     "status": Verb(
         "services.cli.stack:status",
-        "Liveness, consumer lag and dead-letter counts of every service. Exit 1 when Redis is unreachable, or a "
-        "service that `tunegate up` started is dead, not ready or cannot reach Redis.",
+        "Liveness, consumer lag and dead-letter counts of every service, and model versions past their review "
+        "date. Exit 1 when Redis is unreachable, or a service that `tunegate up` started is dead, not ready or "
+        "cannot reach Redis.",
     ),
     "submit": Verb(
         "services.registry.entrypoints.cli:submit",

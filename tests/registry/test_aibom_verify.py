@@ -33,20 +33,22 @@ from shared.storage.db import Database
 from tests.audit.audit_support import envelope
 from tests.registry.aibom_support import facts, registered_envelope, registered_payload
 
+V1, V2, V3 = "support-bot.v1", "support-bot.v2", "support-bot.v3"
+
 
 class Registered:
     """A ledger holding two registered versions among other events, every entry signed."""
 
     def __init__(self, ledger: LedgerService) -> None:
         self.ledger = ledger
-        self.docs = {vid: build_aibom(facts(version_id=vid)) for vid in ("support-bot.v1", "support-bot.v2")}
+        self.docs = {vid: build_aibom(facts(version_id=vid)) for vid in (V1, V2)}
         self.payloads = {
             vid: registered_payload(vid, aibom_sha256(doc), doc["metadata"]["component"]["hashes"][0]["content"])
             for vid, doc in self.docs.items()
         }
         self.events = {vid: registered_envelope(payload) for vid, payload in self.payloads.items()}
         self.other = envelope(3)
-        ledger.append([envelope(0), envelope(1), self.events["support-bot.v1"], envelope(2), self.other, self.events["support-bot.v2"]])
+        ledger.append([envelope(0), envelope(1), self.events[V1], envelope(2), self.other, self.events[V2]])
         ledger.sign_now()
 
     def proof(self, version_id: str) -> EventProofDocument:
@@ -68,24 +70,24 @@ def registered(tmp_path: Path) -> Iterator[Registered]:
 
 
 def test_the_registered_aibom_verifies_offline(registered: Registered) -> None:
-    proof = registered.proof("support-bot.v1")
+    proof = registered.proof(V1)
     # Through JSON, as the file an auditor receives.
     restored = EventProofDocument.model_validate_json(proof.model_dump_json())
-    check = verify_aibom(registered.file("support-bot.v1"), restored, registered.ledger.signer.public_key_pem)
+    check = verify_aibom(registered.file(V1), restored, registered.ledger.signer.public_key_pem)
     assert check.ok, check.detail
-    assert check.version_id == "support-bot.v1" and check.event_id == registered.events["support-bot.v1"].event_id
+    assert check.version_id == V1 and check.event_id == registered.events[V1].event_id
     assert (check.sequence, check.tree_size) == (2, 6)
-    assert check.aibom_sha256 == aibom_sha256(registered.docs["support-bot.v1"])
+    assert check.aibom_sha256 == aibom_sha256(registered.docs[V1])
     assert "registered for model version support-bot.v1" in check.detail and "signed tree of size 6" in check.detail
 
 
 def test_one_changed_byte_is_refused(registered: Registered) -> None:
-    data = bytearray(registered.file("support-bot.v1"))
+    data = bytearray(registered.file(V1))
     position = data.index(b"support-bot")
     data[position] = ord("S")
-    check = verify_aibom(bytes(data), registered.proof("support-bot.v1"), registered.ledger.signer.public_key_pem)
+    check = verify_aibom(bytes(data), registered.proof(V1), registered.ledger.signer.public_key_pem)
     assert not check.ok
-    assert f"is not the AIBOM sha256 {aibom_sha256(registered.docs['support-bot.v1'])} registered for model version support-bot.v1" in (
+    assert f"is not the AIBOM sha256 {aibom_sha256(registered.docs[V1])} registered for model version {V1}" in (
         check.detail
     )
     assert "the file was altered" in check.detail
@@ -94,13 +96,13 @@ def test_one_changed_byte_is_refused(registered: Registered) -> None:
 def test_a_proof_of_another_event_is_refused(registered: Registered) -> None:
     key = registered.ledger.signer.public_key_pem
     # Another version's registration: genuine, but it registered another AIBOM.
-    check = verify_aibom(registered.file("support-bot.v1"), registered.proof("support-bot.v2"), key)
+    check = verify_aibom(registered.file(V1), registered.proof(V2), key)
     assert not check.ok and "registered for model version support-bot.v2" in check.detail
     assert "or the proof is for another version" in check.detail
     # An event that is not a registration at all.
     other = registered.other
     proof = event_proof(other.payload, registered.ledger.proof_for(other.event_id))
-    check = verify_aibom(registered.file("support-bot.v1"), proof, key)
+    check = verify_aibom(registered.file(V1), proof, key)
     assert not check.ok
     assert check.detail == (
         f"the proof is for event {other.event_id} of type job.state_changed, not a model.registered event:"
@@ -110,7 +112,7 @@ def test_a_proof_of_another_event_is_refused(registered: Registered) -> None:
 
 def test_a_wrong_key_is_refused(registered: Registered) -> None:
     stranger = public_key_pem(Ed25519PrivateKey.generate().public_key())
-    check = verify_aibom(registered.file("support-bot.v1"), registered.proof("support-bot.v1"), stranger)
+    check = verify_aibom(registered.file(V1), registered.proof(V1), stranger)
     assert not check.ok
     assert check.detail.startswith("ledger proof refused: tree head of size 6 names log")
     assert "not this key's log" in check.detail
@@ -118,22 +120,22 @@ def test_a_wrong_key_is_refused(registered: Registered) -> None:
 
 def test_an_edited_payload_cannot_vouch_for_another_file(registered: Registered) -> None:
     """Swapping the registered sha256 for a forged file's breaks the payload's link to the ledger entry."""
-    forged = registered.file("support-bot.v1").replace(b"support-bot", b"Support-bot")
-    proof = registered.proof("support-bot.v1").model_dump(mode="json")
+    forged = registered.file(V1).replace(b"support-bot", b"Support-bot")
+    proof = registered.proof(V1).model_dump(mode="json")
     proof["payload"]["aibom"]["sha256"] = aibom_sha256(json.loads(forged))
     check = verify_aibom(forged, EventProofDocument.model_validate(proof), registered.ledger.signer.public_key_pem)
     assert not check.ok
     assert check.detail.startswith("ledger proof refused: the payload's sha256")
-    assert f"ledger entry 2 (event {registered.events['support-bot.v1'].event_id}, model.registered) committed to" in (
+    assert f"ledger entry 2 (event {registered.events[V1].event_id}, model.registered) committed to" in (
         check.detail
     )
 
 
 def test_an_event_proof_binds_only_its_own_payload(registered: Registered) -> None:
-    inclusion = registered.ledger.proof_for(registered.events["support-bot.v1"].event_id)
+    inclusion = registered.ledger.proof_for(registered.events[V1].event_id)
     with pytest.raises(PayloadMismatch, match="is not the payload_sha256"):
-        event_proof(registered.payloads["support-bot.v2"], inclusion)
-    check = verify_event_proof(registered.proof("support-bot.v1"), registered.ledger.signer.public_key_pem)
+        event_proof(registered.payloads[V2], inclusion)
+    check = verify_event_proof(registered.proof(V1), registered.ledger.signer.public_key_pem)
     assert check.ok and "entry 2 of the signed tree of size 6" in check.detail
 
 
@@ -162,8 +164,8 @@ def host(tunegate_home: Path, tmp_path: Path) -> dict[str, Any]:
     """This host: an audit ledger and a registry outbox under TUNEGATE_HOME, and the AIBOM file."""
     settings = Settings()
     ledger = open_ledger(settings)
-    doc = build_aibom(facts(version_id="support-bot.v3"))
-    payload = registered_payload("support-bot.v3", aibom_sha256(doc), doc["metadata"]["component"]["hashes"][0]["content"])
+    doc = build_aibom(facts(version_id=V3))
+    payload = registered_payload(V3, aibom_sha256(doc), doc["metadata"]["component"]["hashes"][0]["content"])
     event = registered_envelope(payload)
     tables = inbox_tables("registry")
     registry_db = Database(settings.database_url_for("registry"))
@@ -184,14 +186,14 @@ runner = CliRunner()
 
 def test_the_verbs_export_and_verify(host: dict[str, Any], tmp_path: Path) -> None:
     app, proof = models_app(), tmp_path / "aibom-proof.json"
-    made = runner.invoke(app, ["models", "aibom-proof", "support-bot.v3", "--out", str(proof)])
+    made = runner.invoke(app, ["models", "aibom-proof", V3, "--out", str(proof)])
     assert made.exit_code == 0, made.output
     assert f"event {host['event_id']} is entry 1 of the signed tree of size 2" in made.output
     args = ["models", "verify-aibom", str(host["aibom"]), "--proof", str(proof), "--public-key", str(host["key"])]
     ok = runner.invoke(app, [*args, "--json"])
     assert ok.exit_code == 0, ok.output
     report = json.loads(ok.output)
-    assert report["ok"] is True and report["version_id"] == "support-bot.v3" and report["schema_problems"] == []
+    assert report["ok"] is True and report["version_id"] == V3 and report["schema_problems"] == []
     # The audit verb accepts the same document as an event proof.
     audit = runner.invoke(app, ["audit", "verify-proof", str(proof), "--public-key", str(host["key"])])
     assert audit.exit_code == 0, audit.output
