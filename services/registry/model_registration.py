@@ -74,6 +74,15 @@ def _datasets(job: Job) -> list[DatasetFacts]:
     return datasets
 
 
+FOOTPRINT_METRICS = ("train_seconds", "steps", "tokens_seen", "records")
+"""Training metrics an AIBOM states as the run's footprint (environmentalConsiderations), when reported."""
+
+
+def _footprint(metrics: dict[str, Any]) -> dict[str, str]:
+    known = [name for name in FOOTPRINT_METRICS if isinstance(metrics.get(name), int | float)]
+    return {name: f"{float(metrics[name]):.6g}" for name in known}
+
+
 def aibom_facts(job: Job, data: EvaluationCompleted, *, model_name: str, number: int, now: datetime) -> AIBOMFacts:
     result: dict[str, Any] = job.training_result or {}
     plan = job.spec.decommissioning
@@ -118,6 +127,7 @@ def aibom_facts(job: Job, data: EvaluationCompleted, *, model_name: str, number:
         job_approvers=approvers(job.approvals),
         library_versions=dict(result.get("library_versions") or {}),
         code_commit=result.get("code_commit"),
+        environment=_footprint(dict(result.get("metrics") or {})),
         decommissioning=DecommissioningFacts(
             owner=plan.owner,
             retraining_trigger=plan.retraining_trigger,
