@@ -3,7 +3,8 @@
 Plain `AnalyzerEngine.analyze()` runs every recognizer over every text (phonenumbers' matcher dominates).
 Here a recognizer runs only when its pre-screen regex matches, and windowed recognizers only see the text
 around the match. The recognizer objects are Presidio's (and ours), so results are the same ones Presidio
-would produce; `build_analyzer` returns a plain AnalyzerEngine over the same recognizers for comparison."""
+would produce; `build_analyzer` returns a plain AnalyzerEngine over the same recognizers for comparison.
+NER (adapters/ner.py) runs batched over many texts at once; `detect_many` analyses each distinct text once."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The per-record work of a scan, run in worker processes: parse, validate, detect, decide, redact, hash.
 
 Workers get their configuration once (`WorkerConfig`) and return compact `RecordResult`s; `process_records`
-fans chunks out to a bounded pool (or runs inline for small files) and yields results in order."""
+fans chunks out to a bounded pool (or runs them inline for small files) and yields results in order. A chunk
+is detected in one call, so repeated texts are analysed once and NER runs batched (adapters/detector.py)."""
 
 from __future__ import annotations
 
@@ -84,9 +85,6 @@ class RecordProcessor:
             load_registry(config.registry_path), set(min_scores), ner=config.ner, min_scores=min_scores
         )
         self.redactor = Redactor(config.hash_key)
-
-    def process(self, raw: RawRecord) -> RecordResult:
-        return self.process_many([raw])[0]
 
     def process_many(self, raws: list[RawRecord]) -> list[RecordResult]:
         """A chunk at a time: every text field of the chunk goes to the detector in one call, so repeated
