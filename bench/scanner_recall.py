@@ -1,6 +1,6 @@
 """Scanner recall and precision per entity type on the Faker corpus it was not written against.
 
-    .venv/bin/python bench/scanner_recall.py [--records 3000] [--seed 7] [--ner] [--json]
+    .venv/bin/python bench/scanner_recall.py [--records 3000] [--seed 7] [--no-ner] [--json]
 
 The corpus (bench/support/faker_corpus.py, templates in faker_corpus_templates.yaml) is e-mails, tickets
 and chats in seven locales with gold spans and look-alike decoys (order numbers, versions, ISBNs, SKUs,
@@ -34,11 +34,11 @@ from services.scanner.domain.findings import Span, decide_spans
 
 def detect(records: list[CorpusRecord], *, classification: str, ner: bool) -> list[list[tuple[str, int, int]]]:
     policy = load_policy("default")
-    floors = {e: s for e in policy.entities() if (s := policy.min_score(classification, e)) is not None}
+    floors = policy.floors(classification)
     detector = Detector(load_registry(), set(floors), ner=ner, min_scores=floors)
     out = []
-    for record in records:
-        spans = [Span(d.entity, d.start, d.end, d.score) for d in detector.detect(record.text)]
+    for found in detector.detect_many([r.text for r in records]):
+        spans = [Span(d.entity, d.start, d.end, d.score) for d in found]
         out.append([(d.span.entity, d.span.start, d.span.end) for d in decide_spans(spans, policy, classification)])
     return out
 
@@ -48,7 +48,9 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--classification", default="internal")
-    parser.add_argument("--ner", action="store_true", help="Run the spaCy NER recognizer too (needs a model).")
+    parser.add_argument(
+        "--ner", action=argparse.BooleanOptionalAction, default=True, help="spaCy NER, as scans run by default."
+    )
     parser.add_argument("--json", action="store_true", help="Print one JSON object instead of the table.")
     args = parser.parse_args()
 

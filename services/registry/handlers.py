@@ -67,6 +67,8 @@ def scan_result(data: DatasetScanned) -> ScanResult:
         "source": data.source.model_dump(mode="json"),
         "dataset": data.dataset.model_dump(mode="json"),
         "report": data.report.model_dump(mode="json"),
+        # Which detectors ran (None from a scanner that did not say: treated as a scan without NER).
+        "detectors": data.detectors.model_dump(mode="json") if data.detectors is not None else None,
     }
     return ScanResult(
         verdict=data.verdict,

@@ -6,6 +6,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from services.scanner.adapters.anonymizer import load_or_create_hash_key
+from services.scanner.adapters.ner import require_ner_model
 from services.scanner.adapters.policy_files import load_policy
 from services.scanner.adapters.tables import METADATA
 from services.scanner.handlers import ScannerDeps, build_handlers
@@ -36,4 +37,7 @@ def build(settings: Settings) -> ServiceDefinition:
 
     # Load the default policy now: a broken bundled policy should stop the service, not fail every scan.
     load_policy("default")
-    return ServiceDefinition(name="scanner", handlers=build_handlers(build_deps(settings)), metadata=[METADATA])
+    deps = build_deps(settings)
+    if deps.ner:
+        require_ner_model()  # likewise a missing NER model: NerUnavailable names the package to install
+    return ServiceDefinition(name="scanner", handlers=build_handlers(deps), metadata=[METADATA])

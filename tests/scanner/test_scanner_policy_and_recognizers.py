@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from services.scanner.adapters.detector import Detector, RegistryError, load_registry, ner_available
+from services.scanner.adapters.detector import Detector, RegistryError, load_registry
 from services.scanner.adapters.policy_files import load_policy
 from services.scanner.domain.findings import Span, VerdictInputs, decide_spans, decide_verdict, resolve_overlaps
 from services.scanner.domain.policy import Action, Policy, PolicyError
@@ -160,7 +160,6 @@ recognizers:
         load_registry(path)
 
 
-@pytest.mark.skipif(not ner_available(), reason="optional NER model (tunegate[ner]) not installed")
-def test_ner_entities_when_the_spacy_model_is_installed(registry: list) -> None:  # type: ignore[type-arg]
+def test_ner_entities_from_the_spacy_model(registry: list) -> None:  # type: ignore[type-arg]
     found = Detector(registry, {"PERSON", "LOCATION"}, ner=True).detect("Angela Merkel flew from Berlin.")
     assert {(d.entity, d.start, d.end) for d in found} == {("PERSON", 0, 13), ("LOCATION", 24, 30)}

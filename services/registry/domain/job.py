@@ -294,6 +294,12 @@ class Job(JobEvaluations, EventRecorder):
         return DecisionOutcome("reject", name, self.approvals_so_far, self.required_approvals, False, False)
 
     def _approve_by(self, name: str, comment: str, now: datetime) -> DecisionOutcome:
+        detectors = (self.scan_summary or {}).get("detectors")  # absent (an older scanner) = without NER
+        if self.risk_tier == "high" and not (isinstance(detectors, dict) and detectors.get("ner") is True):
+            raise Conflict(
+                f"job {self.id} is high-risk and its dataset was scanned without NER (names and places in free "
+                "text were not looked for); rescan with NER before approval"
+            )
         override = bool(self.advice.get("requires_override"))
         if override and not comment:
             raise InvalidRequest(

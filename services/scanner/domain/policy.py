@@ -116,6 +116,10 @@ class Policy(BaseModel):
         rules = self.rules_for(classification, entity)
         return min((r.min_score for r in rules), default=None)
 
+    def floors(self, classification: str) -> dict[str, float]:
+        """Entity -> lowest min_score under this classification: what detection must compute at all."""
+        return {e: s for e in self.entities() if (s := self.min_score(classification, e)) is not None}
+
     def decide(self, classification: str, entity: str, score: float) -> Rule | None:
         """The rule for this finding: the one with the highest min_score not above `score`; ties -> stricter.
 

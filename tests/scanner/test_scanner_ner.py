@@ -1,0 +1,142 @@
+"""NER at speed: batched, deduplicated, trimmed spaCy gives exactly the entities of Presidio's per-text path;
+scans with NER say so, and are the same inline and across worker processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from presidio_analyzer.nlp_engine import SpacyNlpEngine
+from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+from bench.support.faker_corpus import generate_corpus
+from services.scanner.adapters import detector as detector_module
+from services.scanner.adapters.detector import Detection, Detector, RegistryEntry, merge_ner
+from services.scanner.adapters.ner import NER_ENTITIES, ner_model
+from services.scanner.domain.policy import Policy
+from services.scanner.engine.pipeline import ScanOptions, scan_dataset
+from shared.datasets import DatasetManifest
+
+SYSTEM = "You are a helpful support assistant for Acme Cloud. Never repeat card numbers."
+
+
+@pytest.fixture(scope="module")
+def ner_detector(registry: list[RegistryEntry], policy: Policy) -> Detector:
+    floors = policy.floors("internal")
+    return Detector(registry, set(floors), ner=True, min_scores=floors)
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    corpus = [r.text for r in generate_corpus(40, seed=11)]
+    # Repeats (a system prompt in every record), texts without letters, an empty one.
+    return [SYSTEM, *corpus[:20], SYSTEM, "12 345 678", "", *corpus[20:], SYSTEM, corpus[3]]
+
+
+def presidio_per_text(detector: Detector, text: str) -> list[Detection]:
+    """The reference: the registry's detections, then Presidio's own per-text NER path (SpacyNlpEngine.
+    process_text, whole-artifact conversion, SpacyRecognizer.analyze) on the same spaCy pipeline."""
+    assert detector._ner is not None
+    engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": detector._ner.info.name}])
+    engine.nlp = {"en": detector._ner.nlp}
+    artifacts = engine.process_text(text, "en")
+    recognizer = SpacyRecognizer(supported_entities=list(NER_ENTITIES))
+    ner = [
+        Detection(r.entity_type, r.start, r.end, float(r.score), recognizer.name)
+        for r in recognizer.analyze(text, list(NER_ENTITIES), artifacts)
+        if r.score >= detector.min_scores.get(r.entity_type, 0.0)
+    ]
+    patterns = detector._patterns(text)
+    return patterns + merge_ner(patterns, ner)
+
+
+def test_batched_ner_finds_what_the_per_text_path_finds(ner_detector: Detector, texts: list[str]) -> None:
+    batched = ner_detector.detect_many(texts)
+    assert batched == [presidio_per_text(ner_detector, text) for text in texts]
+    assert batched == [ner_detector.detect(text) for text in texts]  # again, from the cache
+    assert any(d.recognizer == "SpacyRecognizer" and d.entity == "PERSON" for found in batched for d in found)
+
+
+def test_repeated_texts_and_texts_without_letters_skip_spacy(
+    registry: list[RegistryEntry], policy: Policy, texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detector = Detector(registry, set(policy.floors("internal")), ner=True)
+    assert detector._ner is not None
+    seen: list[str] = []
+    pipe = detector._ner.nlp.pipe
+
+    def spy(items, **kwargs):  # type: ignore[no-untyped-def]
+        items = list(items)
+        seen.extend(items)
+        return pipe(items, **kwargs)
+
+    monkeypatch.setattr(detector._ner.nlp, "pipe", spy)
+    detector.detect_many(texts)
+    assert seen.count(SYSTEM) == 1 and "12 345 678" not in seen and "" not in seen
+    assert len(seen) == len({t for t in texts if any(c.isalpha() for c in t)})
+    detector.detect_many(texts[:5])
+    assert len(seen) == len(set(seen)), "texts seen in an earlier batch come from the cache"
+
+
+def test_the_repeat_cache_is_bounded(
+    registry: list[RegistryEntry], policy: Policy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(detector_module, "CACHE_ENTRIES", 8)
+    detector = Detector(registry, set(policy.floors("internal")))
+    found = detector.detect_many([f"mail user{i}@example.com" for i in range(30)])
+    assert [len(f) for f in found] == [1] * 30 and len(detector._cache) == 8
+
+
+def test_ner_never_outranks_a_validated_detection_of_another_type() -> None:
+    secret = Detection("SECRET", 10, 40, 0.75, "KeywordSecretRecognizer")
+    name = Detection("PERSON", 0, 8, 0.6, "PersonNameContextRecognizer")
+    ner = [
+        Detection("LOCATION", 10, 50, 0.85, "SpacyRecognizer"),  # spaCy reading a key as a place: dropped
+        Detection("PERSON", 0, 9, 0.85, "SpacyRecognizer"),  # a longer reading of the same name: kept
+        Detection("NRP", 60, 66, 0.85, "SpacyRecognizer"),  # overlapping nothing: kept
+    ]
+    assert merge_ner([secret, name], ner) == ner[1:]
+
+
+def test_scan_with_ner_reports_its_model_and_is_the_same_across_workers(
+    tmp_path: Path, policy: Policy, texts: list[str], ner_detector: Detector
+) -> None:
+    data = tmp_path / "d.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "system", "content": SYSTEM},
+                        {"role": "user", "content": t or "hi"},
+                        {"role": "assistant", "content": "Thanks, noted."},
+                    ]
+                }
+            )
+            + "\n"
+            for t in texts
+        )
+    )
+    manifest = DatasetManifest(legal_basis="contract", consent_covers_training=True)
+    reports = []
+    for workers in (1, 2):
+        options = ScanOptions(policy=policy, hash_key=b"k" * 32, workers=workers, chunk_size=7)
+        result = scan_dataset(data, manifest, options, tmp_path / f"w{workers}")
+        assert result.verdict == "redacted", result.blocking_reasons
+        assert result.detectors.ner and result.detectors.ner_model == ner_model()
+        reports.append(json.loads(result.report_path.read_text()))
+    inline, parallel = reports
+    assert inline["findings"] == parallel["findings"] and inline["fingerprint"] == parallel["fingerprint"]
+    detectors = inline["scanner"]["detectors"]
+    assert detectors["ner"] is True and detectors["ner_model_version"] and "SpacyRecognizer" in detectors["recognizers"]
+    assert len(detectors["registry_sha256"]) == 64
+    # The findings are the per-text detections, decided by the policy.
+    persons = {(f["line"], f["start"]) for f in inline["findings"] if f["entity"] == "PERSON"}
+    expected = {
+        (line, d.start)
+        for line, text in enumerate(texts, start=1)
+        for d in ner_detector.detect(text or "hi")
+        if d.entity == "PERSON" and d.recognizer == "SpacyRecognizer"
+    }
+    assert expected and expected <= persons
