@@ -120,8 +120,9 @@ _CLAUSE_START = r"(?:^|(?<=[:>.!?\"(\[,;]))[ \t]*"
 # Administration verbs: "Please add Sara Ross as an admin", "invite Jonas to the workspace".
 _ADMIN_VERBS = r"add|invite|remove|onboard|offboard|deactivate|reactivate|unlock|promote|grant|give"
 _ADMIN_END = re.compile(r"[ \t]+(?:as|to|from|access|admin|permissions?|rights)\b")
-# After a sign-off, a word followed by a colon is the next field's label ("Thanks\nStatus: open"), not a name.
-_SIGN_OFF_END = re.compile(rf"(?![ \t]*:)(?:{_CLAUSE_END.pattern})")
+# After a sign-off, words followed by a colon are the next field's label ("Thanks\nStatus: open", "thanks\nFecha
+# de nacimiento: ..."), not a name; "Anna Smith | Tel: ..." is still a name.
+_SIGN_OFF_END = re.compile(rf"(?!(?:[ \t]+[^\W\d_]+){{0,3}}[ \t]*:)(?:{_CLAUSE_END.pattern})")
 # Stricter, for "thanks Maria!" without a comma: "thanks Current at ..." is two glued sentences.
 _PUNCTUATION_END = re.compile(r"$|[ \t]*(?:\r?\n|[,.;:!?)])")
 

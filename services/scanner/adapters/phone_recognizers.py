@@ -82,8 +82,11 @@ def looks_like_something_else(run: str, digits: str) -> bool:
     groups = re.split(r"[^\d]+", run.strip("+()"))
     if "." in run and any(not 2 <= len(g) <= 4 for g in groups[1:]):
         return True  # 16.4.18950.3358, 1.2.3456789; French 06.12.34.56.78 keeps even groups
-    if "-" in run and len(groups) >= 3 and (_isbn10_valid(digits) or (len(digits) == 13 and _ean13_valid(digits))):
-        return True  # ISBN-10 / ISBN-13 printed with hyphens
+    if "-" in run and len(groups[-1]) == 1:  # ISBNs end in a one-character check group: 0-306-40615-2
+        isbn10 = len(groups) == 4 and _isbn10_valid(digits)
+        isbn13 = len(groups) == 5 and digits[:3] in ("978", "979") and _ean13_valid(digits)
+        if isbn10 or isbn13:
+            return True
     return len(digits) == 13 and run.isdigit() and _ean13_valid(digits)
 
 
