@@ -7,7 +7,8 @@ The corpus (bench/support/faker_corpus.py, templates in faker_corpus_templates.y
 and chats in seven locales with gold spans and look-alike decoys (order numbers, versions, ISBNs, SKUs,
 invoice numbers, dates that are not birth dates). Detection is the scanner's own: the bundled registry, the
 default policy's lowest min_score per entity for the classification, overlaps resolved and ungoverned
-findings dropped as the scan does (domain.findings.decide_spans). A detection is a true positive when it
+findings dropped as the scan does (domain.findings.decide_spans); findings the policy allows are not scored,
+as the scan leaves them in place (LOCATION by default). A detection is a true positive when it
 overlaps a gold span of its type; decoy hits and every other unmatched detection are false positives.
 
 Each run is checked against the targets (TARGETS below) and prints PASS or FAIL per target; the bench reports,
@@ -37,7 +38,7 @@ from bench.support.faker_corpus import (
 from services.scanner.adapters.detector import Detector, load_registry, ner_model
 from services.scanner.adapters.policy_files import load_policy
 from services.scanner.domain.findings import Span, decide_spans
-from services.scanner.domain.policy import Policy
+from services.scanner.domain.policy import Action, Policy
 
 # Recall targets per entity type (issue 10). Every secret type of the policy also gets SECRET_RECALL.
 SECRET_RECALL = 0.98
@@ -82,7 +83,9 @@ def detect(records: list[CorpusRecord], policy: Policy, *, classification: str, 
     out = []
     for record in records:
         spans = [Span(d.entity, d.start, d.end, d.score) for d in detector.detect(record.text)]
-        out.append([(d.span.entity, d.span.start, d.span.end) for d in decide_spans(spans, policy, classification)])
+        decided = decide_spans(spans, policy, classification)
+        # Findings the policy allows (LOCATION by default) change nothing in the data: they are not scored.
+        out.append([(d.span.entity, d.span.start, d.span.end) for d in decided if d.action != Action.ALLOW])
     return out
 
 

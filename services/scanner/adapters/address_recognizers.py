@@ -12,9 +12,12 @@ Then, optionally: a unit ("Suite 834", "Apt. 4", "Piso 3", "Piano 0"), and a loc
 "75002 Paris", "Johnsonfurt, NE 80119", "1317 YB Amsterdam", "Madrid, 28014", "56011, Gabella (PI)",
 "North Holly, S6 7LJ". A UK "Flat 8, " / "Studio 36U, " before the street belongs to the address too.
 
-Scores: a street line with a number 0.6, with a locality as well 0.85; an address lead-in word before it
-("ship to", "address", "Anschrift", "adresse", "dirección", "indirizzo", "adres") adds 0.25. A street named
-without a number ("avenue Chrétien") scores 0.35, below the policy's floor unless such a lead-in precedes it."""
+Scores: a street line with a number 0.85, with a locality as well 0.95: a street type, a name and a house
+number in their country's order are as sure as an NER guess (0.85), and the longer address span must win the
+overlap with a PERSON or LOCATION read inside it ("633 Koch Club"), or redaction would leave the rest behind.
+An address lead-in word before it ("ship to", "address", "Anschrift", "adresse", "dirección", "indirizzo",
+"adres") adds 0.25. A street named without a number ("avenue Chrétien") scores 0.35, below the policy's floor
+of 0.6 unless such a lead-in precedes it."""
 
 from __future__ import annotations
 
@@ -102,8 +105,8 @@ class StreetAddressRecognizer(RegexRecognizer):
 
     ENTITY = "STREET_ADDRESS"
     PATTERNS = (
-        RegexPattern("street and locality", rf"(?:{_STREET}){_UNIT}{_LOCALITY}", 0.85),
-        RegexPattern("street line", rf"(?:{_STREET}){_UNIT}", 0.6),
+        RegexPattern("street and locality", rf"(?:{_STREET}){_UNIT}{_LOCALITY}", 0.95),
+        RegexPattern("street line", rf"(?:{_STREET}){_UNIT}", 0.85),
         # "avenue Chrétien", "Via Roma" without a number: below the policy's floor unless a lead-in word
         # ("address", "ship to", "habite") comes before it.
         RegexPattern("street name", rf"(?:{_STREET})", _NAME_ONLY_SCORE),
