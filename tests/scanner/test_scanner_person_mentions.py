@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from services.scanner.adapters.detector import Detector
+from services.scanner.adapters.name_recognizers import plausible_person_span
 from services.scanner.domain.findings import Span, decide_spans
 from services.scanner.domain.policy import Policy
 
@@ -74,3 +75,24 @@ def test_names_in_the_added_mention_classes(detector: Detector, policy: Policy, 
 )
 def test_the_same_triggers_before_things_that_are_not_people(detector: Detector, policy: Policy, text: str) -> None:
     assert _names(detector, policy, text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "span", "plausible"),
+    [
+        ("I spoke with Ingrid Moreau yesterday.", "Ingrid Moreau", True),
+        ("the refund, said Jonas, is on its way", "Jonas", True),  # one word, mid-sentence
+        ("Regards,\nPieter van der Berg", "Pieter van der Berg", True),
+        ("JOHN SMITH signed the form", "JOHN SMITH", True),  # all capitals throughout: a form field
+        ("Cheers,\nAnna", "Cheers", False),  # a sign-off
+        ("Callback requested: 0512 660 944", "Callback", False),  # a lone capital at a line start
+        ("Thanks,\nCustomer Success | kim@example.com", "Customer Success", False),  # stoplisted
+        ("Mijn BSN is 791302866.", "Mijn BSN", False),  # an acronym among ordinary words
+        ("Il mio codice fiscale è X", "Il mio", False),  # a lower-case word
+        ("see also SUP-39507", "SUP-39507", False),  # digits
+        ("número de NIE: X1234567L", "número de NIE", False),
+    ],
+)
+def test_ner_person_spans_are_checked_for_the_shape_of_a_name(text: str, span: str, plausible: bool) -> None:
+    start = text.index(span)
+    assert plausible_person_span(text, start, start + len(span)) is plausible

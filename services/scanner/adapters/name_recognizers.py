@@ -255,3 +255,33 @@ class PersonNameContextRecognizer(LocalRecognizer):
             )
             for (start, end), (score, why) in sorted(best.items())
         ]
+
+
+# ---------------------------------------------------------------- NER output check
+#
+# spaCy's small English model tags capitalised words of any language as PERSON: "Cheers", "Callback",
+# "Customer Success", "Mijn BSN", "Il mio", "SUP-12083". The same stoplists and word shapes the context
+# recognizer uses tell most of those apart from names.
+
+_VOCABULARY = re.compile(rf"(?i:{_GREETINGS}|{_SIGN_OFFS}|{_FIELD_LABELS}|{_WEAK_MENTIONS})[ \t]*[:,!.]?")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:>\"(\[]|\n)[ \t]*$")
+
+
+def plausible_person_span(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end], tagged PERSON by a model, reads like a name: no digits, not a greeting, sign-off
+    or field label, every word capitalised (particles aside) and none of them stoplisted, no acronym among
+    ordinary words, and not a lone capitalised word at a sentence start (there a capital says nothing; the
+    context recognizer still finds "Miguel said" or "Name: Maik")."""
+    value = text[start:end].strip()
+    if not value or any(c.isdigit() for c in value) or _VOCABULARY.fullmatch(value):
+        return False
+    words = [w.strip(".,;:!?()'\"’") for w in value.split()]
+    names = [w for w in words if w.lower() not in _PARTICLES]
+    if not names or any(not w[:1].isupper() for w in names):
+        return False
+    lowered = [re.sub(r"['’]s$", "", w.lower()) for w in names]
+    if any(w in _NOT_NAMES for w in lowered) or lowered[0] in _NOT_FIRST_WORDS:
+        return False
+    if any(len(w) > 1 and w.isupper() for w in names) and not all(w.isupper() for w in names):
+        return False  # "Mijn BSN", "Ticket SUP"
+    return len(names) > 1 or _SENTENCE_START.search(text, 0, start) is None
