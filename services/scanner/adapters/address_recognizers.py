@@ -21,6 +21,7 @@ of 0.6 unless such a lead-in precedes it."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from services.scanner.adapters.recognizers import RegexPattern, RegexRecognizer
@@ -97,6 +98,8 @@ _LOCALITY = (
     rf"|, {_CITY}, {_CITY}, (?:{_POSTCODE}))"  # Browne Land, East Eileen, SN7 6XU
 )
 _STREET = "|".join(_STREET_LINES)
+_STREET_RE = re.compile(_STREET)
+_TAIL_RE = re.compile(rf"{_UNIT}(?P<locality>{_LOCALITY})?")
 _NAME_ONLY_SCORE = 0.35  # a street without a number; with a lead-in word, 0.6: the policy's floor
 
 
@@ -152,13 +155,16 @@ class StreetAddressRecognizer(RegexRecognizer):
     CONTEXT_BOOST = 0.25
 
     def candidates(self, text: str) -> Iterator[tuple[RegexPattern, int, int, int]]:
-        """The longest reading of each address: street with locality if there is one, else the street line."""
-        taken: list[tuple[int, int]] = []
-        for pattern, start, end, anchor in super().candidates(text):
-            if any(s <= start and end <= e for s, e in taken):
-                continue
-            # Only the weakest reading may lack a number: "Via Roma" is a street line only when a lead-in says so.
-            if pattern.score > _NAME_ONLY_SCORE and not any(c.isdigit() for c in text[start:end]):
-                continue
-            taken.append((start, end))
-            yield pattern, start, end, anchor
+        """One pass for street lines; the unit and locality are then read where each street line ends. The
+        pattern reported is the reading found: street and locality, street line, or street name alone (only
+        the last may lack a number: "Via Roma" is a street line only when a lead-in word says so)."""
+        with_locality, line, name_only = self._patterns
+        for match in _STREET_RE.finditer(text):
+            start, end = match.span()
+            tail = _TAIL_RE.match(text, end)
+            if tail is not None and tail.group("locality"):
+                yield with_locality, start, tail.end(), start
+            elif any(c.isdigit() for c in text[start : tail.end() if tail else end]):
+                yield line, start, tail.end() if tail else end, start
+            else:
+                yield name_only, start, end, start

@@ -134,6 +134,9 @@ class _NameTrigger:
     score: float
     clause_end: re.Pattern[str] | None  # if set, what follows the name must match it
     min_words: int = 1
+    # If set, the trigger only runs on texts where this matches: a trigger that fires at every clause start
+    # is not run on the many texts without the word that must follow the name.
+    requires: re.Pattern[str] | None = None
 
 
 class PersonNameContextRecognizer(LocalRecognizer):
@@ -180,7 +183,7 @@ class PersonNameContextRecognizer(LocalRecognizer):
             0.9,
             _CLAUSE_END,
         ),
-        _NameTrigger("saying", re.compile(_CLAUSE_START, re.M), 0.85, _SAYING),
+        _NameTrigger("saying", re.compile(_CLAUSE_START, re.M), 0.85, _SAYING, requires=_SAYING),
         _NameTrigger("administration", re.compile(rf"(?<!\w)(?i:{_ADMIN_VERBS})[ \t]+"), 0.85, _ADMIN_END),
     )
 
@@ -237,6 +240,8 @@ class PersonNameContextRecognizer(LocalRecognizer):
             return []
         best: dict[tuple[int, int], tuple[float, str]] = {}
         for trigger in self.TRIGGERS:
+            if trigger.requires is not None and trigger.requires.search(text) is None:
+                continue
             for match in trigger.regex.finditer(text):
                 span = self.name_at(text, match.end(), trigger)
                 if span is not None and trigger.score > best.get(span, (0.0, ""))[0]:
