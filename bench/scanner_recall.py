@@ -25,16 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support.faker_corpus import (
-    CorpusRecord,
-    CorpusScores,
-    format_table,
-    generate_corpus,
-    load_templates,
-)
-from bench.support.faker_corpus import (
-    score_corpus as score_records,
-)
+from bench.support.faker_corpus import CorpusRecord, generate_corpus, load_templates
+from bench.support.faker_corpus_scoring import CorpusScores, format_table, score_corpus
 from services.scanner.adapters.detector import Detector, load_registry, ner_model
 from services.scanner.adapters.policy_files import load_policy
 from services.scanner.domain.findings import Span, decide_spans
@@ -161,7 +153,7 @@ def main() -> None:
         started = time.perf_counter()
         found = detect(records, policy, classification=args.classification, ner=ner)
         elapsed = time.perf_counter() - started
-        scores = score_records(records, found)
+        scores = score_corpus(records, found)
         runs.append((ner, elapsed, found, scores, check_targets(scores, policy)))
 
     if args.json:

@@ -23,8 +23,8 @@ from bench.support.faker_corpus import (
     DecoySpan,
     generate_corpus,
     load_templates,
-    score_corpus,
 )
+from bench.support.faker_corpus_scoring import score_corpus
 
 SEED = 11
 
