@@ -4,7 +4,7 @@ ticket, e-mail and chat templates (faker_corpus_templates.yaml), among look-alik
 Kept apart from the scanner on purpose: nothing here imports services.scanner, so the corpus cannot be bent
 to what the recognizers happen to accept. Each record carries its gold spans (entity, start, end) and its
 decoy spans (kind, start, end); a detection overlapping a decoy is a false positive by construction.
-Scoring reuses bench.support.detector_benchmark.score (same overlap matching as the existing benchmark)."""
+Scoring is in faker_corpus_scoring.py."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import json
 import random
 import re
 import string
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,21 @@ import phonenumbers
 import yaml
 from faker import Faker
 
-from bench.support.detector_benchmark import EntityScore, Planted, score
+from bench.support.detector_benchmark import Planted
 
 TEMPLATES_PATH = Path(__file__).with_name("faker_corpus_templates.yaml")
 LOCALES: tuple[str, ...] = ("en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL")
 REGION = {"en_US": "US", "en_GB": "GB", "de_DE": "DE", "fr_FR": "FR", "es_ES": "ES", "it_IT": "IT", "nl_NL": "NL"}
+# How each locale writes a date in digits (strftime patterns); ISO 8601 everywhere as well.
+NUMERIC_DATES: dict[str, tuple[str, ...]] = {
+    "en_US": ("%m/%d/%Y", "%Y-%m-%d"),
+    "en_GB": ("%d/%m/%Y", "%Y-%m-%d"),
+    "de_DE": ("%d.%m.%Y", "%Y-%m-%d"),
+    "fr_FR": ("%d/%m/%Y", "%Y-%m-%d"),
+    "es_ES": ("%d/%m/%Y", "%Y-%m-%d"),
+    "it_IT": ("%d/%m/%Y", "%Y-%m-%d"),
+    "nl_NL": ("%d-%m-%Y", "%Y-%m-%d"),
+}
 # National identifiers only where Faker has a provider that produces the real format (with its checksum).
 NATIONAL_IDS: dict[str, tuple[str, ...]] = {
     "en_US": ("US_SSN",),
@@ -41,6 +52,8 @@ COMMON_ENTITIES: tuple[str, ...] = (
     "CREDIT_CARD",
     "IBAN_CODE",
     "PERSON",
+    "STREET_ADDRESS",
+    "DATE_OF_BIRTH",
     "AWS_ACCESS_KEY",
     "GITHUB_TOKEN",
     "API_KEY",
@@ -81,6 +94,10 @@ def load_templates(path: Path = TEMPLATES_PATH) -> dict[str, Any]:
     known = set(ENTITIES) | set(DECOYS)
     texts = [t for k in data["kinds"].values() for part in ("openings", "closings") for t in k[part]]
     texts += [t for lines in data["body"].values() for t in lines]
+    for locale, by_entity in (data.get("native") or {}).items():
+        if locale not in LOCALES:
+            raise ValueError(f"{path}: native lines for unknown locale {locale!r}; expected one of {list(LOCALES)}")
+        texts += [t for lines in by_entity.values() for t in lines]
     for text in texts:
         unknown = set(SLOT.findall(text)) - known
         if unknown:
@@ -141,6 +158,32 @@ class _Values:
             )
             return phonenumbers.format_number(parsed, fmt)
         raise RuntimeError(f"no valid {region} phone number from Faker in 200 draws")
+
+    def street_address(self, fake: Faker) -> str:
+        """Faker's postal address of the locale on one line (as typed into a ticket or chat), or its street
+        line alone. Faker's es_ES street lines end in a space; a typed address does not."""
+        if self.rng.random() < 0.7:
+            return ", ".join(part.strip() for part in fake.address().split("\n"))
+        return fake.street_address().strip().replace("\n", ", ")
+
+    def date_of_birth(self, fake: Faker) -> str:
+        """Faker's date of birth, written the way the locale writes dates: numeric, or with the month's name."""
+        born = fake.date_of_birth(minimum_age=18, maximum_age=90)
+        numeric = NUMERIC_DATES[self.locale]
+        if self.rng.random() < 0.6:
+            return born.strftime(self.rng.choice(numeric))
+        return self._long_date(fake, born.day, born.month, born.year)
+
+    def _long_date(self, fake: Faker, day: int, month: int, year: int) -> str:
+        names = getattr(fake.provider("faker.providers.date_time"), "MONTH_NAMES", None)
+        name = names[f"{month:02d}"] if names else date(2000, month, 1).strftime("%B")
+        if self.locale == "en_US":
+            return f"{name} {day}, {year}"
+        if self.locale == "es_ES":
+            return f"{day} de {name.lower()} de {year}"
+        if self.locale == "de_DE":
+            return f"{day}. {name} {year}"
+        return f"{day} {name if self.locale in ('en_GB', 'nl_NL') else name.lower()} {year}"
 
     def credit_card(self, fake: Faker) -> str:
         number = fake.credit_card_number(card_type=self.rng.choice(["visa16", "mastercard", "amex", "discover"]))
@@ -260,7 +303,11 @@ class _Values:
         return fake.pricetag()
 
     def date(self, fake: Faker) -> str:
-        return fake.date(pattern=self.rng.choice(["%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y"]))
+        """A date that is not a birth date (an order, a release, an outage), numeric or written out."""
+        when = fake.date_between(start_date=date(1970, 1, 1), end_date=date(2030, 12, 31))
+        if self.rng.random() < 0.7:
+            return when.strftime(self.rng.choice(["%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%m/%d/%Y"]))
+        return self._long_date(fake, when.day, when.month, when.year)
 
 
 def _fill(template: str, locale: str, values: _Values, offset: int) -> tuple[str, list[Planted], list[DecoySpan]]:
@@ -286,12 +333,14 @@ def generate_corpus(
     n: int, *, seed: int, max_body_lines: int = 4, templates: dict[str, Any] | None = None
 ) -> list[CorpusRecord]:
     """n documents (kinds and locales drawn evenly), each: opening, 1..max_body_lines body lines cycling
-    through the entity types the locale has, a decoy line in about half, a filler line sometimes, closing."""
+    through the entity types the locale has (the common lines of a type and the locale's native ones), a
+    decoy line in about half, a filler line sometimes, closing."""
     templates = templates or load_templates()
     values = _Values(seed)
     rng = values.rng
     kinds = sorted(templates["kinds"])
     body: dict[str, list[str]] = templates["body"]
+    native: dict[str, dict[str, list[str]]] = templates.get("native") or {}
     cursor: dict[str, int] = {locale: 0 for locale in LOCALES}
     records: list[CorpusRecord] = []
     for _ in range(n):
@@ -303,7 +352,7 @@ def generate_corpus(
         for _ in range(rng.randint(1, max_body_lines)):
             entity = types[cursor[locale] % len(types)]
             cursor[locale] += 1
-            lines.append(rng.choice(body[entity]))
+            lines.append(rng.choice(body[entity] + native.get(locale, {}).get(entity, [])))
         if rng.random() < 0.6:
             lines.insert(rng.randint(1, len(lines)), rng.choice(body["DECOY"]))
         if rng.random() < 0.4:
@@ -319,67 +368,3 @@ def generate_corpus(
             decoys += line_decoys
         records.append(CorpusRecord(text, kind, locale, gold, decoys))
     return records
-
-
-# ---------------------------------------------------------------------------------------------- scoring
-@dataclass(slots=True)
-class CorpusScores:
-    per_type: dict[str, EntityScore]
-    decoys: int  # decoy spans in the corpus
-    decoy_hits: int  # decoy spans overlapped by any detection (each such detection is also a false positive)
-
-    @property
-    def precision(self) -> float:
-        detections = sum(s.detections for s in self.per_type.values())
-        return sum(s.correct for s in self.per_type.values()) / detections if detections else 1.0
-
-    @property
-    def recall(self) -> float:
-        gold = sum(s.planted for s in self.per_type.values())
-        return sum(s.found for s in self.per_type.values()) / gold if gold else 1.0
-
-    def rows(self) -> list[dict[str, object]]:
-        return [
-            {
-                "type": s.entity,
-                "gold": s.planted,
-                "found": s.found,
-                "detections": s.detections,
-                "recall": round(s.recall, 4),
-                "precision": round(s.precision, 4),
-            }
-            for s in self.per_type.values()
-        ]
-
-
-def score_corpus(records: Sequence[CorpusRecord], detections: Iterable[Iterable[tuple[str, int, int]]]) -> CorpusScores:
-    """Per-type recall and precision of (entity, start, end) detections, one list per record: a detection
-    is a true positive when it overlaps a gold span of its type (detector_benchmark.score's rule); decoy
-    hits and every other unmatched detection are false positives. Types with neither gold nor detections
-    are left out of the table."""
-    found = [list(d) for d in detections]
-    scores = score(records, found)
-    per_type = {e: s for e, s in sorted(scores.items()) if s.planted or s.detections}
-    hits = sum(
-        1
-        for record, dets in zip(records, found, strict=True)
-        for decoy in record.decoys
-        if any(s < decoy.end and decoy.start < t for _, s, t in dets)
-    )
-    return CorpusScores(per_type, sum(len(r.decoys) for r in records), hits)
-
-
-def format_table(scores: CorpusScores) -> str:
-    lines = [f"{'type':16} {'gold':>6} {'found':>6} {'detect':>6} {'recall':>7} {'precision':>9}"]
-    for row in scores.rows():
-        lines.append(
-            f"{row['type']:16} {row['gold']:6d} {row['found']:6d} {row['detections']:6d} "
-            f"{row['recall']:7.3f} {row['precision']:9.3f}"
-        )
-    lines.append(
-        f"{'all':16} {sum(s.planted for s in scores.per_type.values()):6d} "
-        f"{sum(s.found for s in scores.per_type.values()):6d} "
-        f"{sum(s.detections for s in scores.per_type.values()):6d} {scores.recall:7.3f} {scores.precision:9.3f}"
-    )
-    lines.append(f"decoys: {scores.decoys}, hit by a detection: {scores.decoy_hits}")
-    return "\n".join(lines)

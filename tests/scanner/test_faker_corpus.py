@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 import phonenumbers
@@ -22,8 +23,8 @@ from bench.support.faker_corpus import (
     DecoySpan,
     generate_corpus,
     load_templates,
-    score_corpus,
 )
+from bench.support.faker_corpus_scoring import score_corpus
 
 SEED = 11
 
@@ -70,6 +71,7 @@ def test_spans_are_exact_the_text_is_the_template_with_values_in_the_slots(corpu
     templates = load_templates()
     lines = {t for k in templates["kinds"].values() for part in ("openings", "closings") for t in k[part]}
     lines |= {t for body in templates["body"].values() for t in body}
+    lines |= {t for native in templates["native"].values() for body in native.values() for t in body}
     allowed = {piece for t in lines for piece in t.split("\n")}
     for record in corpus:
         spans = sorted(
@@ -104,10 +106,13 @@ def test_gold_values_are_valid_for_their_type(corpus: list[CorpusRecord]) -> Non
                 assert re.fullmatch(r"A[KS]IA[A-Z2-7]{16}", value), value
             elif g.entity == "JWT":
                 assert value.startswith("eyJ") and value.count(".") == 2, value
+            elif g.entity == "DATE_OF_BIRTH":  # Faker's date_of_birth(18..90 years): a four-digit year in range
+                [year] = [int(y) for y in re.findall(r"\d{4}", value)]
+                assert 1900 < year <= date.today().year - 17, value
             else:
                 continue
             checked[g.entity] += 1
-    assert min(checked.values()) >= 20 and len(checked) == 6, checked
+    assert min(checked.values()) >= 20 and len(checked) == 7, checked
 
 
 def test_decoys_carry_no_gold_span(corpus: list[CorpusRecord]) -> None:

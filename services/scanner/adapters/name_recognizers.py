@@ -39,11 +39,8 @@ _NOT_NAMES = _word_set(
     the a an this that these those it its i we you he she they our your my his her their us me them
     hello hi hey dear thanks thank regards best cheers kind warm yes no ok okay sure please sorry great good
     fine nice welcome happy just also not now then here today tomorrow yesterday soon asap again
-    monday tuesday wednesday thursday friday saturday sunday january february march may july september
-    october november december
     corp corporation inc ltd llc plc gmbh ag sa sas srl bv nv co company group bank holdings labs
     technologies technology solutions systems software cloud platform university hospital clinic airlines
-    new north south east west saint santa san los las
     equipo todos todas tous toutes équipe collègues zusammen allemaal iedereen tutti team's
     kunde kundin kunden cliente clienti klant klanten kundenservice kundendienst klantenservice servicio
     soporte assistenza supporto serviceteam
@@ -51,6 +48,16 @@ _NOT_NAMES = _word_set(
     system bot assistant agent operator reception
     """
 )
+# Words that are surnames too (Amanda May, Gerard West) but do not begin a name: days, months (not April, June
+# and August, which are first names too), compass points.
+_NOT_FIRST_WORDS = _word_set(
+    """
+    monday tuesday wednesday thursday friday saturday sunday january february march may july
+    september october november december new north south east west saint santa san los las
+    """
+)
+# Generational suffixes closing a name: "Andrea Koch II", "Martin Luther King Jr."
+_SUFFIXES = _word_set("jr sr ii iii iv")
 _TITLE = (
     r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Herrn|Herr|Frau|Mme|Mlle|M|Sr|Sra|Srta|Sig|Sig\.ra|Dott|Dott\.ssa|Dhr|Mevr|"
     r"Monsieur|Madame|Mademoiselle|Señor|Señora|Signor|Signora|Meneer|Mevrouw|heer|mevrouw)\.?[ \t]+"
@@ -76,7 +83,11 @@ _STRONG_MENTIONS = (
     r"my name is|my name's|name is|assigned to|reassigned to|escalated to|handled by|forwarded to|"
     r"transferred to|reported by|approved by|signed by|requested by|mein name ist|ich heiße|je m'appelle|"
     r"je m’appelle|mon nom est|me llamo|mi nombre es|mi chiamo|mijn naam is|gesprochen mit|hablé con|"
-    r"ho parlato con|j'ai parlé (?:avec|à)|j’ai parlé (?:avec|à)"
+    r"ho parlato con|j'ai parlé (?:avec|à)|j’ai parlé (?:avec|à)|"
+    # handing over and hearsay: "passed this on to Kirsty Moss", "according to Denise Couturier"
+    r"passed (?:this |it )?on to|handed (?:this |it )?(?:over )?to|referred (?:this |you )?to|"
+    r"according to|laut|selon|según|secondo|volgens|weitergeleitet an|transmis à|pasado a|inoltrato a|"
+    r"doorgestuurd naar"
 )
 # Mentions that are also followed by other things ("this is urgent", "contact Support"): the name must end
 # the clause (punctuation, line end, or "from/at/in ..." follows).
@@ -85,6 +96,33 @@ _CLAUSE_END = re.compile(
     r"$|[ \t]*(?:\r?\n|[,.;:!?)(\[\]|/<–—-])|[ \t]+(?:from|at|in|of|here|with|on|and|for|von|aus|bei|de|du|"
     r"chez|del|di|da|van|bij|en|et|und|y|e)\b|[ \t]+[–—-]"
 )
+# Field labels at a line start: "Name: Maik", "Reporter: Claudine Andre", "From: Ute <ute@hq.lan>".
+_FIELD_LABELS = (
+    r"(?:full |customer |contact |first |last )?name|reporter|requester|requested by|reported by|assignee|"
+    r"owner|author|caller|customer|contact|contact person|from|sender|cc|attendee|applicant|employee|"
+    r"vorname|nachname|ansprechpartner|kontakt|absender|kunde|nom|prénom|expéditeur|nombre|apellidos?|"
+    r"remitente|nome|cognome|mittente|naam|voornaam|achternaam|contactpersoon|afzender"
+)
+# A past participle then "by" in the same clause: "Escalated to tier 2 by Balduino Morell."
+_BY_PARTICIPLES = (
+    r"escalated|assigned|handled|approved|signed|reported|requested|raised|opened|created|closed|resolved|"
+    r"reviewed|submitted|filed|sent|written|confirmed|processed|authori[sz]ed|cancel+ed|rejected|accepted|"
+    r"verified|updated|edited|triaged|acknowledged|answered|replied"
+)
+# Verbs of saying after a name at a clause start: "Miguel said ...", "hey, Hilda Schweitzer told me ...".
+_SAYING = re.compile(
+    r"[ \t]+(?:told|said|says|mentioned|confirmed|promised|wrote|explained|suggested|asked|replied|answered|"
+    r"recommended|informed|noted|agreed|called|emailed|e-mailed|sagte|meinte|schrieb|hat (?:gesagt|geschrieben)|"
+    r"a dit|m'a dit|m’a dit|a écrit|dijo|me dijo|escribió|ha detto|mi ha detto|ha scritto|zei|schreef|"
+    r"heeft gezegd)\b"
+)
+_CLAUSE_START = r"(?:^|(?<=[:>.!?\"(\[,;]))[ \t]*"
+# Administration verbs: "Please add Sara Ross as an admin", "invite Jonas to the workspace".
+_ADMIN_VERBS = r"add|invite|remove|onboard|offboard|deactivate|reactivate|unlock|promote|grant|give"
+_ADMIN_END = re.compile(r"[ \t]+(?:as|to|from|access|admin|permissions?|rights)\b")
+# After a sign-off, words followed by a colon are the next field's label ("Thanks\nStatus: open", "thanks\nFecha
+# de nacimiento: ..."), not a name; "Anna Smith | Tel: ..." is still a name.
+_SIGN_OFF_END = re.compile(rf"(?!(?:[ \t]+[^\W\d_]+){{0,3}}[ \t]*:)(?:{_CLAUSE_END.pattern})")
 # Stricter, for "thanks Maria!" without a comma: "thanks Current at ..." is two glued sentences.
 _PUNCTUATION_END = re.compile(r"$|[ \t]*(?:\r?\n|[,.;:!?)])")
 
@@ -96,6 +134,9 @@ class _NameTrigger:
     score: float
     clause_end: re.Pattern[str] | None  # if set, what follows the name must match it
     min_words: int = 1
+    # If set, the trigger only runs on texts where this matches: a trigger that fires at every clause start
+    # is not run on the many texts without the word that must follow the name.
+    requires: re.Pattern[str] | None = None
 
 
 class PersonNameContextRecognizer(LocalRecognizer):
@@ -115,7 +156,7 @@ class PersonNameContextRecognizer(LocalRecognizer):
                 rf"(?:{_TITLE})?"
             ),
             0.9,
-            _CLAUSE_END,
+            _SIGN_OFF_END,
         ),
         _NameTrigger(
             "thanks",
@@ -130,6 +171,20 @@ class PersonNameContextRecognizer(LocalRecognizer):
         _NameTrigger("title", re.compile(rf"(?<![\w.]){_TITLE.replace('|M|', '|')}"), 0.9, None),
         # "a call from Ingrid Moreau at the front desk": two words at least, places and firms are stoplisted.
         _NameTrigger("from", re.compile(r"(?<!\w)(?i:from)[ \t]+"), 0.85, _CLAUSE_END, min_words=2),
+        _NameTrigger(
+            "field label",
+            re.compile(rf"^[ \t]*(?i:{_FIELD_LABELS})[ \t]*:[ \t]*(?:{_TITLE})?", re.M),
+            0.9,
+            _CLAUSE_END,
+        ),
+        _NameTrigger(
+            "participle by",
+            re.compile(rf"(?<!\w)(?i:{_BY_PARTICIPLES})\b[^.!?\n]{{0,40}}?[ \t](?i:by)[ \t]+(?:{_TITLE})?"),
+            0.9,
+            _CLAUSE_END,
+        ),
+        _NameTrigger("saying", re.compile(_CLAUSE_START, re.M), 0.85, _SAYING, requires=_SAYING),
+        _NameTrigger("administration", re.compile(rf"(?<!\w)(?i:{_ADMIN_VERBS})[ \t]+"), 0.85, _ADMIN_END),
     )
 
     def __init__(self, supported_language: str = "en", name: str | None = None) -> None:
@@ -149,7 +204,9 @@ class PersonNameContextRecognizer(LocalRecognizer):
             token = match.group()
             bare = token.rstrip(".")
             core = re.sub(r"^(?:['’][st] |[dDlL]['’] ?)", "", bare)
-            if bare.lower() in _PARTICLES or (core != bare and not core):
+            if bare.lower() in _SUFFIXES and any(k == "name" for _, _, k in words):
+                kind, end = "suffix", match.start() + len(bare)
+            elif bare.lower() in _PARTICLES or (core != bare and not core):
                 kind, end = "particle", match.start() + len(bare)
             elif len(bare) == 1 and bare.isupper() and token.endswith("."):
                 kind, end = "initial", match.end()  # "Hans D. Müller"
@@ -157,8 +214,12 @@ class PersonNameContextRecognizer(LocalRecognizer):
                 kind, end = "name", match.start() + len(bare)
             else:
                 break
-            if kind == "name" and (core.lower() in _NOT_NAMES or core.rstrip("'’s").lower() in _NOT_NAMES):
-                return None
+            if kind == "name":
+                lower = core.lower()
+                if lower in _NOT_NAMES or re.sub(r"['’]s$", "", lower) in _NOT_NAMES:
+                    return None
+                if not words and lower in _NOT_FIRST_WORDS:
+                    return None
             words.append((match.start(), end, kind))
             if text[end : end + 1] != " ":
                 break
@@ -179,6 +240,8 @@ class PersonNameContextRecognizer(LocalRecognizer):
             return []
         best: dict[tuple[int, int], tuple[float, str]] = {}
         for trigger in self.TRIGGERS:
+            if trigger.requires is not None and trigger.requires.search(text) is None:
+                continue
             for match in trigger.regex.finditer(text):
                 span = self.name_at(text, match.end(), trigger)
                 if span is not None and trigger.score > best.get(span, (0.0, ""))[0]:
@@ -197,3 +260,33 @@ class PersonNameContextRecognizer(LocalRecognizer):
             )
             for (start, end), (score, why) in sorted(best.items())
         ]
+
+
+# ---------------------------------------------------------------- NER output check
+#
+# spaCy's small English model tags capitalised words of any language as PERSON: "Cheers", "Callback",
+# "Customer Success", "Mijn BSN", "Il mio", "SUP-12083". The same stoplists and word shapes the context
+# recognizer uses tell most of those apart from names.
+
+_VOCABULARY = re.compile(rf"(?i:{_GREETINGS}|{_SIGN_OFFS}|{_FIELD_LABELS}|{_WEAK_MENTIONS})[ \t]*[:,!.]?")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:>\"(\[]|\n)[ \t]*$")
+
+
+def plausible_person_span(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end], tagged PERSON by a model, reads like a name: no digits, not a greeting, sign-off
+    or field label, every word capitalised (particles aside) and none of them stoplisted, no acronym among
+    ordinary words, and not a lone capitalised word at a sentence start (there a capital says nothing; the
+    context recognizer still finds "Miguel said" or "Name: Maik")."""
+    value = text[start:end].strip()
+    if not value or any(c.isdigit() for c in value) or _VOCABULARY.fullmatch(value):
+        return False
+    words = [w.strip(".,;:!?()'\"’") for w in value.split()]
+    names = [w for w in words if w.lower() not in _PARTICLES]
+    if not names or any(not w[:1].isupper() for w in names):
+        return False
+    lowered = [re.sub(r"['’]s$", "", w.lower()) for w in names]
+    if any(w in _NOT_NAMES for w in lowered) or lowered[0] in _NOT_FIRST_WORDS:
+        return False
+    if any(len(w) > 1 and w.isupper() for w in names) and not all(w.isupper() for w in names):
+        return False  # "Mijn BSN", "Ticket SUP"
+    return len(names) > 1 or _SENTENCE_START.search(text, 0, start) is None
