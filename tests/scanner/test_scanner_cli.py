@@ -75,7 +75,7 @@ def test_invalid_input_exits_two_with_line_numbers(app: typer.Typer, tmp_path: P
 
 def test_the_summary_says_which_detectors_ran(app: typer.Typer, tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
-    data.write_text(json.dumps({"text": "Angela Merkel wrote to us from Berlin."}) + "\n")
+    data.write_text(json.dumps({"text": "Angela Merkel and the team met in Berlin."}) + "\n")
     full = CliRunner().invoke(app, ["scan", str(data), "--report", str(tmp_path / "r.json")])  # NER is the default
     assert full.exit_code == 1, full.output  # a name without a manifest declaring a legal basis blocks
     assert f"detectors: NER on ({ner_model()} " in full.output and "PERSON" in full.output

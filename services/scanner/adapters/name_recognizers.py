@@ -289,4 +289,6 @@ def plausible_person_span(text: str, start: int, end: int) -> bool:
         return False
     if any(len(w) > 1 and w.isupper() for w in names) and not all(w.isupper() for w in names):
         return False  # "Mijn BSN", "Ticket SUP"
+    if len(names) == 1 and len(names[0]) > 1 and names[0].isupper():
+        return False  # a lone acronym: "JSON", "SLA"
     return len(names) > 1 or _SENTENCE_START.search(text, 0, start) is None

