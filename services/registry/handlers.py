@@ -62,6 +62,7 @@ def scan_result(data: DatasetScanned) -> ScanResult:
         "record_count": data.record_count,
         "totals": data.totals,
         "classification": data.classification,
+        "legal_basis": data.legal_basis,
         "blocking_reasons": data.blocking_reasons,
         "fingerprint": data.fingerprint,
         "source": data.source.model_dump(mode="json"),

@@ -218,6 +218,7 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
                 totals=result.totals,
                 blocking_reasons=_limited(result.blocking_reasons, report),
                 classification=result.classification,
+                legal_basis=None if manifest is None else manifest.legal_basis,
                 detectors=ScanDetectors.model_validate(result.detectors.as_dict()),
             ),
             subject=request.job_id,

