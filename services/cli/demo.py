@@ -57,6 +57,8 @@ class DemoResult:
     """The high-risk job's model version, as registered (a candidate whether or not its gate passed)."""
     aibom_path: str = ""
     aibom_verified: bool = False
+    models_status: dict[str, Any] = field(default_factory=dict)
+    """What `tunegate status --json` says of the model versions (how many, which are past their review)."""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -218,6 +220,8 @@ class Demo:
                 result.proof_verified = check.returncode == 0
             self.run("audit", "tail", "-n", "8")
             self.run("status", check=False)
+            status = self.run("status", "--json", capture=True, check=False)
+            result.models_status = json.loads(status.stdout).get("models") or {}
         finally:
             self.step("13. Stop what `tunegate up` started")
             self.run("down", check=False)

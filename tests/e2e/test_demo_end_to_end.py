@@ -115,7 +115,7 @@ def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment
     assert aibom["specVersion"] == "1.6" and aibom["metadata"]["component"]["type"] == "machine-learning-model"
     assert result.aibom_verified, transcript[-4000:]
     assert "AIBOM:" in transcript and Path(result.aibom_path).is_file()
-    assert "model versions: 2, past their review date: 0" in transcript  # `tunegate status`
+    assert result.models_status == {"checked": True, "versions": 2, "overdue": []}  # `tunegate status`
 
     assert_one_trace_per_job(home, result.job_id)
 

