@@ -37,6 +37,10 @@ def _phones(detector: Detector, policy: Policy, text: str) -> list[str]:
         ("call 0412 345 678 (my Sydney mobile)", "0412 345 678"),  # AU: not a home region, the lead-in says phone
         ("Tel. +81 3-1234-5678", "+81 3-1234-5678"),
         ("+33 6 12 34 56 78 is my number", "+33 6 12 34 56 78"),  # international needs no lead-in
+        # An unassigned area code behind a country code is still a phone number (Faker nl_NL writes these).
+        ("Bereikbaar via +31(0)94-5827195 of e-mail", "+31(0)94-5827195"),
+        # North American print shape with an extension, area code unassigned: still a phone number.
+        ("numbers on the ticket:\n(751)572-8623x3573\n", "(751)572-8623x3573"),
         ("Fax 0049 30 1234567", "0049 30 1234567"),
         ("+44 (0)20 7946 0958", "+44 (0)20 7946 0958"),
         ("Best,\nAnna\n(212) 555-0123", "(212) 555-0123"),  # a home region's number alone on a signature line

@@ -36,8 +36,13 @@ MAX_DIGITS = 17
 # a longer token on either side (ORD-2024-000123, v1.2.3456789, #12345678).
 _RUN = re.compile(
     r"(?<![\w.#/+\-])(?:\+[ \t]?|\()?\d(?:[\d()]|[ \t]?[.\-/][ \t]?(?=[\d(])|[ \t](?=[\d(]))*\d\)?"
+    r"(?:[ \t]?(?:x|ext\.?|extension)[ \t]?\d{1,6})?"  # an extension: (751)572-8623x3573, 555-0100 ext. 12
     r"(?![\w]|[.\-/]\d)"
 )
+# The North American way of printing a number, "(751) 572-8623" or "751-572-8623": the shape alone says
+# "phone", so an unassigned area code (made-up and test numbers) does not let it through.
+_NANP_SHAPE = re.compile(r"(?:\+?1[ \t.\-]?)?(?:\(\d{3}\)[ \t]?|\d{3}[.\-])\d{3}[.\-]\d{4}")
+_EXTENSION = re.compile(r"[ \t]?(?:x|ext\.?|extension)[ \t]?\d{1,6}$")
 # Lead-in words: English, German, French, Spanish, Italian, Dutch. Stems match as word prefixes ("call" finds
 # "calling" and "callback", "telefon" finds "Telefonnummer"); short words only whole ("tel", not "tell").
 _LEAD_IN_STEMS = (
@@ -147,12 +152,15 @@ class PhoneNumberRecognizer(LocalRecognizer):
 
     @staticmethod
     def _international(run: str) -> bool:
+        """A country code and a national number of a length that country uses. Possible, not valid: the '+'
+        and the country code already say "phone number", and a DLP scanner must not let a number through
+        because its area code is unassigned (made-up and test numbers, Faker's nl_NL `+31(0)94-5827195`)."""
         compact = run.lstrip("(")
         number = "+" + compact[2:] if compact.startswith("00") else compact
         if not number.startswith("+"):
             return False
         try:
-            return phonenumbers.is_valid_number(phonenumbers.parse(number, None))
+            return phonenumbers.is_possible_number(phonenumbers.parse(number, None))
         except phonenumbers.NumberParseException:
             return False
 
@@ -187,6 +195,8 @@ class PhoneNumberRecognizer(LocalRecognizer):
         if looks_like_something_else(run, digits) or self._labelled_otherwise(text, start):
             return None
         region = self.valid_in(run, digits, self._home)
+        if region is None and _NANP_SHAPE.fullmatch(_EXTENSION.sub("", run)):
+            return self.SCORE, "North American format"
         return None if region is None else (self.SCORE, f"national ({region})")
 
     def _spans(self, text: str) -> Iterable[tuple[int, int, float, str]]:
