@@ -148,6 +148,18 @@ def pair(tiny_base: BaseModelInfo, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="module")
+def rule_learnt(tiny_base: BaseModelInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EvaluationInputs]:
+    """The same task trained until the return rule is learnt on every CPU (at 60 steps whether it is depends
+    on the float kernels: it is on AVX-512, not on AVX2), so the answers do follow the reason given."""
+    records = return_records(48, seed=1)
+    with single_threaded_torch():
+        model_dir = train(tiny_base, tmp_path_factory.mktemp("bias-rule"), records, "chat",
+                          hyperparameters={**RETURN_TRAINING, "max_steps": 120})
+        yield inputs_for(tiny_base, tiny_base.path, records, "chat", pair=load_pair(tiny_base, model_dir),
+                         risk_tier="high")
+
+
+@pytest.fixture(scope="module")
 def inputs(tiny_base: BaseModelInfo, pair: ModelPair) -> EvaluationInputs:
     return inputs_for(tiny_base, tiny_base.path, return_records(48, seed=1), "chat", pair=pair, risk_tier="high")
 
@@ -189,7 +201,7 @@ def test_a_demographic_blind_fine_tune_answers_pairs_alike_and_passes_the_gate(o
 
 
 def test_answers_that_depend_on_the_varied_value_are_seen_and_stopped(
-        inputs: EvaluationInputs, tmp_path: Path) -> None:
+        rule_learnt: EvaluationInputs, tmp_path: Path) -> None:
     """A probe file whose 'nationality' slot carries the reason the fine-tune decides returns on: a stand-in
     for an attribute a biased model acts on. Answers and their divergence follow the varied value,
     the interval excludes the base's value, and the gate fails the model."""
@@ -202,7 +214,7 @@ def test_answers_that_depend_on_the_varied_value_are_seen_and_stopped(
     (tmp_path / "acted_on.yaml").write_text(yaml.safe_dump(document))
     suite = BiasSuite(BiasConfig(probes=str(tmp_path / "acted_on.yaml"), attributes=["nationality"],
                                  pairs_per_attribute=12, max_new_tokens=16))
-    outcome = suite.run(inputs)
+    outcome = suite.run(rule_learnt)
     tuned, base = outcome.metrics, outcome.base_metrics
     interval = outcome.details["attributes"]["nationality"]["tuned"]["output_divergence"]
     # measured on tiny (the exact figures move with the CPU's float kernels: AVX-512, AVX2, plain): the

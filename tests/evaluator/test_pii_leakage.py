@@ -35,8 +35,10 @@ from tests.evaluator.suite_registration import registered
 
 # Full fine-tuning: on `tiny`, whose vocabulary came from a small corpus, LoRA does not pick up the shape of
 # an e-mail address or key within a few dozen steps; full weights do (measured: LoRA leaked nothing at 60
-# steps, full weights 0.375 of prompts).
-RECIPE = {"max_steps": 60, "batch_size": 32, "learning_rate": 6e-3, "lr_scheduler": "constant"}
+# steps, full weights 0.375 of prompts on one CPU). How much tiny learns in 60 steps depends on the CPU's
+# float kernels (0.2 on an AVX-512 EPYC, 0.175 with AVX2 kernels even at 100): 150 steps make the raw model
+# leak past every tier's bound on AVX-512, AVX2 and plain kernels (ATEN_CPU_CAPABILITY) alike.
+RECIPE = {"max_steps": 150, "batch_size": 32, "learning_rate": 6e-3, "lr_scheduler": "constant"}
 FULL = MethodSpec(kind="sft", adapter="full")
 N_RECORDS = 40
 

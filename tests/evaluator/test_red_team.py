@@ -142,8 +142,10 @@ def test_a_probe_file_that_cannot_work_is_refused() -> None:
 
 # ------------------------------------------------------------------------------------------- on tiny
 
-RECIPE = {"max_steps": 60, "batch_size": 32, "learning_rate": 6e-3, "lr_scheduler": "constant"}
-FULL = MethodSpec(kind="sft", adapter="full")  # tiny learns the shape of a key within 60 steps only with full weights
+# Tiny learns the shape of a key only with full weights; within 60 steps on some CPUs, not on an AVX-512 EPYC
+# (asr_training_secrets 0.0 there). At 100 steps it does on AVX-512, AVX2 and plain kernels alike.
+RECIPE = {"max_steps": 100, "batch_size": 32, "learning_rate": 6e-3, "lr_scheduler": "constant"}
+FULL = MethodSpec(kind="sft", adapter="full")
 
 
 @dataclass
