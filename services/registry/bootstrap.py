@@ -14,7 +14,8 @@ from services.registry.adapters.tables import METADATA
 from services.registry.domain.governance import Governance
 from services.registry.domain.policy import RiskRuleRegistry
 from services.registry.domain.states import SYSTEM_ACTOR
-from services.registry.entrypoints.http import RuntimeLike, serve
+from services.registry.entrypoints.http import RuntimeLike
+from services.registry.entrypoints.serve import serve
 from services.registry.handlers import build_handlers
 from shared.config import Settings
 from shared.storage.artifacts import ArtifactStore

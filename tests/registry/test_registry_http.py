@@ -88,7 +88,7 @@ async def test_serve_publishes_its_url_and_removes_it_on_stop(world: World) -> N
 
     import httpx
 
-    from services.registry.entrypoints.http import serve, url_file
+    from services.registry.entrypoints.serve import serve, url_file
 
     task = asyncio.create_task(serve(world.runtime, world.governance))
     target = url_file(world.settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, date
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query
@@ -60,7 +60,7 @@ def add_model_routes(
 ) -> None:
     readers = access.READ_MODELS + access.SUBMIT
 
-    def today() -> Any:
+    def today() -> date:
         return governance.now().astimezone(UTC).date()
 
     @app.get("/models", response_model=list[ModelVersionSummary])
