@@ -106,6 +106,9 @@ REGISTRY = ServiceSpec(
         "principal.created",
         "principal.rotated",
         "principal.revoked",
+        "apikey.created",
+        "apikey.rotated",
+        "apikey.revoked",
         "bus.event.rejected",
         "bus.event.dead_lettered",
     ),
@@ -155,7 +158,19 @@ EVALUATOR = ServiceSpec(
     lease_namespace="evaluation",
 )
 
-SERVICES: tuple[ServiceSpec, ...] = (AUDIT, REGISTRY, SCANNER, TRAINER, EVALUATOR)
+GATEWAY = ServiceSpec(
+    name="gateway",
+    summary="Inference gateway: OpenAI-compatible API over deployed versions (many LoRA adapters on one base) "
+            "and upstream models; API keys, budgets, policy and DLP on every prompt and response, provenance.",
+    consumes=("model.deployed", "model.retired", "apikey.created", "apikey.rotated", "apikey.revoked"),
+    emits=("inference.completed", "inference.blocked", "bus.event.rejected", "bus.event.dead_lettered"),
+    bootstrap="services.gateway.bootstrap:build",
+    http="services.gateway.entrypoints.http:create_app",
+    settings="services.gateway.settings:GatewaySettings",
+    lease_namespace="gateway",
+)
+
+SERVICES: tuple[ServiceSpec, ...] = (AUDIT, REGISTRY, SCANNER, TRAINER, EVALUATOR, GATEWAY)
 """Start order of `tunegate up`: the audit ledger first so it sees everything."""
 
 PRINCIPALS = ExternalProducer(
@@ -165,7 +180,6 @@ PRINCIPALS = ExternalProducer(
 )
 
 RESERVED: tuple[Reserved, ...] = (
-    Reserved("inference gateway (issue 13)", ("inference.completed", "inference.blocked")),
     Reserved("erasure through lineage (issue 14)", ("dataset.erasure.requested", "dataset.erasure.completed")),
 )
 

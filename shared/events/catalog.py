@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.events import evaluation as e
+from shared.events import inference as i
 from shared.events import model_versions as m
 from shared.events import payloads as p
 from shared.events.streams import Stream
@@ -56,12 +57,16 @@ _SPECS: tuple[EventSpec, ...] = (
     EventSpec("model.approval.granted", Stream.MODELS, m.ModelApprovalGranted),
     EventSpec("model.deployed", Stream.MODELS, m.ModelDeployed),
     EventSpec("model.retired", Stream.MODELS, m.ModelRetired),
-    EventSpec("inference.completed", Stream.INFERENCE, p.InferenceCompleted),
-    EventSpec("inference.blocked", Stream.INFERENCE, p.InferenceBlocked),
+    EventSpec("inference.completed", Stream.INFERENCE, i.InferenceCompleted),
+    EventSpec("inference.blocked", Stream.INFERENCE, i.InferenceBlocked),
     # On the jobs stream: a consumer sees a principal's key before the first job that principal signs.
     EventSpec("principal.created", Stream.JOBS, p.PrincipalCreated),
     EventSpec("principal.rotated", Stream.JOBS, p.PrincipalRotated),
     EventSpec("principal.revoked", Stream.JOBS, p.PrincipalRevoked),
+    # Gateway API keys: issued by the registry, followed by the gateway.
+    EventSpec("apikey.created", Stream.JOBS, i.ApiKeyCreated),
+    EventSpec("apikey.rotated", Stream.JOBS, i.ApiKeyRotated),
+    EventSpec("apikey.revoked", Stream.JOBS, i.ApiKeyRevoked),
     EventSpec("bus.event.rejected", Stream.BUS, p.BusEventRejected),
     EventSpec("bus.event.dead_lettered", Stream.BUS, p.BusEventDeadLettered),
 )

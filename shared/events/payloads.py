@@ -306,31 +306,6 @@ class TrainingCancelled(Payload):
     reason: str = ""
 
 
-# ---------------------------------------------------------------- inference
-
-
-class InferenceCompleted(Payload):
-    request_id: str
-    model: str
-    route: str | None = None
-    prompt_sha256: str = Field(pattern=SHA256_PATTERN)
-    completion_sha256: str = Field(pattern=SHA256_PATTERN)
-    input_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
-    latency_ms: float = Field(ge=0)
-    redactions: dict[str, int] = Field(default_factory=dict)
-    policies: list[str] = Field(default_factory=list)
-
-
-class InferenceBlocked(Payload):
-    request_id: str
-    model: str
-    prompt_sha256: str = Field(pattern=SHA256_PATTERN)
-    policy: str
-    reason: str = Field(min_length=1)
-    entity_types: list[str] = Field(default_factory=list)
-
-
 # ---------------------------------------------------------------- principals
 
 
