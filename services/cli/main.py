@@ -72,7 +72,7 @@ VERBS: dict[str, Verb] = {
         "registry API with an admin token; every change is an audited event.",
     ),
     "admin": Verb("services.registry.entrypoints.principals_cli:admin_app", "The first admin of a fresh registry."),
-    "keys": Verb("services.cli.keys:keys_app", "Event-signing keys of the services: list, rotate."),
+    "signing-keys": Verb("services.cli.signing_keys:signing_keys_app", "Event-signing keys of the services: list, rotate."),
     "secrets": Verb(
         "services.cli.secrets:secrets_app",
         "Secrets for a compose or Kubernetes deployment: Redis users, passwords, service signing keys.",

@@ -155,6 +155,7 @@ TO_WIRE: dict[type[events.DomainEvent], Translation] = {
             artifact=wire.ArtifactRef.model_validate(e.artifact),
             replaces=e.replaces,
             rollback=e.rollback,
+            watermark=e.watermark,
         ),
     ),
     events.ModelRetired: lambda e: (

@@ -148,6 +148,7 @@ class ModelDeployed(DomainEvent):
     artifact: dict[str, Any]
     replaces: str | None
     rollback: bool
+    watermark: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
