@@ -180,6 +180,29 @@ class PrincipalRevoked(DomainEvent):
     reason: str
 
 
+# ---------------------------------------------------------------- gateway API keys (subject: the key id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyCreated(DomainEvent):
+    name: str
+    tenant: str
+    models: list[str]
+    requests_per_minute: int
+    tokens_per_day: int
+    key_sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyRotated(DomainEvent):
+    key_sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyRevoked(DomainEvent):
+    reason: str
+
+
 @dataclass(kw_only=True, eq=False)
 class EventRecorder:
     """Base of aggregates: every change appends its events here, the unit of work takes them once."""
