@@ -72,6 +72,11 @@ VERBS: dict[str, Verb] = {
         "registry API with an admin token; every change is an audited event.",
     ),
     "admin": Verb("services.registry.entrypoints.principals_cli:admin_app", "The first admin of a fresh registry."),
+    "keys": Verb(
+        "services.registry.entrypoints.api_keys_cli:api_keys_app",
+        "Gateway API keys (scoped to a tenant and models, with request and token budgets): created, rotated "
+        "and revoked through the registry API with an admin token; every change is an audited event.",
+    ),
     "signing-keys": Verb("services.cli.signing_keys:signing_keys_app", "Event-signing keys of the services: list, rotate."),
     "secrets": Verb(
         "services.cli.secrets:secrets_app",

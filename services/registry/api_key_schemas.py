@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.registry.domain.api_keys import ApiKey, MAX_REASON
+from services.registry.domain.api_keys import MAX_REASON, ApiKey
 from shared.events.inference import MAX_MODEL_SCOPES, ApiKeyLimits, ModelScope
 from shared.events.model_versions import TenantName
 

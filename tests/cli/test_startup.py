@@ -76,6 +76,7 @@ LIGHT_VERBS = [
     (("submit", "--help"), 0, set()),
     (("scan", "--help"), 0, set()),
     (("models", "--help"), 0, set()),
+    (("keys", "create", "--help"), 0, set()),
 ]
 
 

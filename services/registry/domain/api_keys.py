@@ -164,7 +164,9 @@ class ApiKey(EventRecorder):
     def revoke(self, *, by: str, reason: str, now: datetime) -> None:
         text = reason.strip()
         if not 1 <= len(text) <= MAX_REASON:
-            raise ValueError(f"reason: say why the key is revoked, in 1-{MAX_REASON} characters (it goes to the audit ledger)")
+            raise ValueError(
+                f"reason: say why the key is revoked, in 1-{MAX_REASON} characters (it goes to the audit ledger)"
+            )
         self._require_active("revoke it again")
         self.revoked_at = now
         self.revoked_by = by
