@@ -15,6 +15,7 @@ from services.gateway.domain.keys import (
     key_id_of,
     may_call,
 )
+from shared.events.inference import ApiKeyCreated, ApiKeyLimits, ApiKeyRevoked, ApiKeyRotated
 
 KEY_ID = "key_0123456789abcdef"
 SECRET = "tgk_0123456789abcdef_" + "A_b-" * 10 + "xyz"  # 43 random characters, '_' among them
@@ -23,11 +24,19 @@ OTHER = "tgk_0123456789abcdef_" + "Z" * 43
 
 def table_with(models: list[str], secret: str = SECRET) -> KeyTable:
     table = KeyTable()
-    assert table.apply_created(
-        key_id=KEY_ID, name="bot", tenant="acme", models=models, requests_per_minute=50, tokens_per_day=1000,
-        key_sha256=hash_secret(secret),
-    )
+    assert table.apply_created(created(models, hash_secret(secret)))
     return table
+
+
+def created(models: list[str], key_sha256: str, tenant: str = "acme") -> ApiKeyCreated:
+    return ApiKeyCreated(
+        key_id=KEY_ID, name="bot", tenant=tenant, models=models, key_sha256=key_sha256, created_by="root",
+        limits=ApiKeyLimits(requests_per_minute=50, tokens_per_day=1000),
+    )
+
+
+def rotated(key_sha256: str, key_id: str = KEY_ID) -> ApiKeyRotated:
+    return ApiKeyRotated(key_id=key_id, key_sha256=key_sha256, rotated_by="root")
 
 
 def test_a_secret_opens_its_key_until_rotated_then_revoked() -> None:
@@ -36,25 +45,23 @@ def test_a_secret_opens_its_key_until_rotated_then_revoked() -> None:
     assert (key.key_id, key.tenant, key.limits.requests_per_minute, key.limits.tokens_per_day) == (
         KEY_ID, "acme", 50, 1000,
     )
-    assert not table.apply_created(
-        key_id=KEY_ID, name="x", tenant="other", models=["*"], requests_per_minute=1, tokens_per_day=1,
-        key_sha256="0" * 64,
-    ), "a redelivered creation changes nothing"
+    assert not table.apply_created(created(["*"], "0" * 64, tenant="other")), "a redelivered creation changes nothing"
     assert table.authenticate(SECRET).tenant == "acme"
 
-    assert table.apply_rotated(key_id=KEY_ID, key_sha256=hash_secret(OTHER))
+    assert table.apply_rotated(rotated(hash_secret(OTHER)))
     with pytest.raises(UnknownKey):
         table.authenticate(SECRET)
     assert table.authenticate(OTHER).key_id == KEY_ID
 
-    assert table.apply_revoked(key_id=KEY_ID) and not table.apply_revoked(key_id=KEY_ID)
+    revocation = ApiKeyRevoked(key_id=KEY_ID, reason="leaked", revoked_by="root")
+    assert table.apply_revoked(revocation) and not table.apply_revoked(revocation)
     with pytest.raises(RevokedKey) as revoked:
         table.authenticate(OTHER)
-    assert not table.apply_rotated(key_id=KEY_ID, key_sha256=hash_secret(SECRET)), "revoked keys stay revoked"
+    assert not table.apply_rotated(rotated(hash_secret(SECRET))), "revoked keys stay revoked"
     with pytest.raises(UnknownKey) as unknown:
         table.authenticate(SECRET)
     assert str(revoked.value) == str(unknown.value), "a caller cannot tell revoked from unknown"
-    assert not table.apply_rotated(key_id="key_ffffffffffffffff", key_sha256="1" * 64)
+    assert not table.apply_rotated(rotated("1" * 64, key_id="key_ffffffffffffffff"))
 
 
 @pytest.mark.parametrize(
@@ -83,4 +90,6 @@ def test_scope_by_name_alias_version_or_everything() -> None:
     assert may_call(key, "support-triage", route)
     assert may_call(key, "support-triage.v3", route), "the version the alias serves, by its id"
     assert not may_call(key, "billing", {"billing", "billing.v1"})
-    assert may_call(table_with(["*"]).authenticate(SECRET), "billing", {"billing"})
+    everything = table_with(["*"])
+    assert may_call(everything.authenticate(SECRET), "billing", {"billing"})
+    assert everything.may_call(everything.authenticate(SECRET), "billing", {"billing"}), "the table's own spelling"

@@ -69,6 +69,7 @@ async def test_a_burst_of_200_admits_exactly_the_requests_per_minute(gateway_cli
     assert len(admitted) == 50
     assert sorted(o.requests_in_window for o in admitted) == list(range(1, 51)), "each saw the one before it"
     assert {o.limit for o in refused} == {"requests_per_minute"}
+    assert "50 of 50 requests per minute used; retry in" in refused[0].reason
     assert all(o.retry_after_s is not None and 0 < o.retry_after_s <= 60 for o in refused)
     assert all(o.retry_after_header is not None and 1 <= int(o.retry_after_header) <= 60 for o in refused)
     assert max(o.tokens_used_today for o in outcomes) == 500, "refused requests reserve nothing"
@@ -90,12 +91,16 @@ async def test_a_burst_never_overshoots_the_daily_tokens_and_settled_tokens_come
     assert (await limiter.admit(KEY, rpm=1_000, tokens_per_day=1_000, reserve_tokens=30)).admitted
     again = await limiter.admit(KEY, rpm=1_000, tokens_per_day=1_000, reserve_tokens=30)
     assert not again.admitted and again.tokens_used_today == 1_000
+    assert "1000 of 1000 tokens for today (UTC)" in again.reason and "needs up to 30" in again.reason
     assert await limiter.settle(KEY, again, used_tokens=0) is None, "a refusal reserved nothing to give back"
 
 
 async def test_a_request_larger_than_the_whole_day_is_refused_for_good(gateway_clients: list[aioredis.Redis]) -> None:
     refused = await RateLimiter(gateway_clients[0]).admit(KEY, rpm=10, tokens_per_day=100, reserve_tokens=101)
-    assert (refused.admitted, refused.limit, refused.retry_after_s) == (False, "request_over_daily_budget", None)
+    assert (refused.admitted, refused.limit, refused.retry_after, refused.retry_after_header) == (
+        False, "request_over_daily_budget", None, None
+    )
+    assert "needs up to 101 tokens" in refused.reason and "daily budget of 100" in refused.reason
 
 
 async def test_the_minute_slides_and_retry_after_is_when_the_oldest_ages_out(

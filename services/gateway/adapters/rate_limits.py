@@ -20,6 +20,7 @@ the script calls are in shared/stack/redis_acl.py (`_LEASE_COMMANDS`), since Red
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 from typing import Literal
@@ -94,20 +95,48 @@ class Admission:
 
     key_id: str
     admitted: bool
+    requested_tokens: int
     reserved_tokens: int
+    """What this admission holds against the day's budget: `requested_tokens` when admitted, else 0."""
     day: int
     """Days since the epoch (UTC) the tokens were reserved on; a settlement applies to that day only."""
     requests_in_window: int
     tokens_used_today: int
+    requests_per_minute: int
+    tokens_per_day: int
     limit: Limit | None = None
     retry_after_s: float | None = None
+
+    @property
+    def retry_after(self) -> float | None:
+        return self.retry_after_s
 
     @property
     def retry_after_header(self) -> str | None:
         """`Retry-After` in whole seconds, rounded up (never 0 for a refusal that frees later)."""
         if self.retry_after_s is None:
             return None
-        return str(max(1, int(-(-self.retry_after_s // 1))))
+        return str(max(1, math.ceil(self.retry_after_s)))
+
+    @property
+    def reason(self) -> str:
+        """Why a request was refused, for the client and the audit record (no secret, no prompt)."""
+        if self.limit == "requests_per_minute":
+            return (
+                f"{self.requests_in_window} of {self.requests_per_minute} requests per minute used; "
+                f"retry in {self.retry_after_s:.1f} s"
+            )
+        if self.limit == "tokens_per_day":
+            return (
+                f"{self.tokens_used_today} of {self.tokens_per_day} tokens for today (UTC) used or reserved and this "
+                f"request needs up to {self.requested_tokens}; the budget resets in {self.retry_after_s:.0f} s"
+            )
+        if self.limit == "request_over_daily_budget":
+            return (
+                f"this request needs up to {self.requested_tokens} tokens (prompt + max_tokens), more than the "
+                f"key's whole daily budget of {self.tokens_per_day}; send a shorter prompt or a lower max_tokens"
+            )
+        return "admitted"
 
 
 class RateLimiter:
@@ -133,18 +162,19 @@ class RateLimiter:
             raise ValueError(f"reserve_tokens must not be negative (got {reserve_tokens})")
         if reserve_tokens > tokens_per_day:
             return Admission(
-                key_id, False, 0, -1, 0, 0, limit="request_over_daily_budget", retry_after_s=None
+                key_id, False, reserve_tokens, 0, -1, 0, 0, rpm, tokens_per_day, limit="request_over_daily_budget"
             )
         member = secrets.token_hex(12)  # unique per admission: two in the same millisecond both count
         admitted, limit, wait_ms, day, requests, used = await self._admit(
             keys=[self.request_log_key(key_id), self.token_budget_key(key_id)],
             args=[rpm, tokens_per_day, reserve_tokens, member],
         )
+        counts = (int(day), int(requests), int(used), rpm, tokens_per_day)
         if admitted:
-            return Admission(key_id, True, reserve_tokens, int(day), int(requests), int(used))
+            return Admission(key_id, True, reserve_tokens, reserve_tokens, *counts)
         name = limit.decode() if isinstance(limit, bytes) else str(limit)
         return Admission(
-            key_id, False, 0, int(day), int(requests), int(used),
+            key_id, False, reserve_tokens, 0, *counts,
             limit=name,  # type: ignore[arg-type] - the script returns one of the Limit names
             retry_after_s=int(wait_ms) / 1000.0,
         )

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 SECRET_PREFIX = "tgk_"
 SECRET_PATTERN = re.compile(r"^tgk_([a-z0-9]{16})_([A-Za-z0-9_-]{43})$")
@@ -34,6 +36,42 @@ class UnknownKey(KeyRejected):
 
 class RevokedKey(KeyRejected):
     """The hash belongs to a revoked key: same public reason as an unknown one."""
+
+
+class LimitFacts(Protocol):
+    @property
+    def requests_per_minute(self) -> int: ...
+    @property
+    def tokens_per_day(self) -> int: ...
+
+
+class KeyCreatedFacts(Protocol):
+    """The fields of an `apikey.created` payload this table needs (the wire type has them)."""
+
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def models(self) -> Collection[str]: ...
+    @property
+    def limits(self) -> LimitFacts: ...
+    @property
+    def key_sha256(self) -> str: ...
+
+
+class KeyRotatedFacts(Protocol):
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def key_sha256(self) -> str: ...
+
+
+class KeyRevokedFacts(Protocol):
+    @property
+    def key_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -73,45 +111,37 @@ class KeyTable:
     keys: dict[str, ApiKey] = field(default_factory=dict)
     by_hash: dict[str, str] = field(default_factory=dict)
 
-    def apply_created(
-        self,
-        *,
-        key_id: str,
-        name: str,
-        tenant: str,
-        models: list[str] | frozenset[str],
-        requests_per_minute: int,
-        tokens_per_day: int,
-        key_sha256: str,
-    ) -> bool:
-        if key_id in self.keys:
+    def apply_created(self, created: KeyCreatedFacts) -> bool:
+        """`created` is an `apikey.created` payload (shared/events/inference.py ApiKeyCreated) or anything
+        with its fields."""
+        if created.key_id in self.keys:
             return False
-        self.keys[key_id] = ApiKey(
-            key_id=key_id,
-            name=name,
-            tenant=tenant,
-            models=frozenset(models),
-            limits=KeyLimits(requests_per_minute, tokens_per_day),
-            key_sha256=key_sha256,
+        self.keys[created.key_id] = ApiKey(
+            key_id=created.key_id,
+            name=created.name,
+            tenant=created.tenant,
+            models=frozenset(created.models),
+            limits=KeyLimits(created.limits.requests_per_minute, created.limits.tokens_per_day),
+            key_sha256=created.key_sha256,
         )
-        self.by_hash[key_sha256] = key_id
+        self.by_hash[created.key_sha256] = created.key_id
         return True
 
-    def apply_rotated(self, *, key_id: str, key_sha256: str) -> bool:
+    def apply_rotated(self, rotated: KeyRotatedFacts) -> bool:
         """The old secret stops at once; a rotation of a revoked key changes nothing."""
-        key = self.keys.get(key_id)
+        key = self.keys.get(rotated.key_id)
         if key is None or key.revoked:
             return False
         self.by_hash.pop(key.key_sha256, None)
-        self.keys[key_id] = replace(key, key_sha256=key_sha256)
-        self.by_hash[key_sha256] = key_id
+        self.keys[key.key_id] = replace(key, key_sha256=rotated.key_sha256)
+        self.by_hash[rotated.key_sha256] = key.key_id
         return True
 
-    def apply_revoked(self, *, key_id: str) -> bool:
-        key = self.keys.get(key_id)
+    def apply_revoked(self, revoked: KeyRevokedFacts) -> bool:
+        key = self.keys.get(revoked.key_id)
         if key is None or key.revoked:
             return False
-        self.keys[key_id] = replace(key, revoked=True)
+        self.keys[key.key_id] = replace(key, revoked=True)
         return True
 
     def authenticate(self, secret: str) -> ApiKey:
@@ -124,6 +154,9 @@ class KeyTable:
         if key.revoked:
             raise RevokedKey(KeyRejected.public_reason)
         return key
+
+    def may_call(self, key: ApiKey, model_name: str, route_names: set[str] | frozenset[str]) -> bool:
+        return may_call(key, model_name, route_names)
 
 
 def may_call(key: ApiKey, model_name: str, route_names: set[str] | frozenset[str]) -> bool:
