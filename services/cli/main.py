@@ -77,7 +77,9 @@ VERBS: dict[str, Verb] = {
         "Gateway API keys (scoped to a tenant and models, with request and token budgets): created, rotated "
         "and revoked through the registry API with an admin token; every change is an audited event.",
     ),
-    "signing-keys": Verb("services.cli.signing_keys:signing_keys_app", "Event-signing keys of the services: list, rotate."),
+    "signing-keys": Verb(
+        "services.cli.signing_keys:signing_keys_app", "Event-signing keys of the services: list, rotate."
+    ),
     "secrets": Verb(
         "services.cli.secrets:secrets_app",
         "Secrets for a compose or Kubernetes deployment: Redis users, passwords, service signing keys.",

@@ -240,9 +240,12 @@ class Gateway:
             reserve_tokens=prompt_tokens + max_tokens,
         )
         if not admission.admitted:
+            if admission.retry_after_header is None:  # this request alone is over the day's budget
+                raise GatewayError(400, f"Request refused for key {ex.key.key_id}: {admission.reason}",
+                                   code="request_over_budget", param="max_tokens", check=str(admission.limit))
             raise GatewayError(429, f"Rate limit reached for key {ex.key.key_id}: {admission.reason}",
-                               type="rate_limit_error", code="rate_limit_exceeded", check=admission.limit,
-                               retry_after=max(1, int(admission.retry_after + 0.999)))
+                               type="rate_limit_error", code="rate_limit_exceeded", check=str(admission.limit),
+                               retry_after=int(admission.retry_after_header))
         return Prepared(exchange=ex, body=body, texts=texts, prompt=prompt, prompt_tokens=prompt_tokens,
                         max_tokens=max_tokens, admission=admission, watermark=watermark)
 
