@@ -525,6 +525,7 @@ class Gateway:
         tunegate = shapes.marking(ex.route.served_name, signed, watermark=prepared.watermark,
                                   trace_id=self.trace_id(ex))
         tunegate["audit_event_id"] = event_id
+        tunegate["dlp"] = {"prompt": ex.prompt_findings, "response": response_findings}
         tunegate["overhead_ms"] = round(ex.overhead_ms(), 3)
         return tunegate, headers
 
