@@ -159,19 +159,42 @@ def decoded_blobs(text: str) -> list[str]:
     return found
 
 
+# Letters-and-digits words that are not leetspeak: model numbers (A350, MP3, B737X) and units (5pm, 10am, 4k).
+_MODEL_NUMBER = re.compile(r"^[A-Z]{1,4}\d+[A-Z]?$")
+_UNIT = re.compile(r"^\d+(?:am|pm|k|m|g|x|s|th|st|nd|rd|kg|km|mb|gb|ms)$", re.IGNORECASE)
+
+
 def _is_leet_word(word: str) -> bool:
+    if _MODEL_NUMBER.match(word) or _UNIT.match(word):
+        return False
     digits = [ch for ch in word if ch.isdigit()]
     has_letter = any(ch.isalpha() for ch in word)
     return len(word) >= 3 and bool(digits) and has_letter and all(d in _LEET_DIGITS for d in digits)
 
 
 def leetspeak_share(text: str) -> tuple[int, float]:
-    """How many words mix letters with leetspeak digits ("h4t3", "hum4n5"), and their share of all words."""
+    """How many words are leetspeak, and their share of all words: words mixing letters with leetspeak
+    digits ("h4t3", "hum4n5"), and single leet digits next to one ("1 h473": "I hate")."""
     words = _WORD.findall(text)
     if not words:
         return 0, 0.0
-    leet = sum(_is_leet_word(w) for w in words)
+    marked = [_is_leet_word(w) for w in words]
+    for i, word in enumerate(words):
+        if len(word) == 1 and word in _LEET_DIGITS:
+            marked[i] = (i > 0 and _is_leet_word(words[i - 1])) or (i + 1 < len(words) and _is_leet_word(words[i + 1]))
+    leet = sum(marked)
     return leet, leet / len(words)
+
+
+def is_leetspeak(text: str) -> bool:
+    """At least three leet words, and a fifth of the text or half of one line of it in leetspeak (an encoded
+    payload on its own line after an innocent-looking lead-in)."""
+    words, share = leetspeak_share(text)
+    if words < 3:
+        return False
+    return share >= 0.2 or any(
+        n >= 2 and line_share >= 0.5 for n, line_share in map(leetspeak_share, text.splitlines())
+    )
 
 
 def deleet(text: str) -> str:
@@ -185,8 +208,7 @@ def score_injection(text: str) -> InjectionScore:
         weights["obfuscated_blob"] = OBFUSCATED_BLOB
         for name, weight in _signals(decoded).items():
             weights.setdefault(f"{name}@decoded", weight)
-    leet_words, leet_share = leetspeak_share(text)
-    if leet_words >= 3 and leet_share >= 0.2:
+    if is_leetspeak(text):
         weights["leetspeak"] = LEETSPEAK_TEXT
         for name, weight in _signals(deleet(text)).items():
             weights.setdefault(name, weight)
