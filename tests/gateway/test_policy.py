@@ -276,3 +276,20 @@ def test_output_token_cap(bundled: PolicySet) -> None:
     assert policy.output_token_cap(None, 1024) == 512
     assert policy.output_token_cap(100, 1024) == 100
     assert policy.output_token_cap(4000, 300) == 300
+
+
+def test_misspelt_entity_types_are_refused_when_detectors_are_built(tmp_path: Path) -> None:
+    from services.gateway.adapters.dlp import GatewayDetectors
+
+    ps = policies("  - name: typo\n    match: {tenants: [t]}\n    dlp: {prompt: {EMAIL_ADRESS: redact}}\n")
+    expected = r"policy 'typo': dlp names entity types no detector finds: \['EMAIL_ADRESS'\]"
+    with pytest.raises(PolicyConfigError, match=expected):
+        GatewayDetectors(ps)
+    # NER is on unless a policy turns it off; a detector with NER is built only when some policy uses it.
+    with_ner = policies("  - name: plain\n    match: {tenants: [t]}\n    extends: default\n    dlp: {ner: false}\n")
+    detectors = GatewayDetectors(with_ner)
+    assert detectors.for_policy(with_ner.for_request("t", "m")) is detectors.plain and not detectors.plain.ner
+    assert detectors.for_policy(with_ner.for_request("u", "m")) is detectors.with_ner
+    assert detectors.with_ner is not None and detectors.with_ner.ner
+    without = PolicySet.parse(BASE.replace("{default: redact}", "{default: redact}\n      ner: false"))
+    assert GatewayDetectors(without).with_ner is None

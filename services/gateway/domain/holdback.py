@@ -63,6 +63,11 @@ class ResponseStream:
         return dict(sorted(self._counts.items()))
 
     @property
+    def released_chars(self) -> int:
+        """How many characters of the raw stream have been emitted (as themselves or inside a placeholder)."""
+        return self._committed
+
+    @property
     def held_chars(self) -> int:
         return self._base + len(self._buf) - self._committed
 
