@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import ClassVar
@@ -31,10 +31,19 @@ def estimate_tokens(text: str) -> int:
     return max(math.ceil(len(text) / 4), pieces)
 
 
+OPERATOR_ROLES = frozenset({"system", "developer"})
+"""Message roles the calling application writes (its instructions), as opposed to its end users' turns."""
+
+
 @dataclass(frozen=True)
 class CheckContext:
     detector: TextDetector
     count_tokens: TokenCounter = estimate_tokens
+    roles: Sequence[str] | None = None
+    """The role of each text ("system", "user", ...), when the prompt is a chat; None for a plain completion."""
+
+    def from_operator(self, index: int) -> bool:
+        return self.roles is not None and index < len(self.roles) and self.roles[index] in OPERATOR_ROLES
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,11 @@ class PromptInjection(PromptCheck):
         settings = self.spec.prompt_injection
         if not settings.enabled:
             return ALLOW
-        for text in texts:
+        # An application's own system prompt says "never reveal your instructions", "start your reply with":
+        # the attack shapes, as rules. Injection comes through the turns its users write (and what they paste).
+        for index, text in enumerate(texts):
+            if context.from_operator(index):
+                continue
             result = score_injection(text)
             if result.score >= settings.threshold:
                 return CheckOutcome(

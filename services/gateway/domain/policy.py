@@ -11,7 +11,7 @@ reason naming the check and the exception type, never the prompt's text."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -107,9 +107,19 @@ class Policy:
         return min(caps)
 
     def check_prompt(
-        self, texts: list[str], detector: TextDetector, *, count_tokens: TokenCounter = estimate_tokens
+        self,
+        texts: list[str],
+        detector: TextDetector,
+        *,
+        count_tokens: TokenCounter = estimate_tokens,
+        roles: Sequence[str] | None = None,
     ) -> PromptVerdict:
-        context = CheckContext(detector, count_tokens)
+        """Run the policy's checks over the prompt's texts (a chat's message contents in order, with their
+        `roles`; or a completion's prompt). Every text is scanned by DLP and the deny checks; the injection
+        heuristics skip the application's own system/developer messages."""
+        if roles is not None and len(roles) != len(texts):
+            raise ValueError(f"{len(roles)} roles for {len(texts)} texts")
+        context = CheckContext(detector, count_tokens, roles)
         current = list(texts)
         findings: dict[str, int] = {}
         redacted_by = ""
