@@ -154,3 +154,20 @@ def test_the_property_holds_with_ner(policy: Policy) -> None:
         expected = policy.check_response(text, ner_detector).text
         for chunks in chunkings(text, index)[:3]:
             assert "".join(stream(policy, ner_detector, chunks)) == expected, text
+
+
+def test_long_streams_keep_a_bounded_buffer(policy: Policy, detector: GatewayDetector) -> None:
+    text = " ".join(t for _, t in entity_texts(41, 40))
+    assert len(text) > 5_000
+    s = policy.response_stream(detector, HOLDBACK, max_token_chars=128)
+    out, largest = [], 0
+    rng = random.Random(41)
+    pos = 0
+    while pos < len(text):
+        size = rng.randint(1, 8)
+        out.append(s.feed(text[pos : pos + size]))
+        pos += size
+        largest = max(largest, s.buffered_chars)
+    out.append(s.finish())
+    assert "".join(out) == policy.check_response(text, detector).text
+    assert largest < 6 * (s.context_chars + s.max_token_chars) < len(text)

@@ -68,6 +68,11 @@ class ResponseStream:
         return self._committed
 
     @property
+    def buffered_chars(self) -> int:
+        """Raw text kept in memory: the held text plus emitted context (bounded, whatever the stream's length)."""
+        return len(self._buf)
+
+    @property
     def held_chars(self) -> int:
         return self._base + len(self._buf) - self._committed
 
