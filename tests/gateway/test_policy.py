@@ -80,7 +80,7 @@ def test_two_defaults_tie() -> None:
     ("extra", "expected"),
     [
         ("    colour: blue\n", ["policy 'x' (policies[1])", "colour", "Extra inputs are not permitted"]),
-        ("    dlp: {prompt: {EMAIL_ADDRESS: hide}}\n", ["policy 'x'", "dlp.prompt.actions.EMAIL_ADDRESS", "'redact'"]),
+        ("    dlp: {prompt: {EMAIL_ADDRESS: hide}}\n", ["policy 'x'", "dlp.prompt.EMAIL_ADDRESS:", "'redact'"]),
         ("    dlp: {prompt: {email: redact}}\n", ["policy 'x'", "UPPER_SNAKE_CASE", "email"]),
         ("    dlp: {min_score: 2}\n", ["policy 'x'", "dlp.min_score", "less than or equal to 1"]),
         ("    deny_patterns: ['ok', '(unclosed']\n", ["policy 'x'", "deny_patterns", "pattern 1 '(unclosed'",

@@ -9,13 +9,13 @@ unknown checks, each reported with the file, the policy and the field."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.gateway.domain.dlp import DEFAULT_KEY, Action, DlpRules
-from shared.validation import describe_validation_error
+from shared.validation import describe_validation_error, dotted
 
 ENTITY_KEY = re.compile(r"^[A-Z][A-Z0-9_]*$")
 DEFAULT_CHECK_ORDER = ("max_input_tokens", "deny_pattern", "deny_topic", "prompt_injection", "dlp")
@@ -229,13 +229,18 @@ def parse_policy_specs(data: Any, source: str, known_checks: Mapping[str, object
         try:
             spec = PolicySpec.model_validate(raw)
         except ValidationError as exc:
-            raise PolicyConfigError(f"{label}: {describe_validation_error(exc)}") from None
+            raise PolicyConfigError(f"{label}: {describe_validation_error(exc, location=_yaml_location)}") from None
         unknown = [c for c in spec.checks or () if c not in known_checks]
         if unknown:
             raise PolicyConfigError(f"{label}: checks: unknown check(s) {unknown} (known: {sorted(known_checks)})")
         specs.append(spec)
     _refuse_ties(specs, prefix)
     return specs
+
+
+def _yaml_location(loc: Sequence[Any]) -> str:
+    """The field as the YAML spells it: a DLP side's entity rules sit directly under `prompt`/`response`."""
+    return dotted([part for part in loc if part != "actions"])
 
 
 def _refuse_ties(specs: list[PolicySpec], prefix: str) -> None:
