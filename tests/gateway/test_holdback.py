@@ -171,3 +171,12 @@ def test_long_streams_keep_a_bounded_buffer(policy: Policy, detector: GatewayDet
     out.append(s.finish())
     assert "".join(out) == policy.check_response(text, detector).text
     assert largest < 6 * (s.context_chars + s.max_token_chars) < len(text)
+
+
+def test_nothing_is_held_when_response_rules_act_on_nothing(detector: GatewayDetector) -> None:
+    text = "policies:\n  - name: p\n    match: {}\n    dlp: {response: {EMAIL_ADDRESS: allow}}\n"
+    ps = PolicySet.parse(text, "t.yaml")
+    s = ps.for_request("t", "m").response_stream(detector, 64)
+    assert s.passthrough
+    assert [s.feed("mail "), s.feed("a@example.com")] == ["mail ", "a@example.com"]
+    assert s.held_chars == 0 and s.finish() == "" and s.released_chars == len("mail a@example.com")

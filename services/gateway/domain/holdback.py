@@ -57,6 +57,8 @@ class ResponseStream:
         self._base = 0
         self._committed = 0  # absolute offset up to which raw text has been emitted (redacted)
         self._finished = False
+        # A policy whose response rules act on nothing has nothing to hold back for: text passes at once.
+        self.passthrough = rules.default == "allow" and all(a == "allow" for a in rules.actions.values())
 
     @property
     def findings(self) -> dict[str, int]:
@@ -74,13 +76,16 @@ class ResponseStream:
 
     @property
     def held_chars(self) -> int:
-        return self._base + len(self._buf) - self._committed
+        return 0 if self.passthrough else self._base + len(self._buf) - self._committed
 
     def feed(self, delta: str) -> str:
         if self._finished:
             raise RuntimeError("feed() after finish()")
         if self.blocked or not delta:
             return ""
+        if self.passthrough:
+            self._committed += len(delta)
+            return delta
         self._buf += delta
         end = self._base + len(self._buf)
         cut = self._snap(end - self.holdback_chars, end)
@@ -93,7 +98,7 @@ class ResponseStream:
             return ""
         self._finished = True
         end = self._base + len(self._buf)
-        if self.blocked or end <= self._committed:
+        if self.blocked or self.passthrough or end <= self._committed:
             return ""
         return self._emit(end, final=True)
 
