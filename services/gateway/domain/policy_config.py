@@ -77,8 +77,6 @@ def _common(a: list[str] | str, b: list[str] | str) -> str | None:
 class DlpSide(_Strict):
     """`{ENTITY_TYPE: allow|redact|block, ..., default: allow|redact|block}` for prompts or responses."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     actions: dict[str, Action] = Field(default_factory=dict)
     default: Action = "allow"
 
