@@ -55,7 +55,7 @@ def model_runtime(settings: Settings, own: GatewaySettings) -> ModelRuntime:
 
 def build_gateway(runtime: ServiceRuntime, state: GatewayState, models: ModelRuntime,
                   own: GatewaySettings) -> Gateway:
-    from services.gateway.adapters.dlp import GatewayDetector
+    from services.gateway.adapters.dlp import GatewayDetectors
     from services.gateway.adapters.journal import Journal
     from services.gateway.adapters.rate_limits import RateLimiter
     from services.gateway.adapters.upstream import UpstreamClient, load_upstreams
@@ -71,7 +71,7 @@ def build_gateway(runtime: ServiceRuntime, state: GatewayState, models: ModelRun
         settings=own,
         state=state,
         policies=policies,
-        detector=GatewayDetector.build(ner=policies.needs_ner()),
+        detectors=GatewayDetectors(policies),
         limiter=RateLimiter(runtime.redis),
         models=models,
         upstream=UpstreamClient(),

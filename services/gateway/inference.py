@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from services.gateway.adapters.model_runtime import ModelRuntime, ModelUnavailable
 from services.gateway.adapters.upstream import UpstreamClient, UpstreamFailure
+from services.gateway.domain.checks import estimate_tokens
 from services.gateway.domain.routes import LocalRoute, Route, RouteNotFound, UpstreamRoute
 from services.gateway.domain.state import GatewayState
 from services.gateway.entrypoints import openai_shapes as shapes
@@ -42,12 +43,6 @@ Body = ChatCompletionRequest | CompletionRequest
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def estimate_tokens(text: str) -> int:
-    """For upstream routes before the call (the upstream's own count settles the budget afterwards): about
-    four characters a token for English, rounded up so a reservation is never short."""
-    return len(text) // 3 + 1
 
 
 def _model_named(raw: bytes) -> str:
@@ -91,6 +86,8 @@ class Exchange:
     prompt_findings: dict[str, int] = field(default_factory=dict)
     model_seconds: float = 0.0
     span: Any = None
+    detector: Any = None
+    """The DLP detector the policy asks for (with or without NER)."""
 
     @property
     def model_version(self) -> str | None:
@@ -129,7 +126,7 @@ class Gateway:
         settings: GatewaySettings,
         state: GatewayState,
         policies: Any,
-        detector: Any,
+        detectors: Any,
         limiter: Any,
         models: ModelRuntime,
         upstream: UpstreamClient,
@@ -140,7 +137,7 @@ class Gateway:
         self.settings = settings
         self.state = state
         self.policies = policies
-        self.detector = detector
+        self.detectors = detectors
         self.limiter = limiter
         self.models = models
         self.upstream = upstream
@@ -205,9 +202,17 @@ class Gateway:
             raise GatewayError(403, f"no usable policy for tenant {ex.key.tenant} and model {policy_name}: {exc}",
                                type="policy_error", code="policy_error", stage="prompt", check="policy_error") from None
 
-        texts = [m.text() for m in body.messages] if isinstance(body, ChatCompletionRequest) else [body.prompt_text()]
+        chat = isinstance(body, ChatCompletionRequest)
+        texts = [m.text() for m in body.messages] if chat else [body.prompt_text()]
         ex.prompt_sha256 = sha256_text("\x1e".join(texts))
-        verdict = ex.policy.check_prompt(texts, self.detector)
+        engine = None
+        if isinstance(route, LocalRoute):  # the model's own tokenizer counts the input limit
+            engine, _ = await self._engine(route)
+        ex.detector = self.detectors.for_policy(ex.policy)
+        verdict = ex.policy.check_prompt(
+            texts, ex.detector, count_tokens=engine.count_tokens if engine is not None else estimate_tokens,
+            roles=[m.role for m in body.messages] if chat else None,
+        )
         ex.prompt_findings = dict(verdict.findings)
         if verdict.action == "block":
             raise GatewayError(400, f"Request blocked by policy {ex.policy.name}: {verdict.reason}",
@@ -216,25 +221,20 @@ class Gateway:
         texts = list(verdict.texts)
 
         max_tokens = body.requested_max_tokens() or self.settings.default_max_tokens
-        cap = min(int(ex.policy.max_output_tokens), self.settings.max_output_tokens)
+        cap = ex.policy.output_token_cap(None, self.settings.max_output_tokens)
         if max_tokens > cap:
             raise GatewayError(400, f"max_tokens {max_tokens} exceeds the limit of {cap} for this model",
                                param="max_tokens", code="max_tokens_exceeded", stage="prompt",
                                check="max_output_tokens")
         watermark = False
-        if isinstance(route, LocalRoute):
-            engine, _ = await self._engine(route)
-            prompt = engine.render_chat(self._messages(body, texts)) if isinstance(body, ChatCompletionRequest) \
-                else texts[0]
+        if engine is not None:
+            assert isinstance(route, LocalRoute)
+            prompt = engine.render_chat(self._messages(body, texts)) if chat else texts[0]
             prompt_tokens = engine.count_tokens(prompt)
             watermark = route.watermark
         else:
             prompt = "\n".join(texts)
             prompt_tokens = estimate_tokens(prompt)
-        if prompt_tokens > int(ex.policy.max_input_tokens):
-            raise GatewayError(400, f"the prompt has {prompt_tokens} tokens; this model accepts at most "
-                               f"{ex.policy.max_input_tokens}", param="messages", code="context_length_exceeded",
-                               stage="prompt", check="max_input_tokens")
         admission = await self.limiter.admit(
             ex.key.key_id, rpm=ex.key.limits.requests_per_minute, tokens_per_day=ex.key.limits.tokens_per_day,
             reserve_tokens=prompt_tokens + max_tokens,
@@ -332,7 +332,7 @@ class Gateway:
                                else None) from None
         finally:
             ex.model_seconds += time.perf_counter() - started
-        verdict = ex.policy.check_response(text, self.detector)
+        verdict = ex.policy.check_response(text, ex.detector)
         await self._settle(prepared, prompt_tokens + completion_tokens)
         if verdict.blocked:
             raise GatewayError(400, f"The response was withheld by policy {ex.policy.name}: {verdict.reason}",
@@ -422,7 +422,7 @@ class Gateway:
         body = prepared.body
         response_id = ("chatcmpl-" if ex.operation == "chat" else "cmpl-") + ex.request_id[4:]
         created = int(self.clock())
-        filtered = ex.policy.response_stream(self.detector, self.settings.holdback_chars)
+        filtered = ex.policy.response_stream(ex.detector, self.settings.holdback_chars)
         usage: dict[str, int] = {}
         finish = "stop"
         sent: list[str] = []
@@ -440,19 +440,26 @@ class Gateway:
         try:
             if ex.operation == "chat":
                 yield chunk("")
-            async for text, reason in self._model_deltas(prepared, usage):
-                if reason:
-                    finish = reason
-                safe = filtered.feed(text) if text else ""
-                if safe:
-                    sent.append(safe)
-                    yield chunk(safe)
-            rest = filtered.finish()
-            if rest:
-                sent.append(rest)
-                yield chunk(rest)
-            if getattr(filtered, "blocked", False):
+            deltas = self._model_deltas(prepared, usage)
+            try:
+                async for text, reason in deltas:
+                    if reason:
+                        finish = reason
+                    safe = filtered.feed(text) if text else ""
+                    if safe:
+                        sent.append(safe)
+                        yield chunk(safe)
+                    if filtered.blocked:  # a blocked entity type: stop the model, emit nothing more
+                        break
+            finally:
+                await deltas.aclose()
+            if filtered.blocked:
                 finish = "content_filter"
+            else:
+                rest = filtered.finish()
+                if rest:
+                    sent.append(rest)
+                    yield chunk(rest)
             await self._settle(prepared, usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
             tunegate, _ = await self._completed(
                 prepared, text="".join(sent), finish=finish, prompt_tokens=usage.get("prompt_tokens", 0),
