@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from services.registry.domain.api_keys import hash_secret, new_key_id, new_secret
 from services.trainer.engine.packaging import store_directory
 from shared.events.envelope import Envelope
@@ -70,6 +72,18 @@ class GatewayHarness:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+    def client(self, key_name: str) -> Any:
+        import openai
+
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.keys[key_name], max_retries=0, timeout=120)
+
+    def post(self, key_name: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        return self.post_raw(key_name, path, json.dumps(body).encode())
+
+    def post_raw(self, key_name: str, path: str, body: bytes) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", content=body, timeout=120, headers={
+            "authorization": f"Bearer {self.keys[key_name]}", "content-type": "application/json"})
 
     def publish(self, *envelopes: Envelope) -> None:
         publish_signed(self.redis_url, *envelopes, home=self.home)
