@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from transformers import DynamicCache, WatermarkingConfig
 
+from services.gateway.adapters.generation import GenerationChunk
+
 BASE_ADAPTER = "__base__"
 """PEFT's name for "no adapter" in a mixed batch's `adapter_names`."""
 
@@ -205,8 +207,6 @@ class Batch:
             self._accept(row, token)
 
     def _accept(self, row: Row, token: int) -> None:
-        from services.gateway.adapters.engine import GenerationChunk
-
         if token in self.eos_ids:
             row.finish_reason = "stop"
             text = row.tail.take(final=True)

@@ -30,42 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from services.gateway.adapters.decoding import BASE_ADAPTER, Batch, Row, TextTail, watermark_config
+from services.gateway.adapters.generation import (
+    AdapterNotLoaded,
+    EngineClosed,
+    EngineError,
+    GenerationChunk,
+    GenerationRequest,
+)
 
 __all__ = ["AdapterNotLoaded", "EngineClosed", "EngineError", "GenerationChunk", "GenerationRequest",
            "LocalEngine", "watermark_config"]
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    adapter: str | None  # a model version id loaded on this engine's base; None = the base alone
-    prompt: str  # already rendered (see LocalEngine.render_chat)
-    max_new_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: tuple[str, ...] = ()
-    seed: int | None = None
-    watermark: bool = False
-
-
-@dataclass
-class GenerationChunk:
-    text: str  # new text since the previous chunk
-    finish_reason: str | None = None  # "stop" | "length", on the last chunk only
-    prompt_tokens: int = 0  # on the last chunk
-    completion_tokens: int = 0  # on the last chunk
-    model_seconds: float = 0.0  # on the last chunk: wall time of the forward passes this request took part in
-
-
-class EngineError(RuntimeError):
-    """The engine could not serve a request (the message says why)."""
-
-
-class AdapterNotLoaded(EngineError, LookupError):
-    """The request names an adapter this engine does not serve (never loaded, or unloaded)."""
-
-
-class EngineClosed(EngineError):
-    """The engine was closed before or while serving the request."""
 
 
 @dataclass
@@ -87,8 +61,9 @@ class _Drop:
     name: str
 
 
+@dataclass
 class _Close:
-    pass
+    drain: bool
 
 
 class LocalEngine:
@@ -121,6 +96,7 @@ class LocalEngine:
         self._keys = itertools.count()
         self._lock = threading.Lock()  # guards _adapters and _closed between callers and the worker
         self._closed = False
+        self._draining_to_close = False  # worker-only: close once the batch and the queue are empty
         self._inbox: queue.Queue[Row | _Load | _Drop | _Close] = queue.Queue()
         self._waiting: deque[Row] = deque()
         self._worker = threading.Thread(target=self._run, name=f"engine:{self.base_path.name}", daemon=True)
@@ -214,13 +190,14 @@ class LocalEngine:
                                        chunk.completion_tokens, chunk.model_seconds)
         raise EngineError("the engine ended the request without a final chunk")
 
-    async def aclose(self) -> None:
-        """Fail queued and running requests with EngineClosed and stop the worker thread."""
+    async def aclose(self, *, drain: bool = False) -> None:
+        """Stop the worker thread. New requests are refused at once; with `drain`, queued and running ones
+        finish first, else they fail with EngineClosed."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self._inbox.put(_Close())
+        self._inbox.put(_Close(drain))
         await asyncio.to_thread(self._worker.join)
 
     def _submit(self, request: GenerationRequest, emit: Any) -> Row:
@@ -276,6 +253,8 @@ class LocalEngine:
     def _tick(self) -> bool:
         """One round of the worker: take messages (waiting when idle), then admit and decode. False: closed."""
         if not self._batch.rows and not self._waiting:
+            if self._draining_to_close:
+                return False
             if not self._handle(self._inbox.get()):
                 return False
             if self._waiting and self.batch_wait_s > 0 and not self._gather():
@@ -317,6 +296,8 @@ class LocalEngine:
             self._load(message.name)
         elif isinstance(message, _Drop):
             self._drop(message.name)
+        elif message.drain:
+            self._draining_to_close = True
         else:
             error = EngineClosed("the engine was closed")
             self._release(self._batch.fail_all(error))
