@@ -82,6 +82,8 @@ class LocalEngine:
         self.watermark_key = watermark_key
         self.tokenizer = AutoTokenizer.from_pretrained(self.base_path)
         self._model: Any = AutoModelForCausalLM.from_pretrained(self.base_path, dtype=torch.float32).eval()
+        self.model_config = self._model.config  # what a WatermarkDetector needs
+        self.largest_batch = 0  # the most rows decoded together so far (observability; the worker raises it)
         self._device = next(self._model.parameters()).device
         self.context_length = int(getattr(self._model.config, "max_position_embeddings", 0) or 1 << 30)
         eos = self._model.generation_config.eos_token_id
@@ -330,6 +332,7 @@ class LocalEngine:
                 newcomers.append(row)
         if newcomers:  # joined rows take part in this very step, so a stream of arrivals starves no one
             self._batch.admit(newcomers, mixed)
+            self.largest_batch = max(self.largest_batch, len(self._batch.rows))
             self._release(self._batch.retire())
         if self._batch.rows:
             self._batch.step(mixed)
