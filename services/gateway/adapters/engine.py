@@ -101,6 +101,7 @@ class LocalEngine:
         self._draining_to_close = False  # worker-only: close once the batch and the queue are empty
         self._inbox: queue.Queue[Row | _Load | _Drop | _Close] = queue.Queue()
         self._waiting: deque[Row] = deque()
+        self._admitting: list[Row] = []  # worker-only: rows being prefilled, not yet in the batch
         self._worker = threading.Thread(target=self._run, name=f"engine:{self.base_path.name}", daemon=True)
         self._worker.start()
 
@@ -249,7 +250,13 @@ class LocalEngine:
             try:
                 running = self._tick()
             except Exception as error:  # a failed step must not take the engine down with it
-                failed = self._batch.fail_all(EngineError(f"generation failed: {type(error).__name__}: {error}"))
+                failure = EngineError(f"generation failed: {type(error).__name__}: {error}")
+                failed = self._batch.fail_all(failure)
+                for row in self._admitting:  # a failed prefill: they never reached the batch
+                    if row not in failed:
+                        row.emit(failure)
+                        failed.append(row)
+                self._admitting = []
                 self._release(failed)
 
     def _tick(self) -> bool:
@@ -331,7 +338,9 @@ class LocalEngine:
             else:
                 newcomers.append(row)
         if newcomers:  # joined rows take part in this very step, so a stream of arrivals starves no one
+            self._admitting = newcomers
             self._batch.admit(newcomers, mixed)
+            self._admitting = []
             self.largest_batch = max(self.largest_batch, len(self._batch.rows))
             self._release(self._batch.retire())
         if self._batch.rows:
