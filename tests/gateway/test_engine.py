@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from services.gateway.adapters.decoding import TextTail
 from services.gateway.adapters.engine import (
     AdapterNotLoaded,
     GenerationRequest,
@@ -225,3 +226,28 @@ async def test_the_pool_shares_a_base_between_adapters_and_gives_a_full_model_it
         assert (await engine_b.complete(ask(engine_b, B))).finish_reason in {"stop", "length"}
     finally:
         await pool.aclose()
+
+
+def test_text_deltas_keep_multibyte_characters_whole_and_hold_back_a_possible_stop(engine: LocalEngine) -> None:
+    text = "Ünïcode café ✓ 東京 ok"
+    ids = engine.tokenizer.encode(text, add_special_tokens=False)
+    tail = TextTail(engine.tokenizer, ())
+    deltas = []
+    for token in ids:
+        tail.push(token)
+        deltas.append(tail.take(final=False))
+    assert "".join(deltas) == text
+    assert not any("\ufffd" in delta for delta in deltas)
+    assert len(ids) > len(text.split())  # characters really were split over several tokens
+
+    tail = TextTail(engine.tokenizer, ("✓ 東京",))
+    emitted = ""
+    for token in ids:
+        tail.push(token)
+        stop = tail.stop_at()
+        if stop is not None:
+            emitted += tail.take(final=True, end=stop)
+            break
+        emitted += tail.take(final=False)
+        assert not emitted.endswith(("✓", "✓ ", "✓ 東"))  # a stop's beginning never goes out early
+    assert emitted == "Ünïcode café "
