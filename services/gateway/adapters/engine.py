@@ -165,7 +165,10 @@ class LocalEngine:
         inbox: asyncio.Queue[GenerationChunk | BaseException] = asyncio.Queue()
 
         def emit(item: GenerationChunk | BaseException) -> None:
-            loop.call_soon_threadsafe(inbox.put_nowait, item)
+            try:
+                loop.call_soon_threadsafe(inbox.put_nowait, item)
+            except RuntimeError:  # the caller's event loop is closed: nobody is listening any more
+                row.cancelled = True
 
         row = self._submit(request, emit)
         finished = False
