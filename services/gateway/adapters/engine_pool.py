@@ -34,7 +34,7 @@ class EnginePool:
         self.max_batch, self.batch_wait_ms, self.watermark_key = max_batch, batch_wait_ms, watermark_key
         self._engines: dict[str, LocalEngine] = {}
         self._versions: dict[str, _Served] = {}
-        self._lock = threading.Lock()  # loads and unloads may come from several threads
+        self._lock = threading.Lock()  # serialises loads and unloads (they may come from several threads)
 
     def load(self, version_id: str, base_path: Path, adapter_kind: AdapterKind, artefact: Path) -> None:
         """Serve `version_id`: `artefact` is the trainer's tar or an already unpacked folder. Loading a version
@@ -96,12 +96,13 @@ class EnginePool:
             shutil.rmtree(served.unpacked, ignore_errors=True)
 
     def engine_for(self, version_id: str) -> tuple[LocalEngine, str | None]:
-        """The engine serving `version_id` and the adapter name to put in its GenerationRequest."""
-        with self._lock:
-            served = self._versions.get(version_id)
-            if served is None:
-                raise AdapterNotLoaded(f"model version {version_id!r} is not served here")
-            return self._engines[served.engine_key], served.adapter
+        """The engine serving `version_id` and the adapter name to put in its GenerationRequest. Lock-free (a
+        dict read is atomic), so requests are never held up behind a model that is loading."""
+        served = self._versions.get(version_id)
+        engine = self._engines.get(served.engine_key) if served is not None else None
+        if served is None or engine is None:
+            raise AdapterNotLoaded(f"model version {version_id!r} is not served here")
+        return engine, served.adapter
 
     def versions(self) -> list[str]:
         with self._lock:
