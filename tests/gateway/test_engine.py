@@ -15,6 +15,7 @@ import pytest
 from services.gateway.adapters.decoding import TextTail
 from services.gateway.adapters.engine import (
     AdapterNotLoaded,
+    EngineClosed,
     GenerationRequest,
     LocalEngine,
     watermark_config,
@@ -251,3 +252,25 @@ def test_text_deltas_keep_multibyte_characters_whole_and_hold_back_a_possible_st
         emitted += tail.take(final=False)
         assert not emitted.endswith(("✓", "✓ ", "✓ 東"))  # a stop's beginning never goes out early
     assert emitted == "Ünïcode café "
+
+
+async def test_closing_drains_or_fails_what_is_in_flight(tiny_base: BaseModelInfo) -> None:
+    draining = LocalEngine(tiny_base.path, batch_wait_ms=0)
+    request = ask(draining, None, max_new_tokens=40)
+    alone = (await draining.complete(request)).text
+    stream = draining.stream(request)
+    first = await anext(stream)
+    closing = asyncio.create_task(draining.aclose(drain=True))
+    await asyncio.sleep(0)
+    with pytest.raises(EngineClosed, match="closed"):
+        await draining.complete(request)
+    assert first.text + "".join([c.text async for c in stream]) == alone  # accepted: it finished
+    await closing
+
+    failing = LocalEngine(tiny_base.path, batch_wait_ms=0)
+    stream = failing.stream(ask(failing, None, max_new_tokens=200))
+    await anext(stream)
+    await failing.aclose()
+    with pytest.raises(EngineClosed, match="the engine was closed"):
+        async for _ in stream:
+            pass
