@@ -322,11 +322,8 @@ class LocalEngine:
         return True
 
     def _drain_after_close(self, error: EngineClosed) -> None:
-        while True:
-            try:
-                message = self._inbox.get_nowait()
-            except queue.Empty:
-                return
+        while not self._inbox.empty():  # this thread is the only consumer, so empty() is reliable here
+            message = self._inbox.get_nowait()
             if isinstance(message, Row):
                 message.emit(error)
 
