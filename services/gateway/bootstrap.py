@@ -40,15 +40,17 @@ def replayed_state(settings: Settings) -> GatewayState:
 
 
 def model_runtime(settings: Settings, own: GatewaySettings) -> ModelRuntime:
-    def make_pool():  # type: ignore[no-untyped-def]
-        from services.gateway.adapters.engine import EnginePool
+    unpack_dir = settings.path("gateway", "models", ".keep").parent
 
-        return EnginePool(max_batch=own.max_batch, batch_wait_ms=own.batch_wait_ms, watermark_key=own.watermark_key)
+    def make_pool():  # type: ignore[no-untyped-def]
+        from services.gateway.adapters.engine_pool import EnginePool
+
+        return EnginePool(unpack_dir, max_batch=own.max_batch, batch_wait_ms=own.batch_wait_ms,
+                          watermark_key=own.watermark_key)
 
     return ModelRuntime(
         artifacts=ArtifactStore(settings.home_dir / "artifacts"),
         resolve_base=partial(resolve_base, settings=settings),
-        workdir=settings.path("gateway", "adapters", ".keep").parent,
         make_pool=make_pool,
     )
 

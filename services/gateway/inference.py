@@ -23,6 +23,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
+from services.gateway.adapters.generation import EngineError
 from services.gateway.adapters.model_runtime import ModelRuntime, ModelUnavailable
 from services.gateway.adapters.upstream import UpstreamClient, UpstreamFailure
 from services.gateway.domain.checks import estimate_tokens
@@ -43,6 +44,16 @@ Body = ChatCompletionRequest | CompletionRequest
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def engine_refusal(exc: Exception) -> GatewayError:
+    """The local engine refused the generation: a request it cannot serve (prompt plus max_tokens past the
+    model's context) is the client's 400; an engine closing or a version unloaded mid-request is a 503."""
+    if isinstance(exc, EngineError):
+        return GatewayError(503, f"The model is not available right now: {exc}", type="server_error",
+                            code="model_unavailable", stage="model", check="engine")
+    return GatewayError(400, f"The model cannot serve this request: {exc}", code="context_length_exceeded",
+                        stage="model", check="engine")
 
 
 def _model_named(raw: bytes) -> str:
@@ -286,7 +297,7 @@ class Gateway:
                                check="model_load") from None
 
     def _generation(self, prepared: Prepared, adapter: str | None) -> Any:
-        from services.gateway.adapters.engine import GenerationRequest
+        from services.gateway.adapters.generation import GenerationRequest
 
         body = prepared.body
         return GenerationRequest(
@@ -330,6 +341,9 @@ class Gateway:
             raise GatewayError(exc.status, exc.message, type="upstream_error", code=exc.code, stage="model",
                                check="upstream", retry_after=int(exc.retry_after) if (exc.retry_after or "").isdigit()
                                else None) from None
+        except (EngineError, ValueError) as exc:
+            await self._settle(prepared, 0)
+            raise engine_refusal(exc) from None
         finally:
             ex.model_seconds += time.perf_counter() - started
         verdict = ex.policy.check_response(text, ex.detector)
@@ -390,6 +404,8 @@ class Gateway:
                     chunk = await chunks.__anext__()
                 except StopAsyncIteration:
                     return
+                except (EngineError, ValueError) as exc:
+                    raise engine_refusal(exc) from None
                 finally:
                     ex.model_seconds += time.perf_counter() - waited
                 if chunk.finish_reason:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,8 @@ from shared.models.bases import BaseModelInfo
 from shared.storage.artifacts import ArtifactStore
 
 if TYPE_CHECKING:
-    from services.gateway.adapters.engine import EnginePool, LocalEngine
+    from services.gateway.adapters.engine import LocalEngine
+    from services.gateway.adapters.engine_pool import EnginePool
 
 log = logging.getLogger("tunegate.gateway.models")
 
@@ -34,12 +34,10 @@ class ModelRuntime:
         *,
         artifacts: ArtifactStore,
         resolve_base: Callable[[str], BaseModelInfo],
-        workdir: Path,
         make_pool: Callable[[], EnginePool],
     ) -> None:
         self.artifacts = artifacts
         self.resolve_base = resolve_base
-        self.workdir = workdir
         self._make_pool = make_pool
         self._pool: EnginePool | None = None
         self._locks: dict[str, asyncio.Lock] = {}
@@ -52,19 +50,11 @@ class ModelRuntime:
             self._pool = self._make_pool()
         return self._pool
 
-    def _unpack(self, route: LocalRoute) -> tuple[Path, Path]:
-        from services.evaluator.engine.models import extract_artifact
-
-        version = validate_version_id(route.version_id)
+    def _load_sync(self, route: LocalRoute) -> None:
+        validate_version_id(route.version_id)
         base = self.resolve_base(route.base_model)
         tar = self.artifacts.verify(ArtifactRef(uri=route.artifact_uri, sha256=route.artifact_sha256))
-        target = self.workdir / version
-        shutil.rmtree(target, ignore_errors=True)
-        return Path(base.path), extract_artifact(tar, target)
-
-    def _load_sync(self, route: LocalRoute) -> None:
-        base_path, model_dir = self._unpack(route)
-        self.pool.load(route.version_id, base_path, route.adapter, model_dir)
+        self.pool.load(route.version_id, Path(base.path), route.adapter, tar)  # unpacks under its own folder
 
     async def ensure_loaded(self, route: LocalRoute) -> tuple[LocalEngine, str | None]:
         if route.version_id not in self._loaded:
@@ -86,8 +76,7 @@ class ModelRuntime:
         async with lock:
             if route.version_id in self._loaded:
                 self._loaded.discard(route.version_id)
-                self.pool.unload(route.version_id)
-            shutil.rmtree(self.workdir / validate_version_id(route.version_id), ignore_errors=True)
+                await self.pool.unload(route.version_id)
 
     def on_change(self, change: Change) -> None:
         """Handlers call this: deployed versions are preloaded, displaced and retired ones unloaded."""
