@@ -121,7 +121,8 @@ class ProvenanceSigner:
 
     def __init__(self, private_key: Ed25519PrivateKey) -> None:
         self._private_key = private_key
-        self.key_id = key_id_for(private_key.public_key())
+        self.public_key = private_key.public_key()
+        self.key_id = key_id_for(self.public_key)
 
     def sign(self, model_version: str, response_sha256: str, event_id: str) -> Provenance:
         signature = self._private_key.sign(statement_bytes(model_version, response_sha256, event_id))
