@@ -6,8 +6,9 @@ a direct call (and tunegate's gateway, when given), side by side in one run agai
 
 Set-up: bench/support/openai_upstream.py serves a fixed answer on loopback in its own process; LiteLLM's
 proxy (bench/support/litellm_proxy.py: its own virtualenv, installed from PyPI on first use) routes a model
-name to it. The client sends non-streaming chat completions (one short user message, max_tokens 16) with
-httpx's async client, `concurrency` requests in flight at once, keep-alive connections, after a warm-up.
+name to it. The client sends non-streaming chat completions (one short user message, max_tokens 16) from
+`concurrency` httpx async clients in one event loop, each with its own keep-alive connection (opened by a
+first request that is not counted), after a warm-up run on every path.
 
 Added latency is computed from the distributions: for each proxy and concurrency, its p50 (p99) minus the
 direct path's p50 (p99) at the same concurrency. Request pairs are not matched one to one (at concurrency
@@ -61,43 +62,57 @@ class Target:
     api_key: str
 
 
-async def _measure(base_url: str, model: str, api_key: str, concurrency: int, requests: int) -> list[float]:
+async def _measure(
+    base_url: str, model: str, api_key: str, concurrency: int, requests: int
+) -> tuple[list[float], float]:
     body = {"model": model, "messages": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0}
     headers = {"authorization": f"Bearer {api_key}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     failures: list[str] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for index in range(requests):
-        queue.put_nowait(index)
+    remaining = [requests]
+    warmed: list[bool] = []
 
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60.0) as client:
+    async def post(client: httpx.AsyncClient) -> float | None:
+        started = time.perf_counter()
+        response = await client.post("/chat/completions", json=body)
+        await response.aread()
+        elapsed = (time.perf_counter() - started) * 1000.0
+        if response.status_code != 200:
+            failures.append(f"{response.status_code}: {response.text[:300]}")
+            return None
+        return elapsed
 
-        async def worker() -> None:
-            while True:
-                try:
-                    queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                started = time.perf_counter()
-                response = await client.post("/chat/completions", json=body)
-                await response.aread()
-                elapsed = (time.perf_counter() - started) * 1000.0
-                if response.status_code != 200:
-                    failures.append(f"{response.status_code}: {response.text[:300]}")
-                    continue
-                latencies.append(elapsed)
+    async def client_loop() -> None:
+        # One client with one keep-alive connection per concurrent caller, as 16 separate clients would be:
+        # a shared pool of 16 adds its own queueing (p99 of the direct path 10x its p50 in a trial run).
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60.0) as client:
+            await post(client)  # opens the connection; not counted
+            warmed.append(True)
+            await ready.wait()  # all connections open: the measured part starts together
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                elapsed = await post(client)
+                if elapsed is not None:
+                    latencies.append(elapsed)
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    ready = asyncio.Event()
+    loops = [asyncio.create_task(client_loop()) for _ in range(concurrency)]
+    while len(warmed) < concurrency and not any(loop.done() for loop in loops):  # a dead loop: gather raises
+        await asyncio.sleep(0.001)
+    started = time.perf_counter()
+    ready.set()
+    await asyncio.gather(*loops)
+    seconds = time.perf_counter() - started
     if failures:
-        raise BenchError(f"{base_url}: {len(failures)} of {requests} requests failed, first: {failures[0]}")
-    return latencies
+        raise BenchError(f"{base_url}: {len(failures)} requests failed, first: {failures[0]}")
+    return latencies, seconds
 
 
 def measure(base_url: str, model: str, api_key: str, concurrency: int, requests: int) -> list[float]:
     """Latency (ms, client-side, request sent to body read) of `requests` non-streaming chat completions,
     `concurrency` at a time; BenchError if any request fails."""
-    return asyncio.run(_measure(base_url, model, api_key, concurrency, requests))
+    return asyncio.run(_measure(base_url, model, api_key, concurrency, requests))[0]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -129,11 +144,10 @@ def run(targets: list[Target], *, concurrencies: list[int], requests: int, round
         order = targets if round_index % 2 == 0 else list(reversed(targets))
         for concurrency in concurrencies:
             for target in order:
-                started = time.perf_counter()
-                latencies = measure(target.base_url, target.model, target.api_key, concurrency, requests)
-                seconds[(target.name, concurrency)] = seconds.get((target.name, concurrency), 0.0) + (
-                    time.perf_counter() - started
+                latencies, elapsed = asyncio.run(
+                    _measure(target.base_url, target.model, target.api_key, concurrency, requests)
                 )
+                seconds[(target.name, concurrency)] = seconds.get((target.name, concurrency), 0.0) + elapsed
                 pooled.setdefault((target.name, concurrency), []).extend(latencies)
     rows: list[Row] = []
     for concurrency in concurrencies:
@@ -169,9 +183,9 @@ def format_table(rows: list[Row]) -> str:
 
 
 @contextmanager
-def litellm_target(upstream_url: str) -> Iterator[Target]:
-    with LiteLLMProxy.start(upstream_url=upstream_url, model=MODEL) as proxy:
-        print(f"litellm {proxy.version} on {proxy.base_url}", file=sys.stderr)
+def litellm_target(upstream_url: str, workers: int = 1) -> Iterator[Target]:
+    with LiteLLMProxy.start(upstream_url=upstream_url, model=MODEL, workers=workers) as proxy:
+        print(f"litellm {proxy.version} on {proxy.base_url} ({workers} worker(s))", file=sys.stderr)
         yield Target("litellm", proxy.base_url, MODEL, proxy.api_key)
 
 
@@ -183,6 +197,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--delay-ms", type=float, default=0.0, help="the upstream's model time per request")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no PyPI install)")
+    parser.add_argument("--litellm-workers", type=int, default=1, help="LiteLLM proxy worker processes")
     # ---- tunegate's gateway: pass the URL of a running gateway whose route `--tunegate-model` points at the
     # upstream this bench starts (its URL is printed first). The lead adds starting the gateway here, as a
     # context manager like `litellm_target` that yields a Target named "tunegate".
@@ -197,7 +212,7 @@ def main() -> None:
         print(f"upstream on {upstream} (delay {args.delay_ms} ms)", file=sys.stderr)
         targets = [Target("direct", upstream, MODEL, "sk-direct")]
         if not args.no_litellm:
-            targets.append(stack.enter_context(litellm_target(upstream)))
+            targets.append(stack.enter_context(litellm_target(upstream, args.litellm_workers)))
         if args.tunegate_url:
             targets.append(Target("tunegate", args.tunegate_url, args.tunegate_model, args.tunegate_key))
         rows = run(targets, concurrencies=args.concurrency, requests=args.requests, rounds=args.rounds,
