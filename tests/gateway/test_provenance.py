@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from services.gateway.domain.provenance import (
     verify,
 )
 from shared.security.keys import key_id_for
+from shared.security.signing import KeyDirectory
 
 TEXT = "Your order 4711 ships on Monday. <EMAIL_ADDRESS> was redacted. Grüße ✓"
 EVENT = "0192f0c4-7b1e-7a3c-9d2e-4f5a6b7c8d9e"
@@ -160,7 +162,17 @@ def test_gateway_signs_with_its_service_key(tmp_path: Path) -> None:
     assert (tmp_path / "keys" / "signing" / "gateway.key").is_file()
     trusted = trusted_gateway_keys(tmp_path / "keys")
     assert list(trusted) == [signer.key_id]
-    provenance: Provenance = signer.sign(VERSION, response_sha256(TEXT), EVENT)
+    provenance: Provenance = signer.statement(VERSION, response_sha256(TEXT), EVENT)
     verify(provenance, trusted[provenance.key_id], TEXT)
-    # The same key again, not a new one.
+    # The same key again, not a new one; and the same as the service's event signer (what bootstrap uses).
     assert provenance_signer(tmp_path / "keys", create=False).key_id == signer.key_id
+    service = ProvenanceSigner.from_signer(KeyDirectory(tmp_path / "keys").signer("gateway"))
+    assert service.key_id == signer.key_id
+
+
+def test_sign_gives_the_header_and_the_body_field(key: Ed25519PrivateKey) -> None:
+    header, body = ProvenanceSigner(key).sign(VERSION, response_sha256(TEXT), EVENT)
+    assert parse_header(header) == parse_body(body)
+    assert body["version"] == VERSION and body["event"] == EVENT and body["v"] == 1
+    json_body = json.loads(json.dumps(body))  # what a client gets back from the JSON response
+    verify(response_provenance({"tunegate": {"provenance": json_body}}), key.public_key(), TEXT)

@@ -23,14 +23,14 @@ VERSION = "order-extract.v2"
 
 
 def chat_body(signer: ProvenanceSigner, text: str = TEXT, *, signed_text: str | None = None) -> dict[str, Any]:
-    provenance = signer.sign(VERSION, response_sha256(text if signed_text is None else signed_text), EVENT)
+    _, provenance = signer.sign(VERSION, response_sha256(text if signed_text is None else signed_text), EVENT)
     return {
         "id": "chatcmpl-1",
         "object": "chat.completion",
         "model": VERSION,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
-        "tunegate": {"ai_generated": True, "provenance": provenance.body_value()},
+        "tunegate": {"ai_generated": True, "provenance": provenance},
     }
 
 

@@ -19,7 +19,7 @@ def provenance_signer(keys_dir: Path, *, create: bool = True) -> ProvenanceSigne
     is False, as with keys mounted from secrets)."""
     directory = KeyDirectory(keys_dir)
     signer = directory.signer(GATEWAY_IDENTITY) if create else directory.existing_signer(GATEWAY_IDENTITY)
-    return ProvenanceSigner(signer.private_key)
+    return ProvenanceSigner.from_signer(signer)
 
 
 def trusted_gateway_keys(keys_dir: Path) -> dict[str, Ed25519PublicKey]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
 from cryptography.exceptions import InvalidSignature
@@ -35,6 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.canonical import canonical_json
 from shared.security.keys import key_id_for
+
+if TYPE_CHECKING:
+    from shared.security.signing import EnvelopeSigner
 
 HEADER_NAME = "x-tunegate-provenance"
 BODY_FIELD = "provenance"  # inside the body's `tunegate` object
@@ -124,7 +127,19 @@ class ProvenanceSigner:
         self.public_key = private_key.public_key()
         self.key_id = key_id_for(self.public_key)
 
-    def sign(self, model_version: str, response_sha256: str, event_id: str) -> Provenance:
+    @classmethod
+    def from_signer(cls, signer: EnvelopeSigner) -> ProvenanceSigner:
+        """Sign with a service's event-signing key (the gateway's: KeyDirectory(keys_dir).signer("gateway"))."""
+        return cls(signer.private_key)
+
+    def sign(self, model_version: str, response_sha256: str, event_id: str) -> tuple[str, dict[str, Any]]:
+        """The header value and the body's `tunegate.provenance` object for one response."""
+        provenance = self.statement(model_version, response_sha256, event_id)
+        return provenance.header_value(), provenance.body_value()
+
+    def statement(self, model_version: str, response_sha256: str, event_id: str) -> Provenance:
+        """The signed statement; MalformedProvenance when a field cannot be expressed (a bad hash, a name
+        over 200 characters)."""
         signature = self._private_key.sign(statement_bytes(model_version, response_sha256, event_id))
         try:
             return Provenance(
@@ -139,7 +154,7 @@ class ProvenanceSigner:
 
     def header(self, model_version: str, response_sha256: str, event_id: str) -> str:
         """The `x-tunegate-provenance` header value for one response."""
-        return self.sign(model_version, response_sha256, event_id).header_value()
+        return self.statement(model_version, response_sha256, event_id).header_value()
 
 
 def parse_header(value: str) -> Provenance:
