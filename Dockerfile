@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every tunegate service; the service is chosen at run time with SERVICE=<name>
-# (one of the services in shared/roster.py: audit, registry, scanner, trainer, evaluator), e.g.
+# (one of the services in shared/roster.py: audit, registry, scanner, trainer, evaluator, gateway), e.g.
 #   docker build -t tunegate:0.1.0 .
 #   docker run --rm -e SERVICE=registry -e TUNEGATE_REDIS_URL=redis://... tunegate:0.1.0
 # GPU nodes run the same image: the CPU torch wheel is replaced by a CUDA build in a derived image
@@ -57,9 +57,9 @@ ENV TUNEGATE_HOME=/var/lib/tunegate \
 VOLUME ["/var/lib/tunegate"]
 USER 10001:10001
 
-# The registry API (the worker services listen on nothing).
-EXPOSE 8080
+# The registry API and the gateway's OpenAI-compatible API (the worker services listen on nothing).
+EXPOSE 8080 8081
 
 # exec replaces the shell so tini's SIGTERM reaches the service itself (graceful drain); a missing
 # SERVICE fails with a message instead of `python -m services.` and a cryptic import error.
-ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/bin/sh", "-c", "exec python -m \"services.${SERVICE:?set SERVICE to one of audit, registry, scanner, trainer, evaluator}\" \"$@\"", "tunegate"]
+ENTRYPOINT ["/usr/bin/tini", "-g", "--", "/bin/sh", "-c", "exec python -m \"services.${SERVICE:?set SERVICE to one of audit, registry, scanner, trainer, evaluator, gateway}\" \"$@\"", "tunegate"]

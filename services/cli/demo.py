@@ -4,7 +4,8 @@ Every step is the real `tunegate` command a user would type, run as its own proc
 runs, against real service processes: up -> pre-flight scan (planted personal data and secrets found and
 redacted) -> principals -> submit a high-risk job -> scan (canaries planted) -> two approvers -> training ->
 evaluation and its gate verdict -> its model version -> a minimal-risk job to a model version that is
-approved and deployed under an alias -> its AIBOM, proven against the ledger -> audit proofs -> down. The
+approved and deployed under an alias -> its AIBOM, proven against the ledger -> an API key and the alias
+called through the gateway with the `openai` client (services/cli/demo_gateway.py) -> audit proofs -> down. The
 end-to-end test runs this same function in a temporary TUNEGATE_HOME."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.rule import Rule
 
+from services.cli.demo_gateway import GatewayTour, tour
 from shared.config import Settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "registry" / "examples"
@@ -59,6 +61,8 @@ class DemoResult:
     aibom_verified: bool = False
     models_status: dict[str, Any] = field(default_factory=dict)
     """What `tunegate status --json` says of the model versions (how many, which are past their review)."""
+    gateway: GatewayTour | None = None
+    """What the gateway step saw: redaction, the blocked jailbreak, the stream, the verified provenance."""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -121,7 +125,7 @@ class Demo:
         data_dir = self.home / "demo"
         dataset = data_dir / "orders.jsonl"
 
-        self.step("1. Start Redis and the services (audit, registry, scanner, trainer, evaluator)")
+        self.step("1. Start Redis and the services (audit, registry, scanner, trainer, evaluator, gateway)")
         self.run("up")
 
         try:
@@ -205,7 +209,11 @@ class Demo:
             )
             result.aibom_verified = checked.returncode == 0
 
-            self.step("12. Audit: verify the whole ledger, then prove this job's request is in it")
+            self.step("12. The gateway: an API key for the demo tenant, then the alias through the openai client "
+                      "(DLP, a jailbreak, streaming, provenance)")
+            result.gateway = tour(self, alias=ALIAS, tenant=TENANT)
+
+            self.step("13. Audit: verify the whole ledger, then prove this job's request is in it")
             time.sleep(1.0)  # let the last events be signed over
             verify = self.run("audit", "verify", check=False)
             result.audit_verified = verify.returncode == 0
@@ -223,7 +231,7 @@ class Demo:
             status = self.run("status", "--json", capture=True, check=False)
             result.models_status = json.loads(status.stdout).get("models") or {}
         finally:
-            self.step("13. Stop what `tunegate up` started")
+            self.step("14. Stop what `tunegate up` started")
             self.run("down", check=False)
         result.timings["total_s"] = time.monotonic() - started
         return result
@@ -252,10 +260,16 @@ def demo(
     if result.version:
         console.print(f"model version {result.version['id']}: {result.version['state']} as {ALIAS!r} for {TENANT}; "
                       f"AIBOM {result.aibom_path} (verified against the ledger: {result.aibom_verified})")
+    tour_ = result.gateway
+    if tour_ is not None:
+        console.print(f"gateway {tour_.url}: personal data redacted {tour_.marking.get('dlp', {}).get('prompt')}, "
+                      f"jailbreak refused ({tour_.jailbreak_status}), provenance verified: {tour_.provenance_verified}")
     console.print(f"audit ledger verified: {result.audit_verified}; inclusion proof verified: {result.proof_verified}")
     console.print(f"took {result.timings['total_s']:.0f}s; state, logs, traces under {Path(target).resolve()}")
     deployed = result.version.get("state") == "deployed"
     if result.final_state not in VERDICT_STATES or not result.audit_verified or not result.proof_verified:
         raise typer.Exit(1)
     if not deployed or not result.aibom_verified:
+        raise typer.Exit(1)
+    if tour_ is None or not tour_.provenance_verified or tour_.jailbreak_status != 400:
         raise typer.Exit(1)

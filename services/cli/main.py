@@ -76,7 +76,14 @@ VERBS: dict[str, Verb] = {
         "services.gateway.entrypoints.cli:verify_response",
         "Check a gateway response's signed provenance and, with --base, its text watermark; exit 1 if a check fails.",
     ),
-    "keys": Verb("services.cli.keys:keys_app", "Event-signing keys of the services: list, rotate."),
+    "keys": Verb(
+        "services.registry.entrypoints.api_keys_cli:api_keys_app",
+        "Gateway API keys (scoped to a tenant and models, with request and token budgets): created, rotated "
+        "and revoked through the registry API with an admin token; every change is an audited event.",
+    ),
+    "signing-keys": Verb(
+        "services.cli.signing_keys:signing_keys_app", "Event-signing keys of the services: list, rotate."
+    ),
     "secrets": Verb(
         "services.cli.secrets:secrets_app",
         "Secrets for a compose or Kubernetes deployment: Redis users, passwords, service signing keys.",

@@ -163,7 +163,7 @@ def _password(credentials: RedisCredentials, user: str) -> str:
 
 
 def write_kustomization(layout: SecretsLayout) -> Path:
-    """DIR/kustomization.yaml from the secrets on disk (rerun after `tunegate keys rotate` so the trust
+    """DIR/kustomization.yaml from the secrets on disk (rerun after `tunegate signing-keys rotate` so the trust
     ConfigMaps list the new public keys)."""
     import yaml
 
@@ -264,7 +264,8 @@ def kustomization(
     directory: Path = typer.Argument(..., help="A directory made by `tunegate secrets generate`."),
 ) -> None:
     """Rewrite DIRECTORY/kustomization.yaml from the keys on disk, e.g. after
-    `TUNEGATE_KEYS_DIR=DIRECTORY/keys tunegate keys rotate SERVICE`, so the trust ConfigMaps carry the new key."""
+    `TUNEGATE_KEYS_DIR=DIRECTORY/keys tunegate signing-keys rotate SERVICE`, so the trust ConfigMaps carry the
+    new key."""
     layout = SecretsLayout(directory)
     try:
         path = write_kustomization(layout)

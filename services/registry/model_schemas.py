@@ -96,6 +96,7 @@ class AliasMoveView(_AttributeView):
     by: str
     at: datetime
     rollback_from: str | None
+    watermark: bool = False
 
 
 class AliasView(_AttributeView):
@@ -103,6 +104,7 @@ class AliasView(_AttributeView):
     version_id: str | None
     tenants: list[str]
     updated_at: datetime
+    watermark: bool
     history: list[AliasMoveView]
 
     @classmethod
@@ -132,6 +134,7 @@ class DeploymentRequest(_Model):
 
     alias: ModelName
     tenants: list[TenantName] = Field(min_length=1, max_length=MAX_TENANTS)
+    watermark: bool = Field(default=False, description="The gateway watermarks the text this deployment serves.")
 
 
 class DeploymentResult(_Model):

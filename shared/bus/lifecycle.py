@@ -119,9 +119,11 @@ class ServiceRuntime:
     async def publish(self, envelope: Envelope) -> None:
         await self.publisher.publish(envelope)
 
-    def transaction(self, *, actor: str, subject: str | None = None) -> AbstractAsyncContextManager[HandlerContext]:
+    def transaction(
+        self, *, actor: str, subject: str | None = None, publish_in_background: bool = False
+    ) -> AbstractAsyncContextManager[HandlerContext]:
         """A unit of work not caused by an event (HTTP request, timer): effects + outbox commit together."""
-        return self.uow.transaction(actor=actor, subject=subject)
+        return self.uow.transaction(actor=actor, subject=subject, publish_in_background=publish_in_background)
 
     # ------------------------------------------------------------------ FastStream wiring
 
@@ -176,6 +178,10 @@ class ServiceRuntime:
             await self._stopping.wait()
         finally:
             ready.unlink(missing_ok=True)
+            try:
+                await asyncio.wait_for(self.uow.drain(), timeout=5)
+            except TimeoutError:
+                log.warning("background publications unfinished at stop; the outbox relay sends them next start")
             await self.broker.stop()
             if self.dispatcher.tasks:
                 await asyncio.wait(list(self.dispatcher.tasks), timeout=10)

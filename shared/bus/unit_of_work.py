@@ -4,6 +4,7 @@ a crash or a Redis outage left behind)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +43,7 @@ class UnitOfWork:
         self._publish = publish
         self._sign = sign
         self.may_emit = may_emit
+        self._background: set[asyncio.Task[None]] = set()
 
     def _context(self, **kwargs: object) -> HandlerContext:
         return HandlerContext(
@@ -62,14 +64,28 @@ class UnitOfWork:
             self.tables.mark_published(session, [e.event_id for e in envelopes])
 
     @contextlib.asynccontextmanager
-    async def transaction(self, *, actor: str, subject: str | None = None) -> AsyncIterator[HandlerContext]:
-        """A unit of work not caused by an event (HTTP request, timer)."""
+    async def transaction(
+        self, *, actor: str, subject: str | None = None, publish_in_background: bool = False
+    ) -> AsyncIterator[HandlerContext]:
+        """A unit of work not caused by an event (HTTP request, timer). With `publish_in_background` the
+        caller does not wait for Redis: the events are durable in the outbox at commit, a background task
+        publishes them, and the outbox relay covers a crash in between (the gateway's answer path)."""
         with self.db.transaction() as session:
             ctx = self._context(default_actor=actor, default_subject=subject, session=session)
             yield ctx
             outgoing = [self._sign(e) for e in ctx.outgoing]
             self.tables.stage(session, outgoing, causation_id=None)
-        await self._publish_after_commit(outgoing)
+        if publish_in_background and outgoing:
+            task = asyncio.get_running_loop().create_task(self._publish_after_commit(outgoing))
+            self._background.add(task)  # held until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._background.discard)
+        else:
+            await self._publish_after_commit(outgoing)
+
+    async def drain(self) -> None:
+        """Wait for background publications (at stop; what is left undone stays in the outbox)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
 
     async def _publish_after_commit(self, envelopes: list[Envelope]) -> None:
         from shared.bus.delivery_loops import REDIS_DOWN

@@ -66,6 +66,8 @@ class ModelDeployed(Payload):
     artifact: ArtifactRef
     replaces: ModelVersionId | None = Field(default=None, description="The version the alias served before.")
     rollback: bool = False
+    watermark: bool = Field(default=False, description="The gateway marks this version's text with a "
+                            "statistical watermark (Kirchenbauer et al. 2023).")
 
 
 class ModelRetired(Payload):

@@ -30,8 +30,13 @@ _BUS_COMMANDS = (
     "+hset", "+hget", "+hdel",  # the per-group error hash
     "+set", "+get",  # heartbeats
 )
-# Leases with fencing tokens (shared/stack/lease.py); Redis checks commands inside scripts too.
-_LEASE_COMMANDS = ("+set", "+get", "+del", "+incr", "+incrby", "+pexpire", "+eval", "+evalsha", "+script|load")
+# Leases with fencing tokens (shared/stack/lease.py), and the gateway's per-key budgets (a sliding log in a
+# sorted set and a token hash, read against the server's clock: services/gateway/adapters/rate_limits.py).
+# Redis checks the commands a script calls too, so the script's commands are listed here as well.
+_LEASE_COMMANDS = (
+    "+set", "+get", "+del", "+incr", "+incrby", "+pexpire", "+eval", "+evalsha", "+script|load",
+    "+time", "+zadd", "+zremrangebyscore", "+zcard", "+zrange", "+hget", "+hset",
+)
 _OPERATOR_COMMANDS = (
     "+@connection", "+xadd", "+xlen", "+xrange", "+xrevrange", "+xread", "+xinfo|groups", "+xinfo|stream",
     "+xpending", "+get", "+scan",

@@ -78,6 +78,7 @@ LIGHT_VERBS = [
     (("models", "--help"), 0, set()),
     (("verify-response", "--help"), 0, set()),
     (("verify-response", "--header", "v=1", "--text", "missing.txt"), 2, set()),  # torch only with --base
+    (("keys", "create", "--help"), 0, set()),
 ]
 
 

@@ -1,5 +1,5 @@
 """The gateway's provenance key material: its event-signing service key (shared/security/signing.py,
-identity `gateway`), so there is one key store and one rotation procedure (`tunegate keys rotate gateway`).
+identity `gateway`), so there is one key store and one rotation procedure (`tunegate signing-keys rotate gateway`).
 Public keys are published under `<keys dir>/trust/gateway/<key id>.pub`; verifiers read them from there."""
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from services.registry.api_key_schemas import ApiKeyCreate, ApiKeyCredentials, ApiKeyRevoke, ApiKeyRotate, ApiKeyView
 from services.registry.model_schemas import (
     AliasView,
     DeploymentRequest,
@@ -117,6 +118,21 @@ class RegistryClient:
 
     def rollback_alias(self, alias: str, request: RollbackRequest) -> DeploymentResult:
         return DeploymentResult.model_validate(self._post(f"/aliases/{alias}/rollback", request))
+
+    # ------------------------------------------------------------ gateway API keys
+
+    def list_api_keys(self, *, tenant: str | None = None) -> list[ApiKeyView]:
+        params = {"tenant": tenant} if tenant else {}
+        return [ApiKeyView.model_validate(item) for item in self._get("/keys", **params)]
+
+    def create_api_key(self, request: ApiKeyCreate) -> ApiKeyCredentials:
+        return ApiKeyCredentials.model_validate(self._post("/keys", request))
+
+    def rotate_api_key(self, key_id: str) -> ApiKeyCredentials:
+        return ApiKeyCredentials.model_validate(self._post(f"/keys/{key_id}/rotate", ApiKeyRotate()))
+
+    def revoke_api_key(self, key_id: str, request: ApiKeyRevoke) -> ApiKeyView:
+        return ApiKeyView.model_validate(self._post(f"/keys/{key_id}/revoke", request))
 
     # ------------------------------------------------------------ principals
 

@@ -156,7 +156,8 @@ def _to_alias(row: ModelAliasRow) -> ModelAlias:
         tenants=list(row.tenants),
         updated_at=row.updated_at,
         history=[
-            AliasMove(m["version_id"], list(m["tenants"]), m["by"], _when(m["at"]), m.get("rollback_from"))
+            AliasMove(m["version_id"], list(m["tenants"]), m["by"], _when(m["at"]), m.get("rollback_from"),
+                      bool(m.get("watermark", False)))
             for m in row.history
         ],
         version=row.version,
@@ -189,7 +190,7 @@ def save_alias(session: Session, alias: ModelAlias) -> None:
     row.updated_at = alias.updated_at
     row.history = [
         {"version_id": m.version_id, "tenants": m.tenants, "by": m.by, "at": m.at.isoformat(),
-         "rollback_from": m.rollback_from}
+         "rollback_from": m.rollback_from, "watermark": m.watermark}
         for m in alias.history
     ]
     session.flush()

@@ -9,8 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from services.registry.adapters import model_repository, repository
+from services.registry.adapters import api_key_repository, model_repository, repository
 from services.registry.domain import events
+from services.registry.domain.api_keys import ApiKey
 from services.registry.domain.deployments import ModelAlias
 from services.registry.domain.job import Job
 from services.registry.domain.model_version import ModelVersion
@@ -18,6 +19,7 @@ from services.registry.domain.principals import Principal
 from shared.bus.context import EmitScope, HandlerContext
 from shared.evaluation.options import CanarySpec, EvaluationOptions
 from shared.events import evaluation as wire_evaluation
+from shared.events import inference as wire_inference
 from shared.events import model_versions as wire_models
 from shared.events import payloads as wire
 from shared.events.decommissioning import DecommissioningPlan
@@ -155,6 +157,7 @@ TO_WIRE: dict[type[events.DomainEvent], Translation] = {
             artifact=wire.ArtifactRef.model_validate(e.artifact),
             replaces=e.replaces,
             rollback=e.rollback,
+            watermark=e.watermark,
         ),
     ),
     events.ModelRetired: lambda e: (
@@ -181,6 +184,29 @@ TO_WIRE: dict[type[events.DomainEvent], Translation] = {
     events.PrincipalRevoked: lambda e: (
         "principal.revoked",
         wire.PrincipalRevoked(name=e.subject, revoked_by=e.actor, reason=e.reason),
+    ),
+    # Hashes only: the secret is shown once to whoever created or rotated the key, and never leaves the API.
+    events.ApiKeyCreated: lambda e: (
+        "apikey.created",
+        wire_inference.ApiKeyCreated(
+            key_id=e.subject,
+            name=e.name,
+            tenant=e.tenant,
+            models=e.models,
+            limits=wire_inference.ApiKeyLimits(
+                requests_per_minute=e.requests_per_minute, tokens_per_day=e.tokens_per_day
+            ),
+            key_sha256=e.key_sha256,
+            created_by=e.actor,
+        ),
+    ),
+    events.ApiKeyRotated: lambda e: (
+        "apikey.rotated",
+        wire_inference.ApiKeyRotated(key_id=e.subject, key_sha256=e.key_sha256, rotated_by=e.actor),
+    ),
+    events.ApiKeyRevoked: lambda e: (
+        "apikey.revoked",
+        wire_inference.ApiKeyRevoked(key_id=e.subject, reason=e.reason, revoked_by=e.actor),
     ),
 }
 
@@ -222,3 +248,11 @@ def commit_version(ctx: HandlerContext, version: ModelVersion) -> None:
 
 def commit_alias(ctx: HandlerContext, alias: ModelAlias) -> None:
     model_repository.save_alias(ctx.db, alias)
+
+
+def commit_api_key(ctx: HandlerContext, key: ApiKey, *, new: bool = False) -> None:
+    emit(ctx, key.pull_events())
+    if new:
+        api_key_repository.add_key(ctx.db, key)
+    else:
+        api_key_repository.save_key(ctx.db, key)

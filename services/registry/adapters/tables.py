@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -205,6 +206,27 @@ class PrincipalKeyRow(Base):
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     principal: Mapped[PrincipalRow] = relationship(back_populates="keys")
+
+
+class ApiKeyRow(Base):
+    """A gateway API key (domain/api_keys.py): the SHA-256 of its current secret, never the secret."""
+
+    __tablename__ = "registry_api_keys"
+    __table_args__ = (Index("registry_api_keys_secret", "key_sha256", unique=True),)
+
+    key_id: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    models: Mapped[list[str]] = mapped_column(JSON)
+    requests_per_minute: Mapped[int] = mapped_column(Integer)
+    tokens_per_day: Mapped[int] = mapped_column(BigInteger, comment="Up to 10^10: over a 32-bit integer.")
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class BootstrapSecretRow(Base):

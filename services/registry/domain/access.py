@@ -18,6 +18,9 @@ READ_MODELS = ("auditor", "admin", "approver", "deployer")
 """Who reads every model version; a requester reads the versions of its own jobs."""
 DEPLOY = ("deployer",)
 RETIRE = ("deployer", "admin")
+MANAGE_API_KEYS = ("admin",)
+"""Gateway API keys are credentials: only admins create, rotate and revoke them."""
+READ_API_KEYS = ("auditor", "admin")
 
 
 def authorise(principal: Principal | None, allowed: tuple[str, ...], action: str) -> Principal:

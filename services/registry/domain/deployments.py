@@ -29,6 +29,8 @@ class AliasMove:
     at: datetime
     rollback_from: str | None = None
     """On a rollback: the version the alias was taken away from (never a rollback target again)."""
+    watermark: bool = False
+    """The gateway watermarks the text of this deployment."""
 
 
 @dataclass(kw_only=True, eq=False)
@@ -48,6 +50,11 @@ class ModelAlias:
             raise InvalidRequest(f"alias: {exc}") from None
         return cls(name=name, version_id=None, tenants=[], updated_at=now)
 
+    @property
+    def watermark(self) -> bool:
+        """Whether the alias's current deployment is watermarked (a rollback keeps the setting)."""
+        return self.history[-1].watermark if self.history else False
+
     def rollback_candidates(self) -> list[str]:
         """Versions it served before, newest first, except the current one and any it was rolled back from;
         the caller takes the first that is still servable (not retired)."""
@@ -60,11 +67,12 @@ class ModelAlias:
         return seen
 
     def point(
-        self, version_id: str | None, tenants: list[str], by: str, now: datetime, rollback_from: str | None = None
+        self, version_id: str | None, tenants: list[str], by: str, now: datetime, rollback_from: str | None = None,
+        watermark: bool = False,
     ) -> None:
         self.version_id, self.tenants, self.updated_at = version_id, list(tenants), now
         if version_id is not None:
-            self.history.append(AliasMove(version_id, list(tenants), by, now, rollback_from))
+            self.history.append(AliasMove(version_id, list(tenants), by, now, rollback_from, watermark))
 
 
 def check_deployer(principal: Principal, action: str) -> None:
@@ -92,8 +100,10 @@ def deploy(
     tenants: list[str],
     by: Principal,
     now: datetime,
+    watermark: bool = False,
 ) -> None:
-    """Serve `version` under `alias` to `tenants`; `current` is the version the alias serves now (if another)."""
+    """Serve `version` under `alias` to `tenants`; `current` is the version the alias serves now (if another).
+    `watermark`: the gateway marks the text it serves with a statistical watermark."""
     check_deployer(by, f"deploying model version {version.id}")
     scope = check_tenants(tenants)
     if version.state not in (ModelState.APPROVED, ModelState.DEPRECATED, ModelState.DEPLOYED):
@@ -106,8 +116,9 @@ def deploy(
     replaces = current.id if current is not None else None
     if current is not None:
         current.deprecate(by=by.name, reason=f"alias {alias.name!r} moved to {version.id} by {by.name}", now=now)
-    version.serve(alias=alias.name, tenants=scope, by=by.name, now=now, replaces=replaces, rollback=False)
-    alias.point(version.id, scope, by.name, now, None)
+    version.serve(alias=alias.name, tenants=scope, by=by.name, now=now, replaces=replaces, rollback=False,
+                  watermark=watermark)
+    alias.point(version.id, scope, by.name, now, None, watermark)
 
 
 def rollback(
@@ -137,8 +148,9 @@ def rollback(
         now=now,
         replaces=None if current is None else current.id,
         rollback=True,
+        watermark=alias.watermark,
     )
-    alias.point(target.id, tenants, by.name, now, None if current is None else current.id)
+    alias.point(target.id, tenants, by.name, now, None if current is None else current.id, alias.watermark)
 
 
 def release(alias: ModelAlias, version: ModelVersion, *, by: str, now: datetime) -> None:

@@ -148,6 +148,7 @@ class ModelDeployed(DomainEvent):
     artifact: dict[str, Any]
     replaces: str | None
     rollback: bool
+    watermark: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +177,29 @@ class PrincipalRotated(DomainEvent):
 
 @dataclass(frozen=True, kw_only=True)
 class PrincipalRevoked(DomainEvent):
+    reason: str
+
+
+# ---------------------------------------------------------------- gateway API keys (subject: the key id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyCreated(DomainEvent):
+    name: str
+    tenant: str
+    models: list[str]
+    requests_per_minute: int
+    tokens_per_day: int
+    key_sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyRotated(DomainEvent):
+    key_sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiKeyRevoked(DomainEvent):
     reason: str
 
 

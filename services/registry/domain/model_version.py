@@ -214,7 +214,8 @@ class ModelVersion(EventRecorder):
     # ------------------------------------------------------------ serving
 
     def serve(
-        self, *, alias: str, tenants: list[str], by: str, now: datetime, replaces: str | None, rollback: bool
+        self, *, alias: str, tenants: list[str], by: str, now: datetime, replaces: str | None, rollback: bool,
+        watermark: bool = False,
     ) -> None:
         """Serve under `alias` to `tenants` (called by domain/deployments.py, which moves the alias). A version
         already serving the same alias only changes its tenants."""
@@ -243,6 +244,7 @@ class ModelVersion(EventRecorder):
                 artifact=self.artifact,
                 replaces=replaces,
                 rollback=rollback,
+                watermark=watermark,
             )
         )
 

@@ -158,6 +158,9 @@ def models_deploy(
     alias: Annotated[str, typer.Option("--alias", help="The model name gateway clients call.")],
     tenant: Annotated[list[str], typer.Option("--tenant", help="A gateway tenant that may call it (repeat).")],
     principal: Annotated[str, typer.Option("--as", help="Deploying principal (role deployer).")],
+    watermark: Annotated[bool, typer.Option("--watermark/--no-watermark",
+                                            help="The gateway marks the served text with a statistical watermark.")]
+    = False,
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -169,7 +172,7 @@ def models_deploy(
 
     vid = _version(version_id)
     try:
-        request = DeploymentRequest(alias=alias, tenants=tenant)
+        request = DeploymentRequest(alias=alias, tenants=tenant, watermark=watermark)
     except ValidationError as exc:
         raise fail(describe_validation_error(exc), code=2) from None
     client = common.client_for(token, principal)
@@ -178,7 +181,8 @@ def models_deploy(
         print(result.model_dump_json(indent=2))
         return
     replaced = f"; {result.deprecated} deprecated" if result.deprecated else ""
-    console.print(f"{vid} deployed as {alias!r} for tenants {', '.join(result.alias.tenants)}{replaced}",
+    marked = ", watermarked" if result.alias.watermark else ""
+    console.print(f"{vid} deployed as {alias!r} for tenants {', '.join(result.alias.tenants)}{marked}{replaced}",
                   highlight=False)
 
 

@@ -142,7 +142,8 @@ def add_model_routes(
             current = None
             if alias.version_id is not None and alias.version_id != vid:
                 current = model_repository.require_version(ctx.db, alias.version_id)
-            deployments.deploy(version, alias, current, tenants=list(body.tenants), by=deployer, now=now)
+            deployments.deploy(version, alias, current, tenants=list(body.tenants), by=deployer, now=now,
+                               watermark=body.watermark)
             outbox.commit_version(ctx, version)
             if current is not None:
                 outbox.commit_version(ctx, current)

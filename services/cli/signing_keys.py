@@ -1,13 +1,13 @@
-"""`tunegate keys`: the services' event-signing keys (docs/security.md)."""
+"""`tunegate signing-keys`: the services' event-signing keys (docs/security.md)."""
 
 from __future__ import annotations
 
 import typer
 
-keys_app = typer.Typer(help="Event-signing keys of the services: list, rotate.", no_args_is_help=True)
+signing_keys_app = typer.Typer(help="Event-signing keys of the services: list, rotate.", no_args_is_help=True)
 
 
-@keys_app.command("list")
+@signing_keys_app.command("list")
 def list_keys() -> None:
     """Every service identity with its current key id and the key ids still trusted for verification."""
     from shared.config import Settings
@@ -22,7 +22,7 @@ def list_keys() -> None:
         typer.echo(f"{name}: current {current}; trusted {trusted}")
 
 
-@keys_app.command("rotate")
+@signing_keys_app.command("rotate")
 def rotate(service: str = typer.Argument(..., help="The service whose signing key is replaced.")) -> None:
     """Give SERVICE a new signing key. Its old public key stays trusted, so everything it signed before
     still verifies; restart the service (`tunegate down && tunegate up`) to sign with the new key."""

@@ -1,0 +1,116 @@
+"""Wires the gateway: the followed-event log replayed into the routing and key tables before anything is
+consumed, the model runtime (engines built on first local route), policies and the DLP detector, the Redis
+budget limiter, the journal and the provenance signer, and the HTTP API as a background task."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from services.gateway.adapters import tables
+from services.gateway.adapters.model_runtime import ModelRuntime
+from services.gateway.domain.state import GatewayState
+from services.gateway.handlers import GatewayDeps, build_handlers
+from services.gateway.settings import GatewaySettings
+from shared.config import Settings
+from shared.models.bases import configure_offline, resolve_base
+from shared.storage.artifacts import ArtifactStore
+from shared.storage.db import Database
+
+if TYPE_CHECKING:
+    from services.gateway.inference import Gateway
+    from shared.bus.definition import ServiceDefinition
+    from shared.bus.lifecycle import ServiceRuntime
+
+NAME = "gateway"
+
+
+def replayed_state(settings: Settings) -> GatewayState:
+    """The state the followed events left, read before the service consumes anything new."""
+    db = Database(settings.database_url_for(NAME))
+    try:
+        tables.metadata.create_all(db.engine)
+        state = GatewayState()
+        with db.transaction() as session:
+            for event_type, payload in tables.replay(session):
+                state.apply(event_type, payload)
+        return state
+    finally:
+        db.dispose()
+
+
+def model_runtime(settings: Settings, own: GatewaySettings) -> ModelRuntime:
+    def make_pool():  # type: ignore[no-untyped-def]
+        from services.gateway.adapters.engine import EnginePool
+
+        return EnginePool(max_batch=own.max_batch, batch_wait_ms=own.batch_wait_ms, watermark_key=own.watermark_key)
+
+    return ModelRuntime(
+        artifacts=ArtifactStore(settings.home_dir / "artifacts"),
+        resolve_base=partial(resolve_base, settings=settings),
+        workdir=settings.path("gateway", "adapters", ".keep").parent,
+        make_pool=make_pool,
+    )
+
+
+def build_gateway(runtime: ServiceRuntime, state: GatewayState, models: ModelRuntime,
+                  own: GatewaySettings) -> Gateway:
+    from services.gateway.adapters.dlp import GatewayDetectors
+    from services.gateway.adapters.journal import Journal
+    from services.gateway.adapters.rate_limits import RateLimiter
+    from services.gateway.adapters.upstream import UpstreamClient, load_upstreams
+    from services.gateway.domain.policy import PolicySet
+    from services.gateway.domain.provenance import ProvenanceSigner
+    from services.gateway.inference import Gateway
+    from shared.security.signing import KeyDirectory
+
+    policies = PolicySet.load(own.policies_file)
+    state.routes.upstreams = {u.name: u for u in load_upstreams(own.upstreams_file)}
+    signer = KeyDirectory(runtime.settings.keys_dir).signer(NAME)
+    return Gateway(
+        settings=own,
+        state=state,
+        policies=policies,
+        detectors=GatewayDetectors(policies),
+        limiter=RateLimiter(runtime.redis),
+        models=models,
+        upstream=UpstreamClient(),
+        journal=Journal(runtime),
+        provenance=ProvenanceSigner.from_signer(signer),
+    )
+
+
+def build(settings: Settings) -> ServiceDefinition:
+    from shared.bus.definition import ServiceDefinition
+    from shared.http_serving import serve_app
+
+    configure_offline()
+    own = GatewaySettings()
+    state = replayed_state(settings)
+    models = model_runtime(settings, own)
+    gateway_box: list[Gateway] = []
+
+    async def http_api(runtime: ServiceRuntime) -> None:
+        from services.gateway.entrypoints.http import create_app
+
+        gateway = build_gateway(runtime, state, models, own)
+        gateway_box.append(gateway)
+        for route in state.routes.local_routes():  # serve what was deployed before a restart without a wait
+            models.on_change_load(route)
+        await serve_app(create_app(gateway), host=own.host, port=own.port,
+                        url_file=settings.path("run", "gateway.url"), log_level=settings.log_level,
+                        what="gateway API")
+
+    async def close() -> None:
+        await models.aclose()
+        for gateway in gateway_box:
+            await gateway.upstream.aclose()
+
+    return ServiceDefinition(
+        name=NAME,
+        handlers=build_handlers(GatewayDeps(state=state, on_change=models.on_change)),
+        metadata=[tables.metadata],
+        background=[http_api],
+        concurrency=1,
+        on_stop=[close],
+    )

@@ -1,0 +1,66 @@
+"""Serving an HTTP app inside a service process (a background task of the service runtime): uvicorn on the
+configured host and port (0 = a free port), the URL it listens on published atomically in a file under
+`$TUNEGATE_HOME/run/` once it listens, removed on the way out. The registry API and the gateway use it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+log = logging.getLogger("tunegate.http")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+async def serve_app(app: Any, *, host: str, port: int, url_file: Path, log_level: str, what: str) -> None:
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        log_config=None,  # keep the service's own (JSON) logging setup
+        lifespan="off",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    # The service runtime owns signals; uvicorn must not replace its handlers.
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        async for bound in _listening_port(server, task, what):
+            shown = f"[{host}]" if ":" in host else host
+            _write_atomically(url_file, f"http://{shown}:{bound}\n")
+            log.info("%s listening on http://%s:%s", what, shown, bound)
+        await task
+    finally:
+        server.should_exit = True
+        if not task.done():
+            try:
+                await asyncio.wait_for(task, timeout=5)
+            except (TimeoutError, asyncio.CancelledError):
+                task.cancel()
+        if url_file.exists():
+            url_file.unlink()
+
+
+async def _listening_port(server: uvicorn.Server, task: asyncio.Task[None], what: str) -> AsyncIterator[int]:
+    while not server.started:
+        if task.done():
+            task.result()  # re-raise why it could not start (port taken...)
+            raise RuntimeError(f"{what} stopped before it started listening")
+        await asyncio.sleep(0.05)
+    for srv in server.servers:
+        for sock in srv.sockets:
+            yield sock.getsockname()[1]
+            return
+    raise RuntimeError(f"{what} started without a listening socket")
