@@ -72,6 +72,10 @@ VERBS: dict[str, Verb] = {
         "registry API with an admin token; every change is an audited event.",
     ),
     "admin": Verb("services.registry.entrypoints.principals_cli:admin_app", "The first admin of a fresh registry."),
+    "verify-response": Verb(
+        "services.gateway.entrypoints.cli:verify_response",
+        "Check a gateway response's signed provenance and, with --base, its text watermark; exit 1 if a check fails.",
+    ),
     "keys": Verb(
         "services.registry.entrypoints.api_keys_cli:api_keys_app",
         "Gateway API keys (scoped to a tenant and models, with request and token budgets): created, rotated "

@@ -76,6 +76,8 @@ LIGHT_VERBS = [
     (("submit", "--help"), 0, set()),
     (("scan", "--help"), 0, set()),
     (("models", "--help"), 0, set()),
+    (("verify-response", "--help"), 0, set()),
+    (("verify-response", "--header", "v=1", "--text", "missing.txt"), 2, set()),  # torch only with --base
     (("keys", "create", "--help"), 0, set()),
 ]
 

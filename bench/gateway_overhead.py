@@ -1,0 +1,229 @@
+"""Gateway overhead: latency a proxy adds in front of an OpenAI-compatible upstream, LiteLLM's proxy against
+a direct call (and tunegate's gateway, when given), side by side in one run against the same upstream.
+
+    .venv/bin/python bench/gateway_overhead.py [--requests 300] [--rounds 3] [--concurrency 1 16]
+        [--delay-ms 0] [--no-litellm] [--tunegate-url URL --tunegate-key KEY --tunegate-model NAME] [--json FILE]
+
+Set-up: bench/support/openai_upstream.py serves a fixed answer on loopback in its own process; LiteLLM's
+proxy (bench/support/litellm_proxy.py: its own virtualenv, installed from PyPI on first use) routes a model
+name to it. The client sends non-streaming chat completions (one short user message, max_tokens 16) from
+`concurrency` httpx async clients in one event loop, each with its own keep-alive connection (opened by a
+first request that is not counted), after a warm-up run on every path.
+
+Added latency is computed from the distributions: for each proxy and concurrency, its p50 (p99) minus the
+direct path's p50 (p99) at the same concurrency. Request pairs are not matched one to one (at concurrency
+16 there are no meaningful pairs); instead every target runs once per round, rounds alternate the order, and
+each target's latencies are pooled over the rounds, so load from other processes on a shared machine falls
+on all targets alike. Percentiles are nearest-rank on the pooled latencies.
+
+Caveats the figures carry: the client, the upstream and the proxy share the same cores (2 here, shared with
+other work), so at concurrency 16 the proxy competes with the client for CPU; the added latency at 16 is
+mostly queueing behind the proxy's CPU time per request.
+
+Targets from the issue for tunegate's gateway on 2 cores: added p50 <= 3 ms, p99 <= 15 ms, and below LiteLLM's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.support.litellm_proxy import LiteLLMProxy
+from bench.support.openai_upstream import MODEL, serve_upstream
+
+PROMPT = [{"role": "user", "content": "Where is my order 4711? It was due on Friday."}]
+MAX_TOKENS = 16
+TUNEGATE_TARGETS = {"added p50 ms": 3.0, "added p99 ms": 15.0}
+
+
+class BenchError(RuntimeError):
+    """A target answered with errors: its latencies would not be comparable."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    base_url: str  # ends in /v1
+    model: str
+    api_key: str
+
+
+async def _measure(
+    base_url: str, model: str, api_key: str, concurrency: int, requests: int
+) -> tuple[list[float], float]:
+    body = {"model": model, "messages": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0}
+    headers = {"authorization": f"Bearer {api_key}"}
+    latencies: list[float] = []
+    failures: list[str] = []
+    remaining = [requests]
+    warmed: list[bool] = []
+
+    async def post(client: httpx.AsyncClient) -> float | None:
+        started = time.perf_counter()
+        response = await client.post("/chat/completions", json=body)
+        await response.aread()
+        elapsed = (time.perf_counter() - started) * 1000.0
+        if response.status_code != 200:
+            failures.append(f"{response.status_code}: {response.text[:300]}")
+            return None
+        return elapsed
+
+    async def client_loop() -> None:
+        # One client with one keep-alive connection per concurrent caller, as 16 separate clients would be:
+        # a shared pool of 16 adds its own queueing (p99 of the direct path 10x its p50 in a trial run).
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60.0) as client:
+            await post(client)  # opens the connection; not counted
+            warmed.append(True)
+            await ready.wait()  # all connections open: the measured part starts together
+            while remaining[0] > 0:
+                remaining[0] -= 1
+                elapsed = await post(client)
+                if elapsed is not None:
+                    latencies.append(elapsed)
+
+    ready = asyncio.Event()
+    loops = [asyncio.create_task(client_loop()) for _ in range(concurrency)]
+    while len(warmed) < concurrency and not any(loop.done() for loop in loops):  # a dead loop: gather raises
+        await asyncio.sleep(0.001)
+    started = time.perf_counter()
+    ready.set()
+    await asyncio.gather(*loops)
+    seconds = time.perf_counter() - started
+    if failures:
+        raise BenchError(f"{base_url}: {len(failures)} requests failed, first: {failures[0]}")
+    return latencies, seconds
+
+
+def measure(base_url: str, model: str, api_key: str, concurrency: int, requests: int) -> list[float]:
+    """Latency (ms, client-side, request sent to body read) of `requests` non-streaming chat completions,
+    `concurrency` at a time; BenchError if any request fails."""
+    return asyncio.run(_measure(base_url, model, api_key, concurrency, requests))[0]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(q / 100.0 * len(ordered))))
+    return ordered[rank - 1]
+
+
+@dataclass
+class Row:
+    target: str
+    concurrency: int
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    throughput_rps: float
+    added_p50_ms: float | None = None
+    added_p99_ms: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def run(targets: list[Target], *, concurrencies: list[int], requests: int, rounds: int, warmup: int) -> list[Row]:
+    pooled: dict[tuple[str, int], list[float]] = {}
+    seconds: dict[tuple[str, int], float] = {}
+    for target in targets:  # warm-up: connections, imports, caches on every path
+        measure(target.base_url, target.model, target.api_key, max(concurrencies), warmup)
+    for round_index in range(rounds):
+        order = targets if round_index % 2 == 0 else list(reversed(targets))
+        for concurrency in concurrencies:
+            for target in order:
+                latencies, elapsed = asyncio.run(
+                    _measure(target.base_url, target.model, target.api_key, concurrency, requests)
+                )
+                seconds[(target.name, concurrency)] = seconds.get((target.name, concurrency), 0.0) + elapsed
+                pooled.setdefault((target.name, concurrency), []).extend(latencies)
+    rows: list[Row] = []
+    for concurrency in concurrencies:
+        direct = pooled[("direct", concurrency)]
+        for target in targets:
+            values = pooled[(target.name, concurrency)]
+            row = Row(
+                target=target.name, concurrency=concurrency, requests=len(values),
+                p50_ms=percentile(values, 50), p99_ms=percentile(values, 99),
+                throughput_rps=len(values) / seconds[(target.name, concurrency)],
+            )
+            if target.name != "direct":
+                row.added_p50_ms = row.p50_ms - percentile(direct, 50)
+                row.added_p99_ms = row.p99_ms - percentile(direct, 99)
+            if target.name == "tunegate":
+                for what, limit in TUNEGATE_TARGETS.items():
+                    value = row.added_p50_ms if "p50" in what else row.added_p99_ms
+                    if value is not None and value > limit:
+                        row.notes.append(f"{what} {value:.2f} > target {limit}")
+            rows.append(row)
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    lines = [f"{'target':<10} {'conc':>4} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
+             f"{'added p50':>10} {'added p99':>10}  notes"]
+    for row in rows:
+        added50 = f"{row.added_p50_ms:10.2f}" if row.added_p50_ms is not None else f"{'-':>10}"
+        added99 = f"{row.added_p99_ms:10.2f}" if row.added_p99_ms is not None else f"{'-':>10}"
+        lines.append(f"{row.target:<10} {row.concurrency:>4} {row.requests:>6} {row.p50_ms:8.2f} {row.p99_ms:8.2f} "
+                     f"{row.throughput_rps:8.1f} {added50} {added99}  {'; '.join(row.notes)}")
+    return "\n".join(lines)
+
+
+@contextmanager
+def litellm_target(upstream_url: str, workers: int = 1) -> Iterator[Target]:
+    with LiteLLMProxy.start(upstream_url=upstream_url, model=MODEL, workers=workers) as proxy:
+        print(f"litellm {proxy.version} on {proxy.base_url} ({workers} worker(s))", file=sys.stderr)
+        yield Target("litellm", proxy.base_url, MODEL, proxy.api_key)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=300, help="requests per target, concurrency and round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="the upstream's model time per request")
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no PyPI install)")
+    parser.add_argument("--litellm-workers", type=int, default=1, help="LiteLLM proxy worker processes")
+    # ---- tunegate's gateway: pass the URL of a running gateway whose route `--tunegate-model` points at the
+    # upstream this bench starts (its URL is printed first). The lead adds starting the gateway here, as a
+    # context manager like `litellm_target` that yields a Target named "tunegate".
+    parser.add_argument("--tunegate-url", help="a running tunegate gateway's base URL (ending in /v1)")
+    parser.add_argument("--tunegate-key", default=os.environ.get("TUNEGATE_BENCH_GATEWAY_KEY", ""))
+    parser.add_argument("--tunegate-model", default=MODEL)
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
+    args = parser.parse_args()
+
+    with ExitStack() as stack:
+        upstream = stack.enter_context(serve_upstream(delay_ms=args.delay_ms))
+        print(f"upstream on {upstream} (delay {args.delay_ms} ms)", file=sys.stderr)
+        targets = [Target("direct", upstream, MODEL, "sk-direct")]
+        if not args.no_litellm:
+            targets.append(stack.enter_context(litellm_target(upstream, args.litellm_workers)))
+        if args.tunegate_url:
+            targets.append(Target("tunegate", args.tunegate_url, args.tunegate_model, args.tunegate_key))
+        rows = run(targets, concurrencies=args.concurrency, requests=args.requests, rounds=args.rounds,
+                   warmup=args.warmup)
+    print(f"# {platform.node()} {len(os.sched_getaffinity(0))} CPUs (shared), python {platform.python_version()}, "
+          f"{args.rounds} rounds x {args.requests} requests per target and concurrency, upstream delay "
+          f"{args.delay_ms} ms; added = target percentile - direct percentile")
+    print(format_table(rows))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(row) for row in rows], indent=2))
+
+
+if __name__ == "__main__":
+    main()

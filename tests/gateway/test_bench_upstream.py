@@ -1,0 +1,58 @@
+"""The bench's OpenAI-compatible upstream (bench/support/openai_upstream.py), as the official client sees it:
+the same server the overhead bench puts LiteLLM and the gateway in front of, and a loopback upstream for
+the gateway's upstream-route tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from bench.support.openai_upstream import MODEL, answer_words, serve_upstream
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    with serve_upstream(in_thread=True) as url:
+        yield url
+
+
+@pytest.fixture
+def client(upstream: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=upstream, api_key="sk-test", max_retries=0)
+
+
+def test_chat_and_completions_answer_deterministically(client: openai.OpenAI) -> None:
+    chat = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi there"}],
+                                          max_tokens=5)
+    assert chat.choices[0].message.content == " ".join(answer_words(5))
+    assert chat.usage is not None and (chat.usage.prompt_tokens, chat.usage.completion_tokens) == (2, 5)
+    text = client.completions.create(model="any-name", prompt="one two three", max_tokens=3)
+    assert text.choices[0].text == " ".join(answer_words(3)) and text.model == "any-name"
+    assert [m.id for m in client.models.list()] == [MODEL]
+
+
+def test_streams_assemble_to_the_same_text(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}], max_tokens=7,
+                                            stream=True, stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == " ".join(answer_words(7))
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 7
+    pieces = client.completions.create(model=MODEL, prompt="x", max_tokens=4, stream=True)
+    assert "".join(c.choices[0].text for c in pieces) == " ".join(answer_words(4))
+
+
+def test_failures_on_request(client: openai.OpenAI, upstream: str) -> None:
+    with pytest.raises(openai.InternalServerError) as failed:
+        client.chat.completions.create(model="fail-503", messages=[{"role": "user", "content": "x"}])
+    assert failed.value.status_code == 503
+    slow = openai.OpenAI(base_url=upstream, api_key="sk-test", max_retries=0, timeout=0.2)
+    with pytest.raises(openai.APITimeoutError):
+        slow.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
+                                     extra_headers={"x-upstream-delay-ms": "2000"})
+    bad = openai.OpenAI(base_url=upstream, api_key="sk-test", max_retries=0)
+    with pytest.raises(openai.BadRequestError):
+        bad.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
+                                    extra_body={"max_tokens": "many"})
