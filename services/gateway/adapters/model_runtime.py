@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,15 +41,19 @@ class ModelRuntime:
         self.resolve_base = resolve_base
         self._make_pool = make_pool
         self._pool: EnginePool | None = None
+        self._pool_lock = threading.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self._loaded: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def pool(self) -> EnginePool:
-        if self._pool is None:  # torch is imported on first local route, not at start
-            self._pool = self._make_pool()
-        return self._pool
+        # Built on the first local route, not at start (it imports torch); loads run in worker threads, so two
+        # first loads at once must not build two pools.
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = self._make_pool()
+            return self._pool
 
     def _load_sync(self, route: LocalRoute) -> None:
         validate_version_id(route.version_id)
