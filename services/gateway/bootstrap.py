@@ -77,7 +77,7 @@ def build_gateway(runtime: ServiceRuntime, state: GatewayState, models: ModelRun
         limiter=RateLimiter(runtime.redis),
         models=models,
         upstream=UpstreamClient(),
-        journal=Journal(runtime),
+        journal=Journal(runtime.uow, producer=NAME, may_emit=frozenset(runtime.definition.contract().emits)),
         provenance=ProvenanceSigner.from_signer(signer),
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, Integer, LargeBinary, MetaData, String, Table, select, update
+from sqlalchemy import Column, Connection, DateTime, Integer, LargeBinary, MetaData, String, Table, select, update
 from sqlalchemy.orm import Session
 
 from shared.events.envelope import Envelope
@@ -44,20 +44,16 @@ class InboxTables:
                 )
             )
 
-    def stage(self, session: Session, outgoing: list[Envelope], causation_id: str | None) -> None:
-        """Outbox rows for events emitted outside an event handler (HTTP request, timer)."""
-        for position, event in enumerate(outgoing):
-            session.execute(
-                self.outbox.insert().values(
-                    event_id=event.event_id,
-                    causation_id=causation_id,
-                    position=position,
-                    stream=event.stream,
-                    body=event.to_wire(),
-                    created_at=_now(),
-                    published_at=None,
-                )
-            )
+    def stage(self, session: Session | Connection, outgoing: list[Envelope], causation_id: str | None) -> None:
+        """Outbox rows for events emitted outside an event handler (HTTP request, timer), in one statement."""
+        if not outgoing:
+            return
+        now = _now()
+        session.execute(self.outbox.insert(), [
+            {"event_id": event.event_id, "causation_id": causation_id, "position": position, "stream": event.stream,
+             "body": event.to_wire(), "created_at": now, "published_at": None}
+            for position, event in enumerate(outgoing)
+        ])
 
     def unpublished_for(self, session: Session, causation_id: str) -> list[Envelope]:
         rows = session.execute(
@@ -76,7 +72,7 @@ class InboxTables:
         ).all()
         return [Envelope.from_wire(row.body) for row in rows]
 
-    def mark_published(self, session: Session, event_ids: list[str]) -> None:
+    def mark_published(self, session: Session | Connection, event_ids: list[str]) -> None:
         if event_ids:
             session.execute(
                 update(self.outbox).where(self.outbox.c.event_id.in_(event_ids)).values(published_at=_now())

@@ -43,7 +43,8 @@ class UnitOfWork:
         self._publish = publish
         self._sign = sign
         self.may_emit = may_emit
-        self._background: set[asyncio.Task[None]] = set()
+        self._queued: list[Envelope] = []
+        self._drainer: asyncio.Task[None] | None = None
 
     def _context(self, **kwargs: object) -> HandlerContext:
         return HandlerContext(
@@ -60,8 +61,30 @@ class UnitOfWork:
             return
         for envelope in envelopes:
             await self._publish(envelope)
-        with self.db.transaction() as session:
-            self.tables.mark_published(session, [e.event_id for e in envelopes])
+        with self.db.engine.begin() as connection:
+            self.tables.mark_published(connection, [e.event_id for e in envelopes])
+
+    def record(self, envelopes: list[Envelope]) -> list[Envelope]:
+        """Sign and commit outbox rows in one short transaction of their own (no handler, no ORM session):
+        the path of an entrypoint that records many events at a high rate (the gateway's audit records).
+        Durable when this returns; `publish_soon` sends them."""
+        signed = [self._sign(e) for e in envelopes]
+        with self.db.engine.begin() as connection:
+            self.tables.stage(connection, signed, causation_id=None)
+        return signed
+
+    def publish_soon(self, envelopes: list[Envelope]) -> None:
+        """Publish committed envelopes from a background task that batches whatever queued meanwhile (one
+        published-mark per batch); the caller does not wait for Redis. A failure leaves them to the relay."""
+        self._queued.extend(envelopes)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain_queue())
+
+    async def _drain_queue(self) -> None:
+        while self._queued:
+            batch = list(self._queued)
+            self._queued.clear()
+            await self._publish_after_commit(batch)
 
     @contextlib.asynccontextmanager
     async def transaction(
@@ -75,17 +98,15 @@ class UnitOfWork:
             yield ctx
             outgoing = [self._sign(e) for e in ctx.outgoing]
             self.tables.stage(session, outgoing, causation_id=None)
-        if publish_in_background and outgoing:
-            task = asyncio.get_running_loop().create_task(self._publish_after_commit(outgoing))
-            self._background.add(task)  # held until done: the loop keeps only weak references to tasks
-            task.add_done_callback(self._background.discard)
+        if publish_in_background:
+            self.publish_soon(outgoing)
         else:
             await self._publish_after_commit(outgoing)
 
     async def drain(self) -> None:
         """Wait for background publications (at stop; what is left undone stays in the outbox)."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._drainer is not None:
+            await asyncio.gather(self._drainer, return_exceptions=True)
 
     async def _publish_after_commit(self, envelopes: list[Envelope]) -> None:
         from shared.bus.delivery_loops import REDIS_DOWN

@@ -1,94 +1,130 @@
 """The gateway's HTTP API, OpenAI-shaped: `POST /v1/chat/completions`, `POST /v1/completions`,
 `GET /v1/models`, and `/healthz` (the only route without a key). Bodies are capped before they are read;
 every refusal is an OpenAI error body with a precise message, never a traceback. What a request means is
-decided in services/gateway/inference.py; this module only moves bytes."""
+decided in services/gateway/inference.py; this module only moves bytes.
+
+A plain ASGI application rather than FastAPI: four fixed routes need no router, dependency injection or
+OpenAPI, and FastAPI's middleware stack was a sixth of the gateway's CPU per request, which is its added
+latency."""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.gateway.entrypoints import openai_shapes as shapes
 from services.gateway.errors import GatewayError
-from services.gateway.inference import Gateway, Operation
+from services.gateway.inference import Answer, Gateway, Operation
+
+log = logging.getLogger("tunegate.gateway.http")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+OPERATIONS: dict[str, Operation] = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion"}
+ROUTES = {"/healthz": "GET", "/v1/models": "GET", **dict.fromkeys(OPERATIONS, "POST")}
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body, separators=(",", ":")), status_code=status, headers=headers,
-                    media_type="application/json")
+def _encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
-def error_response(error: GatewayError, headers: dict[str, str] | None = None) -> Response:
-    out = dict(headers or {})
+async def _send(send: Send, status: int, body: bytes, headers: dict[str, str],
+                content_type: bytes = b"application/json") -> None:
+    raw = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, error: GatewayError) -> None:
+    headers: dict[str, str] = {}
     if error.retry_after is not None:
-        out["retry-after"] = str(error.retry_after)
+        headers["retry-after"] = str(error.retry_after)
     if error.status == 401:
-        out["www-authenticate"] = 'Bearer realm="tunegate"'
+        headers["www-authenticate"] = 'Bearer realm="tunegate"'
     body = shapes.error_body(error.message, type_=error.type, code=error.code, param=error.param)
-    return _json(error.status, body, out)
+    await _send(send, error.status, _encode(body), headers)
 
 
-async def read_capped(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
+async def read_capped(scope: Scope, receive: Receive, limit: int) -> bytes:
+    too_large = GatewayError(413, f"Request body exceeds the limit of {limit} bytes.", code="request_too_large",
+                             audited=False)
+    declared = _header(scope, b"content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise GatewayError(413, f"Request body exceeds the limit of {limit} bytes.", code="request_too_large",
-                           audited=False)
+        raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise GatewayError(400, "The client went away before sending its whole body.", audited=False)
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise GatewayError(413, f"Request body exceeds the limit of {limit} bytes.",
-                               code="request_too_large", audited=False)
+            raise too_large
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def create_app(gateway: Gateway) -> FastAPI:
-    app = FastAPI(title="tunegate gateway", docs_url=None, redoc_url=None, openapi_url=None)
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _stream(send: Send, answer: Answer) -> None:
+    assert answer.stream is not None
+    headers = {**answer.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
+    raw = [(b"content-type", b"text/event-stream; charset=utf-8")]
+    raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": answer.status, "headers": raw})
+    async for piece in answer.stream:
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def create_app(gateway: Gateway) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     limit = gateway.settings.max_body_bytes
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        code = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else None
-        message = "Unknown route." if exc.status_code == 404 else str(exc.detail)
-        return _json(exc.status_code, shapes.error_body(message, type_="invalid_request_error", code=code))
-
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        return _json(200, {"status": "ok"})
-
-    async def infer(operation: Operation, request: Request) -> Response:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        expected = ROUTES.get(path)
+        if expected is None:
+            await send_error(send, GatewayError(404, f"Unknown route {path}.", code="not_found", audited=False))
+            return
+        if method != expected:
+            await send_error(send, GatewayError(405, f"{path} accepts {expected}, not {method}.",
+                                                code="method_not_allowed", audited=False))
+            return
         try:
-            raw = await read_capped(request, limit)
-            answer = await gateway.answer(operation, raw, request.headers.get("authorization"),
-                                          request.headers.get("traceparent"))
+            if path == "/healthz":
+                await _send(send, 200, b'{"status":"ok"}', {})
+                return
+            if path == "/v1/models":
+                key = gateway.authenticate(_header(scope, b"authorization"))
+                await _send(send, 200, _encode({"object": "list", "data": gateway.models_for(key)}), {})
+                return
+            raw = await read_capped(scope, receive, limit)
+            answer = await gateway.answer(OPERATIONS[path], raw, _header(scope, b"authorization"),
+                                          _header(scope, b"traceparent"))
         except GatewayError as exc:
-            return error_response(exc)
+            await send_error(send, exc)
+            return
         if answer.stream is not None:
-            headers = {**answer.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
-            return StreamingResponse(answer.stream, media_type="text/event-stream", headers=headers)
+            await _stream(send, answer)
+            return
         assert answer.body is not None
-        return _json(answer.status, answer.body, answer.headers)
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        return await infer("chat", request)
-
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        return await infer("text_completion", request)
-
-    @app.get("/v1/models")
-    async def models(request: Request) -> Response:
-        try:
-            key = gateway.authenticate(request.headers.get("authorization"))
-        except GatewayError as exc:
-            return error_response(exc)
-        return _json(200, {"object": "list", "data": gateway.models_for(key)})
+        await _send(send, answer.status, _encode(answer.body), answer.headers)
 
     return app
