@@ -2,7 +2,7 @@
 a direct call (and tunegate's gateway, when given), side by side in one run against the same upstream.
 
     .venv/bin/python bench/gateway_overhead.py [--requests 300] [--rounds 3] [--concurrency 1 16]
-        [--delay-ms 0] [--no-litellm] [--tunegate-url URL --tunegate-key KEY --tunegate-model NAME] [--json FILE]
+        [--delay-ms 0] [--no-litellm] [--no-tunegate] [--json FILE]
 
 Set-up: bench/support/openai_upstream.py serves a fixed answer on loopback in its own process; LiteLLM's
 proxy (bench/support/litellm_proxy.py: its own virtualenv, installed from PyPI on first use) routes a model
@@ -189,6 +189,17 @@ def litellm_target(upstream_url: str, workers: int = 1) -> Iterator[Target]:
         yield Target("litellm", proxy.base_url, MODEL, proxy.api_key)
 
 
+@contextmanager
+def tunegate_target(upstream_url: str) -> Iterator[Target]:
+    """tunegate's gateway with DLP, policy, budgets and audit on (the bundled default policy), routing a model
+    name to the upstream (bench/support/tunegate_gateway.py)."""
+    from bench.support.tunegate_gateway import running_gateway
+
+    with running_gateway(upstream_url, MODEL) as gateway:
+        print(f"tunegate gateway on {gateway.base_url}", file=sys.stderr)
+        yield Target("tunegate", gateway.base_url, gateway.model, gateway.api_key)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="requests per target, concurrency and round")
@@ -198,12 +209,7 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0, help="the upstream's model time per request")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no PyPI install)")
     parser.add_argument("--litellm-workers", type=int, default=1, help="LiteLLM proxy worker processes")
-    # ---- tunegate's gateway: pass the URL of a running gateway whose route `--tunegate-model` points at the
-    # upstream this bench starts (its URL is printed first). The lead adds starting the gateway here, as a
-    # context manager like `litellm_target` that yields a Target named "tunegate".
-    parser.add_argument("--tunegate-url", help="a running tunegate gateway's base URL (ending in /v1)")
-    parser.add_argument("--tunegate-key", default=os.environ.get("TUNEGATE_BENCH_GATEWAY_KEY", ""))
-    parser.add_argument("--tunegate-model", default=MODEL)
+    parser.add_argument("--no-tunegate", action="store_true", help="skip tunegate's gateway")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
     args = parser.parse_args()
 
@@ -213,8 +219,8 @@ def main() -> None:
         targets = [Target("direct", upstream, MODEL, "sk-direct")]
         if not args.no_litellm:
             targets.append(stack.enter_context(litellm_target(upstream, args.litellm_workers)))
-        if args.tunegate_url:
-            targets.append(Target("tunegate", args.tunegate_url, args.tunegate_model, args.tunegate_key))
+        if not args.no_tunegate:
+            targets.append(stack.enter_context(tunegate_target(upstream)))
         rows = run(targets, concurrencies=args.concurrency, requests=args.requests, rounds=args.rounds,
                    warmup=args.warmup)
     print(f"# {platform.node()} {len(os.sched_getaffinity(0))} CPUs (shared), python {platform.python_version()}, "

@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from shared.stack.redis_server import EmbeddedRedis  # noqa: E402
-from tests.gateway.gateway_support import TENANT, GatewayHarness  # noqa: E402
-from tests.support import wait_for  # noqa: E402
+from shared.stack.redis_server import EmbeddedRedis
+from tests.gateway.gateway_support import TENANT, GatewayHarness
+from tests.support import wait_for
 
 ROUTE = "bench-upstream"
 

@@ -9,6 +9,7 @@ audit record is durable (adapters/journal.py). Every request that names a model 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -155,6 +156,7 @@ class Gateway:
         self.journal = journal
         self.provenance = provenance
         self.clock = clock
+        self._refunds: set[asyncio.Task[None]] = set()
         self.tracer = trace.get_tracer("tunegate.gateway")
 
     # ------------------------------------------------------------------------------------ entry
@@ -379,6 +381,13 @@ class Gateway:
                                   f"upstream {prepared.exchange.model} answered without a usable choice") from None
 
     async def _settle(self, prepared: Prepared, used_tokens: int) -> None:
+        """Return unused reserved tokens, off the answer's path (a refund that comes late only leaves the budget
+        stricter for a moment)."""
+        task = asyncio.get_running_loop().create_task(self._refund(prepared, used_tokens))
+        self._refunds.add(task)
+        task.add_done_callback(self._refunds.discard)
+
+    async def _refund(self, prepared: Prepared, used_tokens: int) -> None:
         try:
             await self.limiter.settle(prepared.exchange.key.key_id, prepared.admission, used_tokens)
         except Exception:  # a failed refund only makes the budget stricter; never fail the answer for it

@@ -22,6 +22,7 @@ from shared.telemetry import current_traceparent
 log = logging.getLogger("tunegate.bus")
 
 Publish = Callable[[Envelope], Awaitable[object]]
+PUBLISH_COALESCE_S = 0.02
 
 
 class UnitOfWork:
@@ -81,6 +82,8 @@ class UnitOfWork:
             self._drainer = asyncio.get_running_loop().create_task(self._drain_queue())
 
     async def _drain_queue(self) -> None:
+        # A short pause lets a burst queue up behind the first event: one published-mark for all of them.
+        await asyncio.sleep(PUBLISH_COALESCE_S)
         while self._queued:
             batch = list(self._queued)
             self._queued.clear()

@@ -1,0 +1,132 @@
+"""Upstream routes against real HTTP upstreams on loopback (bench/support/openai_upstream.py): answers and
+streams pass through the gateway's policy, budgets and audit; an upstream's errors, rate limits, refusals of
+the gateway's key, stalls and absence each become a specific OpenAI error and an inference.blocked record;
+and a gateway SIGKILLed right after answering loses no audit record (its outbox is published on restart)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+import redis
+
+from bench.support.openai_upstream import answer_words, free_port, serve_upstream
+from shared.stack.redis_server import EmbeddedRedis
+from tests.gateway.gateway_support import TENANT, GatewayHarness
+from tests.support import read_stream, wait_for
+
+pytestmark = [pytest.mark.integration]
+
+PROMPT = [{"role": "user", "content": "Summarise ticket 4411 for me."}]
+
+
+def routes_file(path: Path, fast: str, slow: str) -> Path:
+    def route(name: str, url: str, model: str, timeout_s: float = 10.0, **extra: str) -> dict[str, object]:
+        return {"name": name, "base_url": url, "model": model, "tenants": [TENANT], "timeout_s": timeout_s, **extra}
+
+    path.write_text(json.dumps({"upstreams": [
+        route("frontier", fast, "bench-model", api_key_env="TUNEGATE_TEST_FRONTIER_KEY"),
+        route("broken", fast, "fail-500"),
+        route("busy", fast, "fail-429"),
+        route("refusing", fast, "fail-401"),
+        route("stalled", slow, "bench-model", timeout_s=0.5),
+        route("absent", f"http://127.0.0.1:{free_port()}/v1", "bench-model", timeout_s=2.0),
+        route("keyless", fast, "bench-model", api_key_env="TUNEGATE_TEST_UNSET_KEY"),
+    ]}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[tuple[str, str]]:
+    with serve_upstream(in_thread=True) as fast, serve_upstream(in_thread=True, delay_ms=3_000) as slow:
+        yield fast, slow
+
+
+def start_gateway(work: Path, redis_url: str, upstreams: tuple[str, str]) -> GatewayHarness:
+    home = work / "home"
+    home.mkdir(exist_ok=True)
+    harness = GatewayHarness(home, redis_url)
+    harness.start(extra_env={"TUNEGATE_GATEWAY_UPSTREAMS_FILE": str(routes_file(work / "routes.yaml", *upstreams)),
+                             "TUNEGATE_TEST_FRONTIER_KEY": "sk-upstream-secret"})
+    return harness
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, upstreams: tuple[str, str]) -> Iterator[GatewayHarness]:
+    work = tmp_path_factory.mktemp("gateway-upstream")
+    server = EmbeddedRedis(work / "redis")
+    server.start()
+    harness = start_gateway(work, server.url, upstreams)
+    try:
+        harness.create_key("app", ["*"])
+        wait_for(lambda: harness.post("app", "/v1/chat/completions",
+                                      {"model": "frontier", "messages": PROMPT, "max_tokens": 2}).status_code == 200,
+                 60, "the key and the upstream route")
+        yield harness
+    finally:
+        harness.stop()
+        server.stop()
+
+
+def test_an_upstream_answer_and_stream_pass_through_the_gateway(gateway: GatewayHarness) -> None:
+    client = gateway.client("app")
+    reply = client.chat.completions.create(model="frontier", messages=PROMPT, max_tokens=6)
+    assert reply.choices[0].message.content == " ".join(answer_words(6))
+    assert reply.model == "frontier" and reply.usage.completion_tokens > 0
+    chunks = list(client.chat.completions.create(model="frontier", messages=PROMPT, max_tokens=6, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == " ".join(answer_words(6))
+    text = client.completions.create(model="frontier", prompt="Ticket 4411:", max_tokens=4)
+    assert text.choices[0].text
+
+
+@pytest.mark.parametrize(("model", "status", "code"), [
+    ("broken", 502, "upstream_error"),
+    ("busy", 429, "upstream_rate_limited"),
+    ("refusing", 502, "upstream_auth"),
+    ("stalled", 504, "upstream_timeout"),
+    ("absent", 502, "upstream_unreachable"),
+    ("keyless", 502, "upstream_key_missing"),
+])
+def test_upstream_failures_are_specific_openai_errors_and_audited(gateway: GatewayHarness, model: str, status: int,
+                                                                   code: str) -> None:
+    response = gateway.post("app", "/v1/chat/completions", {"model": model, "messages": PROMPT, "max_tokens": 4})
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    client = redis.Redis.from_url(gateway.redis_url)
+    wait_for(lambda: any(e.type == "inference.blocked" and e.payload["model"] == model and e.payload["stage"] == "model"
+                         for e in read_stream(client, "tunegate.inference")), 30, f"the refusal of {model}")
+
+
+def test_an_upstream_failure_mid_stream_ends_the_stream_with_an_error(gateway: GatewayHarness) -> None:
+    client = gateway.client("app")
+    with pytest.raises(openai.APIError):
+        list(client.chat.completions.create(model="stalled", messages=PROMPT, max_tokens=4, stream=True))
+
+
+def test_no_answered_request_is_missing_from_the_ledger_after_a_sigkill(
+    tmp_path: Path, redis_url: str, upstreams: tuple[str, str]
+) -> None:
+    """The audit record is durable in the outbox before the answer leaves; publication is in the background.
+    Killing the gateway the moment the answers are in, then starting it again, loses none of them."""
+    harness = start_gateway(tmp_path, redis_url, upstreams)
+    try:
+        harness.create_key("app", ["frontier"])
+        body = {"model": "frontier", "messages": PROMPT, "max_tokens": 2}
+        wait_for(lambda: harness.post("app", "/v1/chat/completions", body).status_code == 200, 60, "the route")
+        answered = [harness.post("app", "/v1/chat/completions", body) for _ in range(20)]
+        assert harness.process is not None
+        harness.process.kill()
+        ids = {r.headers["x-tunegate-audit-event"] for r in answered if r.status_code == 200}
+        assert len(ids) == 20
+        harness.start(extra_env={"TUNEGATE_GATEWAY_UPSTREAMS_FILE": str(tmp_path / "routes.yaml"),
+                                 "TUNEGATE_TEST_FRONTIER_KEY": "sk-upstream-secret"})
+        client = redis.Redis.from_url(redis_url)
+        wait_for(lambda: ids <= {e.event_id for e in read_stream(client, "tunegate.inference")}, 30,
+                 "every answered request on the stream")
+        published = [e.event_id for e in read_stream(client, "tunegate.inference") if e.event_id in ids]
+        assert len(published) >= len(ids)  # at least once; the ledger de-duplicates on the event id
+    finally:
+        harness.stop()
