@@ -36,6 +36,10 @@ bench: $(STAMP)
 	$(PY) bench/scanner_recall.py
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/evaluator_throughput.py
+	$(PY) bench/gateway_overhead.py
+	$(PY) bench/gateway_tokens.py
+	$(PY) bench/gateway_holdback.py
+	$(PY) bench/gateway_dlp_latency.py
 	$(PY) bench/cli_startup.py
 
 clean:

@@ -56,7 +56,7 @@ def assert_one_trace_per_job(home: Path, job_id: str) -> None:
     assert len(linked_to_job) == 2, "the job's two approvals link to its trace"
 
 
-def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment_and_audit(
+def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment_gateway_and_audit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("TUNEGATE_REDIS_URL", raising=False)
@@ -116,6 +116,19 @@ def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment
     assert result.aibom_verified, transcript[-4000:]
     assert "AIBOM:" in transcript and Path(result.aibom_path).is_file()
     assert result.models_status == {"checked": True, "versions": 2, "overdue": []}  # `tunegate status`
+
+    # The gateway: the deployed alias through the openai client, personal data redacted before the model saw
+    # it, a jailbreak refused, a stream, the provenance signature verified offline, the records in the ledger.
+    tour = result.gateway
+    assert tour is not None, transcript[-4000:]
+    assert "support-triage" in tour.models and tour.answer and tour.streamed
+    assert tour.marking["ai_generated"] is True and tour.marking["model_version"] == version["id"]
+    assert {"EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON"} <= set(tour.marking["dlp"]["prompt"]), tour.marking
+    assert tour.headers["x-tunegate-ai-generated"] == "true" and tour.headers["x-tunegate-provenance"]
+    assert tour.jailbreak_status == 400 and "prompt-injection" in tour.jailbreak_message
+    assert "policy demo-tenant" in tour.jailbreak_message
+    assert tour.provenance_verified, transcript[-4000:]
+    assert {"inference.completed", "inference.blocked"} <= set(tour.ledger_types), tour.ledger_types
 
     assert_one_trace_per_job(home, result.job_id)
 

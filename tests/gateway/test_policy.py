@@ -121,9 +121,9 @@ def test_load_reports_the_path(tmp_path: Path) -> None:
 
 
 def test_extends_merges_settings_key_by_key(bundled: PolicySet) -> None:
-    demo = bundled.for_request("demo", "any-model")
+    demo = bundled.for_request("demo-tenant", "any-model")
     assert demo.name == "demo-tenant"
-    assert demo.spec.dlp.prompt.actions["PHONE_NUMBER"] == "allow"
+    assert demo.spec.dlp.ner and not bundled.for_request("acme", "m").spec.dlp.ner
     assert demo.spec.dlp.prompt.actions["EMAIL_ADDRESS"] == "redact"  # inherited
     assert demo.spec.dlp.prompt.actions["CREDIT_CARD"] == "block"
     assert demo.spec.max_input_tokens == 4096 and demo.max_output_tokens == 256
@@ -156,8 +156,12 @@ def test_dlp_blocks_cards_and_secrets(detector: GatewayDetector, bundled: Policy
 def test_allowed_entity_types_pass(detector: GatewayDetector, bundled: PolicySet) -> None:
     text = ["Call me back on +44 20 7946 0958 please."]
     assert bundled.for_request("acme", "m").check_prompt(text, detector).action == "redact"
-    demo = bundled.for_request("demo", "m").check_prompt(text, detector)
-    assert demo.action == "allow" and demo.texts == text
+    callbacks = policies("""
+  - name: callbacks
+    match: {tenants: [acme]}
+    dlp: {prompt: {PHONE_NUMBER: allow}, ner: false}
+""").for_request("acme", "m").check_prompt(text, detector)
+    assert callbacks.action == "allow" and callbacks.texts == text
 
 
 def test_benign_prompt_is_allowed_unchanged(detector: GatewayDetector, bundled: PolicySet) -> None:
