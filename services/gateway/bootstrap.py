@@ -25,18 +25,14 @@ if TYPE_CHECKING:
 NAME = "gateway"
 
 
-def replayed_state(settings: Settings) -> GatewayState:
-    """The state the followed events left, read before the service consumes anything new."""
+def state_follower(settings: Settings, models: ModelRuntime) -> tables.StateFollower:
+    """The state the followed events left, replayed before the service consumes anything new, and the
+    follower that keeps it current."""
     db = Database(settings.database_url_for(NAME))
-    try:
-        tables.metadata.create_all(db.engine)
-        state = GatewayState()
-        with db.transaction() as session:
-            for event_type, payload in tables.replay(session):
-                state.apply(event_type, payload)
-        return state
-    finally:
-        db.dispose()
+    tables.metadata.create_all(db.engine)
+    follower = tables.StateFollower(db, GatewayState(), models.on_change)
+    follower.catch_up()
+    return follower
 
 
 def model_runtime(settings: Settings, own: GatewaySettings) -> ModelRuntime:
@@ -88,8 +84,9 @@ def build(settings: Settings) -> ServiceDefinition:
 
     configure_offline()
     own = GatewaySettings()
-    state = replayed_state(settings)
     models = model_runtime(settings, own)
+    follower = state_follower(settings, models)
+    state = follower.state
     gateway_box: list[Gateway] = []
 
     async def http_api(runtime: ServiceRuntime) -> None:
@@ -104,15 +101,16 @@ def build(settings: Settings) -> ServiceDefinition:
                         what="gateway API")
 
     async def close() -> None:
+        follower.db.dispose()
         await models.aclose()
         for gateway in gateway_box:
             await gateway.upstream.aclose()
 
     return ServiceDefinition(
         name=NAME,
-        handlers=build_handlers(GatewayDeps(state=state, on_change=models.on_change)),
+        handlers=build_handlers(GatewayDeps(wake_follower=follower.wake)),
         metadata=[tables.metadata],
-        background=[http_api],
+        background=[http_api, follower.run],
         concurrency=1,
         on_stop=[close],
     )

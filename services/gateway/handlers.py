@@ -1,6 +1,7 @@
 """The events the gateway follows: deployments and retirements from the registry change what it serves,
-API-key events change who may call. Each is recorded (the projection's log, adapters/tables.py), applied
-to the in-memory state, and the model runtime loads or unloads adapters without a restart."""
+API-key events change who may call. Each is recorded in the gateway's log (adapters/tables.py) in the
+handler's transaction; the follower then applies it to the in-memory state (every replica does, from the
+shared log) and the model runtime loads or unloads adapters without a restart."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.gateway.adapters import tables
-from services.gateway.domain.state import Change, GatewayState
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
 from shared.events.inference import ApiKeyCreated, ApiKeyRevoked, ApiKeyRotated
@@ -20,16 +20,14 @@ FOLLOWED: tuple[type[Payload], ...] = (ModelDeployed, ModelRetired, ApiKeyCreate
 
 @dataclass
 class GatewayDeps:
-    state: GatewayState
-    on_change: Callable[[Change], None]
-    """The model runtime's reaction (load/unload adapters in the background)."""
+    wake_follower: Callable[[], None]
+    """Apply the log now: the follower runs once this handler's transaction has committed."""
 
 
 def build_handlers(deps: GatewayDeps) -> dict[type[Payload], TypedHandler]:
     async def follow(event: Payload, ctx: HandlerContext) -> None:
         assert ctx.envelope is not None and ctx.session is not None
-        payload = event.model_dump(mode="json")
-        tables.record(ctx.session, ctx.envelope.event_id, ctx.envelope.type, payload)
-        deps.on_change(deps.state.apply(ctx.envelope.type, payload))
+        tables.record(ctx.session, ctx.envelope.event_id, ctx.envelope.type, event.model_dump(mode="json"))
+        deps.wake_follower()
 
     return dict.fromkeys(FOLLOWED, follow)

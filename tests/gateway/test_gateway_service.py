@@ -194,7 +194,10 @@ def test_every_request_is_audited_under_the_event_id_its_answer_names(gateway: G
     def recorded() -> list[Any]:
         return read_stream(client, "tunegate.inference")
 
-    wait_for(lambda: ids <= {e.event_id for e in recorded()}, 30, "the inference events")
+    def refusal_recorded() -> bool:
+        return any(e.type == "inference.blocked" and e.payload["model"] == "nope" for e in recorded())
+
+    wait_for(lambda: ids <= {e.event_id for e in recorded()} and refusal_recorded(), 30, "the inference events")
     events = {e.event_id: e for e in recorded()}
     for response in answered:
         event = events[response.headers["x-tunegate-audit-event"]]

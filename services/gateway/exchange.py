@@ -1,0 +1,111 @@
+"""What one gateway request carries through the pipeline (services/gateway/inference.py): the parsed body,
+the facts collected on the way (the Exchange), the request the gateway agreed to send to a model (Prepared)
+and the answer handed back to the HTTP layer; and the parsing of a body into OpenAI's request shapes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from services.gateway.adapters.generation import EngineError
+from services.gateway.domain.routes import Route
+from services.gateway.entrypoints.schemas import ChatCompletionRequest, CompletionRequest
+from services.gateway.errors import GatewayError
+from shared.validation import describe_validation_error
+
+Operation = Literal["chat", "text_completion"]
+Body = ChatCompletionRequest | CompletionRequest
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def engine_refusal(exc: Exception) -> GatewayError:
+    """The local engine refused the generation: a request it cannot serve (prompt plus max_tokens past the
+    model's context) is the client's 400; an engine closing or a version unloaded mid-request is a 503."""
+    if isinstance(exc, EngineError):
+        return GatewayError(503, f"The model is not available right now: {exc}", type="server_error",
+                            code="model_unavailable", stage="model", check="engine")
+    return GatewayError(400, f"The model cannot serve this request: {exc}", code="context_length_exceeded",
+                        stage="model", check="engine")
+
+
+def model_named(raw: bytes) -> str:
+    """The model a body names, read leniently so that a refused request is audited under it."""
+    try:
+        model = json.loads(raw).get("model")
+    except (ValueError, AttributeError):
+        return "(unreadable body)"
+    return model[:200] if isinstance(model, str) and model else "(no model named)"
+
+
+def parse_body(operation: Operation, raw: bytes) -> Body:
+    model = ChatCompletionRequest if operation == "chat" else CompletionRequest
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise GatewayError(400, describe_validation_error(exc, root="body"), code="invalid_request",
+                           stage="access", check="request_validation",
+                           param=_first_location(exc)) from None
+
+
+def _first_location(exc: ValidationError) -> str | None:
+    errors = exc.errors()
+    if errors and errors[0].get("loc"):
+        return ".".join(str(part) for part in errors[0]["loc"])
+    return None
+
+
+@dataclass
+class Exchange:
+    """What one request has collected so far; the audit record is built from it."""
+
+    request_id: str
+    operation: Operation
+    model: str
+    started: float
+    key: Any = None
+    route: Route | None = None
+    policy: Any = None
+    prompt_sha256: str | None = None
+    prompt_findings: dict[str, int] = field(default_factory=dict)
+    model_seconds: float = 0.0
+    span: Any = None
+    detector: Any = None
+    """The DLP detector the policy asks for (with or without NER)."""
+
+    @property
+    def model_version(self) -> str | None:
+        return self.route.served_name if self.route else None
+
+    def overhead_ms(self) -> float:
+        return max(0.0, (time.perf_counter() - self.started - self.model_seconds) * 1000)
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any] | None
+    headers: dict[str, str]
+    stream: AsyncIterator[bytes] | None = None
+
+
+@dataclass
+class Prepared:
+    """A request the gateway has agreed to send to a model."""
+
+    exchange: Exchange
+    body: Body
+    texts: list[str]
+    prompt: str  # the redacted prompt as the model sees it (local) or its text (upstream)
+    prompt_tokens: int
+    max_tokens: int
+    admission: Any
+    watermark: bool
