@@ -228,3 +228,32 @@ def test_the_request_is_a_server_span_with_genai_attributes(gateway: GatewayHarn
     assert attributes["gen_ai.operation.name"] == "chat"
     assert attributes["gen_ai.request.model"] == "alpha" and attributes["gen_ai.response.model"] == "alpha.v1"
     assert attributes["gen_ai.usage.input_tokens"] > 0 and attributes["gen_ai.usage.output_tokens"] > 0
+
+
+def test_a_watermarked_deployment_marks_its_text_and_the_detector_finds_it(
+    gateway: GatewayHarness, adapters: dict[str, Path], tiny_base: BaseModelInfo
+) -> None:
+    """Same adapter, deployed twice: once with the watermark. Sampled answers of the marked deployment score a
+    clearly higher detector z than the plain one's (pooled over several answers: one short text from `tiny`
+    is weak evidence either way)."""
+    from services.gateway.adapters.watermark import detect_for_base
+    from services.gateway.settings import GatewaySettings
+
+    client = gateway.client("app")
+    gateway.deploy("marked.v1", "marked", adapters["alpha"], watermark=True)
+    gateway.deploy("plain.v1", "plain", adapters["alpha"])
+    wait_for(lambda: {"marked", "plain"} <= _model_ids(client), 30, "both deployments")
+    texts: dict[str, str] = {}
+    for model in ("marked", "plain"):
+        answers = []
+        for seed in range(6):
+            raw = gateway.post("app", "/v1/completions", {"model": model, "prompt": f"Ticket {seed}:",
+                                                         "max_tokens": 96, "temperature": 1.0, "seed": seed})
+            assert raw.status_code == 200, raw.text
+            assert raw.json()["tunegate"]["watermark"] is (model == "marked")
+            answers.append(raw.json()["choices"][0]["text"])
+        texts[model] = " ".join(answers)
+    key = GatewaySettings().watermark_key
+    marked = detect_for_base(texts["marked"], tiny_base.path, key)
+    plain = detect_for_base(texts["plain"], tiny_base.path, key)
+    assert marked.z_score > plain.z_score + 2 and marked.z_score > 4, (marked, plain)
