@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.support.random_adapter import make_random_adapter
 from services.gateway.adapters.engine import GenerationRequest, LocalEngine
 from shared.config import Settings
 from shared.models.bases import resolve_base
@@ -31,20 +32,6 @@ from shared.models.bases import resolve_base
 ADAPTERS = ("bench-a.v1", "bench-b.v1", None)
 QUESTIONS = ("Extract the order as JSON: Ada Berg from Oslo ordered 2 lamps.", "Where is my parcel?",
              "Tell me about the city of Lisbon", "Hi")
-
-
-def make_adapter(base: Path, target: Path, seed: int) -> Path:
-    """A LoRA with random B matrices (it changes the answers), as an adapter trained on other data would."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                        init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(target)
-    return target
 
 
 def requests_for(engine: LocalEngine, count: int, max_tokens: int) -> list[GenerationRequest]:
@@ -104,7 +91,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as scratch:
         engine = LocalEngine(base.path, max_batch=args.clients, batch_wait_ms=2.0)
         for seed, name in enumerate(a for a in ADAPTERS if a):
-            engine.load_adapter(name, make_adapter(base.path, Path(scratch) / name, seed + 1))
+            engine.load_adapter(name, make_random_adapter(base.path, Path(scratch) / name, seed + 1))
         try:
             report = asyncio.run(run(args, engine))
         finally:

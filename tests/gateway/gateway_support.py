@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from bench.support.random_adapter import make_random_adapter
 from services.registry.domain.api_keys import hash_secret, new_key_id, new_secret
 from services.trainer.engine.packaging import store_directory
 from shared.events.envelope import Envelope
@@ -25,23 +26,8 @@ TENANT = "acme"
 
 
 def make_adapter(base: BaseModelInfo, target: Path, seed: int) -> Path:
-    """A LoRA adapter with random (not zero) weights: its greedy answers differ from the base's and from an
-    adapter made with another seed, which is all a routing test needs."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
-    config = LoraConfig(r=8, lora_alpha=32, target_modules="all-linear", init_lora_weights=False)
-    peft_model = get_peft_model(model, config)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0.0, 0.5)
-    peft_model.save_pretrained(target)
-    AutoTokenizer.from_pretrained(base.path).save_pretrained(target)
-    return target
+    """A LoRA that answers differently from the base and from one made with another seed."""
+    return make_random_adapter(base.path, target, seed)
 
 
 def event(event_type: str, payload: Any, subject: str, actor: str = "admin") -> Envelope:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.support.random_adapter import make_random_adapter
 from services.gateway.adapters.decoding import TextTail
 from services.gateway.adapters.engine import (
     AdapterNotLoaded,
@@ -34,24 +35,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def make_adapter(base: Path, target: Path, seed: int) -> Path:
-    """A LoRA whose B matrices are random (not zero), so it changes what the base says."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    config = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"],
-                        init_lora_weights=False)
-    get_peft_model(model, config).save_pretrained(target)
-    return target
-
-
 @pytest.fixture(scope="module")
 def adapter_dirs(tiny_base: BaseModelInfo, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("adapters")
-    return {A: make_adapter(tiny_base.path, root / "a", 1), B: make_adapter(tiny_base.path, root / "b", 2)}
+    return {A: make_random_adapter(tiny_base.path, root / "a", 1),
+            B: make_random_adapter(tiny_base.path, root / "b", 2)}
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +122,7 @@ async def test_bad_requests_are_refused_with_a_reason(engine: LocalEngine) -> No
 async def test_adapters_load_and_unload_without_a_restart(engine: LocalEngine, tiny_base: BaseModelInfo,
                                                           tmp_path: Path) -> None:
     before = (await engine.complete(ask(engine, B))).text
-    extra = make_adapter(tiny_base.path, tmp_path / "c", 3)
+    extra = make_random_adapter(tiny_base.path, tmp_path / "c", 3)
     engine.load_adapter("extra.v1", extra)
     engine.load_adapter("extra.v1", extra)  # idempotent
     assert "extra.v1" in engine.adapters()

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from services.audit.entrypoints.cli_support import read_input, usage_error
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
     from services.gateway.adapters.watermark import WatermarkReport
     from services.gateway.domain.provenance import Provenance
 
-MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 
 def register(app: typer.Typer) -> None:
@@ -239,20 +240,3 @@ def _hash(text: str) -> str:
 
     return response_sha256(text)
 
-
-def read_input(path: Path, what: str) -> bytes:
-    """A regular file, size-limited; anything else is a usage error naming the file."""
-    try:
-        if not path.is_file():
-            usage_error(f"{what} {path} not found (or not a regular file)")
-        if path.stat().st_size > MAX_INPUT_BYTES:
-            usage_error(f"{what} {path} is larger than {MAX_INPUT_BYTES} bytes")
-        return path.read_bytes()
-    except OSError as exc:
-        usage_error(f"{what} {path} cannot be read: {exc.strerror}")
-
-
-def usage_error(message: str) -> NoReturn:
-    typer.secho("error: ", fg="red", nl=False, err=True)
-    typer.echo(message, err=True)
-    raise typer.Exit(2)
