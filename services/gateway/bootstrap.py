@@ -18,6 +18,7 @@ from shared.storage.artifacts import ArtifactStore
 from shared.storage.db import Database
 
 if TYPE_CHECKING:
+    from services.gateway.domain.policy import PolicySet
     from services.gateway.inference import Gateway
     from shared.bus.definition import ServiceDefinition
     from shared.bus.lifecycle import ServiceRuntime
@@ -51,19 +52,16 @@ def model_runtime(settings: Settings, own: GatewaySettings) -> ModelRuntime:
     )
 
 
-def build_gateway(runtime: ServiceRuntime, state: GatewayState, models: ModelRuntime,
-                  own: GatewaySettings) -> Gateway:
+def build_gateway(runtime: ServiceRuntime, state: GatewayState, models: ModelRuntime, own: GatewaySettings,
+                  policies: PolicySet) -> Gateway:
     from services.gateway.adapters.dlp import GatewayDetectors
     from services.gateway.adapters.journal import Journal
     from services.gateway.adapters.rate_limits import RateLimiter
-    from services.gateway.adapters.upstream import UpstreamClient, load_upstreams
-    from services.gateway.domain.policy import PolicySet
+    from services.gateway.adapters.upstream import UpstreamClient
     from services.gateway.domain.provenance import ProvenanceSigner
     from services.gateway.inference import Gateway
     from shared.security.signing import KeyDirectory
 
-    policies = PolicySet.load(own.policies_file)
-    state.routes.upstreams = {u.name: u for u in load_upstreams(own.upstreams_file)}
     signer = KeyDirectory(runtime.settings.keys_dir).signer(NAME)
     return Gateway(
         settings=own,
@@ -79,20 +77,27 @@ def build_gateway(runtime: ServiceRuntime, state: GatewayState, models: ModelRun
 
 
 def build(settings: Settings) -> ServiceDefinition:
+    from services.gateway.adapters.upstream import load_upstreams
+    from services.gateway.domain.policy import PolicySet
     from shared.bus.definition import ServiceDefinition
     from shared.http_serving import serve_app
 
     configure_offline()
     own = GatewaySettings()
+    # A broken policies or upstreams file stops the gateway here, with the file and field in the error: it
+    # never serves without the policies it was given.
+    policies = PolicySet.load(own.policies_file)
+    upstreams = load_upstreams(own.upstreams_file)
     models = model_runtime(settings, own)
     follower = state_follower(settings, models)
     state = follower.state
+    state.routes.upstreams = {u.name: u for u in upstreams}
     gateway_box: list[Gateway] = []
 
     async def http_api(runtime: ServiceRuntime) -> None:
         from services.gateway.entrypoints.http import create_app
 
-        gateway = build_gateway(runtime, state, models, own)
+        gateway = build_gateway(runtime, state, models, own, policies)
         gateway_box.append(gateway)
         for route in state.routes.local_routes():  # serve what was deployed before a restart without a wait
             models.on_change_load(route)

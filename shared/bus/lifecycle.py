@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -102,6 +103,7 @@ class ServiceRuntime:
             batch_runner=(lambda envelopes: batch(self, envelopes)) if batch is not None else None,
         )
         self._stopping = asyncio.Event()
+        self.failure: BaseException | None = None
         self._subscribers: list[Any] = []
         self.loops = DeliveryLoops(
             settings=settings,
@@ -171,6 +173,8 @@ class ServiceRuntime:
         coroutines += [task(self) for task in self.definition.background]
         await self.loops.beat()  # the first heartbeat before "ready": status must never see one without it
         workers = [asyncio.create_task(coro) for coro in coroutines]
+        for worker in workers:
+            worker.add_done_callback(self._worker_ended)
         ready = self.ready_file()
         ready.write_text(json.dumps({"pid": os.getpid(), "consumer": self.consumer, "streams": self.streams}))
         log.info("service %s ready as %s on %s", self.name, self.consumer, ", ".join(self.streams))
@@ -198,6 +202,18 @@ class ServiceRuntime:
     def stop(self) -> None:
         self._stopping.set()
 
+    def _worker_ended(self, task: asyncio.Task[Any]) -> None:
+        """A background task or delivery loop that dies (an HTTP API that cannot bind its port, a loop that
+        raised) stops the service: a process that is up but cannot do its work must not look healthy."""
+        if task.cancelled() or self._stopping.is_set():
+            return
+        error = task.exception()
+        if error is not None:
+            log.error("service %s stops: a background task failed: %s: %s", self.name, type(error).__name__,
+                      error, exc_info=error)
+            self.failure = error
+            self._stopping.set()
+
 
 def run_service(
     build: Callable[[Settings], ServiceDefinition], authenticator: Authenticator | None = None
@@ -205,21 +221,28 @@ def run_service(
     """`python -m services.<name>`: configure logs and tracing, wire the service, run until SIGTERM/SIGINT."""
     restrict_umask()  # whatever starts us (compose, Kubernetes, a shell), what we write is owner-only
     settings = Settings()
-    definition = build(settings)
+    try:
+        definition = build(settings)
+    except ValueError as exc:  # a configuration it cannot start with (a policy, suite or routes file): say so
+        print(f"{build.__module__}: cannot start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     setup_logging(definition.name, settings.log_level)
     provider = setup_tracing(definition.name, settings)
 
-    async def main() -> None:
+    async def main() -> BaseException | None:
         runtime = ServiceRuntime(definition, settings, authenticator=authenticator)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, runtime.stop)
         await runtime.run()
+        return runtime.failure
 
     try:
-        asyncio.run(main())
+        failure = asyncio.run(main())
     finally:
         provider.shutdown()
+    if failure is not None:
+        raise SystemExit(1)
 
 
 __all__ = ["ServiceRuntime", "run_service"]

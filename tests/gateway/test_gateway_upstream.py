@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 import redis
@@ -16,7 +17,7 @@ import redis
 from bench.support.openai_upstream import answer_words, free_port, serve_upstream
 from shared.stack.redis_server import EmbeddedRedis
 from tests.gateway.gateway_support import TENANT, GatewayHarness
-from tests.support import read_stream, wait_for
+from tests.support import ServiceProcess, read_stream, wait_for
 
 pytestmark = [pytest.mark.integration]
 
@@ -33,6 +34,7 @@ def routes_file(path: Path, fast: str, slow: str) -> Path:
         route("busy", fast, "fail-429"),
         route("refusing", fast, "fail-401"),
         route("stalled", slow, "bench-model", timeout_s=0.5),
+        route("patient", slow, "bench-model", timeout_s=30.0),
         route("absent", f"http://127.0.0.1:{free_port()}/v1", "bench-model", timeout_s=2.0),
         route("keyless", fast, "bench-model", api_key_env="TUNEGATE_TEST_UNSET_KEY"),
     ]}))
@@ -106,6 +108,24 @@ def test_an_upstream_failure_mid_stream_ends_the_stream_with_an_error(gateway: G
         list(client.chat.completions.create(model="stalled", messages=PROMPT, max_tokens=4, stream=True))
 
 
+def test_a_client_that_leaves_mid_stream_still_leaves_an_audited_answer(gateway: GatewayHarness) -> None:
+    """The upstream streams its 16 words over 3 s; the client reads the first chunk and hangs up. What it was
+    sent is recorded as a completed answer that ended with the client."""
+    body = {"model": "patient", "messages": PROMPT, "max_tokens": 16, "stream": True}
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {gateway.keys['app']}"}) as response:
+        assert response.status_code == 200
+        request_id = response.headers["x-tunegate-request-id"]
+        next(response.iter_raw())
+    client = redis.Redis.from_url(gateway.redis_url)
+
+    def recorded() -> list[str]:
+        return [e.payload["finish_reason"] for e in read_stream(client, "tunegate.inference")
+                if e.type == "inference.completed" and e.payload["request_id"] == request_id]
+
+    assert wait_for(recorded, 30, "the record of the abandoned stream") == ["client_disconnected"]
+
+
 def test_no_answered_request_is_missing_from_the_ledger_after_a_sigkill(
     tmp_path: Path, redis_url: str, upstreams: tuple[str, str]
 ) -> None:
@@ -130,3 +150,17 @@ def test_no_answered_request_is_missing_from_the_ledger_after_a_sigkill(
         assert len(published) >= len(ids)  # at least once; the ledger de-duplicates on the event id
     finally:
         harness.stop()
+
+
+def test_a_broken_policies_file_stops_the_gateway_with_a_clear_error(tmp_path: Path, redis_url: str) -> None:
+    """Policies fail closed at start too: the gateway never serves without the policies it was given."""
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("policies:\n  - name: strict\n    match: {tenants: '*', models: '*'}\n"
+                        "    dlp: {prompt: {EMAIL_ADDRESS: shred}}\n")
+    (tmp_path / "home").mkdir()
+    process = ServiceProcess("services.gateway", tmp_path / "home", redis_url,
+                             extra_env={"TUNEGATE_GATEWAY_POLICIES_FILE": str(policies)})
+    assert process.process.wait(60) == 2
+    log = process.log()
+    assert "cannot start" in log and "strict" in log and "EMAIL_ADDRESS" in log
+    assert "Traceback" not in log

@@ -9,6 +9,7 @@ latency."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -79,15 +80,34 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _stream(send: Send, answer: Answer) -> None:
-    assert answer.stream is not None
+async def _stream(receive: Receive, send: Send, answer: Answer) -> None:
+    """Send the chunks as they come. A client that hangs up stops the model (the server would otherwise
+    drop the chunks silently while the model went on generating), and the stream's own cleanup records what
+    the client was sent as an answer that ended with the client."""
+    stream = answer.stream
+    assert stream is not None
     headers = {**answer.headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
     raw = [(b"content-type", b"text/event-stream; charset=utf-8")]
     raw += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": answer.status, "headers": raw})
-    async for piece in answer.stream:
-        await send({"type": "http.response.body", "body": piece, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+    gone = asyncio.Event()
+
+    async def watch_disconnect() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch_disconnect())
+    try:
+        await send({"type": "http.response.start", "status": answer.status, "headers": raw})
+        async for piece in stream:
+            if gone.is_set():
+                break
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        if not gone.is_set():
+            await send({"type": "http.response.body", "body": b""})
+    finally:
+        watcher.cancel()
+        await stream.aclose()  # type: ignore[attr-defined]
 
 
 def create_app(gateway: Gateway) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
@@ -122,7 +142,7 @@ def create_app(gateway: Gateway) -> Callable[[Scope, Receive, Send], Awaitable[N
             await send_error(send, exc)
             return
         if answer.stream is not None:
-            await _stream(send, answer)
+            await _stream(receive, send, answer)
             return
         assert answer.body is not None
         await _send(send, answer.status, _encode(answer.body), answer.headers)
