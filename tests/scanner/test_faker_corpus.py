@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 import pytest
@@ -68,7 +69,10 @@ def test_corpus_covers_every_locale_kind_entity_and_decoy(corpus: list[CorpusRec
 def test_spans_are_exact_the_text_is_the_template_with_values_in_the_slots(corpus: list[CorpusRecord]) -> None:
     """Put the slot names back where the spans say the values are: every line must be a template line
     verbatim. A span off by one character anywhere would leave a line no template has."""
-    templates = load_templates()
+    _assert_every_line_is_a_template_line(corpus, load_templates())
+
+
+def _assert_every_line_is_a_template_line(corpus: list[CorpusRecord], templates: dict[str, Any]) -> None:
     lines = {t for k in templates["kinds"].values() for part in ("openings", "closings") for t in k[part]}
     lines |= {t for body in templates["body"].values() for t in body}
     lines |= {t for native in templates["native"].values() for body in native.values() for t in body}
@@ -167,3 +171,30 @@ def test_templates_with_an_unknown_slot_are_refused(tmp_path: Path) -> None:
     path.write_text('version: 1\nkinds: {chat: {openings: ["hi {NAME}"], closings: ["bye"]}}\nbody: {}\n')
     with pytest.raises(ValueError, match="unknown slots"):
         load_templates(path)
+
+
+def test_templates_without_body_lines_for_an_entity_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "templates.yaml"
+    path.write_text('version: 1\nkinds: {chat: {openings: ["hi"], closings: ["bye"]}}\nbody: {PERSON: ["{PERSON}"]}\n')
+    with pytest.raises(ValueError, match=r"no body lines for .*EMAIL_ADDRESS"):
+        load_templates(path)
+
+
+SET_B = Path(__file__).resolve().parents[2] / "bench" / "support" / "faker_corpus_templates_b.yaml"
+
+
+def test_independent_template_set_b_yields_gold_spans_of_every_type_and_every_decoy() -> None:
+    """Set B (written without reading the recognizers or set A) loads and plants every entity type the corpus
+    module declares, each value exactly where its gold span says, national ids only in their own locale."""
+    templates = load_templates(SET_B)
+    corpus = generate_corpus(400, seed=SEED, templates=templates)
+    assert {r.kind for r in corpus} == set(templates["kinds"])
+    assert {g.entity for r in corpus for g in r.gold} == set(ENTITIES)
+    assert {d.kind for r in corpus for d in r.decoys} == set(DECOYS)
+    national = {e for ids in NATIONAL_IDS.values() for e in ids}
+    for record in corpus:
+        assert {g.entity for g in record.gold} & national <= set(NATIONAL_IDS.get(record.locale, ()))
+        for g in record.gold:
+            value = record.text[g.start : g.end]
+            assert value and value == value.strip() and "\n" not in value, (g.entity, value)
+    _assert_every_line_is_a_template_line(corpus, templates)
