@@ -256,6 +256,12 @@ def test_mail_addresses_on_any_domain_are_found_exactly(detector: Detector, poli
     assert missed == []
 
 
+def test_a_token_in_a_urls_credentials_is_a_secret_not_a_mail_address(detector: Detector, policy: Policy) -> None:
+    token = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    text = f"git clone https://{token}@github.com/acme/billing.git and mail ops@acme.internal"
+    assert found(detector, policy, text) == {("GITHUB_TOKEN", token), ("EMAIL_ADDRESS", "ops@acme.internal")}
+
+
 def test_mail_recognizer_never_asks_tldextract(
     detector: Detector, policy: Policy, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,9 +27,11 @@ from services.scanner.domain.identifiers import (
 # "请联系zhang@corp.local谢谢" the address is zhang@corp.local, as \w would not tell.
 _MAIL_LETTER = "A-Za-z\u00c0-\u024f\u0370-\u03ff\u0400-\u04ff"
 # Local part: letters, digits, . _ % + - and an inner apostrophe as in o'neil; no leading, trailing or doubled
-# dot, and not continuing a longer token on the left.
+# dot, and not continuing a longer token on the left. Nor right after a '/': `https://<token>@github.com` is a
+# URL's credentials, and read as an address it hid the token from its own recognizer (and from the block a
+# secret gets).
 _MAIL_LOCAL_CHAR = rf"{_MAIL_LETTER}0-9_%+\-"
-_MAIL_LOCAL = rf"(?<![{_MAIL_LOCAL_CHAR}.'])[{_MAIL_LOCAL_CHAR}]+(?:[.'][{_MAIL_LOCAL_CHAR}]+)*"
+_MAIL_LOCAL = rf"(?<![{_MAIL_LOCAL_CHAR}.'/])[{_MAIL_LOCAL_CHAR}]+(?:[.'][{_MAIL_LOCAL_CHAR}]+)*"
 # Domain: labels of letters/digits/inner hyphens, a dot, and a final label of letters or punycode; it must not
 # run on into more name characters or a call (`x@y.shape(`).
 _MAIL_LABEL = rf"[{_MAIL_LETTER}0-9](?:[{_MAIL_LETTER}0-9\-]{{0,61}}[{_MAIL_LETTER}0-9])?"
