@@ -25,10 +25,6 @@ class GatewayError(Exception):
         return self.message
 
 
-def bad_request(message: str, *, param: str | None = None, code: str = "invalid_request") -> GatewayError:
-    return GatewayError(400, message, code=code, param=param, audited=False)
-
-
 def unauthorised(message: str) -> GatewayError:
     return GatewayError(401, message, type="authentication_error", code="invalid_api_key", check="api_key")
 

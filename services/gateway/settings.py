@@ -22,7 +22,6 @@ class GatewaySettings(BaseSettings):
     batch_wait_ms: float = Field(default=2.0, ge=0, le=1_000, description="How long a batch waits to fill.")
     default_max_tokens: int = Field(default=128, ge=1, le=32_768)
     max_output_tokens: int = Field(default=1_024, ge=1, le=32_768, description="Hard cap whatever a policy says.")
-    upstream_timeout_s: float = Field(default=60.0, gt=0, le=3_600)
     watermark_key: int = Field(default=15_485_863, ge=1, description="Hashing key of the text watermark.")
     holdback_chars: int = Field(default=64, ge=0, le=4_096,
                                 description="Streamed text held back so no detected entity is emitted in part.")

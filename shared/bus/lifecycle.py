@@ -121,11 +121,9 @@ class ServiceRuntime:
     async def publish(self, envelope: Envelope) -> None:
         await self.publisher.publish(envelope)
 
-    def transaction(
-        self, *, actor: str, subject: str | None = None, publish_in_background: bool = False
-    ) -> AbstractAsyncContextManager[HandlerContext]:
+    def transaction(self, *, actor: str, subject: str | None = None) -> AbstractAsyncContextManager[HandlerContext]:
         """A unit of work not caused by an event (HTTP request, timer): effects + outbox commit together."""
-        return self.uow.transaction(actor=actor, subject=subject, publish_in_background=publish_in_background)
+        return self.uow.transaction(actor=actor, subject=subject)
 
     # ------------------------------------------------------------------ FastStream wiring
 

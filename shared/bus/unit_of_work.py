@@ -90,21 +90,14 @@ class UnitOfWork:
             await self._publish_after_commit(batch)
 
     @contextlib.asynccontextmanager
-    async def transaction(
-        self, *, actor: str, subject: str | None = None, publish_in_background: bool = False
-    ) -> AsyncIterator[HandlerContext]:
-        """A unit of work not caused by an event (HTTP request, timer). With `publish_in_background` the
-        caller does not wait for Redis: the events are durable in the outbox at commit, a background task
-        publishes them, and the outbox relay covers a crash in between (the gateway's answer path)."""
+    async def transaction(self, *, actor: str, subject: str | None = None) -> AsyncIterator[HandlerContext]:
+        """A unit of work not caused by an event (HTTP request, timer)."""
         with self.db.transaction() as session:
             ctx = self._context(default_actor=actor, default_subject=subject, session=session)
             yield ctx
             outgoing = [self._sign(e) for e in ctx.outgoing]
             self.tables.stage(session, outgoing, causation_id=None)
-        if publish_in_background:
-            self.publish_soon(outgoing)
-        else:
-            await self._publish_after_commit(outgoing)
+        await self._publish_after_commit(outgoing)
 
     async def drain(self) -> None:
         """Wait for background publications (at stop; what is left undone stays in the outbox)."""

@@ -104,9 +104,6 @@ class ModelRuntime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def loaded(self) -> list[str]:
-        return sorted(self._loaded)
-
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()

@@ -1,22 +1,20 @@
 """The gateway's API keys, pure: what the registry's `apikey.created/.rotated/.revoked` events say, and the
 check of a secret a client presents.
 
-A secret is `tgk_<16 id characters>_<43 random URL-safe characters>` (the registry makes it:
-"tgk_" + key_id[4:] + "_" + secrets.token_urlsafe(32)); the key id is "key_" + the 16 characters. The id
-part is fixed-length, so the random part may itself hold '_' and the split stays unambiguous. Only the
+The secret's format is shared/security/api_keys.py (the registry makes secrets there too). Only the
 SHA-256 of the whole secret is known here; a lookup by hash needs no constant-time comparison, and the
 errors a caller sees do not say whether a well-formed secret was never issued, rotated out or revoked."""
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-SECRET_PREFIX = "tgk_"
-SECRET_PATTERN = re.compile(r"^tgk_([a-z0-9]{16})_([A-Za-z0-9_-]{43})$")
+from shared.security.api_keys import hash_secret, key_id_in
+
+__all__ = ["hash_secret"]
+
 ANY_MODEL = "*"
 
 
@@ -91,16 +89,12 @@ class ApiKey:
     revoked: bool = False
 
 
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
 def key_id_of(secret: str) -> str:
     """The key id a well-formed secret names; raises MalformedKey otherwise."""
-    found = SECRET_PATTERN.fullmatch(secret)
-    if found is None:
+    key_id = key_id_in(secret)
+    if key_id is None:
         raise MalformedKey(MalformedKey.public_reason)
-    return "key_" + found.group(1)
+    return key_id
 
 
 @dataclass

@@ -10,39 +10,22 @@ SHA-256 is stored and announced (a 256-bit random secret needs no slow KDF). Onl
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
 from services.registry.domain.errors import Conflict
 from services.registry.domain.events import ApiKeyCreated, ApiKeyRevoked, ApiKeyRotated, EventRecorder
 from shared.events.inference import API_KEY_ID_PATTERN, MAX_MODEL_SCOPES
+from shared.security.api_keys import KEY_ID, hash_secret, new_key_id, new_secret
 
-SECRET_PREFIX = "tgk_"
-KEY_ID = re.compile(API_KEY_ID_PATTERN)
+__all__ = ["KEY_ID", "ApiKey", "hash_secret", "new_key_id", "new_secret"]
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 MODEL_SCOPE = re.compile(r"^(\*|[a-z0-9](?:[a-z0-9.-]{0,70}[a-z0-9])?)$")
 ANY_MODEL = "*"
 MAX_REQUESTS_PER_MINUTE = 1_000_000
 MAX_TOKENS_PER_DAY = 10_000_000_000
 MAX_REASON = 4_000
-
-
-def new_key_id() -> str:
-    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-    return "key_" + "".join(secrets.choice(alphabet) for _ in range(16))
-
-
-def new_secret(key_id: str) -> str:
-    if not KEY_ID.fullmatch(key_id):
-        raise ValueError(f"key id {key_id!r} does not match {API_KEY_ID_PATTERN}")
-    return f"{SECRET_PREFIX}{key_id[4:]}_{secrets.token_urlsafe(32)}"
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 def validate_key_name(name: str) -> str:
