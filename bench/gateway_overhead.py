@@ -45,7 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.support.litellm_proxy import LiteLLMProxy
 from bench.support.openai_upstream import MODEL, serve_upstream
 
-PROMPT = [{"role": "user", "content": "Where is my order 4711? It was due on Friday."}]
+PROMPT = "Where is my order {n}? It was due on Friday."
+"""Every request a different text (its number), as real traffic is: a repeated prompt would be answered from
+the DLP's repeat cache and hide what DLP costs."""
 MAX_TOKENS = 16
 TUNEGATE_TARGETS = {"added p50 ms": 3.0, "added p99 ms": 15.0}
 
@@ -65,7 +67,7 @@ class Target:
 async def _measure(
     base_url: str, model: str, api_key: str, concurrency: int, requests: int
 ) -> tuple[list[float], float]:
-    body = {"model": model, "messages": PROMPT, "max_tokens": MAX_TOKENS, "temperature": 0}
+    sent = [0]
     headers = {"authorization": f"Bearer {api_key}"}
     latencies: list[float] = []
     failures: list[str] = []
@@ -73,6 +75,9 @@ async def _measure(
     warmed: list[bool] = []
 
     async def post(client: httpx.AsyncClient) -> float | None:
+        sent[0] += 1
+        body = {"model": model, "messages": [{"role": "user", "content": PROMPT.format(n=4711 + sent[0])}],
+                "max_tokens": MAX_TOKENS, "temperature": 0}
         started = time.perf_counter()
         response = await client.post("/chat/completions", json=body)
         await response.aread()

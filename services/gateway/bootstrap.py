@@ -109,6 +109,7 @@ def build(settings: Settings) -> ServiceDefinition:
         follower.db.dispose()
         await models.aclose()
         for gateway in gateway_box:
+            await gateway.settlements.drain()
             await gateway.upstream.aclose()
 
     return ServiceDefinition(

@@ -9,7 +9,6 @@ audit record is durable (adapters/journal.py). Every request that names a model 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -21,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.gateway.adapters.model_runtime import ModelRuntime, ModelUnavailable
+from services.gateway.adapters.rate_limits import Settlements
 from services.gateway.adapters.upstream import UpstreamClient, UpstreamFailure
 from services.gateway.domain.checks import estimate_tokens
 from services.gateway.domain.routes import LocalRoute, Route, RouteNotFound, UpstreamRoute
@@ -72,7 +72,7 @@ class Gateway:
         self.journal = journal
         self.provenance = provenance
         self.clock = clock
-        self._refunds: set[asyncio.Task[None]] = set()
+        self.settlements = Settlements(limiter)
         self.tracer = trace.get_tracer("tunegate.gateway")
 
     # ------------------------------------------------------------------------------------ entry
@@ -265,16 +265,21 @@ class Gateway:
         finally:
             ex.model_seconds += time.perf_counter() - started
         verdict = ex.policy.check_response(text, ex.detector)
-        await self.settle(prepared, prompt_tokens + completion_tokens)
         if verdict.blocked:
+            await self.settle(prepared, prompt_tokens + completion_tokens)
             raise GatewayError(400, f"The response was withheld by policy {ex.policy.name}: {verdict.reason}",
                                code="content_filter", stage="response", check="dlp",
                                findings=dict(verdict.findings))
         text = verdict.text
-        tunegate, headers = await self.completed(
-            prepared, text=text, finish=finish, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-            response_findings=dict(verdict.findings), streamed=False,
-        )
+        try:
+            tunegate, headers = await self.completed(
+                prepared, text=text, finish=finish, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                response_findings=dict(verdict.findings), streamed=False,
+            )
+        finally:
+            # Scheduled after the audit record, so the refund's Redis call runs after this answer is sent rather
+            # than in the loop turn the record's commit waits for.
+            await self.settle(prepared, prompt_tokens + completion_tokens)
         response_id = ("chatcmpl-" if ex.operation == "chat" else "cmpl-") + ex.request_id[4:]
         body = shapes.completion_body(
             ex.operation, response_id=response_id, created=int(self.clock()), model=ex.model, text=text,
@@ -297,17 +302,8 @@ class Gateway:
                                   f"upstream {prepared.exchange.model} answered without a usable choice") from None
 
     async def settle(self, prepared: Prepared, used_tokens: int) -> None:
-        """Return unused reserved tokens, off the answer's path (a refund that comes late only leaves the budget
-        stricter for a moment)."""
-        task = asyncio.get_running_loop().create_task(self._refund(prepared, used_tokens))
-        self._refunds.add(task)
-        task.add_done_callback(self._refunds.discard)
-
-    async def _refund(self, prepared: Prepared, used_tokens: int) -> None:
-        try:
-            await self.limiter.settle(prepared.exchange.key.key_id, prepared.admission, used_tokens)
-        except Exception:  # a failed refund only makes the budget stricter; never fail the answer for it
-            log.warning("token settlement failed for %s", prepared.exchange.request_id, exc_info=True)
+        """Return unused reserved tokens, off the answer's path (adapters/rate_limits.py Settlements)."""
+        self.settlements.add(prepared.admission, used_tokens)
 
     # ------------------------------------------------------------------------------------ the model, streamed
 

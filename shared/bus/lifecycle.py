@@ -83,6 +83,7 @@ class ServiceRuntime:
             tables=self.tables,
             settings=settings,
             publish=self.publish,
+            publish_many=self.publisher.publish_many,
             sign=signer.sign,
             may_emit=frozenset(definition.contract().emits),
         )
@@ -195,6 +196,7 @@ class ServiceRuntime:
                 if asyncio.iscoroutine(result):
                     await result
             await self.redis.aclose()
+            self.uow.writer.close()
             self.db.dispose()
 
     def stop(self) -> None:

@@ -51,15 +51,19 @@ class Publisher:
     def _prepare(self, envelope: Envelope) -> Envelope:
         return envelope if envelope.signature is not None else self.signer.sign(envelope)
 
+    def _span(self, envelope: Envelope, *, current: bool) -> Any:
+        tracer = trace.get_tracer("tunegate.bus")
+        start = tracer.start_as_current_span if current else tracer.start_span
+        return start(
+            f"send {envelope.stream}",
+            context=context_from_traceparent(envelope.trace),
+            kind=SpanKind.PRODUCER,
+            attributes=messaging_attributes(envelope, operation="send"),
+        )
+
     async def publish(self, envelope: Envelope) -> Any:
         signed = self._prepare(envelope)
-        tracer = trace.get_tracer("tunegate.bus")
-        with tracer.start_as_current_span(
-            f"send {signed.stream}",
-            context=context_from_traceparent(signed.trace),
-            kind=SpanKind.PRODUCER,
-            attributes=messaging_attributes(signed, operation="send"),
-        ):
+        with self._span(signed, current=True):
             return await self.broker.publish(
                 signed.to_wire(),
                 stream=signed.stream,
@@ -68,18 +72,25 @@ class Publisher:
             )
 
     async def publish_many(self, envelopes: Sequence[Envelope]) -> None:
-        """Pipelined publish: one round trip for many events (benchmarks, bulk replays); no spans."""
+        """Pipelined publish: one round trip for many events (an outbox batch, bulk replays), each with its
+        PRODUCER span, ended when the batch is on the stream."""
         signed = [self._prepare(e) for e in envelopes]
-        async with self.broker._connection.pipeline(transaction=False) as pipe:  # type: ignore[union-attr]
-            for envelope in signed:
-                await self.broker.publish(
-                    envelope.to_wire(),
-                    stream=envelope.stream,
-                    correlation_id=envelope.event_id,
-                    headers=self._headers(envelope),
-                    pipeline=pipe,
-                )
-            await pipe.execute()
+        spans = [self._span(envelope, current=False) for envelope in signed]
+        try:
+            async with self.broker._connection.pipeline(transaction=False) as pipe:  # type: ignore[union-attr]
+                for envelope, span in zip(signed, spans, strict=True):
+                    with trace.use_span(span, end_on_exit=False):
+                        await self.broker.publish(
+                            envelope.to_wire(),
+                            stream=envelope.stream,
+                            correlation_id=envelope.event_id,
+                            headers=self._headers(envelope),
+                            pipeline=pipe,
+                        )
+                await pipe.execute()
+        finally:
+            for span in spans:
+                span.end()
 
     @staticmethod
     def _headers(envelope: Envelope) -> dict[str, str]:

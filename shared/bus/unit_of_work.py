@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
 from shared.bus.inbox import InboxTables
+from shared.bus.outbox_writer import OutboxWriter
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.storage.db import Database
@@ -34,6 +35,7 @@ class UnitOfWork:
         tables: InboxTables,
         settings: Settings,
         publish: Publish,
+        publish_many: Callable[[list[Envelope]], Awaitable[object]] | None = None,
         sign: Callable[[Envelope], Envelope],
         may_emit: frozenset[str],
     ) -> None:
@@ -42,8 +44,10 @@ class UnitOfWork:
         self.tables = tables
         self.settings = settings
         self._publish = publish
+        self._publish_many = publish_many
         self._sign = sign
         self.may_emit = may_emit
+        self.writer = OutboxWriter(db, tables)
         self._queued: list[Envelope] = []
         self._drainer: asyncio.Task[None] | None = None
 
@@ -60,18 +64,19 @@ class UnitOfWork:
     async def publish_committed(self, envelopes: list[Envelope]) -> None:
         if not envelopes:
             return
-        for envelope in envelopes:
-            await self._publish(envelope)
-        with self.db.engine.begin() as connection:
-            self.tables.mark_published(connection, [e.event_id for e in envelopes])
+        if self._publish_many is not None and len(envelopes) > 1:  # one round trip for the batch
+            await self._publish_many(envelopes)
+        else:
+            for envelope in envelopes:
+                await self._publish(envelope)
+        self.writer.mark_published([e.event_id for e in envelopes])
 
     def record(self, envelopes: list[Envelope]) -> list[Envelope]:
         """Sign and commit outbox rows in one short transaction of their own (no handler, no ORM session):
         the path of an entrypoint that records many events at a high rate (the gateway's audit records).
         Durable when this returns; `publish_soon` sends them."""
         signed = [self._sign(e) for e in envelopes]
-        with self.db.engine.begin() as connection:
-            self.tables.stage(connection, signed, causation_id=None)
+        self.writer.stage(signed)
         return signed
 
     def publish_soon(self, envelopes: list[Envelope]) -> None:

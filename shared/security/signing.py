@@ -16,6 +16,7 @@ import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -56,8 +57,8 @@ class EnvelopeSigner:
     identity: str
     private_key: Ed25519PrivateKey
 
-    @property
-    def key_id(self) -> str:
+    @cached_property
+    def key_id(self) -> str:  # a hash of the public key: computed once, not on every signature
         return key_id_for(self.private_key.public_key())
 
     def sign(self, envelope: Envelope) -> Envelope:
@@ -66,10 +67,9 @@ class EnvelopeSigner:
                 f"producer {envelope.producer!r} cannot be signed by {self.identity!r}: an identity signs only "
                 "its own events"
             )
-        unsigned = envelope.model_copy(update={"signature": None})
-        value = self.private_key.sign(signing_bytes(unsigned))
+        value = self.private_key.sign(signing_bytes(envelope))  # the signed bytes exclude any old signature
         signature = EnvelopeSignature(key_id=self.key_id, value=base64.b64encode(value).decode("ascii"))
-        return unsigned.model_copy(update={"signature": signature})
+        return envelope.model_copy(update={"signature": signature})
 
 
 PublicKeyLookup = Callable[[str, str], Ed25519PublicKey | None]

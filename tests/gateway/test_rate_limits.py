@@ -12,7 +12,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from services.gateway.adapters.rate_limits import Admission, RateLimiter
+from services.gateway.adapters.rate_limits import Admission, RateLimiter, Settlements
 from shared.stack.redis_acl import ADMIN, RedisCredentials
 from shared.stack.redis_server import EmbeddedRedis
 
@@ -142,3 +142,28 @@ async def test_the_gateway_user_is_confined_to_its_prefix(gateway_clients: list[
     outside = RateLimiter(gateway_clients[0], prefix="tunegate:training:")
     with pytest.raises(redis.exceptions.NoPermissionError):
         await outside.admit(KEY, rpm=10, tokens_per_day=100, reserve_tokens=1)
+
+
+async def test_settlements_queued_together_return_exactly_what_each_request_left_unused(
+    gateway_clients: list[aioredis.Redis], admin: redis.Redis,
+) -> None:
+    """Answered requests queue their settlements and one pipeline sends them: the budget ends where the
+    sum of single settlements would leave it, refusals give nothing back, and the sender drains."""
+    limiter = RateLimiter(gateway_clients[0])
+    outcomes = await burst([limiter], 12, rpm=1_000, tokens_per_day=1_000, reserve_tokens=100)
+    admitted = [o for o in outcomes if o.admitted]
+    assert len(admitted) == 10
+    settlements = Settlements(limiter)
+    for i, admission in enumerate(admitted):
+        settlements.add(admission, used_tokens=i * 10)  # returns 100, 90, ..., 10 tokens
+    for refusal in (o for o in outcomes if not o.admitted):
+        settlements.add(refusal, used_tokens=0)
+    await settlements.drain()
+    used_now = (await limiter.admit(KEY, rpm=1_000, tokens_per_day=1_000, reserve_tokens=0)).tokens_used_today
+    assert used_now == sum(i * 10 for i in range(10)) == 450
+    fresh = await limiter.admit(KEY, rpm=1_000, tokens_per_day=1_000, reserve_tokens=100)
+    refusal = next(o for o in outcomes if not o.admitted)
+    assert await limiter.settle_many([(fresh, 40), (refusal, 0)]) == [450 + 40, None]
+    admin.script_flush()  # as a Redis restart would: the pipeline loads the script again (SCRIPT LOAD only)
+    again = await limiter.admit(KEY, rpm=1_000, tokens_per_day=1_000, reserve_tokens=10)
+    assert await limiter.settle_many([(again, 10)]) == [500]

@@ -20,12 +20,18 @@ the script calls are in shared/stack/redis_acl.py (`_LEASE_COMMANDS`), since Red
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import redis.asyncio as redis
+from redis.exceptions import NoScriptError
+
+log = logging.getLogger("tunegate.gateway.budgets")
 
 Limit = Literal["requests_per_minute", "tokens_per_day", "request_over_daily_budget"]
 
@@ -179,6 +185,30 @@ class RateLimiter:
             retry_after_s=int(wait_ms) / 1000.0,
         )
 
+    async def settle_many(self, settlements: Sequence[tuple[Admission, int]]) -> list[int | None]:
+        """`settle` for many admissions in one round trip (a pipeline of the same script)."""
+        todo = []
+        for admission, used_tokens in settlements:
+            if used_tokens < 0:
+                raise ValueError(f"used_tokens must not be negative (got {used_tokens})")
+            if admission.admitted:
+                todo.append((admission, used_tokens))
+        if not todo:
+            return [None] * len(settlements)
+        for attempt in (1, 2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for admission, used_tokens in todo:
+                    pipe.evalsha(self._settle.sha, 1, self.token_budget_key(admission.key_id), admission.day,
+                                 admission.reserved_tokens - used_tokens)
+                try:
+                    left = iter(await pipe.execute())
+                    break
+                except NoScriptError:  # a restarted Redis forgot the script; the ACL grants SCRIPT LOAD only
+                    if attempt == 2:
+                        raise
+                    await self.client.script_load(_SETTLE)
+        return [(None if (n := int(next(left))) < 0 else n) if a.admitted else None for a, _ in settlements]
+
     async def settle(self, key_id: str, admission: Admission, used_tokens: int) -> int | None:
         """After the call: give back the reserved tokens it did not use (or charge what it used beyond the
         reservation). Call once per admitted request. Returns the tokens used today after settling, or
@@ -196,3 +226,34 @@ class RateLimiter:
             )
         )
         return None if left < 0 else left
+
+
+class Settlements:
+    """Settlements queued by answered requests and sent together, off the answers' path: whatever queued
+    while one pipeline was in flight goes in the next (at 16 concurrent requests, one round trip instead of
+    sixteen). A refund that comes late only leaves the budget stricter for a moment; a failed one is
+    logged and dropped, which can only make the budget stricter."""
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        self.limiter = limiter
+        self._queued: list[tuple[Admission, int]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    def add(self, admission: Admission, used_tokens: int) -> None:
+        if not admission.admitted:
+            return
+        self._queued.append((admission, max(0, used_tokens)))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            try:
+                await self.limiter.settle_many(batch)
+            except Exception:
+                log.warning("token settlement of %d requests failed", len(batch), exc_info=True)
+
+    async def drain(self) -> None:
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)

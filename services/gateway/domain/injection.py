@@ -103,6 +103,7 @@ _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){10,}\b")
 _WORD = re.compile(r"[^\W_]+")
 _LEET = str.maketrans({"4": "a", "3": "e", "1": "i", "0": "o", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_DIGITS = set("013457")
+_HAS_LEET_DIGIT = re.compile("[013457]")
 MAX_DECODED_BLOBS = 8
 """Blobs decoded per prompt at most: a prompt of thousands of blobs costs no more than eight."""
 
@@ -165,16 +166,19 @@ _UNIT = re.compile(r"^\d+(?:am|pm|k|m|g|x|s|th|st|nd|rd|kg|km|mb|gb|ms)$", re.IG
 
 
 def _is_leet_word(word: str) -> bool:
+    digits = [ch for ch in word if ch.isdigit()]
+    if len(word) < 3 or not digits or not all(d in _LEET_DIGITS for d in digits) or word.isdigit():
+        return False
     if _MODEL_NUMBER.match(word) or _UNIT.match(word):
         return False
-    digits = [ch for ch in word if ch.isdigit()]
-    has_letter = any(ch.isalpha() for ch in word)
-    return len(word) >= 3 and bool(digits) and has_letter and all(d in _LEET_DIGITS for d in digits)
+    return any(ch.isalpha() for ch in word)
 
 
 def leetspeak_share(text: str) -> tuple[int, float]:
     """How many words are leetspeak, and their share of all words: words mixing letters with leetspeak
     digits ("h4t3", "hum4n5"), and single leet digits next to one ("1 h473": "I hate")."""
+    if not _HAS_LEET_DIGIT.search(text):  # most prompts: no word can be leet, skip the per-word checks
+        return 0, 0.0
     words = _WORD.findall(text)
     if not words:
         return 0, 0.0
