@@ -13,6 +13,8 @@ from typing import Any
 
 import uvicorn
 
+from shared.heap import freeze_startup_heap
+
 log = logging.getLogger("tunegate.http")
 
 
@@ -35,6 +37,7 @@ async def serve_app(app: Any, *, host: str, port: int, url_file: Path, log_level
     server = uvicorn.Server(config)
     # The service runtime owns signals; uvicorn must not replace its handlers.
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    freeze_startup_heap()  # the app and everything it loaded are built: keep full collections off requests
     task = asyncio.create_task(server.serve())
     try:
         async for bound in _listening_port(server, task, what):

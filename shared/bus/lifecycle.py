@@ -37,6 +37,7 @@ from shared.bus.unit_of_work import UnitOfWork
 from shared.bus.wire import split_fields
 from shared.config import Settings
 from shared.events.envelope import Envelope
+from shared.heap import freeze_startup_heap
 from shared.logs import setup_logging
 from shared.security.signing import KeyDirectory
 from shared.storage.artifacts import ArtifactStore
@@ -174,6 +175,7 @@ class ServiceRuntime:
         workers = [asyncio.create_task(coro) for coro in coroutines]
         for worker in workers:
             worker.add_done_callback(self._worker_ended)
+        freeze_startup_heap()
         ready = self.ready_file()
         ready.write_text(json.dumps({"pid": os.getpid(), "consumer": self.consumer, "streams": self.streams}))
         log.info("service %s ready as %s on %s", self.name, self.consumer, ", ".join(self.streams))
