@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     reclaim_idle_ms: int = Field(default=30_000, ge=100, description="Pending this long = consumer presumed dead.")
     reclaim_interval_s: float = Field(default=2.0, gt=0)
     group_check_interval_s: float = Field(default=2.0, gt=0, description="How often lost groups are re-created.")
+    outbox_retention_s: float = Field(
+        default=3600.0, ge=0, description="Published outbox rows are deleted this long after publication."
+    )
     read_batch: int = Field(default=256, ge=1)
     read_block_ms: int = Field(default=500, ge=1)
 

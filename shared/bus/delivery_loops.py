@@ -32,6 +32,7 @@ from shared.config import Settings
 log = logging.getLogger("tunegate.bus")
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+OUTBOX_PRUNE_INTERVAL_S = 60.0
 
 
 class DeliveryLoops:
@@ -63,7 +64,7 @@ class DeliveryLoops:
 
     def all(self, outbox: bool = True) -> list[Callable[[], Awaitable[None]]]:
         loops = [self.reclaimer, self.keep_owned_alive, self.group_watchdog, self.heartbeat]
-        return [*loops, self.outbox_relay] if outbox else loops
+        return [*loops, self.outbox_relay, self.outbox_pruner] if outbox else loops
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -172,6 +173,24 @@ class DeliveryLoops:
     async def outbox_relay(self) -> None:
         """Publish outbox rows whose inline publish failed (Redis was down, process died after commit)."""
         await self._every(1.0, "outbox relay", self._relay_once, first=False)
+
+    async def prune_outbox_once(self) -> int:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.settings.outbox_retention_s)
+        pruned = 0
+        while True:  # short transactions, so the answer path's outbox commits never wait long behind one
+            with self.uow.db.transaction() as session:
+                batch = self.uow.tables.prune_published(session, cutoff)
+            pruned += batch
+            if batch == 0 or self.stopping.is_set():
+                break
+            await asyncio.sleep(0)
+        if pruned:
+            log.info("outbox: deleted %d rows published before %s", pruned, cutoff.isoformat())
+        return pruned
+
+    async def outbox_pruner(self) -> None:
+        """Delete published outbox rows past their retention (TUNEGATE_OUTBOX_RETENTION_S)."""
+        await self._every(OUTBOX_PRUNE_INTERVAL_S, "outbox pruner", self.prune_outbox_once, first=True)
 
     # ------------------------------------------------------------------ liveness
 

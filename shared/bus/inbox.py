@@ -8,7 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Connection, DateTime, Integer, LargeBinary, MetaData, String, Table, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from shared.events.envelope import Envelope
@@ -71,6 +83,18 @@ class InboxTables:
             .limit(limit)
         ).all()
         return [Envelope.from_wire(row.body) for row in rows]
+
+    def prune_published(self, session: Session | Connection, cutoff: datetime, limit: int = 5000) -> int:
+        """Delete up to `limit` rows published before `cutoff`; returns how many went. A published row is
+        never read again (redelivery looks for unpublished ones; the inbox, kept, is what stops a handler
+        running twice), and a high-rate emitter (the gateway: one row per request) would grow it forever."""
+        doomed = (
+            select(self.outbox.c.event_id)
+            .where(self.outbox.c.published_at.is_not(None), self.outbox.c.published_at < cutoff)
+            .limit(limit)
+        )
+        result = session.execute(delete(self.outbox).where(self.outbox.c.event_id.in_(doomed)))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def mark_published(self, session: Session | Connection, event_ids: list[str]) -> None:
         if event_ids:
