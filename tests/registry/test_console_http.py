@@ -27,6 +27,8 @@ async def test_login_sets_a_strict_http_only_cookie_and_pages_need_it(high_risk:
     client = high_risk.client
     anonymous = client.get("/console/jobs", follow_redirects=False)
     assert anonymous.status_code == 303 and anonymous.headers["location"] == "/console/login?next=/console/jobs"
+    filtered = client.get("/console/jobs?state=training", follow_redirects=False)
+    assert filtered.headers["location"] == "/console/login?next=/console/jobs%3Fstate%3Dtraining"
     bob = high_risk.principal("bob", "approver")
     response = login(client, bob)
     assert response.status_code == 303 and response.headers["location"] == "/console/jobs"

@@ -148,7 +148,8 @@ def _error_handlers(app: FastAPI, console: Console) -> None:
 
     async def known(request: Request, exc: Exception) -> Response:
         if isinstance(exc, SessionInvalid) and SESSION_COOKIE not in request.cookies and request.method == "GET":
-            return RedirectResponse(f"/console/login?next={quote(request.url.path)}", status_code=303)
+            wanted = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/console/login?next={quote(wanted, safe='/')}", status_code=303)
         for kind, (status, title) in ERROR_STATUS.items():
             if isinstance(exc, kind):
                 detail = "the job changed while you decided; reload it" if kind is StaleDataError else str(exc)
