@@ -4,12 +4,17 @@ decisions, and the audit ledger pages."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from services.cli.demo import AUDITOR, Demo
 from services.registry.adapters import repository
+from services.registry.adapters.credentials import CredentialStore
 from services.registry.console.sessions import SESSION_COOKIE, SessionCodec
 from services.registry.domain.principals import hash_token
+from shared.config import Settings
 from tests.registry.console_support import csrf_of, fill_ledger, hidden, login
 from tests.registry.registry_support import World, make_spec
 
@@ -146,3 +151,18 @@ async def test_audit_pages_search_and_show_a_proof(high_risk: World) -> None:
     assert client.get("/console/audit/entries/nope").status_code == 404
     assert "BEGIN PUBLIC KEY" in client.get("/console/audit/public-key").text
     assert client.get("/console/static/verify.js").status_code == 200
+
+
+def test_demo_prints_the_console_url_and_the_demo_tokens(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    settings = Settings(home=home)
+    store = CredentialStore(settings)
+    store.save_admin_token("tg_admin-token")
+    store.save_token(AUDITOR, "tg_auditor-token")
+    settings.path("run", "registry.url").write_text("http://127.0.0.1:8123\n")
+    printed = Console(record=True, width=200)
+    Demo(home, printed).print_console_logins([AUDITOR, "demo-never-created"])
+    text = printed.export_text()
+    assert "web console: http://127.0.0.1:8123/console/" in text
+    assert "admin: tg_admin-token" in text and f"{AUDITOR}: tg_auditor-token" in text
+    assert "demo-never-created" not in text
