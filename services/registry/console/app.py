@@ -183,7 +183,7 @@ def _safe_next(target: str | None) -> str:
 
 
 def create_console(runtime: Any, governance: Governance, settings: RegistryAPISettings) -> FastAPI:
-    from services.registry.console import audit_pages, job_pages
+    from services.registry.console import audit_pages, job_pages, model_pages
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     console = Console(
@@ -235,5 +235,6 @@ def create_console(runtime: Any, governance: Governance, settings: RegistryAPISe
         return response
 
     job_pages.add_routes(app, console)
+    model_pages.add_routes(app, console)
     audit_pages.add_routes(app, console)
     return app
