@@ -4,6 +4,7 @@ decisions, and the audit ledger pages."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ async def test_login_sets_a_strict_http_only_cookie_and_pages_need_it(high_risk:
     cookie = response.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
     assert "Secure" not in cookie  # console_secure_cookies is off by default (plain-HTTP embedded mode)
+    assert (high_risk.settings.keys_dir / "console_session.key").stat().st_mode & 0o777 == 0o600
     assert bob not in cookie and hash_token(bob) not in client.get("/console/jobs").text
     page = client.get("/console/jobs")
     assert page.status_code == 200 and "job_1" in page.text and "bob (approver)" in page.text
@@ -56,6 +58,8 @@ async def test_login_refuses_bad_tokens_and_forged_forms(high_risk: World) -> No
     forged = client.post("/console/login", data={"token": bob, "nonce": "0" * 32}, follow_redirects=False)
     assert forged.status_code == 403 and "login form expired or was not served by this console" in forged.text
     assert SESSION_COOKIE not in forged.headers.get("set-cookie", "")
+    crowded = client.post("/console/login", data={f"f{i}": "x" for i in range(30)})
+    assert crowded.status_code == 422 and "more than 20 fields" in crowded.text
     offsite = login(client, bob, next_path="https://evil.example/")
     assert offsite.headers["location"] == "/console/jobs"  # never an open redirect
 
@@ -63,7 +67,7 @@ async def test_login_refuses_bad_tokens_and_forged_forms(high_risk: World) -> No
 async def test_expired_tampered_and_rotated_sessions_are_refused(high_risk: World) -> None:
     client = high_risk.client
     bob = high_risk.principal("bob", "approver")
-    codec = SessionCodec.for_home(high_risk.settings.home_dir)
+    codec = SessionCodec.for_keys_dir(high_risk.settings.keys_dir)
     old, _ = codec.issue("bob", hash_token(bob), now=time.time() - 3600, ttl_s=60)
     client.cookies.set(SESSION_COOKIE, old, path="/console")
     expired = client.get("/console/jobs")
@@ -113,7 +117,7 @@ async def test_decisions_need_csrf_and_show_separation_of_duties(high_risk: Worl
     assert "EMAIL_ADDRESS" in page.text and "NER <strong>on</strong>" in page.text
     no_token = client.post("/console/jobs/job_1/decision", data={"decision": "approve"})
     assert no_token.status_code == 403 and "CSRF token is missing" in no_token.text
-    other = SessionCodec.for_home(high_risk.settings.home_dir)
+    other = SessionCodec.for_keys_dir(high_risk.settings.keys_dir)
     _, foreign = other.issue("carol", "x", now=time.time(), ttl_s=60)
     forged = client.post(
         "/console/jobs/job_1/decision", data={"decision": "approve", "csrf": other.csrf_token(foreign)}
@@ -144,6 +148,10 @@ async def test_audit_pages_search_and_show_a_proof(high_risk: World) -> None:
     assert listing.status_code == 200 and listing.text.count("approval.requested") >= 1
     assert "job.accepted" not in listing.text
     assert client.get("/console/audit", params={"since": "yesterday"}).status_code == 422
+    newest = high_risk.runtime.published[-1].occurred_at
+    later = (newest + timedelta(seconds=1)).astimezone(timezone(timedelta(hours=2))).isoformat()  # same moment, +02:00
+    assert "No entry matches." in client.get("/console/audit", params={"since": later}).text
+    assert "No entry matches." not in client.get("/console/audit", params={"until": later}).text
     event_id = high_risk.runtime.of_type("approval.requested")[0].event_id
     entry = client.get(f"/console/audit/entries/{event_id}")
     assert entry.status_code == 200 and "tunegate.audit.inclusion-proof/v1" in entry.text

@@ -32,7 +32,7 @@ from services.registry.console.sessions import (
     SessionInvalid,
 )
 from services.registry.domain import access
-from services.registry.domain.errors import Forbidden, RegistryError, Unauthenticated
+from services.registry.domain.errors import Forbidden, InvalidRequest, RegistryError, Unauthenticated
 from services.registry.domain.governance import Governance
 from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.principals import ROLES, Principal, hash_token
@@ -44,6 +44,7 @@ from shared.validation import describe_validation_error
 
 HERE = Path(__file__).parent
 MAX_FORM_FIELDS = 20
+MAX_TOKEN_CHARS = 512
 # The console's pages hold no inline script or style, so the policy can forbid both outright.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -84,7 +85,12 @@ class Console:
         return self.templates.TemplateResponse(
             request,
             name,
-            {"viewer": viewer, "roles": list(viewer.principal.roles) if viewer else [], **context},
+            {
+                "viewer": viewer,
+                "roles": list(viewer.principal.roles) if viewer else [],
+                "reads_ledger": viewer is not None and viewer.holds(access.READ_LEDGER),
+                **context,
+            },
             status_code=status,
         )
 
@@ -109,7 +115,10 @@ class Console:
 
     async def form(self, request: Request, viewer: Viewer | None) -> dict[str, str]:
         """The urlencoded form (body size capped by the API's BodyLimit), CSRF-checked when a session exists."""
-        fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+        try:
+            fields = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=MAX_FORM_FIELDS)
+        except ValueError:
+            raise InvalidRequest(f"the form has more than {MAX_FORM_FIELDS} fields") from None
         form = {name: values[-1] for name, values in fields.items()}
         if viewer is not None and not self.codec.csrf_ok(viewer.session, form.get("csrf")):
             raise CsrfFailed("the form's CSRF token is missing or belongs to another session: reload the page")
@@ -190,7 +199,7 @@ def create_console(runtime: Any, governance: Governance, settings: RegistryAPISe
         runtime,
         governance,
         settings,
-        SessionCodec.for_home(runtime.settings.home_dir),
+        SessionCodec.for_keys_dir(runtime.settings.keys_dir),
         Jinja2Templates(directory=HERE / "templates"),
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -216,6 +225,8 @@ def create_console(runtime: Any, governance: Governance, settings: RegistryAPISe
         token = form.get("token", "").strip()
         if not token:
             raise Unauthenticated("enter your principal token")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise Unauthenticated(f"token not recognised (longer than {MAX_TOKEN_CHARS} characters)")
         with runtime.db.transaction() as db:
             principal = repository.principal_by_token(db, token)
         principal = access.authorise(principal, ROLES, "using the console")

@@ -7,7 +7,7 @@ The ledger is read as `tunegate audit` reads it: the audit service's database on
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
@@ -60,15 +60,20 @@ def _text(name: str, value: str | None) -> str | None:
 
 
 def _moment(name: str, value: str | None) -> str | None:
-    """A date or date-time, as the ledger's occurred_at strings compare (UTC ISO 8601)."""
+    """A date or date-time as the ledger's occurred_at strings compare: UTC ISO 8601 (a date-time without a
+    zone is taken as UTC; a bare date stays a date, a prefix of every moment of that day)."""
     value = _text(name, value)
     if value is None:
         return None
     try:
-        datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidRequest(f"{name}: {value!r} is not an ISO 8601 date or date-time (UTC), e.g. 2026-01-05") from None
-    return value
+        raise InvalidRequest(f"{name}: {value!r} is not an ISO 8601 date or date-time, e.g. 2026-01-05") from None
+    if len(value) == len("2026-01-05"):
+        return moment.date().isoformat()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def add_routes(app: FastAPI, console: Console) -> None:

@@ -124,7 +124,6 @@ def add_routes(app: FastAPI, console: Console) -> None:
             job=JobView.of(found),
             duties=duties(found, viewer),
             trace_id=trace_id,
-            ledger_readable=viewer.holds(access.READ_LEDGER),
         )
 
     @app.post("/jobs/{job_id}/decision")

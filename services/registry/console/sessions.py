@@ -46,10 +46,10 @@ class SessionCodec:
         self._key = key
 
     @classmethod
-    def for_home(cls, home: Path) -> SessionCodec:
-        """The signing key lives 0600 under $TUNEGATE_HOME/keys, created on first use: sessions survive a
-        registry restart, and every registry process on the host shares them."""
-        return cls(load_or_create_secret(home / "keys" / KEY_FILE, what="console session key"))
+    def for_keys_dir(cls, keys_dir: Path) -> SessionCodec:
+        """The signing key lives 0600 in the keys folder (TUNEGATE_KEYS_DIR), created on first use: sessions
+        survive a registry restart, and every registry process sharing the folder shares them."""
+        return cls(load_or_create_secret(keys_dir / KEY_FILE, what="console session key"))
 
     def _mac(self, purpose: str, data: bytes) -> str:
         return hmac.new(self._key, purpose.encode() + b"\x00" + data, hashlib.sha256).hexdigest()
