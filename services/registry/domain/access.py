@@ -21,6 +21,8 @@ RETIRE = ("deployer", "admin")
 MANAGE_API_KEYS = ("admin",)
 """Gateway API keys are credentials: only admins create, rotate and revoke them."""
 READ_API_KEYS = ("auditor", "admin")
+READ_LEDGER = ("auditor", "admin")
+"""Who browses the audit ledger in the console (entries carry actors, subjects and types, never payloads)."""
 
 
 def authorise(principal: Principal | None, allowed: tuple[str, ...], action: str) -> Principal:
