@@ -103,6 +103,9 @@ REGISTRY = ServiceSpec(
         "model.approval.granted",
         "model.deployed",
         "model.retired",
+        "dataset.erasure.requested",
+        "dataset.erasure.progressed",
+        "dataset.erasure.completed",
         "principal.created",
         "principal.rotated",
         "principal.revoked",
@@ -179,9 +182,7 @@ PRINCIPALS = ExternalProducer(
     emits=("job.requested",),
 )
 
-RESERVED: tuple[Reserved, ...] = (
-    Reserved("erasure through lineage (issue 14)", ("dataset.erasure.requested", "dataset.erasure.completed")),
-)
+RESERVED: tuple[Reserved, ...] = ()
 
 
 def service(name: str) -> ServiceSpec:

@@ -70,6 +70,8 @@ def scan_result(data: DatasetScanned) -> ScanResult:
         "report": data.report.model_dump(mode="json"),
         # Which detectors ran (None from a scanner that did not say: treated as a scan without NER).
         "detectors": data.detectors.model_dump(mode="json") if data.detectors is not None else None,
+        # Where an erasure request finds the subject's records (services/registry/erasure/lineage.py).
+        "subject_index": data.subject_index.model_dump(mode="json") if data.subject_index is not None else None,
     }
     return ScanResult(
         verdict=data.verdict,

@@ -220,6 +220,7 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
                 classification=result.classification,
                 legal_basis=None if manifest is None else manifest.legal_basis,
                 detectors=ScanDetectors.model_validate(result.detectors.as_dict()),
+                subject_index=subject_index,
             ),
             subject=request.job_id,
         )
