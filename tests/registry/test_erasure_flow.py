@@ -13,10 +13,13 @@ from typing import Any
 
 import pytest
 
+from services.audit.application import open_ledger
+from services.registry.adapters.credentials import CredentialStore
 from services.registry.erasure import certificate
 from shared.security.signing import KeyDirectory
 from tests.registry.erasure_support import approve_and_deploy, post, scan, store_of, train_and_evaluate, write_dataset
 from tests.registry.registry_support import World, make_spec
+from tests.registry.test_registry_evaluation import tunegate, wired  # noqa: F401 - the fixture
 
 ALIAS = "support-triage"
 
@@ -26,8 +29,10 @@ def emitted(world: World, event_type: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.anyio
-async def test_erasure_retires_retrains_and_certifies(world: World, tmp_path: Path) -> None:
+async def test_erasure_retires_retrains_and_certifies(wired: World, tmp_path: Path) -> None:  # noqa: F811
+    world = wired
     root = world.admin()
+    CredentialStore(world.settings).save_token("root", root)
     bob = world.principal("bob", "approver")
     dora = world.principal("dora", "deployer")
     await world.submit(make_spec(), "job_1")
@@ -39,9 +44,10 @@ async def test_erasure_retires_retrains_and_certifies(world: World, tmp_path: Pa
     assert post(world, "/erasures", bob, subject="cust-ann", reason="Art. 17 request 2026-114").status_code == 403
     assert post(world, "/erasures", root, subject="", reason="x").status_code == 422
 
-    response = post(world, "/erasures", root, subject="cust-ann", reason="Art. 17 request 2026-114")
-    assert response.status_code == 201, response.text
-    erasure = response.json()
+    response = tunegate("erase", "--subject", "cust-ann", "--reason", "Art. 17 request 2026-114", "--as", "root",
+                        "--json")
+    assert response.exit_code == 0, response.output
+    erasure = json.loads(response.stdout)
     assert [d["job_id"] for d in erasure["datasets"]] == ["job_1"]
     assert len(erasure["datasets"][0]["record_hashes"]) == 2  # ann's two records, not bob's
     assert erasure["versions"] == ["ticket-triage.v1"] and erasure["served"] == {ALIAS: "ticket-triage.v1"}
@@ -90,3 +96,22 @@ async def test_erasure_retires_retrains_and_certifies(world: World, tmp_path: Pa
     forged = copy.deepcopy(cert)
     forged["affected_versions"] = []
     assert any("signature" in p for p in certificate.verify(forged, public))
+
+    # Through the CLI, with the audit ledger's inclusion proof of every step attached and checked.
+    ledger = open_ledger(world.settings)
+    ledger.append(world.runtime.published)
+    ledger.sign_now()
+    shown = tunegate("erasure", "show", erasure["id"], "--as", "root")
+    assert shown.exit_code == 0 and "certificate_issued" in shown.stdout
+    listed = tunegate("erasure", "list", "--as", "root", "--json")
+    assert [e["state"] for e in json.loads(listed.stdout)] == ["completed"]
+    out = tmp_path / "certificate.json"
+    written = tunegate("erasure", "show", erasure["id"], "--certificate", str(out), "--as", "root")
+    assert written.exit_code == 0 and "audit proof(s)" in written.stdout, written.output
+    verified = tunegate("erasure", "verify", str(out))
+    assert verified.exit_code == 0 and f"{len(cert['steps'])} step proof(s) verify" in verified.stdout, verified.output
+    document = json.loads(out.read_text())
+    document["replacements"][0]["record_hashes"].append(cert["affected_datasets"][0]["record_hashes"][0])
+    out.write_text(json.dumps(document))
+    failed = tunegate("erasure", "verify", str(out))
+    assert failed.exit_code == 1 and "erased record" in failed.stdout

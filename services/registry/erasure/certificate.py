@@ -8,7 +8,10 @@ registered with, then checks no erased record hash is among them. Listing every 
 record but needs no trust in anything but the hash function.
 
 The signature is Ed25519 over the canonical JSON (shared/canonical.py) of the certificate without its
-`signature` member, by the registry's service key (its public key is in keys/trust/registry/)."""
+`signature` and `audit_proofs` members, by the registry's service key (its public key is in
+keys/trust/registry/). `audit_proofs` (added by `tunegate erasure show --certificate`) holds, for the event of
+every step, its RFC 9162 inclusion proof under a tree head signed by the audit log's key: they prove
+themselves against that key, so they need no registry signature."""
 
 from __future__ import annotations
 
@@ -59,8 +62,15 @@ def build(erasure: Erasure, replacements: list[Replacement], *, issued_at: str) 
     }
 
 
+UNSIGNED = ("signature", "audit_proofs")
+
+
+def _signed_part(certificate: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in certificate.items() if k not in UNSIGNED}
+
+
 def sign(certificate: dict[str, Any], key: Ed25519PrivateKey, identity: str) -> dict[str, Any]:
-    body = {k: v for k, v in certificate.items() if k != "signature"}
+    body = _signed_part(certificate)
     value = key.sign(canonical_json(body))
     return {
         **body,
@@ -70,24 +80,26 @@ def sign(certificate: dict[str, Any], key: Ed25519PrivateKey, identity: str) -> 
 
 
 def digest(certificate: dict[str, Any]) -> str:
-    return canonical_sha256(certificate)
+    """What dataset.erasure.completed names: the signed certificate, without any proofs attached later."""
+    return canonical_sha256({k: v for k, v in certificate.items() if k != "audit_proofs"})
 
 
-def verify(certificate: dict[str, Any], public_key: Ed25519PublicKey) -> list[str]:
-    """Every check that fails, named; an empty list means the certificate verifies."""
+def verify(
+    certificate: dict[str, Any], public_key: Ed25519PublicKey, log_key: Ed25519PublicKey | None = None
+) -> list[str]:
+    """Every check that fails, named; an empty list means the certificate verifies. With `log_key` (the audit
+    log's key the caller trusts) every step's event must also be proved in the ledger."""
     problems: list[str] = []
     if certificate.get("schema") != SCHEMA:
         return [f"schema is {certificate.get('schema')!r}, expected {SCHEMA!r}"]
     signature = certificate.get("signature") or {}
-    body = {k: v for k, v in certificate.items() if k != "signature"}
+    body = _signed_part(certificate)
     try:
         public_key.verify(base64.b64decode(str(signature.get("value", "")), validate=True), canonical_json(body))
     except (InvalidSignature, ValueError):
         problems.append(f"signature: not valid for key {key_id_for(public_key)} (the certificate was altered, or "
                         "signed by another key)")
     erased = {h for d in certificate.get("affected_datasets", []) for h in d.get("record_hashes", [])}
-    if not erased:
-        problems.append("affected_datasets: no erased record hashes listed; nothing to prove absent")
     for replacement in certificate.get("replacements", []):
         name = f"replacement {replacement.get('version_id')} ({replacement.get('alias')})"
         leaves = replacement.get("record_hashes", [])
@@ -106,4 +118,33 @@ def verify(certificate: dict[str, Any], public_key: Ed25519PublicKey) -> list[st
     unfinished = [n for n, status in steps.items() if status not in ("done", "not_needed")]
     if unfinished:
         problems.append(f"steps not done: {', '.join(unfinished)}")
+    if log_key is not None:
+        problems.extend(proof_problems(certificate, log_key))
+    return problems
+
+
+def proof_problems(certificate: dict[str, Any], log_key: Ed25519PublicKey) -> list[str]:
+    from pydantic import ValidationError
+
+    from services.audit.domain.proofs import InclusionProofDocument, verify_proof_document
+
+    proofs = certificate.get("audit_proofs") or {}
+    problems = []
+    for step in certificate.get("steps", []):
+        event_id = step.get("event_id")
+        raw = proofs.get(event_id)
+        if raw is None:
+            problems.append(f"step {step.get('name')}: no audit proof of its event {event_id}")
+            continue
+        try:
+            document = InclusionProofDocument.model_validate(raw)
+        except ValidationError:
+            problems.append(f"step {step.get('name')}: malformed audit proof")
+            continue
+        if document.entry.event_id != event_id:
+            problems.append(f"step {step.get('name')}: the proof is of event {document.entry.event_id}, not {event_id}")
+            continue
+        check = verify_proof_document(document, log_key)
+        if not check.ok:
+            problems.append(f"step {step.get('name')}: {check.detail}")
     return problems
