@@ -67,9 +67,11 @@ def erase(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Erase a data subject through lineage: find every dataset and model version that used its records, retire
-    them (or schedule it, per policy), submit retraining without the records; the certificate follows when
-    the replacements are deployed."""
+    """Erase a data subject (GDPR Art. 17) through lineage: retire, retrain, certify.
+
+    Finds every dataset and model version that used the subject's records, retires those versions (or
+    schedules it, per policy), submits retraining without the records; the certificate follows when the
+    replacements are deployed under the same aliases."""
     from services.registry.erasure_schemas import ErasureRequest
 
     client = common.client_for(token, principal)
