@@ -27,9 +27,11 @@ from services.registry.domain.evaluation import EvaluationResult
 from services.registry.domain.governance import Governance
 from services.registry.domain.job import Job, ScanResult
 from services.registry.domain.states import JobState
+from services.registry.erasure.service import note_shredded
 from services.registry.model_registration import register_version
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
+from shared.events.erasure import ErasureShredded
 from shared.events.evaluation import EvaluationCompleted, EvaluationFailed, EvaluationStarted
 from shared.events.payloads import (
     DatasetScanFailed,
@@ -216,6 +218,9 @@ def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[typ
         )
         evaluation_outcome(ctx, job, data.evaluation_id, recorded)
 
+    async def on_erasure_shredded(data: ErasureShredded, ctx: HandlerContext) -> None:
+        note_shredded(ctx, data.erasure_id, list(data.job_ids), list(data.deleted), governance.now())
+
     return {
         JobRequested: on_job_requested,
         DatasetScanned: on_dataset_scanned,
@@ -226,4 +231,5 @@ def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[typ
         EvaluationStarted: on_evaluation_started,
         EvaluationCompleted: on_evaluation_completed,
         EvaluationFailed: on_evaluation_failed,
+        ErasureShredded: on_erasure_shredded,
     }

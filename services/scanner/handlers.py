@@ -23,11 +23,13 @@ from services.scanner.adapters.tables import ScanRow
 from services.scanner.domain.policy import Policy, PolicyError
 from services.scanner.engine.canaries import plant_canaries
 from services.scanner.engine.pipeline import ScanOptions, ScanResult, scan_dataset
+from services.scanner.erasure import on_erasure_progressed
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
 from shared.datasets import DatasetError, DatasetManifest, ManifestError
 from shared.datasets.manifest import parse_manifest
 from shared.datasets.reference import DataAccess, DatasetNotFound, DatasetRef, DatasetRefError, dataset_mismatch
+from shared.events.erasure import ErasureProgressed
 from shared.events.payloads import (
     ArtifactRef,
     DatasetScanFailed,
@@ -248,4 +250,7 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
             result.detectors.ner_model or "off",
         )
 
-    return {DatasetScanRequested: on_scan_requested}
+    async def on_erasure(data: ErasureProgressed, ctx: HandlerContext) -> None:
+        await on_erasure_progressed(data, ctx, deps.artifacts)  # services/scanner/erasure.py
+
+    return {DatasetScanRequested: on_scan_requested, ErasureProgressed: on_erasure}

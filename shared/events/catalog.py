@@ -41,6 +41,7 @@ _SPECS: tuple[EventSpec, ...] = (
     EventSpec("dataset.scan.failed", Stream.DATASETS, p.DatasetScanFailed),
     EventSpec("dataset.erasure.requested", Stream.DATASETS, r.ErasureRequested),
     EventSpec("dataset.erasure.progressed", Stream.DATASETS, r.ErasureProgressed),
+    EventSpec("dataset.erasure.shredded", Stream.DATASETS, r.ErasureShredded),
     EventSpec("dataset.erasure.completed", Stream.DATASETS, r.ErasureCompleted),
     EventSpec("training.requested", Stream.TRAINING, p.TrainingRequested),
     EventSpec("training.started", Stream.TRAINING, p.TrainingStarted),

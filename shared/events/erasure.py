@@ -14,7 +14,8 @@ from shared.ids import ModelVersionId
 
 ERASURE_ID_PATTERN = r"^er-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 ErasureStepName = Literal[
-    "located", "tainted", "retired", "retraining_submitted", "replacement_deployed", "certificate_issued"
+    "located", "tainted", "retired", "retraining_submitted", "replacement_deployed", "artefacts_deleted",
+    "certificate_issued",
 ]
 ErasureStepStatus = Literal["done", "pending", "scheduled", "not_needed"]
 MAX_AFFECTED = 1_000
@@ -41,6 +42,14 @@ class ErasureProgressed(Payload):
     versions: list[ModelVersionId] = Field(default_factory=list, max_length=MAX_AFFECTED)
     detail: str = Field(default="", max_length=4_000)
     due: str | None = Field(default=None, description="ISO moment a scheduled step is due (grace period).")
+
+
+class ErasureShredded(Payload):
+    """The scanner deleted its stored copies (raw and redacted) of the datasets that held the subject's records."""
+
+    erasure_id: str = Field(pattern=ERASURE_ID_PATTERN)
+    job_ids: list[JobId] = Field(max_length=MAX_AFFECTED)
+    deleted: list[str] = Field(default_factory=list, max_length=MAX_AFFECTED, description="sha256 of each copy.")
 
 
 class ErasureCompleted(Payload):

@@ -8,12 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from services.scanner.adapters.policy_files import load_policy
+from services.scanner.adapters.tables import METADATA as SCANNER_TABLES
+from services.scanner.adapters.tables import ScanRow
 from services.scanner.engine.pipeline import ScanOptions, scan_dataset
+from services.scanner.erasure import on_erasure_progressed
+from shared.bus.context import HandlerContext
 from shared.datasets import DatasetManifest
 from shared.events.envelope import Envelope
+from shared.events.erasure import ErasureProgressed
 from shared.events.evaluation import EvaluationCompleted, GateVerdict
 from shared.events.payloads import ArtifactRef, DatasetScanned, ScanDetectors, TrainingCompleted
 from shared.storage.artifacts import ArtifactStore
+from shared.storage.db import Database
 from tests.registry.registry_support import FULL_SCAN, World, bearer, make_spec, sha
 from tests.registry.test_registry_evaluation import SUITES, report_refs
 
@@ -46,6 +52,34 @@ def store_of(world: World) -> ArtifactStore:
 def from_service(producer: str, event_type: str, job_id: str, payload: Any) -> Envelope:
     return Envelope(type=event_type, producer=producer, actor=f"system:{producer}", subject=job_id,
                     payload=payload.model_dump(mode="json"))
+
+
+class ScannerSide:
+    """The scanner's own table and its erasure handler, beside the registry's world (no Redis)."""
+
+    def __init__(self, world: World, path: Path) -> None:
+        self.world = world
+        self.db = Database(f"sqlite:///{path}")
+        SCANNER_TABLES.create_all(self.db.engine)
+
+    def record(self, job_id: str, scanned: DatasetScanned) -> None:
+        with self.db.transaction() as session:
+            session.add(ScanRow(job_id=job_id, event_id=f"scan-{job_id}", verdict=scanned.verdict,
+                                fingerprint=scanned.fingerprint, source_sha256=scanned.source.sha256,
+                                dataset_sha256=scanned.dataset.sha256, report_uri=scanned.report.uri,
+                                subject_index_uri=scanned.subject_index.uri if scanned.subject_index else None,
+                                record_count=scanned.record_count))
+
+    async def erase(self, located: Envelope) -> list[Envelope]:
+        """Run the scanner's handler on the registry's `located` event; deliver what it emits to the registry."""
+        with self.db.transaction() as session:
+            ctx = HandlerContext(producer="scanner", default_actor="system:scanner", envelope=located,
+                                 session=session, settings=self.world.settings)
+            await on_erasure_progressed(ErasureProgressed.model_validate(located.payload), ctx,
+                                        store_of(self.world))
+        for envelope in ctx.outgoing:
+            await self.world.runtime.deliver(self.world.handlers, envelope)
+        return ctx.outgoing
 
 
 async def scan(world: World, job_id: str, source: Path, workdir: Path) -> DatasetScanned:

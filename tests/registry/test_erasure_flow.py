@@ -17,7 +17,15 @@ from services.audit.application import open_ledger
 from services.registry.adapters.credentials import CredentialStore
 from services.registry.erasure import certificate
 from shared.security.signing import KeyDirectory
-from tests.registry.erasure_support import approve_and_deploy, post, scan, store_of, train_and_evaluate, write_dataset
+from tests.registry.erasure_support import (
+    ScannerSide,
+    approve_and_deploy,
+    post,
+    scan,
+    store_of,
+    train_and_evaluate,
+    write_dataset,
+)
 from tests.registry.registry_support import World, make_spec
 from tests.registry.test_registry_evaluation import tunegate, wired  # noqa: F401 - the fixture
 
@@ -36,7 +44,9 @@ async def test_erasure_retires_retrains_and_certifies(wired: World, tmp_path: Pa
     bob = world.principal("bob", "approver")
     dora = world.principal("dora", "deployer")
     await world.submit(make_spec(), "job_1")
+    scanner = ScannerSide(world, tmp_path / "scanner.sqlite3")
     first = await scan(world, "job_1", write_dataset(tmp_path / "tickets.jsonl"), tmp_path / "scan-1")
+    scanner.record("job_1", first)
     await train_and_evaluate(world, "job_1", bob, first.fingerprint)
     assert approve_and_deploy(world, "ticket-triage.v1", bob, dora, ALIAS).status_code == 200
 
@@ -71,13 +81,24 @@ async def test_erasure_retires_retrains_and_certifies(wired: World, tmp_path: Pa
     copy_path = store_of(world).resolve(cleaned["uri"])
     assert b"cust-ann" not in copy_path.read_bytes() and copy_path.read_bytes().count(b"cust-bob") == 2
     second = await scan(world, retrain[0], copy_path, tmp_path / "scan-2")
+    scanner.record(retrain[0], second)
     assert second.fingerprint != first.fingerprint
     await train_and_evaluate(world, retrain[0], bob, second.fingerprint)
     assert post(world, "/models/ticket-triage.v1/deployments", dora, alias=ALIAS, tenants=["acme"]).status_code == 409
     assert approve_and_deploy(world, "ticket-triage.v2", bob, dora, ALIAS).status_code == 200
+    waiting = world.get(f"/erasures/{erasure['id']}", root).json()
+    assert waiting["state"] == "awaiting artefacts_deleted" and waiting["replacements"] == {ALIAS: "ticket-triage.v2"}
+
+    # The scanner deletes its raw and redacted copies of job_1's dataset (the retraining copy stays).
+    [located] = [e for e in world.runtime.of_type("dataset.erasure.progressed") if e.payload["step"] == "located"]
+    [shredded] = await scanner.erase(located)
+    assert sorted(shredded.payload["deleted"]) == sorted({first.source.sha256, first.dataset.sha256})
+    for ref in (first.source, first.dataset):
+        assert not store_of(world).path_of(ref.sha256).exists()
+    assert store_of(world).resolve(cleaned["uri"]).exists()
 
     done = world.get(f"/erasures/{erasure['id']}", world.admin("root2")).json()
-    assert done["state"] == "completed" and done["replacements"] == {ALIAS: "ticket-triage.v2"}
+    assert done["state"] == "completed"
     [completed] = emitted(world, "dataset.erasure.completed")
     assert completed["affected_versions"] == ["ticket-triage.v1"]
     cert = world.get(f"/erasures/{erasure['id']}/certificate", root).json()

@@ -3,7 +3,8 @@ datasets that held the subject's records to the model versions trained on them a
 
 Steps, in order: located (datasets and versions found through the scanner's subject indexes) -> tainted ->
 retired (at once, or scheduled when policy grants a grace period) -> retraining submitted -> replacement
-deployed under every alias a tainted version served -> certificate issued. Each step is recorded with its
+deployed under every alias a tainted version served -> the scanner's stored copies deleted (the scanner says
+so; any order with the steps before) -> certificate issued. Each step is recorded with its
 status, moment and the event that announced it; every change records its event in the same act, so the
 repository and the outbox commit them together.
 
@@ -25,7 +26,10 @@ from services.registry.domain.errors import Conflict, InvalidRequest
 from services.registry.domain.events import EventRecorder
 from services.registry.domain.principals import Principal
 
-STEPS = ("located", "tainted", "retired", "retraining_submitted", "replacement_deployed", "certificate_issued")
+STEPS = (
+    "located", "tainted", "retired", "retraining_submitted", "replacement_deployed", "artefacts_deleted",
+    "certificate_issued",
+)
 ERASURE_ID = re.compile(r"^er-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 MAX_REASON_CHARS = 4_000
 MAX_SUBJECT_ID_CHARS = 1_000
@@ -193,6 +197,9 @@ class Erasure(EventRecorder):
         self.served = {v.alias: v.id for v in versions if v.state == "deployed" and v.alias}
         where = f"{len(hits)} dataset(s), {len(versions)} model version(s)"
         self._progress("located", "done", actor=actor, now=now, detail=where, with_lineage=True)
+        if not hits:
+            self._progress("artefacts_deleted", "not_needed", actor=actor, now=now, versions=[],
+                           detail="no stored dataset held the subject's records")
         live = [v.id for v in versions if v.state != "retired"]
         if not versions:
             for name in ("tainted", "retired", "retraining_submitted", "replacement_deployed"):
@@ -245,6 +252,18 @@ class Erasure(EventRecorder):
         status = "pending" if missing else "done"
         detail = f"{version_id} serves {alias!r}" + (f"; still waiting for {', '.join(missing)}" if missing else "")
         self._progress("replacement_deployed", status, actor=actor, now=now, versions=[version_id], detail=detail)
+        return True
+
+    def record_deleted(self, job_ids: list[str], digests: list[str], *, actor: str, now: datetime) -> bool:
+        """The scanner deleted its copies of the located datasets; False when already recorded."""
+        if self.done("artefacts_deleted"):
+            return False
+        located = sorted({h.job_id for h in self.datasets})
+        if sorted(set(job_ids)) != located:
+            raise Conflict(f"erasure {self.id}: the scanner deleted copies of jobs {sorted(job_ids)}, but the "
+                           f"subject was located in jobs {located}")
+        self._progress("artefacts_deleted", "done", actor=actor, now=now, versions=[],
+                       detail=f"scanner deleted {len(digests)} stored copies: {', '.join(digests) or 'none left'}")
         return True
 
     @property

@@ -27,6 +27,7 @@ from services.registry.domain.model_version import ModelVersion
 from services.registry.domain.principals import Principal
 from services.registry.erasure import certificate, lineage
 from shared.bus.context import HandlerContext
+from shared.config import Settings
 from shared.ids import new_job_id, uuid7
 from shared.security.signing import KeyDirectory
 from shared.storage.artifacts import ArtifactStore
@@ -68,7 +69,7 @@ async def request_erasure(
             _retire(ctx, erasure, to_retire, now)
         if erasure.served:
             _submit_retraining(ctx, governance, store, erasure, now)
-        _certify_if_ready(ctx, runtime, store, erasure, now)
+        _certify_if_ready(ctx, store, erasure, now)
         outbox.commit_erasure(ctx, erasure)
     log.info("erasure %s: %s", erasure.id, erasure.state)
     return erasure
@@ -149,7 +150,7 @@ def note_deployment(
                            "subject's records); it cannot be deployed")
         if erasure.record_replacement(alias, version.id, version.job_id, list(version.dataset_fingerprints),
                                       actor=by, now=now):
-            _certify_if_ready(ctx, runtime, store, erasure, now)
+            _certify_if_ready(ctx, store, erasure, now)
             outbox.commit_erasure(ctx, erasure)
 
 
@@ -166,7 +167,7 @@ async def retire_when_due(runtime: RuntimeLike, governance: Governance) -> list[
             _retire(ctx, erasure, list(erasure.versions) if step is None else _live(ctx, erasure), now)
             if erasure.served and not erasure.done("retraining_submitted"):
                 _submit_retraining(ctx, governance, _store(runtime), erasure, now)
-            _certify_if_ready(ctx, runtime, _store(runtime), erasure, now)
+            _certify_if_ready(ctx, _store(runtime), erasure, now)
             outbox.commit_erasure(ctx, erasure)
         done.append(erasure_id)
     return done
@@ -176,9 +177,24 @@ def _live(ctx: HandlerContext, erasure: Erasure) -> list[str]:
     return [v for v in erasure.versions if model_repository.require_version(ctx.db, v).state.value != "retired"]
 
 
-def _certify_if_ready(
-    ctx: HandlerContext, runtime: RuntimeLike, store: ArtifactStore, erasure: Erasure, now: datetime
-) -> None:
+def _settings(ctx: HandlerContext) -> Settings:
+    if ctx.settings is None:
+        raise RuntimeError("an erasure needs the service's settings in its unit of work (keys, artefact store)")
+    return ctx.settings
+
+
+def note_shredded(ctx: HandlerContext, erasure_id: str, job_ids: list[str], digests: list[str], now: datetime) -> None:
+    """The scanner deleted its stored copies (dataset.erasure.shredded): the last step before the certificate."""
+    erasure = erasure_repository.load_erasure(ctx.db, erasure_id)
+    if erasure is None:
+        log.warning("dataset.erasure.shredded for unknown erasure %s: skipped", erasure_id)
+        return
+    if erasure.record_deleted(job_ids, digests, actor=ctx.default_actor, now=now):
+        _certify_if_ready(ctx, ArtifactStore(_settings(ctx).home_dir / "artifacts"), erasure, now)
+        outbox.commit_erasure(ctx, erasure)
+
+
+def _certify_if_ready(ctx: HandlerContext, store: ArtifactStore, erasure: Erasure, now: datetime) -> None:
     if not erasure.ready_for_certificate:
         return
     replacements = []
@@ -190,7 +206,7 @@ def _certify_if_ready(
         hashes = lineage.record_hashes(store, job.training_dataset, job.data_fingerprint,
                                        f"the dataset of replacement {version_id}")
         replacements.append(certificate.Replacement(alias, version_id, job.id, job.data_fingerprint, hashes))
-    key = KeyDirectory(runtime.settings.keys_dir).signer(SIGNER).private_key
+    key = KeyDirectory(_settings(ctx).keys_dir).signer(SIGNER).private_key
     signed = certificate.sign(certificate.build(erasure, replacements, issued_at=now.isoformat()), key, SIGNER)
     problems = certificate.verify(signed, key.public_key())
     if problems:  # e.g. a replacement dataset that still holds an erased record: never certify that
