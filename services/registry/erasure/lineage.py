@@ -35,8 +35,10 @@ def scanner_subject_hash(subject_id: str) -> str:
 
 
 def subject_key(settings: Settings, subject_id: str) -> str:
-    """The only form in which the registry keeps a subject: HMAC-SHA256 under its erasure key (0600)."""
-    key = load_or_create_secret(settings.keys_dir / ERASURE_KEY_FILE, what="erasure key")
+    """The only form in which the registry keeps a subject: HMAC-SHA256 under its erasure key (0600). The key
+    lives in $TUNEGATE_HOME/keys beside the scanner's redaction key, not in the read-only mounted keys: a
+    replaced key would make past erasures unrecognisable, so it is kept (and backed up) with the data."""
+    key = load_or_create_secret(settings.path("keys", ERASURE_KEY_FILE), what="erasure key")
     return hmac.new(key, subject_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
