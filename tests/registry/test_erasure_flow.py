@@ -8,14 +8,18 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.audit.application import open_ledger
+from services.registry.adapters import repository
 from services.registry.adapters.credentials import CredentialStore
+from services.registry.domain.policy import ErasurePolicy
 from services.registry.erasure import certificate
+from services.registry.erasure.service import request_erasure, retire_when_due
 from shared.security.signing import KeyDirectory
 from tests.registry.erasure_support import (
     ScannerSide,
@@ -136,3 +140,26 @@ async def test_erasure_retires_retrains_and_certifies(wired: World, tmp_path: Pa
     out.write_text(json.dumps(document))
     failed = tunegate("erasure", "verify", str(out))
     assert failed.exit_code == 1 and "erased record" in failed.stdout
+
+
+@pytest.mark.anyio
+async def test_a_grace_period_keeps_serving_until_the_timer_retires(world: World, tmp_path: Path) -> None:
+    bob = world.principal("bob", "approver")
+    dora = world.principal("dora", "deployer")
+    await world.submit(make_spec(), "job_1")
+    first = await scan(world, "job_1", write_dataset(tmp_path / "tickets.jsonl"), tmp_path / "scan-1")
+    await train_and_evaluate(world, "job_1", bob, first.fingerprint)
+    assert approve_and_deploy(world, "ticket-triage.v1", bob, dora, ALIAS).status_code == 200
+    policy = world.governance.policy.model_copy(update={"erasure": ErasurePolicy(retirement_grace_hours=24)})
+    governance = replace(world.governance, policy=policy)
+    world.admin()
+    with world.runtime.db.transaction() as session:
+        admin = repository.require_principal(session, "root")
+    erasure = await request_erasure(world.runtime, governance, admin, subject_id="cust-bob", reason="Art. 17")
+    assert erasure.state == "awaiting retired" and emitted(world, "model.retired") == []
+    world.clock.advance(23 * 3600)
+    assert await retire_when_due(world.runtime, governance) == []
+    world.clock.advance(3600)
+    assert await retire_when_due(world.runtime, governance) == [erasure.id]
+    assert [r["version_id"] for r in emitted(world, "model.retired")] == ["ticket-triage.v1"]
+    assert world.get("/models/ticket-triage.v1").json()["state"] == "retired"
