@@ -17,10 +17,10 @@ from shared.datasets import DatasetManifest
 from shared.events.envelope import Envelope
 from shared.events.erasure import ErasureProgressed
 from shared.events.evaluation import EvaluationCompleted, GateVerdict
-from shared.events.payloads import ArtifactRef, DatasetScanned, ScanDetectors, TrainingCompleted
+from shared.events.payloads import DatasetScanned, ScanDetectors, TrainingCompleted
 from shared.storage.artifacts import ArtifactStore
 from shared.storage.db import Database
-from tests.registry.registry_support import FULL_SCAN, World, bearer, make_spec, sha
+from tests.registry.registry_support import FULL_SCAN, World, bearer, make_spec
 from tests.registry.test_registry_evaluation import SUITES, report_refs
 
 MANIFEST = DatasetManifest(legal_basis="contract", consent_covers_training=True, subject_field="customer_id")
@@ -101,7 +101,7 @@ async def scan(world: World, job_id: str, source: Path, workdir: Path) -> Datase
 
 async def train_and_evaluate(world: World, job_id: str, approver: str, fingerprint: str) -> None:
     assert world.decide(job_id, approver, decision="approve").status_code == 200
-    adapter = ArtifactRef(uri="cas://sha256/" + sha(f"adapter-{job_id}"), sha256=sha(f"adapter-{job_id}"))
+    adapter = store_of(world).put_bytes(f"adapter weights of {job_id}".encode())
     trained = TrainingCompleted(job_id=job_id, artifact=adapter, base_model="tiny", method=make_spec().method,
                                 data_fingerprint=fingerprint)
     await world.runtime.deliver(world.handlers, from_service("trainer", "training.completed", job_id, trained))

@@ -69,6 +69,8 @@ async def test_erasure_retires_retrains_and_certifies(wired: World, tmp_path: Pa
         ("located", "done"), ("tainted", "done"), ("retired", "done"), ("retraining_submitted", "done"),
     ]
     assert erasure["state"] == "awaiting replacement_deployed"
+    v1_adapter = world.get("/models/ticket-triage.v1").json()["artifact"]["sha256"]
+    assert not store_of(world).path_of(v1_adapter).exists()  # its weights may have memorised the records
     [retired] = emitted(world, "model.retired")
     assert retired["version_id"] == "ticket-triage.v1" and retired["alias"] == ALIAS  # the gateway stops serving
     assert world.get("/aliases").json()[0]["version_id"] is None

@@ -222,9 +222,13 @@ class Erasure(EventRecorder):
         scheduled = step is not None and step.status == "scheduled"
         return scheduled and self.retire_due is not None and now >= self.retire_due
 
-    def record_retired(self, version_ids: list[str], *, actor: str, now: datetime) -> None:
+    def record_retired(
+        self, version_ids: list[str], *, actor: str, now: datetime, deleted: tuple[str, ...] = ()
+    ) -> None:
+        """`deleted`: the sha256 of the retired versions' adapters and held-out splits removed from the store."""
+        gone = f"; deleted their adapters and held-out splits: {', '.join(deleted)}" if deleted else ""
         self._progress("retired", "done", actor=actor, now=now, versions=version_ids,
-                       detail=f"erasure {self.id}: model.retired published for each (the gateway stops serving)")
+                       detail=f"model.retired published for each (the gateway stops serving){gone}")
         if not self.served:
             self._progress("retraining_submitted", "not_needed", actor=actor, now=now, versions=[],
                            detail="no tainted version was deployed under an alias")

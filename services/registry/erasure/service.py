@@ -66,7 +66,7 @@ async def request_erasure(
         grace = timedelta(hours=governance.policy.erasure.retirement_grace_hours)
         to_retire = erasure.record_lineage(hits, tainted, grace=grace, now=now)
         if to_retire:
-            _retire(ctx, erasure, to_retire, now)
+            _retire(ctx, store, erasure, to_retire, now)
         if erasure.served:
             _submit_retraining(ctx, governance, store, erasure, now)
         _certify_if_ready(ctx, store, erasure, now)
@@ -75,9 +75,14 @@ async def request_erasure(
     return erasure
 
 
-def _retire(ctx: HandlerContext, erasure: Erasure, version_ids: list[str], now: datetime) -> None:
+def _retire(
+    ctx: HandlerContext, store: ArtifactStore, erasure: Erasure, version_ids: list[str], now: datetime
+) -> None:
+    """Retire each version and delete what of the subject it carries: its adapter (trained on the records, it
+    may have memorised them) and its job's held-out split (records of the same dataset)."""
     actor = erasure.requested_by
     why = f"erasure {erasure.id}: trained on records of a data subject who asked for erasure (GDPR Art. 17)"
+    digests: list[str] = []
     for version_id in version_ids:
         version = model_repository.require_version(ctx.db, version_id)
         if version.state.value == "retired":
@@ -88,7 +93,10 @@ def _retire(ctx: HandlerContext, erasure: Erasure, version_ids: list[str], now: 
             alias = model_repository.require_alias(ctx.db, served)
             deployments.release(alias, version, by=actor, now=now)
             outbox.commit_alias(ctx, alias)
-    erasure.record_retired(version_ids, actor=actor, now=now)
+        held_out = (repository.require_job(ctx.db, version.job_id).training_result or {}).get("held_out") or {}
+        digests += [d for d in (version.artifact.get("sha256"), held_out.get("sha256")) if d]
+    deleted = tuple(d for d in sorted(set(digests)) if store.delete(d))
+    erasure.record_retired(version_ids, actor=actor, now=now, deleted=deleted)
 
 
 def _submit_retraining(
@@ -164,7 +172,8 @@ async def retire_when_due(runtime: RuntimeLike, governance: Governance) -> list[
         async with runtime.transaction(actor="system:registry", subject=erasure_id) as ctx:
             erasure = erasure_repository.require_erasure(ctx.db, erasure_id)
             step = erasure.step("retired")
-            _retire(ctx, erasure, list(erasure.versions) if step is None else _live(ctx, erasure), now)
+            live = list(erasure.versions) if step is None else _live(ctx, erasure)
+            _retire(ctx, _store(runtime), erasure, live, now)
             if erasure.served and not erasure.done("retraining_submitted"):
                 _submit_retraining(ctx, governance, _store(runtime), erasure, now)
             _certify_if_ready(ctx, _store(runtime), erasure, now)
