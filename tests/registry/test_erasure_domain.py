@@ -73,8 +73,12 @@ def test_a_grace_period_schedules_the_retirement() -> None:
     step = erasure.step("retired")
     assert step is not None and step.status == "scheduled" and step.due == NOW + timedelta(hours=48)
     assert not erasure.retirement_due(NOW + timedelta(hours=47)) and erasure.retirement_due(NOW + timedelta(hours=48))
+    erasure.record_retraining(["job_2"], actor="root", now=NOW)
+    # A replacement may be deployed during the grace period; the timer still retires the tainted version.
+    assert erasure.record_replacement("triage", "m.v2", "job_2", ["f2"], actor="dora", now=NOW)
+    assert erasure.state == "awaiting retired"
     erasure.record_retired(["m.v1"], actor="system:registry", now=NOW + timedelta(hours=48))
-    assert erasure.state == "awaiting retraining_submitted"
+    assert erasure.state == "awaiting artefacts_deleted"
 
 
 def test_nothing_located_needs_only_the_certificate() -> None:

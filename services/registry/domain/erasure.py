@@ -247,7 +247,7 @@ class Erasure(EventRecorder):
         located = {h.fingerprint for h in self.datasets}
         if alias not in self.served or alias in self.replacements or version_id in self.versions:
             return False
-        if located & set(fingerprints) or not self.done("retired"):
+        if located & set(fingerprints):
             return False
         if not self.done("retraining_submitted"):
             self.record_retraining([job_id], actor=actor, now=now)

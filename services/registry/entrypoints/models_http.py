@@ -231,6 +231,7 @@ def add_model_routes(
                     "retired or was rolled back from); deploy a version explicitly"
                 )
             deployments.rollback(alias, current, target, by=deployer, now=now, reason=body.reason.strip())
+            note_deployment(ctx, runtime, target, alias_name, deployer.name, now)  # never back to a tainted one
             outbox.commit_version(ctx, target)
             if current is not None:
                 outbox.commit_version(ctx, current)

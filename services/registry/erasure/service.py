@@ -102,20 +102,21 @@ def _retire(
 def _submit_retraining(
     ctx: HandlerContext, governance: Governance, store: ArtifactStore, erasure: Erasure, now: datetime
 ) -> None:
-    """One job per located dataset a served version was trained on: the same spec, on the scanner's stored
-    copy minus the subject's records. It goes through the whole gate (scan, approvals, training, evaluation)."""
-    served = set(erasure.served.values())
-    versions = [model_repository.require_version(ctx.db, v) for v in served]
-    jobs = sorted({v.job_id for v in versions})
+    """One job per job a served tainted version was trained by: the same spec, on the stored copy it trained on
+    minus the subject's records. It goes through the whole gate (scan, approvals, training, evaluation)."""
+    drop: dict[str, set[str]] = {}
+    for version_id in sorted(set(erasure.served.values())):
+        version = model_repository.require_version(ctx.db, version_id)
+        for hit in erasure.datasets:
+            if hit.job_id == version.job_id or hit.fingerprint in version.dataset_fingerprints:
+                drop.setdefault(version.job_id, set()).update(hit.record_hashes)
     submitted = []
-    for hit in erasure.datasets:
-        if hit.job_id not in jobs:
-            continue
-        original = repository.require_job(ctx.db, hit.job_id)
+    for job_id, records in sorted(drop.items()):
+        original = repository.require_job(ctx.db, job_id)
         if original.training_dataset is None:
             raise Conflict(f"job {original.id} has no trainable dataset on record; cannot retrain without it")
         cleaned, removed = lineage.without_records(
-            store, original.training_dataset, set(hit.record_hashes), f"the dataset of job {original.id}"
+            store, original.training_dataset, records, f"the dataset of job {original.id}"
         )
         spec = original.spec.model_copy(
             update={"dataset": original.spec.dataset.model_copy(
