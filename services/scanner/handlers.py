@@ -6,7 +6,10 @@ worker thread, store source, redacted dataset, report and subject index in the a
   manifest or a sha256 that does not match the declared one is a *blocking reason* (the report still says
   everything else that is wrong, which is what the data owner needs to fix it);
 - dataset.scan.failed when there is nothing to judge: the file or its manifest cannot be read, the policy
-  does not exist, or lines are invalid (each reason names the line; the full list is in the report)."""
+  does not exist, or lines are invalid (each reason names the line; the full list is in the report).
+
+dataset.erasure.progressed (step located) -> delete the stored copies of the datasets that held an erased
+subject's records, then dataset.erasure.shredded (services/scanner/erasure.py)."""
 
 from __future__ import annotations
 
