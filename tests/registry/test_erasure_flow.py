@@ -77,6 +77,8 @@ async def test_erasure_retires_retrains_and_certifies(wired: World, tmp_path: Pa
     # The subject's id never leaves the request, not even as the scanner's plain hash.
     wire = json.dumps([e.payload for e in world.runtime.published])
     assert "cust-ann" not in wire and hashlib.sha256(b"cust-ann").hexdigest() not in wire
+    assert world.get(f"/erasures/{erasure['id']}/certificate", root).status_code == 409  # not issued yet
+    assert tunegate("erasure", "show", "../etc", "--as", "root").exit_code == 2
     again = post(world, "/erasures", root, subject="cust-ann", reason="duplicate")
     assert again.status_code == 409 and erasure["id"] in again.json()["detail"]
 
@@ -142,6 +144,8 @@ async def test_erasure_retires_retrains_and_certifies(wired: World, tmp_path: Pa
     out.write_text(json.dumps(document))
     failed = tunegate("erasure", "verify", str(out))
     assert failed.exit_code == 1 and "erased record" in failed.stdout
+    (tmp_path / "junk.json").write_text("not json")
+    assert tunegate("erasure", "verify", str(tmp_path / "junk.json")).exit_code == 2
 
 
 @pytest.mark.anyio
