@@ -87,6 +87,13 @@ def test_nothing_located_needs_only_the_certificate() -> None:
     assert erasure.ready_for_certificate and erasure.state == "awaiting certificate_issued"
 
 
+def test_versions_already_retired_need_no_replacement() -> None:
+    erasure = new()
+    retired = version("m.v1", "job_1", state="retired", alias=None)
+    assert erasure.record_lineage([DatasetHit("job_1", "f1", (R1,))], [retired], grace=timedelta(0), now=NOW) == []
+    assert erasure.state == "awaiting artefacts_deleted"
+
+
 def test_a_replacement_must_not_be_tainted() -> None:
     erasure = new()
     hits = [DatasetHit("job_1", "f1", (R1,))]

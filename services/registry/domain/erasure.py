@@ -209,6 +209,7 @@ class Erasure(EventRecorder):
         self._progress("tainted", "done", actor=actor, now=now, detail="trained on the subject's records")
         if not live:
             self._progress("retired", "not_needed", actor=actor, now=now, detail="every tainted version was retired")
+            self._nothing_to_replace(actor, now)
             return []
         if grace > timedelta(0):
             self.retire_due = now + grace
@@ -230,10 +231,13 @@ class Erasure(EventRecorder):
         self._progress("retired", "done", actor=actor, now=now, versions=version_ids,
                        detail=f"model.retired published for each (the gateway stops serving){gone}")
         if not self.served:
-            self._progress("retraining_submitted", "not_needed", actor=actor, now=now, versions=[],
-                           detail="no tainted version was deployed under an alias")
-            self._progress("replacement_deployed", "not_needed", actor=actor, now=now, versions=[],
-                           detail="no alias to serve again")
+            self._nothing_to_replace(actor, now)
+
+    def _nothing_to_replace(self, actor: str, now: datetime) -> None:
+        self._progress("retraining_submitted", "not_needed", actor=actor, now=now, versions=[],
+                       detail="no tainted version was deployed under an alias")
+        self._progress("replacement_deployed", "not_needed", actor=actor, now=now, versions=[],
+                       detail="no alias to serve again")
 
     def record_retraining(self, job_ids: list[str], *, actor: str, now: datetime) -> None:
         self._progress("retraining_submitted", "done", actor=actor, now=now, versions=[],

@@ -172,9 +172,7 @@ async def retire_when_due(runtime: RuntimeLike, governance: Governance) -> list[
     for erasure_id in due:
         async with runtime.transaction(actor="system:registry", subject=erasure_id) as ctx:
             erasure = erasure_repository.require_erasure(ctx.db, erasure_id)
-            step = erasure.step("retired")
-            live = list(erasure.versions) if step is None else _live(ctx, erasure)
-            _retire(ctx, _store(runtime), erasure, live, now)
+            _retire(ctx, _store(runtime), erasure, _live(ctx, erasure), now)
             if erasure.served and not erasure.done("retraining_submitted"):
                 _submit_retraining(ctx, governance, _store(runtime), erasure, now)
             _certify_if_ready(ctx, _store(runtime), erasure, now)
