@@ -85,6 +85,7 @@ REGISTRY = ServiceSpec(
         "evaluation.started",
         "evaluation.completed",
         "evaluation.failed",
+        "dataset.erasure.shredded",
     ),
     emits=(
         "job.accepted",
@@ -103,6 +104,9 @@ REGISTRY = ServiceSpec(
         "model.approval.granted",
         "model.deployed",
         "model.retired",
+        "dataset.erasure.requested",
+        "dataset.erasure.progressed",
+        "dataset.erasure.completed",
         "principal.created",
         "principal.rotated",
         "principal.revoked",
@@ -118,9 +122,12 @@ REGISTRY = ServiceSpec(
 )
 SCANNER = ServiceSpec(
     name="scanner",
-    summary="Dataset DLP: validation, Presidio detection, consent, redaction, fingerprint.",
-    consumes=("dataset.scan.requested",),
-    emits=("dataset.scanned", "dataset.scan.failed", "bus.event.rejected", "bus.event.dead_lettered"),
+    summary="Dataset DLP: validation, Presidio detection, consent, redaction, fingerprint; erasure of its copies.",
+    consumes=("dataset.scan.requested", "dataset.erasure.progressed"),
+    emits=(
+        "dataset.scanned", "dataset.scan.failed", "dataset.erasure.shredded", "bus.event.rejected",
+        "bus.event.dead_lettered",
+    ),
     bootstrap="services.scanner.bootstrap:build",
 )
 TRAINER = ServiceSpec(
@@ -179,9 +186,7 @@ PRINCIPALS = ExternalProducer(
     emits=("job.requested",),
 )
 
-RESERVED: tuple[Reserved, ...] = (
-    Reserved("erasure through lineage (issue 14)", ("dataset.erasure.requested", "dataset.erasure.completed")),
-)
+RESERVED: tuple[Reserved, ...] = ()
 
 
 def service(name: str) -> ServiceSpec:

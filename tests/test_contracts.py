@@ -69,7 +69,7 @@ def test_a_definition_that_differs_from_the_roster_is_refused_at_start() -> None
         return None
 
     wrong = ServiceDefinition(name="registry", handlers={DatasetScanRequested: handler})
-    with pytest.raises(DefinitionError, match=r"no handler for: dataset\.scan\.failed"):
+    with pytest.raises(DefinitionError, match=r"no handler for: dataset\.erasure\.shredded, dataset\.scan\.failed"):
         wrong.check_against_roster()
 
 

@@ -92,6 +92,14 @@ VERBS: dict[str, Verb] = {
         "services.registry.entrypoints.models_cli:models_app",
         "Model versions: list, show (with the AIBOM), approve, deploy under an alias, retire, roll back; base models.",
     ),
+    "erase": Verb(
+        "services.registry.entrypoints.erasure_cli:erase",
+        "Erase a data subject (GDPR Art. 17) through lineage: retire, retrain, certify.",
+    ),
+    "erasure": Verb(
+        "services.registry.entrypoints.erasure_cli:erasure_app",
+        "Erasures of data subjects (GDPR Art. 17): list, show step by step, write and verify certificates.",
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""Wiring from settings: policy -> Governance -> event handlers, tables, HTTP API and the expiry timer."""
+"""Wiring from settings: policy -> Governance -> event handlers, tables, HTTP API and the timer (approval expiry,
+erasure retirement after a grace period)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from services.registry.domain.policy import RiskRuleRegistry
 from services.registry.domain.states import SYSTEM_ACTOR
 from services.registry.entrypoints.http import RuntimeLike
 from services.registry.entrypoints.serve import serve
+from services.registry.erasure.service import retire_when_due
 from services.registry.handlers import build_handlers
 from shared.config import Settings
 from shared.storage.artifacts import ArtifactStore
@@ -70,6 +72,12 @@ def expiry_timer(
                     log.info("approval expired for %s", ", ".join(expired))
             except Exception:  # a failed sweep must not end the timer; the next one retries
                 log.exception("approval expiry sweep failed")
+            try:  # erasures whose retirement grace period ended (policy erasure.retirement_grace_hours)
+                retired = await retire_when_due(runtime, governance)
+                if retired:
+                    log.info("erasure grace period over: retired the tainted versions of %s", ", ".join(retired))
+            except Exception:
+                log.exception("erasure retirement sweep failed")
             await asyncio.sleep(interval_s)
 
     return run

@@ -27,9 +27,11 @@ from services.registry.domain.evaluation import EvaluationResult
 from services.registry.domain.governance import Governance
 from services.registry.domain.job import Job, ScanResult
 from services.registry.domain.states import JobState
+from services.registry.erasure.service import note_shredded
 from services.registry.model_registration import register_version
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
+from shared.events.erasure import ErasureShredded
 from shared.events.evaluation import EvaluationCompleted, EvaluationFailed, EvaluationStarted
 from shared.events.payloads import (
     DatasetScanFailed,
@@ -70,6 +72,8 @@ def scan_result(data: DatasetScanned) -> ScanResult:
         "report": data.report.model_dump(mode="json"),
         # Which detectors ran (None from a scanner that did not say: treated as a scan without NER).
         "detectors": data.detectors.model_dump(mode="json") if data.detectors is not None else None,
+        # Where an erasure request finds the subject's records (services/registry/erasure/lineage.py).
+        "subject_index": data.subject_index.model_dump(mode="json") if data.subject_index is not None else None,
     }
     return ScanResult(
         verdict=data.verdict,
@@ -214,6 +218,9 @@ def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[typ
         )
         evaluation_outcome(ctx, job, data.evaluation_id, recorded)
 
+    async def on_erasure_shredded(data: ErasureShredded, ctx: HandlerContext) -> None:
+        note_shredded(ctx, data.erasure_id, list(data.job_ids), list(data.deleted), governance.now())
+
     return {
         JobRequested: on_job_requested,
         DatasetScanned: on_dataset_scanned,
@@ -224,4 +231,5 @@ def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[typ
         EvaluationStarted: on_evaluation_started,
         EvaluationCompleted: on_evaluation_completed,
         EvaluationFailed: on_evaluation_failed,
+        ErasureShredded: on_erasure_shredded,
     }

@@ -6,7 +6,10 @@ worker thread, store source, redacted dataset, report and subject index in the a
   manifest or a sha256 that does not match the declared one is a *blocking reason* (the report still says
   everything else that is wrong, which is what the data owner needs to fix it);
 - dataset.scan.failed when there is nothing to judge: the file or its manifest cannot be read, the policy
-  does not exist, or lines are invalid (each reason names the line; the full list is in the report)."""
+  does not exist, or lines are invalid (each reason names the line; the full list is in the report).
+
+dataset.erasure.progressed (step located) -> delete the stored copies of the datasets that held an erased
+subject's records, then dataset.erasure.shredded (services/scanner/erasure.py)."""
 
 from __future__ import annotations
 
@@ -23,11 +26,13 @@ from services.scanner.adapters.tables import ScanRow
 from services.scanner.domain.policy import Policy, PolicyError
 from services.scanner.engine.canaries import plant_canaries
 from services.scanner.engine.pipeline import ScanOptions, ScanResult, scan_dataset
+from services.scanner.erasure import on_erasure_progressed
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
 from shared.datasets import DatasetError, DatasetManifest, ManifestError
 from shared.datasets.manifest import parse_manifest
 from shared.datasets.reference import DataAccess, DatasetNotFound, DatasetRef, DatasetRefError, dataset_mismatch
+from shared.events.erasure import ErasureProgressed
 from shared.events.payloads import (
     ArtifactRef,
     DatasetScanFailed,
@@ -220,6 +225,7 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
                 classification=result.classification,
                 legal_basis=None if manifest is None else manifest.legal_basis,
                 detectors=ScanDetectors.model_validate(result.detectors.as_dict()),
+                subject_index=subject_index,
             ),
             subject=request.job_id,
         )
@@ -247,4 +253,7 @@ def build_handlers(deps: ScannerDeps) -> dict[type[Payload], TypedHandler]:
             result.detectors.ner_model or "off",
         )
 
-    return {DatasetScanRequested: on_scan_requested}
+    async def on_erasure(data: ErasureProgressed, ctx: HandlerContext) -> None:
+        await on_erasure_progressed(data, ctx, deps.artifacts)  # services/scanner/erasure.py
+
+    return {DatasetScanRequested: on_scan_requested, ErasureProgressed: on_erasure}

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.events import erasure as r
 from shared.events import evaluation as e
 from shared.events import inference as i
 from shared.events import model_versions as m
@@ -38,8 +39,10 @@ _SPECS: tuple[EventSpec, ...] = (
     EventSpec("dataset.scan.requested", Stream.DATASETS, p.DatasetScanRequested),
     EventSpec("dataset.scanned", Stream.DATASETS, p.DatasetScanned),
     EventSpec("dataset.scan.failed", Stream.DATASETS, p.DatasetScanFailed),
-    EventSpec("dataset.erasure.requested", Stream.DATASETS, p.ErasureRequested),
-    EventSpec("dataset.erasure.completed", Stream.DATASETS, p.ErasureCompleted),
+    EventSpec("dataset.erasure.requested", Stream.DATASETS, r.ErasureRequested),
+    EventSpec("dataset.erasure.progressed", Stream.DATASETS, r.ErasureProgressed),
+    EventSpec("dataset.erasure.shredded", Stream.DATASETS, r.ErasureShredded),
+    EventSpec("dataset.erasure.completed", Stream.DATASETS, r.ErasureCompleted),
     EventSpec("training.requested", Stream.TRAINING, p.TrainingRequested),
     EventSpec("training.started", Stream.TRAINING, p.TrainingStarted),
     EventSpec("training.progress", Stream.TRAINING, p.TrainingProgress),

@@ -193,23 +193,16 @@ class DatasetScanned(Payload):
     detectors: ScanDetectors | None = Field(
         default=None, description="What ran; absent (an older scanner) counts as a scan without NER."
     )
+    subject_index: ArtifactRef | None = Field(
+        default=None,
+        description="Data-subject hash -> the hashes of its records in `dataset` (manifest subject_field); "
+        "what an erasure request is located with.",
+    )
 
 
 class DatasetScanFailed(Payload):
     job_id: JobId
     reasons: list[str] = Field(min_length=1)
-
-
-class ErasureRequested(Payload):
-    subject_id_sha256: str = Field(pattern=SHA256_PATTERN)
-    request_id: str
-    reason: str = ""
-
-
-class ErasureCompleted(Payload):
-    request_id: str
-    affected_datasets: list[str] = Field(default_factory=list)
-    affected_models: list[str] = Field(default_factory=list)
 
 
 # ---------------------------------------------------------------- training

@@ -109,6 +109,14 @@ class ArtifactStore:
             staged.unlink(missing_ok=True)
             raise
 
+    def delete(self, digest: str) -> bool:
+        """Remove the bytes with this digest (an erasure); False when they were not here."""
+        path = self.path_of(digest)
+        if not path.is_file() or path.is_symlink():
+            return False
+        path.unlink()
+        return True
+
     def resolve(self, uri: str) -> Path:
         """Local path of a `cas://sha256/<digest>` reference: always inside the store."""
         if not uri.startswith(CAS_SCHEME):

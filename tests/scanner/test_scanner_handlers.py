@@ -131,7 +131,9 @@ def test_unreadable_inputs_fail_with_reasons(harness: Harness, tmp_path: Path) -
 
 def test_bootstrap_builds_the_service_definition(tmp_path: Path) -> None:
     definition = build(Settings(home=tmp_path / "home"))
-    assert definition.name == "scanner" and list(definition.handlers_by_type()) == ["dataset.scan.requested"]
+    assert definition.name == "scanner" and list(definition.handlers_by_type()) == [
+        "dataset.scan.requested", "dataset.erasure.progressed",
+    ]
     assert METADATA in definition.metadata
     key = tmp_path / "home" / "keys" / "scanner-redaction.key"
     assert len(bytes.fromhex(key.read_text())) == 32 and oct(key.stat().st_mode & 0o777) == "0o600"

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from services.registry.api_key_schemas import ApiKeyCreate, ApiKeyCredentials, ApiKeyRevoke, ApiKeyRotate, ApiKeyView
+from services.registry.erasure_schemas import ErasureRequest, ErasureView
 from services.registry.model_schemas import (
     AliasView,
     DeploymentRequest,
@@ -150,3 +151,18 @@ class RegistryClient:
 
     def bootstrap_admin(self, request: AdminBootstrap) -> PrincipalCredentials:
         return PrincipalCredentials.model_validate(self._post("/admin/bootstrap", request))
+
+    # ------------------------------------------------------------ erasures (GDPR Art. 17)
+
+    def request_erasure(self, request: ErasureRequest) -> ErasureView:
+        return ErasureView.model_validate(self._post("/erasures", request))
+
+    def list_erasures(self) -> list[ErasureView]:
+        return [ErasureView.model_validate(e) for e in self._get("/erasures")]
+
+    def get_erasure(self, erasure_id: str) -> ErasureView:
+        return ErasureView.model_validate(self._get(f"/erasures/{erasure_id}"))
+
+    def get_erasure_certificate(self, erasure_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self._get(f"/erasures/{erasure_id}/certificate")
+        return body

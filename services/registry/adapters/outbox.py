@@ -9,15 +9,17 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from services.registry.adapters import api_key_repository, model_repository, repository
+from services.registry.adapters import api_key_repository, erasure_repository, model_repository, repository
 from services.registry.domain import events
 from services.registry.domain.api_keys import ApiKey
 from services.registry.domain.deployments import ModelAlias
+from services.registry.domain.erasure import Erasure
 from services.registry.domain.job import Job
 from services.registry.domain.model_version import ModelVersion
 from services.registry.domain.principals import Principal
 from shared.bus.context import EmitScope, HandlerContext
 from shared.evaluation.options import CanarySpec, EvaluationOptions
+from shared.events import erasure as wire_erasure
 from shared.events import evaluation as wire_evaluation
 from shared.events import inference as wire_inference
 from shared.events import model_versions as wire_models
@@ -208,6 +210,35 @@ TO_WIRE: dict[type[events.DomainEvent], Translation] = {
         "apikey.revoked",
         wire_inference.ApiKeyRevoked(key_id=e.subject, reason=e.reason, revoked_by=e.actor),
     ),
+    # The subject only as its keyed hash; the records only as their hashes (docs/erasure.md).
+    events.ErasureRequested: lambda e: (
+        "dataset.erasure.requested",
+        wire_erasure.ErasureRequested(
+            erasure_id=e.subject, subject_key=e.subject_key, reason=e.reason, requested_by=e.actor
+        ),
+    ),
+    events.ErasureProgressed: lambda e: (
+        "dataset.erasure.progressed",
+        wire_erasure.ErasureProgressed(
+            erasure_id=e.subject,
+            step=e.step,
+            status=e.status,
+            datasets=[wire_erasure.AffectedDataset.model_validate(d) for d in e.datasets],
+            versions=e.versions,
+            detail=e.detail,
+            due=None if e.due is None else e.due.isoformat(),
+        ),
+    ),
+    events.ErasureCompleted: lambda e: (
+        "dataset.erasure.completed",
+        wire_erasure.ErasureCompleted(
+            erasure_id=e.subject,
+            affected_datasets=e.affected_datasets,
+            affected_versions=e.affected_versions,
+            replacements=e.replacements,
+            certificate_sha256=e.certificate_sha256,
+        ),
+    ),
 }
 
 
@@ -256,3 +287,8 @@ def commit_api_key(ctx: HandlerContext, key: ApiKey, *, new: bool = False) -> No
         api_key_repository.add_key(ctx.db, key)
     else:
         api_key_repository.save_key(ctx.db, key)
+
+
+def commit_erasure(ctx: HandlerContext, erasure: Erasure) -> None:
+    emit(ctx, erasure.pull_events())
+    erasure_repository.save_erasure(ctx.db, erasure)

@@ -297,4 +297,21 @@ class ModelAliasRow(Base):
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
 
 
+class ErasureRow(Base):
+    """A data subject's erasure (domain/erasure.py): the subject only as a keyed hash; lineage and steps as JSON."""
+
+    __tablename__ = "registry_erasures"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    subject_key: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(64), index=True)
+    requested_by: Mapped[str] = mapped_column(String(200))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
+
+
 METADATA = Base.metadata

@@ -21,6 +21,9 @@ RETIRE = ("deployer", "admin")
 MANAGE_API_KEYS = ("admin",)
 """Gateway API keys are credentials: only admins create, rotate and revoke them."""
 READ_API_KEYS = ("auditor", "admin")
+ERASE = ("admin",)
+"""Who may request a data subject's erasure (GDPR Art. 17): it retires deployed versions at once."""
+READ_ERASURES = ("auditor", "admin")
 READ_LEDGER = ("auditor", "admin")
 """Who browses the audit ledger in the console (entries carry actors, subjects and types, never payloads)."""
 

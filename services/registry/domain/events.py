@@ -203,6 +203,33 @@ class ApiKeyRevoked(DomainEvent):
     reason: str
 
 
+# ---------------------------------------------------------------- erasure (domain/erasure.py)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErasureRequested(DomainEvent):
+    subject_key: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErasureProgressed(DomainEvent):
+    step: str
+    status: str
+    datasets: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[str] = field(default_factory=list)
+    detail: str = ""
+    due: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ErasureCompleted(DomainEvent):
+    affected_datasets: list[str]
+    affected_versions: list[str]
+    replacements: dict[str, str]
+    certificate_sha256: str
+
+
 @dataclass(kw_only=True, eq=False)
 class EventRecorder:
     """Base of aggregates: every change appends its events here, the unit of work takes them once."""

@@ -70,12 +70,19 @@ class ApprovalPolicy(_Strict):
         return self
 
 
+class ErasurePolicy(_Strict):
+    # 0: versions trained on an erased subject's records are retired at once; more: retired after this many
+    # hours (serving continues meanwhile, e.g. until a replacement is deployed), then by the registry's timer.
+    retirement_grace_hours: float = Field(default=0, ge=0, le=24 * 90)
+
+
 class Policy(_Strict):
     licences: LicencePolicy
     justification: JustificationPolicy
     risk: RiskPolicy
     advice: AdvicePolicy = Field(default_factory=AdvicePolicy)
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    erasure: ErasurePolicy = Field(default_factory=ErasurePolicy)
     # Facts about the known bases (licences, sources) are not policy: they come from the shared catalogue,
     # which the trainer reads too. A policy file cannot set them (see _facts_are_not_policy).
     base_models: BaseModelCatalogue = Field(default_factory=load_catalogue, exclude=True)

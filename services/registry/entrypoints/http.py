@@ -37,6 +37,7 @@ from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.principals import Principal, SigningKey, hash_token, new_token
 from services.registry.domain.states import STATE_NAMES, InvalidTransition
 from services.registry.entrypoints.api_keys_http import add_api_key_routes
+from services.registry.entrypoints.erasure_http import add_erasure_routes
 from services.registry.entrypoints.limits import BodyLimit
 from services.registry.entrypoints.models_http import add_model_routes
 from services.registry.schemas import (
@@ -306,6 +307,7 @@ def create_app(
 
     add_model_routes(app, runtime, governance, requires)
     add_api_key_routes(app, runtime, governance, requires)
+    add_erasure_routes(app, runtime, governance, requires)
     from services.registry.console.app import create_console  # imported here: the console imports this module
 
     app.mount("/console", create_console(runtime, governance, limits))

@@ -21,6 +21,7 @@ from services.registry.domain.governance import Governance
 from services.registry.domain.model_states import MODEL_STATE_NAMES, ModelState
 from services.registry.domain.model_version import ModelVersion
 from services.registry.domain.principals import Principal
+from services.registry.erasure.service import note_deployment
 from services.registry.model_schemas import (
     AliasView,
     DeploymentRequest,
@@ -107,6 +108,8 @@ async def deploy_version(
             current = model_repository.require_version(ctx.db, alias.version_id)
         deployments.deploy(version, alias, current, tenants=list(body.tenants), by=deployer, now=now,
                            watermark=body.watermark)
+        # A tainted version is refused; a replacement moves its erasure on (services/registry/erasure/).
+        note_deployment(ctx, runtime, version, body.alias, deployer.name, now)
         outbox.commit_version(ctx, version)
         if current is not None:
             outbox.commit_version(ctx, current)
@@ -228,6 +231,7 @@ def add_model_routes(
                     "retired or was rolled back from); deploy a version explicitly"
                 )
             deployments.rollback(alias, current, target, by=deployer, now=now, reason=body.reason.strip())
+            note_deployment(ctx, runtime, target, alias_name, deployer.name, now)  # never back to a tainted one
             outbox.commit_version(ctx, target)
             if current is not None:
                 outbox.commit_version(ctx, current)
