@@ -46,7 +46,8 @@ class RewardFunctionSpec(BaseModel):
 
     @model_validator(mode="after")
     def _options_fit_the_kind(self) -> RewardFunctionSpec:
-        given = {name for name in ("json_schema", "target_chars", "keywords") if name in self.model_fields_set}
+        # Set means a value (not None, not empty): a serialised spec carries every field, unset ones as null.
+        given = {name for name in ("json_schema", "target_chars", "keywords") if getattr(self, name)}
         if stray := sorted(given - REWARD_FUNCTION_OPTIONS[self.kind]):
             raise ValueError(f"reward function {self.kind}: {', '.join(stray)} does not apply to it")
         if self.kind == "json_schema" and not self.json_schema:

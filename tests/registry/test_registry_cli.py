@@ -134,7 +134,7 @@ def test_invalid_job_files_fail_precisely_before_publishing(
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         f"base_model: tiny\ndataset: {{uri: {dataset}}}\n"
-        "use_case: {name: n, knowledge_changes: hourly}\nmethod: {kind: rlhf}\n"
+        "use_case: {name: n, knowledge_changes: hourly}\nmethod: {kind: ppo}\n"
     )
     result = run("submit", str(bad), "--as", "demo-requester")
     assert result.exit_code == 2

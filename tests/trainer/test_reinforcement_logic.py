@@ -103,3 +103,8 @@ def test_reward_hacking_is_reward_up_while_quality_down() -> None:
     assert HackingCheck(0.2, 0.9, 0.8, 0.5, tolerance=0.05).hacked
     assert not HackingCheck(0.2, 0.9, 0.8, 0.78, tolerance=0.05).hacked
     assert not HackingCheck(0.9, 0.2, 0.8, 0.1, tolerance=0.05).hacked
+
+
+def test_rlhf_options_survive_the_wire() -> None:
+    method = MethodSpec(kind="rlhf", rlhf={"reward_functions": [{"kind": "length", "target_chars": 5}]})
+    assert MethodSpec.model_validate(method.model_dump(mode="json")) == method
