@@ -303,6 +303,7 @@ class TrainingCompleted(Payload):
     held_out: ArtifactRef | None = Field(default=None, description="shared.evaluation.holdout.HeldOut, stored.")
     risk_tier: RiskTier | None = None
     evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
+    reward_model: ArtifactRef | None = Field(default=None, description="rlhf: the reward model trained against.")
 
 
 class TrainingFailed(Payload):

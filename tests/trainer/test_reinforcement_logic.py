@@ -14,11 +14,12 @@ from services.evaluator.domain.reward_metrics import (
     length_bias,
     pairwise_accuracy,
 )
-from services.trainer.domain.rewards import KlBoundExceeded, KlGuard, rule_rewards
+from services.trainer.domain.kl_bound import KlBoundExceeded, KlGuard
 from services.trainer.engine.reinforcement import prompt_of
 from shared.events.payloads import MethodSpec
 from shared.events.reinforcement import RlhfOptions
 from shared.training.hyperparameters import HyperparameterError, check_data_fits, validate_hyperparameters
+from shared.training.rewards import rule_rewards
 
 SCHEMA = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.trainer.domain.rewards import KlGuard, Scorer, completion_text, rule_rewards
+from services.trainer.domain.kl_bound import KlGuard
 from services.trainer.engine.data import _as_messages, preference_rows
 from services.trainer.engine.models import apply_lora, load_model, load_tokenizer, lora_config
 from services.trainer.engine.plain import PlainTraining, common_args
 from services.trainer.engine.run import TrainedModel, TrainingJob, TrainingRun
 from shared.datasets import DatasetError
 from shared.events.reinforcement import RlhfOptions
-from shared.models.bases import BaseModelInfo
+from shared.models.reward import load_reward_model
+from shared.training.rewards import Scorer, completion_text, rule_rewards
 
 REWARD_MODEL_METRICS = ("accuracy", "margin", "mean_reward")
 RLHF_METRICS = ("reward", "reward_std", "kl", "completions/mean_length")
@@ -26,25 +27,6 @@ REWARD_MODEL_NAME = "reward_model"
 
 
 # ------------------------------------------------------------------------------------------ reward model
-
-
-def load_reward_model(base: BaseModelInfo, model_dir: Path | None = None, seed: int = 0) -> Any:
-    """The base with a one-score classification head; with `model_dir`, a trained reward model (full weights,
-    or a LoRA adapter with its head, merged so scoring runs at base speed)."""
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    torch.manual_seed(seed)  # the head is initialised at random: seed it so reruns match
-    adapter = model_dir is not None and (model_dir / "adapter_config.json").exists()
-    source = base.path if model_dir is None or adapter else model_dir
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=torch.float32)
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
-    tokenizer = load_tokenizer(base)
-    model.config.pad_token_id = tokenizer.pad_token_id  # batches of pairs are padded
-    return model
 
 
 def build_reward_trainer(job: TrainingJob, run_dir: Path, total_steps: int,
@@ -177,57 +159,3 @@ class RlhfTraining(PlainTraining):
         if self.guard.exceeded_at is not None:
             trained.metrics["kl_stopped_at_step"] = float(self.guard.exceeded_at)
         return trained
-
-
-# ------------------------------------------------------------------------------------------ held-out reward
-
-
-def greedy_completions(model: Any, tokenizer: Any, prompts: list[Any], max_new_tokens: int) -> list[Any]:
-    """The policy's most likely answer to each prompt, as TRL hands completions to reward functions."""
-    import torch
-
-    out: list[Any] = []
-    for prompt in prompts:
-        conversational = not isinstance(prompt, str)
-        text = (tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-                if conversational else prompt)
-        inputs = tokenizer(text, add_special_tokens=False, return_tensors="pt")
-        with torch.inference_mode():
-            ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        reply = tokenizer.decode(ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        out.append([{"role": "assistant", "content": reply}] if conversational else reply)
-    return out
-
-
-class JobReward:
-    """The reward an rlhf job optimises (the weighted sum of its rules and reward model), loaded once, to score
-    a policy's greedy answers to held-out prompts before and after training."""
-
-    def __init__(self, job: TrainingJob) -> None:
-        if job.method.rlhf is None:
-            raise ValueError("JobReward needs an rlhf job")
-        self.options = job.method.rlhf
-        self.funcs, self.weights, _ = reward_functions(job, self.options)
-
-    def mean(self, model: Any, tokenizer: Any, records: list[dict[str, Any]]) -> float:
-        prompts = [prompt_of(record) for record in records]
-        completions = greedy_completions(model, tokenizer, prompts, self.options.max_completion_tokens)
-        totals = [0.0] * len(prompts)
-        for func, weight in zip(self.funcs, self.weights, strict=True):
-            is_model = hasattr(func, "config")  # the reward model; the rules are plain functions
-            scores = (reward_model_scores(func, tokenizer, prompts, completions) if is_model
-                      else func(prompts, completions))
-            totals = [t + weight * s for t, s in zip(totals, scores, strict=True)]
-        return sum(totals) / len(totals)
-
-
-def reward_model_scores(model: Any, tokenizer: Any, prompts: list[Any], completions: list[Any]) -> list[float]:
-    """The reward model's score of each answer, on text rendered as TRL renders it for scoring."""
-    import torch
-
-    texts = [tokenizer.apply_chat_template(p + c, tokenize=False) if not isinstance(p, str) else p + c
-             for p, c in zip(prompts, completions, strict=True)]
-    inputs = tokenizer(texts, return_tensors="pt", padding=True, padding_side="right", add_special_tokens=False)
-    with torch.inference_mode():
-        return [float(x) for x in model(**inputs).logits[:, 0]]

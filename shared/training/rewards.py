@@ -1,12 +1,11 @@
-"""Rule-based rewards an RLHF job declares (shared/events/reinforcement.py), and the KL bound it trains
-under. Pure: a reward reads only the completion's text; jsonschema validates in memory and, without a
-registry, never retrieves a remote $ref."""
+"""Rule-based rewards an RLHF job declares (shared/events/reinforcement.py), each scoring a completion's text
+in [0, 1]: the trainer optimises them, the evaluator's reward_hacking suite scores policies with them. Pure:
+jsonschema validates in memory and, without a registry, never retrieves a remote $ref."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -14,10 +13,6 @@ from jsonschema import Draft202012Validator
 from shared.events.reinforcement import RewardFunctionSpec, RlhfOptions
 
 Scorer = Callable[[str], float]
-
-
-class KlBoundExceeded(RuntimeError):
-    """The policy drifted further from its starting point than the job allows (on_kl_exceeded: fail)."""
 
 
 def completion_text(completion: Any) -> str:
@@ -74,24 +69,3 @@ def rule_rewards(options: RlhfOptions) -> list[tuple[str, float, Scorer]]:
     """(name, weight, scorer) of each declared rule, in the order declared."""
     return [(rule_reward_name(i, spec), spec.weight, scorer_for(spec))
             for i, spec in enumerate(options.reward_functions)]
-
-
-@dataclass
-class KlGuard:
-    """Tracks the KL the trainer logs and says when the job's bound is crossed."""
-
-    bound: float
-    on_exceeded: str  # "fail" | "stop"
-    highest: float = 0.0
-    exceeded_at: int | None = None
-
-    def observe(self, step: int, kl: float) -> bool:
-        """Record the KL logged at `step`; True when training must stop (the bound was crossed)."""
-        self.highest = max(self.highest, kl)
-        if kl <= self.bound:
-            return False
-        self.exceeded_at = step
-        if self.on_exceeded == "fail":
-            raise KlBoundExceeded(f"KL to the starting policy reached {kl:.4f} at step {step}, above the job's "
-                                  f"kl_bound {self.bound} (method.rlhf.on_kl_exceeded: fail)")
-        return True
