@@ -171,6 +171,10 @@ def test_advise_from_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert "Fine-tuning fits" in text.stdout
     wrong = run("advise", "--knowledge-changes", "hourly")
     assert wrong.exit_code == 2 and "--knowledge-changes" in wrong.stderr
+    rlhf = json.loads(run("advise", "--consistent-format", "--examples", "5000", "--method", "rlhf", "--json").stdout)
+    assert [w[:40] for w in rlhf["advice"]["warnings"]] == [
+        "RLHF costs more than DPO: DPO learns fro", "RLHF is worth its cost when the reward m"]
+    assert run("advise", "--method", "ppo").exit_code == 2
 
 
 def test_advise_interactive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -172,6 +172,7 @@ def evaluate_intake(
         spec.use_case,
         risk_tier="high" if tier.tier == "prohibited" else tier.tier,
         min_examples=policy.advice.min_examples,
+        method_kind=spec.method.kind,
     )
     required = policy.approvals.required["high" if tier.tier == "prohibited" else tier.tier]
     return IntakeDecision(
