@@ -15,7 +15,7 @@ from services.evaluator.domain.reward_metrics import (
     pairwise_accuracy,
 )
 from services.trainer.domain.kl_bound import KlBoundExceeded, KlGuard
-from services.trainer.engine.reinforcement import prompt_of
+from services.trainer.engine.reinforcement import RlhfTraining, prompt_of
 from shared.events.payloads import MethodSpec
 from shared.events.reinforcement import RlhfOptions
 from shared.training.hyperparameters import HyperparameterError, check_data_fits, validate_hyperparameters
@@ -109,3 +109,14 @@ def test_reward_hacking_is_reward_up_while_quality_down() -> None:
 def test_rlhf_options_survive_the_wire() -> None:
     method = MethodSpec(kind="rlhf", rlhf={"reward_functions": [{"kind": "length", "target_chars": 5}]})
     assert MethodSpec.model_validate(method.model_dump(mode="json")) == method
+
+
+def test_the_rlhf_strategy_watches_kl_and_keeps_rewards() -> None:
+    options = RlhfOptions(reward_functions=[{"kind": "length", "target_chars": 5}], kl_bound=0.5)
+    strategy = RlhfTraining(options)
+    assert not strategy._watch(1, {"reward": 0.2, "kl": 0.1, "loss": 0.0})
+    with pytest.raises(KlBoundExceeded):
+        strategy._watch(2, {"reward": 0.4, "kl": 0.9})
+    assert strategy.rewards == [0.2, 0.4] and strategy.guard.highest == 0.9
+    stopping = RlhfTraining(options.model_copy(update={"on_kl_exceeded": "stop"}))
+    assert stopping._watch(5, {"kl": 0.6}) and stopping.guard.exceeded_at == 5
