@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from services.trainer.domain.kl_bound import KlGuard
-from services.trainer.engine.data import _as_messages, preference_rows
+from services.trainer.engine.data import as_messages, preference_rows
 from services.trainer.engine.models import apply_lora, load_model, load_tokenizer, lora_config
 from services.trainer.engine.plain import PlainTraining, common_args
 from services.trainer.engine.run import TrainedModel, TrainingJob, TrainingRun
@@ -23,7 +23,6 @@ from shared.training.rewards import Scorer, completion_text, rule_rewards
 
 REWARD_MODEL_METRICS = ("accuracy", "margin", "mean_reward")
 RLHF_METRICS = ("reward", "reward_std", "kl", "completions/mean_length")
-REWARD_MODEL_NAME = "reward_model"
 
 
 # ------------------------------------------------------------------------------------------ reward model
@@ -58,8 +57,8 @@ def prompt_of(record: dict[str, Any]) -> Any:
     if "prompt" in record:
         return record["prompt"]
     if "input" in record:
-        return _as_messages(record["input"].get("messages", []), "user")
-    messages = _as_messages(record["messages"], "user")
+        return as_messages(record["input"].get("messages", []), "user")
+    messages = as_messages(record["messages"], "user")
     last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
     if last == 0:
         raise DatasetError("a chat record opens with an assistant turn: it has no prompt to sample from")
