@@ -120,7 +120,7 @@ def evaluation_problems(spec: JobSpec, known_suites: frozenset[str]) -> list[str
     approval rather than failing at the scanner or the evaluator."""
     problems = []
     options = spec.evaluation
-    preference = spec.method.kind == "dpo" or spec.dataset.format == "preference"
+    preference = spec.method.kind in ("dpo", "reward_model") or spec.dataset.format == "preference"
     if options.canaries is not None and preference:
         problems.append(
             "evaluation.canaries: canaries can only be planted into chat, prompt_completion or text records; "
