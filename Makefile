@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) bench/scanner_throughput.py
 	$(PY) bench/scanner_recall.py
 	$(PY) bench/trainer_overhead.py
+	$(PY) bench/rlhf_overhead.py
 	$(PY) bench/evaluator_throughput.py
 	$(PY) bench/gateway_overhead.py
 	$(PY) bench/gateway_tokens.py

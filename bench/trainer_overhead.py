@@ -84,8 +84,9 @@ def baseline(job: TrainingJob, out: Path, steps: int) -> tuple[float, float]:
     return float(trainer.state.num_input_tokens_seen), time.monotonic() - started
 
 
-def through_worker(handlers: TrainerHandlers, db: Database, client: redis.Redis,
-                   request: Envelope) -> tuple[float, float]:
+def worker_metrics(handlers: TrainerHandlers, db: Database, client: redis.Redis,
+                   request: Envelope) -> dict[str, float]:
+    """Run `request` through the real training.requested handler; the training.completed metrics."""
     async def publish(env: Envelope) -> None:
         client.xadd(env.stream, {"envelope": env.to_wire()})
 
@@ -99,7 +100,12 @@ def through_worker(handlers: TrainerHandlers, db: Database, client: redis.Redis,
         [completed] = ctx.outgoing
     if completed.type != "training.completed":
         raise SystemExit(f"tunegate run did not complete: {completed.payload}")
-    metrics = completed.data.metrics  # type: ignore[attr-defined]
+    return dict(completed.data.metrics)  # type: ignore[attr-defined]
+
+
+def through_worker(handlers: TrainerHandlers, db: Database, client: redis.Redis,
+                   request: Envelope) -> tuple[float, float]:
+    metrics = worker_metrics(handlers, db, client, request)
     return metrics["tokens_seen"], metrics["train_seconds"]
 
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import shutil
+import tarfile
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,7 +28,7 @@ from services.evaluator.domain.gate import GatePolicy
 from services.evaluator.engine.evaluate import EvaluationRun, SuiteError, run_suites
 from services.evaluator.engine.models import extract_artifact, load_pair
 from services.evaluator.engine.report import ReportError, ReportMeta, build_report
-from services.evaluator.suites.base import EvaluationInputs, Suite, TextDetector
+from services.evaluator.suites.base import EvaluationInputs, RewardSetup, Suite, TextDetector
 from services.evaluator.suites.registry import SuiteConfigError, select
 from shared.bus.context import HandlerContext
 from shared.config import Settings
@@ -47,6 +48,7 @@ from shared.events.evaluation import (
 from shared.events.payloads import TrainingCompleted
 from shared.ids import validate_safe_name
 from shared.models.bases import BaseModelError, BaseModelInfo
+from shared.models.reward import load_reward_model, load_reward_tokenizer
 from shared.stack.lease import Lease, LeaseLost, LeaseManager, acquire_within, hold_while
 from shared.storage.artifacts import ArtifactStore
 
@@ -246,18 +248,40 @@ class EvaluatorHandlers:
         shutil.rmtree(workdir, ignore_errors=True)  # a restarted evaluation starts clean
         try:
             model_dir = extract_artifact(deps.artifacts.verify(training.artifact), workdir / "model")
-            pair = load_pair(base, model_dir, batch_size=deps.batch_size)
+            if training.method.kind == "reward_model":  # it scores text and generates none: its own suite
+                pair, reward_model = None, (load_reward_model(base, model_dir), load_reward_tokenizer(base))
+            else:
+                pair, reward_model = load_pair(base, model_dir, batch_size=deps.batch_size), None
         except (OSError, ValueError) as exc:
             raise Refusal(f"trained artefact {training.artifact.uri} unusable: {exc}") from None
+        reward = self._reward_setup(training, base, workdir)
         spec = training.evaluation.canaries
         canaries = derive_canaries(deps.canary_key(), training.job_id, spec) if spec else []
         inputs = EvaluationInputs(
             job_id=training.job_id, risk_tier=training.risk_tier or "high", options=training.evaluation,
             kind=dataset.kind, training_records=trained_on, held_out_records=held_out, models=pair,
             detector=deps.detector(), seed=training.seed, canaries=canaries,
-            canary_shape=shape_of(spec) if spec else None,
+            canary_shape=shape_of(spec) if spec else None, method_kind=training.method.kind,
+            reward_model=reward_model, reward=reward,
         )
         return Prepared(inputs=inputs, base=base, held_out=len(held_out))
+
+    def _reward_setup(self, training: TrainingCompleted, base: BaseModelInfo, workdir: Path) -> RewardSetup | None:
+        """rlhf: the reward the policy was trained against (its rules; its reward model, checked by digest)."""
+        options = training.method.rlhf
+        if options is None:
+            return None
+        model = None
+        if training.reward_model is not None:
+            try:
+                folder = extract_artifact(self.deps.artifacts.verify(training.reward_model), workdir / "reward_model")
+                model = load_reward_model(base, folder)
+            except (OSError, ValueError, tarfile.TarError) as exc:
+                raise Refusal(f"reward model {training.reward_model.uri} unusable: {exc}") from None
+        elif options.reward_model_version is not None:
+            raise Refusal(f"training.completed of rlhf job {training.job_id} names reward model "
+                          f"{options.reward_model_version} but carries no artefact of it")
+        return RewardSetup(options=options, model=model, tokenizer=load_reward_tokenizer(base))
 
     def _fail(self, ctx: HandlerContext, job_id: str, evaluation_id: str, reason: str, *,
               training: TrainingCompleted | None = None) -> None:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from services.registry.adapters import outbox, repository
+from services.registry.adapters import model_repository, outbox, repository
 from services.registry.adapters.signatures import verified_submitter
 from services.registry.domain import events
 from services.registry.domain.errors import SubmissionRefused
 from services.registry.domain.evaluation import EvaluationResult
 from services.registry.domain.governance import Governance
 from services.registry.domain.job import Job, ScanResult
+from services.registry.domain.reward_models import reward_model_version
 from services.registry.domain.states import JobState
 from services.registry.erasure.service import note_shredded
 from services.registry.model_registration import register_version
@@ -117,7 +118,9 @@ def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[typ
             refusal = events.JobRejected(subject=data.job_id, actor=requester, stage="submission", reasons=[reason])
             outbox.emit(ctx, [refusal])
             return
-        decision = governance.intake(data.spec, base_is_directory=_base_is_directory(data.spec.base_model))
+        reward_model = model_repository.reward_model_on_record(ctx.db, reward_model_version(data.spec))
+        decision = governance.intake(data.spec, base_is_directory=_base_is_directory(data.spec.base_model),
+                                     reward_model=reward_model)
         job = Job.request(
             job_id=data.job_id,
             spec=data.spec,

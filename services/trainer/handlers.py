@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import tarfile
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from services.evaluator.engine.models import extract_artifact
 from services.trainer.adapters.tables import finished_outcome, record_outcome
 from services.trainer.domain.progress import TrainingCancelledError
 from services.trainer.engine.loop import run_training
@@ -156,11 +158,12 @@ class TrainerHandlers:
             # Building `tiny` or converting a GGUF on first use can outlast the lease: keep renewing.
             preparing = self._on_torch_thread(self._prepare, request)
             dataset, base = await self._heartbeat(ctx, lease, lost, cancelled, preparing)
+            reward_model_dir = await asyncio.to_thread(self._reward_model, request)
         except Refusal as exc:
             self._fail(ctx, job_id, str(exc))
             return
         job = TrainingJob(job_id=job_id, base=base, method=request.method, params=params, seed=request.seed,
-                          dataset=dataset, workdir=self.deps.workdir(job_id))
+                          dataset=dataset, workdir=self.deps.workdir(job_id), reward_model_dir=reward_model_dir)
         hooks = LiveHooks(self.deps, ctx, asyncio.get_running_loop(), lease, job_id, lost, cancelled)
         try:
             training = self._on_torch_thread(run_training, job, hooks)
@@ -236,6 +239,23 @@ class TrainerHandlers:
             raise Refusal(str(exc)) from None
         return dataset, base
 
+    def _reward_model(self, request: TrainingRequested) -> Path | None:
+        """rlhf against a reward-model version: its artefact, as the registry resolved it at approval, checked
+        against its digest and unpacked beside the run."""
+        options = request.method.rlhf
+        if options is None or options.reward_model_version is None:
+            return None
+        if request.reward_model is None:
+            raise Refusal(f"method.rlhf.reward_model_version {options.reward_model_version}: training.requested "
+                          "carries no reward-model artefact (the registry resolves it at approval)")
+        target = self.deps.workdir(request.job_id) / "reward_model"
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            return extract_artifact(self.deps.artifacts.verify(request.reward_model), target)
+        except (OSError, ValueError, tarfile.TarError) as exc:
+            raise Refusal(f"reward model {options.reward_model_version} ({request.reward_model.uri}) unusable: "
+                          f"{exc}") from None
+
     def _package(self, request: TrainingRequested, base: BaseModelInfo, outcome: TrainingOutcome) -> TrainingCompleted:
         artifact = store_directory(self.deps.artifacts, outcome.model_dir)
         curve = self.deps.artifacts.put_bytes(
@@ -254,7 +274,7 @@ class TrainerHandlers:
             data_fingerprint=request.fingerprint, metrics=outcome.metrics, loss_curve=curve,
             library_versions=library_versions(), code_commit=code_commit(), epsilon=outcome.epsilon,
             delta=outcome.delta, dataset=request.dataset, held_out=held_out, risk_tier=request.risk_tier,
-            evaluation=request.evaluation,
+            evaluation=request.evaluation, reward_model=request.reward_model,
         )
 
     def _fail(self, ctx: HandlerContext, job_id: str, reason: str, step: int | None = None) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared.evaluation.options import CanarySpec, EvaluationOptions
 from shared.events.decommissioning import DecommissioningPlan
+from shared.events.reinforcement import RlhfOptions
 from shared.ids import MODEL_NAME_PATTERN, JobId
 from shared.training.hyperparameters import HyperParameters, validate_hyperparameters
 
@@ -49,6 +50,7 @@ class UseCase(Payload):
     problem: LongText = ""
     why_not_prompting: LongText = ""
     why_not_rag: LongText = ""
+    why_not_dpo: LongText = Field(default="", description="Required for method.kind rlhf: why DPO is not enough.")
     data_description: LongText = ""
     risks: LongText = ""
     domain: ShortText = Field(default="general", description="Annex III area or 'general'.")
@@ -72,9 +74,18 @@ class DatasetSpec(Payload):
 
 
 class MethodSpec(Payload):
-    kind: Literal["sft", "dpo", "cpt"] = "sft"
+    kind: Literal["sft", "dpo", "cpt", "reward_model", "rlhf"] = "sft"
     adapter: Literal["lora", "full"] = "lora"
     differential_privacy: bool = False
+    rlhf: RlhfOptions | None = Field(default=None, description="Required when kind is rlhf, refused otherwise.")
+
+    @model_validator(mode="after")
+    def _rlhf_options_with_rlhf_only(self) -> MethodSpec:
+        if self.kind == "rlhf" and self.rlhf is None:
+            raise ValueError("method.rlhf: an rlhf job declares its algorithm, rewards and KL bound here")
+        if self.kind != "rlhf" and self.rlhf is not None:
+            raise ValueError(f"method.rlhf: only method.kind rlhf takes these options (kind is {self.kind})")
+        return self
 
 
 class JobSpec(Payload):
@@ -222,6 +233,9 @@ class TrainingRequested(Payload):
     approvers: list[str] = Field(default_factory=list)
     risk_tier: RiskTier | None = Field(default=None, description="The job's tier; the evaluator's gate follows it.")
     evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
+    reward_model: ArtifactRef | None = Field(
+        default=None, description="rlhf: the artefact of the approved method.rlhf.reward_model_version."
+    )
 
     @field_validator("hyperparameters", mode="before")
     @classmethod
@@ -249,6 +263,8 @@ class TrainingProgress(Payload):
     tokens_per_s: float | None = None
     eta_s: float | None = None
     epoch: float | None = None
+    reward: float | None = Field(default=None, description="rlhf: mean reward of the step's samples.")
+    kl: float | None = Field(default=None, description="rlhf: mean KL to the starting policy.")
 
 
 class TrainingCheckpointed(Payload):
@@ -280,6 +296,7 @@ class TrainingCompleted(Payload):
     held_out: ArtifactRef | None = Field(default=None, description="shared.evaluation.holdout.HeldOut, stored.")
     risk_tier: RiskTier | None = None
     evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
+    reward_model: ArtifactRef | None = Field(default=None, description="rlhf: the reward model trained against.")
 
 
 class TrainingFailed(Payload):

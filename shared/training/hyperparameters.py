@@ -24,7 +24,12 @@ METHOD_FORMATS: dict[str, tuple[str, ...]] = {
     "sft": ("chat", "prompt_completion"),
     "dpo": ("preference",),
     "cpt": ("text",),
+    "reward_model": ("preference",),
+    # RLHF samples its own completions: it reads only the prompt of each record.
+    "rlhf": ("prompt_completion", "chat", "preference"),
 }
+# Methods whose loss has a KL coefficient to a reference policy (DPO's beta; the RLHF trainers' KL penalty).
+BETA_METHODS = ("dpo", "rlhf")
 
 
 class TrainingMethod(Protocol):
@@ -67,7 +72,7 @@ class HyperParameters(BaseModel):
     lora_alpha: float = Field(default=32.0, gt=0)
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     lora_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), min_length=1)
-    beta: float = Field(default=0.1, gt=0, le=100)
+    beta: float = Field(default=0.1, gt=0, le=100, description="DPO beta; rlhf: the KL penalty's coefficient.")
     dp_target_epsilon: float | None = Field(default=None, gt=0, le=1000)
     dp_delta: float = Field(default=1e-5, gt=0, lt=1)
     dp_max_grad_norm: float = Field(default=1.0, gt=0)
@@ -117,8 +122,8 @@ def validate_hyperparameters(raw: dict[str, Any] | HyperParameters, method: Trai
             f"hyperparameters.{stray[0]}: LoRA settings need method.adapter=lora "
             f"(adapter is {method.adapter}; remove {', '.join(stray)})"
         )
-    if method.kind != "dpo" and "beta" in given:
-        problems.append(f"hyperparameters.beta: only DPO uses beta (method.kind is {method.kind})")
+    if method.kind not in BETA_METHODS and "beta" in given:
+        problems.append(f"hyperparameters.beta: only dpo and rlhf use beta (method.kind is {method.kind})")
     stray_dp = sorted(given & DP_KEYS)
     if not method.differential_privacy and stray_dp:
         problems.append(f"hyperparameters.{stray_dp[0]}: DP settings need method.differential_privacy=true")
@@ -128,8 +133,8 @@ def validate_hyperparameters(raw: dict[str, Any] | HyperParameters, method: Trai
                 "method.differential_privacy: DP-SGD is supported for LoRA runs only "
                 "(per-sample gradients of every weight do not fit in memory)"
             )
-        if method.kind == "dpo":
-            problems.append("method.differential_privacy: DP-SGD is supported for sft and cpt, not dpo")
+        if method.kind not in ("sft", "cpt"):
+            problems.append(f"method.differential_privacy: DP-SGD is supported for sft and cpt, not {method.kind}")
         if (params.dp_target_epsilon is None) == (params.dp_noise_multiplier is None):
             problems.append("hyperparameters: DP needs exactly one of dp_target_epsilon or dp_noise_multiplier")
         if params.gradient_accumulation_steps != 1:

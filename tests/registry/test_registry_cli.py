@@ -134,7 +134,7 @@ def test_invalid_job_files_fail_precisely_before_publishing(
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         f"base_model: tiny\ndataset: {{uri: {dataset}}}\n"
-        "use_case: {name: n, knowledge_changes: hourly}\nmethod: {kind: rlhf}\n"
+        "use_case: {name: n, knowledge_changes: hourly}\nmethod: {kind: ppo}\n"
     )
     result = run("submit", str(bad), "--as", "demo-requester")
     assert result.exit_code == 2
@@ -171,6 +171,10 @@ def test_advise_from_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert "Fine-tuning fits" in text.stdout
     wrong = run("advise", "--knowledge-changes", "hourly")
     assert wrong.exit_code == 2 and "--knowledge-changes" in wrong.stderr
+    rlhf = json.loads(run("advise", "--consistent-format", "--examples", "5000", "--method", "rlhf", "--json").stdout)
+    assert [w[:40] for w in rlhf["advice"]["warnings"]] == [
+        "RLHF costs more than DPO: DPO learns fro", "RLHF is worth its cost when the reward m"]
+    assert run("advise", "--method", "ppo").exit_code == 2
 
 
 def test_advise_interactive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -206,7 +206,7 @@ def test_hyperparameters_are_checked_against_the_trainer_schema_at_intake() -> N
     assert evaluate_intake(good, POLICY, RULES, base_is_directory=False, evaluation_suites=SUITES).accepted
     wrong_method = spec.model_copy(update={"hyperparameters": {"beta": 0.1}})
     decision = evaluate_intake(wrong_method, POLICY, RULES, base_is_directory=False, evaluation_suites=SUITES)
-    assert any("hyperparameters.beta: only DPO uses beta" in r for r in decision.reasons)
+    assert any("hyperparameters.beta: only dpo and rlhf use beta" in r for r in decision.reasons)
     unknown = spec.model_copy(update={"hyperparameters": {"warmup": 3}})
     decision = evaluate_intake(unknown, POLICY, RULES, base_is_directory=False, evaluation_suites=SUITES)
     assert any("warmup" in r for r in decision.reasons)

@@ -230,3 +230,16 @@ def test_a_redelivered_job_resumes_from_the_last_checkpoint_with_a_new_token(har
     assert started.resumed_from_step == 5 and started.fencing_token == 2
     assert [e.data.step for e in harness.published if e.type == "training.progress"] == [10]
     assert completed.type == "training.completed" and completed.data.metrics["steps"] == 10
+
+
+def test_rlhf_without_its_reward_models_artefact_is_refused(harness: Harness, tmp_path: Path) -> None:
+    dataset, fingerprint = stored_dataset(harness, tmp_path)
+    method = {"kind": "rlhf", "rlhf": {"reward_model_version": "order-rm.v1"}}
+    [failed] = harness.deliver(harness.request(new_job_id(), dataset, fingerprint, method=method))
+    assert failed.type == "training.failed"
+    assert "order-rm.v1: training.requested carries no reward-model artefact" in failed.data.reason
+    missing = ArtifactRef(uri="cas://sha256/" + "a" * 64, sha256="a" * 64)
+    [failed] = harness.deliver(harness.request(new_job_id(), dataset, fingerprint, method=method,
+                                               reward_model=missing.model_dump()))
+    assert failed.type == "training.failed" and "reward model order-rm.v1" in failed.data.reason
+    assert "unusable" in failed.data.reason

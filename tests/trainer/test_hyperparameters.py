@@ -45,7 +45,7 @@ def test_impossible_values_are_all_reported() -> None:
 def test_settings_that_do_not_apply_to_the_method_are_refused() -> None:
     full = MethodSpec(kind="sft", adapter="full")
     assert "need method.adapter=lora" in problems({"lora_r": 8}, full)[0]
-    assert "only DPO uses beta" in problems({"beta": 0.2})[0]
+    assert "only dpo and rlhf use beta" in problems({"beta": 0.2})[0]
     assert "differential_privacy=true" in problems({"dp_target_epsilon": 3.0})[0]
     assert "not both" in problems({"max_steps": 3, "epochs": 1})[0]
 
@@ -88,7 +88,7 @@ def test_training_requested_carries_them_typed_and_checked_against_the_method() 
     with pytest.raises(ValidationError) as caught:
         training_request(LORA_SFT, {"learning_rate": 0, "epochz": 1})
     assert "hyperparameters.learning_rate" in str(caught.value) and "epochz: unknown key" in str(caught.value)
-    with pytest.raises(ValidationError, match="only DPO uses beta"):
+    with pytest.raises(ValidationError, match="only dpo and rlhf use beta"):
         training_request(LORA_SFT, {"beta": 0.1})
     with pytest.raises(ValidationError, match=r"need method\.adapter=lora"):
         training_request(MethodSpec(adapter="full"), {"lora_r": 8})

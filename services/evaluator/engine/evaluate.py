@@ -46,7 +46,8 @@ def run_suites(inputs: EvaluationInputs, suites: dict[str, Suite], gate: GatePol
     for name, suite in suites.items():
         if on_suite is not None:
             on_suite(name)  # lets the caller renew its lease / check for cancellation between suites
-        reason = suite.applies_to(inputs)
+        reason = (f"measures {', '.join(sorted(suite.methods))} artefacts; this job's method is {inputs.method_kind}"
+                  if inputs.method_kind not in suite.methods else suite.applies_to(inputs))
         if reason is not None:
             runs.append(SuiteRun(name, None, skipped=reason))
             continue

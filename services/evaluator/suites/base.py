@@ -16,6 +16,19 @@ from services.evaluator.engine.models import ModelPair
 from shared.evaluation.canaries import CanaryShape
 from shared.evaluation.options import EvaluationOptions
 
+# The methods whose artefact generates text: what every suite measures unless it says otherwise. A reward
+# model (method reward_model) scores text and has its own suite.
+GENERATIVE_METHODS = frozenset({"sft", "dpo", "cpt", "rlhf"})
+
+
+@dataclass(frozen=True)
+class RewardSetup:
+    """What scored an rlhf policy during training: the job's options and the reward model, loaded."""
+
+    options: Any  # shared.events.reinforcement.RlhfOptions
+    model: Any | None  # the reward model (shared.models.reward), or None when the job uses rules only
+    tokenizer: Any
+
 
 class SuiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -43,12 +56,18 @@ class EvaluationInputs:
     training_records: list[dict[str, Any]]
     """What the model was trained on (canaries included when the scanner planted them)."""
     held_out_records: list[dict[str, Any]]
-    models: ModelPair
+    models: ModelPair | None
+    """The fine-tuned model and its base; None for a reward model (it generates nothing)."""
     detector: TextDetector
     seed: int = 0
     canaries: list[str] = field(default_factory=list)
     """The planted secrets (derived from the canary key; never written anywhere)."""
     canary_shape: CanaryShape | None = None
+    method_kind: str = "sft"
+    reward_model: tuple[Any, Any] | None = None
+    """method reward_model: (model, tokenizer) of the trained reward model (shared.models.reward)."""
+    reward: RewardSetup | None = None
+    """method rlhf: the reward the policy was trained against."""
 
 
 @dataclass
@@ -66,6 +85,8 @@ class SuiteOutcome:
 class Suite(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[SuiteConfig]] = SuiteConfig
+    methods: ClassVar[frozenset[str]] = GENERATIVE_METHODS
+    """The job methods whose artefacts this suite can measure; for others it is skipped with the reason."""
 
     def __init__(self, config: SuiteConfig) -> None:
         self.config = config

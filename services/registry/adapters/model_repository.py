@@ -15,6 +15,7 @@ from services.registry.domain.errors import NotFound
 from services.registry.domain.job import Transition
 from services.registry.domain.model_states import ModelState
 from services.registry.domain.model_version import ModelVersion
+from services.registry.domain.reward_models import RewardModelOnRecord
 
 
 def _when(value: str) -> datetime:
@@ -195,3 +196,18 @@ def save_alias(session: Session, alias: ModelAlias) -> None:
     ]
     session.flush()
     alias.version = row.version
+
+
+def reward_model_on_record(session: Session, version_id: str | None) -> RewardModelOnRecord | None:
+    """The version an rlhf job names, with the method its job trained it by (the job spec is that fact's home)."""
+    from services.registry.adapters.repository import load_job
+
+    version = load_version(session, version_id) if version_id else None
+    if version is None:
+        return None
+    job = load_job(session, version.job_id)
+    return RewardModelOnRecord(
+        version_id=version.id, state=version.state.value,
+        method_kind=job.spec.method.kind if job is not None else "unknown", base_model=version.base_model,
+        artifact=dict(version.artifact), aibom_sha256=str(version.aibom["sha256"]),
+    )

@@ -83,6 +83,7 @@ def _model_properties(facts: AIBOMFacts) -> list[dict[str, str]]:
         ("method.kind", facts.method_kind),
         ("method.adapter", facts.adapter),
         ("method.differential_privacy", facts.differential_privacy),
+        ("method.rlhf", facts.rlhf),
         ("seed", facts.seed),
         ("dp.epsilon", facts.epsilon),
         ("dp.delta", facts.delta),
@@ -162,6 +163,25 @@ def base_component(facts: AIBOMFacts, spdx_ids: Collection[str]) -> dict[str, An
     return component
 
 
+def reward_model_ref(facts: AIBOMFacts) -> str | None:
+    return f"reward-model:{facts.reward_model.version_id}" if facts.reward_model is not None else None
+
+
+def reward_model_component(facts: AIBOMFacts) -> list[dict[str, Any]]:
+    """The reward model an rlhf policy was optimised against, pinned by artefact and AIBOM digests."""
+    reward = facts.reward_model
+    if reward is None:
+        return []
+    return [{
+        "type": "machine-learning-model",
+        "bom-ref": reward_model_ref(facts),
+        "name": reward.version_id,
+        "description": "approved reward-model version that scored the policy's samples during RLHF",
+        "hashes": _sha256(reward.artifact_sha256),
+        "properties": _properties([("role", "reward_model"), ("aibom.sha256", reward.aibom_sha256)]),
+    }]
+
+
 def _sensitive(dataset: DatasetFacts) -> list[str]:
     totals = dataset.entity_totals
     return [
@@ -220,6 +240,7 @@ def build_aibom(
     than `name`) to the list CycloneDX 1.6 accepts."""
     ids = spdx_license_ids() if spdx_ids is None else spdx_ids
     refs = [dataset_ref(index, dataset) for index, dataset in enumerate(facts.datasets)]
+    reward_refs = [ref for ref in (reward_model_ref(facts),) if ref is not None]
     model = model_component(facts, refs)
     timestamp = facts.registered_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return {
@@ -238,11 +259,13 @@ def build_aibom(
         },
         "components": [
             base_component(facts, ids),
+            *reward_model_component(facts),
             *(dataset_component(ref, dataset, facts) for ref, dataset in zip(refs, facts.datasets, strict=True)),
         ],
         "dependencies": [
-            {"ref": model_ref(facts), "dependsOn": [base_ref(facts), *refs]},
+            {"ref": model_ref(facts), "dependsOn": [base_ref(facts), *reward_refs, *refs]},
             {"ref": base_ref(facts), "dependsOn": []},
+            *({"ref": ref, "dependsOn": []} for ref in reward_refs),
             *({"ref": ref, "dependsOn": []} for ref in refs),
         ],
     }

@@ -82,6 +82,16 @@ class DecommissioningFacts(BaseModel):
     review_by: date
 
 
+class RewardModelFacts(BaseModel):
+    """The approved reward-model version an rlhf policy was trained against: a dependency of the policy."""
+
+    model_config = _FROZEN
+
+    version_id: str = Field(min_length=1)
+    artifact_sha256: str = Field(pattern=SHA256_PATTERN)
+    aibom_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+
+
 class AIBOMFacts(BaseModel):
     model_config = _FROZEN
 
@@ -99,7 +109,9 @@ class AIBOMFacts(BaseModel):
         default_factory=dict, description='From the base config, e.g. {"model_type": "llama", "architectures": [...]}.'
     )
 
-    method_kind: Literal["sft", "dpo", "cpt"]
+    method_kind: Literal["sft", "dpo", "cpt", "reward_model", "rlhf"]
+    rlhf: dict[str, Any] | None = Field(default=None, description="method.rlhf: algorithm, rewards, KL bound.")
+    reward_model: RewardModelFacts | None = None
     adapter: Literal["lora", "full"]
     differential_privacy: bool
     hyperparameters: dict[str, Any] = Field(default_factory=dict)

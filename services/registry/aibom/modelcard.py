@@ -13,9 +13,13 @@ from services.registry.aibom.facts import AIBOMFacts, DatasetFacts, EvaluationFa
 # environment's rewards by trial and error; DPO (Rafailov et al., 2023) has no environment, rollouts or
 # reward model: it minimises a classification loss on fixed, human-labelled (chosen, rejected) pairs, so it
 # is supervised learning on preference labels (the `tunegate:method.kind` property still says "dpo").
-# Continued pretraining predicts the next token of unlabelled text: self-supervised.
-APPROACH = {"sft": "supervised", "dpo": "supervised", "cpt": "self-supervised"}
+# Continued pretraining predicts the next token of unlabelled text: self-supervised. A reward model is a
+# regression head fitted to the same pairs (supervised); RLHF samples from the policy and is updated from the
+# rewards of its own samples: reinforcement learning.
+APPROACH = {"sft": "supervised", "dpo": "supervised", "cpt": "self-supervised", "reward_model": "supervised",
+            "rlhf": "reinforcement-learning"}
 TASK = "text-generation"
+TASKS = {"reward_model": "text-classification"}  # a reward model scores text, it generates none
 BIAS_SUITE = "bias"
 # The bias suite's per-attribute metrics are named <measure>_<attribute> (services/evaluator/suites/bias.py).
 BIAS_MEASURES = ("output_divergence", "answer_change_rate", "loglik_gap")
@@ -46,7 +50,7 @@ def _architecture(facts: AIBOMFacts) -> dict[str, str]:
 def model_parameters(facts: AIBOMFacts, dataset_refs: list[str]) -> dict[str, Any]:
     return {
         "approach": {"type": APPROACH[facts.method_kind]},
-        "task": TASK,
+        "task": TASKS.get(facts.method_kind, TASK),
         **_architecture(facts),
         "datasets": [{"ref": ref} for ref in dataset_refs],
         "inputs": [{"format": "text"}],

@@ -25,6 +25,29 @@ SUMMARIES: dict[str, str] = {
 }
 
 
+# The seed's advice on preference learning is DPO first; these are the costs and the cases that justify more.
+METHOD_ADVICE: dict[str, list[str]] = {
+    "rlhf": [
+        "RLHF costs more than DPO: DPO learns from the preference pairs in one supervised pass; RLHF first trains "
+        "a reward model on them, then samples num_generations answers per prompt at every step and scores each "
+        "one (several times the compute), and a policy can learn to please the reward rather than do the task "
+        "(the reward_hacking suite checks for it). Try DPO first.",
+        "RLHF is worth its cost when the reward must generalise beyond the pairs you have (new prompts, scored "
+        "online), when part of the reward is a rule a program can check (a JSON schema, a length, required "
+        "terms), or when DPO has plateaued on your pairs; state which in use_case.why_not_dpo.",
+    ],
+    "reward_model": [
+        "A reward model is step one of RLHF: it is evaluated (held-out pairwise accuracy, calibration, length "
+        "bias) and approved like any version, but never deployed; if DPO on the same pairs is enough, you need "
+        "no reward model.",
+    ],
+}
+
+
+def method_advice(method_kind: str) -> list[str]:
+    return list(METHOD_ADVICE.get(method_kind, []))
+
+
 class Advice(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -67,10 +90,10 @@ def fine_tuning_factors(use_case: UseCase) -> list[str]:
     return factors
 
 
-def advise(use_case: UseCase, *, risk_tier: str, min_examples: int) -> Advice:
+def advise(use_case: UseCase, *, risk_tier: str, min_examples: int, method_kind: str = "sft") -> Advice:
     rag = rag_factors(use_case)
     tuning = fine_tuning_factors(use_case)
-    warnings: list[str] = []
+    warnings: list[str] = method_advice(method_kind)
     if use_case.example_count is None:
         warnings.append(
             f"example count not declared: fine-tuning needs at least a few thousand high-quality "

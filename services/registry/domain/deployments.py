@@ -15,6 +15,7 @@ from services.registry.domain.errors import Conflict, Forbidden, InvalidRequest
 from services.registry.domain.model_states import ModelState
 from services.registry.domain.model_version import ModelVersion
 from services.registry.domain.principals import Principal
+from services.registry.domain.reward_models import deploy_refusal
 from shared.ids import validate_model_name
 
 DEPLOYER_ROLE = "deployer"
@@ -100,11 +101,15 @@ def deploy(
     tenants: list[str],
     by: Principal,
     now: datetime,
+    method_kind: str,
     watermark: bool = False,
 ) -> None:
     """Serve `version` under `alias` to `tenants`; `current` is the version the alias serves now (if another).
+    `method_kind`: how the version's job trained it (a reward model is never served).
     `watermark`: the gateway marks the text it serves with a statistical watermark."""
     check_deployer(by, f"deploying model version {version.id}")
+    if (refusal := deploy_refusal(method_kind, version.id)) is not None:
+        raise Conflict(refusal)
     scope = check_tenants(tenants)
     if version.state not in (ModelState.APPROVED, ModelState.DEPRECATED, ModelState.DEPLOYED):
         raise Conflict(

@@ -89,6 +89,7 @@ class TrainingRequested(DomainEvent):
     approvers: list[str]
     risk_tier: str
     evaluation: dict[str, Any]
+    reward_model: dict[str, Any] | None = None  # rlhf: the approved reward-model version's artefact
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.registry.domain.intake import IntakeDecision, evaluate_intake
 from services.registry.domain.policy import Policy, RiskRuleRegistry
+from services.registry.domain.reward_models import RewardModelOnRecord
 from shared.events.payloads import JobSpec
 
 
@@ -32,7 +33,9 @@ class Governance:
     def now(self) -> datetime:
         return self.clock()
 
-    def intake(self, spec: JobSpec, *, base_is_directory: bool) -> IntakeDecision:
+    def intake(self, spec: JobSpec, *, base_is_directory: bool,
+               reward_model: RewardModelOnRecord | None = None) -> IntakeDecision:
         return evaluate_intake(
-            spec, self.policy, self.rules, base_is_directory=base_is_directory, evaluation_suites=self.evaluation_suites
+            spec, self.policy, self.rules, base_is_directory=base_is_directory,
+            evaluation_suites=self.evaluation_suites, reward_model=reward_model,
         )

@@ -8,6 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.registry.domain.advice import Advice, advise
 from services.registry.domain.evaluation import suite_problems
 from services.registry.domain.policy import Policy, RiskRuleRegistry, TierOrProhibited
+from services.registry.domain.reward_models import (
+    RewardModelOnRecord,
+    reward_model_problem,
+    rlhf_justification_problems,
+)
 from shared.events.payloads import JobSpec, UseCase
 from shared.training import HyperparameterError, split_seed, validate_hyperparameters
 
@@ -115,7 +120,7 @@ def evaluation_problems(spec: JobSpec, known_suites: frozenset[str]) -> list[str
     approval rather than failing at the scanner or the evaluator."""
     problems = []
     options = spec.evaluation
-    preference = spec.method.kind == "dpo" or spec.dataset.format == "preference"
+    preference = spec.method.kind in ("dpo", "reward_model") or spec.dataset.format == "preference"
     if options.canaries is not None and preference:
         problems.append(
             "evaluation.canaries: canaries can only be planted into chat, prompt_completion or text records; "
@@ -144,11 +149,16 @@ def evaluate_intake(
     *,
     base_is_directory: bool,
     evaluation_suites: frozenset[str],
+    reward_model: RewardModelOnRecord | None = None,
 ) -> IntakeDecision:
+    """`reward_model`: the version an rlhf job names, as the registry has it on record (None: not found)."""
     reasons: list[str] = []
     missing = missing_justification(spec.use_case, policy.justification.required_fields)
     if missing:
         reasons.append(f"justification incomplete: missing or empty {', '.join(missing)}")
+    reasons.extend(rlhf_justification_problems(spec))
+    if (problem := reward_model_problem(spec, reward_model)) is not None:
+        reasons.append(problem)
     licence = check_licence(spec, policy, base_is_directory=base_is_directory)
     if not licence.allowed:
         reasons.append(licence.decision)
@@ -162,6 +172,7 @@ def evaluate_intake(
         spec.use_case,
         risk_tier="high" if tier.tier == "prohibited" else tier.tier,
         min_examples=policy.advice.min_examples,
+        method_kind=spec.method.kind,
     )
     required = policy.approvals.required["high" if tier.tier == "prohibited" else tier.tier]
     return IntakeDecision(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from pydantic import ValidationError
@@ -29,7 +29,7 @@ from services.registry.schemas import (
     CancelRequest,
 )
 from shared.config import Settings
-from shared.events.payloads import UseCase
+from shared.events.payloads import MethodSpec, UseCase
 
 if TYPE_CHECKING:
     from services.registry.adapters.client import RegistryClient
@@ -244,7 +244,7 @@ def reject(
 # ---------------------------------------------------------------- advise
 
 
-def advise_use_case(settings: Settings, use_case: UseCase) -> tuple[TierDecision, Advice]:
+def advise_use_case(settings: Settings, use_case: UseCase, method_kind: str = "sft") -> tuple[TierDecision, Advice]:
     from services.registry.adapters.policy_file import load_policy
     from services.registry.domain.advice import advise
     from services.registry.domain.intake import classify_risk
@@ -257,6 +257,7 @@ def advise_use_case(settings: Settings, use_case: UseCase) -> tuple[TierDecision
         use_case,
         risk_tier="high" if tier.tier == "prohibited" else tier.tier,
         min_examples=policy.advice.min_examples,
+        method_kind=method_kind,
     )
     return tier, advice
 
@@ -279,6 +280,9 @@ def advise_cmd(
     examples: Annotated[int | None, typer.Option(min=0, help="High-quality examples available.")] = None,
     domain: Annotated[str, typer.Option(help="Use-case domain (Annex III area or 'general').")] = "general",
     practice: Annotated[list[str] | None, typer.Option(help="Declared practice (repeatable).")] = None,
+    method: Annotated[
+        str, typer.Option(help="The method in mind: sft, dpo, cpt, reward_model, rlhf (rlhf: when it beats DPO).")
+    ] = "sft",
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Ask the questions one by one.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -318,8 +322,11 @@ def advise_cmd(
         raise fail(describe_validation_error(exc, location=_option_name), code=2) from None
     from services.registry.domain.policy import PolicyError
 
+    kinds = get_args(MethodSpec.model_fields["kind"].annotation)
+    if method not in kinds:
+        raise fail(f"--method: {method!r} is not a method ({', '.join(kinds)})", code=2)
     try:
-        tier, advice = advise_use_case(Settings(), use_case)
+        tier, advice = advise_use_case(Settings(), use_case, method)
     except PolicyError as exc:
         raise fail(str(exc)) from None
     if as_json:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Query
 
-from services.registry.adapters import model_repository, outbox
+from services.registry.adapters import model_repository, outbox, repository
 from services.registry.domain import access, deployments
 from services.registry.domain.errors import Conflict, InvalidRequest, NotFound
 from services.registry.domain.governance import Governance
@@ -106,8 +106,9 @@ async def deploy_version(
         current = None
         if alias.version_id is not None and alias.version_id != vid:
             current = model_repository.require_version(ctx.db, alias.version_id)
+        trained_by = repository.require_job(ctx.db, version.job_id).spec.method.kind
         deployments.deploy(version, alias, current, tenants=list(body.tenants), by=deployer, now=now,
-                           watermark=body.watermark)
+                           method_kind=trained_by, watermark=body.watermark)
         # A tainted version is refused; a replacement moves its erasure on (services/registry/erasure/).
         note_deployment(ctx, runtime, version, body.alias, deployer.name, now)
         outbox.commit_version(ctx, version)

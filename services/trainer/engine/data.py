@@ -17,7 +17,7 @@ class TokenisedSet:
     tokens: int
 
 
-def _as_messages(value: Any, role: str) -> list[dict[str, str]]:
+def as_messages(value: Any, role: str) -> list[dict[str, str]]:
     if isinstance(value, str):
         return [{"role": role, "content": value}]
     return [{"role": str(m["role"]), "content": str(m.get("content") or "")} for m in value]
@@ -60,14 +60,14 @@ def tokenise(tokenizer: Any, kind: str, records: list[dict[str, Any]], max_len: 
     eos = tokenizer.eos_token or ""
     for record in records:
         if kind == "chat":
-            row = chat_row(tokenizer, _as_messages(record["messages"], "user"), max_len)
+            row = chat_row(tokenizer, as_messages(record["messages"], "user"), max_len)
         elif kind == "prompt_completion":
             prompt, completion = record["prompt"], record["completion"]
             if isinstance(prompt, str) and isinstance(completion, str):
                 text = prompt + completion + eos
                 row = _mask_by_spans(tokenizer, text, [(len(prompt), len(text))], max_len)
             else:
-                messages = _as_messages(prompt, "user") + _as_messages(completion, "assistant")
+                messages = as_messages(prompt, "user") + as_messages(completion, "assistant")
                 row = chat_row(tokenizer, messages, max_len)
         elif kind == "text":
             ids = tokenizer(str(record["text"]) + eos, add_special_tokens=False)["input_ids"][:max_len]
@@ -92,8 +92,8 @@ def preference_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                          "rejected": record["rejected"]})
         else:
             rows.append({
-                "prompt": _as_messages(record["input"].get("messages", []), "user"),
-                "chosen": _as_messages(record["preferred_output"], "assistant"),
-                "rejected": _as_messages(record["non_preferred_output"], "assistant"),
+                "prompt": as_messages(record["input"].get("messages", []), "user"),
+                "chosen": as_messages(record["preferred_output"], "assistant"),
+                "rejected": as_messages(record["non_preferred_output"], "assistant"),
             })
     return rows

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from services.trainer.engine.dp_sgd import DifferentiallyPrivateTraining
 from services.trainer.engine.plain import PlainTraining
+from services.trainer.engine.reinforcement import RlhfTraining, reward_model_training
 from services.trainer.engine.run import (
     TrainedModel,
     TrainingHooks,
@@ -33,6 +34,10 @@ class TrainingStrategy(Protocol):
 def strategy_for(method: MethodSpec) -> TrainingStrategy:
     if method.differential_privacy:
         return DifferentiallyPrivateTraining()
+    if method.kind == "reward_model":
+        return reward_model_training()
+    if method.kind == "rlhf" and method.rlhf is not None:
+        return RlhfTraining(method.rlhf)
     return PlainTraining()
 
 

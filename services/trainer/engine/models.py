@@ -25,7 +25,7 @@ def load_tokenizer(base: BaseModelInfo) -> Any:
     return tokenizer
 
 
-def lora_config(params: HyperParameters) -> Any:
+def lora_config(params: HyperParameters, task_type: str = "CAUSAL_LM") -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
@@ -33,7 +33,7 @@ def lora_config(params: HyperParameters) -> Any:
         lora_alpha=params.lora_alpha,
         lora_dropout=params.lora_dropout,
         target_modules=list(params.lora_target_modules),
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
 
 

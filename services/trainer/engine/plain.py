@@ -4,6 +4,7 @@ last complete checkpoint. The trainer's own loop runs; a callback bridges it to 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from services.trainer.engine.models import apply_lora, load_model, load_tokenize
 from services.trainer.engine.run import TrainedModel, TrainingJob, TrainingRun, last_complete_checkpoint
 
 REWARD_METRICS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
+# Told each logged step's metrics; True stops training after this step (the RLHF KL bound uses it).
+MetricsWatcher = Callable[[int, dict[str, float]], bool]
+TrainerBuilder = Callable[[TrainingJob, Path, int, list[Any]], tuple[Any, Any]]
 
 
 def common_args(job: TrainingJob, run_dir: Path, total_steps: int) -> dict[str, Any]:
@@ -45,7 +49,8 @@ def common_args(job: TrainingJob, run_dir: Path, total_steps: int) -> dict[str, 
     }
 
 
-def make_callback(run: TrainingRun, extra_metrics: dict[str, float]) -> Any:
+def make_callback(run: TrainingRun, extra_metrics: dict[str, float], metric_keys: tuple[str, ...] = REWARD_METRICS,
+                  watch: MetricsWatcher | None = None) -> Any:
     from transformers import TrainerCallback
 
     class TunegateCallback(TrainerCallback):
@@ -70,12 +75,16 @@ def make_callback(run: TrainingRun, extra_metrics: dict[str, float]) -> Any:
                    **kwargs: Any) -> None:
             if not logs or "loss" not in logs:
                 return
-            for key in REWARD_METRICS:
+            for key in metric_keys:
                 if key in logs:
                     extra_metrics[key.replace("/", "_")] = float(logs[key])
             run.logged(state.global_step, float(logs["loss"]), state.num_input_tokens_seen or 0,
                        learning_rate=float(logs["learning_rate"]) if "learning_rate" in logs else None,
-                       epoch=float(state.epoch or 0.0))
+                       epoch=float(state.epoch or 0.0),
+                       reward=float(logs["reward"]) if "reward" in logs else None,
+                       kl=float(logs["kl"]) if "kl" in logs else None)
+            if watch is not None and watch(state.global_step, logs):
+                control.should_training_stop = True
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             run.checkpoint_saved(Path(args.output_dir) / f"checkpoint-{state.global_step}", state.global_step)
@@ -120,13 +129,18 @@ def quiet(trainer: Any) -> Any:
 
 
 class PlainTraining:
-    """The TRL trainers' own loop, resumed from the newest complete checkpoint."""
+    """The TRL trainers' own loop, resumed from the newest complete checkpoint. Other strategies reuse it with
+    their own trainer builder, the metrics they keep and a watcher that may stop the run."""
+
+    def __init__(self, builder: TrainerBuilder = build_trainer, metric_keys: tuple[str, ...] = REWARD_METRICS,
+                 watch: MetricsWatcher | None = None) -> None:
+        self.builder, self.metric_keys, self.watch = builder, metric_keys, watch
 
     def train(self, run: TrainingRun) -> TrainedModel:
         job = run.job
         extra: dict[str, float] = {}
-        callback = make_callback(run, extra)
-        trainer, tokenizer = build_trainer(job, run.run_dir, run.total_steps, [callback])
+        callback = make_callback(run, extra, self.metric_keys, self.watch)
+        trainer, tokenizer = self.builder(job, run.run_dir, run.total_steps, [callback])
         quiet(trainer)
         resume = last_complete_checkpoint(run.run_dir)
         resumed_from = int(resume.name.split("-")[1]) if resume else 0

@@ -48,6 +48,7 @@ class TrainingJob:
     seed: int
     dataset: LoadedDataset
     workdir: Path
+    reward_model_dir: Path | None = None  # rlhf: the unpacked artefact of the approved reward-model version
 
 
 @dataclass
@@ -129,7 +130,7 @@ class TrainingRun:
         return self.hooks.cancel_requested()
 
     def logged(self, step: int, loss: float, tokens: int, *, learning_rate: float | None,
-               epoch: float | None = None) -> None:
+               epoch: float | None = None, reward: float | None = None, kl: float | None = None) -> None:
         """A loss was logged at `step` with `tokens` seen in total: record it and publish progress."""
         if self._meter is None:
             raise RuntimeError(f"job {self.job.job_id}: loss logged at step {step} before the run began")
@@ -137,7 +138,7 @@ class TrainingRun:
         tokens_per_s, eta = self._meter.sample(time.monotonic(), step, tokens)
         self.hooks.progress(TrainingProgress(
             job_id=self.job.job_id, step=step, total_steps=self.total_steps, loss=loss,
-            learning_rate=learning_rate, tokens_per_s=tokens_per_s, eta_s=eta, epoch=epoch,
+            learning_rate=learning_rate, tokens_per_s=tokens_per_s, eta_s=eta, epoch=epoch, reward=reward, kl=kl,
         ))
 
     def before_checkpoint(self, step: int) -> None:
