@@ -9,13 +9,26 @@ import redis
 
 from services.evaluator.adapters.detection import scanner_detector
 from services.evaluator.adapters.tables import metadata
+from services.evaluator.domain.drift import SlidingWindows
 from services.evaluator.handlers import EvaluatorDeps, EvaluatorHandlers
+from services.evaluator.monitoring import MonitoringHandlers
+from services.evaluator.scheduler import Scheduler, schedule_loop
 from services.evaluator.settings import EvaluatorSettings
-from services.evaluator.suites.registry import DEFAULT_GATE, DEFAULT_SUITES, load_gate, load_suites
+from services.evaluator.suites.registry import (
+    DEFAULT_GATE,
+    DEFAULT_MONITORING,
+    DEFAULT_SUITES,
+    load_gate,
+    load_monitoring,
+    load_suites,
+)
 from shared.bus.definition import ServiceDefinition
 from shared.config import Settings
 from shared.evaluation.canaries import canary_key
 from shared.events.evaluation import EvaluationRequested
+from shared.events.inference import InferenceBlocked, InferenceCompleted
+from shared.events.model_versions import ModelDeployed, ModelRetired
+from shared.events.monitoring import EvaluationScheduled
 from shared.events.payloads import TrainingCompleted
 from shared.models.bases import configure_offline, resolve_base
 from shared.roster import service
@@ -49,17 +62,31 @@ def build_deps(settings: Settings, client: redis.Redis, *, own: EvaluatorSetting
 
 def build(settings: Settings) -> ServiceDefinition:
     configure_offline()
+    own = EvaluatorSettings()
     client = redis.Redis.from_url(settings.resolved_redis_url(NAME))
-    deps = build_deps(settings, client)
+    deps = build_deps(settings, client, own=own)
     handlers = EvaluatorHandlers(deps)
+    policy = load_monitoring(own.monitoring_file or DEFAULT_MONITORING, deps.suites)
+    monitoring = MonitoringHandlers(handlers, policy, SlidingWindows(policy.production.thresholds()))
+    background = []
+    if own.monitor_interval_s > 0:
+        scheduler = Scheduler(deps.leases, client, own.monitor_interval_s, list(policy.scheduled.suites))
+        background.append(schedule_loop(scheduler))
     return ServiceDefinition(
         name=NAME,
         handlers={
             TrainingCompleted: handlers.training_completed,
             EvaluationRequested: handlers.evaluation_requested,
+            EvaluationScheduled: monitoring.evaluation_scheduled,
+            ModelDeployed: monitoring.model_deployed,
+            ModelRetired: monitoring.model_retired,
+            InferenceCompleted: monitoring.inference_completed,
+            InferenceBlocked: monitoring.inference_blocked,
         },
         metadata=[metadata],
+        background=background,
         # Deliveries waiting for the slot are not kept alive, so the reclaimer hands them to an idle worker.
+        # Gateway records wait for a running evaluation too: drift is a windowed signal, minutes late is fine.
         concurrency=1,
         on_stop=[client.close, lambda: deps.torch_thread.shutdown(wait=False, cancel_futures=True)],
     )

@@ -28,6 +28,7 @@ from services.registry.domain.governance import Governance
 from services.registry.domain.job import Job, ScanResult
 from services.registry.domain.states import JobState
 from services.registry.model_registration import register_version
+from services.registry.monitoring_handlers import build_monitoring_handlers
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
 from shared.events.evaluation import EvaluationCompleted, EvaluationFailed, EvaluationStarted
@@ -224,4 +225,5 @@ def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[typ
         EvaluationStarted: on_evaluation_started,
         EvaluationCompleted: on_evaluation_completed,
         EvaluationFailed: on_evaluation_failed,
+        **build_monitoring_handlers(governance),
     }

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from services.registry.domain.deployments import ModelAlias
 from services.registry.domain.model_version import ModelVersion
+from services.registry.domain.monitoring import Flag
 from services.registry.schemas import TEXT_LIMIT, ApprovalView, TransitionView, _AttributeView, _Model
 from shared.events.model_versions import MAX_TENANTS, TenantName
 from shared.events.payloads import ArtifactRef
@@ -52,6 +53,24 @@ class ModelVersionSummary(_Model):
         )
 
 
+class MonitoringFlagView(_Model):
+    """A recurring-monitoring report on the version (model.drift.detected / model.memorisation.detected)."""
+
+    kind: str
+    source: str
+    summary: str
+    findings: list[dict[str, Any]]
+    action: str = Field(description="flag | retire: what the registry policy made of it.")
+    event_id: str
+    evaluation_id: str | None
+    at: datetime
+
+    @classmethod
+    def of(cls, flag: Flag) -> MonitoringFlagView:
+        return cls(kind=flag.kind, source=flag.source, summary=flag.summary, findings=flag.findings,
+                   action=flag.action, event_id=flag.event_id, evaluation_id=flag.evaluation_id, at=flag.at)
+
+
 class ModelVersionView(ModelVersionSummary):
     evaluation_id: str
     requester: str
@@ -67,9 +86,10 @@ class ModelVersionView(ModelVersionSummary):
     retired_reason: str | None
     transitions: list[TransitionView]
     approvals: list[ApprovalView]
+    monitoring_flags: list[MonitoringFlagView] = Field(default_factory=list)
 
     @classmethod
-    def of(cls, version: ModelVersion, today: date) -> ModelVersionView:
+    def of(cls, version: ModelVersion, today: date, flags: list[Flag] | None = None) -> ModelVersionView:
         summary = ModelVersionSummary.of(version, today).model_dump()
         return cls(
             **summary,
@@ -87,6 +107,7 @@ class ModelVersionView(ModelVersionSummary):
             retired_reason=version.retired_reason,
             transitions=[TransitionView.of(t) for t in version.transitions],
             approvals=[ApprovalView.of(a) for a in version.approvals],
+            monitoring_flags=[MonitoringFlagView.of(f) for f in flags or []],
         )
 
 

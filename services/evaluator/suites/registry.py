@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.evaluator.domain.gate import GatePolicy
+from services.evaluator.domain.monitoring_policy import MonitoringPolicy
 from services.evaluator.suites.base import Suite
 from shared.validation import describe_validation_error
 from shared.yaml_models import load_yaml_model
@@ -18,6 +19,7 @@ from shared.yaml_models import load_yaml_model
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_SUITES = CONFIG_DIR / "suites.yaml"
 DEFAULT_GATE = CONFIG_DIR / "gate.yaml"
+DEFAULT_MONITORING = CONFIG_DIR / "monitoring.yaml"
 
 
 class SuiteConfigError(ValueError):
@@ -93,3 +95,13 @@ def select(suites: dict[str, Suite], wanted: list[str] | None) -> dict[str, Suit
     if unknown:
         raise SuiteConfigError(f"unknown suite(s) {', '.join(unknown)} (configured: {', '.join(suites)})")
     return {name: suite for name, suite in suites.items() if name in wanted}
+
+
+def load_monitoring(path: Path = DEFAULT_MONITORING, suites: dict[str, Suite] | None = None) -> MonitoringPolicy:
+    """The monitoring thresholds; with `suites`, every scheduled suite must be a configured one."""
+    policy = load_yaml_model(path, MonitoringPolicy, "monitoring policy", SuiteConfigError)
+    unknown = sorted(set(policy.scheduled.suites) - set(suites or policy.scheduled.suites))
+    if unknown:
+        raise SuiteConfigError(f"{path}: scheduled.suites names suites that are not configured: {', '.join(unknown)} "
+                               f"(configured: {', '.join(suites or {})})")
+    return policy

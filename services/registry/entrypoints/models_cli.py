@@ -97,6 +97,9 @@ def print_version(v: ModelVersionView) -> None:
                   highlight=False)
     if v.retired_reason:
         console.print(f"  retired: {v.retired_reason}", highlight=False)
+    for flag in v.monitoring_flags:
+        console.print(f"  [red]FLAGGED[/red] {flag.at:%Y-%m-%d %H:%M:%S} {flag.kind} ({flag.source}, {flag.action}): "
+                      f"{flag.summary}", highlight=False)
     for step in v.transitions:
         console.print(f"  {step.at:%Y-%m-%d %H:%M:%S} {step.from_state or '-'} -> {step.to_state} by {step.actor}: "
                       f"{step.reason}", highlight=False)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Query
 
 from services.registry.adapters import model_repository, outbox
+from services.registry.adapters.monitoring_flags import flags_of
 from services.registry.domain import access, deployments
 from services.registry.domain.errors import Conflict, InvalidRequest, NotFound
 from services.registry.domain.governance import Governance
@@ -88,8 +89,9 @@ def add_model_routes(
     ) -> ModelVersionView:
         with runtime.db.transaction() as session:
             found = model_repository.require_version(session, _version_id(version_id))
+            flags = flags_of(session, found.id)
         access.check_reads_version(principal, found.id, found.requester)
-        return ModelVersionView.of(found, today())
+        return ModelVersionView.of(found, today(), flags)
 
     @app.get("/models/{version_id}/aibom")
     def model_aibom(version_id: str, principal: Principal = requires(readers, "reading an AIBOM")) -> Any:
