@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC
 
 from services.evaluator.adapters.tables import (
     drift_baseline,
@@ -132,7 +133,8 @@ class MonitoringHandlers:
             return
         if self.windows.quiet(version_id):
             return
-        baseline, established = WindowSummary.from_json(stored[0]), stored[1]
+        baseline = WindowSummary.from_json(stored[0])
+        established = stored[1] if stored[1].tzinfo else stored[1].replace(tzinfo=UTC)  # SQLite drops the zone
         try:
             found = compare(baseline, summary, self.windows.limits)
         except ValueError as exc:  # the length bins changed in the config since the baseline was kept
