@@ -3,6 +3,7 @@ the scanner's detection engine (built on first use), one evaluation slot."""
 
 from __future__ import annotations
 
+import logging
 from functools import cache, partial
 
 import redis
@@ -16,7 +17,6 @@ from services.evaluator.scheduler import Scheduler, schedule_loop
 from services.evaluator.settings import EvaluatorSettings
 from services.evaluator.suites.registry import (
     DEFAULT_GATE,
-    DEFAULT_MONITORING,
     DEFAULT_SUITES,
     load_gate,
     load_monitoring,
@@ -36,6 +36,7 @@ from shared.stack.lease import LeaseManager, check_heartbeat, worker_identity
 from shared.storage.artifacts import ArtifactStore
 
 NAME = "evaluator"
+log = logging.getLogger("tunegate.evaluator")
 
 
 def build_deps(settings: Settings, client: redis.Redis, *, own: EvaluatorSettings | None = None) -> EvaluatorDeps:
@@ -66,12 +67,16 @@ def build(settings: Settings) -> ServiceDefinition:
     client = redis.Redis.from_url(settings.resolved_redis_url(NAME))
     deps = build_deps(settings, client, own=own)
     handlers = EvaluatorHandlers(deps)
-    policy = load_monitoring(own.monitoring_file or DEFAULT_MONITORING, deps.suites)
+    policy = load_monitoring(own.monitoring_file, deps.suites)
     monitoring = MonitoringHandlers(handlers, policy, SlidingWindows(policy.production.thresholds()))
-    background = []
-    if own.monitor_interval_s > 0:
+    background, release = [], []
+    if own.monitor_interval_s > 0 and not policy.scheduled.suites:
+        log.warning("no scheduled monitoring suite is among the configured suites: nothing is re-evaluated on a "
+                    "schedule (production drift is still watched)")
+    elif own.monitor_interval_s > 0:
         scheduler = Scheduler(deps.leases, client, own.monitor_interval_s, list(policy.scheduled.suites))
         background.append(schedule_loop(scheduler))
+        release.append(scheduler.release)  # a stopping leader hands over at once, not after its lease TTL
     return ServiceDefinition(
         name=NAME,
         handlers={
@@ -88,5 +93,5 @@ def build(settings: Settings) -> ServiceDefinition:
         # Deliveries waiting for the slot are not kept alive, so the reclaimer hands them to an idle worker.
         # Gateway records wait for a running evaluation too: drift is a windowed signal, minutes late is fine.
         concurrency=1,
-        on_stop=[client.close, lambda: deps.torch_thread.shutdown(wait=False, cancel_futures=True)],
+        on_stop=[*release, client.close, lambda: deps.torch_thread.shutdown(wait=False, cancel_futures=True)],
     )

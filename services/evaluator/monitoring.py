@@ -40,8 +40,9 @@ from shared.events.monitoring import (
 )
 
 log = logging.getLogger("tunegate.evaluator.monitoring")
-# Access-stage refusals (unknown key, model out of scope, budgets) say nothing about the model.
-BLOCKED_STAGES = {"prompt": "blocked", "model": "refused", "response": "refused"}
+# Refusals at the access stage (unknown key, model out of scope, budgets) and the model stage (the engine or
+# an upstream could not serve the request) say nothing about the model's behaviour.
+BLOCKED_STAGES = {"prompt": "blocked", "response": "refused"}
 
 
 def _wire(found: Finding | Regression) -> DriftFinding:
@@ -116,8 +117,7 @@ class MonitoringHandlers:
         outcome = BLOCKED_STAGES.get(event.stage)
         if event.model_version is None or outcome is None:
             return
-        side = "prompt" if event.stage == "prompt" else "response"
-        observation = Observation(outcome, None, tuple(f"{side}:{t}" for t in event.findings))  # type: ignore[arg-type]
+        observation = Observation(outcome, None, tuple(f"{event.stage}:{t}" for t in event.findings))  # type: ignore[arg-type]
         self._observe(ctx, event.model_version, observation)
 
     def _observe(self, ctx: HandlerContext, version_id: str, observation: Observation) -> None:

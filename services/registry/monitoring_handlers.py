@@ -36,8 +36,10 @@ def record_report(ctx: HandlerContext, governance: Governance, kind: FlagKind,
                 evaluation_id=report.evaluation_id, action=monitoring.action_for(governance.policy.monitoring, kind),
                 at=now)
     add_flag(ctx.db, flag)
+    before = version.state
     served = monitoring.apply(version, flag, by=SYSTEM_ACTOR, now=now)
-    outbox.commit_version(ctx, version)
+    if version.state != before:
+        outbox.commit_version(ctx, version)
     if served is not None:
         alias = model_repository.require_alias(ctx.db, served)
         deployments.release(alias, version, by=SYSTEM_ACTOR, now=now)

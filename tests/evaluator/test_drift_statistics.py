@@ -91,6 +91,13 @@ def test_a_stable_stream_does_not_drift_and_shifts_in_block_rate_or_length_do() 
     assert dlp.metric == "dlp_findings"
 
 
+def test_answers_refused_at_the_response_stage_shift_the_refusal_rate() -> None:
+    baseline = summarise(stream(100), LIMITS.length_edges)
+    refusing = stream(70) + [Observation("refused")] * 30
+    [refusals] = compare(baseline, summarise(refusing, LIMITS.length_edges), LIMITS)
+    assert (refusals.metric, refusals.baseline, refusals.current) == ("refusal_rate", 0.0, 0.3)
+
+
 def test_a_significant_but_tiny_rate_change_is_not_reported() -> None:
     limits = ProductionThresholds(window=10_000, check_every=100, length_edges=(8,), rate_p_value=0.01,
                                   min_rate_change=0.05, psi=0.25, max_versions=1)
@@ -129,7 +136,7 @@ def test_scheduled_regressions_use_the_configured_bounds() -> None:
 
 
 def test_the_bundled_monitoring_policy_is_valid_and_refuses_stray_metrics() -> None:
-    from services.evaluator.suites.registry import SuiteConfigError, load_monitoring, load_suites
+    from services.evaluator.suites.registry import DEFAULT_MONITORING, SuiteConfigError, load_monitoring, load_suites
 
     _, suites = load_suites()
     policy = load_monitoring(suites=suites)
@@ -138,6 +145,10 @@ def test_the_bundled_monitoring_policy_is_valid_and_refuses_stray_metrics() -> N
     with pytest.raises(ValueError, match=r"bias\.max_loglik_gap"):
         MonitoringPolicy.model_validate({"scheduled": {"suites": ["memorisation"],
                                                        "thresholds": {"bias.max_loglik_gap": {"max_increase": 1}}}})
+    # The bundled policy under a suite set of its own schedules the suites it has; a file given must fit.
     without_red_team = {name: suite for name, suite in suites.items() if name != "red_team"}
+    narrowed = load_monitoring(suites=without_red_team)
+    assert narrowed.scheduled.suites == ["memorisation", "pii_leakage"]
+    assert not any(metric.startswith("red_team.") for metric in narrowed.scheduled.thresholds)
     with pytest.raises(SuiteConfigError, match="not configured: red_team"):
-        load_monitoring(suites=without_red_team)
+        load_monitoring(DEFAULT_MONITORING, suites=without_red_team)

@@ -239,6 +239,12 @@ async def test_production_drift_on_synthetic_gateway_streams(monitor: Monitor) -
     # Reported once per window, not on every check while the shift lasts.
     assert await traffic(monitor, "triage.v1", 140, 30, block_every=2) == []
 
+    # Refusals at the access stage (keys, budgets) and the model stage say nothing about the model.
+    for i, stage in enumerate(("access", "model")):
+        await monitor.deliver("inference.blocked", "triage.v1", {**blocked("triage.v1", 900 + i), "stage": stage},
+                              "gateway")
+    assert monitor.handlers.windows._versions["triage.v1"].seen == 170
+
     # Another version whose answers grow from about 20 to about 100 tokens.
     await monitor.deploy("triage.v2", alias="triage-b")
     await traffic(monitor, "triage.v2", 0, 40)

@@ -79,6 +79,15 @@ class MonitoringPolicy(BaseModel):
         self.production.thresholds()
         return self
 
+    def narrowed_to(self, configured: Iterable[str]) -> MonitoringPolicy:
+        """The scheduled suites (and their bounds) among the configured ones: the bundled policy under a suite
+        set of its own. The result may schedule nothing."""
+        known = set(configured)
+        keep = [name for name in self.scheduled.suites if name in known]
+        bounds = {metric: b for metric, b in self.scheduled.thresholds.items() if metric.split(".", 1)[0] in keep}
+        scheduled = self.scheduled.model_copy(update={"suites": keep, "thresholds": bounds})
+        return self.model_copy(update={"scheduled": scheduled})
+
 
 @dataclass(frozen=True)
 class Regression:

@@ -97,11 +97,14 @@ def select(suites: dict[str, Suite], wanted: list[str] | None) -> dict[str, Suit
     return {name: suite for name, suite in suites.items() if name in wanted}
 
 
-def load_monitoring(path: Path = DEFAULT_MONITORING, suites: dict[str, Suite] | None = None) -> MonitoringPolicy:
-    """The monitoring thresholds; with `suites`, every scheduled suite must be a configured one."""
-    policy = load_yaml_model(path, MonitoringPolicy, "monitoring policy", SuiteConfigError)
-    unknown = sorted(set(policy.scheduled.suites) - set(suites or policy.scheduled.suites))
-    if unknown:
+def load_monitoring(path: Path | None = None, suites: dict[str, Suite] | None = None) -> MonitoringPolicy:
+    """The monitoring thresholds. A file given (`path`) must schedule only configured `suites`; the bundled one
+    is narrowed to them, so a custom suite set does not need a monitoring file of its own."""
+    policy = load_yaml_model(path or DEFAULT_MONITORING, MonitoringPolicy, "monitoring policy", SuiteConfigError)
+    if suites is None:
+        return policy
+    unknown = sorted(set(policy.scheduled.suites) - set(suites))
+    if unknown and path is not None:
         raise SuiteConfigError(f"{path}: scheduled.suites names suites that are not configured: {', '.join(unknown)} "
-                               f"(configured: {', '.join(suites or {})})")
-    return policy
+                               f"(configured: {', '.join(suites)})")
+    return policy.narrowed_to(suites)

@@ -40,8 +40,3 @@ def flags_of(session: Session, version_id: str) -> list[Flag]:
                  event_id=r.event_id, evaluation_id=r.evaluation_id, action=r.action, at=r.at)  # type: ignore[arg-type]
             for r in rows]
 
-
-def flagged_versions(session: Session, version_ids: list[str]) -> set[str]:
-    if not version_ids:
-        return set()
-    return set(session.scalars(select(ModelFlagRow.version_id).where(ModelFlagRow.version_id.in_(version_ids))))
