@@ -32,9 +32,10 @@ class ModelVersionSummary(_Model):
     registered_at: datetime
     review_by: date
     review_overdue: bool
+    monitoring_flag_count: int = Field(default=0, description="Recurring-monitoring reports on the version.")
 
     @classmethod
-    def of(cls, version: ModelVersion, today: date) -> ModelVersionSummary:
+    def of(cls, version: ModelVersion, today: date, flag_count: int = 0) -> ModelVersionSummary:
         return cls(
             id=version.id,
             model_name=version.model_name,
@@ -50,6 +51,7 @@ class ModelVersionSummary(_Model):
             registered_at=version.registered_at,
             review_by=version.review_by,
             review_overdue=version.review_overdue(today),
+            monitoring_flag_count=flag_count,
         )
 
 
@@ -90,7 +92,7 @@ class ModelVersionView(ModelVersionSummary):
 
     @classmethod
     def of(cls, version: ModelVersion, today: date, flags: list[Flag] | None = None) -> ModelVersionView:
-        summary = ModelVersionSummary.of(version, today).model_dump()
+        summary = ModelVersionSummary.of(version, today, len(flags or [])).model_dump()
         return cls(
             **summary,
             evaluation_id=version.evaluation_id,

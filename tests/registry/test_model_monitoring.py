@@ -66,6 +66,8 @@ async def test_drift_flags_the_version_and_the_default_policy_keeps_it_serving(
     assert flag["summary"] == "block_rate chi_square 41.2 (p 1e-09 < 0.01)"
     print_version(ModelVersionView.model_validate(view))
     assert "FLAGGED" in capsys.readouterr().out
+    [listed] = world.get("/models").json()
+    assert listed["monitoring_flag_count"] == 1 and view["monitoring_flag_count"] == 1
 
 
 @pytest.mark.anyio

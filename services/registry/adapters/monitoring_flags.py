@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, select
+from sqlalchemy import JSON, Integer, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from services.registry.adapters.tables import Base, UTCDateTime
@@ -40,3 +40,11 @@ def flags_of(session: Session, version_id: str) -> list[Flag]:
                  event_id=r.event_id, evaluation_id=r.evaluation_id, action=r.action, at=r.at)  # type: ignore[arg-type]
             for r in rows]
 
+
+def flag_counts(session: Session, version_ids: list[str]) -> dict[str, int]:
+    """How many monitoring reports each of these versions has (absent: none)."""
+    if not version_ids:
+        return {}
+    rows = session.execute(select(ModelFlagRow.version_id, func.count()).where(
+        ModelFlagRow.version_id.in_(version_ids)).group_by(ModelFlagRow.version_id))
+    return {version_id: count for version_id, count in rows}

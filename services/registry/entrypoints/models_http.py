@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Query
 
 from services.registry.adapters import model_repository, outbox
-from services.registry.adapters.monitoring_flags import flags_of
+from services.registry.adapters.monitoring_flags import flag_counts, flags_of
 from services.registry.domain import access, deployments
 from services.registry.domain.errors import Conflict, InvalidRequest, NotFound
 from services.registry.domain.governance import Governance
@@ -80,8 +80,10 @@ def add_model_routes(
                 raise InvalidRequest(f"model: {exc}") from None
         with runtime.db.transaction() as session:
             found = model_repository.list_versions(session, model_name=model, state=state, limit=limit)
+            flagged = flag_counts(session, [v.id for v in found])
         every = principal.has_any_role(access.READ_MODELS)
-        return [ModelVersionSummary.of(v, today()) for v in found if every or v.requester == principal.name]
+        return [ModelVersionSummary.of(v, today(), flagged.get(v.id, 0)) for v in found
+                if every or v.requester == principal.name]
 
     @app.get("/models/{version_id}", response_model=ModelVersionView)
     def model_version(
