@@ -86,6 +86,8 @@ REGISTRY = ServiceSpec(
         "evaluation.completed",
         "evaluation.failed",
         "dataset.erasure.shredded",
+        "model.drift.detected",
+        "model.memorisation.detected",
     ),
     emits=(
         "job.accepted",
@@ -151,12 +153,24 @@ TRAINER = ServiceSpec(
 EVALUATOR = ServiceSpec(
     name="evaluator",
     summary="Evaluation of trained artefacts against their base: quality, memorisation, leakage, red team, "
-            "bias, hallucination; the release gate.",
-    consumes=("training.completed", "evaluation.requested"),
+            "bias, hallucination; the release gate; recurring re-evaluation of deployed versions and drift "
+            "of their production traffic.",
+    consumes=(
+        "training.completed",
+        "evaluation.requested",
+        "evaluation.scheduled",
+        "model.deployed",
+        "model.retired",
+        "inference.completed",
+        "inference.blocked",
+    ),
     emits=(
         "evaluation.started",
         "evaluation.completed",
         "evaluation.failed",
+        "evaluation.scheduled",
+        "model.drift.detected",
+        "model.memorisation.detected",
         "bus.event.rejected",
         "bus.event.dead_lettered",
     ),

@@ -3,19 +3,32 @@ the scanner's detection engine (built on first use), one evaluation slot."""
 
 from __future__ import annotations
 
+import logging
 from functools import cache, partial
 
 import redis
 
 from services.evaluator.adapters.detection import scanner_detector
 from services.evaluator.adapters.tables import metadata
+from services.evaluator.domain.drift import SlidingWindows
 from services.evaluator.handlers import EvaluatorDeps, EvaluatorHandlers
+from services.evaluator.monitoring import MonitoringHandlers
+from services.evaluator.scheduler import Scheduler, schedule_loop
 from services.evaluator.settings import EvaluatorSettings
-from services.evaluator.suites.registry import DEFAULT_GATE, DEFAULT_SUITES, load_gate, load_suites
+from services.evaluator.suites.registry import (
+    DEFAULT_GATE,
+    DEFAULT_SUITES,
+    load_gate,
+    load_monitoring,
+    load_suites,
+)
 from shared.bus.definition import ServiceDefinition
 from shared.config import Settings
 from shared.evaluation.canaries import canary_key
 from shared.events.evaluation import EvaluationRequested
+from shared.events.inference import InferenceBlocked, InferenceCompleted
+from shared.events.model_versions import ModelDeployed, ModelRetired
+from shared.events.monitoring import EvaluationScheduled
 from shared.events.payloads import TrainingCompleted
 from shared.models.bases import configure_offline, resolve_base
 from shared.roster import service
@@ -23,6 +36,7 @@ from shared.stack.lease import LeaseManager, check_heartbeat, worker_identity
 from shared.storage.artifacts import ArtifactStore
 
 NAME = "evaluator"
+log = logging.getLogger("tunegate.evaluator")
 
 
 def build_deps(settings: Settings, client: redis.Redis, *, own: EvaluatorSettings | None = None) -> EvaluatorDeps:
@@ -49,17 +63,35 @@ def build_deps(settings: Settings, client: redis.Redis, *, own: EvaluatorSetting
 
 def build(settings: Settings) -> ServiceDefinition:
     configure_offline()
+    own = EvaluatorSettings()
     client = redis.Redis.from_url(settings.resolved_redis_url(NAME))
-    deps = build_deps(settings, client)
+    deps = build_deps(settings, client, own=own)
     handlers = EvaluatorHandlers(deps)
+    policy = load_monitoring(own.monitoring_file, deps.suites)
+    monitoring = MonitoringHandlers(handlers, policy, SlidingWindows(policy.production.thresholds()))
+    background, release = [], []
+    if own.monitor_interval_s > 0 and not policy.scheduled.suites:
+        log.warning("no scheduled monitoring suite is among the configured suites: nothing is re-evaluated on a "
+                    "schedule (production drift is still watched)")
+    elif own.monitor_interval_s > 0:
+        scheduler = Scheduler(deps.leases, client, own.monitor_interval_s, list(policy.scheduled.suites))
+        background.append(schedule_loop(scheduler))
+        release.append(scheduler.release)  # a stopping leader hands over at once, not after its lease TTL
     return ServiceDefinition(
         name=NAME,
         handlers={
             TrainingCompleted: handlers.training_completed,
             EvaluationRequested: handlers.evaluation_requested,
+            EvaluationScheduled: monitoring.evaluation_scheduled,
+            ModelDeployed: monitoring.model_deployed,
+            ModelRetired: monitoring.model_retired,
+            InferenceCompleted: monitoring.inference_completed,
+            InferenceBlocked: monitoring.inference_blocked,
         },
         metadata=[metadata],
+        background=background,
         # Deliveries waiting for the slot are not kept alive, so the reclaimer hands them to an idle worker.
+        # Gateway records wait for a running evaluation too: drift is a windowed signal, minutes late is fine.
         concurrency=1,
-        on_stop=[client.close, lambda: deps.torch_thread.shutdown(wait=False, cancel_futures=True)],
+        on_stop=[*release, client.close, lambda: deps.torch_thread.shutdown(wait=False, cancel_futures=True)],
     )

@@ -109,7 +109,7 @@ class EvaluatorHandlers:
 
     async def training_completed(self, training: TrainingCompleted, ctx: HandlerContext) -> None:
         evaluation_id = automatic_evaluation_id(training.job_id, training.artifact.sha256)
-        await self._evaluate(ctx, training, evaluation_id, training.evaluation.suites)
+        await self.evaluate(ctx, training, evaluation_id, training.evaluation.suites)
 
     async def evaluation_requested(self, request: EvaluationRequested, ctx: HandlerContext) -> None:
         evaluation_id = requested_evaluation_id(ctx.event.event_id)
@@ -118,34 +118,36 @@ class EvaluatorHandlers:
             self._fail(ctx, request.job_id, evaluation_id,
                        f"no completed training of job {request.job_id} is known to the evaluator")
             return
-        await self._evaluate(ctx, training, evaluation_id, request.suites)
+        await self.evaluate(ctx, training, evaluation_id, request.suites)
 
     # ------------------------------------------------------------------------------------------ the work
 
-    async def _evaluate(self, ctx: HandlerContext, training: TrainingCompleted, evaluation_id: str,
-                        wanted: list[str] | None) -> None:
+    async def evaluate(self, ctx: HandlerContext, training: TrainingCompleted, evaluation_id: str,
+                       wanted: list[str] | None) -> EvaluationCompleted | None:
+        """Run the suites on the training's artefact; the evaluation.completed it emitted, else None (already
+        finished, failed, or run by another worker)."""
         if (outcome := finished_outcome(ctx.db, evaluation_id)) is not None:
             log.info("evaluation %s already %s; nothing to do for event %s", evaluation_id, outcome,
                      ctx.event.event_id)
-            return
+            return None
         try:
             suites = select(self.deps.suites, wanted)
         except SuiteConfigError as exc:
             self._fail(ctx, training.job_id, evaluation_id, str(exc), training=training)
-            return
+            return None
         async with self.deps.slot:
             lease = await acquire_within(self.deps.leases, evaluation_id, self.deps.lease_wait_s, ctx.still_mine)
             if lease is None:
                 log.warning("evaluation %s is run by another live worker; skipping this delivery", evaluation_id)
-                return
+                return None
             try:
-                await self._evaluate_under_lease(ctx, training, evaluation_id, suites, lease)
+                return await self._evaluate_under_lease(ctx, training, evaluation_id, suites, lease)
             finally:
                 await asyncio.to_thread(lease.release)
                 shutil.rmtree(self.deps.workdir(evaluation_id), ignore_errors=True)
 
     async def _evaluate_under_lease(self, ctx: HandlerContext, training: TrainingCompleted, evaluation_id: str,
-                                    suites: dict[str, Suite], lease: Lease) -> None:
+                                    suites: dict[str, Suite], lease: Lease) -> EvaluationCompleted | None:
         job_id = training.job_id
         await ctx.publish_now(ctx.make("evaluation.started", EvaluationStarted(
             job_id=job_id, evaluation_id=evaluation_id, artifact_sha256=training.artifact.sha256,
@@ -158,19 +160,19 @@ class EvaluatorHandlers:
                                      lambda _name: self._check_lease(lost, evaluation_id))
         except LeaseLost as exc:
             log.warning("evaluation %s: %s; stopping without publishing", evaluation_id, exc)
-            return
+            return None
         except Refusal as exc:
             self._fail(ctx, job_id, evaluation_id, str(exc), training=training)
-            return
+            return None
         except SuiteError as exc:
             log.exception("evaluation %s failed", evaluation_id)
             self._fail(ctx, job_id, evaluation_id, str(exc), training=training)
-            return
+            return None
         try:
             lease.verify()  # fencing: only the newest holder records the result
         except LeaseLost as exc:
             log.warning("evaluation %s finished but %s; not recording", evaluation_id, exc)
-            return
+            return None
         meta = ReportMeta(
             job_id=job_id, evaluation_id=evaluation_id, artifact_sha256=training.artifact.sha256,
             base_model=training.base_model, base_model_sha256=training.base_model_sha256,
@@ -188,7 +190,7 @@ class EvaluatorHandlers:
             rendered = await asyncio.to_thread(partial(build_report, run, meta, must_not_contain=secret))
         except ReportError as exc:
             self._fail(ctx, job_id, evaluation_id, f"report refused: {exc}", training=training)
-            return
+            return None
         report = self.deps.artifacts.put_bytes(rendered.json_bytes)
         report_html = self.deps.artifacts.put_bytes(rendered.html_bytes)
         completed = EvaluationCompleted(
@@ -204,6 +206,7 @@ class EvaluatorHandlers:
         log.info("evaluation %s of job %s: gate %s (%d checks, %d failing) in %.1f s", evaluation_id, job_id,
                  "passed" if run.verdict.passed else "FAILED", run.verdict.checked, len(run.verdict.failures),
                  run.seconds)
+        return completed
 
     def _check_lease(self, lost: threading.Event, evaluation_id: str) -> None:
         if lost.is_set():

@@ -18,3 +18,7 @@ class EvaluatorSettings(BaseSettings):
     heartbeat_s: float = Field(default=5.0, gt=0, description="Lease renewal and stream keep-alive cadence.")
     worker_id: str | None = Field(default=None, description="Default: host:pid:random.")
     ner: bool | None = Field(default=None, description="NER in output scanning; default: when spaCy is installed.")
+    monitoring_file: Path | None = Field(default=None, description="Monitoring thresholds YAML; default: the "
+                                         "bundled services/evaluator/config/monitoring.yaml.")
+    monitor_interval_s: float = Field(default=86_400.0, ge=0, description="Seconds between scheduled "
+                                      "re-evaluations of every deployed version; 0 = no scheduling.")

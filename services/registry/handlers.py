@@ -30,6 +30,7 @@ from services.registry.domain.reward_models import reward_model_version
 from services.registry.domain.states import JobState
 from services.registry.erasure.service import note_shredded
 from services.registry.model_registration import register_version
+from services.registry.monitoring_handlers import build_monitoring_handlers
 from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
 from shared.events.erasure import ErasureShredded
@@ -235,4 +236,5 @@ def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[typ
         EvaluationCompleted: on_evaluation_completed,
         EvaluationFailed: on_evaluation_failed,
         ErasureShredded: on_erasure_shredded,
+        **build_monitoring_handlers(governance),
     }

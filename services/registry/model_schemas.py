@@ -10,6 +10,7 @@ from pydantic import Field
 
 from services.registry.domain.deployments import ModelAlias
 from services.registry.domain.model_version import ModelVersion
+from services.registry.domain.monitoring import Flag
 from services.registry.schemas import TEXT_LIMIT, ApprovalView, TransitionView, _AttributeView, _Model
 from shared.events.model_versions import MAX_TENANTS, TenantName
 from shared.events.payloads import ArtifactRef
@@ -31,9 +32,10 @@ class ModelVersionSummary(_Model):
     registered_at: datetime
     review_by: date
     review_overdue: bool
+    monitoring_flag_count: int = Field(default=0, description="Recurring-monitoring reports on the version.")
 
     @classmethod
-    def of(cls, version: ModelVersion, today: date) -> ModelVersionSummary:
+    def of(cls, version: ModelVersion, today: date, flag_count: int = 0) -> ModelVersionSummary:
         return cls(
             id=version.id,
             model_name=version.model_name,
@@ -49,7 +51,26 @@ class ModelVersionSummary(_Model):
             registered_at=version.registered_at,
             review_by=version.review_by,
             review_overdue=version.review_overdue(today),
+            monitoring_flag_count=flag_count,
         )
+
+
+class MonitoringFlagView(_Model):
+    """A recurring-monitoring report on the version (model.drift.detected / model.memorisation.detected)."""
+
+    kind: str
+    source: str
+    summary: str
+    findings: list[dict[str, Any]]
+    action: str = Field(description="flag | retire: what the registry policy made of it.")
+    event_id: str
+    evaluation_id: str | None
+    at: datetime
+
+    @classmethod
+    def of(cls, flag: Flag) -> MonitoringFlagView:
+        return cls(kind=flag.kind, source=flag.source, summary=flag.summary, findings=flag.findings,
+                   action=flag.action, event_id=flag.event_id, evaluation_id=flag.evaluation_id, at=flag.at)
 
 
 class ModelVersionView(ModelVersionSummary):
@@ -67,10 +88,11 @@ class ModelVersionView(ModelVersionSummary):
     retired_reason: str | None
     transitions: list[TransitionView]
     approvals: list[ApprovalView]
+    monitoring_flags: list[MonitoringFlagView] = Field(default_factory=list)
 
     @classmethod
-    def of(cls, version: ModelVersion, today: date) -> ModelVersionView:
-        summary = ModelVersionSummary.of(version, today).model_dump()
+    def of(cls, version: ModelVersion, today: date, flags: list[Flag] | None = None) -> ModelVersionView:
+        summary = ModelVersionSummary.of(version, today, len(flags or [])).model_dump()
         return cls(
             **summary,
             evaluation_id=version.evaluation_id,
@@ -87,6 +109,7 @@ class ModelVersionView(ModelVersionSummary):
             retired_reason=version.retired_reason,
             transitions=[TransitionView.of(t) for t in version.transitions],
             approvals=[ApprovalView.of(a) for a in version.approvals],
+            monitoring_flags=[MonitoringFlagView.of(f) for f in flags or []],
         )
 
 

@@ -14,6 +14,7 @@ from shared.events import erasure as r
 from shared.events import evaluation as e
 from shared.events import inference as i
 from shared.events import model_versions as m
+from shared.events import monitoring as mon
 from shared.events import payloads as p
 from shared.events.streams import Stream
 from shared.validation import describe_validation_error
@@ -55,11 +56,14 @@ _SPECS: tuple[EventSpec, ...] = (
     EventSpec("evaluation.started", Stream.EVALUATION, e.EvaluationStarted),
     EventSpec("evaluation.completed", Stream.EVALUATION, e.EvaluationCompleted),
     EventSpec("evaluation.failed", Stream.EVALUATION, e.EvaluationFailed),
+    EventSpec("evaluation.scheduled", Stream.EVALUATION, mon.EvaluationScheduled),
     EventSpec("model.registered", Stream.MODELS, m.ModelRegistered),
     EventSpec("model.state_changed", Stream.MODELS, m.ModelStateChanged),
     EventSpec("model.approval.granted", Stream.MODELS, m.ModelApprovalGranted),
     EventSpec("model.deployed", Stream.MODELS, m.ModelDeployed),
     EventSpec("model.retired", Stream.MODELS, m.ModelRetired),
+    EventSpec("model.drift.detected", Stream.MODELS, mon.ModelDriftDetected),
+    EventSpec("model.memorisation.detected", Stream.MODELS, mon.ModelMemorisationDetected),
     EventSpec("inference.completed", Stream.INFERENCE, i.InferenceCompleted),
     EventSpec("inference.blocked", Stream.INFERENCE, i.InferenceBlocked),
     # On the jobs stream: a consumer sees a principal's key before the first job that principal signs.

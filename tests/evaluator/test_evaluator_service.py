@@ -49,9 +49,19 @@ def suites_file(tmp_path: Path, *, slow_s: float = 0.0) -> Path:
     return path
 
 
+MONITORING = """
+scheduled:
+  suites: [heldout_nll]
+  thresholds: {heldout_nll.mean_nll: {max_increase: 0.0}}
+"""
+
+
 def env(tmp_path: Path, suites: Path) -> dict[str, str]:
+    (tmp_path / "monitoring.yaml").write_text(MONITORING)
     return {**FAST_LEASES, "TUNEGATE_EVALUATOR_SUITES_FILE": str(suites),
-            "TUNEGATE_EVALUATOR_GATE_FILE": str(tmp_path / "gate.yaml"), "TUNEGATE_EVALUATOR_NER": "false"}
+            "TUNEGATE_EVALUATOR_GATE_FILE": str(tmp_path / "gate.yaml"), "TUNEGATE_EVALUATOR_NER": "false",
+            "TUNEGATE_EVALUATOR_MONITORING_FILE": str(tmp_path / "monitoring.yaml"),
+            "TUNEGATE_EVALUATOR_MONITOR_INTERVAL_S": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +142,24 @@ def test_training_completed_is_evaluated_once_with_a_verdict_and_stored_reports(
         assert second.data.evaluation_id != first.data.evaluation_id
         assert second.causation_id == rerun.event_id and second.data.verdict.complete
         assert second.data.suites[0].metrics == first.data.suites[0].metrics
+
+        # A scheduled re-evaluation of the deployed artefact: the evaluator finds its training and the evaluation
+        # that registered it; the same numbers again are no drift.
+        deployed = Envelope(type="model.deployed", producer="registry", actor="dora", subject="triage.v1", payload={
+            "version_id": "triage.v1", "alias": "triage", "tenants": ["acme"], "base_model": "tiny",
+            "adapter": "lora", "artifact": minimal.data.artifact.model_dump(mode="json")})
+        scheduled = Envelope(type="evaluation.scheduled", producer="evaluator", actor="system:evaluator",
+                             subject="triage.v1", payload={
+                                 "version_id": "triage.v1", "artifact_sha256": minimal.data.artifact.sha256,
+                                 "suites": ["heldout_nll"], "round": "2026-12-01T00:00:00+00:00"})
+        publish_signed(redis_url, deployed)
+        publish_signed(redis_url, scheduled)
+        wait_for(lambda: len(events(client, minimal.subject, "evaluation.completed")) == 3, 240, "the scheduled run")
+        third = events(client, minimal.subject, "evaluation.completed")[2]
+        assert third.causation_id == scheduled.event_id and third.data.suites[0].metrics == first.data.suites[0].metrics
+        assert [e.type for e in read_stream(client, "tunegate.models") if e.producer == "evaluator"] == []
+        compared = f"scheduled evaluation {third.data.evaluation_id} of triage.v1: 0 memorisation and 0 drift findings"
+        wait_for(lambda: compared in worker.log(), 10, "the comparison with the registering evaluation")
 
         # Unknown suites and unknown jobs fail clearly, as evaluation.failed.
         bad = Envelope(type="evaluation.requested", producer="registry", actor="alice", subject=minimal.subject,

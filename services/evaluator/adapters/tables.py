@@ -71,3 +71,81 @@ def record_outcome(session: Session, *, evaluation_id: str, job_id: str, outcome
         passed=None if passed is None else int(passed), fencing_token=fencing_token, worker_id=worker_id,
         event_id=event_id, detail=detail, finished_at=datetime.now(UTC),
     ))
+
+
+def training_by_artifact(session: Session, artifact_sha256: str) -> TrainingCompleted | None:
+    """The training that produced this artefact (a deployed version names its artefact, not its job)."""
+    data = session.execute(select(evaluator_trainings.c.training).where(
+        evaluator_trainings.c.artifact_sha256 == artifact_sha256).limit(1)).scalar()
+    return None if data is None else TrainingCompleted.model_validate(data)
+
+
+def outcome_detail(session: Session, evaluation_id: str) -> dict[str, Any] | None:
+    """The recorded payload of a completed evaluation (evaluation.completed), else None."""
+    return session.execute(select(evaluator_evaluations.c.detail).where(
+        evaluator_evaluations.c.evaluation_id == evaluation_id,
+        evaluator_evaluations.c.outcome == "completed")).scalar()
+
+
+# ------------------------------------------------------------------ recurring monitoring
+
+evaluator_deployments = Table(
+    "evaluator_deployments",
+    metadata,
+    Column("version_id", String(80), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("artifact_sha256", String(64), nullable=False),
+    Column("deployed_at", DateTime(timezone=True), nullable=False),
+)
+
+evaluator_drift_baselines = Table(
+    "evaluator_drift_baselines",
+    metadata,
+    Column("version_id", String(80), primary_key=True),
+    Column("summary", JSON, nullable=False),  # domain/drift.py WindowSummary.as_json()
+    Column("established_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def record_deployment(session: Session, *, version_id: str, alias: str, artifact_sha256: str,
+                      replaces: str | None) -> None:
+    """The alias serves this version now (and no longer the one it replaces)."""
+    if replaces:
+        session.execute(evaluator_deployments.delete().where(
+            evaluator_deployments.c.version_id == replaces, evaluator_deployments.c.alias == alias))
+    session.execute(evaluator_deployments.delete().where(
+        evaluator_deployments.c.version_id == version_id, evaluator_deployments.c.alias == alias))
+    session.execute(evaluator_deployments.insert().values(
+        version_id=version_id, alias=alias, artifact_sha256=artifact_sha256, deployed_at=datetime.now(UTC)))
+
+
+def record_retirement(session: Session, version_id: str) -> None:
+    session.execute(evaluator_deployments.delete().where(evaluator_deployments.c.version_id == version_id))
+    session.execute(evaluator_drift_baselines.delete().where(evaluator_drift_baselines.c.version_id == version_id))
+
+
+def deployed_versions(session: Session) -> dict[str, str]:
+    """version id -> artefact sha256 of every version some alias serves."""
+    rows = session.execute(select(evaluator_deployments.c.version_id, evaluator_deployments.c.artifact_sha256))
+    return dict(sorted((row.version_id, row.artifact_sha256) for row in rows))
+
+
+def is_deployed(session: Session, version_id: str) -> bool:
+    return session.execute(select(evaluator_deployments.c.version_id).where(
+        evaluator_deployments.c.version_id == version_id).limit(1)).first() is not None
+
+
+def drift_baseline(session: Session, version_id: str) -> tuple[dict[str, Any], datetime] | None:
+    row = session.execute(select(evaluator_drift_baselines.c.summary, evaluator_drift_baselines.c.established_at)
+                          .where(evaluator_drift_baselines.c.version_id == version_id)).first()
+    return None if row is None else (row.summary, row.established_at)
+
+
+def keep_drift_baseline(session: Session, version_id: str, summary: dict[str, Any], *, replace: bool = False) -> None:
+    """The first full window becomes the baseline; a replica that raced here first keeps its own."""
+    if replace:
+        session.execute(evaluator_drift_baselines.delete().where(
+            evaluator_drift_baselines.c.version_id == version_id))
+    if drift_baseline(session, version_id) is None:
+        session.execute(evaluator_drift_baselines.insert().values(
+            version_id=version_id, summary=summary, established_at=datetime.now(UTC)))

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.evaluator.domain.gate import GatePolicy
+from services.evaluator.domain.monitoring_policy import MonitoringPolicy
 from services.evaluator.suites.base import Suite
 from shared.validation import describe_validation_error
 from shared.yaml_models import load_yaml_model
@@ -18,6 +19,7 @@ from shared.yaml_models import load_yaml_model
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_SUITES = CONFIG_DIR / "suites.yaml"
 DEFAULT_GATE = CONFIG_DIR / "gate.yaml"
+DEFAULT_MONITORING = CONFIG_DIR / "monitoring.yaml"
 
 
 class SuiteConfigError(ValueError):
@@ -93,3 +95,16 @@ def select(suites: dict[str, Suite], wanted: list[str] | None) -> dict[str, Suit
     if unknown:
         raise SuiteConfigError(f"unknown suite(s) {', '.join(unknown)} (configured: {', '.join(suites)})")
     return {name: suite for name, suite in suites.items() if name in wanted}
+
+
+def load_monitoring(path: Path | None = None, suites: dict[str, Suite] | None = None) -> MonitoringPolicy:
+    """The monitoring thresholds. A file given (`path`) must schedule only configured `suites`; the bundled one
+    is narrowed to them, so a custom suite set does not need a monitoring file of its own."""
+    policy = load_yaml_model(path or DEFAULT_MONITORING, MonitoringPolicy, "monitoring policy", SuiteConfigError)
+    if suites is None:
+        return policy
+    unknown = sorted(set(policy.scheduled.suites) - set(suites))
+    if unknown and path is not None:
+        raise SuiteConfigError(f"{path}: scheduled.suites names suites that are not configured: {', '.join(unknown)} "
+                               f"(configured: {', '.join(suites)})")
+    return policy.narrowed_to(suites)

@@ -76,6 +76,15 @@ class ErasurePolicy(_Strict):
     retirement_grace_hours: float = Field(default=0, ge=0, le=24 * 90)
 
 
+class MonitoringPolicy(_Strict):
+    """What the registry does when recurring monitoring reports on a deployed version (domain/monitoring.py):
+    `flag` records it on the version; `retire` records it and retires the version (the gateway stops
+    serving it at once)."""
+
+    on_drift: Literal["flag", "retire"] = "flag"
+    on_memorisation: Literal["flag", "retire"] = "retire"
+
+
 class Policy(_Strict):
     licences: LicencePolicy
     justification: JustificationPolicy
@@ -83,6 +92,7 @@ class Policy(_Strict):
     advice: AdvicePolicy = Field(default_factory=AdvicePolicy)
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     erasure: ErasurePolicy = Field(default_factory=ErasurePolicy)
+    monitoring: MonitoringPolicy = Field(default_factory=MonitoringPolicy)
     # Facts about the known bases (licences, sources) are not policy: they come from the shared catalogue,
     # which the trainer reads too. A policy file cannot set them (see _facts_are_not_policy).
     base_models: BaseModelCatalogue = Field(default_factory=load_catalogue, exclude=True)

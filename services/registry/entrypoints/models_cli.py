@@ -59,7 +59,8 @@ def models_list(
     token: TokenOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Registered model versions, newest first; versions past their review date are flagged OVERDUE."""
+    """Registered model versions, newest first; versions past their review date are flagged OVERDUE, versions
+    recurring monitoring reported on FLAGGED (details: models show)."""
     client = common.client_for(token, principal)
     versions = call(lambda: client.list_models(state=state, model=model))
     if as_json:
@@ -78,6 +79,9 @@ def models_list(
     overdue = [v.id for v in versions if v.review_overdue]
     if overdue:
         console.print(f"[red]{len(overdue)} version(s) past their review date:[/red] {', '.join(overdue)}")
+    flagged = [f"{v.id} ({v.monitoring_flag_count})" for v in versions if v.monitoring_flag_count]
+    if flagged:
+        console.print(f"[red]FLAGGED by monitoring:[/red] {', '.join(flagged)} (tunegate models show VERSION)")
 
 
 def print_version(v: ModelVersionView) -> None:
@@ -97,6 +101,9 @@ def print_version(v: ModelVersionView) -> None:
                   highlight=False)
     if v.retired_reason:
         console.print(f"  retired: {v.retired_reason}", highlight=False)
+    for flag in v.monitoring_flags:
+        console.print(f"  [red]FLAGGED[/red] {flag.at:%Y-%m-%d %H:%M:%S} {flag.kind} ({flag.source}, {flag.action}): "
+                      f"{flag.summary}", highlight=False)
     for step in v.transitions:
         console.print(f"  {step.at:%Y-%m-%d %H:%M:%S} {step.from_state or '-'} -> {step.to_state} by {step.actor}: "
                       f"{step.reason}", highlight=False)

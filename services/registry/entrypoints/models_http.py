@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Query
 
 from services.registry.adapters import model_repository, outbox, repository
+from services.registry.adapters.monitoring_flags import flag_counts, flags_of
 from services.registry.domain import access, deployments
 from services.registry.domain.errors import Conflict, InvalidRequest, NotFound
 from services.registry.domain.governance import Governance
@@ -161,8 +162,10 @@ def add_model_routes(
                 raise InvalidRequest(f"model: {exc}") from None
         with runtime.db.transaction() as session:
             found = model_repository.list_versions(session, model_name=model, state=state, limit=limit)
+            flagged = flag_counts(session, [v.id for v in found])
         every = principal.has_any_role(access.READ_MODELS)
-        return [ModelVersionSummary.of(v, today()) for v in found if every or v.requester == principal.name]
+        return [ModelVersionSummary.of(v, today(), flagged.get(v.id, 0)) for v in found
+                if every or v.requester == principal.name]
 
     @app.get("/models/{version_id}", response_model=ModelVersionView)
     def model_version(
@@ -170,8 +173,9 @@ def add_model_routes(
     ) -> ModelVersionView:
         with runtime.db.transaction() as session:
             found = model_repository.require_version(session, _version_id(version_id))
+            flags = flags_of(session, found.id)
         access.check_reads_version(principal, found.id, found.requester)
-        return ModelVersionView.of(found, today())
+        return ModelVersionView.of(found, today(), flags)
 
     @app.get("/models/{version_id}/aibom")
     def model_aibom(version_id: str, principal: Principal = requires(readers, "reading an AIBOM")) -> Any:
