@@ -67,7 +67,7 @@ async def test_login_refuses_bad_tokens_and_forged_forms(high_risk: World) -> No
 async def test_expired_tampered_and_rotated_sessions_are_refused(high_risk: World) -> None:
     client = high_risk.client
     bob = high_risk.principal("bob", "approver")
-    codec = SessionCodec.for_keys_dir(high_risk.settings.keys_dir)
+    codec = SessionCodec.for_home(high_risk.settings)
     old, _ = codec.issue("bob", hash_token(bob), now=time.time() - 3600, ttl_s=60)
     client.cookies.set(SESSION_COOKIE, old, path="/console")
     expired = client.get("/console/jobs")
@@ -117,7 +117,7 @@ async def test_decisions_need_csrf_and_show_separation_of_duties(high_risk: Worl
     assert "EMAIL_ADDRESS" in page.text and "NER <strong>on</strong>" in page.text
     no_token = client.post("/console/jobs/job_1/decision", data={"decision": "approve"})
     assert no_token.status_code == 403 and "CSRF token is missing" in no_token.text
-    other = SessionCodec.for_keys_dir(high_risk.settings.keys_dir)
+    other = SessionCodec.for_home(high_risk.settings)
     _, foreign = other.issue("carol", "x", now=time.time(), ttl_s=60)
     forged = client.post(
         "/console/jobs/job_1/decision", data={"decision": "approve", "csrf": other.csrf_token(foreign)}

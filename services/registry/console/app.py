@@ -199,7 +199,7 @@ def create_console(runtime: Any, governance: Governance, settings: RegistryAPISe
         runtime,
         governance,
         settings,
-        SessionCodec.for_keys_dir(runtime.settings.keys_dir),
+        SessionCodec.for_home(runtime.settings),
         Jinja2Templates(directory=HERE / "templates"),
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -15,8 +15,8 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 
+from shared.config import Settings
 from shared.security.keys import load_or_create_secret
 
 SESSION_COOKIE = "tg_console"
@@ -46,10 +46,12 @@ class SessionCodec:
         self._key = key
 
     @classmethod
-    def for_keys_dir(cls, keys_dir: Path) -> SessionCodec:
-        """The signing key lives 0600 in the keys folder (TUNEGATE_KEYS_DIR), created on first use: sessions
-        survive a registry restart, and every registry process sharing the folder shares them."""
-        return cls(load_or_create_secret(keys_dir / KEY_FILE, what="console session key"))
+    def for_home(cls, settings: Settings) -> SessionCodec:
+        """The signing key lives 0600 in `$TUNEGATE_HOME/keys`, created on first use, beside the service's other
+        symmetric state keys (canary, erasure). Not in TUNEGATE_KEYS_DIR: deployments mount that folder
+        read-only with the signing keys `tunegate secrets generate` made. Sessions survive a registry restart,
+        and registry processes sharing the home share them."""
+        return cls(load_or_create_secret(settings.path("keys", KEY_FILE), what="console session key"))
 
     def _mac(self, purpose: str, data: bytes) -> str:
         return hmac.new(self._key, purpose.encode() + b"\x00" + data, hashlib.sha256).hexdigest()
