@@ -46,6 +46,11 @@ _NOT_NAMES = _word_set(
     soporte assistenza supporto serviceteam
     ihr ihre euer eure dein deine votre vos su sus vuestro vostro uw jouw jullie
     system bot assistant agent operator reception
+    name names email e-mail mail phone address number details info channel
+    logistics procurement payroll marketing engineering compliance purchasing shipping recruiting recruitment
+    grüße grüßen gruß ihrer ihren ihrem profile portal dashboard settings resources
+    senior junior head lead chief principal accountant officer director specialist coordinator assistant
+    engineer analyst consultant representative advisor adviser administrator executive associate intern
     """
 )
 # Words that are surnames too (Amanda May, Gerard West) but do not begin a name: days, months (not April, June
@@ -70,7 +75,8 @@ _GREETINGS = (
     r"hoi|goedemorgen|goedemiddag"
 )
 _SIGN_OFFS = (
-    r"(?:kind|best|warm|warmest|many|with) regards|regards|best wishes|best|sincerely|yours sincerely|"
+    r"thanks (?:&|and) regards|(?:kind|best|warm|warmest|many|with) regards|regards|warm wishes|talk soon|"
+    r"speak soon|take care|all the best|b?rgds|thx|best wishes|best|sincerely|yours sincerely|"
     r"yours truly|yours|thanks again|thanks|thank you|many thanks|cheers|mit freundlichen grüßen|"
     r"freundliche grüße|viele grüße|beste grüße|liebe grüße|grüße|lg|cordialement|bien cordialement|"
     r"bien à vous|salutations|saludos|un saludo|atentamente|cordiales saludos|cordiali saluti|distinti saluti|"
@@ -92,9 +98,10 @@ _STRONG_MENTIONS = (
 # Mentions that are also followed by other things ("this is urgent", "contact Support"): the name must end
 # the clause (punctuation, line end, or "from/at/in ..." follows).
 _WEAK_MENTIONS = r"this is|it's|i'm|i am|contact|contact person|agent|cc|attn|ask for|call|reach out to|ik ben"
-_CLAUSE_END = re.compile(
-    r"$|[ \t]*(?:\r?\n|[,.;:!?)(\[\]|/<–—-])|[ \t]+(?:from|at|in|of|here|with|on|and|for|von|aus|bei|de|du|"
-    r"chez|del|di|da|van|bij|en|et|und|y|e)\b|[ \t]+[–—-]"
+_CLAUSE_END = re.compile(  # never before "/5.0": "Mozilla/5.0" is a product and its version
+    r"(?![ \t]*/[ \t]*\d)(?:$|[ \t]*(?:\r?\n|[,.;:!?)(\[\]|/<–—-])|"
+    r"[ \t]+(?:from|at|in|of|here|with|on|and|for|von|aus|bei|de|du|chez|del|di|da|van|bij|en|et|und|y|e)\b|"
+    r"[ \t]+[–—-])"
 )
 # Field labels at a line start: "Name: Maik", "Reporter: Claudine Andre", "From: Ute <ute@hq.lan>".
 _FIELD_LABELS = (

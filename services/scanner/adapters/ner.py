@@ -100,9 +100,9 @@ class SpacyNer:
         return str(self.recognizer.name)
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
-        """Spans per text, in order; texts without letters are not given to spaCy at all. A PERSON the model
-        tags must also read like a name (name_recognizers.plausible_person_span): the small English model
-        takes greetings, field labels, acronyms ("JSON") and Dutch or Spanish lead-ins for people."""
+        """Spans per text, in order; texts without letters are not given to spaCy at all. What the model tags is
+        checked by refined_entity: the small English model takes greetings, field labels, acronyms ("JSON") and
+        Dutch or Spanish lead-ins for people, and many foreign names for groups (NRP)."""
         out: list[list[NerSpan]] = [[] for _ in texts]
         todo = [i for i, text in enumerate(texts) if has_letters(text)]
         if not todo or not self.entities:
@@ -124,9 +124,24 @@ class SpacyNer:
                 language="en",
                 scores=scores,
             )
-            out[i] = [
-                NerSpan(r.entity_type, r.start, r.end, float(r.score))
-                for r in self.recognizer.analyze(texts[i], self.entities, artifacts)
-                if r.entity_type != "PERSON" or plausible_person_span(texts[i], r.start, r.end)
-            ]
+            for r in self.recognizer.analyze(texts[i], self.entities, artifacts):
+                entity = refined_entity(texts[i], r.entity_type, r.start, r.end)
+                if entity in self.entities:
+                    out[i].append(NerSpan(entity, r.start, r.end, float(r.score)))
         return out
+
+
+def refined_entity(text: str, entity: str, start: int, end: int) -> str | None:
+    """What a model's span counts as. A PERSON must read like a name (plausible_person_span). The small
+    model tags many foreign names NRP (nationalities, religious and political groups): an NRP of two or more
+    words that reads like a name is a PERSON ("Silvia Novoa"); an NRP holding a digit ("INC2618521",
+    "INV-2022") is a reference, not a group."""
+    if entity == "PERSON":
+        return entity if plausible_person_span(text, start, end) else None
+    if entity == "NRP":
+        value = text[start:end]
+        if any(c.isdigit() for c in value):
+            return None
+        if len(value.split()) > 1 and plausible_person_span(text, start, end):
+            return "PERSON"
+    return entity
