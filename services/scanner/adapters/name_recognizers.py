@@ -51,6 +51,7 @@ _NOT_NAMES = _word_set(
     grüße grüßen gruß ihrer ihren ihrem profile portal dashboard settings resources
     senior junior head lead chief principal accountant officer director specialist coordinator assistant
     engineer analyst consultant representative advisor adviser administrator executive associate intern
+    from to cc bcc subject date sent reply-to authorization cookie fax tel captcha token
     """
 )
 # Words that are surnames too (Amanda May, Gerard West) but do not begin a name: days, months (not April, June
@@ -75,8 +76,9 @@ _GREETINGS = (
     r"hoi|goedemorgen|goedemiddag"
 )
 _SIGN_OFFS = (
-    r"thanks (?:&|and) regards|(?:kind|best|warm|warmest|many|with) regards|regards|warm wishes|talk soon|"
-    r"speak soon|take care|all the best|b?rgds|thx|best wishes|best|sincerely|yours sincerely|"
+    r"thanks (?:&|and) regards|thanks in advance|thank you in advance|yours faithfully|"
+    r"(?:kind|best|warm|warmest|many|with) regards|regards|warm wishes|talk soon|speak soon|take care|"
+    r"all the best|b?rgds|thx|best wishes|best|sincerely|yours sincerely|"
     r"yours truly|yours|thanks again|thanks|thank you|many thanks|cheers|mit freundlichen grüßen|"
     r"freundliche grüße|viele grüße|beste grüße|liebe grüße|grüße|lg|cordialement|bien cordialement|"
     r"bien à vous|salutations|saludos|un saludo|atentamente|cordiales saludos|cordiali saluti|distinti saluti|"
@@ -159,7 +161,9 @@ class PersonNameContextRecognizer(LocalRecognizer):
         _NameTrigger(
             "sign-off",
             re.compile(
-                rf"(?<!\w)(?i:{_SIGN_OFFS})(?:[ \t]*[,!.]?[ \t]*(?:\r?\n[ \t]*(?:--?[ \t]*)?){{1,3}}|[ \t]*,[ \t]*)"
+                # the name on one of the next lines, perhaps quoted ("> Thanks in advance\n> Sandra Medina")
+                rf"(?<!\w)(?i:{_SIGN_OFFS})(?:[ \t]*[,!.]?[ \t]*(?:\r?\n[ \t]*(?:>[ \t]*)*(?:--?[ \t]*)?){{1,3}}|"
+                rf"[ \t]*,[ \t]*)"
                 rf"(?:{_TITLE})?"
             ),
             0.9,
@@ -171,7 +175,9 @@ class PersonNameContextRecognizer(LocalRecognizer):
             0.9,
             _PUNCTUATION_END,
         ),
-        _NameTrigger("mention", re.compile(rf"(?<!\w)(?i:{_STRONG_MENTIONS})[ \t]+(?:{_TITLE})?"), 0.9, None),
+        _NameTrigger(  # "Escalated to: Ada Lovelace" too
+            "mention", re.compile(rf"(?<!\w)(?i:{_STRONG_MENTIONS})(?:[ \t]*:)?[ \t]+(?:{_TITLE})?"), 0.9, None
+        ),
         _NameTrigger(
             "weak mention", re.compile(rf"(?<!\w)(?i:{_WEAK_MENTIONS})[: \t]+(?:{_TITLE})?"), 0.85, _CLAUSE_END
         ),
@@ -276,7 +282,7 @@ class PersonNameContextRecognizer(LocalRecognizer):
 # recognizer uses tell most of those apart from names.
 
 _VOCABULARY = re.compile(rf"(?i:{_GREETINGS}|{_SIGN_OFFS}|{_FIELD_LABELS}|{_WEAK_MENTIONS})[ \t]*[:,!.]?")
-_SENTENCE_START = re.compile(r"(?:^|[.!?:>\"(\[]|\n)[ \t]*$")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:>\"(\[=#*]|\n)[ \t]*$")  # "=== Zendesk export": a heading
 
 
 def plausible_person_span(text: str, start: int, end: int) -> bool:

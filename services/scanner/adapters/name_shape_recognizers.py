@@ -6,7 +6,7 @@ triggers of its own shape, so each has its own pre-screen in recognizers.yaml an
 can occur:
 
 - ChatSpeakerRecognizer: who speaks in a chat log ("[09:09] Rosendo Bravo: ...", "<Rosario> ...",
-  "Hugo Gozzi  10:02 AM", "Valerio joined the channel");
+  "Hugo Gozzi  10:02 AM", "Valerio joined the channel", "Amélie: hi" next to another chat line);
 - AtMentionRecognizer: "@Fritz Trub", "<@Alessandra Alighieri>";
 - NameFieldRecognizer: a field whose key says it holds a person ("Account holder: ...", "Case Owner: ...",
   '"full_name": "..."', "name=...&", "| Contact | ... |");
@@ -42,6 +42,13 @@ _CHAT_EVENTS = re.compile(
 # "Roland Parent (edited) 16:44", "Raimundo [11:17]: ...".
 _HEADER_TIME = re.compile(rf"(?:[ \t]+\(edited\))?[ \t]+(?:\[{_TIME}\]|{_TIME})[ \t]*(?::|(?=\r?\n|$))")
 
+# A chat line others can be told by: a timestamp first, or a client's event ("... joined the channel").
+_CHAT_LINE = rf"[ \t]*(?:{_STAMP}[^\n]*|[^\n]*?(?:{_CHAT_EVENTS.pattern})[^\n]*)"
+# A message, not a form's or a header's value: it starts with a lower-case word, an @mention or an emoji
+# ("Amélie: hi, new here", "Ale: kk", "Nanni: 👍"), not a token, a number or a mail address.
+_LOWER = r"[^\W\d_A-ZÀ-ÖØ-Þ]"
+_MESSAGE = rf"[ \t]*:[ \t]+(?:{_LOWER}{{1,12}}(?=[\s,.!?'’]|$)|@[^\W\d_]|[^\x00-\x7f\w\s])"
+
 
 class ChatSpeakerRecognizer(PersonNameContextRecognizer):
     """PERSON: the speaker of a chat line (after a timestamp, before a message header's time, in an event)."""
@@ -55,6 +62,21 @@ class ChatSpeakerRecognizer(PersonNameContextRecognizer):
         ),
         _NameTrigger("direct message", re.compile(r"[ \t](?:→|->)[ \t]*"), 0.9, re.compile(r"[ \t]*:")),
         _NameTrigger("chat header", re.compile(r"^[ \t]*", re.M), 0.9, _HEADER_TIME, requires=_HEADER_TIME),
+        # "Name: message" without a timestamp is a speaker only next to another chat line: alone, it reads like a
+        # form's "Comment: too slow".
+        _NameTrigger(
+            "chat speaker below a chat line",
+            re.compile(rf"^{_CHAT_LINE}\r?\n[ \t]*", re.M),
+            0.85,
+            re.compile(_MESSAGE),
+        ),
+        _NameTrigger(
+            "chat speaker above a chat line",
+            re.compile(r"^[ \t]*", re.M),
+            0.85,
+            re.compile(rf"{_MESSAGE}[^\n]*\r?\n{_CHAT_LINE}"),
+            requires=re.compile(rf"{_MESSAGE}[^\n]*\r?\n{_CHAT_LINE}"),
+        ),
         _NameTrigger(
             "chat event", re.compile(r"^[ \t]*(?:--+[ \t]*)?", re.M), 0.9, _CHAT_EVENTS, requires=_CHAT_EVENTS
         ),
@@ -86,8 +108,10 @@ _FIELD_KEY = (
 )
 # The value ends where the field ends; "User agent: Mozilla/5.0" is a product and its version.
 _FIELD_END = re.compile(rf"(?![ \t]*/[ \t]*\d)(?:{_CLAUSE_END.pattern}|[ \t]*[\"'”&|])")
-# "Name" on one line and the value on the next, as web forms are copied out.
-_FIELD_KEY_LINE = rf"^[ \t]*[\"'‘“*]?(?i:{_PERSON_KEYS})[\"'’”*]?[ \t]*:?[ \t]*\r?\n[ \t]*"
+# "Name" (or "*Your name*") on one line and the value on the next, as web forms are copied out.
+_FIELD_KEY_LINE = rf"^[ \t]*[\"'‘“*]?(?:[^\W_]+[ _\-]){{0,2}}(?i:{_PERSON_KEYS})[\"'’”*]?[ \t]*:?[ \t]*\r?\n[ \t]*"
+# A table cell holding key and value: "| Customer Gemma Ruiz | Origin: Phone".
+_CELL_KEY = rf"(?:^|(?<=\|))[ \t]*(?i:{_PERSON_KEYS})[ \t]+"
 
 
 class NameFieldRecognizer(PersonNameContextRecognizer):
@@ -96,6 +120,9 @@ class NameFieldRecognizer(PersonNameContextRecognizer):
     TRIGGERS = (
         _NameTrigger("person field", re.compile(_FIELD_KEY, re.M), 0.9, _FIELD_END),
         _NameTrigger("person field, value below", re.compile(_FIELD_KEY_LINE, re.M), 0.9, re.compile(_LINE_END)),
+        _NameTrigger(
+            "person cell", re.compile(_CELL_KEY, re.M), 0.85, re.compile(r"[ \t]*\|"), requires=re.compile(r"\|")
+        ),
     )
 
 
@@ -166,9 +193,9 @@ class NameSignatureRecognizer(PersonNameContextRecognizer):
 
 
 _ROLE_NOUNS = (
-    r"cust|customer|client|caller|recipient|consignee|candidate|applicant|employee|carer|caregiver|neighbou?r|"
+    r"[Cc]ust|customer|client|caller|recipient|consignee|candidate|applicant|employee|carer|caregiver|neighbou?r|"
     r"tenant|patient|prev(?:ious|\.)? agent|agent|rep|technician|driver|courier|TL|team lead|supervisor|mgr|"
-    r"manager|colleague|kunde|kundin|mitarbeiter(?:in)?|"
+    r"manager|colleague|[Kk]unde|[Kk]undin|[Mm]itarbeiter(?:in)?|"
     r"client[e]?|clienta|cliente|klant|medewerker"
 )
 _RELATIONS = r"son|daughter|wife|husband|partner|mother|father|brother|sister|carer|friend|colleague|neighbou?r"
@@ -180,7 +207,7 @@ class NameShorthandRecognizer(PersonNameContextRecognizer):
     parentheses ("(Luca, son)", "Friend (Ada)")."""
 
     TRIGGERS = (
-        # lower case only: "Customer Success" is a team, "cust Sylvia" a person
+        # lower case (German nouns aside): "Customer Success" is a team, "cust Sylvia" a person
         _NameTrigger("role noun", re.compile(rf"(?<![\w])(?:{_ROLE_NOUNS})[ \t]+(?:{_TITLE})?"), 0.85, None),
         _NameTrigger(
             "shorthand mention",
@@ -196,7 +223,8 @@ class NameShorthandRecognizer(PersonNameContextRecognizer):
             "by",
             re.compile(
                 r"(?<!\w)(?i:started|seen|posted|shared|uploaded|collected|delivered|received|picked up|request|"
-                r"requests|sent|added|edited|deleted|removed|booked|scheduled|signed|taken|done)[ \t]+(?i:by)[ \t]+"
+                r"requests|sent|added|edited|deleted|removed|booked|scheduled|signed|taken|done|changed|modified)[ \t]+"
+                r"(?i:by)[ \t]+"
             ),
             0.85,
             _CLAUSE_END,
