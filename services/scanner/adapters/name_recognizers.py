@@ -51,7 +51,7 @@ _NOT_NAMES = _word_set(
     grüße grüßen gruß ihrer ihren ihrem profile portal dashboard settings resources
     senior junior head lead chief principal accountant officer director specialist coordinator assistant
     engineer analyst consultant representative advisor adviser administrator executive associate intern
-    from to cc bcc subject date sent reply-to authorization cookie fax tel captcha token
+    from to cc bcc subject date sent reply-to authorization cookie fax tel captcha token success experience
     """
 )
 # Words that are surnames too (Amanda May, Gerard West) but do not begin a name: days, months (not April, June
@@ -128,12 +128,14 @@ _SAYING = re.compile(
 _CLAUSE_START = r"(?:^|(?<=[:>.!?\"(\[,;]))[ \t]*"
 # Administration verbs: "Please add Sara Ross as an admin", "invite Jonas to the workspace".
 _ADMIN_VERBS = r"add|invite|remove|onboard|offboard|deactivate|reactivate|unlock|promote|grant|give"
-_ADMIN_END = re.compile(r"[ \t]+(?:as|to|from|access|admin|permissions?|rights)\b")
+_ADMIN_END = re.compile(r"[ \t]+(?:as|to|from|access|admin|permissions?|rights)\b|[ \t]*\((?i:cc|bcc)\)")
 # After a sign-off, words followed by a colon are the next field's label ("Thanks\nStatus: open", "thanks\nFecha
 # de nacimiento: ..."), not a name; "Anna Smith | Tel: ..." is still a name.
 _SIGN_OFF_END = re.compile(rf"(?!(?:[ \t]+[^\W\d_]+){{0,3}}[ \t]*:)(?:{_CLAUSE_END.pattern})")
 # Stricter, for "thanks Maria!" without a comma: "thanks Current at ..." is two glued sentences.
 _PUNCTUATION_END = re.compile(r"$|[ \t]*(?:\r?\n|[,.;:!?)])")
+# ... or what was thanked for: "Thanks Maria for the quick turnaround!"
+_THANKS_END = re.compile(rf"{_PUNCTUATION_END.pattern}|[ \t]+(?i:for)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +175,7 @@ class PersonNameContextRecognizer(LocalRecognizer):
             "thanks",
             re.compile(r"(?<!\w)(?i:thanks|thank you|cheers|merci|danke|gracias|grazie)[ \t]+"),
             0.9,
-            _PUNCTUATION_END,
+            _THANKS_END,
         ),
         _NameTrigger(  # "Escalated to: Ada Lovelace" too
             "mention", re.compile(rf"(?<!\w)(?i:{_STRONG_MENTIONS})(?:[ \t]*:)?[ \t]+(?:{_TITLE})?"), 0.9, None

@@ -45,9 +45,9 @@ _HEADER_TIME = re.compile(rf"(?:[ \t]+\(edited\))?[ \t]+(?:\[{_TIME}\]|{_TIME})[
 # A chat line others can be told by: a timestamp first, or a client's event ("... joined the channel").
 _CHAT_LINE = rf"[ \t]*(?:{_STAMP}[^\n]*|[^\n]*?(?:{_CHAT_EVENTS.pattern})[^\n]*)"
 # A message, not a form's or a header's value: it starts with a lower-case word, an @mention or an emoji
-# ("Amélie: hi, new here", "Ale: kk", "Nanni: 👍"), not a token, a number or a mail address.
+# ("Amélie: hi, new here", "Ale: kk", "Nanni: 👍", "Jo: +1"), not a token, a number or a mail address.
 _LOWER = r"[^\W\d_A-ZÀ-ÖØ-Þ]"
-_MESSAGE = rf"[ \t]*:[ \t]+(?:{_LOWER}{{1,12}}(?=[\s,.!?'’]|$)|@[^\W\d_]|[^\x00-\x7f\w\s])"
+_MESSAGE = rf"[ \t]*:[ \t]+(?:{_LOWER}{{1,12}}(?=[\s,.!?'’]|$)|@[^\W\d_]|[^\x00-\x7f\w\s]|\+1\b)"
 
 
 class ChatSpeakerRecognizer(PersonNameContextRecognizer):
@@ -94,9 +94,10 @@ _PERSON_KEYS = (
     r"(?:full|first|last|given|family|middle|maiden|display|legal|account|contact|customer|client|user)?"
     r"[ _\-]?name|firstname|lastname|surname|holder|owner|signatory|signed(?:[ _]by)?|signer|consignee|"
     r"consignor|recipient|addressee|beneficiary|payee|submitted[ _]by|requester|requestor|assignee|candidate|"
-    r"applicant|patient|tenant|guarantor|witness|employee|driver|courier|contact(?:[ _]person)?|attendee|"
+    r"applicant|patient|tenant|guarantor|witness|employee|driver|courier|contact(?:[ _]person)?|attendee|customer|"
+    r"client|kunde|cliente|klant|"
     r"kontoinhaber(?:in)?|empfänger(?:in)?|inhaber(?:in)?|titulaire|destinataire|titular|destinatario|"
-    r"intestatario|ontvanger|rekeninghouder"
+    r"intestatario|ontvanger|rekeninghouder|interlocut(?:eur|rice)|referente|persona de contacto"
 )
 # A key: up to three qualifying words ("Case Owner", "Authorised signatory", "first_name / last_name"), quotes
 # (JSON, "Field 'name'"), a parenthesised hint ("Name (optional)"), then ':', '=', a table's '|', a form's
@@ -176,6 +177,8 @@ class NameSignatureRecognizer(PersonNameContextRecognizer):
             0.85,
             re.compile(r"[ \t]*(?:\((?i:ext|x|tel)\b[^)\n]*\))?(?=[ \t]*(?:\r?\n|$))"),
         ),
+        # A dash signature alone on its line: "— Anna Berg" (an em or en dash, or "--": bullets use "-").
+        _NameTrigger("dash signature", re.compile(r"^[ \t]*(?:—|–|--)[ \t]*", re.M), 0.85, re.compile(_LINE_END)),
         _NameTrigger(
             "agent's dash and extension",
             re.compile(r"^[ \t]*[-–—](?=[^\W\d_])", re.M),
