@@ -14,6 +14,7 @@ import importlib.util
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from services.scanner.adapters.name_recognizers import plausible_person_span
 
@@ -107,28 +108,36 @@ class SpacyNer:
         todo = [i for i, text in enumerate(texts) if has_letters(text)]
         if not todo or not self.entities:
             return out
+        engine = self._engine
+        # spaCy interns every new string (token texts, a name never seen before) in the model's vocabulary for
+        # the life of the process: over a long scan of distinct texts memory grows without bound. Strings
+        # added inside a memory zone are dropped when it closes; nothing of a Doc outlives this loop.
+        with self.nlp.memory_zone():
+            for i, doc in zip(todo, self.nlp.pipe((texts[i] for i in todo), batch_size=PIPE_BATCH), strict=True):
+                out[i] = self._spans(texts[i], doc, engine)
+        return out
+
+    def _spans(self, text: str, doc: Any, engine: Any) -> list[NerSpan]:
         from presidio_analyzer.nlp_engine import NlpArtifacts
 
-        docs = self.nlp.pipe((texts[i] for i in todo), batch_size=PIPE_BATCH)
-        engine = self._engine
-        for i, doc in zip(todo, docs, strict=True):
-            # The entity half of Presidio's SpacyNlpEngine._doc_to_nlp_artifact (label mapping, scores); its
-            # other half lists every token's lemma, which nothing here reads (a sixth of the NER time).
-            entities, scores = engine._get_updated_entities(list(doc.ents), engine._get_scores_for_entities(doc))
-            artifacts = NlpArtifacts(
-                entities=entities,
-                tokens=doc,
-                tokens_indices=[],
-                lemmas=[],
-                nlp_engine=engine,
-                language="en",
-                scores=scores,
-            )
-            for r in self.recognizer.analyze(texts[i], self.entities, artifacts):
-                entity = refined_entity(texts[i], r.entity_type, r.start, r.end)
-                if entity in self.entities:
-                    out[i].append(NerSpan(entity, r.start, r.end, float(r.score)))
-        return out
+        # The entity half of Presidio's SpacyNlpEngine._doc_to_nlp_artifact (label mapping, scores); its
+        # other half lists every token's lemma, which nothing here reads (a sixth of the NER time).
+        entities, scores = engine._get_updated_entities(list(doc.ents), engine._get_scores_for_entities(doc))
+        artifacts = NlpArtifacts(
+            entities=entities,
+            tokens=doc,
+            tokens_indices=[],
+            lemmas=[],
+            nlp_engine=engine,
+            language="en",
+            scores=scores,
+        )
+        spans = []
+        for r in self.recognizer.analyze(text, self.entities, artifacts):
+            entity = refined_entity(text, r.entity_type, r.start, r.end)
+            if entity in self.entities:
+                spans.append(NerSpan(entity, r.start, r.end, float(r.score)))
+        return spans
 
 
 def refined_entity(text: str, entity: str, start: int, end: int) -> str | None:
