@@ -88,6 +88,7 @@ def test_two_numbers_joined_by_a_slash_are_two_findings(detector: Detector, poli
         "please cancel subscription 20199538357.",
         # a German-valid 11-digit run without the trunk prefix 0 every German number is printed with
         "20216673508 was charged twice",
+        "phone never rang. login from 167.180.237.189 at noon",  # an IPv4 address, even after a lead-in
     ],
 )
 def test_digit_runs_that_are_not_phone_numbers(detector: Detector, policy: Policy, text: str) -> None:

@@ -69,6 +69,7 @@ _OTHER_LABELS = re.compile(
     re.IGNORECASE,
 )
 _DATE = re.compile(r"\d{1,4}[./\-]\d{1,2}[./\-]\d{1,4}")
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)")
 _SPACED_SEPARATOR = re.compile(r"[ \t][/\-][ \t]")
 _LEAD_IN_WINDOW = 32  # characters before the number searched for a lead-in word
 
@@ -89,7 +90,7 @@ def looks_like_something_else(run: str, digits: str) -> bool:
     """A run shaped like a date, a dotted version, a hyphenated ISBN or a barcode rather than a phone number."""
     run = _EXTENSION.sub("", run).strip("()")  # "(1998-12-17)"; "5585963644782 x 4" is a barcode and a count
     digits = re.sub(r"\D", "", run)
-    if _DATE.fullmatch(run):
+    if _DATE.fullmatch(run) or _IPV4.fullmatch(run):  # "login from 167.180.237.189" even after "phone"
         return True
     groups = re.split(r"[^\d]+", run.strip("+()"))
     if "." in run and any(not 2 <= len(g) <= 4 for g in groups[1:]):
@@ -207,7 +208,7 @@ class PhoneNumberRecognizer(LocalRecognizer):
             )
         if lead_in:
             region = self.valid_in(run, digits, self._all)
-            if region is None or _DATE.fullmatch(run.strip("()")):
+            if region is None or _DATE.fullmatch(run.strip("()")) or _IPV4.fullmatch(run):
                 return None
             return self.CONTEXT_SCORE, f"national ({region}) after a lead-in"
         if looks_like_something_else(run, digits) or self._labelled_otherwise(text, start):
