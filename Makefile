@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/audit_verify.py --entries 1000000
 	$(PY) bench/scanner_throughput.py
 	$(PY) bench/scanner_recall.py
+	$(PY) bench/scanner_prescreen.py
 	$(PY) bench/trainer_overhead.py
 	$(PY) bench/rlhf_overhead.py
 	$(PY) bench/evaluator_throughput.py

@@ -77,6 +77,9 @@ def test_phrases_that_are_not_addresses(detector: Detector, policy: Policy, text
         ("sono nato il 1985-03-12", "1985-03-12"),
         ("geboortedatum 12-03-1985", "12-03-1985"),
         ("Patient (D.O.B. 1961-11-30) was seen today.", "1961-11-30"),
+        ('{"name": "X", "dob": "1944-12-09", "plan": "gold"}', "1944-12-09"),  # a JSON key
+        ("Date of birth (dd/mm/yyyy): 13/12/1999", "13/12/1999"),  # a format hint
+        ("Kunde né(e) le 26/07/1949", "26/07/1949"),
     ],
 )
 def test_dates_of_birth(detector: Detector, policy: Policy, text: str, born: str) -> None:
@@ -94,6 +97,8 @@ def test_dates_of_birth(detector: Detector, policy: Policy, text: str, born: str
         "born on 12/03/1850",  # before 1900: not a living customer's birth date
         "Lieferdatum: 12.03.2025",
         "date de livraison : 12/03/2025",
+        '{"order_date": "2024-03-02", "ship": "2024-03-04"}',
+        "Delivery date (dd/mm/yyyy): 12/03/2025",
     ],
 )
 def test_dates_that_are_not_birth_dates(detector: Detector, policy: Policy, text: str) -> None:

@@ -79,7 +79,7 @@ CONTEXT_TEMPLATES: dict[str, tuple[str, ...]] = {
     "NL_BSN": ("BSN: {}", "Mijn burgerservicenummer is {}.", "citizen service number {} on file"),
     "DE_TAX_ID": ("Steuer-ID: {}", "meine Steueridentifikationsnummer lautet {}", "IdNr. {} laut Bescheid"),
     "FR_NIR": ("numéro de sécurité sociale : {}", "N° INSEE {}", "my French social security number is {}"),
-    "ES_NIF": ("DNI: {}", "mi DNI es {}, gracias", "NIF {} (persona física)"),
+    "ES_NIF": ("DNI: {}", "mi DNI es {}, gracias", "NIF {} (persona física)", "tax id {} for invoice 4711"),
     "ES_NIE": ("NIE: {}", "número de identidad de extranjero {}", "my NIE is {}."),
     "IT_FISCAL_CODE": ("codice fiscale: {}", "C.F. {}", "my fiscal code is {}"),
     "UK_NINO": ("National Insurance number {}", "NI number: {}", "my NINO is {}."),

@@ -13,8 +13,7 @@ from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 from bench.support.faker_corpus import generate_corpus
 from services.scanner.adapters import detector as detector_module
 from services.scanner.adapters.detector import Detection, Detector, RegistryEntry, merge_ner
-from services.scanner.adapters.name_recognizers import plausible_person_span
-from services.scanner.adapters.ner import NER_ENTITIES, ner_model
+from services.scanner.adapters.ner import NER_ENTITIES, ner_model, refined_entity
 from services.scanner.domain.policy import Policy
 from services.scanner.engine.pipeline import ScanOptions, scan_dataset
 from shared.datasets import DatasetManifest
@@ -37,18 +36,21 @@ def texts() -> list[str]:
 
 def presidio_per_text(detector: Detector, text: str) -> list[Detection]:
     """The reference: the registry's detections, then Presidio's own per-text NER path (SpacyNlpEngine.
-    process_text, whole-artifact conversion, SpacyRecognizer.analyze) on the same spaCy pipeline, keeping the
-    PERSON spans that read like names (the scanner's documented filter)."""
+    process_text, whole-artifact conversion, SpacyRecognizer.analyze) on the same spaCy pipeline, then the
+    scanner's documented check of each span (ner.refined_entity)."""
     assert detector._ner is not None
     engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": detector._ner.info.name}])
     engine.nlp = {"en": detector._ner.nlp}
     artifacts = engine.process_text(text, "en")
     recognizer = SpacyRecognizer(supported_entities=list(NER_ENTITIES))
-    ner = [
-        Detection(r.entity_type, r.start, r.end, float(r.score), recognizer.name)
+    refined = [
+        (refined_entity(text, r.entity_type, r.start, r.end), r)
         for r in recognizer.analyze(text, list(NER_ENTITIES), artifacts)
-        if r.score >= detector.min_scores.get(r.entity_type, 0.0)
-        and (r.entity_type != "PERSON" or plausible_person_span(text, r.start, r.end))
+    ]
+    ner = [
+        Detection(entity, r.start, r.end, float(r.score), recognizer.name)
+        for entity, r in refined
+        if entity is not None and r.score >= detector.min_scores.get(entity, 0.0)
     ]
     patterns = detector._patterns(text)
     return patterns + merge_ner(patterns, ner)
@@ -146,3 +148,27 @@ def test_scan_with_ner_reports_its_model_and_is_the_same_across_workers(
     assert expected
     for line, start, end in expected:
         assert any(ln == line and s < end and start < e for ln, s, e in persons), (line, start, end)
+
+
+def test_ner_checks_what_the_model_tags() -> None:
+    text = "pls loop in Silvia Novoa from finance re INC2618521; Cheers"
+    assert refined_entity(text, "NRP", 12, 24) == "PERSON"  # a foreign name the small model calls a group
+    assert refined_entity(text, "NRP", 41, 51) is None  # a ticket number is no group
+    assert refined_entity("They are French.", "NRP", 9, 15) == "NRP"
+    assert refined_entity(text, "PERSON", 53, 59) is None  # a sign-off
+
+
+def test_spacy_vocabulary_stays_flat_over_distinct_texts(ner_detector: Detector) -> None:
+    """spaCy interns every new token string for the life of the process; the memory zone around each batch
+    drops them, so a long scan of distinct texts does not grow the vocabulary (memory stays flat)."""
+    assert ner_detector._ner is not None
+    strings = ner_detector._ner.nlp.vocab.strings
+
+    def batch(k: int) -> list[str]:
+        return [f"Zqx{k}w{i} Vbn{k}y{i} met Plk{k}r{i} in Hjt{k}u{i}." for i in range(100)]
+
+    ner_detector._ner.analyze_many(batch(0))
+    before = len(strings)
+    for k in range(1, 4):
+        ner_detector._ner.analyze_many(batch(k))
+    assert len(strings) == before

@@ -76,6 +76,19 @@ def test_two_numbers_joined_by_a_slash_are_two_findings(detector: Detector, poli
         "postcode 75002, room 1234",
         "(11) 96123-4567",  # a São Paulo mobile without a lead-in: Brazil is not a home region
         "call me on 12345",  # too short to be a subscriber number
+        # a date then a time: no "phone" made of a date and the hour
+        "CALL NOTE 17.02.1984 10:22 agent Luna",
+        "Outage window 31/10/1984 02:00-04:00 UTC",
+        "Sick leave certificate received (06/01/1985 to 21.12.2024)",
+        "line 1: 4006381333931 x 4 @ $4.13",  # a barcode and a count, not an extension
+        # reference numbers of business documents
+        "Dispatch note 20216673508",
+        "credit note 20211155865 for $69.44",
+        "Amount due: $7,515.20 (inv 20254344618)",
+        "please cancel subscription 20199538357.",
+        # a German-valid 11-digit run without the trunk prefix 0 every German number is printed with
+        "20216673508 was charged twice",
+        "phone never rang. login from 167.180.237.189 at noon",  # an IPv4 address, even after a lead-in
     ],
 )
 def test_digit_runs_that_are_not_phone_numbers(detector: Detector, policy: Policy, text: str) -> None:

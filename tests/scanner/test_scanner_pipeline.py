@@ -30,7 +30,9 @@ def test_demo_dataset_is_redacted_fingerprinted_and_indexed(
     result = scan_dataset(data, load_manifest(manifest_path), options, workdir)
     assert result.verdict == "redacted", result.blocking_reasons
     assert result.record_count == 200 and result.dropped_records == 0
-    assert set(result.totals) == {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "AWS_ACCESS_KEY"}
+    # Without NER too, the name in every assistant answer's JSON ("name": "Alice Meyer") is found by its key.
+    assert set(result.totals) == {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "AWS_ACCESS_KEY", "PERSON"}
+    assert result.totals["PERSON"] == {"redact": 200}
     assert all(set(per) == {"redact"} for per in result.totals.values())
     assert result.output_path is not None
     output = result.output_path.read_text()
@@ -42,7 +44,7 @@ def test_demo_dataset_is_redacted_fingerprinted_and_indexed(
     assert result.fingerprint == dataset_fingerprint(result.output_path)
     report = json.loads(result.report_path.read_text())
     assert report["verdict"] == "redacted" and report["fingerprint"] == result.fingerprint
-    first = report["findings"][0]
+    first = next(f for f in report["findings"] if f["entity"] == "EMAIL_ADDRESS")
     assert set(first) == {"line", "field", "start", "end", "entity", "score", "action", "operator"}
     source_line = data.read_text().splitlines()[first["line"] - 1]
     original = json.loads(source_line)["messages"][1]["content"]

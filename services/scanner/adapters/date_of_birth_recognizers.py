@@ -38,13 +38,17 @@ _DATE = (
 _LEAD_INS = (
     r"date of birth|birth ?date|birthday|d\.?o\.?b\.?|born(?: on| in)?|"
     r"geburtsdatum|geburtstag|geb\.(?:-?datum)?|geboren(?: am| op)?|"
-    r"date de naissance|n[ée]e? le|naissance|"
+    r"date de naissance|n[ée](?:e|\(e\))? le|naissance|"
     r"fecha de nacimiento|f\. ?nac\.?|nacid[oa] el|nací el|"
     r"data di nascita|nat[oa] il|"
     r"geboortedatum"
 )
-# Up to two small words between the lead-in and the date: "born on", "birth date to", "DOB is", "nato il".
-_BETWEEN = r"[ \t]*[:=\-–]?[ \t]*(?:(?:is|was|on|to|as|am|le|el|il|op|the|de|der|du)[ \t]+){0,2}"
+# Between the lead-in and the date: a format hint ("Date of birth (dd/mm/yyyy): "), the quotes and colon of a
+# JSON or YAML key ('"dob": "1944-12-09"'), up to two small words ("born on", "DOB is", "nato il").
+_BETWEEN = (
+    r"(?:[ \t]*\([^()\n\d]{1,16}\))?[\"'”]?[ \t]*[:=\-–]?[ \t]*[\"'“]?"
+    r"(?:(?:is|was|on|to|as|am|le|el|il|op|the|de|der|du)[ \t]+){0,2}"
+)
 
 
 class DateOfBirthRecognizer(RegexRecognizer):

@@ -30,6 +30,7 @@ from services.scanner.adapters.ner import (
     ner_model_info,
     require_ner_model,
 )
+from services.scanner.adapters.prescreens import word_prefix_regex
 from shared.yaml_models import parse_yaml, read_limited_text
 
 DEFAULT_REGISTRY = Path(__file__).resolve().parent.parent / "config" / "recognizers.yaml"
@@ -84,7 +85,8 @@ def _build_recognizer(spec: dict[str, Any], where: str) -> EntityRecognizer:
             raise RegistryError(f"{where}: cannot import {target!r} ({exc})") from exc
         return cls(**kwargs)
     if kind == "custom":
-        body = {k: v for k, v in spec.items() if k not in ("type", "prescreen", "window", "enabled", "kwargs")}
+        ours = ("type", "prescreen", "prescreen_words", "window", "enabled", "kwargs")
+        body = {k: v for k, v in spec.items() if k not in ours}
         body.setdefault("supported_language", "en")
         try:
             return PatternRecognizer.from_dict(body)
@@ -139,6 +141,22 @@ def describe_detectors(
     )
 
 
+def _prescreen(spec: dict[str, Any], where: str) -> re.Pattern[str] | None:
+    """`prescreen` (a regex) or `prescreen_words` (keywords matched case-insensitively as word prefixes,
+    compiled to a trie: a long keyword alternation as a flat regex costs more than most recognizers)."""
+    words = spec.get("prescreen_words")
+    if words is not None and spec.get("prescreen"):
+        raise RegistryError(f"{where}: give prescreen or prescreen_words, not both")
+    if words is not None:
+        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w.strip() for w in words):
+            raise RegistryError(f"{where}: prescreen_words must be a non-empty list of words")
+        return word_prefix_regex(words)
+    try:
+        return re.compile(spec["prescreen"]) if spec.get("prescreen") else None
+    except re.error as exc:
+        raise RegistryError(f"{where}: invalid prescreen regex ({exc})") from exc
+
+
 def load_registry(path: Path | None = None) -> list[RegistryEntry]:
     path = path or DEFAULT_REGISTRY
     try:
@@ -154,10 +172,7 @@ def load_registry(path: Path | None = None) -> list[RegistryEntry]:
             raise RegistryError(f"{where}: each recognizer needs at least a name")
         if spec.get("enabled", True) is False:
             continue
-        try:
-            prescreen = re.compile(spec["prescreen"]) if spec.get("prescreen") else None
-        except re.error as exc:
-            raise RegistryError(f"{where} ({spec['name']}): invalid prescreen regex ({exc})") from exc
+        prescreen = _prescreen(spec, f"{where} ({spec['name']})")
         window = int(spec.get("window", 0))
         if window and prescreen is None:
             raise RegistryError(f"{where} ({spec['name']}): window needs a prescreen to centre on")

@@ -198,6 +198,12 @@ _ES_CONTEXT = (
     "id card",
     "identity",
     "tarjeta de residencia",
+    # the NIF is Spain's tax number: "tax id 53250794K"
+    "tax id",
+    "tax number",
+    "tin",
+    "número fiscal",
+    "identificación fiscal",
 )
 
 

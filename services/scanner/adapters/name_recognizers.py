@@ -46,6 +46,12 @@ _NOT_NAMES = _word_set(
     soporte assistenza supporto serviceteam
     ihr ihre euer eure dein deine votre vos su sus vuestro vostro uw jouw jullie
     system bot assistant agent operator reception
+    name names email e-mail mail phone address number details info channel
+    logistics procurement payroll marketing engineering compliance purchasing shipping recruiting recruitment
+    grüße grüßen gruß ihrer ihren ihrem profile portal dashboard settings resources
+    senior junior head lead chief principal accountant officer director specialist coordinator assistant
+    engineer analyst consultant representative advisor adviser administrator executive associate intern
+    from to cc bcc subject date sent reply-to authorization cookie fax tel captcha token success experience
     """
 )
 # Words that are surnames too (Amanda May, Gerard West) but do not begin a name: days, months (not April, June
@@ -70,7 +76,9 @@ _GREETINGS = (
     r"hoi|goedemorgen|goedemiddag"
 )
 _SIGN_OFFS = (
-    r"(?:kind|best|warm|warmest|many|with) regards|regards|best wishes|best|sincerely|yours sincerely|"
+    r"thanks (?:&|and) regards|thanks in advance|thank you in advance|yours faithfully|"
+    r"(?:kind|best|warm|warmest|many|with) regards|regards|warm wishes|talk soon|speak soon|take care|"
+    r"all the best|b?rgds|thx|best wishes|best|sincerely|yours sincerely|"
     r"yours truly|yours|thanks again|thanks|thank you|many thanks|cheers|mit freundlichen grüßen|"
     r"freundliche grüße|viele grüße|beste grüße|liebe grüße|grüße|lg|cordialement|bien cordialement|"
     r"bien à vous|salutations|saludos|un saludo|atentamente|cordiales saludos|cordiali saluti|distinti saluti|"
@@ -92,9 +100,10 @@ _STRONG_MENTIONS = (
 # Mentions that are also followed by other things ("this is urgent", "contact Support"): the name must end
 # the clause (punctuation, line end, or "from/at/in ..." follows).
 _WEAK_MENTIONS = r"this is|it's|i'm|i am|contact|contact person|agent|cc|attn|ask for|call|reach out to|ik ben"
-_CLAUSE_END = re.compile(
-    r"$|[ \t]*(?:\r?\n|[,.;:!?)(\[\]|/<–—-])|[ \t]+(?:from|at|in|of|here|with|on|and|for|von|aus|bei|de|du|"
-    r"chez|del|di|da|van|bij|en|et|und|y|e)\b|[ \t]+[–—-]"
+_CLAUSE_END = re.compile(  # never before "/5.0": "Mozilla/5.0" is a product and its version
+    r"(?![ \t]*/[ \t]*\d)(?:$|[ \t]*(?:\r?\n|[,.;:!?)(\[\]|/<–—-])|"
+    r"[ \t]+(?:from|at|in|of|here|with|on|and|for|von|aus|bei|de|du|chez|del|di|da|van|bij|en|et|und|y|e)\b|"
+    r"[ \t]+[–—-])"
 )
 # Field labels at a line start: "Name: Maik", "Reporter: Claudine Andre", "From: Ute <ute@hq.lan>".
 _FIELD_LABELS = (
@@ -119,12 +128,14 @@ _SAYING = re.compile(
 _CLAUSE_START = r"(?:^|(?<=[:>.!?\"(\[,;]))[ \t]*"
 # Administration verbs: "Please add Sara Ross as an admin", "invite Jonas to the workspace".
 _ADMIN_VERBS = r"add|invite|remove|onboard|offboard|deactivate|reactivate|unlock|promote|grant|give"
-_ADMIN_END = re.compile(r"[ \t]+(?:as|to|from|access|admin|permissions?|rights)\b")
+_ADMIN_END = re.compile(r"[ \t]+(?:as|to|from|access|admin|permissions?|rights)\b|[ \t]*\((?i:cc|bcc)\)")
 # After a sign-off, words followed by a colon are the next field's label ("Thanks\nStatus: open", "thanks\nFecha
 # de nacimiento: ..."), not a name; "Anna Smith | Tel: ..." is still a name.
 _SIGN_OFF_END = re.compile(rf"(?!(?:[ \t]+[^\W\d_]+){{0,3}}[ \t]*:)(?:{_CLAUSE_END.pattern})")
 # Stricter, for "thanks Maria!" without a comma: "thanks Current at ..." is two glued sentences.
 _PUNCTUATION_END = re.compile(r"$|[ \t]*(?:\r?\n|[,.;:!?)])")
+# ... or what was thanked for: "Thanks Maria for the quick turnaround!"
+_THANKS_END = re.compile(rf"{_PUNCTUATION_END.pattern}|[ \t]+(?i:for)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +163,9 @@ class PersonNameContextRecognizer(LocalRecognizer):
         _NameTrigger(
             "sign-off",
             re.compile(
-                rf"(?<!\w)(?i:{_SIGN_OFFS})(?:[ \t]*[,!.]?[ \t]*(?:\r?\n[ \t]*(?:--?[ \t]*)?){{1,3}}|[ \t]*,[ \t]*)"
+                # the name on one of the next lines, perhaps quoted ("> Thanks in advance\n> Sandra Medina")
+                rf"(?<!\w)(?i:{_SIGN_OFFS})(?:[ \t]*[,!.]?[ \t]*(?:\r?\n[ \t]*(?:>[ \t]*)*(?:--?[ \t]*)?){{1,3}}|"
+                rf"[ \t]*,[ \t]*)"
                 rf"(?:{_TITLE})?"
             ),
             0.9,
@@ -162,9 +175,11 @@ class PersonNameContextRecognizer(LocalRecognizer):
             "thanks",
             re.compile(r"(?<!\w)(?i:thanks|thank you|cheers|merci|danke|gracias|grazie)[ \t]+"),
             0.9,
-            _PUNCTUATION_END,
+            _THANKS_END,
         ),
-        _NameTrigger("mention", re.compile(rf"(?<!\w)(?i:{_STRONG_MENTIONS})[ \t]+(?:{_TITLE})?"), 0.9, None),
+        _NameTrigger(  # "Escalated to: Ada Lovelace" too
+            "mention", re.compile(rf"(?<!\w)(?i:{_STRONG_MENTIONS})(?:[ \t]*:)?[ \t]+(?:{_TITLE})?"), 0.9, None
+        ),
         _NameTrigger(
             "weak mention", re.compile(rf"(?<!\w)(?i:{_WEAK_MENTIONS})[: \t]+(?:{_TITLE})?"), 0.85, _CLAUSE_END
         ),
@@ -269,7 +284,7 @@ class PersonNameContextRecognizer(LocalRecognizer):
 # recognizer uses tell most of those apart from names.
 
 _VOCABULARY = re.compile(rf"(?i:{_GREETINGS}|{_SIGN_OFFS}|{_FIELD_LABELS}|{_WEAK_MENTIONS})[ \t]*[:,!.]?")
-_SENTENCE_START = re.compile(r"(?:^|[.!?:>\"(\[]|\n)[ \t]*$")
+_SENTENCE_START = re.compile(r"(?:^|[.!?:>\"(\[=#*]|\n)[ \t]*$")  # "=== Zendesk export": a heading
 
 
 def plausible_person_span(text: str, start: int, end: int) -> bool:

@@ -14,6 +14,7 @@ import importlib.util
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from services.scanner.adapters.name_recognizers import plausible_person_span
 
@@ -100,33 +101,56 @@ class SpacyNer:
         return str(self.recognizer.name)
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
-        """Spans per text, in order; texts without letters are not given to spaCy at all. A PERSON the model
-        tags must also read like a name (name_recognizers.plausible_person_span): the small English model
-        takes greetings, field labels, acronyms ("JSON") and Dutch or Spanish lead-ins for people."""
+        """Spans per text, in order; texts without letters are not given to spaCy at all. What the model tags is
+        checked by refined_entity: the small English model takes greetings, field labels, acronyms ("JSON") and
+        Dutch or Spanish lead-ins for people, and many foreign names for groups (NRP)."""
         out: list[list[NerSpan]] = [[] for _ in texts]
         todo = [i for i, text in enumerate(texts) if has_letters(text)]
         if not todo or not self.entities:
             return out
+        engine = self._engine
+        # spaCy interns every new string (token texts, a name never seen before) in the model's vocabulary for
+        # the life of the process: over a long scan of distinct texts memory grows without bound. Strings
+        # added inside a memory zone are dropped when it closes; nothing of a Doc outlives this loop.
+        with self.nlp.memory_zone():
+            for i, doc in zip(todo, self.nlp.pipe((texts[i] for i in todo), batch_size=PIPE_BATCH), strict=True):
+                out[i] = self._spans(texts[i], doc, engine)
+        return out
+
+    def _spans(self, text: str, doc: Any, engine: Any) -> list[NerSpan]:
         from presidio_analyzer.nlp_engine import NlpArtifacts
 
-        docs = self.nlp.pipe((texts[i] for i in todo), batch_size=PIPE_BATCH)
-        engine = self._engine
-        for i, doc in zip(todo, docs, strict=True):
-            # The entity half of Presidio's SpacyNlpEngine._doc_to_nlp_artifact (label mapping, scores); its
-            # other half lists every token's lemma, which nothing here reads (a sixth of the NER time).
-            entities, scores = engine._get_updated_entities(list(doc.ents), engine._get_scores_for_entities(doc))
-            artifacts = NlpArtifacts(
-                entities=entities,
-                tokens=doc,
-                tokens_indices=[],
-                lemmas=[],
-                nlp_engine=engine,
-                language="en",
-                scores=scores,
-            )
-            out[i] = [
-                NerSpan(r.entity_type, r.start, r.end, float(r.score))
-                for r in self.recognizer.analyze(texts[i], self.entities, artifacts)
-                if r.entity_type != "PERSON" or plausible_person_span(texts[i], r.start, r.end)
-            ]
-        return out
+        # The entity half of Presidio's SpacyNlpEngine._doc_to_nlp_artifact (label mapping, scores); its
+        # other half lists every token's lemma, which nothing here reads (a sixth of the NER time).
+        entities, scores = engine._get_updated_entities(list(doc.ents), engine._get_scores_for_entities(doc))
+        artifacts = NlpArtifacts(
+            entities=entities,
+            tokens=doc,
+            tokens_indices=[],
+            lemmas=[],
+            nlp_engine=engine,
+            language="en",
+            scores=scores,
+        )
+        spans = []
+        for r in self.recognizer.analyze(text, self.entities, artifacts):
+            entity = refined_entity(text, r.entity_type, r.start, r.end)
+            if entity in self.entities:
+                spans.append(NerSpan(entity, r.start, r.end, float(r.score)))
+        return spans
+
+
+def refined_entity(text: str, entity: str, start: int, end: int) -> str | None:
+    """What a model's span counts as. A PERSON must read like a name (plausible_person_span). The small
+    model tags many foreign names NRP (nationalities, religious and political groups): an NRP of two or more
+    words that reads like a name is a PERSON ("Silvia Novoa"); an NRP holding a digit ("INC2618521",
+    "INV-2022") is a reference, not a group."""
+    if entity == "PERSON":
+        return entity if plausible_person_span(text, start, end) else None
+    if entity == "NRP":
+        value = text[start:end]
+        if any(c.isdigit() for c in value):
+            return None
+        if len(value.split()) > 1 and plausible_person_span(text, start, end):
+            return "PERSON"
+    return entity

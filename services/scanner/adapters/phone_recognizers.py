@@ -37,7 +37,7 @@ MAX_DIGITS = 17
 _RUN = re.compile(
     r"(?<![\w.#/+\-])(?:\+[ \t]?|\()?\d(?:[\d()]|[ \t]?[.\-/][ \t]?(?=[\d(])|[ \t](?=[\d(]))*\d\)?"
     r"(?:[ \t]?(?:x|ext\.?|extension)[ \t]?\d{1,6})?"  # an extension: (751)572-8623x3573, 555-0100 ext. 12
-    r"(?![\w]|[.\-/]\d)"
+    r"(?![\w]|[.\-/:]\d)"  # nor right before ":03": "06/21/2007 14:03" is a date and a time
 )
 # The North American way of printing a number, "(751) 572-8623" or "751-572-8623": the shape alone says
 # "phone", so an unassigned area code (made-up and test numbers) does not let it through.
@@ -59,11 +59,17 @@ _OTHER_LABELS = re.compile(
     r"(?<![^\W\d_])(?:isbn|issn|ean|gtin|sku|items?|art(?:icle|ikel)?|orders?|bestellung|commande|pedido|ordine|"
     r"bestelling|invoices?|rechnung|facture|factura|fattura|factuur|ref|reference|tickets?|case|version|ver|v|"
     r"builds?|release|serial|tracking|sendung|parcel|colis|account|konto|iban|bic|customer|kunde|kunden|client|"
-    r"cliente|klant|postcode|zip|plz)"
+    r"cliente|klant|postcode|zip|plz|"
+    # business documents and their references: "inv 20254344618", "contract 20246032477", "ASN 20230900388"
+    r"inv|contracts?|vertrag|contrat|contrato|contratto|subscriptions?|abo|abonnement|suscripci[óo]n|"
+    r"abbonamento|notes?|claims?|expenses?|quotes?|quotation|angebot|devis|presupuesto|preventivo|offerte|"
+    r"renewal|asn|shipment|consignment|po|policy|polizza|p[óo]liza|transaction|txn|receipt|booking|"
+    r"reservation|membership)"
     r"(?:[\s.:#°-]+(?:no|nr|n°|number|num|nummer|numéro|número|numero|code|id))?[\s.:#°-]*$",
     re.IGNORECASE,
 )
 _DATE = re.compile(r"\d{1,4}[./\-]\d{1,2}[./\-]\d{1,4}")
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)")
 _SPACED_SEPARATOR = re.compile(r"[ \t][/\-][ \t]")
 _LEAD_IN_WINDOW = 32  # characters before the number searched for a lead-in word
 
@@ -82,7 +88,9 @@ def _isbn10_valid(chars: str) -> bool:
 
 def looks_like_something_else(run: str, digits: str) -> bool:
     """A run shaped like a date, a dotted version, a hyphenated ISBN or a barcode rather than a phone number."""
-    if _DATE.fullmatch(run):
+    run = _EXTENSION.sub("", run).strip("()")  # "(1998-12-17)"; "5585963644782 x 4" is a barcode and a count
+    digits = re.sub(r"\D", "", run)
+    if _DATE.fullmatch(run) or _IPV4.fullmatch(run):  # "login from 167.180.237.189" even after "phone"
         return True
     groups = re.split(r"[^\d]+", run.strip("+()"))
     if "." in run and any(not 2 <= len(g) <= 4 for g in groups[1:]):
@@ -100,6 +108,14 @@ class _Region:
     code: str
     national_prefix: str
     lengths: frozenset[int]
+
+    @property
+    def prefix_printed(self) -> bool:
+        """Where the trunk prefix is 0 (most of Europe), a national number is written with it ("030 1234567",
+        "06 12 34 56 78"): an 11-digit "20216673508" is a reference number, not Leverkusen's 02021 area. North
+        America's trunk prefix 1 is usually left out; so is Brazil's 0 before an area code in parentheses,
+        which is why runs with one are not held to this (the parentheses say "phone" already)."""
+        return self.national_prefix == "0"
 
 
 class PhoneNumberRecognizer(LocalRecognizer):
@@ -134,10 +150,13 @@ class PhoneNumberRecognizer(LocalRecognizer):
     def load(self) -> None:
         """Nothing to load: phonenumbers' metadata is read in __init__."""
 
-    def valid_in(self, run: str, digits: str, regions: Iterable[_Region]) -> str | None:
+    def valid_in(self, run: str, digits: str, regions: Iterable[_Region], *, as_printed: bool = False) -> str | None:
         """The first region where the nationally printed run is a valid number, if any. Regions whose
-        number lengths cannot fit (with or without their trunk prefix) are skipped before parsing."""
+        number lengths cannot fit (with or without their trunk prefix) are skipped before parsing; with
+        `as_printed`, so are regions whose trunk prefix the run lacks though that country prints it."""
         for region in regions:
+            if as_printed and region.prefix_printed and not digits.startswith(region.national_prefix):
+                continue
             national = len(digits)
             stripped = national - len(region.national_prefix) if digits.startswith(region.national_prefix) else 0
             if national not in region.lengths and (not region.national_prefix or stripped not in region.lengths):
@@ -189,12 +208,12 @@ class PhoneNumberRecognizer(LocalRecognizer):
             )
         if lead_in:
             region = self.valid_in(run, digits, self._all)
-            if region is None or _DATE.fullmatch(run):
+            if region is None or _DATE.fullmatch(run.strip("()")) or _IPV4.fullmatch(run):
                 return None
             return self.CONTEXT_SCORE, f"national ({region}) after a lead-in"
         if looks_like_something_else(run, digits) or self._labelled_otherwise(text, start):
             return None
-        region = self.valid_in(run, digits, self._home)
+        region = self.valid_in(run, digits, self._home, as_printed="(" not in run)
         if region is None and _NANP_SHAPE.fullmatch(_EXTENSION.sub("", run)):
             return self.SCORE, "North American format"
         return None if region is None else (self.SCORE, f"national ({region})")
