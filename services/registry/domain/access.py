@@ -21,6 +21,11 @@ RETIRE = ("deployer", "admin")
 MANAGE_API_KEYS = ("admin",)
 """Gateway API keys are credentials: only admins create, rotate and revoke them."""
 READ_API_KEYS = ("auditor", "admin")
+MANAGE_INCIDENTS = ("approver", "admin")
+"""Incidents (EU AI Act Art. 73) are opened, updated and closed by the people who govern releases."""
+READ_INCIDENTS = ("auditor", "admin", "approver", "deployer")
+READ_EVIDENCE = READ_MODELS
+"""An evidence pack names every version's approvals, incidents and audit entries: readers of every version."""
 
 
 def authorise(principal: Principal | None, allowed: tuple[str, ...], action: str) -> Principal:

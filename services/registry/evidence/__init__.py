@@ -1,0 +1,3 @@
+"""A model version's compliance evidence pack (README "Compliance evidence pack"): obligations.yaml (what is
+checked), gather.py (what exists: registry records, artefacts, audit-ledger entries with inclusion proofs),
+check.py (evidenced, partly or gap per obligation), pack.py (the JSON pack), render.py (its HTML)."""
