@@ -29,6 +29,14 @@ def _status(value: str) -> str:
     return f'<span class="status {escape(value)}">{escape(value.replace("_", " "))}</span>'
 
 
+def _value(value: object) -> str:
+    if isinstance(value, dict) and "uri" in value:
+        return f"{value['uri']} (sha256 {value.get('sha256')})"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    return "-" if value is None else str(value)
+
+
 def _obligation_row(o: ObligationResult) -> str:
     links = ", ".join(f'<a href="#ev-{escape(k)}">{escape(k)}</a>' for k in o.evidence)
     why = o.note or "; ".join(o.gaps)
@@ -74,7 +82,7 @@ def render_html(pack: EvidencePack) -> str:
         for e in pack.audit_entries
     )
     identity = "".join(
-        f"<tr><th scope=\"row\">{escape(k)}</th><td><code>{escape(str(v))}</code></td></tr>" for k, v in m.items()
+        f"<tr><th scope=\"row\">{escape(k)}</th><td><code>{escape(_value(v))}</code></td></tr>" for k, v in m.items()
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
