@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import Field
 
@@ -16,15 +17,18 @@ from services.registry.domain.incidents import (
 from services.registry.schemas import _AttributeView, _Model
 from shared.events.incidents import Severity
 
+VersionRef = Annotated[str, Field(min_length=1, max_length=80)]
+EventRef = Annotated[str, Field(min_length=1, max_length=64)]
+
 
 class IncidentOpen(_Model):
     """Body of POST /incidents."""
 
     title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
     severity: Severity
-    affected_versions: list[str] = Field(min_length=1, max_length=MAX_VERSIONS)
+    affected_versions: list[VersionRef] = Field(min_length=1, max_length=MAX_VERSIONS)
     description: str = Field(default="", max_length=MAX_TEXT_CHARS)
-    audit_entries: list[str] = Field(default_factory=list, max_length=MAX_AUDIT_ENTRIES)
+    audit_entries: list[EventRef] = Field(default_factory=list, max_length=MAX_AUDIT_ENTRIES)
     aware_at: datetime | None = Field(default=None, description="When the provider became aware (default: now).")
 
 
@@ -33,8 +37,8 @@ class IncidentUpdate(_Model):
 
     note: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     severity: Severity | None = None
-    add_versions: list[str] = Field(default_factory=list, max_length=MAX_VERSIONS)
-    add_audit_entries: list[str] = Field(default_factory=list, max_length=MAX_AUDIT_ENTRIES)
+    add_versions: list[VersionRef] = Field(default_factory=list, max_length=MAX_VERSIONS)
+    add_audit_entries: list[EventRef] = Field(default_factory=list, max_length=MAX_AUDIT_ENTRIES)
     reported_reference: str | None = Field(
         default=None, max_length=200, description="The Art. 73 report was made: the authority's reference."
     )

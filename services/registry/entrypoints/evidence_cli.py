@@ -61,11 +61,17 @@ def report(
     for entry in pack.audit_entries:
         if entry.proof is None:
             continue
-        check = verify_proof_document(InclusionProofDocument.model_validate(entry.proof), key)
-        if check.ok and entry.proof["entry"]["event_id"] == entry.event_id:
+        try:
+            document = InclusionProofDocument.model_validate(entry.proof)
+        except ValidationError as exc:
+            entry.verified, entry.detail = False, f"malformed inclusion proof: {exc.error_count()} problem(s)"
+            failed.append(entry.event_id)
+            continue
+        check = verify_proof_document(document, key)
+        if check.ok and document.entry.event_id == entry.event_id:
             entry.verified, entry.detail = True, check.detail
         else:
-            entry.verified, entry.detail = False, check.detail
+            entry.verified, entry.detail = False, check.detail if not check.ok else "the proof is of another event"
             failed.append(entry.event_id)
     pack.summary.proofs_verified = sum(1 for e in pack.audit_entries if e.verified)
     try:

@@ -1,8 +1,7 @@
 """Collect what exists as evidence for one model version: the registry's own records (the version, its job,
 evaluations, aliases, incidents), the artefacts they name (checked against their recorded sha256), and the
-audit-ledger entries about the job, the version and its incidents, each with an inclusion proof under the
-latest signed tree head (read from the ledger itself: the registry's outbox is pruned after
-TUNEGATE_OUTBOX_RETENTION_S). Each kind is present, partial or absent with the reason; nothing is made up."""
+audit-ledger entries about the job, the version and its incidents with their inclusion proofs (ledger.py).
+Each kind is present, partial or absent with the reason; nothing is made up."""
 
 from __future__ import annotations
 
@@ -12,77 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-
 from services.registry.adapters import incident_repository, model_repository, repository
 from services.registry.domain.deployments import ModelAlias
 from services.registry.domain.incidents import Incident
 from services.registry.domain.job import Job
 from services.registry.domain.model_version import ModelVersion
 from services.registry.evidence.check import Evidence, EvidenceItem, Obligations
+from services.registry.evidence.ledger import LedgerRead, read_ledger
 from shared.config import Settings
 from shared.events.payloads import ArtifactRef
 from shared.storage.artifacts import ArtifactStore
 
-MAX_LEDGER_ENTRIES = 2_000
 MAX_AIBOM_BYTES = 16 * 1024 * 1024
 USE_CASE_FIELDS = ("problem", "why_not_prompting", "why_not_rag", "data_description", "risks")
-
-
-class AuditEntry(BaseModel):
-    event_id: str
-    type: str
-    subject: str
-    actor: str
-    sequence: int
-    occurred_at: str
-    proof: dict[str, Any] | None
-    """The inclusion proof (tunegate.audit.inclusion-proof/v1), or None when none could be made (`detail`)."""
-    verified: bool | None
-    """Checked here against this host's audit log key; None when that key is not on this host."""
-    detail: str
-
-
-class LedgerRead(BaseModel):
-    available: bool
-    detail: str
-    entries: list[AuditEntry]
-
-
-def read_ledger(settings: Settings, subjects: list[str]) -> LedgerRead:
-    """Entries about `subjects` with their inclusion proofs, read from the audit ledger on this host."""
-    from services.audit.adapters.keys import PUBLIC_KEY_FILE
-    from services.audit.application import ProofUnavailable, build_inclusion_proof, open_store
-    from services.audit.domain.proofs import verify_proof_document
-    from shared.security.keys import load_public_key, public_key_pem
-
-    store = open_store(settings, create=False)
-    try:
-        if not store.has_schema():
-            return LedgerRead(available=False, detail="no audit ledger at this registry's database URL", entries=[])
-        key_file = settings.home_dir / "keys" / PUBLIC_KEY_FILE
-        key = load_public_key(key_file.read_bytes()) if key_file.is_file() else None
-        pem = public_key_pem(key) if key is not None else ""
-        with store.read() as conn:
-            found = store.entries_about(conn, subjects, MAX_LEDGER_ENTRIES)
-        entries = []
-        for entry in found:
-            base = {"event_id": entry.event_id, "type": entry.type, "subject": entry.subject, "actor": entry.actor,
-                    "sequence": entry.sequence, "occurred_at": entry.occurred_at}
-            try:
-                proof = build_inclusion_proof(store, entry.event_id, pem)
-            except ProofUnavailable as exc:
-                entries.append(AuditEntry(**base, proof=None, verified=False, detail=str(exc)))
-                continue
-            check = verify_proof_document(proof, key) if key is not None else None
-            entries.append(AuditEntry(
-                **base, proof=proof.model_dump(mode="json"), verified=None if check is None else check.ok,
-                detail=f"not checked: no audit log key at {key_file}" if check is None else check.detail,
-            ))
-        note = f"; the first {MAX_LEDGER_ENTRIES} only" if len(found) >= MAX_LEDGER_ENTRIES else ""
-        return LedgerRead(available=True, detail=f"{len(entries)} entries{note}", entries=entries)
-    finally:
-        store.db.dispose()
 
 
 @dataclass

@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from services.registry.evidence.check import Evidence, ObligationResult, Obligations, counts, decide
-from services.registry.evidence.gather import AuditEntry, gather, load_records
+from services.registry.evidence.gather import gather, load_records
+from services.registry.evidence.ledger import AuditEntry
 from shared.config import Settings
 
 PACK_FORMAT = "tunegate.evidence-pack/v1"
