@@ -17,6 +17,7 @@ import pytest
 
 from services.audit.application import open_ledger
 from services.audit.domain.proofs import InclusionProofDocument, verify_proof_document
+from services.registry.adapters.client import RegistryClient
 from services.registry.adapters.credentials import CredentialStore
 from services.registry.evidence.pack import load_obligations
 from shared.security.keys import load_public_key
@@ -33,7 +34,7 @@ def post(world: World, path: str, token: str | None, **body: Any) -> Any:
     return world.client.post(path, json=body, headers=bearer(token))
 
 
-async def scenario(world: World) -> tuple[str, str]:
+async def scenario(world: World, *, ledger: bool = True) -> tuple[str, str]:
     """v1 registered (its report in the store), approved, deployed watermarked, one open incident; every event
     the registry emitted is in the audit ledger under a signed tree head. Returns (approver, incident id)."""
     store = ArtifactStore(world.settings.home_dir / "artifacts")
@@ -46,9 +47,10 @@ async def scenario(world: World) -> tuple[str, str]:
     opened = post(world, "/incidents", bob, title="Answer quoted a customer's e-mail", severity="serious",
                   affected_versions=[VERSION])
     assert opened.status_code == 201, opened.text
-    ledger = open_ledger(world.settings)
-    ledger.append(world.runtime.published)
-    ledger.sign_now()
+    if ledger:
+        audit = open_ledger(world.settings)
+        audit.append(world.runtime.published)
+        audit.sign_now()
     return bob, opened.json()["id"]
 
 
@@ -92,6 +94,32 @@ async def test_the_pack_maps_obligations_to_evidence_with_verified_proofs(world:
     for evidence in pack["evidence"].values():
         assert set(evidence["ledger_entries"]) <= known
         assert evidence["status"] == "present" or evidence["missing"], evidence["kind"]
+
+
+async def test_without_a_ledger_the_record_keeping_obligations_are_gaps(world: World) -> None:
+    bob, _ = await scenario(world, ledger=False)
+    pack = world.get(f"/models/{VERSION}/evidence", bob).json()
+    assert pack["ledger"]["available"] is False and pack["audit_entries"] == []
+    assert pack["evidence"]["audit_trail"]["status"] == "absent"
+    assert statuses(pack)["iso-a-6-2-8"] == "gap"
+
+
+async def test_a_tampered_proof_fails_the_report(
+    wired: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
+    bob, _ = await scenario(wired)
+    CredentialStore(wired.settings).save_token("bob", bob)
+    honest = RegistryClient.get_evidence
+
+    def tampered(self: RegistryClient, version_id: str) -> dict[str, Any]:
+        pack = honest(self, version_id)
+        proof = pack["audit_entries"][0]["proof"]
+        proof["entry"]["payload_sha256"] = "0" * 64
+        return pack
+
+    monkeypatch.setattr(RegistryClient, "get_evidence", tampered)
+    result = tunegate("report", VERSION, "--out", str(tmp_path / "pack"), "--as", "bob")
+    assert result.exit_code == 1 and "1 inclusion proof(s) did not verify" in " ".join(result.stderr.split())
 
 
 async def test_report_writes_json_and_self_contained_html(wired: World, tmp_path: Path) -> None:  # noqa: F811
