@@ -146,4 +146,4 @@ async def test_report_writes_json_and_self_contained_html(wired: World, tmp_path
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
                     "--window-size=1280,2000", (out / "evidence.html").as_uri()], check=True, timeout=60,
                    capture_output=True)
-    assert shot.stat().st_size > 10_000
+    assert shot.stat().st_size > 100_000  # a blank page of that size is about 14 KB

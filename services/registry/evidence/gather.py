@@ -158,7 +158,7 @@ def approvals(r: Records, spec: Obligations, kind: str) -> Evidence:
         missing.append(f"the version has {v.approvals_so_far} of {v.required_approvals} approvals")
     people = {a.approver for a in job_ok} | {a.approver for a in v.approvals if a.decision == "approve"}
     status = "absent" if not items else ("partial" if missing else "present")
-    return _evidence(kind, spec, status, f"{len(items)} approvals by {len(people)} people", "; ".join(missing),
+    return _evidence(kind, spec, status, f"{len(items)} approval(s) by {len(people)} approver(s)", "; ".join(missing),
                      items, r.entries(*_ledger_types(spec, kind)))
 
 
