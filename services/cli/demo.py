@@ -226,9 +226,12 @@ class Demo:
             )
             result.incident_id = incident["id"]
             self.run("incidents", "list")
-            time.sleep(1.0)  # the ledger signs a tree head over incident.opened: its proof is in the pack
             evidence_dir = data_dir / "evidence" / vid
-            result.evidence = self.json("report", vid, "--out", str(evidence_dir), "--as", APPROVERS[0], "--json")
+            for _ in range(10):  # until the ledger has signed a tree head over incident.opened (about 1 s)
+                time.sleep(1.0)
+                result.evidence = self.json("report", vid, "--out", str(evidence_dir), "--as", APPROVERS[0], "--json")
+                if result.evidence["proofs_verified"] == result.evidence["audit_entries"]:
+                    break
             result.evidence_dir = str(evidence_dir)
             e = result.evidence
             self.console.print(f"evidence pack: [bold]{evidence_dir}/evidence.html[/bold] (and evidence.json): "
