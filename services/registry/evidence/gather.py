@@ -16,7 +16,7 @@ from services.registry.domain.deployments import ModelAlias
 from services.registry.domain.incidents import Incident
 from services.registry.domain.job import Job
 from services.registry.domain.model_version import ModelVersion
-from services.registry.evidence.check import Evidence, EvidenceItem, Obligations
+from services.registry.evidence.check import Evidence, EvidenceItem, EvidenceStatus, Obligations
 from services.registry.evidence.ledger import LedgerRead, read_ledger
 from shared.config import Settings
 from shared.events.payloads import ArtifactRef
@@ -64,9 +64,9 @@ def load_records(session: Any, settings: Settings, version_id: str, now: datetim
     return Records(version, job, aliases, incidents, ledger, ArtifactStore(settings.home_dir / "artifacts"), now)
 
 
-def _evidence(kind: str, spec: Obligations, status: str, summary: str, missing: str = "",
+def _evidence(kind: str, spec: Obligations, status: EvidenceStatus, summary: str, missing: str = "",
               items: list[EvidenceItem] | None = None, entries: list[str] | None = None) -> Evidence:
-    return Evidence(kind=kind, title=spec.evidence_kinds[kind].title, status=status, summary=summary,  # type: ignore[arg-type]
+    return Evidence(kind=kind, title=spec.evidence_kinds[kind].title, status=status, summary=summary,
                     missing=missing, items=items or [], ledger_entries=entries or [])
 
 
@@ -157,7 +157,7 @@ def approvals(r: Records, spec: Obligations, kind: str) -> Evidence:
     if v.approvals_so_far < v.required_approvals:
         missing.append(f"the version has {v.approvals_so_far} of {v.required_approvals} approvals")
     people = {a.approver for a in job_ok} | {a.approver for a in v.approvals if a.decision == "approve"}
-    status = "absent" if not items else ("partial" if missing else "present")
+    status: EvidenceStatus = "absent" if not items else ("partial" if missing else "present")
     return _evidence(kind, spec, status, f"{len(items)} approval(s) by {len(people)} approver(s)", "; ".join(missing),
                      items, r.entries(*_ledger_types(spec, kind)))
 
