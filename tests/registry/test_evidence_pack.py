@@ -19,6 +19,7 @@ from services.audit.application import open_ledger
 from services.audit.domain.proofs import InclusionProofDocument, verify_proof_document
 from services.registry.adapters.client import RegistryClient
 from services.registry.adapters.credentials import CredentialStore
+from services.registry.evidence.check import Evidence, decide
 from services.registry.evidence.pack import load_obligations
 from shared.security.keys import load_public_key
 from shared.storage.artifacts import ArtifactStore
@@ -94,6 +95,22 @@ async def test_the_pack_maps_obligations_to_evidence_with_verified_proofs(world:
     for evidence in pack["evidence"].values():
         assert set(evidence["ledger_entries"]) <= known
         assert evidence["status"] == "present" or evidence["missing"], evidence["kind"]
+
+
+def test_each_obligation_is_decided_from_its_evidence_only() -> None:
+    spec = load_obligations()
+    evidence = {k: Evidence(kind=k, title=v.title, status="present", summary="ok")
+                for k, v in spec.evidence_kinds.items()}
+    evidence["eu_database_registration"] = evidence["eu_database_registration"].model_copy(
+        update={"status": "absent", "missing": "not recorded"})
+    evidence["monitoring_results"] = evidence["monitoring_results"].model_copy(update={"status": "absent"})
+    evidence["incidents"] = evidence["incidents"].model_copy(update={"status": "absent"})
+    high = {o.id: decide(o, evidence, "high") for o in spec.obligations}
+    assert high["eu-annex-8"].status == "partly"
+    assert high["eu-annex-8"].gaps == ["eu_database_registration: not recorded"]
+    assert high["eu-art-72"].status == high["eu-art-73"].status == "gap" and high["eu-art-12"].status == "evidenced"
+    minimal = {o.id: decide(o, evidence, "minimal").status for o in spec.obligations}
+    assert minimal["eu-art-73"] == "not_applicable" and minimal["eu-art-50"] == "evidenced"
 
 
 async def test_without_a_ledger_the_record_keeping_obligations_are_gaps(world: World) -> None:
