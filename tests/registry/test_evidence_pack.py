@@ -159,8 +159,9 @@ async def test_report_writes_json_and_self_contained_html(wired: World, tmp_path
 
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH (apt-get install -y chromium): the screenshot check did not run")
-    shot = tmp_path / "evidence.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1280,2000", (out / "evidence.html").as_uri()], check=True, timeout=60,
-                   capture_output=True)
+    shot, pdf = tmp_path / "evidence.png", tmp_path / "evidence.pdf"
+    for output in (f"--screenshot={shot}", f"--print-to-pdf={pdf}"):
+        subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", output, "--window-size=1280,2000",
+                        (out / "evidence.html").as_uri()], check=True, timeout=60, capture_output=True)
     assert shot.stat().st_size > 100_000  # a blank page of that size is about 14 KB
+    assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 20_000
