@@ -170,7 +170,8 @@ class Demo:
 
             self.step("7. Training on the redacted dataset (tiny base, LoRA SFT)")
             self.run("jobs", "watch", job_id, "--timeout", "900", check=False)
-            job = self.wait_state(job_id, {"trained"}, timeout_s=900)
+            # On a busy machine `jobs watch` can return after the evaluation began: past "trained" is fine too.
+            job = self.wait_state(job_id, {"trained", "evaluating"} | VERDICT_STATES, timeout_s=900)
             self.run("jobs", "show", job_id)
 
             self.step("8. Evaluation against the base: quality, memorisation (canaries), PII leakage, red team, "
