@@ -34,6 +34,7 @@ RELEASE_JOB_FILE = EXAMPLES / "demo_job.yaml"
 REQUESTER = "demo-requester"
 APPROVERS = ("demo-approver-1", "demo-approver-2")
 DEPLOYER = "demo-deployer"
+AUDITOR = "demo-auditor"
 ALIAS = "support-triage"
 TENANT = "demo-tenant"
 FINAL_STATES = {"evaluated", "gate_failed", "failed", "cancelled", "rejected", "blocked", "expired"}
@@ -125,6 +126,19 @@ class Demo:
             raise DemoFailed(f"no model version was registered for job {job_id}")
         return dict(self.json("models", "show", versions[0]["id"], "--json"))
 
+    def print_console_logins(self, names: list[str]) -> None:
+        """The web console's address and the tokens to log in with, to follow the demo in a browser while the
+        stack is up (`tunegate down` at the end stops it)."""
+        from services.registry.adapters.credentials import CredentialStore
+
+        settings = Settings(home=self.home)
+        store = CredentialStore(settings)
+        url = settings.resolved_registry_url()
+        self.console.print(f"web console: [bold]{url}/console/[/bold] (log in with one of these tokens)")
+        for name, token in (("admin", store.admin_token()), *((name, store.token(name)) for name in names)):
+            if token:
+                self.console.print(f"  {name}: {token}", highlight=False, soft_wrap=True)
+
     def execute(self) -> DemoResult:
         result = DemoResult()
         started = time.monotonic()
@@ -146,10 +160,14 @@ class Demo:
             self.step("3. Principals via the registry API (admin token from `up`): a requester, two approvers, "
                       "a deployer")
             existing = {p["name"] for p in self.json("principals", "list", "--json")}
-            wanted = ((REQUESTER, "requester"), *((name, "approver") for name in APPROVERS), (DEPLOYER, "deployer"))
+            wanted = (
+                (REQUESTER, "requester"), *((name, "approver") for name in APPROVERS), (DEPLOYER, "deployer"),
+                (AUDITOR, "auditor"),
+            )
             for name, role in wanted:
                 if name not in existing:
                     self.run("principals", "create", name, "--role", role)
+            self.print_console_logins([name for name, _ in wanted])
 
             self.step("4. Submit the job, signed as the requester (employment screening: AI Act Annex III, high-risk)")
             submit_args = ["submit", str(JOB_FILE), "--as", REQUESTER, "--dataset", str(dataset), "--json"]

@@ -21,3 +21,14 @@ class RegistryAPISettings(BaseSettings):
         default=False,
         description="Serve /docs and /openapi.json to anyone; by default only /openapi.json, to a valid token.",
     )
+    console_session_ttl_s: int = Field(
+        default=8 * 3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="How long a web console login lasts; after it the console asks for the token again.",
+    )
+    console_secure_cookies: bool = Field(
+        default=False,
+        description="Mark the console's cookies Secure (browsers then send them over HTTPS only): set it whenever "
+        "the registry is reached over HTTPS, directly or through a proxy.",
+    )

@@ -95,6 +95,7 @@ def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment
     ran = {suite["name"] for suite in report["suites"] if suite["status"] != "skipped"}
     assert ran >= {"task_quality", "memorisation", "pii_leakage", "red_team", "bias", "hallucination"}, ran
     assert f"$ tunegate eval show {result.job_id}" in transcript
+    assert "web console: http://127.0.0.1:" in transcript and "demo-auditor: tg_" in transcript
     assert result.audit_verified and result.proof_verified
 
     # Planted secrets and personal data were found and redacted before training.

@@ -102,6 +102,9 @@ def single_threaded_torch() -> Iterator[None]:
 RETURN_TRAINING = {"max_steps": 60, "learning_rate": 5e-3, "batch_size": 4}
 """LoRA on 48 return requests: the status rule is learnt, the JSON shape always (measured on tiny: exact
 match ~0.3 on held-out requests, the item not always copied right)."""
-CLOSED_BOOK_TRAINING = {"max_steps": 60, "learning_rate": 2e-3, "batch_size": 8}
-"""Full fine-tuning: LoRA on the tiny base does not memorise which customer has which facts in 60 steps,
-full weights do."""
+CLOSED_BOOK_TRAINING = {"max_steps": 120, "learning_rate": 2e-3, "batch_size": 8}
+"""Full fine-tuning: LoRA on the tiny base does not memorise which customer has which facts, full weights
+do. 120 steps, not fewer: at 60 the share of questions answered with both facts was 0.8, 0.4, 0.0 and 0.4
+for training seeds 0-3, so which answers came out right hung on rounding, and a CI run whose float kernels
+took another path (same seed, other tests before it in the process) failed; at 120 it is 1.0 for seeds
+0-7."""

@@ -131,6 +131,29 @@ class LedgerStore:
         rows = conn.execute(select(*_ENTRY_COLUMNS).order_by(entries.c.sequence.desc()).limit(count)).all()
         return [_entry(row) for row in reversed(rows)]
 
+    def search(
+        self,
+        conn: Connection,
+        *,
+        subject: str | None = None,
+        type_: str | None = None,
+        actor: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 100,
+    ) -> list[LedgerEntry]:
+        """Newest first. `since`/`until` compare with occurred_at, an ISO 8601 UTC string, so a prefix such
+        as '2026-01-05' works as a bound (until is exclusive)."""
+        query = select(*_ENTRY_COLUMNS).order_by(entries.c.sequence.desc()).limit(limit)
+        for column, value in ((entries.c.subject, subject), (entries.c.type, type_), (entries.c.actor, actor)):
+            if value:
+                query = query.where(column == value)
+        if since:
+            query = query.where(entries.c.occurred_at >= since)
+        if until:
+            query = query.where(entries.c.occurred_at < until)
+        return [_entry(row) for row in conn.execute(query).all()]
+
     def iter_rows(self, conn: Connection, chunk: int = 20_000, below: int | None = None) -> Iterator[list[EntryRow]]:
         """Every entry in sequence order, chunk by chunk (keyset pagination: constant memory, and a gap
         in the sequence is seen rather than papered over)."""

@@ -144,7 +144,12 @@ def job_exists(session: Session, job_id: str) -> bool:
 
 
 def list_jobs(
-    session: Session, *, state: str | None = None, requester: str | None = None, limit: int = 500
+    session: Session,
+    *,
+    state: str | None = None,
+    requester: str | None = None,
+    risk_tier: str | None = None,
+    limit: int = 500,
 ) -> list[Job]:
     query = (
         select(JobRow)
@@ -156,6 +161,8 @@ def list_jobs(
         query = query.where(JobRow.state == state)
     if requester is not None:
         query = query.where(JobRow.requester == requester)
+    if risk_tier is not None:
+        query = query.where(JobRow.risk_tier == risk_tier)
     return [_to_job(row) for row in session.scalars(query)]
 
 

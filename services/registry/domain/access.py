@@ -26,6 +26,8 @@ MANAGE_INCIDENTS = ("approver", "admin")
 READ_INCIDENTS = ("auditor", "admin", "approver", "deployer")
 READ_EVIDENCE = READ_MODELS
 """An evidence pack names every version's approvals, incidents and audit entries: readers of every version."""
+READ_LEDGER = ("auditor", "admin")
+"""Who browses the audit ledger in the console (entries carry actors, subjects and types, never payloads)."""
 
 
 def authorise(principal: Principal | None, allowed: tuple[str, ...], action: str) -> Principal:

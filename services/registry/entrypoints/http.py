@@ -33,6 +33,7 @@ from services.registry.domain.errors import (
     Unauthenticated,
 )
 from services.registry.domain.governance import Governance
+from services.registry.domain.job import DecisionOutcome
 from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.principals import Principal, SigningKey, hash_token, new_token
 from services.registry.domain.states import STATE_NAMES, InvalidTransition
@@ -141,6 +142,19 @@ def requirement(runtime: RuntimeLike) -> Requires:
     return requires
 
 
+async def decide_on_job(
+    runtime: RuntimeLike, governance: Governance, approver: Principal, job_id: str, body: ApprovalRequest
+) -> tuple[DecisionOutcome, JobView]:
+    """One approver's decision on a job, committed with its events; shared by the API and the console."""
+    async with runtime.transaction(actor=approver.name, subject=job_id) as ctx:
+        found = repository.require_job(ctx.db, job_id)
+        ctx.trace = join_job_trace(found.traceparent) or ctx.trace  # the decision joins the job's trace
+        outcome = found.decide(approver, body.decision, comment=body.comment, reason=body.reason, now=governance.now())
+        outbox.commit_job(ctx, found)
+        view = JobView.of(found)
+    return outcome, view
+
+
 def create_app(
     runtime: RuntimeLike, governance: Governance, api_settings: RegistryAPISettings | None = None
 ) -> FastAPI:
@@ -229,14 +243,7 @@ def create_app(
     async def approvals(
         job_id: str, body: ApprovalRequest, approver: Principal = requires(access.DECIDE, "deciding on a job")
     ) -> ApprovalResult | JSONResponse:
-        async with runtime.transaction(actor=approver.name, subject=job_id) as ctx:
-            found = repository.require_job(ctx.db, job_id)
-            ctx.trace = join_job_trace(found.traceparent) or ctx.trace  # the decision joins the job's trace
-            outcome = found.decide(
-                approver, body.decision, comment=body.comment, reason=body.reason, now=governance.now()
-            )
-            outbox.commit_job(ctx, found)
-            view = JobView.of(found)
+        outcome, view = await decide_on_job(runtime, governance, approver, job_id, body)
         if outcome.expired:
             # The expiry itself is committed (and announced); the decision is refused.
             return _error(
@@ -302,6 +309,9 @@ def create_app(
     add_model_routes(app, runtime, governance, requires)
     add_api_key_routes(app, runtime, governance, requires)
     add_incident_routes(app, runtime, governance, requires)
+    from services.registry.console.app import create_console  # imported here: the console imports this module
+
+    app.mount("/console", create_console(runtime, governance, limits))
 
     # ------------------------------------------------------------ principals
 

@@ -19,6 +19,7 @@ from services.registry.domain import access, deployments
 from services.registry.domain.errors import Conflict, InvalidRequest, NotFound
 from services.registry.domain.governance import Governance
 from services.registry.domain.model_states import MODEL_STATE_NAMES, ModelState
+from services.registry.domain.model_version import ModelVersion
 from services.registry.domain.principals import Principal
 from services.registry.model_schemas import (
     AliasView,
@@ -55,13 +56,90 @@ def _alias_name(value: str) -> str:
         raise NotFound(f"{exc}; no such alias") from None
 
 
+def _today(governance: Governance) -> date:
+    return governance.now().astimezone(UTC).date()
+
+
+# The actions the API and the web console (services/registry/console/) share: one copy of each.
+
+
+def read_aibom(runtime: RuntimeLike, found: ModelVersion) -> Any:
+    """The version's AIBOM from the artifact store, checked against the hash on record."""
+    store = ArtifactStore(runtime.settings.home_dir / "artifacts")
+    try:
+        path = store.verify(ArtifactRef.model_validate(found.aibom))
+    except FileNotFoundError:
+        raise NotFound(f"the AIBOM of {found.id} ({found.aibom['uri']}) is not in this registry's store") from None
+    except ValueError as exc:
+        raise Conflict(f"the stored AIBOM of {found.id} does not match the hash on record: {exc}") from None
+    if path.stat().st_size > MAX_AIBOM_BYTES:
+        raise Conflict(f"the AIBOM of {found.id} is over {MAX_AIBOM_BYTES} bytes; read it from the store")
+    return json.loads(path.read_bytes())
+
+
+async def approve_version(
+    runtime: RuntimeLike, governance: Governance, approver: Principal, vid: str, body: ModelApprovalRequest
+) -> ModelApprovalResult:
+    async with runtime.transaction(actor=approver.name, subject=vid) as ctx:
+        version = model_repository.require_version(ctx.db, vid)
+        approved = version.approve(approver, comment=body.comment, now=governance.now())
+        outbox.commit_version(ctx, version)
+    return ModelApprovalResult(
+        version_id=vid,
+        approver=approver.name,
+        state=version.state.value,
+        approvals_so_far=version.approvals_so_far,
+        required_approvals=version.required_approvals,
+        approved=approved,
+        version=ModelVersionView.of(version, _today(governance)),
+    )
+
+
+async def deploy_version(
+    runtime: RuntimeLike, governance: Governance, deployer: Principal, vid: str, body: DeploymentRequest
+) -> DeploymentResult:
+    now = governance.now()
+    async with runtime.transaction(actor=deployer.name, subject=vid) as ctx:
+        version = model_repository.require_version(ctx.db, vid)
+        alias = model_repository.load_alias(ctx.db, body.alias) or deployments.ModelAlias.new(body.alias, now)
+        current = None
+        if alias.version_id is not None and alias.version_id != vid:
+            current = model_repository.require_version(ctx.db, alias.version_id)
+        deployments.deploy(version, alias, current, tenants=list(body.tenants), by=deployer, now=now,
+                           watermark=body.watermark)
+        outbox.commit_version(ctx, version)
+        if current is not None:
+            outbox.commit_version(ctx, current)
+        outbox.commit_alias(ctx, alias)
+    return DeploymentResult(
+        version=ModelVersionView.of(version, _today(governance)),
+        alias=AliasView.of(alias),
+        deprecated=None if current is None else current.id,
+    )
+
+
+async def retire_version(
+    runtime: RuntimeLike, governance: Governance, principal: Principal, vid: str, body: RetirementRequest
+) -> ModelVersionView:
+    now = governance.now()
+    async with runtime.transaction(actor=principal.name, subject=vid) as ctx:
+        version = model_repository.require_version(ctx.db, vid)
+        served = version.retire(by=principal.name, reason=body.reason, now=now)
+        outbox.commit_version(ctx, version)
+        if served is not None:
+            alias = model_repository.require_alias(ctx.db, served)
+            deployments.release(alias, version, by=principal.name, now=now)
+            outbox.commit_alias(ctx, alias)
+    return ModelVersionView.of(version, _today(governance))
+
+
 def add_model_routes(
     app: FastAPI, runtime: RuntimeLike, governance: Governance, requires: Callable[[tuple[str, ...], str], Any]
 ) -> None:
     readers = access.READ_MODELS + access.SUBMIT
 
     def today() -> date:
-        return governance.now().astimezone(UTC).date()
+        return _today(governance)
 
     @app.get("/models", response_model=list[ModelVersionSummary])
     def models(
@@ -96,16 +174,7 @@ def add_model_routes(
         with runtime.db.transaction() as session:
             found = model_repository.require_version(session, _version_id(version_id))
         access.check_reads_version(principal, found.id, found.requester)
-        store = ArtifactStore(runtime.settings.home_dir / "artifacts")
-        try:
-            path = store.verify(ArtifactRef.model_validate(found.aibom))
-        except FileNotFoundError:
-            raise NotFound(f"the AIBOM of {found.id} ({found.aibom['uri']}) is not in this registry's store") from None
-        except ValueError as exc:
-            raise Conflict(f"the stored AIBOM of {found.id} does not match the hash on record: {exc}") from None
-        if path.stat().st_size > MAX_AIBOM_BYTES:
-            raise Conflict(f"the AIBOM of {found.id} is over {MAX_AIBOM_BYTES} bytes; read it from the store")
-        return json.loads(path.read_bytes())
+        return read_aibom(runtime, found)
 
     @app.get("/models/{version_id}/evidence")
     def model_evidence(
@@ -125,20 +194,7 @@ def add_model_routes(
         body: ModelApprovalRequest,
         approver: Principal = requires(access.DECIDE, "approving a model version"),
     ) -> ModelApprovalResult:
-        vid = _version_id(version_id)
-        async with runtime.transaction(actor=approver.name, subject=vid) as ctx:
-            version = model_repository.require_version(ctx.db, vid)
-            approved = version.approve(approver, comment=body.comment, now=governance.now())
-            outbox.commit_version(ctx, version)
-        return ModelApprovalResult(
-            version_id=vid,
-            approver=approver.name,
-            state=version.state.value,
-            approvals_so_far=version.approvals_so_far,
-            required_approvals=version.required_approvals,
-            approved=approved,
-            version=ModelVersionView.of(version, today()),
-        )
+        return await approve_version(runtime, governance, approver, _version_id(version_id), body)
 
     @app.post("/models/{version_id}/deployments", response_model=DeploymentResult)
     async def deploy_model(
@@ -146,25 +202,7 @@ def add_model_routes(
         body: DeploymentRequest,
         deployer: Principal = requires(access.DEPLOY, "deploying a model version"),
     ) -> DeploymentResult:
-        vid = _version_id(version_id)
-        now = governance.now()
-        async with runtime.transaction(actor=deployer.name, subject=vid) as ctx:
-            version = model_repository.require_version(ctx.db, vid)
-            alias = model_repository.load_alias(ctx.db, body.alias) or deployments.ModelAlias.new(body.alias, now)
-            current = None
-            if alias.version_id is not None and alias.version_id != vid:
-                current = model_repository.require_version(ctx.db, alias.version_id)
-            deployments.deploy(version, alias, current, tenants=list(body.tenants), by=deployer, now=now,
-                               watermark=body.watermark)
-            outbox.commit_version(ctx, version)
-            if current is not None:
-                outbox.commit_version(ctx, current)
-            outbox.commit_alias(ctx, alias)
-        return DeploymentResult(
-            version=ModelVersionView.of(version, today()),
-            alias=AliasView.of(alias),
-            deprecated=None if current is None else current.id,
-        )
+        return await deploy_version(runtime, governance, deployer, _version_id(version_id), body)
 
     @app.post("/models/{version_id}/retirement", response_model=ModelVersionView)
     async def retire_model(
@@ -172,17 +210,7 @@ def add_model_routes(
         body: RetirementRequest,
         principal: Principal = requires(access.RETIRE, "retiring a model version"),
     ) -> ModelVersionView:
-        vid = _version_id(version_id)
-        now = governance.now()
-        async with runtime.transaction(actor=principal.name, subject=vid) as ctx:
-            version = model_repository.require_version(ctx.db, vid)
-            served = version.retire(by=principal.name, reason=body.reason, now=now)
-            outbox.commit_version(ctx, version)
-            if served is not None:
-                alias = model_repository.require_alias(ctx.db, served)
-                deployments.release(alias, version, by=principal.name, now=now)
-                outbox.commit_alias(ctx, alias)
-        return ModelVersionView.of(version, today())
+        return await retire_version(runtime, governance, principal, _version_id(version_id), body)
 
     @app.get("/aliases", response_model=list[AliasView])
     def aliases(_: Principal = requires(readers, "listing aliases")) -> list[AliasView]:

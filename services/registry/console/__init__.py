@@ -1,0 +1,1 @@
+"""The registry's web console (served under /console): see app.py."""

@@ -1,0 +1,143 @@
+"""Console pages for the audit ledger: search entries, show one with its inclusion proof, and let the browser
+check that proof itself (static/verify.js) against the log's public key, so an auditor need not trust the
+registry that serves the page.
+
+The ledger is read as `tunegate audit` reads it: the audit service's database on this host, read-only
+(services/audit/application.py). Entries hold types, actors, subjects and hashes, never payloads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+
+from services.audit.adapters.keys import PUBLIC_KEY_FILE
+from services.audit.adapters.store import LedgerNotFound, LedgerStore
+from services.audit.application import ProofUnavailable, build_inclusion_proof, open_store
+from services.registry.console.app import Console, Viewer
+from services.registry.domain import access
+from services.registry.domain.errors import InvalidRequest, NotFound
+from shared.security.keys import PublicKeyError, load_public_key, public_key_pem
+
+SEARCH_LIMIT = 100
+MAX_FIELD_CHARS = 200
+
+
+class LedgerReader:
+    """Opens the ledger on first use: the registry may start before the audit service has created it."""
+
+    def __init__(self, console: Console) -> None:
+        self.settings = console.runtime.settings
+        self._store: LedgerStore | None = None
+
+    def store(self) -> LedgerStore:
+        if self._store is None:
+            store = open_store(self.settings, create=False)
+            try:
+                store.require_schema()
+            except LedgerNotFound as exc:
+                store.db.dispose()
+                raise NotFound(f"{exc}: has the audit service run on this host?") from None
+            self._store = store
+        return self._store
+
+    def public_key_pem(self) -> str:
+        path = self.settings.home_dir / "keys" / PUBLIC_KEY_FILE
+        try:
+            return public_key_pem(load_public_key(path.read_bytes()))
+        except FileNotFoundError:
+            raise NotFound(f"the audit log's public key {path} is not there: has the audit service run?") from None
+        except (PublicKeyError, ValueError) as exc:
+            raise NotFound(f"the audit log's public key {path} cannot be read: {exc}") from None
+
+
+def _text(name: str, value: str | None) -> str | None:
+    value = (value or "").strip() or None
+    if value is not None and len(value) > MAX_FIELD_CHARS:
+        raise InvalidRequest(f"{name}: at most {MAX_FIELD_CHARS} characters")
+    return value
+
+
+def _moment(name: str, value: str | None) -> str | None:
+    """A date or date-time as the ledger's occurred_at strings compare: UTC ISO 8601 (a date-time without a
+    zone is taken as UTC; a bare date stays a date, a prefix of every moment of that day)."""
+    value = _text(name, value)
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{name}: {value!r} is not an ISO 8601 date or date-time, e.g. 2026-01-05") from None
+    if len(value) == len("2026-01-05"):
+        return moment.date().isoformat()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def add_routes(app: FastAPI, console: Console) -> None:
+    ledger = LedgerReader(console)
+    reads_ledger = console.requires(access.READ_LEDGER, "reading the audit ledger")
+
+    @app.get("/audit", response_class=HTMLResponse)
+    def search(
+        request: Request,
+        subject: str | None = Query(default=None),
+        type: str | None = Query(default=None),
+        actor: str | None = Query(default=None),
+        since: str | None = Query(default=None),
+        until: str | None = Query(default=None),
+        viewer: Viewer = reads_ledger,
+    ) -> Response:
+        filters = {
+            "subject": _text("subject", subject),
+            "type": _text("type", type),
+            "actor": _text("actor", actor),
+            "since": _moment("since", since),
+            "until": _moment("until", until),
+        }
+        store = ledger.store()
+        with store.read() as conn:
+            entries = store.search(
+                conn,
+                subject=filters["subject"],
+                type_=filters["type"],
+                actor=filters["actor"],
+                since=filters["since"],
+                until=filters["until"],
+                limit=SEARCH_LIMIT,
+            )
+            size, _ = store.head(conn)
+            head = store.latest_head(conn)
+        return console.page(
+            request, "audit.html", viewer, entries=entries, filters=filters, size=size, head=head, limit=SEARCH_LIMIT
+        )
+
+    @app.get("/audit/public-key", response_class=PlainTextResponse)
+    def public_key(viewer: Viewer = reads_ledger) -> Response:
+        return PlainTextResponse(ledger.public_key_pem(), media_type="application/x-pem-file")
+
+    @app.get("/audit/entries/{event_id}", response_class=HTMLResponse)
+    def entry(request: Request, event_id: str, viewer: Viewer = reads_ledger) -> Response:
+        event_id = _text("event id", event_id) or ""
+        store = ledger.store()
+        with store.read() as conn:
+            found = store.entry_by_event_id(conn, event_id)
+        if found is None:
+            raise NotFound(f"event {event_id!r} is not in the audit ledger")
+        key_pem = ledger.public_key_pem()
+        try:
+            proof = build_inclusion_proof(store, event_id, key_pem)
+            pending = None
+        except ProofUnavailable as exc:
+            proof, pending = None, str(exc)
+        return console.page(
+            request,
+            "entry.html",
+            viewer,
+            entry=found,
+            key_pem=key_pem,
+            pending=pending,
+            proof_json=proof.model_dump_json(indent=2) if proof else None,
+        )
