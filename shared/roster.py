@@ -74,7 +74,7 @@ AUDIT = ServiceSpec(
 REGISTRY = ServiceSpec(
     name="registry",
     summary="Jobs, principals, approvals and model versions: intake, the approval gate, the job state machine, "
-            "model lifecycle, aliases and AIBOMs, HTTP API.",
+            "model lifecycle, aliases and AIBOMs, incidents, evidence packs, HTTP API.",
     consumes=(
         "job.requested",
         "dataset.scanned",
@@ -109,6 +109,9 @@ REGISTRY = ServiceSpec(
         "dataset.erasure.requested",
         "dataset.erasure.progressed",
         "dataset.erasure.completed",
+        "incident.opened",
+        "incident.updated",
+        "incident.closed",
         "principal.created",
         "principal.rotated",
         "principal.revoked",

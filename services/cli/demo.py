@@ -62,8 +62,14 @@ class DemoResult:
     aibom_verified: bool = False
     models_status: dict[str, Any] = field(default_factory=dict)
     """What `tunegate status --json` says of the model versions (how many, which are past their review)."""
+    incidents_status: dict[str, Any] = field(default_factory=dict)
+    """What `tunegate status --json` says of incidents (how many are open, which are past their deadline)."""
     gateway: GatewayTour | None = None
     """What the gateway step saw: redaction, the blocked jailbreak, the stream, the verified provenance."""
+    incident_id: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+    """`tunegate report --json` of the deployed version: obligation counts and proofs verified."""
+    evidence_dir: str = ""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -182,7 +188,8 @@ class Demo:
 
             self.step("7. Training on the redacted dataset (tiny base, LoRA SFT)")
             self.run("jobs", "watch", job_id, "--timeout", "900", check=False)
-            job = self.wait_state(job_id, {"trained"}, timeout_s=900)
+            # On a busy machine `jobs watch` can return after the evaluation began: past "trained" is fine too.
+            job = self.wait_state(job_id, {"trained", "evaluating"} | VERDICT_STATES, timeout_s=900)
             self.run("jobs", "show", job_id)
 
             self.step("8. Evaluation against the base: quality, memorisation (canaries), PII leakage, red team, "
@@ -231,7 +238,27 @@ class Demo:
                       "(DLP, a jailbreak, streaming, provenance)")
             result.gateway = tour(self, alias=ALIAS, tenant=TENANT)
 
-            self.step("13. Audit: verify the whole ledger, then prove this job's request is in it")
+            self.step("13. An incident on the deployed version (EU AI Act Art. 73), then its compliance evidence pack")
+            incident = self.json(
+                "incidents", "open", "--title", "Demo: an answer repeated a customer's order number",
+                "--severity", "other", "--version", vid, "--as", APPROVERS[0], "--json",
+            )
+            result.incident_id = incident["id"]
+            self.run("incidents", "list")
+            evidence_dir = data_dir / "evidence" / vid
+            for _ in range(10):  # until the ledger has signed a tree head over incident.opened (about 1 s)
+                time.sleep(1.0)
+                result.evidence = self.json("report", vid, "--out", str(evidence_dir), "--as", APPROVERS[0], "--json")
+                if result.evidence["proofs_verified"] == result.evidence["audit_entries"]:
+                    break
+            result.evidence_dir = str(evidence_dir)
+            e = result.evidence
+            self.console.print(f"evidence pack: [bold]{evidence_dir}/evidence.html[/bold] (and evidence.json): "
+                               f"{e['evidenced']} evidenced, {e['partly']} partly, {e['gap']} gap, "
+                               f"{e['not_applicable']} not applicable; {e['proofs_verified']} of {e['audit_entries']} "
+                               "ledger entries proven", highlight=False)
+
+            self.step("14. Audit: verify the whole ledger, then prove this job's request is in it")
             time.sleep(1.0)  # let the last events be signed over
             verify = self.run("audit", "verify", check=False)
             result.audit_verified = verify.returncode == 0
@@ -248,8 +275,9 @@ class Demo:
             self.run("status", check=False)
             status = self.run("status", "--json", capture=True, check=False)
             result.models_status = json.loads(status.stdout).get("models") or {}
+            result.incidents_status = json.loads(status.stdout).get("incidents") or {}
         finally:
-            self.step("14. Stop what `tunegate up` started")
+            self.step("15. Stop what `tunegate up` started")
             self.run("down", check=False)
         result.timings["total_s"] = time.monotonic() - started
         return result
@@ -282,6 +310,10 @@ def demo(
     if tour_ is not None:
         console.print(f"gateway {tour_.url}: personal data redacted {tour_.marking.get('dlp', {}).get('prompt')}, "
                       f"jailbreak refused ({tour_.jailbreak_status}), provenance verified: {tour_.provenance_verified}")
+    if result.evidence:
+        e = result.evidence
+        console.print(f"evidence pack {result.evidence_dir}/evidence.html: {e['evidenced']} evidenced, {e['partly']} "
+                      f"partly, {e['gap']} gap, {e['not_applicable']} not applicable (incident {result.incident_id})")
     console.print(f"audit ledger verified: {result.audit_verified}; inclusion proof verified: {result.proof_verified}")
     console.print(f"took {result.timings['total_s']:.0f}s; state, logs, traces under {Path(target).resolve()}")
     deployed = result.version.get("state") == "deployed"

@@ -30,9 +30,9 @@ VERBS: dict[str, Verb] = {
     "down": Verb("services.cli.stack:down", "Stop exactly the processes `tunegate up` started."),
     "status": Verb(
         "services.cli.stack:status",
-        "Liveness, consumer lag and dead-letter counts of every service, and model versions past their review "
-        "date. Exit 1 when Redis is unreachable, or a service that `tunegate up` started is dead, not ready or "
-        "cannot reach Redis.",
+        "Liveness, consumer lag and dead-letter counts of every service, model versions past their review date, "
+        "and open incidents (with those past their Art. 73 reporting deadline). Exit 1 when Redis is unreachable, "
+        "or a service that `tunegate up` started is dead, not ready or cannot reach Redis.",
     ),
     "submit": Verb(
         "services.registry.entrypoints.cli:submit",
@@ -99,6 +99,16 @@ VERBS: dict[str, Verb] = {
     "erasure": Verb(
         "services.registry.entrypoints.erasure_cli:erasure_app",
         "Erasures of data subjects (GDPR Art. 17): list, show step by step, write and verify certificates.",
+    ),
+    "incidents": Verb(
+        "services.registry.entrypoints.incidents_cli:incidents_app",
+        "Incidents involving model versions (EU AI Act Art. 73): opened, updated, reported and closed through "
+        "the registry API, each change an audited event; the reporting deadline follows from the severity.",
+    ),
+    "report": Verb(
+        "services.registry.entrypoints.evidence_cli:report",
+        "Write a model version's compliance evidence pack (evidence.json, evidence.html): EU AI Act, NIST AI RMF "
+        "and ISO/IEC 42001 obligations, each evidenced, partly evidenced or a gap.",
     ),
 }
 

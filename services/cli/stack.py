@@ -46,15 +46,17 @@ def down() -> None:
 
 
 def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Liveness, consumer lag and dead-letter counts of every service, and model versions past their review
-    date. Exit 1 when Redis is unreachable, or a service that `tunegate up` started is dead, not ready or
-    cannot reach Redis."""
+    """Liveness, consumer lag and dead-letter counts of every service, model versions past their review date,
+    and open incidents (with those past their Art. 73 reporting deadline). Exit 1 when Redis is unreachable,
+    or a service that `tunegate up` started is dead, not ready or cannot reach Redis."""
     settings = Settings()
     report = Supervisor(settings).status()
     if report["services"].get("registry", {}).get("alive"):
+        from services.registry.entrypoints.incidents_cli import incident_status
         from services.registry.entrypoints.models_cli import review_status
 
         report["models"] = review_status(settings)
+        report["incidents"] = incident_status(settings)
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         raise typer.Exit(0 if report["healthy"] else 1)
@@ -89,6 +91,13 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         console.print(f"[red]{line}: " + ", ".join(v["id"] for v in overdue) if overdue else line)
     elif models:
         console.print(f"model versions: not checked ({models['detail']})")
+    incidents = report.get("incidents") or {}
+    if incidents.get("checked"):
+        late = incidents["overdue"]
+        line = f"open incidents: {incidents['open']}, past their Art. 73 reporting deadline: {len(late)}"
+        console.print(f"[red]{line}: " + ", ".join(i["id"] for i in late) if late else line)
+    elif incidents:
+        console.print(f"incidents: not checked ({incidents['detail']})")
     if not report["healthy"]:
         console.print("[red]unhealthy: Redis unreachable, or a started service is down or cannot reach Redis")
         raise typer.Exit(1)

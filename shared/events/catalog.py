@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from shared.events import erasure as r
 from shared.events import evaluation as e
+from shared.events import incidents as n
 from shared.events import inference as i
 from shared.events import model_versions as m
 from shared.events import monitoring as mon
@@ -64,6 +65,10 @@ _SPECS: tuple[EventSpec, ...] = (
     EventSpec("model.retired", Stream.MODELS, m.ModelRetired),
     EventSpec("model.drift.detected", Stream.MODELS, mon.ModelDriftDetected),
     EventSpec("model.memorisation.detected", Stream.MODELS, mon.ModelMemorisationDetected),
+    # Incidents involving model versions (EU AI Act Art. 73), recorded by the registry.
+    EventSpec("incident.opened", Stream.MODELS, n.IncidentOpened),
+    EventSpec("incident.updated", Stream.MODELS, n.IncidentUpdated),
+    EventSpec("incident.closed", Stream.MODELS, n.IncidentClosed),
     EventSpec("inference.completed", Stream.INFERENCE, i.InferenceCompleted),
     EventSpec("inference.blocked", Stream.INFERENCE, i.InferenceBlocked),
     # On the jobs stream: a consumer sees a principal's key before the first job that principal signs.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,19 @@ def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment
     assert "policy demo-tenant" in tour.jailbreak_message
     assert tour.provenance_verified, transcript[-4000:]
     assert {"inference.completed", "inference.blocked"} <= set(tour.ledger_types), tour.ledger_types
+
+    # An incident on the deployed version, shown by `tunegate status`, and the version's evidence pack: its
+    # counts as printed, the incident in it, every ledger entry proven, every link in the HTML resolving.
+    assert result.incidents_status == {"checked": True, "open": 1, "overdue": []}
+    pack_dir = Path(result.evidence_dir)
+    pack = json.loads((pack_dir / "evidence.json").read_text())
+    summary = pack["summary"]
+    counts = {k: summary[k] for k in ("evidenced", "partly", "gap", "not_applicable")}
+    assert counts == {k: result.evidence[k] for k in counts} and sum(counts.values()) == len(pack["obligations"])
+    assert counts["evidenced"] > 0 and summary["proofs_verified"] == summary["audit_entries"] > 0
+    assert [i["ref"] for i in pack["evidence"]["incidents"]["items"]] == [result.incident_id]
+    html = (pack_dir / "evidence.html").read_text()
+    assert set(re.findall(r'href="#([^"]+)"', html)) <= set(re.findall(r'id="([^"]+)"', html))
 
     assert_one_trace_per_job(home, result.job_id)
 

@@ -118,6 +118,15 @@ class LedgerStore:
         row = conn.execute(select(*_ENTRY_COLUMNS).where(entries.c.event_id == event_id)).first()
         return None if row is None else _entry(row)
 
+    def entries_about(self, conn: Connection, subjects: Sequence[str], limit: int) -> list[LedgerEntry]:
+        """Entries whose subject is one of `subjects` (a job, a model version, an incident), oldest first, at
+        most `limit` (the registry's evidence packs read them)."""
+        rows = conn.execute(
+            select(*_ENTRY_COLUMNS).where(entries.c.subject.in_(list(subjects))).order_by(entries.c.sequence)
+            .limit(limit)
+        ).all()
+        return [_entry(row) for row in rows]
+
     def tail(self, conn: Connection, count: int) -> list[LedgerEntry]:
         rows = conn.execute(select(*_ENTRY_COLUMNS).order_by(entries.c.sequence.desc()).limit(count)).all()
         return [_entry(row) for row in reversed(rows)]

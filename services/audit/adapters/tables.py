@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -42,6 +43,8 @@ entries = Table(
     Column("signature_value", String(200), nullable=True),
     Column("entry_hash", String(64), nullable=False),
     Column("leaf_hash", LargeBinary(32), nullable=False),
+    # Evidence packs read every entry about a job, a model version or an incident.
+    Index("audit_entries_subject", "subject"),
 )
 
 # Roots of completed perfect subtrees of at least 2**NODE_MIN_LEVEL leaves (about n/128 rows): with them a

@@ -9,6 +9,7 @@ import httpx
 
 from services.registry.api_key_schemas import ApiKeyCreate, ApiKeyCredentials, ApiKeyRevoke, ApiKeyRotate, ApiKeyView
 from services.registry.erasure_schemas import ErasureRequest, ErasureView
+from services.registry.incident_schemas import IncidentClose, IncidentOpen, IncidentUpdate, IncidentView
 from services.registry.model_schemas import (
     AliasView,
     DeploymentRequest,
@@ -119,6 +120,27 @@ class RegistryClient:
 
     def rollback_alias(self, alias: str, request: RollbackRequest) -> DeploymentResult:
         return DeploymentResult.model_validate(self._post(f"/aliases/{alias}/rollback", request))
+
+    def get_evidence(self, version_id: str) -> dict[str, Any]:
+        return dict(self._get(f"/models/{version_id}/evidence"))
+
+    # ------------------------------------------------------------ incidents (EU AI Act Art. 73)
+
+    def list_incidents(self, *, status: str | None = None) -> list[IncidentView]:
+        params = {"status": status} if status else {}
+        return [IncidentView.model_validate(item) for item in self._get("/incidents", **params)]
+
+    def get_incident(self, incident_id: str) -> IncidentView:
+        return IncidentView.model_validate(self._get(f"/incidents/{incident_id}"))
+
+    def open_incident(self, request: IncidentOpen) -> IncidentView:
+        return IncidentView.model_validate(self._post("/incidents", request))
+
+    def update_incident(self, incident_id: str, request: IncidentUpdate) -> IncidentView:
+        return IncidentView.model_validate(self._post(f"/incidents/{incident_id}/updates", request))
+
+    def close_incident(self, incident_id: str, request: IncidentClose) -> IncidentView:
+        return IncidentView.model_validate(self._post(f"/incidents/{incident_id}/close", request))
 
     # ------------------------------------------------------------ gateway API keys
 

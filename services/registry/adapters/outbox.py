@@ -5,15 +5,23 @@ the state change, or neither does)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from services.registry.adapters import api_key_repository, erasure_repository, model_repository, repository
+from services.registry.adapters import (
+    api_key_repository,
+    erasure_repository,
+    incident_repository,
+    model_repository,
+    repository,
+)
 from services.registry.domain import events
 from services.registry.domain.api_keys import ApiKey
 from services.registry.domain.deployments import ModelAlias
 from services.registry.domain.erasure import Erasure
+from services.registry.domain.incidents import Incident
 from services.registry.domain.job import Job
 from services.registry.domain.model_version import ModelVersion
 from services.registry.domain.principals import Principal
@@ -21,12 +29,18 @@ from shared.bus.context import EmitScope, HandlerContext
 from shared.evaluation.options import CanarySpec, EvaluationOptions
 from shared.events import erasure as wire_erasure
 from shared.events import evaluation as wire_evaluation
+from shared.events import incidents as wire_incidents
 from shared.events import inference as wire_inference
 from shared.events import model_versions as wire_models
 from shared.events import payloads as wire
 from shared.events.decommissioning import DecommissioningPlan
 
 Translation = Callable[[Any], tuple[str, BaseModel]]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
 
 TO_WIRE: dict[type[events.DomainEvent], Translation] = {
     events.StateChanged: lambda e: (
@@ -167,6 +181,28 @@ TO_WIRE: dict[type[events.DomainEvent], Translation] = {
         "model.retired",
         wire_models.ModelRetired(version_id=e.subject, reason=e.reason, alias=e.alias),
     ),
+    events.IncidentOpened: lambda e: (
+        "incident.opened",
+        wire_incidents.IncidentOpened(
+            incident_id=e.subject, title=e.title, severity=e.severity, affected_versions=e.affected_versions,
+            audit_entries=e.audit_entries, aware_at=_iso(e.aware_at), report_deadline=_iso(e.report_deadline),
+            opened_by=e.actor,
+        ),
+    ),
+    events.IncidentUpdated: lambda e: (
+        "incident.updated",
+        wire_incidents.IncidentUpdated(
+            incident_id=e.subject, note=e.note, severity=e.severity, added_versions=e.added_versions,
+            added_audit_entries=e.added_audit_entries, report_deadline=_iso(e.report_deadline),
+            reported_at=_iso(e.reported_at), report_reference=e.report_reference, updated_by=e.actor,
+        ),
+    ),
+    events.IncidentClosed: lambda e: (
+        "incident.closed",
+        wire_incidents.IncidentClosed(
+            incident_id=e.subject, resolution=e.resolution, reported_at=_iso(e.reported_at), closed_by=e.actor
+        ),
+    ),
     events.PrincipalCreated: lambda e: (
         "principal.created",
         wire.PrincipalCreated(
@@ -293,3 +329,8 @@ def commit_api_key(ctx: HandlerContext, key: ApiKey, *, new: bool = False) -> No
 def commit_erasure(ctx: HandlerContext, erasure: Erasure) -> None:
     emit(ctx, erasure.pull_events())
     erasure_repository.save_erasure(ctx.db, erasure)
+
+
+def commit_incident(ctx: HandlerContext, incident: Incident) -> None:
+    emit(ctx, incident.pull_events())
+    incident_repository.save_incident(ctx.db, incident)

@@ -24,6 +24,11 @@ READ_API_KEYS = ("auditor", "admin")
 ERASE = ("admin",)
 """Who may request a data subject's erasure (GDPR Art. 17): it retires deployed versions at once."""
 READ_ERASURES = ("auditor", "admin")
+MANAGE_INCIDENTS = ("approver", "admin")
+"""Incidents (EU AI Act Art. 73) are opened, updated and closed by the people who govern releases."""
+READ_INCIDENTS = ("auditor", "admin", "approver", "deployer")
+READ_EVIDENCE = READ_MODELS
+"""An evidence pack names every version's approvals, incidents and audit entries: readers of every version."""
 READ_LEDGER = ("auditor", "admin")
 """Who browses the audit ledger in the console (entries carry actors, subjects and types, never payloads)."""
 

@@ -158,6 +158,36 @@ class ModelRetired(DomainEvent):
     alias: str | None
 
 
+# ---------------------------------------------------------------- incidents (EU AI Act Art. 73)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentOpened(DomainEvent):
+    title: str
+    severity: str
+    affected_versions: list[str]
+    audit_entries: list[str]
+    aware_at: datetime
+    report_deadline: datetime | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentUpdated(DomainEvent):
+    note: str
+    severity: str
+    added_versions: list[str]
+    added_audit_entries: list[str]
+    report_deadline: datetime | None
+    reported_at: datetime | None
+    report_reference: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentClosed(DomainEvent):
+    resolution: str
+    reported_at: datetime | None
+
+
 # ---------------------------------------------------------------- principals
 
 

@@ -343,6 +343,8 @@ def register(app: typer.Typer) -> None:
     from services.registry.entrypoints.api_keys_cli import api_keys_app
     from services.registry.entrypoints.erasure_cli import erase, erasure_app
     from services.registry.entrypoints.eval_cli import eval_app
+    from services.registry.entrypoints.evidence_cli import report
+    from services.registry.entrypoints.incidents_cli import incidents_app
     from services.registry.entrypoints.models_cli import models_app
     from services.registry.entrypoints.principals_cli import admin_app, principals_app
 
@@ -358,3 +360,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(models_app, name="models")  # services/registry/entrypoints/models_cli.py
     app.command("erase")(erase)  # services/registry/entrypoints/erasure_cli.py
     app.add_typer(erasure_app, name="erasure")
+    app.add_typer(incidents_app, name="incidents")  # services/registry/entrypoints/incidents_cli.py
+    app.command("report")(report)  # services/registry/entrypoints/evidence_cli.py

@@ -1,5 +1,6 @@
 """The registry HTTP API: jobs (read, approve, cancel, evaluate again), model versions (entrypoints/models_http.py),
-gateway API keys (entrypoints/api_keys_http.py), principals (admin) and the first-admin bootstrap.
+gateway API keys (entrypoints/api_keys_http.py), incidents (entrypoints/incidents_http.py), principals (admin)
+and the first-admin bootstrap.
 JSON errors everywhere: {"error": <code>, "detail": <what, where, why>}.
 
 Every route but /healthz and /admin/bootstrap needs `Authorization: Bearer <token>`; who may do what is
@@ -39,6 +40,7 @@ from services.registry.domain.reward_models import reward_model_version
 from services.registry.domain.states import STATE_NAMES, InvalidTransition
 from services.registry.entrypoints.api_keys_http import add_api_key_routes
 from services.registry.entrypoints.erasure_http import add_erasure_routes
+from services.registry.entrypoints.incidents_http import add_incident_routes
 from services.registry.entrypoints.limits import BodyLimit
 from services.registry.entrypoints.models_http import add_model_routes
 from services.registry.schemas import (
@@ -311,6 +313,7 @@ def create_app(
     add_model_routes(app, runtime, governance, requires)
     add_api_key_routes(app, runtime, governance, requires)
     add_erasure_routes(app, runtime, governance, requires)
+    add_incident_routes(app, runtime, governance, requires)
     from services.registry.console.app import create_console  # imported here: the console imports this module
 
     app.mount("/console", create_console(runtime, governance, limits))

@@ -5,8 +5,9 @@ catalogue). Heavy modules are imported inside the commands, so `tunegate --help`
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,6 +19,7 @@ from services.trainer.entrypoints.cli import models_bases
 from shared.config import Settings
 
 if TYPE_CHECKING:
+    from services.registry.adapters.client import RegistryClient
     from services.registry.model_schemas import ModelVersionSummary, ModelVersionView
 
 models_app = typer.Typer(
@@ -240,14 +242,14 @@ def models_rollback(
                   + (f"; {result.deprecated} deprecated" if result.deprecated else ""), highlight=False)
 
 
-def review_status(settings: Settings) -> dict[str, object]:
-    """For `tunegate status`: model versions past their review date, asked of the registry with the stored
-    admin token (or $TUNEGATE_TOKEN). Says why when it cannot ask, never raises."""
+def ask_registry(settings: Settings, question: Callable[[RegistryClient], Any]) -> dict[str, Any]:
+    """For `tunegate status`: ask the registry one question with the stored admin token (or $TUNEGATE_TOKEN).
+    {"checked": True, "result": ...}, or {"checked": False, "detail": why}; never raises."""
     import os
 
     import httpx
 
-    from services.registry.adapters.client import RegistryAPIError
+    from services.registry.adapters.client import RegistryAPIError, RegistryClient
 
     token = os.environ.get(common.TOKEN_ENV, "").strip() or common.credentials(settings).admin_token()
     if not token:
@@ -256,13 +258,19 @@ def review_status(settings: Settings) -> dict[str, object]:
         base_url = settings.resolved_registry_url()
     except RuntimeError as exc:
         return {"checked": False, "detail": str(exc)}
-    from services.registry.adapters.client import RegistryClient
-
     try:
         with httpx.Client(base_url=base_url, timeout=10.0) as http:
-            versions = RegistryClient(http, token).list_models()
+            return {"checked": True, "result": question(RegistryClient(http, token))}
     except (RegistryAPIError, httpx.HTTPError) as exc:
         return {"checked": False, "detail": f"registry not asked: {exc}"}
+
+
+def review_status(settings: Settings) -> dict[str, object]:
+    """For `tunegate status`: model versions past their review date."""
+    answer = ask_registry(settings, lambda client: client.list_models())
+    if not answer["checked"]:
+        return answer
+    versions: list[ModelVersionSummary] = answer["result"]
     overdue = [{"id": v.id, "state": v.state, "review_by": v.review_by.isoformat()} for v in versions
                if v.review_overdue]
     return {"checked": True, "versions": len(versions), "overdue": overdue}

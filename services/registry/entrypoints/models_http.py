@@ -1,5 +1,5 @@
-"""Model-version routes of the registry API: list, read, AIBOM, approve, deploy under an alias, retire,
-and alias rollback. Same authentication and JSON errors as the job routes (entrypoints/http.py adds these
+"""Model-version routes of the registry API: list, read, AIBOM, evidence pack, approve, deploy under an alias,
+retire, and alias rollback. Same authentication and JSON errors as the job routes (entrypoints/http.py adds these
 to its app); who may do what is in domain/access.py, the rules in the aggregates.
 
 Writes run in `runtime.transaction(...)`: the versions and alias they change and the events they record
@@ -183,6 +183,18 @@ def add_model_routes(
             found = model_repository.require_version(session, _version_id(version_id))
         access.check_reads_version(principal, found.id, found.requester)
         return read_aibom(runtime, found)
+
+    @app.get("/models/{version_id}/evidence")
+    def model_evidence(
+        version_id: str, _: Principal = requires(access.READ_EVIDENCE, "reading an evidence pack")
+    ) -> Any:
+        """The compliance evidence pack (services/registry/evidence/): obligations, evidence, ledger proofs."""
+        from services.registry.evidence.pack import build_pack
+
+        vid = _version_id(version_id)
+        with runtime.db.transaction() as session:
+            pack = build_pack(session, runtime.settings, vid, governance.now())
+        return pack.model_dump(mode="json")
 
     @app.post("/models/{version_id}/approvals", response_model=ModelApprovalResult)
     async def approve_model(
