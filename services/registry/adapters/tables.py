@@ -309,6 +309,9 @@ class ErasureRow(Base):
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 - SQLAlchemy reads this class attribute
 
 
 class IncidentRow(Base):
