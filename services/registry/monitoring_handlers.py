@@ -2,8 +2,8 @@
 the evaluator) flag the version and, where the policy's `monitoring:` section says `retire`, retire it in the
 same transaction (model.retired: the gateway stops serving it; its alias serves nothing until the next deploy).
 
-Where incidents (EU AI Act Art. 73) are opened from these reports: `record_report` below, after the flag
-is stored, with the `Flag` it built."""
+Each report also opens an incident (EU AI Act Art. 73) when the policy gives its kind a severity
+(`monitoring.drift_incident` / `memorisation_incident`), linked to the reporting event."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from services.registry.adapters import model_repository, outbox
 from services.registry.adapters.monitoring_flags import add_flag
 from services.registry.domain import deployments, monitoring
 from services.registry.domain.governance import Governance
+from services.registry.domain.incidents import open_incident
 from services.registry.domain.monitoring import Flag, FlagKind
 from services.registry.domain.states import SYSTEM_ACTOR
 from shared.bus.context import HandlerContext
@@ -46,6 +47,15 @@ def record_report(ctx: HandlerContext, governance: Governance, kind: FlagKind,
         outbox.commit_alias(ctx, alias)
     log.warning("model version %s flagged for %s (%s): %s; policy: %s", version.id, kind, source, flag.summary,
                 flag.action)
+    severity = monitoring.incident_severity(governance.policy.monitoring, kind)
+    if severity is not None:
+        incident = open_incident(
+            title=f"{kind} detected on {version.id} ({source})", severity=severity,
+            affected_versions=[version.id], known_versions={version.id}, by=SYSTEM_ACTOR, now=now,
+            description=f"{flag.summary}; policy action: {flag.action}", audit_entries=[ctx.event.event_id],
+        )
+        outbox.commit_incident(ctx, incident)
+        log.warning("incident %s opened for %s (severity %s)", incident.id, version.id, severity)
     return flag
 
 

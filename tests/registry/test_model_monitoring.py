@@ -80,6 +80,11 @@ async def test_memorisation_retires_per_the_default_policy_and_releases_the_alia
     view = world.get(f"/models/{VERSION}").json()
     assert view["state"] == "retired" and view["monitoring_flags"][0]["action"] == "retire"
     assert world.get("/aliases").json()[0]["version_id"] is None
+    # ... and opens a serious incident (EU AI Act Art. 73: 15 days to report) linked to the report
+    [incident] = emitted(world, "incident.opened")
+    assert incident["severity"] == "serious" and incident["affected_versions"] == [VERSION]
+    assert incident["opened_by"] == "system:registry" and len(incident["audit_entries"]) == 1
+    assert incident["report_deadline"] is not None
     # A later report on the retired version is recorded, and retires nothing twice.
     await world.runtime.deliver(world.handlers, memorised())
     assert len(emitted(world, "model.retired")) == 1
@@ -89,11 +94,18 @@ async def test_memorisation_retires_per_the_default_policy_and_releases_the_alia
 @pytest.mark.anyio
 async def test_a_policy_can_retire_on_drift_or_only_flag_memorisation(world: World) -> None:
     await deployed(world)
-    await world.runtime.deliver(with_policy(world, on_memorisation="flag"), memorised())
-    assert emitted(world, "model.retired") == []
-    await world.runtime.deliver(with_policy(world, on_drift="retire"), drift())
+    await world.runtime.deliver(with_policy(world, on_memorisation="flag", memorisation_incident=None), memorised())
+    assert emitted(world, "model.retired") == [] and emitted(world, "incident.opened") == []
+    await world.runtime.deliver(with_policy(world, on_drift="retire", drift_incident="other"), drift())
     [retired] = emitted(world, "model.retired")
     assert "drift detected (production" in retired["reason"]
+    [incident] = emitted(world, "incident.opened")
+    assert incident["severity"] == "other" and incident["report_deadline"] is None  # tracked, no report due
+
+
+def test_a_monitoring_policy_names_a_known_incident_severity() -> None:
+    with pytest.raises(ValueError, match="unknown incident severity 'grave'"):
+        MonitoringPolicy(drift_incident="grave")
 
 
 @pytest.mark.anyio

@@ -51,6 +51,11 @@ def action_for(policy: MonitoringPolicy, kind: FlagKind) -> Literal["flag", "ret
     return policy.on_memorisation if kind == "memorisation" else policy.on_drift
 
 
+def incident_severity(policy: MonitoringPolicy, kind: FlagKind) -> str | None:
+    """The severity of the incident a report opens (domain/incidents.py), or None for no incident."""
+    return policy.memorisation_incident if kind == "memorisation" else policy.drift_incident
+
+
 def apply(version: ModelVersion, flag: Flag, *, by: str, now: datetime) -> str | None:
     """Retire the version when the policy says so and it is not retired yet; returns the alias it served."""
     if flag.action != "retire" or version.state == ModelState.RETIRED:

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.registry.domain.incidents import SEVERITIES
 from shared.events.payloads import UseCase
 from shared.models.catalogue import CATALOGUE_SOURCE, BaseModelCatalogue, load_catalogue
 from shared.validation import describe_validation_error
@@ -83,6 +84,18 @@ class MonitoringPolicy(_Strict):
 
     on_drift: Literal["flag", "retire"] = "flag"
     on_memorisation: Literal["flag", "retire"] = "retire"
+    # An incident (EU AI Act Art. 73, domain/incidents.py) opened by the registry on each report, with this
+    # severity (its reporting deadline follows); null: none. A model reproducing its training data may leak
+    # personal data (a fundamental-rights infringement, Art. 3(49)(c)): serious until a person judges it.
+    drift_incident: str | None = None
+    memorisation_incident: str | None = "serious"
+
+    @field_validator("drift_incident", "memorisation_incident")
+    @classmethod
+    def _known_severity(cls, value: str | None) -> str | None:
+        if value is not None and value not in SEVERITIES:
+            raise ValueError(f"unknown incident severity {value!r} (known: {', '.join(SEVERITIES)}, or null)")
+        return value
 
 
 class Policy(_Strict):
