@@ -21,32 +21,20 @@ import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import redis
 
-from bench.trainer_overhead import worker_metrics, write_dataset
-from services.trainer.adapters.tables import metadata
-from services.trainer.bootstrap import build_deps
+from bench.support.trainer_bench import worker_bench
+from bench.trainer_overhead import write_dataset
 from services.trainer.engine.models import apply_lora, load_model, load_tokenizer
 from services.trainer.engine.reinforcement import prompt_rows, rl_args
 from services.trainer.engine.run import TrainingJob
-from services.trainer.handlers import TrainerHandlers
-from shared.config import Settings
-from shared.datasets import dataset_fingerprint
-from shared.datasets.loaded import load_dataset
-from shared.events.envelope import Envelope
-from shared.events.payloads import MethodSpec, TrainingRequested
-from shared.ids import new_job_id
-from shared.models.bases import configure_offline, resolve_base
-from shared.stack.redis_server import EmbeddedRedis
-from shared.storage.db import Database
-from shared.training.hyperparameters import validate_hyperparameters
+from shared.events.payloads import MethodSpec
+from shared.models.bases import configure_offline
 
 KEYWORD = "{"
 
@@ -84,75 +72,47 @@ def main() -> None:
     args = parser.parse_args()
     configure_offline()
 
-    with tempfile.TemporaryDirectory(prefix="tunegate-bench-") as tmp:
-        root = Path(tmp)
-        settings = Settings(home=root / "home")
-        server = EmbeddedRedis(root / "redis")
-        server.start()
-        client = redis.Redis.from_url(server.url)
-        try:
-            models_settings = Settings(home=args.models_home) if args.models_home else settings
-            base = resolve_base("tiny", models_settings)
-            data_path = root / "train.jsonl"
-            write_dataset(data_path, args.records)
-            hyper = {"max_steps": args.steps, "batch_size": 8, "max_seq_length": 128, "logging_steps": 5,
-                     "save_steps": 10, "learning_rate": 5e-3}
-            method = MethodSpec.model_validate({"kind": "rlhf", "rlhf": {
-                "algorithm": "grpo", "num_generations": 4, "max_completion_tokens": 16, "kl_bound": 100,
-                "reward_functions": [{"kind": "keywords", "keywords": [KEYWORD]}]}})
-            job = TrainingJob(job_id="baseline", base=base, method=method,
-                              params=validate_hyperparameters(hyper, method), seed=0,
-                              dataset=load_dataset(data_path), workdir=root / "baseline")
-            deps = build_deps(settings, client, worker_id="bench-worker")
-            deps.resolve_base = lambda name: resolve_base(name, models_settings)
-            handlers = TrainerHandlers(deps)
-            db = Database(f"sqlite:///{root / 'trainer.sqlite3'}")
-            metadata.create_all(db.engine)
-            dataset_ref = deps.artifacts.put_file(data_path)
-            fingerprint = dataset_fingerprint(data_path)
+    with worker_bench(args.models_home, lambda path: write_dataset(path, args.records)) as bench:
+        hyper = {"max_steps": args.steps, "batch_size": 8, "max_seq_length": 128, "logging_steps": 5,
+                 "save_steps": 10, "learning_rate": 5e-3}
+        method = MethodSpec.model_validate({"kind": "rlhf", "rlhf": {
+            "algorithm": "grpo", "num_generations": 4, "max_completion_tokens": 16, "kl_bound": 100,
+            "reward_functions": [{"kind": "keywords", "keywords": [KEYWORD]}]}})
+        job = bench.plain_job(method, hyper)
 
-            def run_plain() -> tuple[float, float, float]:
-                shutil.rmtree(root / "baseline", ignore_errors=True)
-                return deps.torch_thread.submit(baseline, job, root / "baseline", args.steps).result()
+        def run_plain() -> tuple[float, float, float]:
+            shutil.rmtree(bench.root / "baseline", ignore_errors=True)
+            return bench.on_torch_thread(baseline, job, bench.root / "baseline", args.steps)
 
-            def run_worker() -> tuple[float, float, float]:
-                job_id = new_job_id()
-                request = Envelope(type="training.requested", producer="bench", actor="bench", subject=job_id,
-                                   payload=TrainingRequested(
-                                       job_id=job_id, base_model="tiny", method=method, hyperparameters=hyper,
-                                       dataset=dataset_ref, fingerprint=fingerprint, scan_verdict="clean",
-                                       seed=0, evaluation={"holdout_fraction": 0.0}).model_dump(mode="json"))
-                metrics = worker_metrics(handlers, db, client, request)
-                return metrics["steps"], metrics["tokens_seen"], metrics["train_seconds"]
+        def run_worker() -> tuple[float, float, float]:
+            metrics = bench.worker_metrics(method, hyper, evaluation={"holdout_fraction": 0.0})
+            return metrics["steps"], metrics["tokens_seen"], metrics["train_seconds"]
 
-            run_plain()  # warm-up (allocator, OpenMP team, file cache); not counted
-            step_ratios, token_ratios, plain_steps, worker_steps = [], [], [], []
-            for round_no in range(1, args.rounds + 1):
-                if round_no % 2:  # alternate which side goes first so drift does not favour one
-                    (ps, pt, p_s), (ws, wt, w_s) = run_plain(), run_worker()
-                else:
-                    (ws, wt, w_s), (ps, pt, p_s) = run_worker(), run_plain()
-                if ps != ws:
-                    raise SystemExit(f"the two sides trained different step counts: {ps} vs {ws}")
-                step_ratios.append((ws / w_s) / (ps / p_s))
-                token_ratios.append((wt / w_s) / (pt / p_s))
-                plain_steps.append(ps / p_s)
-                worker_steps.append(ws / w_s)
-                print(f"round {round_no}: plain TRL {ps / p_s:.3f} steps/s {pt / p_s:,.0f} tok/s ({p_s:.1f} s), "
-                      f"tunegate worker {ws / w_s:.3f} steps/s {wt / w_s:,.0f} tok/s ({w_s:.1f} s), "
-                      f"steps/s ratio {step_ratios[-1]:.3f}", flush=True)
-            ratio = statistics.median(step_ratios)
-            print(json.dumps({
-                "steps": args.steps, "rounds": args.rounds, "records": args.records, "algorithm": "grpo",
-                "plain_trl_steps_per_s": round(statistics.median(plain_steps), 4),
-                "tunegate_steps_per_s": round(statistics.median(worker_steps), 4),
-                "steps_ratio_median": round(ratio, 4), "tokens_ratio_median": round(statistics.median(token_ratios), 4),
-                "overhead_pct": round((1 - ratio) * 100, 2), "ratios": [round(r, 4) for r in step_ratios],
-                "target_overhead_pct": 3.0, "meets_target": ratio >= 0.97,
-            }, indent=2))
-        finally:
-            client.close()
-            server.stop()
+        run_plain()  # warm-up (allocator, OpenMP team, file cache); not counted
+        step_ratios, token_ratios, plain_steps, worker_steps = [], [], [], []
+        for round_no in range(1, args.rounds + 1):
+            if round_no % 2:  # alternate which side goes first so drift does not favour one
+                (ps, pt, p_s), (ws, wt, w_s) = run_plain(), run_worker()
+            else:
+                (ws, wt, w_s), (ps, pt, p_s) = run_worker(), run_plain()
+            if ps != ws:
+                raise SystemExit(f"the two sides trained different step counts: {ps} vs {ws}")
+            step_ratios.append((ws / w_s) / (ps / p_s))
+            token_ratios.append((wt / w_s) / (pt / p_s))
+            plain_steps.append(ps / p_s)
+            worker_steps.append(ws / w_s)
+            print(f"round {round_no}: plain TRL {ps / p_s:.3f} steps/s {pt / p_s:,.0f} tok/s ({p_s:.1f} s), "
+                  f"tunegate worker {ws / w_s:.3f} steps/s {wt / w_s:,.0f} tok/s ({w_s:.1f} s), "
+                  f"steps/s ratio {step_ratios[-1]:.3f}", flush=True)
+        ratio = statistics.median(step_ratios)
+        print(json.dumps({
+            "steps": args.steps, "rounds": args.rounds, "records": args.records, "algorithm": "grpo",
+            "plain_trl_steps_per_s": round(statistics.median(plain_steps), 4),
+            "tunegate_steps_per_s": round(statistics.median(worker_steps), 4),
+            "steps_ratio_median": round(ratio, 4), "tokens_ratio_median": round(statistics.median(token_ratios), 4),
+            "overhead_pct": round((1 - ratio) * 100, 2), "ratios": [round(r, 4) for r in step_ratios],
+            "target_overhead_pct": 3.0, "meets_target": ratio >= 0.97,
+        }, indent=2))
 
 
 if __name__ == "__main__":
