@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
-from services.audit.adapters.keys import Ed25519Signer
+from services.audit.adapters.keys import Ed25519Signer, log_keys_dir
 from services.audit.adapters.store import NODE_MIN_LEVEL, LedgerStore
 from services.audit.domain.checkpoints import CheckedCheckpoint, SignedNote
 from services.audit.domain.entries import EntryFields, ProducerSignature, entry_body
@@ -372,5 +372,5 @@ def open_store(settings: Settings, *, create: bool) -> LedgerStore:
 def open_ledger(settings: Settings) -> LedgerService:
     """The service as the audit process runs it: schema ensured, key pair loaded or created."""
     return LedgerService(
-        open_store(settings, create=True), Ed25519Signer.load_or_create(settings.home_dir / "keys"), settings
+        open_store(settings, create=True), Ed25519Signer.load_or_create(log_keys_dir(settings)), settings
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.audit.adapters.keys import Ed25519Signer
+from services.audit.adapters.keys import Ed25519Signer, log_keys_dir
 from services.audit.adapters.tables import metadata
 from services.audit.handlers import LedgerHandlers
 from shared.bus.definition import ServiceDefinition
@@ -11,7 +11,7 @@ from shared.config import Settings
 
 
 def build(settings: Settings) -> ServiceDefinition:
-    handlers = LedgerHandlers(Ed25519Signer.load_or_create(settings.home_dir / "keys"), settings)
+    handlers = LedgerHandlers(Ed25519Signer.load_or_create(log_keys_dir(settings)), settings)
     return ServiceDefinition(
         name="audit",
         batch_handler=handlers.on_events,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -11,6 +12,18 @@ from shared.security.keys import load_or_create_private_key, load_public_key, pu
 
 PRIVATE_KEY_FILE = "audit_ed25519.key"
 PUBLIC_KEY_FILE = "audit_ed25519.pub"
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+
+
+def log_keys_dir(settings: Settings) -> Path:
+    """Where the audit service keeps the log's key pair, and where readers on this host find its public key."""
+    return settings.home_dir / "keys"
+
+
+def local_public_key_path(settings: Settings) -> Path:
+    return log_keys_dir(settings) / PUBLIC_KEY_FILE
 
 
 class Ed25519Signer:

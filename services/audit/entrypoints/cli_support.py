@@ -99,9 +99,9 @@ def witness_key(value: str) -> NoteVerifier:
 
 
 def log_key(settings: Settings, given: Path | None) -> Ed25519PublicKey:
-    from services.audit.adapters.keys import PUBLIC_KEY_FILE
+    from services.audit.adapters.keys import local_public_key_path
 
-    path = given or settings.home_dir / "keys" / PUBLIC_KEY_FILE
+    path = given or local_public_key_path(settings)
     if given is None and not path.is_file():
         usage_error(f"public key {path} not found (pass --public-key with the log's key you trust)")
     return parse_log_key(read_input(path, "public key"), str(path))
@@ -110,9 +110,9 @@ def log_key(settings: Settings, given: Path | None) -> Ed25519PublicKey:
 def trusted_log_key(settings: Settings, given: Path | None) -> tuple[Ed25519PublicKey, str]:
     """The log key a proof is checked against, and where it came from: --public-key when given, else this
     host's audit log key; never the key inside a proof document."""
-    from services.audit.adapters.keys import PUBLIC_KEY_FILE
+    from services.audit.adapters.keys import local_public_key_path
 
-    local_key = settings.home_dir / "keys" / PUBLIC_KEY_FILE
+    local_key = local_public_key_path(settings)
     if given is not None:
         return log_key(settings, given), f"--public-key {given}"
     if local_key.is_file():

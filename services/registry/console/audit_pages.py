@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from services.audit.adapters.keys import PUBLIC_KEY_FILE
+from services.audit.adapters.keys import local_public_key_path
 from services.audit.adapters.store import LedgerNotFound, LedgerStore
 from services.audit.application import ProofUnavailable, build_inclusion_proof, open_store
 from services.registry.console.app import Console, Viewer
@@ -43,7 +43,7 @@ class LedgerReader:
         return self._store
 
     def public_key_pem(self) -> str:
-        path = self.settings.home_dir / "keys" / PUBLIC_KEY_FILE
+        path = local_public_key_path(self.settings)
         try:
             return public_key_pem(load_public_key(path.read_bytes()))
         except FileNotFoundError:

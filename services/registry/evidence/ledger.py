@@ -51,14 +51,14 @@ def read_ledger(settings: Settings, subjects: list[str]) -> LedgerRead:
 
 
 def _read(store: Any, settings: Settings, subjects: list[str]) -> LedgerRead:
-    from services.audit.adapters.keys import PUBLIC_KEY_FILE
+    from services.audit.adapters.keys import local_public_key_path
     from services.audit.application import ProofUnavailable, build_inclusion_proof
     from services.audit.domain.proofs import verify_proof_document
     from shared.security.keys import load_public_key, public_key_pem
 
     if not store.has_schema():
         return LedgerRead(available=False, detail="no audit ledger at this registry's database URL", entries=[])
-    key_file = settings.home_dir / "keys" / PUBLIC_KEY_FILE
+    key_file = local_public_key_path(settings)
     key = load_public_key(key_file.read_bytes()) if key_file.is_file() else None
     pem = public_key_pem(key) if key is not None else ""
     with store.read() as conn:
