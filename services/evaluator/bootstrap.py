@@ -56,6 +56,7 @@ def build_deps(settings: Settings, client: redis.Redis, *, own: EvaluatorSetting
         detector=cache(partial(scanner_detector, ner=own.ner)),
         canary_key=partial(canary_key, settings),
         batch_size=own.batch_size,
+        device=own.device,
         heartbeat_s=own.heartbeat_s,
         lease_wait_s=own.lease_ttl_ms / 1000 + 1,
     )

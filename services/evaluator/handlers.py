@@ -85,6 +85,7 @@ class EvaluatorDeps:
     detector: Callable[[], TextDetector]
     canary_key: Callable[[], bytes]
     batch_size: int = 16
+    device: str = "cpu"  # engine/models.py DEVICES
     heartbeat_s: float = 5.0
     lease_wait_s: float = 31.0
     # One evaluation at a time per process: it uses every core torch gets.
@@ -254,7 +255,7 @@ class EvaluatorHandlers:
             if training.method.kind == "reward_model":  # it scores text and generates none: its own suite
                 pair, reward_model = None, (load_reward_model(base, model_dir), load_reward_tokenizer(base))
             else:
-                pair, reward_model = load_pair(base, model_dir, batch_size=deps.batch_size), None
+                pair, reward_model = load_pair(base, model_dir, batch_size=deps.batch_size, device=deps.device), None
         except (OSError, ValueError) as exc:
             raise Refusal(f"trained artefact {training.artifact.uri} unusable: {exc}") from None
         reward = self._reward_setup(training, base, workdir)

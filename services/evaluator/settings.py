@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +14,8 @@ class EvaluatorSettings(BaseSettings):
 
     suites_file: Path | None = Field(default=None, description="Suite registry YAML; default: the bundled one.")
     gate_file: Path | None = Field(default=None, description="Gate policy YAML; default: the bundled one.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Where the compared models run: auto = the GPU when torch sees one.")
     batch_size: int = Field(default=16, ge=1, le=512, description="Prompts per generate/score call.")
     lease_ttl_ms: int = Field(default=30_000, ge=1_000, description="A dead worker's evaluation is retaken after this.")
     heartbeat_s: float = Field(default=5.0, gt=0, description="Lease renewal and stream keep-alive cadence.")

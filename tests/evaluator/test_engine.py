@@ -60,3 +60,30 @@ def test_an_artifact_that_escapes_its_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(tarfile.OutsideDestinationError):
         extract_artifact(tmp_path / "a.tar", tmp_path / "out")
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_device_choice_is_explicit_about_a_missing_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from services.evaluator.engine.models import resolve_device
+    from services.evaluator.settings import EvaluatorSettings
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="no GPU"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="expected one of"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    monkeypatch.setenv("TUNEGATE_EVALUATOR_DEVICE", "cuda")
+    assert EvaluatorSettings().device == "cuda"
+    monkeypatch.setenv("TUNEGATE_EVALUATOR_DEVICE", "gpu0")
+    with pytest.raises(ValueError, match="device"):
+        EvaluatorSettings()
+
+
+def test_a_pair_runs_where_it_was_asked_to(pair: ModelPair, tiny_base: BaseModelInfo) -> None:
+    on_cpu = load_pair(tiny_base, tiny_base.path, device="cpu")
+    assert str(on_cpu.tuned.device) == "cpu" and str(pair.tuned.device) == "cpu"
+    assert on_cpu.tuned.generate(["Hello"], max_new_tokens=3)  # inputs built on the model's device

@@ -52,7 +52,7 @@ REDIS_CONF = REPO / "infra" / "redis" / "redis.conf"
 TUNEGATE_SERVICES = service_names()
 HTTP_SERVICES = tuple(spec.name for spec in SERVICES if spec.http)
 WORKER_SERVICES = tuple(name for name in TUNEGATE_SERVICES if name not in HTTP_SERVICES)
-INFRA_SERVICES = ("install-secrets", "redis", "postgres", "otel-collector")
+INFRA_SERVICES = ("install-secrets", "redis", "postgres", "otel-collector", "jaeger")
 OPERATOR_TOOLS = ("cli",)
 TUNEGATE_HOME = "/var/lib/tunegate"
 NAMESPACE = "tunegate"
@@ -425,7 +425,7 @@ def test_every_deployed_service_exists_and_every_service_is_deployed(compose: di
     assert not missing, f"in shared/roster.py but not deployed: {sorted(missing)} (add compose and infra/k8s entries)"
     in_compose = {name for name, service in compose["services"].items() if "SERVICE" in env_map(service)}
     assert in_compose == set(TUNEGATE_SERVICES), "compose.yaml must run exactly the roster's services"
-    assert set(objects("Deployment")) - {"otel-collector"} == set(TUNEGATE_SERVICES), "infra/k8s Deployments"
+    assert set(objects("Deployment")) - {"otel-collector", "jaeger"} == set(TUNEGATE_SERVICES), "infra/k8s Deployments"
 
 
 def test_dockerfile_names_the_roster() -> None:
@@ -654,6 +654,17 @@ def test_compose_postgres_and_collector(compose: dict[str, Any]) -> None:
     config_arg = next(arg for arg in collector["command"] if arg.startswith("--config="))
     config_path = config_arg.split("=", 1)[1]
     assert volume_mounts(collector)[config_path] == "./infra/otel/collector.yaml"
+
+
+def test_compose_collector_forwards_traces_to_jaeger(compose: dict[str, Any], collector: dict[str, Any]) -> None:
+    jaeger = compose["services"]["jaeger"]
+    assert jaeger["image"].startswith("jaegertracing/jaeger:") and not jaeger["image"].endswith(":latest")
+    # The UI on the loopback only; spans reach Jaeger through the collector, so its OTLP port stays unpublished.
+    assert jaeger["ports"] == ["127.0.0.1:16686:16686"]
+    endpoint = urlsplit("//" + collector["exporters"]["otlp/jaeger"]["endpoint"])
+    assert endpoint.hostname == "jaeger" and endpoint.port == 4317
+    assert "otlp/jaeger" in collector["service"]["pipelines"]["traces"]["exporters"]
+    assert "jaeger" in compose["services"]["otel-collector"]["depends_on"]
 
 
 # ------------------------------------------------------------------------------------------ Dockerfile
@@ -1053,6 +1064,146 @@ def test_k8s_otel_collector(collector: dict[str, Any]) -> None:
     assert {4317, 4318} <= service_ports
     otlp = urlsplit(objects("ConfigMap")["tunegate-config"]["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
     assert otlp.hostname == "otel-collector" and otlp.port == 4318
+
+
+def test_k8s_evaluator_runs_on_gpus() -> None:
+    evaluator = objects("Deployment")["evaluator"]
+    container = only_container(evaluator)
+    assert int(container["resources"]["requests"][GPU]) == int(container["resources"]["limits"][GPU]) == 1
+    spec = pod_spec(evaluator)
+    assert any(GPU in key for key in spec.get("nodeSelector", {}))
+    assert any(toleration.get("key") == GPU for toleration in spec.get("tolerations", []))
+    # The pod asks for the GPU explicitly: on a node without one it fails instead of evaluating on the CPU.
+    assert container_env(container)["TUNEGATE_EVALUATOR_DEVICE"] == "cuda"
+
+
+def test_k8s_autoscalers_scale_the_gateway_and_the_trainer() -> None:
+    autoscalers = objects("HorizontalPodAutoscaler")
+    assert set(autoscalers) == {"gateway", "trainer"}
+    for name, hpa in autoscalers.items():
+        target = hpa["spec"]["scaleTargetRef"]
+        assert (target["kind"], target["name"]) == ("Deployment", name)
+        deployment = objects("Deployment")[name]
+        assert 2 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"], name
+        assert deployment["spec"]["replicas"] == hpa["spec"]["minReplicas"], f"{name}: Deployment vs HPA floor"
+        # Utilisation is measured against requests: a container without a CPU request cannot be scaled on it.
+        for metric in hpa["spec"]["metrics"]:
+            resource = metric["resource"]["name"]
+            assert resource in only_container(deployment)["resources"]["requests"], f"{name}: no {resource} request"
+
+
+def _selected(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and matchExpressions In/NotIn/Exists/DoesNotExist)."""
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def test_k8s_every_replicated_workload_has_one_disruption_budget() -> None:
+    budgets = objects("PodDisruptionBudget")
+    for name, workload in workloads().items():
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+        covering = [b for b, pdb in budgets.items() if _selected(pdb["spec"]["selector"], pod_labels)]
+        if workload["spec"].get("replicas", 1) >= 2:
+            assert len(covering) == 1, f"{name}: {len(covering)} disruption budgets"
+            spec = budgets[covering[0]]["spec"]
+            assert spec.get("minAvailable", 0) >= 1 or spec.get("maxUnavailable") == 1, name
+            assert spec.get("minAvailable", 0) < workload["spec"]["replicas"], f"{name}: the budget blocks drains"
+        else:  # minAvailable 1 on a single replica would block every drain of its node
+            assert not covering, f"{name}: one replica, yet a disruption budget"
+
+
+OUTSIDE = {"outside": "true"}  # the labels of a client outside the namespace (matches no pod selector)
+
+
+def _ingress_allowed(pod_labels: dict[str, str], port: dict[str, Any], source: dict[str, str],
+                     docs: list[dict[str, Any]] | None = None) -> bool:
+    """Whether NetworkPolicy semantics let `source` (a pod's labels in this namespace, or OUTSIDE) connect to a
+    pod with `pod_labels` on its container port `port` ({name, containerPort}), under the policies in `docs`
+    (default: infra/k8s)."""
+    policies = [
+        doc for doc in (ALL_DOCS if docs is None else docs)
+        if doc["kind"] == "NetworkPolicy" and "Ingress" in doc["spec"].get("policyTypes", ["Ingress"])
+        and _selected(doc["spec"]["podSelector"], pod_labels)
+    ]
+    if not policies:
+        return True  # not isolated
+    for policy in policies:
+        for rule in policy["spec"].get("ingress") or []:
+            ports = rule.get("ports")
+            if ports and not any(p["port"] in (port.get("name"), port["containerPort"]) for p in ports):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True  # from anywhere
+            for peer in peers:
+                if "ipBlock" in peer:
+                    return True
+                if source is not OUTSIDE and "namespaceSelector" not in peer \
+                        and _selected(peer["podSelector"], source):
+                    return True
+    return False
+
+
+def _pods_and_ports() -> list[tuple[str, dict[str, str], dict[str, Any]]]:
+    return [
+        (name, workload["spec"]["template"]["metadata"]["labels"], port)
+        for name, workload in workloads().items()
+        for container in pod_spec(workload)["containers"]
+        for port in container.get("ports", [])
+    ]
+
+
+def test_k8s_only_the_gateway_and_the_registry_are_reachable_from_outside() -> None:
+    exposed = {(name, port["containerPort"]) for name, labels, port in _pods_and_ports()
+               if _ingress_allowed(labels, port, OUTSIDE)}
+    assert exposed == {("gateway", 8081), ("registry", 8080)}
+
+
+def test_k8s_redis_takes_connections_from_services_only() -> None:
+    redis_set = objects("StatefulSet")["redis"]
+    labels = redis_set["spec"]["template"]["metadata"]["labels"]
+    port = only_container(redis_set)["ports"][0]
+    base = {"app.kubernetes.io/name": "tunegate", "app.kubernetes.io/part-of": "tunegate"}
+    for name in (*TUNEGATE_SERVICES, "cli"):
+        assert _ingress_allowed(labels, port, {**base, "app.kubernetes.io/component": name}), name
+    for name in ("jaeger", "otel-collector"):
+        assert not _ingress_allowed(labels, port, {**base, "app.kubernetes.io/component": name}), name
+
+
+def test_k8s_a_new_pod_is_closed_until_a_policy_opens_it() -> None:
+    """The default deny is what keeps a workload added later (with a port, but no policy of its own) private."""
+    newcomer = {"app.kubernetes.io/name": "tunegate", "app.kubernetes.io/component": "newcomer"}
+    port = {"name": "http", "containerPort": 9000}
+    assert not _ingress_allowed(newcomer, port, OUTSIDE)
+    without = [doc for doc in ALL_DOCS if not (doc["kind"] == "NetworkPolicy"
+                                               and doc["metadata"]["name"] == "default-deny-ingress")]
+    assert _ingress_allowed(newcomer, port, OUTSIDE, without)
+
+
+def test_k8s_jaeger_receives_the_collectors_traces(collector: dict[str, Any]) -> None:
+    exporter = urlsplit("//" + collector["exporters"]["otlp/jaeger"]["endpoint"])
+    assert "otlp/jaeger" in collector["service"]["pipelines"]["traces"]["exporters"]
+    service = objects("Service")[exporter.hostname]
+    assert exporter.port in {entry["port"] for entry in service["spec"]["ports"]}
+    jaeger = only_container(objects("Deployment")["jaeger"])
+    assert ":" in jaeger["image"] and not jaeger["image"].endswith(":latest"), "pin Jaeger's version"
+    otel = objects("Deployment")["otel-collector"]
+    port = next(p for p in only_container(objects("Deployment")["jaeger"])["ports"] if p["containerPort"] == 4317)
+    jaeger_labels = objects("Deployment")["jaeger"]["spec"]["template"]["metadata"]["labels"]
+    assert _ingress_allowed(jaeger_labels, port, otel["spec"]["template"]["metadata"]["labels"])
 
 
 # ------------------------------------------------------------------------------------------ OTel collector

@@ -14,6 +14,22 @@ from typing import Any
 from shared.models.bases import BaseModelInfo
 
 DEFAULT_BATCH_SIZE = 16
+# Where the models run: "auto" is the GPU when torch sees one (an evaluator pod on a GPU node), else the CPU.
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str) -> str:
+    """The torch device for `device` (one of DEVICES); asking for "cuda" where there is none is an error, not a
+    silent fall-back to a CPU run a hundred times slower."""
+    import torch
+
+    if device not in DEVICES:
+        raise ValueError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no GPU here")
+    return device
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,11 @@ class ScoringModel:
         self.label = label
         self.adapter = adapter
         self.batch_size = batch_size
+
+    @property
+    def device(self) -> Any:
+        """Where the model's weights are: inputs are built there."""
+        return self.model.device
 
     @contextlib.contextmanager
     def _active(self) -> Iterator[None]:
@@ -71,7 +92,7 @@ class ScoringModel:
         with self._active():
             for start in range(0, len(order), self.batch_size):
                 batch = [prompts[i] for i in order[start:start + self.batch_size]]
-                encoded = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+                encoded = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
                 generated = self.model.generate(
                     **encoded, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                     pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
@@ -94,8 +115,8 @@ class ScoringModel:
             for start in range(0, len(order), self.batch_size):
                 rows = [list(prompt_ids[i]) for i in order[start:start + self.batch_size]]
                 width = max(len(r) for r in rows)
-                ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
-                mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+                ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=self.device)
+                mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=self.device)
                 generated = self.model.generate(
                     input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, min_new_tokens=max_new_tokens,
                     do_sample=False, num_beams=1, pad_token_id=pad, eos_token_id=None,
@@ -130,8 +151,8 @@ class ScoringModel:
             for start in range(0, len(order), self.batch_size):
                 chunk = [rows[i] for i in order[start:start + self.batch_size]]
                 width = max(len(ids) for ids, _ in chunk)
-                ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r, _ in chunk])
-                mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _ in chunk])
+                ids = torch.tensor([list(r) + [pad] * (width - len(r)) for r, _ in chunk], device=self.device)
+                mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r, _ in chunk], device=self.device)
                 logits = self.model(input_ids=ids, attention_mask=mask).logits.float()
                 logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
                 targets = ids[:, 1:]
@@ -164,8 +185,9 @@ def extract_artifact(tar_path: Path, target: Path) -> Path:
     return target
 
 
-def load_pair(base: BaseModelInfo, model_dir: Path, *, batch_size: int = DEFAULT_BATCH_SIZE) -> ModelPair:
-    """The fine-tuned model from its unpacked artefact and the base it started from."""
+def load_pair(base: BaseModelInfo, model_dir: Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
+              device: str = "cpu") -> ModelPair:
+    """The fine-tuned model from its unpacked artefact and the base it started from, on `device` (DEVICES)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -174,17 +196,18 @@ def load_pair(base: BaseModelInfo, model_dir: Path, *, batch_size: int = DEFAULT
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    base_model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32).eval()
+    target = resolve_device(device)
+    base_model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32).to(target).eval()
     if (model_dir / "adapter_config.json").exists():
         from peft import PeftModel
 
-        tuned_model = PeftModel.from_pretrained(base_model, model_dir).eval()
+        tuned_model = PeftModel.from_pretrained(base_model, model_dir).to(target).eval()
         return ModelPair(
             tuned=ScoringModel(tuned_model, tokenizer, label="fine-tuned", adapter=True, batch_size=batch_size),
             base=ScoringModel(tuned_model, tokenizer, label="base", adapter=False, batch_size=batch_size),
             tokenizer=tokenizer, adapter="lora",
         )
-    tuned_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tuned_model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(target).eval()
     return ModelPair(
         tuned=ScoringModel(tuned_model, tokenizer, label="fine-tuned", batch_size=batch_size),
         base=ScoringModel(base_model, tokenizer, label="base", batch_size=batch_size),
