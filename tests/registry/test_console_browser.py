@@ -191,7 +191,7 @@ def test_deployer_deploys_a_version_in_chromium(world: World, console_url: str, 
         page.get_by_role("button", name="Deploy").click()
         expect(page.locator("h1 .state")).to_have_text("deployed")
         browse.shot("3-model-deployed")
-        page.get_by_role("link", name="View").click()
+        page.get_by_role("link", name="View", exact=True).click()
         expect(page.locator("pre")).to_contain_text('"bomFormat": "CycloneDX"')
         browse.shot("4-aibom")
     view = world.get(f"/models/{VERSION}").json()
