@@ -118,6 +118,8 @@ def test_eta_comes_from_the_step_rate_of_the_current_run() -> None:
     drawn = chart(points, width=100, height=50, pad=0)
     assert drawn.polyline == "10.0,0.0 20.0,25.0 30.0,50.0"  # the falling loss: top (y 0) to bottom, x by step/100
     assert (drawn.loss_min, drawn.loss_max, drawn.step_max) == (1.7, 1.9, 100)
+    diverged = [*points, ProgressPoint(40, 100, float("inf"), at(60))]
+    assert chart(diverged, width=100, height=50, pad=0).polyline == drawn.polyline  # nothing drawn off the chart
 
 
 async def test_progress_is_kept_bounded_and_redelivery_is_idempotent(
@@ -162,6 +164,11 @@ async def test_job_page_shows_live_progress_then_the_final_curve(world: World) -
     assert (final["training"], final["state"], final["step"]) == (False, "trained", 30)
     page = client.get("/console/jobs/job_1").text
     assert 'data-training="no"' in page and "finished (trained)" in page and final["polyline"] in page
+
+    await report(world, (40, float("nan"), 30))  # a diverged step: shown as '-', left out of the line
+    diverged = client.get("/console/jobs/job_1/progress.json").json()
+    assert (diverged["step"], diverged["loss"], diverged["polyline"]) == (40, None, final["polyline"])
+    assert "loss -, finished (trained)" in client.get("/console/jobs/job_1").text
 
     login(client, world.principal("erin", "requester"))  # another requester's job
     assert client.get("/console/jobs/job_1/progress.json").status_code == 403

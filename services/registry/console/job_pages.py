@@ -6,6 +6,7 @@ as POST /jobs/{id}/approvals, through the same decide_on_job and the same domain
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Query, Request
@@ -67,6 +68,11 @@ def duties(job: Job, viewer: Viewer) -> Duties:
     )
 
 
+def _finite(value: float | None) -> float | None:
+    """A diverged run logs NaN or infinite losses: JSON has no such numbers, and the page shows them as '-'."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 def progress_json(job: Job, progress: Progress) -> dict[str, object]:
     """What the job page's poller (static/progress.js) redraws: the same chart geometry the page was rendered
     with, so the drawing is computed here only."""
@@ -77,8 +83,8 @@ def progress_json(job: Job, progress: Progress) -> dict[str, object]:
         "step": progress.step,
         "total_steps": progress.total_steps,
         "percent": progress.percent,
-        "loss": progress.loss,
-        "eta_s": progress.eta_s,
+        "loss": _finite(progress.loss),
+        "eta_s": _finite(progress.eta_s),
         "eta": duration(progress.eta_s),
         "points": len(progress.points),
         "polyline": drawn.polyline,
