@@ -11,10 +11,15 @@ from typing import Any
 
 import pytest
 
+from services.audit.adapters.keys import local_public_key_path
 from services.registry.adapters import training_progress
 from services.registry.domain.training_progress import ProgressPoint, chart, current_run, duration, summarise
+from services.registry.erasure import certificate
+from services.registry.erasure.service import SIGNER
 from shared.events.envelope import Envelope
 from shared.events.payloads import TrainingCompleted, TrainingProgress
+from shared.security.keys import load_public_key
+from shared.security.signing import KeyDirectory
 from tests.registry.console_support import fill_ledger, hidden, login
 from tests.registry.registry_support import World, bearer, make_spec, sha
 from tests.registry.test_model_versions import VERSION, registered
@@ -255,7 +260,14 @@ async def test_erasure_pages_and_certificate_for_readers_only(world: World) -> N
     assert "Download the certificate" in page.text and "tunegate.erasure-certificate/1" in page.text
     download = client.get(f"/console/erasures/{erasure['id']}/certificate.json")
     assert download.headers["content-disposition"] == f'attachment; filename="{erasure["id"]}.certificate.json"'
-    assert download.json() == world.get(f"/erasures/{erasure['id']}/certificate").json()
+    signed = world.get(f"/erasures/{erasure['id']}/certificate").json()
+    assert download.json() == signed  # no audit ledger on this host yet: the signed certificate alone
+    fill_ledger(world.settings, world.runtime.published)
+    with_proofs = client.get(f"/console/erasures/{erasure['id']}/certificate.json").json()
+    assert set(with_proofs["audit_proofs"]) == {step["event_id"] for step in signed["steps"]}
+    registry_key = KeyDirectory(world.settings.keys_dir).signer(SIGNER).private_key.public_key()
+    log_key = load_public_key(local_public_key_path(world.settings).read_bytes())
+    assert certificate.verify(with_proofs, registry_key, log_key) == []  # as `tunegate erasure verify` checks it
     assert client.get("/console/erasures/er-nope").status_code == 404
 
 

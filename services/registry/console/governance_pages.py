@@ -13,10 +13,12 @@ import json
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from services.audit.application import ProofUnavailable
 from services.registry.adapters import erasure_repository, incident_repository
 from services.registry.console.app import Console, Viewer
+from services.registry.console.audit_pages import LedgerReader
 from services.registry.domain import access
-from services.registry.domain.errors import Conflict, InvalidRequest
+from services.registry.domain.errors import Conflict, InvalidRequest, NotFound
 from services.registry.domain.incidents import REPORTING_RULES, SEVERITIES, STATUSES
 from services.registry.entrypoints.erasure_http import erasure_id_or_404
 from services.registry.entrypoints.incidents_http import (
@@ -25,6 +27,7 @@ from services.registry.entrypoints.incidents_http import (
     open_incident_as,
     update_incident,
 )
+from services.registry.erasure.certificate import attach_audit_proofs
 from services.registry.erasure_schemas import ErasureView
 from services.registry.incident_schemas import IncidentClose, IncidentOpen, IncidentUpdate, IncidentView
 
@@ -41,6 +44,7 @@ def add_routes(app: FastAPI, console: Console) -> None:
     governance = console.governance
     reads_incidents = console.requires(access.READ_INCIDENTS, "reading incidents")
     reads_erasures = console.requires(access.READ_ERASURES, "reading erasures")
+    ledger = LedgerReader(console)
 
     # ------------------------------------------------------------ incidents
 
@@ -145,11 +149,18 @@ def add_routes(app: FastAPI, console: Console) -> None:
 
     @app.get("/erasures/{erasure_id}/certificate.json")
     def certificate(erasure_id: str, viewer: Viewer = reads_erasures) -> Response:
+        """The signed certificate with, as `tunegate erasure show --certificate` writes it, the inclusion proof of
+        every step's event when this host's ledger has signed them all."""
         view, found = certificate_of(erasure_id)
-        if found is None:
+        if not isinstance(found, dict):
             raise Conflict(f"erasure {view.id} is {view.state}; its certificate is issued when every step is done")
+        document = dict(found)
+        try:
+            attach_audit_proofs(document, ledger.store(), ledger.public_key_pem())
+        except (NotFound, ProofUnavailable):
+            document = dict(found)  # no ledger here, or a step not signed yet: the certificate alone still verifies
         return Response(
-            json.dumps(found, indent=2, ensure_ascii=False).encode(),
+            json.dumps(document, indent=2, ensure_ascii=False).encode(),
             media_type="application/json",
             headers={"Content-Disposition": f'attachment; filename="{view.id}.certificate.json"'},
         )
