@@ -105,6 +105,40 @@ CHECK_VECTORS = """async ([cases, golden, goldenKey]) => {
 }"""
 
 
+# Run on every page a screenshot is taken of: each form control has a label, the page has one h1, and every
+# element with text of its own reaches WCAG AA contrast (4.5:1) against the background it is drawn on.
+ACCESSIBILITY = """() => {
+  const rgb = (css) => {
+    const m = css.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null;
+    const [r, g, b, a = 1] = m[1].split(",").map(Number);
+    return { r, g, b, a };
+  };
+  const luminance = ({ r, g, b }) => {
+    const f = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c && c.a > 0) return c;
+    }
+    return { r: 255, g: 255, b: 255, a: 1 };
+  };
+  const lowContrast = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    const [hi, lo] = [luminance(rgb(getComputedStyle(el).color)), luminance(background(el))].sort((x, y) => y - x);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    if (ratio < 4.5) lowContrast.push(`${el.tagName.toLowerCase()}.${el.className} ${ratio.toFixed(2)}:1`);
+  }
+  const unlabelled = [...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
+    .filter((c) => c.labels.length === 0 && !c.getAttribute("aria-label"))
+    .map((c) => c.id || c.name);
+  return { lowContrast, unlabelled, h1: document.querySelectorAll("h1").length };
+}"""
+
+
 class Session:
     """One browser page on the console, with screenshots numbered in the order they are taken."""
 
@@ -118,6 +152,8 @@ class Session:
 
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+        found = self.page.evaluate(ACCESSIBILITY)
+        assert found == {"lowContrast": [], "unlabelled": [], "h1": 1}, f"{name}: {found}"
 
 
 @contextmanager
@@ -286,6 +322,15 @@ def test_live_training_progress_in_chromium(world: World, console_url: str, tmp_
         expect(page.locator("h1 .state")).to_have_text("trained")
         expect(page.locator("#loss-chart")).to_be_visible()  # the final curve stays on the page
         browse.shot("2-training-final-curve")
+        # The accessibility check every screenshot runs does catch faint text and an unlabelled field.
+        page.evaluate("""() => {
+          const faint = document.createElement("p");
+          faint.textContent = "faint";
+          faint.style.color = "#999999";
+          document.getElementById("main").append(faint, document.createElement("input"));
+        }""")
+        found = page.evaluate(ACCESSIBILITY)
+        assert found["lowContrast"] == ["p. 2.85:1"] and found["unlabelled"] == [""]
     assert sorted(p.name for p in browse.shots.iterdir()) == ["1-training-live.png", "2-training-final-curve.png"]
 
 
