@@ -26,6 +26,7 @@ from services.registry.domain.errors import InvalidRequest, NotFound
 from shared.security.keys import PublicKeyError, load_public_key, public_key_pem
 
 SEARCH_LIMIT = 100
+HEADS_LISTED = 200
 MAX_FIELD_CHARS = 200
 
 
@@ -168,20 +169,23 @@ def add_routes(app: FastAPI, console: Console) -> None:
         store = ledger.store()
         with store.read() as conn:
             heads = store.all_heads(conn)
-        sizes = [h.tree_size for h in heads]
+        sizes = {h.tree_size for h in heads}
         if new_size is None:
-            new_size = sizes[-1] if sizes else None
+            new_size = heads[-1].tree_size if heads else None
         if old_size is None:
-            earlier = [s for s in sizes if new_size is not None and s < new_size]
+            earlier = [h.tree_size for h in heads if new_size is not None and h.tree_size < new_size]
             old_size = earlier[-1] if earlier else None
-        context = {"heads": heads, "old": old_size, "new": new_size, "proof_json": None, "pending": None}
+        # The lists offer the newest heads; an older signed size is still accepted from the query string.
+        older = [h for h in heads[:-HEADS_LISTED] if h.tree_size in (old_size, new_size)]
+        shown = sorted([*older, *heads[-HEADS_LISTED:]], key=lambda h: h.tree_size)
+        context = {"heads": shown, "old": old_size, "new": new_size, "proof_json": None, "pending": None}
         if old_size is None or new_size is None:
             context["pending"] = "the log has signed fewer than two tree heads: nothing to compare yet"
         else:
             for name, size in (("old", old_size), ("new", new_size)):
                 if size not in sizes:
-                    raise InvalidRequest(f"{name}: the log signed no tree head of size {size} (signed: "
-                                         f"{', '.join(map(str, sizes[-20:])) or 'none'})")
+                    raise InvalidRequest(f"{name}: the log signed no tree head of size {size} (newest signed: "
+                                         f"{', '.join(str(h.tree_size) for h in heads[-10:]) or 'none'})")
             if old_size > new_size:
                 raise InvalidRequest(f"old ({old_size}) must not be larger than new ({new_size})")
             key_pem = ledger.public_key_pem()

@@ -205,7 +205,7 @@ def add_routes(app: FastAPI, console: Console) -> None:
         result = await rollback_alias(runtime, console.governance, viewer.principal, alias_name_or_404(name), body)
         return RedirectResponse(f"/console/models/{result.version.id}", status_code=303)
 
-    def pack(viewer: Viewer, version_id: str) -> EvidencePack:
+    def pack(version_id: str) -> EvidencePack:
         vid = _version_id(version_id)
         with runtime.db.transaction() as db:
             return build_pack(db, runtime.settings, vid, console.governance.now())
@@ -214,12 +214,12 @@ def add_routes(app: FastAPI, console: Console) -> None:
 
     @app.get("/models/{version_id}/evidence", response_class=HTMLResponse)
     def evidence(request: Request, version_id: str, viewer: Viewer = reads_evidence) -> Response:
-        found = pack(viewer, version_id)
+        found = pack(version_id)
         return console.page(request, "evidence.html", viewer, pack=found)
 
     @app.get("/models/{version_id}/evidence.json")
     def evidence_json(version_id: str, viewer: Viewer = reads_evidence) -> Response:
-        found = pack(viewer, version_id)
+        found = pack(version_id)
         return Response(
             found.model_dump_json(indent=2).encode(),
             media_type="application/json",
@@ -230,7 +230,7 @@ def add_routes(app: FastAPI, console: Console) -> None:
     def evidence_html(version_id: str, viewer: Viewer = reads_evidence) -> Response:
         """The self-contained page `tunegate report` writes, as a download: its own inline style is not the
         console's, so it is saved rather than shown under the console's CSP."""
-        found = pack(viewer, version_id)
+        found = pack(version_id)
         return Response(
             render_html(found).encode(),
             media_type="text/html; charset=utf-8",
