@@ -13,6 +13,7 @@ import pytest
 
 from services.audit.adapters.keys import local_public_key_path
 from services.registry.adapters import training_progress
+from services.registry.console import audit_pages
 from services.registry.domain.training_progress import ProgressPoint, chart, current_run, duration, summarise
 from services.registry.erasure import certificate
 from services.registry.erasure.service import SIGNER
@@ -303,7 +304,7 @@ async def test_evidence_pack_viewed_and_downloaded_from_the_version_page(world: 
 # ---------------------------------------------------------------- consistency
 
 
-async def test_consistency_proof_between_two_signed_heads(world: World) -> None:
+async def test_consistency_proof_between_two_signed_heads(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     await registered(world, "ev-1")
     client = world.client
     login(client, world.reader())
@@ -322,5 +323,8 @@ async def test_consistency_proof_between_two_signed_heads(world: World) -> None:
     backwards = client.get("/console/audit/consistency", params={"old": len(world.runtime.published), "new": half})
     assert backwards.status_code == 422 and "must not be larger" in backwards.text
     assert client.get("/console/audit/consistency", params={"old": "two"}).status_code == 422
+    monkeypatch.setattr(audit_pages, "HEADS_LISTED", 1)  # only the newest head listed, but the chosen one stays
+    listed = client.get("/console/audit/consistency", params={"old": half}).text
+    assert f'<option value="{half}" selected>' in listed and listed.count("<option ") == 4  # two selects
     login(client, world.principal("carol", "approver"))
     assert client.get("/console/audit/consistency").status_code == 403
