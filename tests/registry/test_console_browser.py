@@ -105,8 +105,9 @@ CHECK_VECTORS = """async ([cases, golden, goldenKey]) => {
 }"""
 
 
-# Run on every page a screenshot is taken of: each form control has a label, the page has one h1, and every
-# element with text of its own reaches WCAG AA contrast (4.5:1) against the background it is drawn on.
+# Run on every page a screenshot is taken of: each form control has a label, the page has one h1, every
+# element with text of its own reaches WCAG AA contrast (4.5:1) against the background it is drawn on, and the
+# page fits the 1366-pixel laptop viewport without sideways scrolling.
 ACCESSIBILITY = """() => {
   const rgb = (css) => {
     const m = css.match(/rgba?\\(([^)]+)\\)/);
@@ -135,7 +136,8 @@ ACCESSIBILITY = """() => {
   const unlabelled = [...document.querySelectorAll("input:not([type=hidden]), select, textarea")]
     .filter((c) => c.labels.length === 0 && !c.getAttribute("aria-label"))
     .map((c) => c.id || c.name);
-  return { lowContrast, unlabelled, h1: document.querySelectorAll("h1").length };
+  const fits = document.documentElement.scrollWidth <= window.innerWidth;  // no sideways scrolling on a laptop
+  return { lowContrast, unlabelled, h1: document.querySelectorAll("h1").length, fits };
 }"""
 
 
@@ -153,7 +155,7 @@ class Session:
     def shot(self, name: str) -> None:
         self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
         found = self.page.evaluate(ACCESSIBILITY)
-        assert found == {"lowContrast": [], "unlabelled": [], "h1": 1}, f"{name}: {found}"
+        assert found == {"lowContrast": [], "unlabelled": [], "h1": 1, "fits": True}, f"{name}: {found}"
 
 
 @contextmanager
