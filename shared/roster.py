@@ -79,6 +79,7 @@ REGISTRY = ServiceSpec(
         "job.requested",
         "dataset.scanned",
         "dataset.scan.failed",
+        "training.progress",
         "training.completed",
         "training.failed",
         "training.cancelled",

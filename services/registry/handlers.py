@@ -8,6 +8,9 @@ InvalidTransition, naming the current state, so the bus dead-letters them with t
 the reason); one reusing a job id is refused at once with a `job.rejected` (stage `submission`) that leaves
 the existing job untouched.
 
+`training.progress` is kept as a point of the job's loss curve (adapters/training_progress.py) for the
+console's live chart; it changes no job and records no event.
+
 An `evaluation.completed` with a verdict over every configured suite also registers a model version
 (`model.registered`, model_registration.py) in the same transaction.
 
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from services.registry.adapters import model_repository, outbox, repository
 from services.registry.adapters.signatures import verified_submitter
+from services.registry.adapters.training_progress import add_point
 from services.registry.domain import events
 from services.registry.domain.errors import SubmissionRefused
 from services.registry.domain.evaluation import EvaluationResult
@@ -28,6 +32,7 @@ from services.registry.domain.governance import Governance
 from services.registry.domain.job import Job, ScanResult
 from services.registry.domain.reward_models import reward_model_version
 from services.registry.domain.states import JobState
+from services.registry.domain.training_progress import ProgressPoint
 from services.registry.erasure.service import note_shredded
 from services.registry.model_registration import register_version
 from services.registry.monitoring_handlers import build_monitoring_handlers
@@ -43,6 +48,7 @@ from shared.events.payloads import (
     TrainingCancelled,
     TrainingCompleted,
     TrainingFailed,
+    TrainingProgress,
 )
 from shared.storage.artifacts import ArtifactStore
 
@@ -156,6 +162,14 @@ def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[typ
             job.finish_training(outcome, reason=reason, now=governance.now(), result=result)
             outbox.commit_job(ctx, job)
 
+    async def on_training_progress(data: TrainingProgress, ctx: HandlerContext) -> None:
+        if _known_job(ctx, data.job_id) is None:
+            return
+        point = ProgressPoint(step=data.step, total_steps=data.total_steps, loss=data.loss, at=ctx.event.occurred_at,
+                              eta_s=data.eta_s, tokens_per_s=data.tokens_per_s)
+        if not add_point(ctx.db, data.job_id, ctx.event.event_id, point):
+            log.info("training.progress %s of job %s already kept", ctx.event.event_id, data.job_id)
+
     async def on_training_completed(data: TrainingCompleted, ctx: HandlerContext) -> None:
         # Everything a model version's AIBOM states about how it was made, kept with the job.
         result = data.model_dump(
@@ -229,6 +243,7 @@ def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[typ
         JobRequested: on_job_requested,
         DatasetScanned: on_dataset_scanned,
         DatasetScanFailed: on_dataset_scan_failed,
+        TrainingProgress: on_training_progress,
         TrainingCompleted: on_training_completed,
         TrainingFailed: on_training_failed,
         TrainingCancelled: on_training_cancelled,

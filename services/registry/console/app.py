@@ -89,6 +89,9 @@ class Console:
                 "viewer": viewer,
                 "roles": list(viewer.principal.roles) if viewer else [],
                 "reads_ledger": viewer is not None and viewer.holds(access.READ_LEDGER),
+                "reads_evidence": viewer is not None and viewer.holds(access.READ_EVIDENCE),
+                "reads_incidents": viewer is not None and viewer.holds(access.READ_INCIDENTS),
+                "reads_erasures": viewer is not None and viewer.holds(access.READ_ERASURES),
                 **context,
             },
             status_code=status,
@@ -192,7 +195,7 @@ def _safe_next(target: str | None) -> str:
 
 
 def create_console(runtime: Any, governance: Governance, settings: RegistryAPISettings) -> FastAPI:
-    from services.registry.console import audit_pages, job_pages, model_pages
+    from services.registry.console import audit_pages, governance_pages, job_pages, model_pages
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     console = Console(
@@ -247,5 +250,6 @@ def create_console(runtime: Any, governance: Governance, settings: RegistryAPISe
 
     job_pages.add_routes(app, console)
     model_pages.add_routes(app, console)
+    governance_pages.add_routes(app, console)
     audit_pages.add_routes(app, console)
     return app

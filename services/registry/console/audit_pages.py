@@ -1,6 +1,6 @@
-"""Console pages for the audit ledger: search entries, show one with its inclusion proof, and let the browser
-check that proof itself (static/verify.js) against the log's public key, so an auditor need not trust the
-registry that serves the page.
+"""Console pages for the audit ledger: search entries, show one with its inclusion proof, show the consistency
+proof between two signed tree heads, and let the browser check either proof itself (static/verify.js) against
+the log's public key, so an auditor need not trust the registry that serves the page.
 
 The ledger is read as `tunegate audit` reads it: the audit service's database on this host, read-only
 (services/audit/application.py). Entries hold types, actors, subjects and hashes, never payloads."""
@@ -14,13 +14,19 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from services.audit.adapters.keys import local_public_key_path
 from services.audit.adapters.store import LedgerNotFound, LedgerStore
-from services.audit.application import ProofUnavailable, build_inclusion_proof, open_store
+from services.audit.application import (
+    ProofUnavailable,
+    build_consistency_proof,
+    build_inclusion_proof,
+    open_store,
+)
 from services.registry.console.app import Console, Viewer
 from services.registry.domain import access
 from services.registry.domain.errors import InvalidRequest, NotFound
 from shared.security.keys import PublicKeyError, load_public_key, public_key_pem
 
 SEARCH_LIMIT = 100
+HEADS_LISTED = 200
 MAX_FIELD_CHARS = 200
 
 
@@ -74,6 +80,15 @@ def _moment(name: str, value: str | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _size(name: str, value: str | None) -> int | None:
+    value = _text(name, value)
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidRequest(f"{name}: {value!r} is not a tree size (a whole number)")
+    return int(value)
 
 
 def add_routes(app: FastAPI, console: Console) -> None:
@@ -141,3 +156,42 @@ def add_routes(app: FastAPI, console: Console) -> None:
             pending=pending,
             proof_json=proof.model_dump_json(indent=2) if proof else None,
         )
+
+    @app.get("/audit/consistency", response_class=HTMLResponse)
+    def consistency(
+        request: Request,
+        old: str | None = Query(default=None),
+        new: str | None = Query(default=None),
+        viewer: Viewer = reads_ledger,
+    ) -> Response:
+        """Two signed tree heads (by default the two newest) and the RFC 9162 path between them."""
+        old_size, new_size = _size("old", old), _size("new", new)
+        store = ledger.store()
+        with store.read() as conn:
+            heads = store.all_heads(conn)
+        sizes = {h.tree_size for h in heads}
+        if new_size is None:
+            new_size = heads[-1].tree_size if heads else None
+        if old_size is None:
+            earlier = [h.tree_size for h in heads if new_size is not None and h.tree_size < new_size]
+            old_size = earlier[-1] if earlier else None
+        # The lists offer the newest heads; an older signed size is still accepted from the query string.
+        older = [h for h in heads[:-HEADS_LISTED] if h.tree_size in (old_size, new_size)]
+        shown = sorted([*older, *heads[-HEADS_LISTED:]], key=lambda h: h.tree_size)
+        context = {"heads": shown, "old": old_size, "new": new_size, "proof_json": None, "pending": None}
+        if old_size is None or new_size is None:
+            context["pending"] = "the log has signed fewer than two tree heads: nothing to compare yet"
+        else:
+            for name, size in (("old", old_size), ("new", new_size)):
+                if size not in sizes:
+                    raise InvalidRequest(f"{name}: the log signed no tree head of size {size} (newest signed: "
+                                         f"{', '.join(str(h.tree_size) for h in heads[-10:]) or 'none'})")
+            if old_size > new_size:
+                raise InvalidRequest(f"old ({old_size}) must not be larger than new ({new_size})")
+            key_pem = ledger.public_key_pem()
+            try:
+                proof = build_consistency_proof(store, old_size, new_size, key_pem)
+            except ProofUnavailable as exc:
+                raise InvalidRequest(str(exc)) from None
+            context.update(proof_json=proof.model_dump_json(indent=2), key_pem=key_pem)
+        return console.page(request, "consistency.html", viewer, **context)

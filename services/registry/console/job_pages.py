@@ -1,16 +1,19 @@
-"""Console pages for jobs: the list with filters, a job's page, and an approver's decision.
+"""Console pages for jobs: the list with filters, a job's page (with its training progress: loss chart and
+ETA, live while it trains), and an approver's decision.
 
 Roles are the API's: reading as GET /jobs and GET /jobs/{id} (requesters see only their own jobs), deciding
 as POST /jobs/{id}/approvals, through the same decide_on_job and the same domain checks."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from services.registry.adapters import repository
+from services.registry.adapters.training_progress import points_of
 from services.registry.console.app import Console, Viewer
 from services.registry.domain import access
 from services.registry.domain.approvals import APPROVER_ROLE, approvers
@@ -18,6 +21,7 @@ from services.registry.domain.errors import InvalidRequest
 from services.registry.domain.job import Job
 from services.registry.domain.policy import RiskTier
 from services.registry.domain.states import STATE_NAMES, JobState
+from services.registry.domain.training_progress import Progress, chart, duration, summarise
 from services.registry.entrypoints.http import decide_on_job
 from services.registry.schemas import ApprovalRequest, JobSummary, JobView
 from shared.ids import validate_job_id
@@ -64,6 +68,32 @@ def duties(job: Job, viewer: Viewer) -> Duties:
     )
 
 
+def _finite(value: float | None) -> float | None:
+    """A diverged run logs NaN or infinite losses: JSON has no such numbers, and the page shows them as '-'."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def progress_json(job: Job, progress: Progress) -> dict[str, object]:
+    """What the job page's poller (static/progress.js) redraws: the same chart geometry the page was rendered
+    with, so the drawing is computed here only."""
+    drawn = chart(progress.points)
+    return {
+        "state": job.state.value,
+        "training": job.state == JobState.TRAINING,
+        "step": progress.step,
+        "total_steps": progress.total_steps,
+        "percent": progress.percent,
+        "loss": _finite(progress.loss),
+        "eta_s": _finite(progress.eta_s),
+        "eta": duration(progress.eta_s),
+        "points": len(progress.points),
+        "polyline": drawn.polyline,
+        "loss_min": drawn.loss_min,
+        "loss_max": drawn.loss_max,
+        "step_max": drawn.step_max,
+    }
+
+
 def _filter(name: str, value: str | None, known: tuple[str, ...] | frozenset[str] | None = None) -> str | None:
     value = (value or "").strip() or None
     if value is None:
@@ -106,16 +136,27 @@ def add_routes(app: FastAPI, console: Console) -> None:
             limit=LIST_LIMIT,
         )
 
+    def load(viewer: Viewer, job_id: str) -> tuple[Job, Progress]:
+        validate_job_id(job_id)
+        with runtime.db.transaction() as db:
+            found = repository.require_job(db, job_id)
+            access.check_reads_job(viewer.principal, job_id, found.requester)
+            return found, summarise(points_of(db, job_id))
+
+    @app.get("/jobs/{job_id}/progress.json")
+    def progress(
+        job_id: str, viewer: Viewer = console.requires(access.READ_JOBS + access.SUBMIT, "reading a job")
+    ) -> Response:
+        found, progress = load(viewer, job_id)
+        return JSONResponse(progress_json(found, progress))
+
     @app.get("/jobs/{job_id}", response_class=HTMLResponse)
     def job(
         request: Request,
         job_id: str,
         viewer: Viewer = console.requires(access.READ_JOBS + access.SUBMIT, "reading a job"),
     ) -> Response:
-        validate_job_id(job_id)
-        with runtime.db.transaction() as db:
-            found = repository.require_job(db, job_id)
-        access.check_reads_job(viewer.principal, job_id, found.requester)
+        found, progress = load(viewer, job_id)
         trace_id = found.traceparent.split("-")[1] if found.traceparent else None
         return console.page(
             request,
@@ -124,6 +165,7 @@ def add_routes(app: FastAPI, console: Console) -> None:
             job=JobView.of(found),
             duties=duties(found, viewer),
             trace_id=trace_id,
+            progress=progress_json(found, progress),
         )
 
     @app.post("/jobs/{job_id}/decision")

@@ -1,8 +1,9 @@
 """Console pages for model versions: the list, a version's page (gate verdict, approvals, alias, decommissioning
-plan), its AIBOM (viewed and downloaded) and the lifecycle actions for the roles that hold them.
+plan), its AIBOM (viewed and downloaded), its evidence pack, and the lifecycle actions for the roles that hold
+them: approve, deploy under an alias, retire, roll the alias back.
 
 Roles and actions are the API's (entrypoints/models_http.py): the same access checks, and the same
-approve_version / deploy_version / retire_version / read_aibom functions."""
+approve_version / deploy_version / retire_version / rollback_alias / read_aibom functions."""
 
 from __future__ import annotations
 
@@ -19,13 +20,24 @@ from services.registry.domain.approvals import APPROVER_ROLE
 from services.registry.domain.errors import InvalidRequest, NotFound
 from services.registry.domain.model_states import MODEL_STATE_NAMES, ModelState
 from services.registry.domain.model_version import ModelVersion
-from services.registry.entrypoints.models_http import approve_version, deploy_version, read_aibom, retire_version
+from services.registry.entrypoints.models_http import (
+    alias_name_or_404,
+    approve_version,
+    deploy_version,
+    read_aibom,
+    retire_version,
+    rollback_alias,
+    rollback_target,
+)
+from services.registry.evidence.pack import EvidencePack, build_pack
+from services.registry.evidence.render import render_html
 from services.registry.model_schemas import (
     DeploymentRequest,
     ModelApprovalRequest,
     ModelVersionSummary,
     ModelVersionView,
     RetirementRequest,
+    RollbackRequest,
 )
 from shared.ids import validate_version_id
 
@@ -40,8 +52,9 @@ def _version_id(value: str) -> str:
         raise NotFound(f"{exc}; no such model version") from None
 
 
-def actions(version: ModelVersion, viewer: Viewer) -> dict[str, str | None]:
-    """Each lifecycle action and why the viewer cannot take it now (None: it can). The domain checks again."""
+def actions(version: ModelVersion, viewer: Viewer, rollback_to: str | None) -> dict[str, str | None]:
+    """Each lifecycle action and why the viewer cannot take it now (None: it can). The domain checks again.
+    `rollback_to`: the version a rollback of the alias this version serves would go back to (None: none)."""
     state = version.state
     may_approve = None
     if APPROVER_ROLE not in viewer.principal.roles:
@@ -62,7 +75,15 @@ def actions(version: ModelVersion, viewer: Viewer) -> dict[str, str | None]:
         may_retire = "retiring needs the 'deployer' or 'admin' role"
     elif state == ModelState.RETIRED:
         may_retire = "the version is retired already"
-    return {"approve": may_approve, "deploy": may_deploy, "retire": may_retire}
+    may_roll_back = None
+    if state != ModelState.DEPLOYED or not version.alias:
+        may_roll_back = "only the version an alias serves now is rolled back from"
+    elif not viewer.holds(access.DEPLOY):
+        may_roll_back = "rolling back needs the 'deployer' role"
+    elif rollback_to is None:
+        may_roll_back = (f"alias {version.alias!r} served no earlier version that is still servable (retired or "
+                         "rolled back from): deploy one explicitly")
+    return {"approve": may_approve, "deploy": may_deploy, "retire": may_retire, "rollback": may_roll_back}
 
 
 def add_routes(app: FastAPI, console: Console) -> None:
@@ -105,8 +126,19 @@ def add_routes(app: FastAPI, console: Console) -> None:
         request: Request, version_id: str, viewer: Viewer = console.requires(READERS, "reading a model version")
     ) -> Response:
         found = load(viewer, version_id)
+        rollback_to = None
+        if found.state == ModelState.DEPLOYED and found.alias:
+            with runtime.db.transaction() as db:
+                alias = model_repository.load_alias(db, found.alias)
+                target = rollback_target(db, alias) if alias is not None and alias.version_id == found.id else None
+            rollback_to = target.id if target is not None else None
         return console.page(
-            request, "model.html", viewer, version=ModelVersionView.of(found, today()), actions=actions(found, viewer)
+            request,
+            "model.html",
+            viewer,
+            version=ModelVersionView.of(found, today()),
+            actions=actions(found, viewer, rollback_to),
+            rollback_to=rollback_to,
         )
 
     @app.get("/models/{version_id}/aibom", response_class=HTMLResponse)
@@ -163,3 +195,44 @@ def add_routes(app: FastAPI, console: Console) -> None:
         body = RetirementRequest.model_validate({"reason": form.get("reason", "").strip()})
         await retire_version(runtime, console.governance, viewer.principal, _version_id(version_id), body)
         return RedirectResponse(f"/console/models/{version_id}", status_code=303)
+
+    @app.post("/aliases/{name}/rollback")
+    async def roll_back(
+        request: Request, name: str, viewer: Viewer = console.requires(access.DEPLOY, "rolling back an alias")
+    ) -> Response:
+        form = await console.form(request, viewer)
+        body = RollbackRequest.model_validate({"reason": form.get("reason", "").strip()})
+        result = await rollback_alias(runtime, console.governance, viewer.principal, alias_name_or_404(name), body)
+        return RedirectResponse(f"/console/models/{result.version.id}", status_code=303)
+
+    def pack(version_id: str) -> EvidencePack:
+        vid = _version_id(version_id)
+        with runtime.db.transaction() as db:
+            return build_pack(db, runtime.settings, vid, console.governance.now())
+
+    reads_evidence = console.requires(access.READ_EVIDENCE, "reading an evidence pack")
+
+    @app.get("/models/{version_id}/evidence", response_class=HTMLResponse)
+    def evidence(request: Request, version_id: str, viewer: Viewer = reads_evidence) -> Response:
+        found = pack(version_id)
+        return console.page(request, "evidence.html", viewer, pack=found)
+
+    @app.get("/models/{version_id}/evidence.json")
+    def evidence_json(version_id: str, viewer: Viewer = reads_evidence) -> Response:
+        found = pack(version_id)
+        return Response(
+            found.model_dump_json(indent=2).encode(),
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{found.version_id}.evidence.json"'},
+        )
+
+    @app.get("/models/{version_id}/evidence.html")
+    def evidence_html(version_id: str, viewer: Viewer = reads_evidence) -> Response:
+        """The self-contained page `tunegate report` writes, as a download: its own inline style is not the
+        console's, so it is saved rather than shown under the console's CSP."""
+        found = pack(version_id)
+        return Response(
+            render_html(found).encode(),
+            media_type="text/html; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{found.version_id}.evidence.html"'},
+        )

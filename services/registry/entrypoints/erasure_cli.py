@@ -127,8 +127,9 @@ def _attach_proofs(document: dict[str, Any]) -> int:
     """The inclusion proof of each step's event under the ledger's latest signed tree head, when this host
     has the audit ledger; an event the ledger has not recorded yet is a clear error."""
     from services.audit.adapters.store import LedgerNotFound
-    from services.audit.application import ProofUnavailable, build_inclusion_proof, open_store
+    from services.audit.application import ProofUnavailable, open_store
     from services.audit.entrypoints.cli_support import trusted_public_key_pem
+    from services.registry.erasure.certificate import attach_audit_proofs
     from shared.config import Settings
 
     settings = Settings()
@@ -137,15 +138,10 @@ def _attach_proofs(document: dict[str, Any]) -> int:
         store.require_schema()
     except (LedgerNotFound, FileNotFoundError):
         return 0
-    pem = trusted_public_key_pem(settings, None)
-    proofs = {}
-    for step in document.get("steps", []):
-        try:
-            proofs[step["event_id"]] = build_inclusion_proof(store, step["event_id"], pem).model_dump(mode="json")
-        except ProofUnavailable as exc:
-            raise fail(f"step {step['name']}: {exc}") from None
-    document["audit_proofs"] = proofs
-    return len(proofs)
+    try:
+        return attach_audit_proofs(document, store, trusted_public_key_pem(settings, None))
+    except ProofUnavailable as exc:
+        raise fail(str(exc)) from None
 
 
 @erasure_app.command("verify")

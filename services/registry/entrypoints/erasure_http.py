@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from services.registry.entrypoints.http import RuntimeLike
 
 
-def _erasure_id(value: str) -> str:
+def erasure_id_or_404(value: str) -> str:
     try:
         return validate_erasure_id(value)
     except InvalidRequest as exc:
@@ -51,12 +51,12 @@ def add_erasure_routes(
     @app.get("/erasures/{erasure_id}", response_model=ErasureView)
     def erasure(erasure_id: str, _: Principal = requires(readers, "reading an erasure")) -> ErasureView:
         with runtime.db.transaction() as session:
-            return ErasureView.of(erasure_repository.require_erasure(session, _erasure_id(erasure_id)))
+            return ErasureView.of(erasure_repository.require_erasure(session, erasure_id_or_404(erasure_id)))
 
     @app.get("/erasures/{erasure_id}/certificate")
     def erasure_certificate(erasure_id: str, _: Principal = requires(readers, "reading a certificate")) -> Any:
         with runtime.db.transaction() as session:
-            found = erasure_repository.require_erasure(session, _erasure_id(erasure_id))
+            found = erasure_repository.require_erasure(session, erasure_id_or_404(erasure_id))
         if found.certificate is None:
             raise Conflict(f"erasure {found.id} is {found.state}; its certificate is issued when every step is done")
         return found.certificate

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from services.registry.entrypoints.http import RuntimeLike
 
 
-def _incident_id(value: str) -> str:
+def incident_id_or_404(value: str) -> str:
     try:
         return validate_incident_id(value)
     except UnsafeIdError as exc:
@@ -38,6 +38,49 @@ def _known(session: Session, version_ids: list[str]) -> set[str]:
     return {v for v in wanted if model_repository.load_version(session, v) is not None}
 
 
+# The actions the API and the web console (services/registry/console/) share: one copy of each.
+
+
+async def open_incident_as(
+    runtime: RuntimeLike, governance: Governance, principal: Principal, body: IncidentOpen
+) -> IncidentView:
+    now = governance.now()
+    async with runtime.transaction(actor=principal.name) as ctx:
+        incident = open_incident(
+            title=body.title, severity=body.severity, affected_versions=body.affected_versions,
+            known_versions=_known(ctx.db, body.affected_versions), by=principal.name, now=now,
+            description=body.description, audit_entries=body.audit_entries, aware_at=body.aware_at,
+        )
+        outbox.commit_incident(ctx, incident)
+    return IncidentView.of(incident, now)
+
+
+async def update_incident(
+    runtime: RuntimeLike, governance: Governance, principal: Principal, iid: str, body: IncidentUpdate
+) -> IncidentView:
+    now = governance.now()
+    async with runtime.transaction(actor=principal.name, subject=iid) as ctx:
+        found = incident_repository.require_incident(ctx.db, iid)
+        found.update(
+            by=principal.name, now=now, note=body.note, severity=body.severity, add_versions=body.add_versions,
+            known_versions=_known(ctx.db, body.add_versions), add_audit_entries=body.add_audit_entries,
+            reported_reference=body.reported_reference,
+        )
+        outbox.commit_incident(ctx, found)
+    return IncidentView.of(found, now)
+
+
+async def close_incident(
+    runtime: RuntimeLike, governance: Governance, principal: Principal, iid: str, body: IncidentClose
+) -> IncidentView:
+    now = governance.now()
+    async with runtime.transaction(actor=principal.name, subject=iid) as ctx:
+        found = incident_repository.require_incident(ctx.db, iid)
+        found.close(by=principal.name, now=now, resolution=body.resolution)
+        outbox.commit_incident(ctx, found)
+    return IncidentView.of(found, now)
+
+
 def add_incident_routes(
     app: FastAPI, runtime: RuntimeLike, governance: Governance, requires: Callable[[tuple[str, ...], str], Any]
 ) -> None:
@@ -45,15 +88,7 @@ def add_incident_routes(
     async def open_(
         body: IncidentOpen, principal: Principal = requires(access.MANAGE_INCIDENTS, "opening an incident")
     ) -> IncidentView:
-        now = governance.now()
-        async with runtime.transaction(actor=principal.name) as ctx:
-            incident = open_incident(
-                title=body.title, severity=body.severity, affected_versions=body.affected_versions,
-                known_versions=_known(ctx.db, body.affected_versions), by=principal.name, now=now,
-                description=body.description, audit_entries=body.audit_entries, aware_at=body.aware_at,
-            )
-            outbox.commit_incident(ctx, incident)
-        return IncidentView.of(incident, now)
+        return await open_incident_as(runtime, governance, principal, body)
 
     @app.get("/incidents", response_model=list[IncidentView])
     def incidents(
@@ -73,7 +108,7 @@ def add_incident_routes(
         incident_id: str, _: Principal = requires(access.READ_INCIDENTS, "reading an incident")
     ) -> IncidentView:
         with runtime.db.transaction() as session:
-            found = incident_repository.require_incident(session, _incident_id(incident_id))
+            found = incident_repository.require_incident(session, incident_id_or_404(incident_id))
         return IncidentView.of(found, governance.now())
 
     @app.post("/incidents/{incident_id}/updates", response_model=IncidentView)
@@ -82,17 +117,7 @@ def add_incident_routes(
         body: IncidentUpdate,
         principal: Principal = requires(access.MANAGE_INCIDENTS, "updating an incident"),
     ) -> IncidentView:
-        iid = _incident_id(incident_id)
-        now = governance.now()
-        async with runtime.transaction(actor=principal.name, subject=iid) as ctx:
-            found = incident_repository.require_incident(ctx.db, iid)
-            found.update(
-                by=principal.name, now=now, note=body.note, severity=body.severity, add_versions=body.add_versions,
-                known_versions=_known(ctx.db, body.add_versions), add_audit_entries=body.add_audit_entries,
-                reported_reference=body.reported_reference,
-            )
-            outbox.commit_incident(ctx, found)
-        return IncidentView.of(found, now)
+        return await update_incident(runtime, governance, principal, incident_id_or_404(incident_id), body)
 
     @app.post("/incidents/{incident_id}/close", response_model=IncidentView)
     async def close(
@@ -100,10 +125,4 @@ def add_incident_routes(
         body: IncidentClose,
         principal: Principal = requires(access.MANAGE_INCIDENTS, "closing an incident"),
     ) -> IncidentView:
-        iid = _incident_id(incident_id)
-        now = governance.now()
-        async with runtime.transaction(actor=principal.name, subject=iid) as ctx:
-            found = incident_repository.require_incident(ctx.db, iid)
-            found.close(by=principal.name, now=now, resolution=body.resolution)
-            outbox.commit_incident(ctx, found)
-        return IncidentView.of(found, now)
+        return await close_incident(runtime, governance, principal, incident_id_or_404(incident_id), body)

@@ -51,7 +51,7 @@ def _version_id(value: str) -> str:
         raise NotFound(f"{exc}; no such model version") from None
 
 
-def _alias_name(value: str) -> str:
+def alias_name_or_404(value: str) -> str:
     try:
         return validate_model_name(value, "alias")
     except ValueError as exc:
@@ -136,6 +136,42 @@ async def retire_version(
             deployments.release(alias, version, by=principal.name, now=now)
             outbox.commit_alias(ctx, alias)
     return ModelVersionView.of(version, _today(governance))
+
+
+def rollback_target(session: Any, alias: deployments.ModelAlias) -> ModelVersion | None:
+    """The version a rollback of `alias` would serve: the newest it served before that is still servable."""
+    for candidate_id in alias.rollback_candidates():
+        candidate = model_repository.require_version(session, candidate_id)
+        if candidate.state in (ModelState.DEPRECATED, ModelState.APPROVED):
+            return candidate
+    return None
+
+
+async def rollback_alias(
+    runtime: RuntimeLike, governance: Governance, deployer: Principal, alias_name: str, body: RollbackRequest
+) -> DeploymentResult:
+    """Put `alias_name` back on the version it served before (domain/deployments.py rollback)."""
+    now = governance.now()
+    async with runtime.transaction(actor=deployer.name, subject=alias_name) as ctx:
+        alias = model_repository.require_alias(ctx.db, alias_name)
+        current = None if alias.version_id is None else model_repository.require_version(ctx.db, alias.version_id)
+        target = rollback_target(ctx.db, alias)
+        if target is None:
+            raise Conflict(
+                f"alias {alias_name!r} has no earlier version to roll back to (every version it served before is "
+                "retired or was rolled back from); deploy a version explicitly"
+            )
+        deployments.rollback(alias, current, target, by=deployer, now=now, reason=body.reason.strip())
+        note_deployment(ctx, runtime, target, alias_name, deployer.name, now)  # never back to a tainted one
+        outbox.commit_version(ctx, target)
+        if current is not None:
+            outbox.commit_version(ctx, current)
+        outbox.commit_alias(ctx, alias)
+    return DeploymentResult(
+        version=ModelVersionView.of(target, _today(governance)),
+        alias=AliasView.of(alias),
+        deprecated=None if current is None else current.id,
+    )
 
 
 def add_model_routes(
@@ -226,35 +262,9 @@ def add_model_routes(
             return [AliasView.of(a) for a in model_repository.list_aliases(session)]
 
     @app.post("/aliases/{name}/rollback", response_model=DeploymentResult)
-    async def rollback_alias(
+    async def rollback(
         name: str,
         body: RollbackRequest,
         deployer: Principal = requires(access.DEPLOY, "rolling back an alias"),
     ) -> DeploymentResult:
-        alias_name = _alias_name(name)
-        now = governance.now()
-        async with runtime.transaction(actor=deployer.name, subject=alias_name) as ctx:
-            alias = model_repository.require_alias(ctx.db, alias_name)
-            current = None if alias.version_id is None else model_repository.require_version(ctx.db, alias.version_id)
-            target = None
-            for candidate_id in alias.rollback_candidates():
-                candidate = model_repository.require_version(ctx.db, candidate_id)
-                if candidate.state in (ModelState.DEPRECATED, ModelState.APPROVED):
-                    target = candidate
-                    break
-            if target is None:
-                raise Conflict(
-                    f"alias {alias_name!r} has no earlier version to roll back to (every version it served before is "
-                    "retired or was rolled back from); deploy a version explicitly"
-                )
-            deployments.rollback(alias, current, target, by=deployer, now=now, reason=body.reason.strip())
-            note_deployment(ctx, runtime, target, alias_name, deployer.name, now)  # never back to a tainted one
-            outbox.commit_version(ctx, target)
-            if current is not None:
-                outbox.commit_version(ctx, current)
-            outbox.commit_alias(ctx, alias)
-        return DeploymentResult(
-            version=ModelVersionView.of(target, today()),
-            alias=AliasView.of(alias),
-            deprecated=None if current is None else current.id,
-        )
+        return await rollback_alias(runtime, governance, deployer, alias_name_or_404(name), body)

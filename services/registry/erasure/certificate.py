@@ -148,3 +148,22 @@ def proof_problems(certificate: dict[str, Any], log_key: Ed25519PublicKey) -> li
         if not check.ok:
             problems.append(f"step {step.get('name')}: {check.detail}")
     return problems
+
+
+def attach_audit_proofs(document: dict[str, Any], store: Any, log_key_pem: str) -> int:
+    """Add `audit_proofs`: the inclusion proof of each step's event under the ledger's latest signed tree head
+    (`store`: the audit service's LedgerStore on this host). Raises ProofUnavailable, naming the step, while
+    the ledger has not recorded or signed one of them yet. Used by `tunegate erasure show --certificate` and
+    the console's certificate download."""
+    from services.audit.application import ProofUnavailable, build_inclusion_proof
+
+    proofs = {}
+    for step in document.get("steps", []):
+        try:
+            proofs[step["event_id"]] = build_inclusion_proof(store, step["event_id"], log_key_pem).model_dump(
+                mode="json"
+            )
+        except ProofUnavailable as exc:
+            raise ProofUnavailable(f"step {step['name']}: {exc}") from None
+    document["audit_proofs"] = proofs
+    return len(proofs)

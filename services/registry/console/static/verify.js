@@ -1,9 +1,11 @@
-// In-browser check of an audit inclusion proof (tunegate.audit.inclusion-proof/v1), so an auditor need not
-// trust the server that shows it. The same steps as services/audit/domain/proofs.py:
+// In-browser check of an audit inclusion proof (tunegate.audit.inclusion-proof/v1) or of a consistency proof
+// between two signed tree heads (tunegate.audit.consistency-proof/v1), so an auditor need not trust the
+// server that shows it. The same steps as services/audit/domain/proofs.py:
 //   entry hash = SHA-256(canonical JSON of the entry without entry_hash); leaf = SHA-256(0x00 || body)
 //   RFC 9162 2.1.3.2: walk the audit path to a root (node = SHA-256(0x01 || left || right))
 //   the signed tree head: log_id = SHA-256(raw key); Ed25519 over canonical JSON of
 //   {log_id, root_hash, timestamp, tree_size}, and over the C2SP checkpoint text.
+//   RFC 9162 2.1.4.2: a consistency path proves the old tree is a prefix of the new one.
 // WebCrypto only (SHA-256, Ed25519); no library, no network.
 "use strict";
 
@@ -64,6 +66,33 @@ const TunegateVerify = (() => {
       fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
     }
     return sn === 0 ? r : null;
+  }
+
+  // RFC 9162 2.1.4.2 (shared/merkle.py verify_consistency): true iff `path` proves the tree (oldSize, oldRoot)
+  // is a prefix of (newSize, newRoot).
+  async function verifyConsistencyPath(oldSize, newSize, oldRoot, newRoot, path) {
+    const same = (a, b) => bytesToHex(a) === bytesToHex(b);
+    if (!(oldSize >= 0 && oldSize <= newSize) || path.some((p) => p.length !== 32)) return false;
+    if (oldSize === 0) return path.length === 0;
+    if (oldSize === newSize) return path.length === 0 && same(oldRoot, newRoot);
+    if (path.length === 0) return false;
+    const nodes = [...path];
+    if ((oldSize & (oldSize - 1)) === 0) nodes.unshift(oldRoot); // a power of two: the old root is a node of the new tree
+    let fn = oldSize - 1, sn = newSize - 1;
+    while (fn % 2 === 1) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+    let fr = nodes[0], sr = nodes[0];
+    for (const c of nodes.slice(1)) {
+      if (sn === 0) return false;
+      if (fn % 2 === 1 || fn === sn) {
+        fr = await nodeHash(c, fr);
+        sr = await nodeHash(c, sr);
+        while (fn % 2 === 0 && fn !== 0) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
+      } else {
+        sr = await nodeHash(sr, c);
+      }
+      fn = Math.floor(fn / 2); sn = Math.floor(sn / 2);
+    }
+    return same(fr, oldRoot) && same(sr, newRoot) && sn === 0;
   }
 
   function pemToDer(pem) {
@@ -128,6 +157,42 @@ const TunegateVerify = (() => {
     };
   }
 
+  // services/audit/domain/proofs.py verify_consistency_document, stricter: the console compares two *signed*
+  // heads, so both must be present and verify under the trusted key. {ok, detail}.
+  async function verifyConsistency(doc, pem) {
+    const fail = (detail) => ({ ok: false, detail });
+    for (const [label, head, size, root] of [
+      ["old", doc.old_head, doc.old_size, doc.old_root],
+      ["new", doc.new_head, doc.new_size, doc.new_root],
+    ]) {
+      if (!head) return fail(`no signed ${label} head of size ${size} in the document`);
+      if (head.tree_size !== size || head.root_hash !== root) {
+        return fail(`${label} signed head (${head.tree_size}, ${head.root_hash}) is not (${size}, ${root})`);
+      }
+      let problem;
+      try {
+        problem = await headProblem(head, pem);
+      } catch (err) {
+        return fail(`public key: ${err.message}`);
+      }
+      if (problem) return fail(`${label} head: ${problem}`);
+    }
+    const path = doc.consistency_path.map(hexToBytes);
+    if (!(await verifyConsistencyPath(doc.old_size, doc.new_size, hexToBytes(doc.old_root), hexToBytes(doc.new_root), path))) {
+      return fail(`tree of size ${doc.old_size} is not proven a prefix of the tree of size ${doc.new_size}`);
+    }
+    return {
+      ok: true,
+      detail: `the signed tree of size ${doc.old_size} (signed ${doc.old_head.timestamp}) is a prefix of the signed ` +
+        `tree of size ${doc.new_size} (signed ${doc.new_head.timestamp}): nothing logged before was changed or removed`,
+    };
+  }
+
+  const CHECKS = {
+    "tunegate.audit.inclusion-proof/v1": verifyProof,
+    "tunegate.audit.consistency-proof/v1": verifyConsistency,
+  };
+
   function wire() {
     const button = document.getElementById("verify");
     if (!button) return;
@@ -138,7 +203,9 @@ const TunegateVerify = (() => {
       let result;
       try {
         const doc = JSON.parse(document.getElementById("proof").textContent);
-        result = await verifyProof(doc, document.getElementById("public-key").value);
+        const check = CHECKS[doc.format];
+        if (!check) throw new Error(`unknown proof format ${doc.format}`);
+        result = await check(doc, document.getElementById("public-key").value);
       } catch (err) {
         result = { ok: false, detail: `could not check: ${err.message}` };
       }
@@ -148,5 +215,8 @@ const TunegateVerify = (() => {
   }
 
   if (typeof document !== "undefined") document.addEventListener("DOMContentLoaded", wire);
-  return { canonicalJson, hexToBytes, bytesToHex, leafHash, rootFromInclusion, verifyProof };
+  return {
+    canonicalJson, hexToBytes, bytesToHex, leafHash, rootFromInclusion, verifyProof, verifyConsistencyPath,
+    verifyConsistency,
+  };
 })();
