@@ -70,9 +70,13 @@ class Harness:
 
 @pytest.fixture
 def harness(tmp_path: Path, redis_url: str, tiny_base: BaseModelInfo) -> Harness:
+    return build_harness(tmp_path, redis_url, tiny_base)
+
+
+def build_harness(tmp_path: Path, redis_url: str, tiny_base: BaseModelInfo, lease_ttl_ms: int = 1500) -> Harness:
     settings = Settings(home=tmp_path / "home")
     client = redis.Redis.from_url(redis_url)
-    deps = build_deps(settings, client, worker_id="worker-a", lease_ttl_ms=1500, heartbeat_s=0.2)
+    deps = build_deps(settings, client, worker_id="worker-a", lease_ttl_ms=lease_ttl_ms, heartbeat_s=0.2)
     deps.resolve_base = lambda name: tiny_base if name == "tiny" else resolve_base(name, settings)
     db = Database(f"sqlite:///{tmp_path / 'trainer.sqlite3'}")
     metadata.create_all(db.engine)
