@@ -16,6 +16,7 @@ import psutil
 import pytest
 from sqlalchemy import select
 
+from services.registry.jobfile import JobFileError, load_job_file
 from services.trainer.adapters.tables import trainer_jobs
 from services.trainer.engine.distributed import DistributedTraining, _failure, _Rank
 from services.trainer.engine.loop import strategy_for
@@ -98,59 +99,68 @@ def test_a_failure_names_the_rank_killed_by_a_signal_before_the_ranks_it_took_do
     assert reported == "rank 0 failed: ValueError: bad batch"
 
 
+def test_the_registry_refuses_a_job_file_whose_workers_do_not_fit(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text("base_model: tiny\nuse_case: {name: n}\ndataset: {uri: train.jsonl}\n"
+                   "hyperparameters: {batch_size: 8, workers: 3}\n")
+    with pytest.raises(JobFileError, match=r"hyperparameters\.workers: batch_size 8 does not split evenly over 3"):
+        load_job_file(job, requester="x")
+
+
 # ------------------------------------------------------------------------------------------- real training
 
 
 @pytest.mark.slow
-def test_two_ranks_give_the_single_process_loss_curve_and_one_completed(harness: Harness, tmp_path: Path) -> None:
+def test_two_ranks_give_the_single_process_loss_curve_across_a_worker_crash_and_one_completed(
+        harness: Harness, tmp_path: Path) -> None:
+    """One process, then 2 ranks whose worker dies after the step-3 checkpoint: the next holder launches the
+    ranks again, they resume from that checkpoint, and the whole curve matches the single process's."""
     dataset, fingerprint = stored_dataset(harness, tmp_path)
-    curves, completed = {}, {}
-    for workers in (1, 2):
-        harness.published.clear()
-        job_id = new_job_id()
-        emitted = harness.deliver(harness.request(job_id, dataset, fingerprint,
-                                                  hyperparameters={**HYPER, "workers": workers}))
-        assert [e.type for e in emitted] == ["training.completed"], emitted
-        completed[workers] = emitted[0].data
-        curves[workers] = losses(harness.published)
-        assert [e.data.step for e in harness.published if e.type == "training.checkpointed"] == [3, 6]
-        assert rank_processes() == [], "every rank has exited"
-        with harness.db.transaction() as session:
-            assert len(session.execute(select(trainer_jobs).where(trainer_jobs.c.job_id == job_id)).all()) == 1
-
-    assert [step for step, _ in curves[2]] == [step for step, _ in curves[1]] == [1, 2, 3, 4, 5, 6]
-    gaps = [abs(a - b) for (_, a), (_, b) in zip(curves[1], curves[2], strict=True)]
-    assert max(gaps[:3]) <= FULL_BATCH_TOLERANCE, (curves, gaps)
-    assert max(gaps[3:]) <= PARTIAL_BATCH_TOLERANCE, (curves, gaps)
-    assert curves[2][-1][1] < curves[2][0][1], "the run learned"
-    assert completed[2].metrics["workers"] == 2 and completed[2].hyperparameters["workers"] == 2
-    assert completed[2].metrics["tokens_seen"] == completed[1].metrics["tokens_seen"], "the same records"
-    assert completed[2].metrics["steps"] == 6
-    harness.handlers.deps.artifacts.verify(completed[2].artifact)
-
-
-@pytest.mark.slow
-def test_a_crashed_worker_ends_its_ranks_and_the_next_holder_resumes(harness: Harness, tmp_path: Path) -> None:
-    dataset, fingerprint = stored_dataset(harness, tmp_path)
-    job_id = new_job_id()
+    single_job = new_job_id()
+    [single] = harness.deliver(harness.request(single_job, dataset, fingerprint, hyperparameters=HYPER))
+    assert single.type == "training.completed"
+    single_curve = losses(harness.published)
 
     async def die_after_first_checkpoint(env: Envelope) -> None:
         if env.type == "training.checkpointed":
             raise SimulatedCrash("worker killed")
 
+    harness.published.clear()
     harness.on_publish = die_after_first_checkpoint
+    job_id = new_job_id()
     request = harness.request(job_id, dataset, fingerprint, hyperparameters={**HYPER, "workers": 2})
     with pytest.raises(SimulatedCrash):
         harness.deliver(request)
     assert rank_processes() == [], "the worker's crash took its ranks with it"
+    before_crash = losses(harness.published)
 
     harness.on_publish = None
     harness.published.clear()
-    [completed] = harness.deliver(request)
+    [completed] = harness.deliver(request)  # the reclaimer re-delivers the same entry
     started = harness.published[0].data
     assert started.resumed_from_step == 3 and started.fencing_token == 2
-    assert [step for step, _ in losses(harness.published)] == [4, 5, 6]
-    assert completed.type == "training.completed" and completed.data.metrics["steps"] == 6
+    assert [e.data.step for e in harness.published if e.type == "training.checkpointed"] == [6]
+    assert rank_processes() == [], "every rank has exited"
+    curve = before_crash + losses(harness.published)
+
+    assert [step for step, _ in curve] == [step for step, _ in single_curve] == [1, 2, 3, 4, 5, 6]
+    gaps = [abs(a - b) for (_, a), (_, b) in zip(single_curve, curve, strict=True)]
+    assert max(gaps[:3]) <= FULL_BATCH_TOLERANCE, (single_curve, curve, gaps)
+    assert max(gaps[3:]) <= PARTIAL_BATCH_TOLERANCE, (single_curve, curve, gaps)
+    assert curve[-1][1] < curve[0][1], "the run learned"
+
+    assert completed.type == "training.completed"
+    result, baseline = completed.data, single.data
+    assert result.metrics["workers"] == 2 and result.hyperparameters["workers"] == 2
+    assert result.metrics["steps"] == 6
+    # The same records, plus the one accelerate repeated to pad step 4's 3 records to 2 per rank.
+    padded = result.metrics["tokens_seen"] - baseline.metrics["tokens_seen"]
+    assert 0 < padded <= HYPER["max_seq_length"], (result.metrics, baseline.metrics)
+    harness.handlers.deps.artifacts.verify(result.artifact)
+    with harness.db.transaction() as session:
+        rows = session.execute(select(trainer_jobs).where(trainer_jobs.c.job_id == job_id)).all()
+    assert len(rows) == 1 and rows[0].outcome == "completed" and rows[0].fencing_token == 2
+    assert harness.deliver(request) == [], "a redelivery finds the recorded outcome: one training.completed"
 
 
 @pytest.mark.slow
