@@ -42,9 +42,7 @@ PARTIAL_BATCH_TOLERANCE = 2e-2
 
 @pytest.fixture
 def harness(tmp_path: Path, redis_url: str, tiny_base: BaseModelInfo) -> Harness:
-    # A longer lease than test_handlers' 1.5 s: three processes training on 2 shared cores can starve the
-    # heartbeat that long, and a lost lease (correctly) stops the job without publishing.
-    return build_harness(tmp_path, redis_url, tiny_base, lease_ttl_ms=10_000)
+    return build_harness(tmp_path, redis_url, tiny_base)
 
 
 def rank_processes() -> list[psutil.Process]:

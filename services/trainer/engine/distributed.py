@@ -230,7 +230,8 @@ class DistributedTraining:
         metrics["workers"] = float(workers)
 
         def save(directory: Path) -> None:
-            shutil.copytree(staged_final, directory)
+            # Moved, not copied: the job's volume should not hold the final model twice.
+            shutil.move(staged_final, directory)
 
         return TrainedModel(save=save, metrics=metrics, resumed_from_step=resumed_from)
 
