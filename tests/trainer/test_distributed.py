@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from services.registry.jobfile import JobFileError, load_job_file
 from services.trainer.adapters.tables import trainer_jobs
-from services.trainer.engine.distributed import DistributedTraining, _failure, _Rank
+from services.trainer.engine.distributed import DistributedTraining, _failure, _Rank, rank_environment
 from services.trainer.engine.loop import strategy_for
 from shared.events.envelope import Envelope
 from shared.events.payloads import MethodSpec
@@ -77,6 +77,17 @@ def test_workers_must_split_the_batch_and_suit_the_method() -> None:
 def test_more_than_one_worker_picks_the_distributed_strategy() -> None:
     assert isinstance(strategy_for(MethodSpec(kind="dpo"), workers=2), DistributedTraining)
     assert not isinstance(strategy_for(MethodSpec(kind="dpo"), workers=1), DistributedTraining)
+
+
+def test_a_rank_gets_the_torchrun_contract_and_no_bus_or_database_credentials(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEGATE_REDIS_URL", "redis://trainer:secret@127.0.0.1:6390/0")
+    monkeypatch.setenv("TUNEGATE_DATABASE_URL", "postgresql://tunegate:secret@db/tunegate")
+    env = rank_environment(1, 2, 29512, "127.0.0.1:40000", b"k" * 32)
+    assert {key: env[key] for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")} == {
+        "RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29512"}
+    assert env["TUNEGATE_RANK_AUTHKEY"] == (b"k" * 32).hex()
+    assert "TUNEGATE_REDIS_URL" not in env and "TUNEGATE_DATABASE_URL" not in env
 
 
 def test_a_failure_names_the_rank_killed_by_a_signal_before_the_ranks_it_took_down(tmp_path: Path) -> None:

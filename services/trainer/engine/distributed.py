@@ -52,6 +52,9 @@ FAILURE_SETTLE_S = 3.0  # for the other ranks to fail after one did, so the reas
 EXIT_GRACE_S = 30.0  # after rank 0 reported the saved model
 CONNECT_TIMEOUT_S = 600.0  # importing torch and loading the base on a loaded machine, per rank, in parallel
 LOG_TAIL_CHARS = 2000
+# Least privilege: a rank trains and reports to its worker, never to the bus or the database, so it does not
+# inherit the credentials those URLs may carry.
+WITHHELD_ENV = ("TUNEGATE_REDIS_URL", "TUNEGATE_DATABASE_URL")
 
 
 class RankFailed(RuntimeError):
@@ -103,7 +106,7 @@ def free_port() -> int:
 
 def rank_environment(rank: int, world_size: int, master_port: int, connect: str, authkey: bytes) -> dict[str, str]:
     """The torchrun environment contract for one local rank, plus where and how to reach the worker."""
-    env = dict(os.environ)
+    env = {name: value for name, value in os.environ.items() if name not in WITHHELD_ENV}
     env.update({
         "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
         "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(master_port),
