@@ -28,6 +28,13 @@ METHOD_FORMATS: dict[str, tuple[str, ...]] = {
     # RLHF samples its own completions: it reads only the prompt of each record.
     "rlhf": ("prompt_completion", "chat", "preference"),
 }
+# Data-parallel ranks one job may span. Each rank is a process holding a full model replica, so beyond a
+# node's accelerators (8 GPUs is the usual node) a job wants more nodes, not more ranks per worker.
+MAX_WORKERS = 64
+# Methods trained data-parallel (workers > 1): the TRL loops whose loss and logged metrics are the same under
+# DDP. GRPO/RLOO sample a per-rank generation batch and reward models were not checked across ranks, and
+# Opacus' accountant counts one process's noisy steps, so those stay on one process.
+DISTRIBUTED_METHODS = ("sft", "cpt", "dpo")
 # Methods whose loss has a KL coefficient to a reference policy (DPO's beta; the RLHF trainers' KL penalty).
 BETA_METHODS = ("dpo", "rlhf")
 
@@ -77,6 +84,9 @@ class HyperParameters(BaseModel):
     dp_delta: float = Field(default=1e-5, gt=0, lt=1)
     dp_max_grad_norm: float = Field(default=1.0, gt=0)
     dp_noise_multiplier: float | None = Field(default=None, gt=0, le=1000)
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS,
+                         description="Data-parallel ranks (torch.distributed); each takes batch_size/workers "
+                                     "records per step, so the effective batch stays batch_size.")
 
     @model_serializer(mode="wrap")
     def _as_requested(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -142,9 +152,29 @@ def validate_hyperparameters(raw: dict[str, Any] | HyperParameters, method: Trai
                 "hyperparameters.gradient_accumulation_steps: must be 1 with DP-SGD "
                 "(the privacy accountant counts one noisy step per batch)"
             )
+    if params.workers > 1:
+        problems.extend(_distributed_problems(params, method))
     if problems:
         raise HyperparameterError(problems)
     return params
+
+
+def _distributed_problems(params: HyperParameters, method: TrainingMethod) -> list[str]:
+    """workers > 1 keeps the single-process run's effective batch (batch_size per rank step summed over the
+    ranks), so batch_size must split evenly, and only the methods checked under DDP may use it."""
+    problems: list[str] = []
+    if params.batch_size % params.workers:
+        problems.append(
+            f"hyperparameters.workers: batch_size {params.batch_size} does not split evenly over {params.workers} "
+            f"workers (each rank takes batch_size/workers records per step)"
+        )
+    if method.differential_privacy:
+        problems.append("hyperparameters.workers: DP-SGD runs on one process (its accountant counts one process's "
+                        "noisy steps); remove workers or differential_privacy")
+    elif method.kind not in DISTRIBUTED_METHODS:
+        problems.append(f"hyperparameters.workers: data-parallel training supports {', '.join(DISTRIBUTED_METHODS)}, "
+                        f"not {method.kind}")
+    return problems
 
 
 def check_data_fits(method: TrainingMethod, params: HyperParameters, record_kind: str, n_records: int) -> None:

@@ -70,9 +70,16 @@ class Harness:
 
 @pytest.fixture
 def harness(tmp_path: Path, redis_url: str, tiny_base: BaseModelInfo) -> Harness:
+    return build_harness(tmp_path, redis_url, tiny_base)
+
+
+def build_harness(tmp_path: Path, redis_url: str, tiny_base: BaseModelInfo) -> Harness:
+    # The lease outlives a starved heartbeat: at 1.5 s these tests lost it (correctly stopping without
+    # publishing) whenever 2 shared cores ran at load ~15. No test here waits for a lease to expire.
+    lease_ttl_ms = 10_000
     settings = Settings(home=tmp_path / "home")
     client = redis.Redis.from_url(redis_url)
-    deps = build_deps(settings, client, worker_id="worker-a", lease_ttl_ms=1500, heartbeat_s=0.2)
+    deps = build_deps(settings, client, worker_id="worker-a", lease_ttl_ms=lease_ttl_ms, heartbeat_s=0.2)
     deps.resolve_base = lambda name: tiny_base if name == "tiny" else resolve_base(name, settings)
     db = Database(f"sqlite:///{tmp_path / 'trainer.sqlite3'}")
     metadata.create_all(db.engine)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from typing import Protocol
 
+from services.trainer.engine.distributed import DistributedTraining
 from services.trainer.engine.dp_sgd import DifferentiallyPrivateTraining
 from services.trainer.engine.plain import PlainTraining
 from services.trainer.engine.reinforcement import RlhfTraining, reward_model_training
@@ -31,7 +32,10 @@ class TrainingStrategy(Protocol):
         ...
 
 
-def strategy_for(method: MethodSpec) -> TrainingStrategy:
+def strategy_for(method: MethodSpec, workers: int = 1) -> TrainingStrategy:
+    if workers > 1:
+        # Validation admits workers > 1 only for the PlainTraining methods (sft, cpt, dpo), which each rank runs.
+        return DistributedTraining()
     if method.differential_privacy:
         return DifferentiallyPrivateTraining()
     if method.kind == "reward_model":
@@ -46,7 +50,7 @@ def run_training(job: TrainingJob, hooks: TrainingHooks) -> TrainingOutcome:
     configure_offline()
     run = TrainingRun(job, hooks)
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    trained = strategy_for(job.method).train(run)
+    trained = strategy_for(job.method, job.params.workers).train(run)
     final_dir = job.workdir / FINAL_DIR
     if final_dir.exists():
         shutil.rmtree(final_dir)

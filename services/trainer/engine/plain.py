@@ -25,7 +25,9 @@ def common_args(job: TrainingJob, run_dir: Path, total_steps: int) -> dict[str, 
         "output_dir": str(run_dir),
         "max_steps": total_steps,
         "learning_rate": p.learning_rate,
-        "per_device_train_batch_size": p.batch_size,
+        # Data-parallel ranks split the batch: batch_size/workers each, so the effective batch (summed over
+        # the ranks, times gradient accumulation) is the single-process one and the loss curves match.
+        "per_device_train_batch_size": p.batch_size // p.workers,
         "gradient_accumulation_steps": p.gradient_accumulation_steps,
         "lr_scheduler_type": p.lr_scheduler,
         "warmup_steps": p.warmup_steps,
@@ -42,8 +44,10 @@ def common_args(job: TrainingJob, run_dir: Path, total_steps: int) -> dict[str, 
         # trl enables bf16 and gradient checkpointing by default; on CPU both make training ~7x slower.
         "bf16": False,
         "gradient_checkpointing": False,
-        "use_cpu": True,
+        "use_cpu": job.device == "cpu",
         "dataloader_num_workers": 0,
+        # Under DDP (workers > 1) every trainable weight gets a gradient each step: skip the unused-parameter scan.
+        "ddp_find_unused_parameters": False,
         "include_num_input_tokens_seen": "non_padding",
         "max_length": p.max_seq_length,
     }

@@ -49,6 +49,9 @@ class TrainingJob:
     dataset: LoadedDataset
     workdir: Path
     reward_model_dir: Path | None = None  # rlhf: the unpacked artefact of the approved reward-model version
+    # Where the trainer's loop runs: "cpu" in the worker; a data-parallel rank on a GPU node sets "cuda"
+    # (engine/distributed.py), so the same job option trains on GPUs with NCCL.
+    device: str = "cpu"
 
 
 @dataclass
