@@ -4,7 +4,8 @@ Every step is the real `tunegate` command a user would type, run as its own proc
 runs, against real service processes: up -> pre-flight scan (planted personal data and secrets found and
 redacted) -> principals -> submit a high-risk job -> scan (canaries planted) -> two approvers -> training ->
 evaluation and its gate verdict -> its model version -> a minimal-risk job to a model version that is
-approved and deployed under an alias -> its AIBOM, proven against the ledger -> an API key and the alias
+approved and deployed under an alias -> RLHF from that version against a reward model (services/cli/demo_rlhf.py) ->
+its AIBOM, proven against the ledger -> an API key and the alias
 called through the gateway with the `openai` client (services/cli/demo_gateway.py) -> audit proofs -> down. The
 end-to-end test runs this same function in a temporary TUNEGATE_HOME."""
 
@@ -25,6 +26,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from services.cli.demo_gateway import GatewayTour, tour
+from services.cli.demo_rlhf import RlhfTour, rlhf_tour
 from shared.config import Settings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "registry" / "examples"
@@ -64,6 +66,8 @@ class DemoResult:
     """What `tunegate status --json` says of the model versions (how many, which are past their review)."""
     incidents_status: dict[str, Any] = field(default_factory=dict)
     """What `tunegate status --json` says of incidents (how many are open, which are past their deadline)."""
+    rlhf: RlhfTour | None = None
+    """The RLHF step: the reward model and the policy trained from the release version against it."""
     gateway: GatewayTour | None = None
     """What the gateway step saw: redaction, the blocked jailbreak, the stream, the verified provenance."""
     incident_id: str = ""
@@ -219,6 +223,11 @@ class Demo:
             self.run("models", "deploy", vid, "--alias", ALIAS, "--tenant", TENANT, "--as", DEPLOYER)
             result.version = self.json("models", "show", vid, "--json")
             self.run("models", "list")
+
+            self.step("10b. RLHF from that version: a reward model on rated pairs, then GRPO against it (DPO first: "
+                      "the job says why not)")
+            result.rlhf = rlhf_tour(self, policy_version=vid, dataset=dataset, requester=REQUESTER,
+                                    approvers=APPROVERS, verdict_states=VERDICT_STATES)
 
             self.step("11. The AIBOM (CycloneDX 1.6), and its proof against the audit ledger, checked offline")
             aibom_file = data_dir / f"{vid}.aibom.json"

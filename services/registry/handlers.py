@@ -30,7 +30,6 @@ from services.registry.domain.errors import SubmissionRefused
 from services.registry.domain.evaluation import EvaluationResult
 from services.registry.domain.governance import Governance
 from services.registry.domain.job import Job, ScanResult
-from services.registry.domain.reward_models import reward_model_version
 from services.registry.domain.states import JobState
 from services.registry.domain.training_progress import ProgressPoint
 from services.registry.erasure.service import note_shredded
@@ -125,9 +124,9 @@ def build_handlers(governance: Governance, artifacts: ArtifactStore) -> dict[typ
             refusal = events.JobRejected(subject=data.job_id, actor=requester, stage="submission", reasons=[reason])
             outbox.emit(ctx, [refusal])
             return
-        reward_model = model_repository.reward_model_on_record(ctx.db, reward_model_version(data.spec))
+        rlhf = model_repository.rlhf_versions(ctx.db, data.spec)
         decision = governance.intake(data.spec, base_is_directory=_base_is_directory(data.spec.base_model),
-                                     reward_model=reward_model)
+                                     rlhf=rlhf)
         job = Job.request(
             job_id=data.job_id,
             spec=data.spec,

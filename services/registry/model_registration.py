@@ -19,12 +19,12 @@ from services.registry.aibom.facts import (
     DatasetFacts,
     DecommissioningFacts,
     EvaluationFacts,
-    RewardModelFacts,
+    VersionDependencyFacts,
 )
 from services.registry.domain.approvals import approvers
 from services.registry.domain.job import Job
 from services.registry.domain.model_version import ModelVersion, Registration, review_date
-from services.registry.domain.reward_models import RewardModelOnRecord, reward_model_version
+from services.registry.domain.reward_models import RlhfVersions, VersionOnRecord
 from services.registry.domain.states import SYSTEM_ACTOR
 from shared.events.evaluation import EvaluationCompleted
 from shared.events.payloads import ArtifactRef
@@ -90,8 +90,15 @@ def _footprint(metrics: dict[str, Any]) -> dict[str, str]:
     return {name: f"{float(metrics[name]):.6g}" for name in known}
 
 
+def _dependency(found: VersionOnRecord | None) -> VersionDependencyFacts | None:
+    if found is None:
+        return None
+    return VersionDependencyFacts(version_id=found.version_id, artifact_sha256=str(found.artifact["sha256"]),
+                                  aibom_sha256=found.aibom_sha256)
+
+
 def aibom_facts(job: Job, data: EvaluationCompleted, *, model_name: str, number: int, now: datetime,
-                reward_model: RewardModelOnRecord | None = None) -> AIBOMFacts:
+                rlhf: RlhfVersions | None = None) -> AIBOMFacts:
     result: dict[str, Any] = job.training_result or {}
     plan = job.spec.decommissioning
     assert plan is not None  # intake refuses a job without one
@@ -109,10 +116,8 @@ def aibom_facts(job: Job, data: EvaluationCompleted, *, model_name: str, number:
         base_architecture=dict(result.get("base_architecture") or {}),
         method_kind=job.spec.method.kind,
         rlhf=job.spec.method.rlhf.model_dump(mode="json") if job.spec.method.rlhf is not None else None,
-        reward_model=RewardModelFacts(
-            version_id=reward_model.version_id, artifact_sha256=str(reward_model.artifact["sha256"]),
-            aibom_sha256=reward_model.aibom_sha256,
-        ) if reward_model is not None else None,
+        reward_model=_dependency(rlhf.reward_model if rlhf else None),
+        start_policy=_dependency(rlhf.policy if rlhf else None),
         adapter=job.spec.method.adapter,
         differential_privacy=job.spec.method.differential_privacy,
         hyperparameters=dict(result.get("hyperparameters") or {}),
@@ -162,8 +167,8 @@ def register_version(
         return None
     model_name = model_name_of(job)
     number = model_repository.next_number(session, model_name)
-    reward_model = model_repository.reward_model_on_record(session, reward_model_version(job.spec))
-    facts = aibom_facts(job, data, model_name=model_name, number=number, now=now, reward_model=reward_model)
+    rlhf = model_repository.rlhf_versions(session, job.spec)
+    facts = aibom_facts(job, data, model_name=model_name, number=number, now=now, rlhf=rlhf)
     aibom: ArtifactRef = artifacts.put_bytes(aibom_bytes(build_aibom(facts)))
     registration = Registration(
         model_name=model_name,

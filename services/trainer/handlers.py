@@ -40,6 +40,7 @@ from shared.datasets.reference import (
 from shared.evaluation.holdout import HeldOut, choose_held_out, split
 from shared.events.envelope import Envelope
 from shared.events.payloads import (
+    ArtifactRef,
     TrainingCancelled,
     TrainingCancelRequested,
     TrainingCheckpointed,
@@ -158,12 +159,13 @@ class TrainerHandlers:
             # Building `tiny` or converting a GGUF on first use can outlast the lease: keep renewing.
             preparing = self._on_torch_thread(self._prepare, request)
             dataset, base = await self._heartbeat(ctx, lease, lost, cancelled, preparing)
-            reward_model_dir = await asyncio.to_thread(self._reward_model, request)
+            reward_model_dir, policy_dir = await asyncio.to_thread(self._rlhf_versions, request)
         except Refusal as exc:
             self._fail(ctx, job_id, str(exc))
             return
         job = TrainingJob(job_id=job_id, base=base, method=request.method, params=params, seed=request.seed,
-                          dataset=dataset, workdir=self.deps.workdir(job_id), reward_model_dir=reward_model_dir)
+                          dataset=dataset, workdir=self.deps.workdir(job_id), reward_model_dir=reward_model_dir,
+                          policy_dir=policy_dir)
         hooks = LiveHooks(self.deps, ctx, asyncio.get_running_loop(), lease, job_id, lost, cancelled)
         try:
             training = self._on_torch_thread(run_training, job, hooks)
@@ -239,22 +241,29 @@ class TrainerHandlers:
             raise Refusal(str(exc)) from None
         return dataset, base
 
-    def _reward_model(self, request: TrainingRequested) -> Path | None:
-        """rlhf against a reward-model version: its artefact, as the registry resolved it at approval, checked
-        against its digest and unpacked beside the run."""
+    def _rlhf_versions(self, request: TrainingRequested) -> tuple[Path | None, Path | None]:
+        """rlhf: the reward-model version and the starting SFT version, each unpacked beside the run."""
         options = request.method.rlhf
-        if options is None or options.reward_model_version is None:
+        if options is None:
+            return None, None
+        return (self._unpack(request, "reward_model", options.reward_model_version, request.reward_model),
+                self._unpack(request, "policy", options.policy_version, request.policy))
+
+    def _unpack(self, request: TrainingRequested, field: str, version: str | None,
+                artifact: ArtifactRef | None) -> Path | None:
+        """A version an rlhf job names (method.rlhf.<field>_version): its artefact, as the registry resolved it
+        at approval, checked against its digest and unpacked beside the run."""
+        if version is None:
             return None
-        if request.reward_model is None:
-            raise Refusal(f"method.rlhf.reward_model_version {options.reward_model_version}: training.requested "
-                          "carries no reward-model artefact (the registry resolves it at approval)")
-        target = self.deps.workdir(request.job_id) / "reward_model"
+        if artifact is None:
+            raise Refusal(f"method.rlhf.{field}_version {version}: training.requested carries no "
+                          f"{field.replace('_', '-')} artefact (the registry resolves it at approval)")
+        target = self.deps.workdir(request.job_id) / field
         shutil.rmtree(target, ignore_errors=True)
         try:
-            return extract_artifact(self.deps.artifacts.verify(request.reward_model), target)
+            return extract_artifact(self.deps.artifacts.verify(artifact), target)
         except (OSError, ValueError, tarfile.TarError) as exc:
-            raise Refusal(f"reward model {options.reward_model_version} ({request.reward_model.uri}) unusable: "
-                          f"{exc}") from None
+            raise Refusal(f"{field.replace('_', ' ')} {version} ({artifact.uri}) unusable: {exc}") from None
 
     def _package(self, request: TrainingRequested, base: BaseModelInfo, outcome: TrainingOutcome) -> TrainingCompleted:
         artifact = store_directory(self.deps.artifacts, outcome.model_dir)
@@ -266,7 +275,8 @@ class TrainerHandlers:
             seed=request.seed, fraction=request.evaluation.holdout_fraction, indices=list(outcome.held_out),
         ).to_json())
         hyper = request.hyperparameters.resolved()
-        hyper["total_steps"] = request.hyperparameters.total_steps(int(outcome.metrics["records"]))
+        hyper["total_steps"] = request.hyperparameters.total_steps(int(outcome.metrics["records"]),
+                                                                   request.method.samples_per_record)
         return TrainingCompleted(
             job_id=request.job_id, artifact=artifact, base_model=request.base_model,
             base_model_sha256=base.sha256, base_architecture=architecture_of(base.path), method=request.method,

@@ -79,12 +79,22 @@ class MethodSpec(Payload):
     differential_privacy: bool = False
     rlhf: RlhfOptions | None = Field(default=None, description="Required when kind is rlhf, refused otherwise.")
 
+    @property
+    def samples_per_record(self) -> int:
+        """Training rows each record becomes: rlhf samples every prompt num_generations times (what an epoch
+        and a step's batch are counted in, HyperParameters.total_steps); one for every other method."""
+        return self.rlhf.num_generations if self.rlhf is not None else 1
+
     @model_validator(mode="after")
     def _rlhf_options_with_rlhf_only(self) -> MethodSpec:
         if self.kind == "rlhf" and self.rlhf is None:
             raise ValueError("method.rlhf: an rlhf job declares its algorithm, rewards and KL bound here")
         if self.kind != "rlhf" and self.rlhf is not None:
             raise ValueError(f"method.rlhf: only method.kind rlhf takes these options (kind is {self.kind})")
+        if self.rlhf is not None and self.rlhf.policy_version is not None and self.adapter != "lora":
+            # The starting version's adapter is what trains on: a full run would drop it or start elsewhere.
+            raise ValueError("method.rlhf.policy_version: an rlhf job starting from an SFT version trains its LoRA "
+                             "adapter (method.adapter lora)")
         return self
 
 
@@ -235,6 +245,9 @@ class TrainingRequested(Payload):
     evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
     reward_model: ArtifactRef | None = Field(
         default=None, description="rlhf: the artefact of the approved method.rlhf.reward_model_version."
+    )
+    policy: ArtifactRef | None = Field(
+        default=None, description="rlhf: the artefact of the approved method.rlhf.policy_version (its adapter)."
     )
 
     @field_validator("hyperparameters", mode="before")

@@ -1,6 +1,7 @@
-"""What an RLHF job declares beside its method: the algorithm, what scores the policy's samples (an approved
-reward-model version and/or rule-based reward functions, each reviewed at approval like code) and the bound
-on the policy's KL divergence from its starting point. Kept out of payloads.py, which imports it."""
+"""What an RLHF job declares beside its method: the algorithm, where the policy starts (the base or an approved
+SFT version), what scores the policy's samples (an approved reward-model version and/or rule-based reward
+functions, each reviewed at approval like code) and the bound on the policy's KL divergence from its starting
+point. Kept out of payloads.py, which imports it."""
 
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ class RlhfOptions(BaseModel):
     algorithm: Literal["grpo", "rloo"] = "grpo"
     reward_model_version: str | None = Field(
         default=None, pattern=VERSION_ID_PATTERN, description="An approved reward_model version (NAME.vN)."
+    )
+    policy_version: str | None = Field(
+        default=None, pattern=VERSION_ID_PATTERN,
+        description="The policy starts from this approved LoRA SFT version (NAME.vN) on the job's base: its "
+        "adapter is trained on, and the KL is measured to it. None: the policy starts from the base.",
     )
     reward_functions: list[RewardFunctionSpec] = Field(default_factory=list, max_length=MAX_REWARD_FUNCTIONS)
     kl_bound: float = Field(default=1.0, gt=0, le=100, description="Largest mean KL to the starting policy.")

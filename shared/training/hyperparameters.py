@@ -100,10 +100,18 @@ class HyperParameters(BaseModel):
         values = {name: getattr(self, name) for name in type(self).model_fields}
         return {name: list(value) if isinstance(value, list) else value for name, value in values.items()}
 
-    def total_steps(self, n_records: int) -> int:
+    def records_per_step(self, samples_per_record: int = 1) -> int:
+        """Records one optimizer step learns from. batch_size counts training rows; an RLHF row is one sampled
+        completion and every prompt is sampled `samples_per_record` times (a group), so a step takes
+        batch_size // group prompts, at least one whole group (the RL trainers' batch is whole groups)."""
+        return max(1, self.batch_size // samples_per_record) * self.gradient_accumulation_steps
+
+    def total_steps(self, n_records: int, samples_per_record: int = 1) -> int:
+        """max_steps, or `epochs` passes over the records: an epoch is every record learnt from once (for RLHF,
+        every prompt sampled once as a group of `samples_per_record` completions)."""
         if self.max_steps is not None:
             return self.max_steps
-        per_epoch = math.ceil(n_records / (self.batch_size * self.gradient_accumulation_steps))
+        per_epoch = math.ceil(n_records / self.records_per_step(samples_per_record))
         return max(1, math.ceil(per_epoch * (self.epochs or 1.0)))
 
 

@@ -117,7 +117,33 @@ def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment
     assert aibom["specVersion"] == "1.6" and aibom["metadata"]["component"]["type"] == "machine-learning-model"
     assert result.aibom_verified, transcript[-4000:]
     assert "AIBOM:" in transcript and Path(result.aibom_path).is_file()
-    assert result.models_status == {"checked": True, "versions": 2, "overdue": []}  # `tunegate status`
+    assert result.models_status == {"checked": True, "versions": 4, "overdue": []}  # `tunegate status`
+
+    # RLHF from the release version (services/cli/demo_rlhf.py): a reward model approved as a job and as a
+    # version after its suite; an rlhf job from the release version against it, approved with its why_not_dpo,
+    # trained within its KL bound, evaluated by the reward_hacking suite, its AIBOM listing both versions.
+    rlhf = result.rlhf
+    assert rlhf is not None, transcript[-4000:]
+    assert rlhf.reward_model_job["state"] == "evaluated", transcript[-4000:]
+    reward_model = rlhf.reward_model_version
+    assert reward_model["state"] == "approved" and reward_model["gate_passed"]
+    rm_report = json.loads(store.verify(ArtifactRef.model_validate(
+        rlhf.reward_model_job["latest_evaluation"]["report"])).read_bytes())
+    rm_suite = next(s for s in rm_report["suites"] if s["name"] == "reward_model")
+    assert rm_suite["metrics"]["pairwise_accuracy"] > 0.5, rm_suite  # above chance on held-out pairs
+    policy_job = rlhf.rlhf_job
+    assert policy_job["state"] in ("evaluated", "gate_failed"), transcript[-4000:]
+    rlhf_spec = policy_job["spec"]["method"]["rlhf"]
+    assert rlhf_spec["policy_version"] == version["id"] and rlhf_spec["reward_model_version"] == reward_model["id"]
+    assert policy_job["spec"]["use_case"]["why_not_dpo"] and "why_not_dpo" in policy_job["approvals"][0]["comment"]
+    metrics = policy_job["training_result"]["metrics"]
+    assert metrics["kl_max"] <= metrics["kl_bound"] == 1.0 and "reward_last" in metrics
+    policy_report = json.loads(store.verify(ArtifactRef.model_validate(
+        policy_job["latest_evaluation"]["report"])).read_bytes())
+    hacking = next(s for s in policy_report["suites"] if s["name"] == "reward_hacking")
+    assert hacking["status"] != "skipped" and "hacked" in hacking["metrics"], hacking
+    assert rlhf.rlhf_version["job_id"] == policy_job["id"]
+    assert {f"start-policy:{version['id']}", f"reward-model:{reward_model['id']}"} <= set(rlhf.aibom_dependencies)
 
     # The gateway: the deployed alias through the openai client, personal data redacted before the model saw
     # it, a jailbreak refused, a stream, the provenance signature verified offline, the records in the ledger.

@@ -29,6 +29,17 @@ def test_defaults_are_valid_and_steps_follow_epochs() -> None:
     assert validate_hyperparameters({"max_steps": 7}, LORA_SFT).total_steps(1000) == 7
 
 
+def test_an_rlhf_epoch_samples_every_prompt_once_in_whole_groups() -> None:
+    method = MethodSpec.model_validate({"kind": "rlhf", "rlhf": {"num_generations": 4, "reward_functions": [
+        {"kind": "length", "target_chars": 20}]}})
+    params = validate_hyperparameters({"epochs": 2, "batch_size": 8, "gradient_accumulation_steps": 3}, method)
+    assert method.samples_per_record == 4 and LORA_SFT.samples_per_record == 1
+    assert params.records_per_step(method.samples_per_record) == 6  # 2 groups a batch, 3 batches a step
+    assert params.total_steps(12, method.samples_per_record) == 4  # 12 prompts / 6 a step, twice
+    small = validate_hyperparameters({"epochs": 1, "batch_size": 2}, method)
+    assert small.records_per_step(4) == 1 and small.total_steps(5, 4) == 5  # never less than one group
+
+
 def test_unknown_key_is_named_with_the_known_ones() -> None:
     [problem] = problems({"learning_rte": 0.1})
     assert "hyperparameters.learning_rte: unknown key" in problem

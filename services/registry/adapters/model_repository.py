@@ -15,7 +15,14 @@ from services.registry.domain.errors import NotFound
 from services.registry.domain.job import Transition
 from services.registry.domain.model_states import ModelState
 from services.registry.domain.model_version import ModelVersion
-from services.registry.domain.reward_models import RewardModelOnRecord
+from services.registry.domain.reward_models import (
+    RlhfVersions,
+    VersionOnRecord,
+    lora_shape,
+    policy_version,
+    reward_model_version,
+)
+from shared.events.payloads import JobSpec
 
 
 def _when(value: str) -> datetime:
@@ -198,16 +205,24 @@ def save_alias(session: Session, alias: ModelAlias) -> None:
     alias.version = row.version
 
 
-def reward_model_on_record(session: Session, version_id: str | None) -> RewardModelOnRecord | None:
-    """The version an rlhf job names, with the method its job trained it by (the job spec is that fact's home)."""
+def version_on_record(session: Session, version_id: str | None) -> VersionOnRecord | None:
+    """A version an rlhf job names, with the method its job trained it by (the job spec is that fact's home)."""
     from services.registry.adapters.repository import load_job
 
     version = load_version(session, version_id) if version_id else None
     if version is None:
         return None
     job = load_job(session, version.job_id)
-    return RewardModelOnRecord(
+    return VersionOnRecord(
         version_id=version.id, state=version.state.value,
         method_kind=job.spec.method.kind if job is not None else "unknown", base_model=version.base_model,
         artifact=dict(version.artifact), aibom_sha256=str(version.aibom["sha256"]),
+        adapter=job.spec.method.adapter if job is not None else "unknown",
+        lora_shape=lora_shape(job.spec) if job is not None else None,
     )
+
+
+def rlhf_versions(session: Session, spec: JobSpec) -> RlhfVersions:
+    """The reward-model and starting versions an rlhf job names, as on record (RlhfVersions() for other jobs)."""
+    return RlhfVersions(reward_model=version_on_record(session, reward_model_version(spec)),
+                        policy=version_on_record(session, policy_version(spec)))

@@ -114,6 +114,7 @@ TO_WIRE: dict[type[events.DomainEvent], Translation] = {
             risk_tier=e.risk_tier,
             evaluation=EvaluationOptions.model_validate(e.evaluation),
             reward_model=wire.ArtifactRef.model_validate(e.reward_model) if e.reward_model else None,
+            policy=wire.ArtifactRef.model_validate(e.policy) if e.policy else None,
         ),
     ),
     events.TrainingCancelRequested: lambda e: (

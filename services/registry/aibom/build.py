@@ -14,7 +14,7 @@ from datetime import UTC
 from functools import cache
 from typing import Any
 
-from services.registry.aibom.facts import AIBOMFacts, DatasetFacts
+from services.registry.aibom.facts import AIBOMFacts, DatasetFacts, VersionDependencyFacts
 from services.registry.aibom.modelcard import base_model_card, model_card
 from services.registry.aibom.schema import SPEC_VERSION, spdx_license_ids
 from shared.canonical import canonical_json
@@ -163,23 +163,34 @@ def base_component(facts: AIBOMFacts, spdx_ids: Collection[str]) -> dict[str, An
     return component
 
 
-def reward_model_ref(facts: AIBOMFacts) -> str | None:
-    return f"reward-model:{facts.reward_model.version_id}" if facts.reward_model is not None else None
+# The registered versions an rlhf policy depends on: (role, bom-ref prefix, description), in AIBOM order.
+VERSION_DEPENDENCIES = (
+    ("start_policy", "start-policy", "approved SFT version whose LoRA adapter the policy started from and whose "
+                                     "outputs the KL bound was measured against"),
+    ("reward_model", "reward-model", "approved reward-model version that scored the policy's samples during RLHF"),
+)
 
 
-def reward_model_component(facts: AIBOMFacts) -> list[dict[str, Any]]:
-    """The reward model an rlhf policy was optimised against, pinned by artefact and AIBOM digests."""
-    reward = facts.reward_model
-    if reward is None:
-        return []
+def _version_dependencies(facts: AIBOMFacts) -> list[tuple[str, str, str, VersionDependencyFacts]]:
+    found = ((role, prefix, text, getattr(facts, role)) for role, prefix, text in VERSION_DEPENDENCIES)
+    return [(role, f"{prefix}:{dep.version_id}", text, dep) for role, prefix, text, dep in found if dep is not None]
+
+
+def version_dependency_refs(facts: AIBOMFacts) -> list[str]:
+    return [ref for _, ref, _, _ in _version_dependencies(facts)]
+
+
+def version_dependency_components(facts: AIBOMFacts) -> list[dict[str, Any]]:
+    """The versions an rlhf policy depends on (its starting SFT version, its reward model), pinned by artefact
+    and AIBOM digests."""
     return [{
         "type": "machine-learning-model",
-        "bom-ref": reward_model_ref(facts),
-        "name": reward.version_id,
-        "description": "approved reward-model version that scored the policy's samples during RLHF",
-        "hashes": _sha256(reward.artifact_sha256),
-        "properties": _properties([("role", "reward_model"), ("aibom.sha256", reward.aibom_sha256)]),
-    }]
+        "bom-ref": ref,
+        "name": dep.version_id,
+        "description": text,
+        "hashes": _sha256(dep.artifact_sha256),
+        "properties": _properties([("role", role), ("aibom.sha256", dep.aibom_sha256)]),
+    } for role, ref, text, dep in _version_dependencies(facts)]
 
 
 def _sensitive(dataset: DatasetFacts) -> list[str]:
@@ -240,7 +251,7 @@ def build_aibom(
     than `name`) to the list CycloneDX 1.6 accepts."""
     ids = spdx_license_ids() if spdx_ids is None else spdx_ids
     refs = [dataset_ref(index, dataset) for index, dataset in enumerate(facts.datasets)]
-    reward_refs = [ref for ref in (reward_model_ref(facts),) if ref is not None]
+    version_refs = version_dependency_refs(facts)
     model = model_component(facts, refs)
     timestamp = facts.registered_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return {
@@ -259,13 +270,13 @@ def build_aibom(
         },
         "components": [
             base_component(facts, ids),
-            *reward_model_component(facts),
+            *version_dependency_components(facts),
             *(dataset_component(ref, dataset, facts) for ref, dataset in zip(refs, facts.datasets, strict=True)),
         ],
         "dependencies": [
-            {"ref": model_ref(facts), "dependsOn": [base_ref(facts), *reward_refs, *refs]},
+            {"ref": model_ref(facts), "dependsOn": [base_ref(facts), *version_refs, *refs]},
             {"ref": base_ref(facts), "dependsOn": []},
-            *({"ref": ref, "dependsOn": []} for ref in reward_refs),
+            *({"ref": ref, "dependsOn": []} for ref in version_refs),
             *({"ref": ref, "dependsOn": []} for ref in refs),
         ],
     }

@@ -82,8 +82,9 @@ class DecommissioningFacts(BaseModel):
     review_by: date
 
 
-class RewardModelFacts(BaseModel):
-    """The approved reward-model version an rlhf policy was trained against: a dependency of the policy."""
+class VersionDependencyFacts(BaseModel):
+    """A registered version an rlhf policy depends on (the reward model it was trained against, the SFT version it
+    started from), pinned by its artefact and AIBOM digests."""
 
     model_config = _FROZEN
 
@@ -111,7 +112,9 @@ class AIBOMFacts(BaseModel):
 
     method_kind: Literal["sft", "dpo", "cpt", "reward_model", "rlhf"]
     rlhf: dict[str, Any] | None = Field(default=None, description="method.rlhf: algorithm, rewards, KL bound.")
-    reward_model: RewardModelFacts | None = None
+    reward_model: VersionDependencyFacts | None = None
+    start_policy: VersionDependencyFacts | None = Field(
+        default=None, description="rlhf: the approved SFT version whose adapter the policy started from.")
     adapter: Literal["lora", "full"]
     differential_privacy: bool
     hyperparameters: dict[str, Any] = Field(default_factory=dict)

@@ -90,6 +90,7 @@ class TrainingRequested(DomainEvent):
     risk_tier: str
     evaluation: dict[str, Any]
     reward_model: dict[str, Any] | None = None  # rlhf: the approved reward-model version's artefact
+    policy: dict[str, Any] | None = None  # rlhf: the approved SFT version's artefact the policy starts from
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.registry.domain.intake import IntakeDecision, evaluate_intake
 from services.registry.domain.policy import Policy, RiskRuleRegistry
-from services.registry.domain.reward_models import RewardModelOnRecord
+from services.registry.domain.reward_models import RlhfVersions
 from shared.events.payloads import JobSpec
 
 
@@ -34,8 +34,8 @@ class Governance:
         return self.clock()
 
     def intake(self, spec: JobSpec, *, base_is_directory: bool,
-               reward_model: RewardModelOnRecord | None = None) -> IntakeDecision:
+               rlhf: RlhfVersions | None = None) -> IntakeDecision:
         return evaluate_intake(
             spec, self.policy, self.rules, base_is_directory=base_is_directory,
-            evaluation_suites=self.evaluation_suites, reward_model=reward_model,
+            evaluation_suites=self.evaluation_suites, rlhf=rlhf,
         )

@@ -9,9 +9,9 @@ from services.registry.domain.advice import Advice, advise
 from services.registry.domain.evaluation import suite_problems
 from services.registry.domain.policy import Policy, RiskRuleRegistry, TierOrProhibited
 from services.registry.domain.reward_models import (
-    RewardModelOnRecord,
-    reward_model_problem,
+    RlhfVersions,
     rlhf_justification_problems,
+    rlhf_version_problems,
 )
 from shared.events.payloads import JobSpec, UseCase
 from shared.training import HyperparameterError, split_seed, validate_hyperparameters
@@ -149,16 +149,15 @@ def evaluate_intake(
     *,
     base_is_directory: bool,
     evaluation_suites: frozenset[str],
-    reward_model: RewardModelOnRecord | None = None,
+    rlhf: RlhfVersions | None = None,
 ) -> IntakeDecision:
-    """`reward_model`: the version an rlhf job names, as the registry has it on record (None: not found)."""
+    """`rlhf`: the versions an rlhf job names (reward model, starting policy), as the registry has them."""
     reasons: list[str] = []
     missing = missing_justification(spec.use_case, policy.justification.required_fields)
     if missing:
         reasons.append(f"justification incomplete: missing or empty {', '.join(missing)}")
     reasons.extend(rlhf_justification_problems(spec))
-    if (problem := reward_model_problem(spec, reward_model)) is not None:
-        reasons.append(problem)
+    reasons.extend(rlhf_version_problems(spec, rlhf or RlhfVersions()))
     licence = check_licence(spec, policy, base_is_directory=base_is_directory)
     if not licence.allowed:
         reasons.append(licence.decision)

@@ -22,7 +22,7 @@ from services.registry.domain.events import EventRecorder
 from services.registry.domain.intake import IntakeDecision
 from services.registry.domain.job_evaluations import JobEvaluations
 from services.registry.domain.principals import Principal
-from services.registry.domain.reward_models import RewardModelOnRecord, reward_model_problem
+from services.registry.domain.reward_models import RlhfVersions, rlhf_version_problems
 from services.registry.domain.states import SYSTEM_ACTOR, JobState, check_transition
 from shared.datasets.reference import dataset_mismatch
 from shared.events.payloads import JobSpec
@@ -266,7 +266,7 @@ class Job(JobEvaluations, EventRecorder):
         comment: str = "",
         reason: str = "",
         now: datetime,
-        reward_model: RewardModelOnRecord | None = None,
+        rlhf: RlhfVersions | None = None,
     ) -> DecisionOutcome:
         """One approver's decision. Separation of duties: the requester never approves its own job; N distinct
         approvers (the tier's count) move the job to training. A decision after the window closed expires
@@ -283,7 +283,7 @@ class Job(JobEvaluations, EventRecorder):
             return DecisionOutcome(decision, name, self.approvals_so_far, self.required_approvals, False, False, True)
         if decision == "reject":
             return self._reject_by(name, reason.strip(), comment, now)
-        return self._approve_by(name, comment.strip(), now, reward_model)
+        return self._approve_by(name, comment.strip(), now, rlhf or RlhfVersions())
 
     def _reject_by(self, name: str, reason: str, comment: str, now: datetime) -> DecisionOutcome:
         if not reason:
@@ -296,9 +296,9 @@ class Job(JobEvaluations, EventRecorder):
         return DecisionOutcome("reject", name, self.approvals_so_far, self.required_approvals, False, False)
 
     def _approve_by(self, name: str, comment: str, now: datetime,
-                    reward_model: RewardModelOnRecord | None) -> DecisionOutcome:
-        if (problem := reward_model_problem(self.spec, reward_model)) is not None:
-            raise Conflict(f"job {self.id}: {problem}")  # retired or unapproved since intake
+                    rlhf: RlhfVersions) -> DecisionOutcome:
+        if problems := rlhf_version_problems(self.spec, rlhf):
+            raise Conflict(f"job {self.id}: {'; '.join(problems)}")  # retired or unapproved since intake
         detectors = (self.scan_summary or {}).get("detectors")  # absent (an older scanner) = without NER
         if self.risk_tier == "high" and not (isinstance(detectors, dict) and detectors.get("ner") is True):
             raise Conflict(
@@ -328,7 +328,9 @@ class Job(JobEvaluations, EventRecorder):
                 reason=f"approved by {', '.join(names)} ({count}/{self.required_approvals})",
                 now=now,
             )
-            self.start_training(names, now=now, reward_model=reward_model.artifact if reward_model else None)
+            self.start_training(names, now=now,
+                                reward_model=rlhf.reward_model.artifact if rlhf.reward_model else None,
+                                policy=rlhf.policy.artifact if rlhf.policy else None)
         return DecisionOutcome("approve", name, count, self.required_approvals, override, started)
 
     def expire(self, now: datetime) -> None:
@@ -339,8 +341,8 @@ class Job(JobEvaluations, EventRecorder):
 
     # ------------------------------------------------------------ training
 
-    def start_training(self, approvers: list[str], *, now: datetime, reward_model: dict[str, Any] | None = None
-                       ) -> None:
+    def start_training(self, approvers: list[str], *, now: datetime, reward_model: dict[str, Any] | None = None,
+                       policy: dict[str, Any] | None = None) -> None:
         if self.training_dataset is None or self.data_fingerprint is None or self.scan_verdict not in PASSED_VERDICTS:
             # Only reachable if the tables were edited by hand: awaiting_approval implies a passed scan.
             raise Conflict(f"job {self.id} has no passed dataset scan on record; cannot request training")
@@ -360,6 +362,7 @@ class Job(JobEvaluations, EventRecorder):
                 risk_tier=self.risk_tier,
                 evaluation=self.spec.evaluation.model_dump(mode="json"),
                 reward_model=reward_model,
+                policy=policy,
             )
         )
         self._move(JobState.TRAINING, actor=SYSTEM_ACTOR, reason="training requested", now=now)

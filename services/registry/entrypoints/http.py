@@ -36,7 +36,6 @@ from services.registry.domain.governance import Governance
 from services.registry.domain.job import DecisionOutcome
 from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.principals import Principal, SigningKey, hash_token, new_token
-from services.registry.domain.reward_models import reward_model_version
 from services.registry.domain.states import STATE_NAMES, InvalidTransition
 from services.registry.entrypoints.api_keys_http import add_api_key_routes
 from services.registry.entrypoints.erasure_http import add_erasure_routes
@@ -151,9 +150,9 @@ async def decide_on_job(
     async with runtime.transaction(actor=approver.name, subject=job_id) as ctx:
         found = repository.require_job(ctx.db, job_id)
         ctx.trace = join_job_trace(found.traceparent) or ctx.trace  # the decision joins the job's trace
-        reward_model = model_repository.reward_model_on_record(ctx.db, reward_model_version(found.spec))
+        rlhf = model_repository.rlhf_versions(ctx.db, found.spec)
         outcome = found.decide(approver, body.decision, comment=body.comment, reason=body.reason,
-                               now=governance.now(), reward_model=reward_model)
+                               now=governance.now(), rlhf=rlhf)
         outbox.commit_job(ctx, found)
         view = JobView.of(found)
     return outcome, view

@@ -142,14 +142,19 @@ def scan(
 
 
 def demo_dataset(
-    path: Annotated[Path, typer.Argument(help="Where to write the chat JSONL (manifest goes beside it).")],
-    count: Annotated[int, typer.Option(min=1, help="Number of records.")] = 200,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 7,
+    path: Annotated[Path, typer.Argument(help="Where to write the JSONL (manifest goes beside it).")],
+    count: Annotated[int | None, typer.Option(min=1, help="Number of records (default 200 chats, 48 pairs).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same bytes).")] = None,
+    preferences: Annotated[bool, typer.Option(
+        "--preferences", help="Preference pairs on the same task (for the demo's reward model) instead.")] = False,
 ) -> None:
-    """Write the demo dataset: order-extraction chats with planted emails, phones, a card and an AWS key."""
-    from services.scanner.entrypoints.demo_dataset import write_demo_dataset
+    """Write the demo dataset: order-extraction chats with planted emails, phones, a card and an AWS key; or,
+    with --preferences, rated reply pairs on that task."""
+    from services.scanner.entrypoints.demo_dataset import write_demo_dataset, write_demo_preferences
 
-    data, manifest = write_demo_dataset(path, count=count, seed=seed)
+    write = write_demo_preferences if preferences else write_demo_dataset
+    options = {name: value for name, value in (("count", count), ("seed", seed)) if value is not None}
+    data, manifest = write(path, **options)
     Console(soft_wrap=True).print(f"wrote {data} and {manifest}")
 
 

@@ -139,12 +139,14 @@ class PlainTraining:
     def __init__(self, builder: TrainerBuilder = build_trainer, metric_keys: tuple[str, ...] = REWARD_METRICS,
                  watch: MetricsWatcher | None = None) -> None:
         self.builder, self.metric_keys, self.watch = builder, metric_keys, watch
+        self.trainer: Any = None
 
     def train(self, run: TrainingRun) -> TrainedModel:
         job = run.job
         extra: dict[str, float] = {}
         callback = make_callback(run, extra, self.metric_keys, self.watch)
         trainer, tokenizer = self.builder(job, run.run_dir, run.total_steps, [callback])
+        self.trainer = trainer  # the run's trainer, for a subclass's save (RLHF drops its reference adapter)
         quiet(trainer)
         resume = last_complete_checkpoint(run.run_dir)
         resumed_from = int(resume.name.split("-")[1]) if resume else 0

@@ -4,7 +4,10 @@ crash-safe resume as for SFT and DPO):
 - reward_model: a sequence-classification head (one score) on the base, trained with TRL's RewardTrainer on
   preference pairs (TRL or OpenAI DPO format), LoRA or full;
 - rlhf: the policy optimised with GRPO or RLOO (method.rlhf.algorithm) against an approved reward-model
-  version and/or the job's rule-based rewards, the KL to the starting policy logged every step and bounded."""
+  version and/or the job's rule-based rewards, the KL to the starting policy logged every step and bounded.
+  The policy starts from the base (a fresh LoRA adapter or the full model) or from an approved SFT version
+  (method.rlhf.policy_version): its LoRA adapter on the base is the one trained on, and TRL keeps a frozen
+  copy of it as the reference, so the KL is measured to the SFT policy, not to the base."""
 
 from __future__ import annotations
 
@@ -99,8 +102,9 @@ def rl_args(job: TrainingJob, run_dir: Path, total_steps: int, options: RlhfOpti
     args = common_args(job, run_dir, total_steps)
     args.pop("max_length")  # the sampled completion's length is bounded instead
     args.pop("include_num_input_tokens_seen")  # counts prompts only: tokens/s comes from completions below
-    # Every prompt is sampled num_generations times: the batch is a whole number of groups.
-    groups = max(1, job.params.batch_size // options.num_generations)
+    # Every prompt is sampled num_generations times: the batch is a whole number of groups, as many prompts per
+    # step as HyperParameters.records_per_step counts (so `epochs` means every prompt sampled once per epoch).
+    groups = job.params.records_per_step(options.num_generations) // job.params.gradient_accumulation_steps
     args.update(
         per_device_train_batch_size=groups * options.num_generations,
         num_generations=options.num_generations,
@@ -113,6 +117,27 @@ def rl_args(job: TrainingJob, run_dir: Path, total_steps: int, options: RlhfOpti
     return args
 
 
+def load_start_policy(base_model: Any, job: TrainingJob) -> Any:
+    """The starting SFT version's adapter on the base, trainable. Given a PeftModel, the RL trainers copy its
+    adapter into a frozen "ref" adapter and take the reference log-probabilities from it."""
+    import torch
+    from peft import PeftModel
+
+    assert job.policy_dir is not None
+    if not (job.policy_dir / "adapter_config.json").is_file():
+        raise ValueError(f"method.rlhf.policy_version {job.method.rlhf and job.method.rlhf.policy_version}: its "
+                         "artefact holds no LoRA adapter (adapter_config.json)")
+    torch.manual_seed(job.seed)
+    return PeftModel.from_pretrained(base_model, str(job.policy_dir), is_trainable=True)
+
+
+def without_reference_adapter(trainer: Any) -> None:
+    """Drop TRL's frozen "ref" copy before the final save: the policy's artefact is its one trained adapter."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
+
+
 def build_rl_trainer(job: TrainingJob, run_dir: Path, total_steps: int, callbacks: list[Any]) -> tuple[Any, Any]:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
@@ -123,7 +148,9 @@ def build_rl_trainer(job: TrainingJob, run_dir: Path, total_steps: int, callback
     tokenizer = load_tokenizer(job.base)
     tokenizer.padding_side = "left"  # prompts are left-padded for generation
     model = load_model(job.base, job.seed)
-    if job.method.adapter == "lora":
+    if job.policy_dir is not None:
+        model = load_start_policy(model, job)
+    elif job.method.adapter == "lora":
         model = apply_lora(model, job.params, job.seed)
     funcs, weights, processors = reward_functions(job, options)
     args = rl_args(job, run_dir, total_steps, options) | {"reward_weights": weights}
@@ -151,6 +178,13 @@ class RlhfTraining(PlainTraining):
 
     def train(self, run: TrainingRun) -> TrainedModel:
         trained = super().train(run)
+        save = trained.save
+
+        def save_policy(directory: Path) -> None:
+            without_reference_adapter(self.trainer)
+            save(directory)
+
+        trained.save = save_policy
         trained.metrics["kl_max"] = self.guard.highest
         trained.metrics["kl_bound"] = self.guard.bound
         if self.rewards:

@@ -49,6 +49,7 @@ class TrainingJob:
     dataset: LoadedDataset
     workdir: Path
     reward_model_dir: Path | None = None  # rlhf: the unpacked artefact of the approved reward-model version
+    policy_dir: Path | None = None  # rlhf: the unpacked adapter of the approved SFT version the policy starts from
     # Where the trainer's loop runs: "cpu" in the worker; a data-parallel rank on a GPU node sets "cuda"
     # (engine/distributed.py), so the same job option trains on GPUs with NCCL.
     device: str = "cpu"
@@ -119,7 +120,7 @@ class TrainingRun:
     def __init__(self, job: TrainingJob, hooks: TrainingHooks) -> None:
         self.job = job
         self.hooks = hooks
-        self.total_steps = job.params.total_steps(len(job.dataset.records))
+        self.total_steps = job.params.total_steps(len(job.dataset.records), job.method.samples_per_record)
         self.run_dir = job.workdir / "run"
         self.history: list[tuple[int, float]] = []
         self._meter: ThroughputMeter | None = None
