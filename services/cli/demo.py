@@ -5,8 +5,9 @@ runs, against real service processes: up -> pre-flight scan (planted personal da
 redacted) -> principals -> submit a high-risk job -> scan (canaries planted) -> two approvers -> training ->
 evaluation and its gate verdict -> its model version -> a minimal-risk job to a model version that is
 approved and deployed under an alias -> RLHF from that version against a reward model (services/cli/demo_rlhf.py) ->
-its AIBOM, proven against the ledger -> an API key and the alias
-called through the gateway with the `openai` client (services/cli/demo_gateway.py) -> audit proofs -> down. The
+its AIBOM, proven against the ledger -> an API key and the alias called through the gateway with the `openai`
+client (services/cli/demo_gateway.py) -> an incident and the evidence pack -> a customer's erasure: retire,
+retrain, redeploy, certificate (services/cli/demo_erasure.py) -> audit proofs -> down. The
 end-to-end test runs this same function in a temporary TUNEGATE_HOME."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import typer
 from rich.console import Console
 from rich.rule import Rule
 
+from services.cli.demo_erasure import ErasureTour, erase
 from services.cli.demo_gateway import GatewayTour, tour
 from services.cli.demo_rlhf import RlhfTour, rlhf_tour
 from shared.config import Settings
@@ -74,6 +76,8 @@ class DemoResult:
     evidence: dict[str, Any] = field(default_factory=dict)
     """`tunegate report --json` of the deployed version: obligation counts and proofs verified."""
     evidence_dir: str = ""
+    erasure: ErasureTour | None = None
+    """What the erasure step saw: the retired version, the retrained replacement, the verified certificate."""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -267,7 +271,13 @@ class Demo:
                                f"{e['not_applicable']} not applicable; {e['proofs_verified']} of {e['audit_entries']} "
                                "ledger entries proven", highlight=False)
 
-            self.step("14. Audit: verify the whole ledger, then prove this job's request is in it")
+            self.step("14. A customer asks to be erased (GDPR Art. 17): retire, retrain without the records, redeploy "
+                      "under the alias, certificate verified offline against the audit key")
+            result.erasure = erase(self, dataset=dataset, alias=ALIAS, tenant=TENANT, version_id=vid,
+                                   approvers=APPROVERS, deployer=DEPLOYER, auditor=AUDITOR,
+                                   verdict_states=VERDICT_STATES)
+
+            self.step("15. Audit: verify the whole ledger, then prove this job's request is in it")
             time.sleep(1.0)  # let the last events be signed over
             verify = self.run("audit", "verify", check=False)
             result.audit_verified = verify.returncode == 0
@@ -286,7 +296,7 @@ class Demo:
             result.models_status = json.loads(status.stdout).get("models") or {}
             result.incidents_status = json.loads(status.stdout).get("incidents") or {}
         finally:
-            self.step("15. Stop what `tunegate up` started")
+            self.step("16. Stop what `tunegate up` started")
             self.run("down", check=False)
         result.timings["total_s"] = time.monotonic() - started
         return result
@@ -323,6 +333,10 @@ def demo(
         e = result.evidence
         console.print(f"evidence pack {result.evidence_dir}/evidence.html: {e['evidenced']} evidenced, {e['partly']} "
                       f"partly, {e['gap']} gap, {e['not_applicable']} not applicable (incident {result.incident_id})")
+    if result.erasure is not None:
+        er = result.erasure
+        console.print(f"erasure {er.erasure['id']}: {ALIAS!r} now served by {er.served_version}; certificate "
+                      f"{er.certificate_path} (verified against the audit key: {er.verified})", highlight=False)
     console.print(f"audit ledger verified: {result.audit_verified}; inclusion proof verified: {result.proof_verified}")
     console.print(f"took {result.timings['total_s']:.0f}s; state, logs, traces under {Path(target).resolve()}")
     deployed = result.version.get("state") == "deployed"
@@ -331,4 +345,6 @@ def demo(
     if not deployed or not result.aibom_verified:
         raise typer.Exit(1)
     if tour_ is None or not tour_.provenance_verified or tour_.jailbreak_status != 400:
+        raise typer.Exit(1)
+    if result.erasure is None or not result.erasure.verified:
         raise typer.Exit(1)

@@ -57,4 +57,8 @@ class ErasureCompleted(Payload):
     affected_datasets: list[str] = Field(default_factory=list, max_length=MAX_AFFECTED)
     affected_versions: list[ModelVersionId] = Field(default_factory=list, max_length=MAX_AFFECTED)
     replacements: dict[str, ModelVersionId] = Field(default_factory=dict, description="alias -> replacement")
-    certificate_sha256: str = Field(pattern=SHA256_PATTERN)
+    certificate_sha256: str = Field(
+        pattern=SHA256_PATTERN,
+        description="sha256 of the certificate's canonical JSON without `completion` and `audit_proofs`: its "
+        "entry in the audit ledger anchors the certificate, so it verifies against the audit log's key.",
+    )

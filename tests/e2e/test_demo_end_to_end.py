@@ -117,7 +117,9 @@ def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment
     assert aibom["specVersion"] == "1.6" and aibom["metadata"]["component"]["type"] == "machine-learning-model"
     assert result.aibom_verified, transcript[-4000:]
     assert "AIBOM:" in transcript and Path(result.aibom_path).is_file()
-    assert result.models_status == {"checked": True, "versions": 4, "overdue": []}  # `tunegate status`
+    # `tunegate status`: the gated and release versions, the reward model, the RLHF policy, the erasure's
+    # replacement.
+    assert result.models_status == {"checked": True, "versions": 5, "overdue": []}
 
     # RLHF from the release version (services/cli/demo_rlhf.py): a reward model approved as a job and as a
     # version after its suite; an rlhf job from the release version against it, approved with its why_not_dpo,
@@ -170,6 +172,29 @@ def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment
     assert [i["ref"] for i in pack["evidence"]["incidents"]["items"]] == [result.incident_id]
     html = (pack_dir / "evidence.html").read_text()
     assert set(re.findall(r'href="#([^"]+)"', html)) <= set(re.findall(r'id="([^"]+)"', html))
+
+    # A customer's erasure: both versions trained on their records are tainted and retired, the deployed one
+    # at once; the retraining job drops exactly their records and passes the gate; its version serves the
+    # alias through the gateway; the certificate names it and verifies against the audit key.
+    er = result.erasure
+    assert er is not None, transcript[-4000:]
+    assert er.subject_records >= 1 and sorted(er.erasure["versions"]) == sorted([version["id"],
+                                                                                  result.gated_version["id"]])
+    [located] = er.erasure["datasets"][:1]
+    assert len(located["record_hashes"]) == er.subject_records
+    assert er.retired["state"] == "retired" and er.erasure["served"] == {"support-triage": version["id"]}
+    retrain = er.retraining_job
+    assert retrain["state"] == "evaluated" and f"{er.subject_records} record(s) removed" in json.dumps(er.final)
+    assert retrain["data_fingerprint"] not in {d["fingerprint"] for d in er.erasure["datasets"]}
+    replacement = er.replacement
+    assert replacement["state"] == "deployed" and replacement["alias"] == "support-triage"
+    assert replacement["job_id"] == retrain["id"] and er.served_version == replacement["id"]
+    assert er.final["state"] == "completed" and er.final["replacements"] == {"support-triage": replacement["id"]}
+    cert = er.certificate
+    assert [r["version_id"] for r in cert["replacements"]] == [replacement["id"]]
+    assert {s["event_id"] for s in cert["steps"]} <= set(cert["audit_proofs"])
+    assert er.verified, transcript[-4000:]
+    assert "erasure step:" in transcript
 
     assert_one_trace_per_job(home, result.job_id)
 

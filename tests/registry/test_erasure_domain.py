@@ -119,6 +119,15 @@ def test_certificate_checks_name_what_fails() -> None:
     assert any("signature" in p for p in certificate.verify(good, Ed25519PrivateKey.generate().public_key()))
     wrong_root = replace_replacement(good, fingerprint="e" * 64)
     assert any("rebuild root" in p for p in certificate.verify(wrong_root, key.public_key()))
+    # Checked against the audit log's key, a certificate without its ledger anchor does not verify, and one
+    # checked against no key at all is a caller's mistake, never a pass.
+    log_key = Ed25519PrivateKey.generate().public_key()
+    assert any("not anchored in the audit ledger" in p for p in certificate.verify(good, None, log_key))
+    with pytest.raises(ValueError, match="needs the audit log's key"):
+        certificate.verify(good)
+    malformed = {**good, "steps": "done", "audit_proofs": ["x"]}
+    assert certificate.verify(malformed, None, log_key) == [
+        "steps: expected a list of objects", "audit_proofs: expected an object"]
 
 
 def replace_replacement(cert: dict[str, object], **changes: object) -> dict[str, object]:

@@ -1,7 +1,8 @@
 """Erasure through lineage, in-process: two subjects' records in a scanned dataset, a trained, approved and
 deployed version; erasing one subject retires the version at once (model.retired), submits a retraining
 job on the stored copy minus the subject's records, and when the replacement passes the gate and is
-deployed under the same alias the signed certificate is issued; it verifies offline, a tampered one fails."""
+deployed under the same alias the signed certificate is issued; it verifies offline against the audit log's key
+alone (anchored by the ledger's dataset.erasure.completed entry), a tampered one fails."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from services.audit.adapters.keys import local_public_key_path
 from services.audit.application import open_ledger
 from services.registry.adapters import repository
 from services.registry.adapters.credentials import CredentialStore
 from services.registry.domain.policy import ErasurePolicy
 from services.registry.erasure import certificate
 from services.registry.erasure.service import request_erasure, retire_when_due
+from shared.security.keys import load_public_key, public_key_pem
 from shared.security.signing import KeyDirectory
 from tests.registry.erasure_support import (
     ScannerSide,
@@ -130,6 +134,7 @@ async def test_erasure_retires_retrains_and_certifies(wired: World, tmp_path: Pa
     ledger = open_ledger(world.settings)
     ledger.append(world.runtime.published)
     ledger.sign_now()
+    log_key_file = local_public_key_path(world.settings)
     shown = tunegate("erasure", "show", erasure["id"], "--as", "root")
     assert shown.exit_code == 0 and "certificate_issued" in shown.stdout
     listed = tunegate("erasure", "list", "--as", "root", "--json")
@@ -137,8 +142,16 @@ async def test_erasure_retires_retrains_and_certifies(wired: World, tmp_path: Pa
     out = tmp_path / "certificate.json"
     written = tunegate("erasure", "show", erasure["id"], "--certificate", str(out), "--as", "root")
     assert written.exit_code == 0 and "audit proof(s)" in written.stdout, written.output
-    verified = tunegate("erasure", "verify", str(out))
-    assert verified.exit_code == 0 and f"{len(cert['steps'])} step proof(s) verify" in verified.stdout, verified.output
+    verified = tunegate("erasure", "verify", str(out), "--public-key", str(log_key_file))
+    assert verified.exit_code == 0, verified.output
+    assert f"audit anchor and {len(cert['steps'])} step proof(s), proof of absence, registry signature verify" in (
+        verified.stdout), verified.output
+    anchored = json.loads(out.read_text())
+    assert_anchored_against_the_audit_key_alone(anchored, load_public_key(log_key_file.read_bytes()))
+    wrong_key = tmp_path / "wrong.pub"
+    wrong_key.write_bytes(public_key_pem(Ed25519PrivateKey.generate().public_key()).encode())
+    refused = tunegate("erasure", "verify", str(out), "--public-key", str(wrong_key))
+    assert refused.exit_code == 1 and "completion: tree head" in refused.output, refused.output
     document = json.loads(out.read_text())
     document["replacements"][0]["record_hashes"].append(cert["affected_datasets"][0]["record_hashes"][0])
     out.write_text(json.dumps(document))
@@ -146,6 +159,44 @@ async def test_erasure_retires_retrains_and_certifies(wired: World, tmp_path: Pa
     assert failed.exit_code == 1 and "erased record" in failed.stdout
     (tmp_path / "junk.json").write_text("not json")
     assert tunegate("erasure", "verify", str(tmp_path / "junk.json")).exit_code == 2
+
+
+def assert_anchored_against_the_audit_key_alone(anchored: dict[str, Any], log_key: Ed25519PublicKey) -> None:
+    """With no registry key at all the certificate verifies through its ledger anchor; every way of passing
+    off another body, another entry's proof or another key is named."""
+    assert certificate.verify(anchored, None, log_key) == []
+    completion_id = anchored["completion"]["event_id"]
+    assert completion_id in anchored["audit_proofs"]
+
+    # An altered body, even re-signed with a key of the forger's own: the ledger names another digest.
+    altered = copy.deepcopy(anchored)
+    altered["affected_versions"] = []
+    forger = Ed25519PrivateKey.generate()
+    altered = certificate.with_completion(certificate.sign(altered, forger, "registry"), completion_id,
+                                          altered["completion"]["payload"]) | {"audit_proofs": altered["audit_proofs"]}
+    assert any("the certificate was altered" in p for p in certificate.verify(altered, None, log_key))
+    assert certificate.verify(altered, forger.public_key()) == []  # the forger's own signature alone would pass
+    # ... and a completion payload rewritten to name the altered body no longer hashes to the ledger's entry.
+    altered["completion"]["payload"]["certificate_sha256"] = certificate.digest(altered)
+    assert any("not the one the ledger recorded" in p for p in certificate.verify(altered, None, log_key))
+
+    # A proof of another entry: a step's event passed off as the completion, or its proof under the right id.
+    step_event = anchored["steps"][0]["event_id"]
+    other = copy.deepcopy(anchored)
+    other["completion"]["event_id"] = step_event
+    assert any("as dataset.erasure.progressed, not dataset.erasure.completed" in p
+               for p in certificate.verify(other, None, log_key))
+    swapped = copy.deepcopy(anchored)
+    swapped["audit_proofs"][completion_id] = anchored["audit_proofs"][step_event]
+    assert any(f"the proof is of event {step_event}, not {completion_id}" in p
+               for p in certificate.verify(swapped, None, log_key))
+
+    # The wrong key: the tree heads were signed by another log.
+    wrong = certificate.verify(anchored, None, Ed25519PrivateKey.generate().public_key())
+    assert wrong and all("not this key's log" in p for p in wrong), wrong
+    # Without its completion the certificate is not anchored, whatever else it carries.
+    bare = {k: v for k, v in anchored.items() if k != "completion"}
+    assert any("not anchored" in p for p in certificate.verify(bare, None, log_key))
 
 
 @pytest.mark.anyio

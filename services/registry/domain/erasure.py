@@ -278,16 +278,20 @@ class Erasure(EventRecorder):
     def ready_for_certificate(self) -> bool:
         return all(self.done(name) for name in STEPS[:-1]) and not self.completed
 
-    def issue_certificate(self, certificate: dict[str, Any], sha256: str, *, actor: str, now: datetime) -> None:
+    def issue_certificate(
+        self, certificate: dict[str, Any], sha256: str, *, actor: str, now: datetime
+    ) -> events.ErasureCompleted:
+        """Returns the completion event that names the certificate's sha256: its id and payload anchor the
+        certificate in the audit ledger (services/registry/erasure/certificate.py)."""
         if not self.ready_for_certificate:
             raise Conflict(f"erasure {self.id} is {self.state}; its certificate is issued after every step is done")
         self.certificate = certificate
         self._progress("certificate_issued", "done", actor=actor, now=now, versions=[],
                        detail=f"certificate sha256 {sha256}")
-        self._record(
-            events.ErasureCompleted(
-                subject=self.id, actor=actor, affected_datasets=sorted({h.fingerprint for h in self.datasets}),
-                affected_versions=list(self.versions), replacements=dict(self.replacements),
-                certificate_sha256=sha256,
-            )
+        completed = events.ErasureCompleted(
+            subject=self.id, actor=actor, affected_datasets=sorted({h.fingerprint for h in self.datasets}),
+            affected_versions=list(self.versions), replacements=dict(self.replacements),
+            certificate_sha256=sha256,
         )
+        self._record(completed)
+        return completed

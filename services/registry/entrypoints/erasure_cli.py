@@ -1,9 +1,10 @@
 """`tunegate erase --subject ID --reason R` and `tunegate erasure list|show|verify`: a data subject's erasure
 (GDPR Art. 17) through the registry API, its progress step by step, and the offline check of its certificate.
 
-`erasure show ID --certificate FILE` writes the signed certificate with the audit ledger's inclusion proof of
-every step's event attached when this host has the ledger; `erasure verify FILE` needs only the file and the
-public keys (the registry's, and the audit log's for the proofs). Exit codes: 0 verified / done, 1 failed,
+`erasure show ID --certificate FILE` writes the certificate with the audit ledger's inclusion proofs attached
+(of the dataset.erasure.completed event that names it, and of every step's event) when this host has the
+ledger; `erasure verify FILE --public-key audit_ed25519.pub` needs only the file and the audit log's public
+key (the registry's key, when at hand, checks its second signature). Exit codes: 0 verified / done, 1 failed,
 2 usage error."""
 
 from __future__ import annotations
@@ -147,18 +148,25 @@ def _attach_proofs(document: dict[str, Any]) -> int:
 @erasure_app.command("verify")
 def erasure_verify(
     file: Annotated[Path, typer.Argument(help="The certificate from `tunegate erasure show ID --certificate F`.")],
-    registry_key: Annotated[
-        Path | None, typer.Option("--registry-key", help="The registry's public key (PEM); default: this host's.")
-    ] = None,
     log_key: Annotated[
         Path | None,
-        typer.Option("--public-key", help="The audit log's public key, to check the step proofs (default: this "
-                     "host's, when the certificate carries proofs)."),
+        typer.Option("--public-key", help="The audit log's public key the certificate is checked against "
+                     "(default: this host's)."),
     ] = None,
+    registry_key: Annotated[
+        Path | None, typer.Option("--registry-key", help="The registry's public key (PEM), to check its second "
+                                  "signature too (default: this host's trusted registry key, when it has it).")
+    ] = None,
+    registry_only: Annotated[
+        bool, typer.Option("--registry-only", help="Accept a certificate without audit proofs (written on a host "
+                           "without the ledger) on the registry's signature alone.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Check a certificate offline: the registry's signature, the Merkle proof that each replacement's dataset
-    holds none of the erased records, every step done, and each step's audit proof when present."""
+    """Check a certificate offline against the audit log's key: the ledger entry of its dataset.erasure.completed
+    names exactly this certificate, each step's event is in the ledger, each replacement's dataset holds none
+    of the erased records (Merkle proof), every step is done; and the registry's signature when its key is
+    at hand."""
     from services.audit.entrypoints.cli_support import emit, read_input, trusted_log_key
     from services.registry.erasure import certificate
     from shared.config import Settings
@@ -171,18 +179,26 @@ def erasure_verify(
         raise fail(f"{file}: not a JSON certificate ({exc})", code=2) from None
     if not isinstance(document, dict):
         raise fail(f"{file}: not a JSON certificate object", code=2)
-    key = _registry_key(settings, registry_key, document)
-    audit_key = trusted_log_key(settings, log_key)[0] if document.get("audit_proofs") or log_key else None
+    if registry_only and log_key is not None:
+        raise fail("--registry-only and --public-key exclude each other", code=2)
+    audit_key = None if registry_only else trusted_log_key(settings, log_key)[0]
+    key = _registry_key(settings, registry_key, document, required=registry_only)
     problems = certificate.verify(document, key, audit_key)
     ok = not problems
-    proofs = len(document.get("audit_proofs") or {})
-    text = (f"erasure {document.get('erasure_id')}: signature, proof of absence and {proofs} step proof(s) verify"
+    steps = len(document.get("steps") or [])
+    checked = [] if audit_key is None else [f"audit anchor and {steps} step proof(s)"]
+    checked += ["proof of absence"] + (["registry signature"] if key is not None else [])
+    text = (f"erasure {document.get('erasure_id')}: {', '.join(checked)} verify"
+            + ("" if key is not None else " (registry signature not checked: its key is not on this host)")
             if ok else "; ".join(problems))
-    emit(as_json, {"ok": ok, "problems": problems, "erasure_id": document.get("erasure_id")}, text, ok)
+    emit(as_json, {"ok": ok, "problems": problems, "erasure_id": document.get("erasure_id"),
+                   "anchored": audit_key is not None, "registry_signature": key is not None}, text, ok)
     raise typer.Exit(0 if ok else 1)
 
 
-def _registry_key(settings: Settings, given: Path | None, document: dict[str, Any]) -> Ed25519PublicKey:
+def _registry_key(
+    settings: Settings, given: Path | None, document: dict[str, Any], *, required: bool
+) -> Ed25519PublicKey | None:
     from shared.security.keys import PublicKeyError, load_public_key
     from shared.security.signing import KeyDirectory
 
@@ -194,6 +210,8 @@ def _registry_key(settings: Settings, given: Path | None, document: dict[str, An
     key_id = str((document.get("signature") or {}).get("key_id", ""))
     known = KeyDirectory(settings.keys_dir).public_keys("registry")
     if key_id not in known:
+        if not required:
+            return None  # the audit key carries the certificate; the registry's signature is a second one
         raise fail(f"the registry key {key_id!r} that signed it is not in {settings.keys_dir}/trust/registry; pass "
                    "--registry-key with the registry's public key", code=2)
     return known[key_id]

@@ -219,4 +219,8 @@ def _certify_if_ready(ctx: HandlerContext, store: ArtifactStore, erasure: Erasur
     problems = certificate.verify(signed, key.public_key())
     if problems:  # e.g. a replacement dataset that still holds an erased record: never certify that
         raise Conflict(f"erasure {erasure.id}: the certificate would not verify: {'; '.join(problems)}")
-    erasure.issue_certificate(signed, certificate.digest(signed), actor=erasure.requested_by, now=now)
+    completed = erasure.issue_certificate(signed, certificate.digest(signed), actor=erasure.requested_by, now=now)
+    # The event exactly as the outbox publishes it: the ledger records its payload's hash, which the verifier
+    # recomputes from the certificate's copy.
+    _, payload = outbox.to_wire(completed)
+    erasure.certificate = certificate.with_completion(signed, completed.event_id, payload.model_dump(mode="json"))
