@@ -174,12 +174,13 @@ def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment
     assert set(re.findall(r'href="#([^"]+)"', html)) <= set(re.findall(r'id="([^"]+)"', html))
 
     # A customer's erasure: both versions trained on their records are tainted and retired, the deployed one
-    # at once; the retraining job drops exactly their records and passes the gate; its version serves the
-    # alias through the gateway; the certificate names it and verifies against the audit key.
+    # at once, and so is the RLHF policy that started from the deployed one (derived lineage); the retraining
+    # job drops exactly their records and passes the gate; its version serves the alias through the gateway;
+    # the certificate names it and verifies against the audit key.
     er = result.erasure
     assert er is not None, transcript[-4000:]
-    assert er.subject_records >= 1 and sorted(er.erasure["versions"]) == sorted([version["id"],
-                                                                                  result.gated_version["id"]])
+    tainted = [version["id"], result.gated_version["id"], rlhf.rlhf_version["id"]]
+    assert er.subject_records >= 1 and sorted(er.erasure["versions"]) == sorted(tainted)
     [located] = er.erasure["datasets"][:1]
     assert len(located["record_hashes"]) == er.subject_records
     assert er.retired["state"] == "retired" and er.erasure["served"] == {"support-triage": version["id"]}

@@ -66,6 +66,27 @@ def test_lineage_finds_the_subjects_datasets_and_the_versions_trained_on_them() 
     assert locate("d" * 64, scans) == []
 
 
+def test_versions_built_from_a_tainted_version_are_tainted_too() -> None:
+    """An RLHF policy started from a tainted SFT version (or scored by a tainted reward model) carries what that
+    version learnt from the subject, though its own prompts never held the records; so does its own descendant."""
+    from services.registry.erasure.lineage import derived_from
+
+    hits = [DatasetHit("job_a", "f1", ("r1",))]
+    sft = version("v_sft", "job_a")
+    reward_model = version("v_rm", "job_rm", state="approved", alias=None, fp="f_pairs")
+    policy = VersionFacts("v_policy", "job_p", ("f_prompts",), "approved", None, derived_from=("v_sft", "v_rm"))
+    grandchild = VersionFacts("v_again", "job_q", ("f_prompts",), "approved", None, derived_from=("v_policy",))
+    unrelated = VersionFacts("v_other", "job_o", ("f_prompts",), "approved", None, derived_from=("v_rm",))
+    found = [v.id for v in affected_versions(hits, [unrelated, grandchild, policy, reward_model, sft])]
+    assert found == ["v_again", "v_policy", "v_sft"]
+    tainted_rm = [v.id for v in affected_versions([DatasetHit("job_rm", "f_pairs", ("p1",))],
+                                                  [unrelated, policy, reward_model, sft])]
+    assert tainted_rm == ["v_other", "v_policy", "v_rm"]
+    spec = {"method": {"kind": "rlhf", "rlhf": {"policy_version": "v_sft", "reward_model_version": "v_rm"}}}
+    assert derived_from(spec) == ("v_sft", "v_rm")
+    assert derived_from({"method": {"kind": "sft"}}) == derived_from(None) == ()
+
+
 def test_a_grace_period_schedules_the_retirement() -> None:
     erasure = new()
     hits = [DatasetHit("job_1", "f1", (R1,))]

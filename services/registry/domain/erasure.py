@@ -80,6 +80,9 @@ class VersionFacts:
     dataset_fingerprints: tuple[str, ...]
     state: str
     alias: str | None
+    # Versions whose weights or rewards shaped this one: an RLHF policy's starting SFT version and its reward
+    # model. What they learnt from a subject's records is in this version too, whatever its own datasets hold.
+    derived_from: tuple[str, ...] = ()
 
 
 def locate(subject_sha256: str, scanned: Iterable[ScannedDataset]) -> list[DatasetHit]:
@@ -93,13 +96,18 @@ def locate(subject_sha256: str, scanned: Iterable[ScannedDataset]) -> list[Datas
 
 
 def affected_versions(hits: Iterable[DatasetHit], versions: Iterable[VersionFacts]) -> list[VersionFacts]:
-    """Versions trained on a located dataset: by fingerprint (the recorded lineage) or by the job that scanned it."""
+    """Versions trained on a located dataset (by fingerprint, the recorded lineage, or by the job that scanned
+    it), and every version derived from one of those, however many generations down (`derived_from`)."""
     fingerprints = {h.fingerprint for h in hits}
     jobs = {h.job_id for h in hits}
-    return sorted(
-        (v for v in versions if jobs & {v.job_id} or fingerprints & set(v.dataset_fingerprints)),
-        key=lambda v: v.id,
-    )
+    versions = list(versions)
+    affected = {v.id for v in versions if jobs & {v.job_id} or fingerprints & set(v.dataset_fingerprints)}
+    grown = True
+    while grown:  # to a fixed point: a policy started from a policy started from a tainted version
+        derived = {v.id for v in versions if v.id not in affected and affected & set(v.derived_from)}
+        affected |= derived
+        grown = bool(derived)
+    return sorted((v for v in versions if v.id in affected), key=lambda v: v.id)
 
 
 # ---------------------------------------------------------------- the aggregate

@@ -70,10 +70,21 @@ def scanned_datasets(session: Session, store: ArtifactStore) -> Iterator[Scanned
             yield ScannedDataset(job_id, summary["fingerprint"], read_subject_index(store, ref, job_id))
 
 
+def derived_from(job_spec: dict[str, object] | None) -> tuple[str, ...]:
+    """The versions a job's model was built from besides its datasets: an RLHF job's starting SFT version and
+    its reward model (method.rlhf)."""
+    method = (job_spec or {}).get("method") or {}
+    rlhf = (method.get("rlhf") if isinstance(method, dict) else None) or {}
+    if not isinstance(rlhf, dict):
+        return ()
+    return tuple(str(rlhf[key]) for key in ("policy_version", "reward_model_version") if rlhf.get(key))
+
+
 def version_facts(session: Session) -> list[VersionFacts]:
-    rows = session.scalars(select(ModelVersionRow))
+    rows = session.execute(select(ModelVersionRow, JobRow.spec).outerjoin(JobRow, JobRow.id == ModelVersionRow.job_id))
     return [
-        VersionFacts(r.id, r.job_id, tuple(r.dataset_fingerprints or ()), r.state, r.alias) for r in rows
+        VersionFacts(r.id, r.job_id, tuple(r.dataset_fingerprints or ()), r.state, r.alias, derived_from(spec))
+        for r, spec in rows
     ]
 
 
