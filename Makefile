@@ -50,7 +50,7 @@ CHAOS_SEED ?= 7
 CHAOS_DURATION ?= 600
 CHAOS_DATABASE_URL ?=
 chaos: $(STAMP)
-	$(PY) -m tests.chaos.driver --seed $(CHAOS_SEED) --duration $(CHAOS_DURATION) --suites all \
+	$(PY) -m tests.chaos.driver --seed $(CHAOS_SEED) --duration $(CHAOS_DURATION) \
 		$(if $(CHAOS_DATABASE_URL),--database-url $(CHAOS_DATABASE_URL))
 
 clean:

@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +79,6 @@ class Options:
     interval_s: tuple[float, float] = (4.0, 9.0)
     outage_s: float = 3.0
     disk_mb: int = 384
-    suites: list[str] | None = None
-    """The evaluation suites of each job (None = every suite); the short run picks two cheap ones, since the
-    faults, not the suites, are under test."""
     traffic_s: float = 20.0
     """Gateway requests for at least this long after the deployment."""
     database_url: str | None = None
@@ -327,8 +324,6 @@ class Chaos:
     def job_file(self) -> Path:
         spec = yaml.safe_load(RELEASE_JOB_FILE.read_text())
         spec["hyperparameters"]["max_steps"] = self.options.max_steps
-        if self.options.suites:
-            spec.setdefault("evaluation", {})["suites"] = self.options.suites
         target = self.home / "demo" / "chaos_job.yaml"
         target.write_text(yaml.safe_dump(spec, sort_keys=False))
         return target
@@ -336,14 +331,14 @@ class Chaos:
     def run_job(self, dataset: Path, job_file: Path, deploy: bool) -> dict[str, Any]:
         submitted = self.cli_retry("submit", str(job_file), "--as", REQUESTER, "--dataset", str(dataset), "--json")
         job_id = submitted["job_id"]
+        outcome: dict[str, Any] = {"job_id": job_id, "state": "requested", "reason": ""}
+        self.report.jobs.append(outcome)  # on record even when the run stops before a verdict
         job = self.wait_job(job_id, {"awaiting_approval"}, 300)
         if job["state"] == "awaiting_approval":
             self.cli_retry("approve", job_id, "--as", APPROVERS[0], "--comment", "chaos run",
                            done=lambda: self.job(job_id)["state"] != "awaiting_approval")
-            job = self.wait_job(job_id, VERDICT_STATES, 900)
-        outcome = {"job_id": job_id, "state": job["state"],
-                   "reason": (job.get("history") or [{}])[-1].get("reason", "")}
-        self.report.jobs.append(outcome)
+            job = self.wait_job(job_id, VERDICT_STATES, 1800)
+        outcome.update(state=job["state"], reason=(job.get("history") or [{}])[-1].get("reason", ""))
         if deploy and job["state"] == "evaluated":
             self.deploy(job_id)
         return outcome
@@ -561,8 +556,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=0.0,
                         help="seconds of faults and jobs after the first deployment; 0 = each fault once")
     parser.add_argument("--max-steps", type=int, default=12, help="training steps of each job")
-    parser.add_argument("--suites", default="task_quality,memorisation",
-                        help="comma-separated evaluation suites of each job; 'all' = every suite")
     parser.add_argument("--database-url", default=None,
                         help="run on this PostgreSQL (behind a pausable proxy) instead of SQLite")
     parser.add_argument("--home", type=Path, default=None)
@@ -573,7 +566,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     console = Console(width=140)
     chaos = Chaos(Options(seed=args.seed, duration_s=args.duration, max_steps=args.max_steps,
-                          suites=None if args.suites == "all" else args.suites.split(","),
                           database_url=args.database_url, home=args.home, keep_home=args.keep_home), console)
     report = chaos.execute()
     console.print(chaos.table())
@@ -581,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         console.print(f"[red]{problem}", highlight=False)
     if args.report:
-        args.report.write_text(json.dumps(asdict(report) | {"failed_checks": problems}, indent=2, default=str))
+        # vars(), not asdict(): asdict rebuilds a Counter from (key, count) pairs and counts the pairs.
+        args.report.write_text(json.dumps(vars(report) | {"failed_checks": problems}, indent=2, default=str))
     return 1 if problems else 0
 
 

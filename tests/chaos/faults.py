@@ -5,7 +5,6 @@ to ENOSPC, and the bad entries it puts on the bus on purpose."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import hashlib
 import os
@@ -136,21 +135,18 @@ class SmallDisk:
         written = 0
         chunk = b"\0" * (1 << 20)
         try:
-            with filler.open("wb") as out:
-                while True:
-                    try:
-                        written += out.write(chunk)
-                        out.flush()
-                    except OSError as exc:
-                        if exc.errno != errno.ENOSPC:
-                            raise
-                        break
-                    if written > self.size_mb << 21:  # never more than twice the size: the mount is not tmpfs
-                        raise RuntimeError(f"{self.mountpoint} did not fill up: is it the tmpfs?")
-                # Small writes may still fit into the last partial page: top up byte-wise-ish.
-                with contextlib.suppress(OSError):
-                    while out.write(b"\0" * 4096):
-                        out.flush()
+            # Unbuffered: a buffer left over at close would raise ENOSPC again after the disk is declared full.
+            with filler.open("wb", buffering=0) as out:
+                for size in (len(chunk), 4096, 1):  # then the last pages, then the last bytes
+                    while True:
+                        try:
+                            written += out.write(chunk[:size]) or 0
+                        except OSError as exc:
+                            if exc.errno != errno.ENOSPC:
+                                raise
+                            break
+                        if written > self.size_mb << 21:  # twice the size: this is not the tmpfs
+                            raise RuntimeError(f"{self.mountpoint} did not fill up: is it the tmpfs?")
             time.sleep(seconds)
         finally:
             filler.unlink(missing_ok=True)
