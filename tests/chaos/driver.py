@@ -333,12 +333,15 @@ class Chaos:
         job_id = submitted["job_id"]
         outcome: dict[str, Any] = {"job_id": job_id, "state": "requested", "reason": ""}
         self.report.jobs.append(outcome)  # on record even when the run stops before a verdict
-        job = self.wait_job(job_id, {"awaiting_approval"}, 300)
-        if job["state"] == "awaiting_approval":
-            self.cli_retry("approve", job_id, "--as", APPROVERS[0], "--comment", "chaos run",
-                           done=lambda: self.job(job_id)["state"] != "awaiting_approval")
-            job = self.wait_job(job_id, VERDICT_STATES, 1800)
-        outcome.update(state=job["state"], reason=(job.get("history") or [{}])[-1].get("reason", ""))
+        try:
+            job = self.wait_job(job_id, {"awaiting_approval"}, 300)
+            if job["state"] == "awaiting_approval":
+                self.cli_retry("approve", job_id, "--as", APPROVERS[0], "--comment", "chaos run",
+                               done=lambda: self.job(job_id)["state"] != "awaiting_approval")
+                job = self.wait_job(job_id, VERDICT_STATES, 1800)
+        finally:  # the state it reached, also when the wait gave up
+            job = self.job(job_id)
+            outcome.update(state=job["state"], reason=(job.get("history") or [{}])[-1].get("reason", ""))
         if deploy and job["state"] == "evaluated":
             self.deploy(job_id)
         return outcome

@@ -21,6 +21,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DATABASES = ["sqlite", "postgresql"]
 
 
+# pytest-timeout's 600 s default would kill the test, not the driver; the driver gets its own limit below.
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("database", DATABASES)
 def test_the_demo_job_survives_killed_services_a_redis_restart_a_full_disk_and_a_database_outage(
     database: str, tmp_path: Path
