@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.tunegate-installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench chaos install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ bench: $(STAMP)
 	$(PY) bench/gateway_holdback.py
 	$(PY) bench/gateway_dlp_latency.py
 	$(PY) bench/cli_startup.py
+
+# The long fault-injection run (tests/chaos/driver.py): faults and jobs for CHAOS_DURATION seconds after the
+# first deployment; CHAOS_DATABASE_URL=postgresql://... runs it on PostgreSQL behind a proxy it cuts off.
+CHAOS_SEED ?= 7
+CHAOS_DURATION ?= 600
+CHAOS_DATABASE_URL ?=
+chaos: $(STAMP)
+	$(PY) -m tests.chaos.driver --seed $(CHAOS_SEED) --duration $(CHAOS_DURATION) \
+		$(if $(CHAOS_DATABASE_URL),--database-url $(CHAOS_DATABASE_URL))
 
 clean:
 	rm -rf var

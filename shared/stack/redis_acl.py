@@ -3,7 +3,7 @@
 Least privilege, derived from the roster: a service may read and write only the streams of the types it
 consumes or emits (their dead-letter twins and the bus stream included), its own error hash and heartbeat
 keys, and nothing else; the operator user reads every stream and heartbeat (status, watch) and may add
-to the jobs stream (a principal's signed `job.requested`). The default user is disabled. Passwords are
+to the jobs stream (a principal's signed `job.requested`). The default user cannot log in. Passwords are
 random, stored 0600 under `$TUNEGATE_HOME/redis/credentials/`; the ACL file holds only their SHA-256."""
 
 from __future__ import annotations
@@ -41,6 +41,13 @@ _OPERATOR_COMMANDS = (
     "+@connection", "+xadd", "+xlen", "+xrange", "+xrevrange", "+xread", "+xinfo|groups", "+xinfo|stream",
     "+xpending", "+get", "+scan",
 )
+
+
+# The default user can never log in (off, no password), but keeps every permission: Redis replays the AOF
+# as the default user and re-checks each MULTI/EXEC's commands against it, so with `-@all` every transaction
+# in the AOF (a dead-letter move, an ack with its error cleared) is silently dropped on restart
+# (redis/redis#14541, fixed after 7.2; found by tests/chaos; tests/stack/test_embedded_redis_security.py).
+DEFAULT_USER = "user default off resetpass resetchannels resetkeys ~* &* +@all"
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ class RedisCredentials:
 
     def ensure(self) -> Path:
         """Create missing passwords and (re)write the ACL file from the roster; returns the ACL file."""
-        lines = ["user default off resetchannels -@all"]
+        lines = [DEFAULT_USER]
         for user in users():
             password = self.password(user.name)
             if password is None:

@@ -57,6 +57,30 @@ def test_redis_users_are_least_privilege_and_their_secrets_0600(supervisor: Supe
     assert credentials.password(ADMIN) not in str(report)
 
 
+def test_transactions_survive_a_redis_restart_with_users(supervisor: Supervisor, tunegate_home: Path) -> None:
+    """Redis replays its AOF as the default user and re-checks every MULTI/EXEC against it: with the default
+    user stripped of permissions each transaction (a dead-letter move, an ack) was dropped on restart."""
+    supervisor.start_redis()
+    admin = redis.Redis.from_url(supervisor.redis_url())
+    with admin.pipeline(transaction=True) as pipe:  # as the bus moves an entry to its dead letters
+        pipe.xadd("tunegate.jobs.dlq", {"entry_id": "1-0"})
+        pipe.hset("tunegate:errors:tunegate-registry", "tunegate.jobs|1-0", "gone")
+        pipe.execute()
+    admin.xadd("tunegate.jobs", {"plain": "1"})
+    admin.close()
+    redis_record = supervisor.records()["redis"]
+    os.kill(redis_record.pid, signal.SIGTERM)  # a clean restart: Redis fsyncs its AOF before it exits
+    wait_for(lambda: not redis_record.alive(), 20, "redis stopped")
+    supervisor.start_redis()
+    admin = redis.Redis.from_url(supervisor.redis_url())
+    assert admin.xlen("tunegate.jobs") == 1
+    assert admin.xlen("tunegate.jobs.dlq") == 1, "the transaction was replayed from the AOF"
+    assert admin.hget("tunegate:errors:tunegate-registry", "tunegate.jobs|1-0") == b"gone"
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis.from_url((tunegate_home / "redis" / "url").read_text().strip()).ping()  # default: no login
+    admin.close()
+
+
 def test_after_a_redis_crash_up_restores_the_same_address_and_services_reconnect(supervisor: Supervisor) -> None:
     supervisor.up(("audit",))
     url_before = supervisor.redis_url()
