@@ -190,7 +190,8 @@ def main() -> None:
         try:
             audit.wait_ready(120)
             # Warm-up (not counted): imports, caches, the DLP's first NER call, connections.
-            asyncio.run(load(gateway.base_url, gateway.model, gateway.api_key, args.clients, 3.0, args.seed + 1))
+            warmup = asyncio.run(load(gateway.base_url, gateway.model, gateway.api_key, args.clients, 3.0,
+                                      args.seed + 1))
             outcomes = asyncio.run(load(gateway.base_url, gateway.model, gateway.api_key, args.clients,
                                         args.seconds, args.seed))
             report = summarise(outcomes, args.clients, args.seconds)
@@ -206,6 +207,7 @@ def main() -> None:
             audit.stop()
 
     kinds = Counter(o.kind for o in outcomes)
+    blocked_sent = sum(1 for o in [*warmup, *outcomes] if o.status == 400)
     print(f"gateway load: {args.clients} clients for {args.seconds:.0f} s: {report.requests:,} requests "
           f"({report.throughput_rps:,.1f}/s; {kinds['clean']} clean, {kinds['personal']} personal data, "
           f"{kinds['blocked']} blocked)")
@@ -217,14 +219,14 @@ def main() -> None:
                                                if kind == "personal" else ""))
     print(f"ledger: {report.ledger_found:,} of {report.answered_2xx:,} answered requests found by their audit "
           f"event id ({report.ledger_missing} missing) after {report.ledger_wait_s:.1f} s; "
-          f"{report.blocked_in_ledger:,} inference.blocked entries for {kinds['blocked']:,} blocked prompts "
+          f"{report.blocked_in_ledger:,} inference.blocked entries for {blocked_sent:,} blocked prompts "
           "(warm-up included)")
     for line in report.first_errors:
         print(f"  error: {line}")
     if args.json:
         args.json.write_text(json.dumps(asdict(report), indent=2))
-    if report.ledger_missing:
-        raise SystemExit(1)
+    if report.ledger_missing or report.blocked_in_ledger < blocked_sent:
+        raise SystemExit(1)  # the ledger is incomplete: the figures above are not a pass
 
 
 if __name__ == "__main__":
