@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150
 SERVICES = ("audit", "registry", "scanner", "trainer", "evaluator", "gateway")
 ONCE_PER_JOB = (
     "job.accepted", "dataset.scan.requested", "dataset.scanned", "training.requested", "training.started",
-    "training.completed", "evaluation.started", "evaluation.completed", "model.registered",
+    "training.completed", "evaluation.started", "evaluation.completed",
 )  # fmt: skip
 ROUTE = "lb-upstream"
 TENANT = "acme"
