@@ -31,6 +31,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/ledger_ingest.py
+	if [ -n "$$TUNEGATE_TEST_DATABASE_URL" ]; then $(PY) bench/ledger_ingest.py --postgres "$$TUNEGATE_TEST_DATABASE_URL"; fi
 	$(PY) bench/audit_verify.py --entries 1000000
 	$(PY) bench/scanner_throughput.py
 	$(PY) bench/scanner_recall.py
@@ -42,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/gateway_tokens.py
 	$(PY) bench/gateway_holdback.py
 	$(PY) bench/gateway_dlp_latency.py
+	$(PY) bench/gateway_load.py
 	$(PY) bench/cli_startup.py
 
 # The long fault-injection run (tests/chaos/driver.py): faults and jobs for CHAOS_DURATION seconds after the

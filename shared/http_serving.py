@@ -1,12 +1,17 @@
 """Serving an HTTP app inside a service process (a background task of the service runtime): uvicorn on the
 configured host and port (0 = a free port), the URL it listens on published atomically in a file under
-`$TUNEGATE_HOME/run/` once it listens, removed on the way out. The registry API and the gateway use it."""
+`$TUNEGATE_HOME/run/` once it listens, removed on the way out. The registry API and the gateway use it.
+
+Replicas sharing a home each publish their own `run/<name>-<host>-<pid>.url` (what a load balancer or a test
+spreads requests over) and the shared `run/<name>.url` (any replica serves every request; the newest one
+wins); a replica leaving removes the shared file only while it still names that replica."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +23,13 @@ from shared.heap import freeze_startup_heap
 log = logging.getLogger("tunegate.http")
 
 
+def replica_url_file(url_file: Path, host: str, pid: int) -> Path:
+    """This process's own URL file beside the shared one (named as its bus consumer is)."""
+    return url_file.with_name(f"{url_file.stem}-{host}-{pid}{url_file.suffix}")
+
+
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: replicas write the same file
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -39,10 +49,14 @@ async def serve_app(app: Any, *, host: str, port: int, url_file: Path, log_level
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     freeze_startup_heap()  # the app and everything it loaded are built: keep full collections off requests
     task = asyncio.create_task(server.serve())
+    own_file = replica_url_file(url_file, socket.gethostname(), os.getpid())
+    published = ""
     try:
         async for bound in _listening_port(server, task, what):
             shown = f"[{host}]" if ":" in host else host
-            _write_atomically(url_file, f"http://{shown}:{bound}\n")
+            published = f"http://{shown}:{bound}\n"
+            _write_atomically(own_file, published)
+            _write_atomically(url_file, published)
             log.info("%s listening on http://%s:%s", what, shown, bound)
         await task
     finally:
@@ -52,8 +66,12 @@ async def serve_app(app: Any, *, host: str, port: int, url_file: Path, log_level
                 await asyncio.wait_for(task, timeout=5)
             except (TimeoutError, asyncio.CancelledError):
                 task.cancel()
-        if url_file.exists():
-            url_file.unlink()
+        own_file.unlink(missing_ok=True)
+        try:
+            if published and url_file.read_text() == published:
+                url_file.unlink()
+        except FileNotFoundError:
+            pass
 
 
 async def _listening_port(server: uvicorn.Server, task: asyncio.Task[None], what: str) -> AsyncIterator[int]:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shared.config import Settings
-from shared.stack.supervisor import SERVICES, Supervisor, SupervisorError
+from shared.stack.supervisor import MAX_REPLICAS, SERVICES, Supervisor, SupervisorError
 
 console = Console()
 
@@ -17,6 +17,9 @@ console = Console()
 def up(
     services: list[str] = typer.Option(list(SERVICES), "--service", "-s", help="Start only these services."),
     timeout: float = typer.Option(180.0, help="Seconds to wait for each service to report ready."),
+    replicas: int = typer.Option(
+        1, min=1, max=MAX_REPLICAS, help="Processes per service (one consumer group each: an event goes to one)."
+    ),
 ) -> None:
     """Start Redis (unless TUNEGATE_REDIS_URL is set) and every service in the background."""
     unknown = sorted(set(services) - set(SERVICES))
@@ -25,13 +28,13 @@ def up(
         raise typer.Exit(2)
     supervisor = Supervisor(Settings())
     try:
-        result = supervisor.up(tuple(services), timeout_s=timeout)
+        result = supervisor.up(tuple(services), timeout_s=timeout, replicas=replicas)
     except SupervisorError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(1) from exc
     console.print(f"redis: {result['redis_url']}")
-    for name, pid in result["services"].items():
-        console.print(f"[green]ready[/green] {name} (pid {pid})")
+    for name, pids in result["services"].items():
+        console.print(f"[green]ready[/green] {name} (pid {', '.join(map(str, pids))})")
     console.print(f"logs and pids under {supervisor.home}")
     if "registry" in result["services"]:
         from services.registry.entrypoints.principals_cli import bootstrap_after_up
@@ -68,7 +71,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         pending = sum(entry["pending"].values())
         table.add_row(
             name,
-            str(entry["pid"] or "-"),
+            ", ".join(map(str, entry["pids"])) or "-",
             "yes" if entry["alive"] else "no",
             "yes" if entry["ready"] else "no",
             str(len(entry["replicas"])),

@@ -15,7 +15,7 @@ from services.gateway.settings import GatewaySettings
 from shared.config import Settings
 from shared.models.bases import configure_offline, resolve_base
 from shared.storage.artifacts import ArtifactStore
-from shared.storage.db import Database
+from shared.storage.db import Database, create_schema
 
 if TYPE_CHECKING:
     from services.gateway.domain.policy import PolicySet
@@ -30,7 +30,7 @@ def state_follower(settings: Settings, models: ModelRuntime) -> tables.StateFoll
     """The state the followed events left, replayed before the service consumes anything new, and the
     follower that keeps it current."""
     db = Database(settings.database_url_for(NAME))
-    tables.metadata.create_all(db.engine)
+    create_schema(db.engine, tables.metadata)
     follower = tables.StateFollower(db, GatewayState(), models.on_change)
     follower.catch_up()
     return follower

@@ -41,7 +41,7 @@ from shared.heap import freeze_startup_heap
 from shared.logs import setup_logging
 from shared.security.signing import KeyDirectory
 from shared.storage.artifacts import ArtifactStore
-from shared.storage.db import Database
+from shared.storage.db import Database, create_schema
 from shared.storage.private import restrict_umask
 from shared.telemetry import setup_tracing
 
@@ -165,7 +165,7 @@ class ServiceRuntime:
         # it has no inbox or outbox.
         own = [] if self.definition.batch_handler is not None else [self.tables.metadata]
         for metadata in [*own, *self.definition.metadata]:
-            metadata.create_all(self.db.engine)
+            create_schema(self.db.engine, metadata)
         await ensure_groups(self.redis, self.streams, self.group)
         self._subscribe()
         await self.broker.start()

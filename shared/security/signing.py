@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,7 +143,9 @@ class KeyDirectory:
         target = self._trust_dir(identity) / f"{key_id_for(key)}.pub"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
+            # Per process: replicas starting together on one home publish the same key at the same moment,
+            # and a shared temporary name let one rename the other's file away.
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             tmp.write_text(public_key_pem(key))
             tmp.replace(target)
 

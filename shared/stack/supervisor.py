@@ -32,6 +32,10 @@ SERVICES: tuple[str, ...] = service_names()
 """Services `tunegate up` starts, in roster order (the audit ledger first so it sees everything)."""
 
 
+MAX_REPLICAS = 16
+"""A bound on `tunegate up --replicas`: one machine's processes, not a cluster (that is infra/)."""
+
+
 class SupervisorError(RuntimeError):
     pass
 
@@ -43,6 +47,13 @@ class ProcessRecord:
     create_time: float
     command: list[str]
     log: str
+    replica: int = 1
+    """1..N among the service's processes (`tunegate up --replicas N`); they share one consumer group."""
+
+    @property
+    def key(self) -> str:
+        """The record's file stem: the service's name for its first process, `<name>-<replica>` after."""
+        return self.name if self.replica == 1 else f"{self.name}-{self.replica}"
 
     def alive(self) -> bool:
         try:
@@ -65,15 +76,19 @@ class Supervisor:
         return self.run_dir / f"{name}.pid.json"
 
     def _write_record(self, record: ProcessRecord) -> None:
-        target = self.settings.path("run", self._record_path(record.name).name)  # home and run/ owner-only
+        target = self.settings.path("run", self._record_path(record.key).name)  # home and run/ owner-only
         write_secret(target, json.dumps(record.__dict__).encode("utf-8"))
 
     def records(self) -> dict[str, ProcessRecord]:
+        """Every started process by its key: `redis`, `<service>`, `<service>-2`, ..."""
         found = {}
         for path in sorted(self.run_dir.glob("*.pid.json")) if self.run_dir.exists() else []:
-            data = json.loads(path.read_text())
-            found[data["name"]] = ProcessRecord(**data)
+            record = ProcessRecord(**json.loads(path.read_text()))
+            found[record.key] = record
         return found
+
+    def replicas_of(self, name: str) -> list[ProcessRecord]:
+        return sorted((r for r in self.records().values() if r.name == name), key=lambda r: r.replica)
 
     # ------------------------------------------------------------- up
 
@@ -118,11 +133,12 @@ class Supervisor:
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def start_service(self, name: str) -> ProcessRecord:
-        existing = self.records().get(name)
+    def start_service(self, name: str, replica: int = 1) -> ProcessRecord:
+        key = ProcessRecord(name, 0, 0.0, [], "", replica).key
+        existing = self.records().get(key)
         if existing and existing.alive():
             return existing
-        log_path = self.settings.path("logs", f"{name}.log")
+        log_path = self.settings.path("logs", f"{key}.log")
         command = [sys.executable, "-m", f"services.{name}"]
         with open_private_append(log_path) as log_file:
             proc = subprocess.Popen(
@@ -134,7 +150,7 @@ class Supervisor:
                 start_new_session=True,
                 umask=PRIVATE_UMASK,  # databases, ready files, keys, traces the service writes: owner-only
             )
-        record = ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), command, str(log_path))
+        record = ProcessRecord(name, proc.pid, psutil.Process(proc.pid).create_time(), command, str(log_path), replica)
         self._write_record(record)
         return record
 
@@ -153,15 +169,22 @@ class Supervisor:
             time.sleep(0.1)
         raise SupervisorError(f"service {record.name} not ready after {timeout_s}s (log: {record.log})")
 
-    def up(self, services: tuple[str, ...] = SERVICES, timeout_s: float = 120.0) -> dict[str, Any]:
+    def up(self, services: tuple[str, ...] = SERVICES, timeout_s: float = 120.0, replicas: int = 1) -> dict[str, Any]:
+        """Start Redis and `replicas` processes of each service (one consumer group per service: each event
+        goes to one of them; the trainer and evaluator coordinate jobs by their leases)."""
+        if not 1 <= replicas <= MAX_REPLICAS:
+            raise SupervisorError(f"replicas must be 1..{MAX_REPLICAS}, not {replicas}")
         url = self.start_redis() or self.settings.redis_url
         keys = KeyDirectory(self.settings.keys_dir)
         for name in services:
             keys.signer(name)  # each service's signing key, 0600, before anything is published
-        started = {name: self.start_service(name) for name in services}
-        for record in started.values():
+        started = [self.start_service(name, replica) for name in services for replica in range(1, replicas + 1)]
+        for record in started:
             self.wait_ready(record, timeout_s)
-        return {"redis_url": redact_url(url) if url else url, "services": {n: r.pid for n, r in started.items()}}
+        pids: dict[str, list[int]] = {}
+        for record in started:
+            pids.setdefault(record.name, []).append(record.pid)
+        return {"redis_url": redact_url(url) if url else url, "services": pids}
 
     # ------------------------------------------------------------- down
 
@@ -182,12 +205,12 @@ class Supervisor:
     def down(self, timeout_s: float = 20.0) -> list[str]:
         stopped = []
         records = self.records()
-        for name, record in records.items():
-            if name == "redis":
+        for key, record in records.items():
+            if key == "redis":
                 continue
             if self._terminate(record, timeout_s):
-                stopped.append(name)
-            self._record_path(name).unlink(missing_ok=True)
+                stopped.append(key)
+            self._record_path(key).unlink(missing_ok=True)
         if "redis" in records:
             if self._terminate(records["redis"], timeout_s):
                 stopped.append("redis")
@@ -231,24 +254,29 @@ class Supervisor:
                 report["redis"] = {"url": redact_url(url), "reachable": False, "error": str(exc)}
                 client = None
         for name in SERVICES:
+            started = [r for r in records.values() if r.name == name]
             record = records.get(name)
-            alive = bool(record and record.alive())
+            alive = bool(started) and all(r.alive() for r in started)
             replicas = heartbeats.get(name, [])
             entry: dict[str, Any] = {
                 "pid": record.pid if record else None,
+                "pids": [r.pid for r in sorted(started, key=lambda r: r.replica)],
                 "alive": alive,
                 # A ready file outlives a SIGKILLed process: ready means alive too.
-                "ready": alive and record is not None and self._ready_file(record).exists(),
+                "ready": alive and all(self._ready_file(r).exists() for r in started),
                 "replicas": replicas,
                 "lag": {},
                 "pending": {},
                 "dead_letters": 0,
                 "problems": [],
             }
-            if record is not None and not alive:
-                entry["problems"].append(f"process {record.pid} is gone (log: {record.log})")
-            elif record is not None and client is not None and not any(r.get("pid") == record.pid for r in replicas):
-                entry["problems"].append("no heartbeat in Redis for this process: it cannot reach Redis")
+            for started_record in sorted(started, key=lambda r: r.replica):
+                if not started_record.alive():
+                    entry["problems"].append(f"process {started_record.pid} is gone (log: {started_record.log})")
+                elif client is not None and not any(r.get("pid") == started_record.pid for r in replicas):
+                    entry["problems"].append(
+                        f"no heartbeat in Redis for process {started_record.pid}: it cannot reach Redis"
+                    )
             if client is not None:
                 for stream in _streams_of(name):
                     lag, pending = _group_lag(client, stream, group_name(name))
@@ -258,7 +286,7 @@ class Supervisor:
             report["services"][name] = entry
         if client is not None:
             client.close()
-        started = [e for e in report["services"].values() if e["pid"] is not None]
+        started = [e for e in report["services"].values() if e["pids"]]
         report["healthy"] = bool(report["redis"].get("reachable")) and all(
             e["alive"] and e["ready"] and not e["problems"] for e in started
         )

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -22,6 +23,28 @@ def normalise_url(url: str) -> str:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+# One advisory-lock key for "tunegate schema creation" (first 8 bytes of its name's SHA-256, signed 64-bit).
+_SCHEMA_LOCK_KEY = int.from_bytes(hashlib.sha256(b"tunegate.schema.create").digest()[:8], "big", signed=True)
+
+
+def create_schema(engine: Engine, metadata: MetaData) -> None:
+    """metadata.create_all, safe when replicas start at the same moment: create_all checks then creates, so
+    two processes can both see a table missing and the second CREATE fails (on PostgreSQL a duplicate
+    pg_type row). Holding a database-wide lock for the check and the create makes the later one see the
+    tables. PostgreSQL: a transaction-level advisory lock; SQLite: BEGIN IMMEDIATE (the write lock)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY})
+        try:
+            metadata.create_all(conn)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
 
 
 def make_engine(url: str) -> Engine:

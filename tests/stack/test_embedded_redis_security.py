@@ -13,7 +13,7 @@ import redis
 
 from shared.config import Settings
 from shared.stack.redis_acl import ADMIN, OPERATOR, RedisCredentials
-from shared.stack.supervisor import Supervisor
+from shared.stack.supervisor import Supervisor, SupervisorError
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -135,3 +135,24 @@ def test_each_service_can_do_its_own_work_under_its_user(tmp_path: Path) -> None
         assert operator.get("tunegate:training:job_1:cancel") == b"stop"  # `jobs watch` reads it
     finally:
         server.stop()
+
+
+def test_up_with_replicas_starts_reports_and_stops_each_process(supervisor: Supervisor, tunegate_home: Path) -> None:
+    result = supervisor.up(("audit",), replicas=2)
+    pids = result["services"]["audit"]
+    assert len(set(pids)) == 2
+    assert set(supervisor.records()) == {"redis", "audit", "audit-2"}
+    wait_for(lambda: len(supervisor.status()["services"]["audit"]["replicas"]) == 2, 20, "two heartbeats")
+    entry = supervisor.status()["services"]["audit"]
+    assert entry["pids"] == pids and entry["alive"] and entry["ready"] and not entry["problems"]
+    assert supervisor.up(("audit",), replicas=2)["services"]["audit"] == pids  # idempotent: none started twice
+    os.kill(pids[1], signal.SIGKILL)
+    wait_for(lambda: not supervisor.records()["audit-2"].alive(), 10, "the second replica gone")
+    report = supervisor.status()
+    entry = report["services"]["audit"]
+    assert not report["healthy"] and not entry["alive"]
+    assert entry["problems"] == [f"process {pids[1]} is gone (log: {supervisor.records()['audit-2'].log})"]
+    with pytest.raises(SupervisorError, match=r"replicas must be 1\.\.16"):
+        supervisor.up(("audit",), replicas=17)
+    assert set(supervisor.down()) == {"audit", "redis"}  # the SIGKILLed one was not running to be stopped
+    assert not list((tunegate_home / "run").glob("*.pid.json"))

@@ -51,7 +51,8 @@ def policy_job(workdir: Path, base: BaseModelInfo, reward_model_dir: Path) -> Tr
         "reward_functions": [{"kind": "keywords", "keywords": ["{"]}],
         "num_generations": 4, "max_completion_tokens": 10}})
     job = make_job(workdir, base, chat_records(16, seed=2), method,
-                   {"max_steps": 6, "learning_rate": 5e-3, "logging_steps": 1, "batch_size": 8, "save_steps": 3, "beta": 0.5},
+                   {"max_steps": 6, "learning_rate": 5e-3, "logging_steps": 1, "batch_size": 8, "save_steps": 3,
+                    "beta": 0.5},
                    name="policy")
     job.reward_model_dir = reward_model_dir
     return job

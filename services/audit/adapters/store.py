@@ -14,7 +14,7 @@ from services.audit.domain.entries import GENESIS_PREV_HASH, LedgerEntry
 from services.audit.domain.tree_heads import SignedTreeHead
 from services.audit.domain.verification import EntryRow
 from shared.merkle import EMPTY_ROOT, fold_subtree_roots, perfect_subtrees, root_from_leaf_hashes
-from shared.storage.db import Database
+from shared.storage.db import Database, create_schema
 
 NODE_MIN_LEVEL = 8
 # A stable advisory-lock key for "the audit ledger" (first 8 bytes of its name's SHA-256, signed 64-bit).
@@ -54,7 +54,7 @@ class LedgerStore:
 
     def create_schema(self) -> None:
         """Create the tables and append-only triggers (idempotent)."""
-        metadata.create_all(self.engine)
+        create_schema(self.engine, metadata)
 
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table(entries.name)
