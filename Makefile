@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) bench/ledger_ingest.py
 	$(PY) bench/audit_verify.py --entries 1000000
 	$(PY) bench/scanner_throughput.py
+	$(PY) bench/scanner_memory.py
 	$(PY) bench/scanner_recall.py
 	$(PY) bench/scanner_prescreen.py
 	$(PY) bench/trainer_overhead.py
