@@ -4,17 +4,18 @@
 
 Generates a JSONL of --size-mb (chat records as bench/scanner_throughput.py builds them: a system prompt, a
 Faker ticket or chat with names and free text, an assistant text with planted PII and secrets; every record
-made distinct so neither spaCy nor the scanner's repeat cache is spared work) in a temporary directory,
-streaming, and deletes it afterwards. It then runs the real CLI (`python -m services.cli.main scan`, NER on
-unless --no-ner) as a child process and samples, every --sample-s seconds, the resident memory (RSS) of the
-scan process and of its workers together with how far the scan has read its input (the file position of the
-dataset, from /proc via psutil; it runs ahead of the records done by at most the chunks in flight, about
-1 MB, so it is a measure for large files only).
+made distinct by a line of its own, so the scanner's text cache is spared nothing and only lines the templates
+repeat are read once) in a temporary directory, streaming, and deletes it afterwards. It then runs the real
+CLI (`python -m services.cli.main scan`, NER on unless --no-ner) as a child process and samples, every
+--sample-s seconds, the resident memory (RSS) of the scan process and of its workers together with how far the
+scan has read its input (the file position of the dataset, from /proc via psutil; it runs ahead of the records
+done by at most the chunks in flight, about 1 MB, so it is a measure for large files only).
 
-It prints one row about every 5% of the input and then start / peak / end RSS and the least-squares slope of
-total RSS (scan process + workers) against bytes read, in MB of RSS per 100 MB of input, over the samples
-after the first 10% of the file (model load and the first chunks' buffers come before that). A streamed scan
-has a slope near 0; a scan that held records, findings or spaCy strings would grow with the file.
+It prints a row every 5% of the input (and at least every --row-s seconds), then start / peak / end RSS
+and the least-squares slope of total RSS (scan process + workers) against bytes read, in MB of RSS per
+100 MB of input, over the samples after the first 10% of what was read (model load and the first chunks'
+buffers come before that). A streamed scan has a slope near 0; a scan that held records, findings or spaCy
+strings would grow with the file.
 --max-seconds stops the scan (and reports what was sampled so far) when the whole file would take too long."""
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--no-ner", action="store_true", help="Scan without NER.")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--sample-s", type=float, default=1.0, help="Seconds between RSS samples.")
+    parser.add_argument("--row-s", type=float, default=120, help="Print a row at least this often (seconds).")
     parser.add_argument("--max-seconds", type=float, default=0, help="Stop the scan after this long (0: no limit).")
     args = parser.parse_args()
     if args.size_mb <= 0 or args.sample_s <= 0 or args.max_seconds < 0:
@@ -175,14 +177,17 @@ def main() -> None:
             command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
         stopped = False
-        next_row = 0.05
+        next_row, next_row_s = 0.05, args.row_s
+        # A SIGTERM (a run stopped from outside) still stops the scan's own process group and cleans up.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         try:
             with Sampler(psutil.Process(scan.pid), dataset, args.sample_s) as sampler:
                 while scan.poll() is None:
                     time.sleep(args.sample_s)
-                    if sampler.samples and sampler.samples[-1].read_bytes >= next_row * size:
-                        print(row(sampler.samples[-1], size), flush=True)
-                        next_row = sampler.samples[-1].read_bytes / size + 0.05
+                    last = sampler.samples[-1] if sampler.samples else None
+                    if last and (last.read_bytes >= next_row * size or last.seconds >= next_row_s):
+                        print(row(last, size), flush=True)
+                        next_row, next_row_s = last.read_bytes / size + 0.05, last.seconds + args.row_s
                     if args.max_seconds and sampler.samples and sampler.samples[-1].seconds > args.max_seconds:
                         stopped = True
                         stop_tree(scan)
