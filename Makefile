@@ -34,6 +34,7 @@ bench: $(STAMP)
 	if [ -n "$$TUNEGATE_TEST_DATABASE_URL" ]; then $(PY) bench/ledger_ingest.py --postgres "$$TUNEGATE_TEST_DATABASE_URL"; fi
 	$(PY) bench/audit_verify.py --entries 1000000
 	$(PY) bench/scanner_throughput.py
+	$(PY) bench/scanner_memory.py
 	$(PY) bench/scanner_recall.py
 	$(PY) bench/scanner_prescreen.py
 	$(PY) bench/trainer_overhead.py

@@ -1,7 +1,6 @@
 """Scanner throughput and recall versus a plain Presidio AnalyzerEngine loop, in one run, with NER and without.
 
     .venv/bin/python bench/scanner_throughput.py [--records 2000] [--workers N] [--modes ner,no-ner]
-                                                 [--large-mb 20] [--large-no-ner]
 
 Corpus: chat records of a system prompt (the same in every record, as in a real chat dataset), a user
 message from the Faker corpus (e-mails, tickets and chats in 7 locales with names, free text and decoys;
@@ -15,25 +14,19 @@ same recognizers and thresholds:
 - without NER: the baseline is the same loop with the NoOp NLP engine; the scanner scans with --no-ner.
 
 The scanner side is the whole pipeline, file to file: parse, validate, detect, decide, redact, hash,
-fingerprint, report. `--large-mb` additionally scans generated JSONL files of that size and a tenth of it
-(every record distinct, so neither spaCy nor the scanner's repeat cache is spared work) and reports peak
-RSS, to show memory stays flat (streamed, never loaded whole)."""
+fingerprint, report. Memory on a large file is bench/scanner_memory.py's (RSS over a 1 GB scan)."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -141,71 +134,6 @@ def run_scanner(
     return n / elapsed, score(labelled, per_text), result
 
 
-class RssSampler:
-    """Peak resident memory of this process and, separately, of its largest worker, sampled every 50 ms."""
-
-    def __init__(self) -> None:
-        self.main_peak = self.worker_peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            self.main_peak = max(self.main_peak, me.memory_info().rss / 2**20)
-            for child in me.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    self.worker_peak = max(self.worker_peak, child.memory_info().rss / 2**20)
-            time.sleep(0.05)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def scan_generated_file(size_mb: float, workers: int | None, records: list[dict[str, Any]], tmp: Path,
-                        ner: bool) -> None:
-    path = tmp / f"large-{size_mb:g}.jsonl"
-    written, i = 0, 0
-    with path.open("w", encoding="utf-8") as out:
-        while written < size_mb * 1_000_000:
-            record = json.loads(json.dumps(records[i % len(records)]))
-            # Every record distinct: a cycled corpus would let the scanner's repeat cache skip the work.
-            record["messages"][1]["content"] += f"\n(ticket {i})"
-            line = json.dumps(record) + "\n"
-            out.write(line)
-            written += len(line)
-            i += 1
-    manifest = DatasetManifest(legal_basis="contract", consent_covers_training=True)
-    options = ScanOptions(policy=load_policy("default"), hash_key=HASH_KEY, workers=workers, ner=ner)
-    start_rss = psutil.Process().memory_info().rss / 2**20
-    with RssSampler() as rss:
-        started = time.perf_counter()
-        result = scan_dataset(path, manifest, options, tmp / f"out-{size_mb:g}")
-        elapsed = time.perf_counter() - started
-    print(
-        f"{written / 1e6:7.0f} MB {result.source_records:9,} records {elapsed:7.1f}s "
-        f"{result.source_records / elapsed:9,.0f} rec/s   main RSS {start_rss:5.0f} -> peak {rss.main_peak:5.0f} MB"
-        f"   largest worker peak {rss.worker_peak:5.0f} MB   (NER {result.detectors.ner_model or 'off'})"
-    )
-    path.unlink()
-    for leftover in (tmp / f"out-{size_mb:g}").iterdir():
-        leftover.unlink()
-
-
-def large_file_check(size_mb: float, workers: int | None, seed: int, ner: bool) -> None:
-    """Scan a file of size_mb/10 and one of size_mb: flat memory means the same peaks for both."""
-    records, _ = build_records(2000, seed + 2, 0.5)
-    print(f"\nmemory check (streamed scan of generated JSONL, NER {'on' if ner else 'off'}):")
-    with tempfile.TemporaryDirectory() as tmp:
-        for size in (size_mb / 10, size_mb):
-            scan_generated_file(size, workers, records, Path(tmp), ner)
-
-
 def compare(records: list[dict[str, object]], labelled: list[Labelled], path: Path, workers: int, ner: bool) -> None:
     label = "with NER" if ner else "without NER"
     base_rate, base_scores = run_baseline(records, labelled, ner)
@@ -234,35 +162,24 @@ def main() -> None:
     parser.add_argument("--plant-rate", type=float, default=0.5, help="Share of assistant texts with planted entities.")
     parser.add_argument("--workers", type=int, default=None, help="Scanner workers (default: all cores).")
     parser.add_argument("--modes", default="ner,no-ner", help="Comma-separated: ner, no-ner.")
-    parser.add_argument(
-        "--large-mb",
-        type=float,
-        default=0,
-        help="Also scan generated JSONL files of this size and a tenth of it; report peak RSS.",
-    )
-    parser.add_argument("--large-no-ner", action="store_true", help="Run the memory check without NER.")
-    parser.add_argument("--skip-throughput", action="store_true", help="Only run the memory check.")
     args = parser.parse_args()
     workers = args.workers or os.cpu_count() or 1
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if unknown := set(modes) - {"ner", "no-ner"}:
         parser.error(f"--modes: unknown {sorted(unknown)}; use ner and/or no-ner")
 
-    if not args.skip_throughput:
-        records, labelled = build_records(args.records, args.seed, args.plant_rate)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "bench.jsonl"
-            write_jsonl(path, records)
-            print(
-                f"{args.records} chat records ({path.stat().st_size / 1e6:.1f} MB), "
-                f"{sum(len(t.planted) for t in labelled)} planted entities "
-                f"({sum(p.entity == 'PERSON' for t in labelled for p in t.planted)} names), "
-                f"{os.cpu_count()} cores"
-            )
-            for mode in modes:
-                compare(records, labelled, path, workers, mode == "ner")
-    if args.large_mb or args.skip_throughput:
-        large_file_check(args.large_mb or 20, workers, args.seed, not args.large_no_ner)
+    records, labelled = build_records(args.records, args.seed, args.plant_rate)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.jsonl"
+        write_jsonl(path, records)
+        print(
+            f"{args.records} chat records ({path.stat().st_size / 1e6:.1f} MB), "
+            f"{sum(len(t.planted) for t in labelled)} planted entities "
+            f"({sum(p.entity == 'PERSON' for t in labelled for p in t.planted)} names), "
+            f"{os.cpu_count()} cores"
+        )
+        for mode in modes:
+            compare(records, labelled, path, workers, mode == "ner")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
 from bench.support.faker_corpus import generate_corpus
 from services.scanner.adapters import detector as detector_module
+from services.scanner.adapters import ner as ner_module
 from services.scanner.adapters.detector import Detection, Detector, RegistryEntry, merge_ner
 from services.scanner.adapters.ner import NER_ENTITIES, ner_model, refined_entity
 from services.scanner.domain.policy import Policy
@@ -36,21 +37,26 @@ def texts() -> list[str]:
 
 def presidio_per_text(detector: Detector, text: str) -> list[Detection]:
     """The reference: the registry's detections, then Presidio's own per-text NER path (SpacyNlpEngine.
-    process_text, whole-artifact conversion, SpacyRecognizer.analyze) on the same spaCy pipeline, then the
-    scanner's documented check of each span (ner.refined_entity)."""
+    process_text, whole-artifact conversion, SpacyRecognizer.analyze) on the same spaCy pipeline, line by
+    line as the scanner reads (ner.py), then the scanner's documented check of each span in the whole text
+    (ner.refined_entity)."""
     assert detector._ner is not None
     engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": detector._ner.info.name}])
     engine.nlp = {"en": detector._ner.nlp}
-    artifacts = engine.process_text(text, "en")
     recognizer = SpacyRecognizer(supported_entities=list(NER_ENTITIES))
-    refined = [
-        (refined_entity(text, r.entity_type, r.start, r.end), r)
-        for r in recognizer.analyze(text, list(NER_ENTITIES), artifacts)
-    ]
+    refined = []
+    offset = 0
+    for line in text.split("\n"):
+        if any(c.isalpha() for c in line):
+            artifacts = engine.process_text(line, "en")
+            for r in recognizer.analyze(line, list(NER_ENTITIES), artifacts):
+                start, end = r.start + offset, r.end + offset
+                refined.append((refined_entity(text, r.entity_type, start, end), start, end, r.score))
+        offset += len(line) + 1
     ner = [
-        Detection(entity, r.start, r.end, float(r.score), recognizer.name)
-        for entity, r in refined
-        if entity is not None and r.score >= detector.min_scores.get(entity, 0.0)
+        Detection(entity, start, end, float(score), recognizer.name)
+        for entity, start, end, score in refined
+        if entity is not None and score >= detector.min_scores.get(entity, 0.0)
     ]
     patterns = detector._patterns(text)
     return patterns + merge_ner(patterns, ner)
@@ -79,9 +85,27 @@ def test_repeated_texts_and_texts_without_letters_skip_spacy(
     monkeypatch.setattr(detector._ner.nlp, "pipe", spy)
     detector.detect_many(texts)
     assert seen.count(SYSTEM) == 1 and "12 345 678" not in seen and "" not in seen
-    assert len(seen) == len({t for t in texts if any(c.isalpha() for c in t)})
+    lines = [line for t in texts for line in t.split("\n")]
+    assert len(seen) == len({line for line in lines if any(c.isalpha() for c in line)})
+    assert len(seen) < len(lines), "the corpus repeats lines (greetings, sign-offs): each is read once"
     detector.detect_many(texts[:5])
     assert len(seen) == len(set(seen)), "texts seen in an earlier batch come from the cache"
+    # A new text made of lines seen before is analysed by the registry, but spaCy reads none of it again.
+    multi = next(t for t in texts[:5] if t.count("\n") >= 2)
+    again = "\n".join(multi.split("\n")[::-1])
+    assert again not in texts
+    before = len(seen)
+    assert detector.detect(again) == presidio_per_text(detector, again)
+    assert len(seen) == before
+
+
+def test_the_line_cache_is_bounded(
+    ner_detector: Detector, texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ner_detector._ner is not None
+    monkeypatch.setattr(ner_module, "LINE_CACHE_ENTRIES", 5)
+    ner_detector._ner.analyze_many([f"Ticket {i} from Ingrid Moreau" for i in range(20)])
+    assert len(ner_detector._ner._lines) == 5
 
 
 def test_the_repeat_cache_is_bounded(

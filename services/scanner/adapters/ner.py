@@ -6,12 +6,21 @@ texts at once with `nlp.pipe`; the labels are mapped and scored by Presidio's ow
 configuration and SpacyRecognizer, so the entities and scores are the ones Presidio's recognizer gives for
 the same spaCy entities. Without the parser, spaCy's NER does not see sentence boundaries; on the bench
 corpora that moves a few entity boundaries (mostly DATE and CARDINAL, which no policy governs), which is
-why the scanner's single-text path (`Detector.detect`) uses this same trimmed pipeline."""
+why the scanner's single-text path (`Detector.detect`) uses this same trimmed pipeline.
+
+The model reads each line of a text on its own. A line break is a boundary the parser-less model does not
+see otherwise (it tagged "Jacek Weinhage\n" with the newline, or a name at the start of the line after a
+sign-off as part of it), and lines repeat far more than whole texts do ("Regards,", "Accounts Payable",
+"user: ok great, thank you", a signature): a repeated line is analysed once. The model's spans are cached
+per line, before `refined_entity`, which judges each span in its whole text (a sentence start is the same
+there: a line start is one)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +35,9 @@ NER_ENTITIES = ("PERSON", "LOCATION", "NRP")
 # A text without a single letter cannot hold a name; spaCy would still tokenise and tag it.
 _LETTER = re.compile(r"[^\W\d_]")
 PIPE_BATCH = 64
+# Lines whose model spans are kept across batches (a signature or boilerplate line seen in many records); bounded,
+# so memory stays flat however many distinct lines a scan holds.
+LINE_CACHE_ENTRIES = 8192
 
 
 class NerUnavailable(RuntimeError):
@@ -95,29 +107,56 @@ class SpacyNer:
         self._engine.nlp = {"en": nlp}
         self.recognizer = SpacyRecognizer(supported_entities=list(NER_ENTITIES))
         self.entities = [e for e in NER_ENTITIES if e in entities]
+        self._lines: OrderedDict[bytes, list[NerSpan]] = OrderedDict()
 
     @property
     def name(self) -> str:
         return str(self.recognizer.name)
 
     def analyze_many(self, texts: Sequence[str]) -> list[list[NerSpan]]:
-        """Spans per text, in order; texts without letters are not given to spaCy at all. What the model tags is
-        checked by refined_entity: the small English model takes greetings, field labels, acronyms ("JSON") and
-        Dutch or Spanish lead-ins for people, and many foreign names for groups (NRP)."""
+        """Spans per text, in order. Each line is read on its own (see the module docstring); lines without
+        letters are not given to spaCy at all, and a line seen before (in this batch or a recent one) is not
+        given to it again. What the model tags is checked by refined_entity, in the whole text: the small
+        English model takes greetings, field labels, acronyms ("JSON") and Dutch or Spanish lead-ins for
+        people, and many foreign names for groups (NRP)."""
         out: list[list[NerSpan]] = [[] for _ in texts]
-        todo = [i for i, text in enumerate(texts) if has_letters(text)]
-        if not todo or not self.entities:
+        if not self.entities:
             return out
-        engine = self._engine
-        # spaCy interns every new string (token texts, a name never seen before) in the model's vocabulary for
-        # the life of the process: over a long scan of distinct texts memory grows without bound. Strings
-        # added inside a memory zone are dropped when it closes; nothing of a Doc outlives this loop.
-        with self.nlp.memory_zone():
-            for i, doc in zip(todo, self.nlp.pipe((texts[i] for i in todo), batch_size=PIPE_BATCH), strict=True):
-                out[i] = self._spans(texts[i], doc, engine)
+        cache = self._lines
+        placed: list[tuple[int, int, bytes]] = []  # text index, line offset, line key
+        fresh: dict[bytes, str] = {}
+        for i, text in enumerate(texts):
+            offset = 0
+            for line in text.split("\n"):
+                if has_letters(line):
+                    key = hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+                    placed.append((i, offset, key))
+                    if key not in cache and key not in fresh:
+                        fresh[key] = line
+                offset += len(line) + 1
+        if fresh:
+            engine = self._engine
+            # spaCy interns every new string (token texts, a name never seen before) in the model's vocabulary
+            # for the life of the process: over a long scan of distinct texts memory grows without bound.
+            # Strings added inside a memory zone are dropped when it closes; nothing of a Doc outlives it.
+            with self.nlp.memory_zone():
+                docs = self.nlp.pipe(fresh.values(), batch_size=PIPE_BATCH)
+                for (key, line), doc in zip(fresh.items(), docs, strict=True):
+                    cache[key] = self._raw_spans(line, doc, engine)
+        for i, offset, key in placed:
+            cache.move_to_end(key)
+            text = texts[i]
+            for raw in cache[key]:
+                start, end = raw.start + offset, raw.end + offset
+                entity = refined_entity(text, raw.entity, start, end)
+                if entity in self.entities:
+                    out[i].append(NerSpan(entity, start, end, raw.score))
+        while len(cache) > LINE_CACHE_ENTRIES:
+            cache.popitem(last=False)
         return out
 
-    def _spans(self, text: str, doc: Any, engine: Any) -> list[NerSpan]:
+    def _raw_spans(self, line: str, doc: Any, engine: Any) -> list[NerSpan]:
+        """Presidio's SpacyRecognizer results for one line, as the model gives them (not yet refined)."""
         from presidio_analyzer.nlp_engine import NlpArtifacts
 
         # The entity half of Presidio's SpacyNlpEngine._doc_to_nlp_artifact (label mapping, scores); its
@@ -132,12 +171,10 @@ class SpacyNer:
             language="en",
             scores=scores,
         )
-        spans = []
-        for r in self.recognizer.analyze(text, self.entities, artifacts):
-            entity = refined_entity(text, r.entity_type, r.start, r.end)
-            if entity in self.entities:
-                spans.append(NerSpan(entity, r.start, r.end, float(r.score)))
-        return spans
+        return [
+            NerSpan(r.entity_type, r.start, r.end, float(r.score))
+            for r in self.recognizer.analyze(line, self.entities, artifacts)
+        ]
 
 
 def refined_entity(text: str, entity: str, start: int, end: int) -> str | None:
