@@ -16,7 +16,7 @@ import pytest
 from shared.stack.supervisor import SERVICES
 from tests.support import REPO_ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
 DATABASES = ["sqlite", "postgresql"]
 

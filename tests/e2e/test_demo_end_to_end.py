@@ -132,7 +132,7 @@ def test_demo_runs_submit_scan_approvals_training_evaluation_registry_deployment
     rm_report = json.loads(store.verify(ArtifactRef.model_validate(
         rlhf.reward_model_job["latest_evaluation"]["report"])).read_bytes())
     rm_suite = next(s for s in rm_report["suites"] if s["name"] == "reward_model")
-    assert rm_suite["metrics"]["pairwise_accuracy"] > 0.5, rm_suite  # above chance on held-out pairs
+    assert rm_suite["metrics"]["pairwise_accuracy"]["tuned"] > 0.5, rm_suite  # above chance on held-out pairs
     policy_job = rlhf.rlhf_job
     assert policy_job["state"] in ("evaluated", "gate_failed"), transcript[-4000:]
     rlhf_spec = policy_job["spec"]["method"]["rlhf"]
