@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 
 import redis  # noqa: E402
 
-from services.audit.application import open_store  # noqa: E402
+from services.audit.application import ledger_event_ids, open_store  # noqa: E402
 from shared.bus.definition import ServiceDefinition  # noqa: E402
 from shared.bus.lifecycle import ServiceRuntime, run_service  # noqa: E402
 from shared.bus.liveness import consumer_name, ready_file_name  # noqa: E402
@@ -282,15 +282,6 @@ def drop_schema(base: str, url: str) -> None:
     schema = url.rsplit("%3D", 1)[1]
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def ledger_event_ids(settings: Settings) -> list[str]:
-    store = open_store(settings, create=False)
-    try:
-        with store.read() as conn:
-            return [row.event_id for rows in store.iter_rows(conn) for row in rows]
-    finally:
-        store.db.dispose()
 
 
 def held_by(client: redis.Redis, consumer: str) -> list[str]:

@@ -369,6 +369,17 @@ def open_store(settings: Settings, *, create: bool) -> LedgerStore:
     return store
 
 
+def ledger_event_ids(settings: Settings) -> list[str]:
+    """The event id of every ledger entry, in sequence order: what the replica test and the ingest bench count
+    events against."""
+    store = open_store(settings, create=False)
+    try:
+        with store.read() as conn:
+            return [row.event_id for rows in store.iter_rows(conn) for row in rows]
+    finally:
+        store.db.dispose()
+
+
 def open_ledger(settings: Settings) -> LedgerService:
     """The service as the audit process runs it: schema ensured, key pair loaded or created."""
     return LedgerService(

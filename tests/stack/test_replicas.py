@@ -209,14 +209,9 @@ def _pending(client: redis.Redis, name: str) -> int:
 
 
 def _ledger_event_ids(settings: Settings) -> list[str]:
-    from services.audit.application import open_store
+    from services.audit.application import ledger_event_ids
 
-    store = open_store(settings, create=False)
-    try:
-        with store.read() as conn:
-            return [row.event_id for rows in store.iter_rows(conn) for row in rows]
-    finally:
-        store.db.dispose()
+    return ledger_event_ids(settings)
 
 
 def _ledger_size(settings: Settings) -> int:
