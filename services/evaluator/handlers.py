@@ -255,7 +255,12 @@ class EvaluatorHandlers:
             if training.method.kind == "reward_model":  # it scores text and generates none: its own suite
                 pair, reward_model = None, (load_reward_model(base, model_dir), load_reward_tokenizer(base))
             else:
-                pair, reward_model = load_pair(base, model_dir, batch_size=deps.batch_size, device=deps.device), None
+                start_dir = None
+                if training.start_policy is not None:  # rlhf from an SFT version: compare against that version
+                    start_dir = extract_artifact(deps.artifacts.verify(training.start_policy), workdir / "start")
+                pair = load_pair(base, model_dir, batch_size=deps.batch_size, device=deps.device,
+                                 start_dir=start_dir)
+                reward_model = None
         except (OSError, ValueError) as exc:
             raise Refusal(f"trained artefact {training.artifact.uri} unusable: {exc}") from None
         reward = self._reward_setup(training, base, workdir)

@@ -284,7 +284,7 @@ class TrainerHandlers:
             data_fingerprint=request.fingerprint, metrics=outcome.metrics, loss_curve=curve,
             library_versions=library_versions(), code_commit=code_commit(), epsilon=outcome.epsilon,
             delta=outcome.delta, dataset=request.dataset, held_out=held_out, risk_tier=request.risk_tier,
-            evaluation=request.evaluation, reward_model=request.reward_model,
+            evaluation=request.evaluation, reward_model=request.reward_model, start_policy=request.policy,
         )
 
     def _fail(self, ctx: HandlerContext, job_id: str, reason: str, step: int | None = None) -> None:

@@ -310,6 +310,9 @@ class TrainingCompleted(Payload):
     risk_tier: RiskTier | None = None
     evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
     reward_model: ArtifactRef | None = Field(default=None, description="rlhf: the reward model trained against.")
+    start_policy: ArtifactRef | None = Field(
+        default=None, description="rlhf: the SFT version's adapter the policy started from (the evaluator compares "
+        "against it).")
 
 
 class TrainingFailed(Payload):

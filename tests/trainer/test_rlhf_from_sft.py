@@ -90,3 +90,25 @@ def test_the_policy_artefact_is_the_sft_adapter_trained_on(rloo: dict[str, Any],
     # A fresh adapter's B matrices start at zero, so it would point anywhere; this one is the SFT's, trained on.
     cosine = float(torch.nn.functional.cosine_similarity(old, new, dim=0))
     assert old.norm() > 0 and not torch.equal(old, new) and cosine > 0.8, cosine
+
+
+def test_the_evaluator_compares_the_policy_with_the_sft_version_it_started_from(
+    rloo: dict[str, Any], sft: TrainingOutcome, tiny_base: BaseModelInfo
+) -> None:
+    """With start_dir, the pair's comparison side is the SFT adapter on the base, not the bare base: reward
+    hacking asks whether this job's RL made quality fall, and the SFT before it is not this job's doing."""
+    from services.evaluator.engine.models import load_pair
+
+    policy_dir = rloo["outcome"].model_dir
+    pair = load_pair(tiny_base, policy_dir, start_dir=sft.model_dir)
+    scored = [("user: Extract the order as JSON: Ada Berg ordered 2 lamps.\nassistant: ", '{"name": "Ada Berg"')]
+    alone_sft = load_pair(tiny_base, sft.model_dir).tuned.score(scored)[0].logprob
+    alone_policy = load_pair(tiny_base, policy_dir).tuned.score(scored)[0].logprob
+    bare_base = load_pair(tiny_base, sft.model_dir).base.score(scored)[0].logprob
+    # Switching adapters back and forth in one model gives each side its own weights, in any order.
+    for _ in range(2):
+        assert pair.base.score(scored)[0].logprob == pytest.approx(alone_sft, abs=1e-4)
+        assert pair.tuned.score(scored)[0].logprob == pytest.approx(alone_policy, abs=1e-4)
+    assert abs(alone_sft - bare_base) > 1e-2  # the SFT run moved the model: comparing with the base would differ
+    with pytest.raises(ValueError, match="LoRA adapters on both sides"):
+        load_pair(tiny_base, policy_dir, start_dir=tiny_base.path)

@@ -46,9 +46,10 @@ class ContinuationScore:
 
 class ScoringModel:
     """One side of the comparison. `adapter` is None for a plain model, True/False for a PEFT model with its
-    adapter on (fine-tuned) or off (base)."""
+    adapter on (fine-tuned) or off (base), or the name of the adapter to switch to in a PEFT model holding two
+    (an RLHF policy and the SFT version it started from)."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, label: str, adapter: bool | None = None,
+    def __init__(self, model: Any, tokenizer: Any, *, label: str, adapter: bool | str | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -66,7 +67,10 @@ class ScoringModel:
         import torch
 
         with torch.inference_mode():
-            if self.adapter is False:
+            if isinstance(self.adapter, str):
+                self.model.set_adapter(self.adapter)
+                yield
+            elif self.adapter is False:
                 with self.model.disable_adapter():
                     yield
             else:
@@ -186,8 +190,10 @@ def extract_artifact(tar_path: Path, target: Path) -> Path:
 
 
 def load_pair(base: BaseModelInfo, model_dir: Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
-              device: str = "cpu") -> ModelPair:
-    """The fine-tuned model from its unpacked artefact and the base it started from, on `device` (DEVICES)."""
+              device: str = "cpu", start_dir: Path | None = None) -> ModelPair:
+    """The fine-tuned model from its unpacked artefact and what it started from, on `device` (DEVICES): the base,
+    or with `start_dir` (an RLHF policy started from an SFT version) that version's adapter on the base, so
+    "did quality fall while reward rose" is asked of what this job changed, not of the SFT before it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -198,6 +204,19 @@ def load_pair(base: BaseModelInfo, model_dir: Path, *, batch_size: int = DEFAULT
     tokenizer.padding_side = "left"
     target = resolve_device(device)
     base_model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32).to(target).eval()
+    if start_dir is not None:
+        from peft import PeftModel
+
+        if not (model_dir / "adapter_config.json").exists() or not (start_dir / "adapter_config.json").exists():
+            raise ValueError("comparing against a starting policy needs LoRA adapters on both sides")
+        both = PeftModel.from_pretrained(base_model, model_dir, adapter_name="tuned")
+        both.load_adapter(str(start_dir), adapter_name="start")
+        both = both.to(target).eval()
+        return ModelPair(
+            tuned=ScoringModel(both, tokenizer, label="fine-tuned", adapter="tuned", batch_size=batch_size),
+            base=ScoringModel(both, tokenizer, label="starting policy", adapter="start", batch_size=batch_size),
+            tokenizer=tokenizer, adapter="lora",
+        )
     if (model_dir / "adapter_config.json").exists():
         from peft import PeftModel
 
