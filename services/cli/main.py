@@ -53,7 +53,8 @@ VERBS: dict[str, Verb] = {
     ),
     "demo-dataset": Verb(
         "services.scanner.entrypoints.cli:demo_dataset",
-        "Write the demo dataset: order-extraction chats with planted emails, phones, a card and an AWS key.",
+        "Write the demo dataset: order-extraction chats with planted emails, phones, a card and an AWS key; or, "
+        "with --preferences, rated reply pairs on that task.",
     ),
     "demo": Verb("services.cli.demo:demo", "Run the whole path of one job end to end on embedded defaults."),
     "audit": Verb("services.audit.entrypoints.cli:audit_app", "The audit ledger: verify it, export and check proofs."),
