@@ -265,7 +265,9 @@ async def test_erasure_pages_and_certificate_for_readers_only(world: World) -> N
     assert download.json() == signed  # no audit ledger on this host yet: the signed certificate alone
     fill_ledger(world.settings, world.runtime.published)
     with_proofs = client.get(f"/console/erasures/{erasure['id']}/certificate.json").json()
-    assert set(with_proofs["audit_proofs"]) == {step["event_id"] for step in signed["steps"]}
+    # Every step's event, and the completion event that names the certificate's digest (its anchor in the ledger).
+    proven = {step["event_id"] for step in signed["steps"]} | {signed["completion"]["event_id"]}
+    assert set(with_proofs["audit_proofs"]) == proven
     registry_key = KeyDirectory(world.settings.keys_dir).signer(SIGNER).private_key.public_key()
     log_key = load_public_key(local_public_key_path(world.settings).read_bytes())
     assert certificate.verify(with_proofs, registry_key, log_key) == []  # as `tunegate erasure verify` checks it
