@@ -30,9 +30,9 @@ def ner_detector(registry: list[RegistryEntry], policy: Policy) -> Detector:
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
-    corpus = [r.text for r in generate_corpus(40, seed=11)]
+    corpus = [r.text for r in generate_corpus(120, seed=11)]
     # Repeats (a system prompt in every record), texts without letters, an empty one.
-    return [SYSTEM, *corpus[:20], SYSTEM, "12 345 678", "", *corpus[20:], SYSTEM, corpus[3]]
+    return [SYSTEM, *corpus[:60], SYSTEM, "12 345 678", "", *corpus[60:], SYSTEM, corpus[3]]
 
 
 def presidio_per_text(detector: Detector, text: str) -> list[Detection]:
@@ -69,10 +69,8 @@ def test_batched_ner_finds_what_the_per_text_path_finds(ner_detector: Detector, 
     assert any(d.recognizer == "SpacyRecognizer" and d.entity == "PERSON" for found in batched for d in found)
 
 
-def test_repeated_texts_and_texts_without_letters_skip_spacy(
-    registry: list[RegistryEntry], policy: Policy, texts: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    detector = Detector(registry, set(policy.floors("internal")), ner=True)
+def _spied(detector: Detector, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the detector's spaCy pipeline is given from now on."""
     assert detector._ner is not None
     seen: list[str] = []
     pipe = detector._ner.nlp.pipe
@@ -83,11 +81,29 @@ def test_repeated_texts_and_texts_without_letters_skip_spacy(
         return pipe(items, **kwargs)
 
     monkeypatch.setattr(detector._ner.nlp, "pipe", spy)
+    return seen
+
+
+def test_repeated_texts_texts_without_letters_and_lines_without_a_name_skip_spacy(
+    registry: list[RegistryEntry], policy: Policy, texts: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    detector = Detector(registry, set(policy.floors("internal")), ner=True)
+    assert detector._ner is not None
+    seen = _spied(detector, monkeypatch)
     detector.detect_many(texts)
     assert seen.count(SYSTEM) == 1 and "12 345 678" not in seen and "" not in seen
     lines = [line for t in texts for line in t.split("\n")]
-    assert len(seen) == len({line for line in lines if any(c.isalpha() for c in line)})
-    assert len(seen) < len(lines), "the corpus repeats lines (greetings, sign-offs): each is read once"
+    with_letters = {line for line in lines if any(c.isalpha() for c in line)}
+    read = [line for line in seen if line in with_letters]
+    assert len(read) == len(set(read)), "the corpus repeats lines (greetings, sign-offs): each is read once"
+    # Lines that can hold a name are read; of the others, only those opening with a place or group word (a
+    # sentence-opening word is asked about alone, once: a line of just that word is read that way).
+    asked = set(detector._ner._openers)
+    for line in with_letters:
+        inside, openers = ner_module.name_capitals(line)
+        flagged = any(detector._ner._is_place_or_group(w) for w in openers)
+        assert (line in read) == (inside or flagged or line in asked), line
+    assert len(read) < 0.8 * len(with_letters), "most lines of a support corpus hold no name"
     detector.detect_many(texts[:5])
     assert len(seen) == len(set(seen)), "texts seen in an earlier batch come from the cache"
     # A new text made of lines seen before is analysed by the registry, but spaCy reads none of it again.
@@ -97,6 +113,33 @@ def test_repeated_texts_and_texts_without_letters_skip_spacy(
     before = len(seen)
     assert detector.detect(again) == presidio_per_text(detector, again)
     assert len(seen) == before
+
+
+@pytest.mark.parametrize(
+    ("line", "read"),
+    [
+        ("Thanks for the quick update.", False),  # a capital opening a sentence says nothing
+        ("ok great, thank you", False),
+        ("Hi, sure, done!", False),
+        ("Hi. Sure. Done!", True),  # as "Dr. Smith": two capitalised words in a row may be one name
+        ("I spoke with Ingrid Moreau from billing.", True),
+        ("Ingrid called. Moreau answered.", False),  # lone capitalised words opening sentences: never a name
+        ("Dr. Smith called back.", True),
+        ("Regards, Tomasz", True),
+        ("Spanish customers get the invoice in Euro.", True),
+        ("Germans asked first.", True),  # a group word opening the sentence: read whole
+        ("Paris is where the parcel waits.", True),  # a place: read whole
+    ],
+)
+def test_a_line_is_read_when_it_may_hold_a_name_a_place_or_a_group(
+    ner_detector: Detector, line: str, read: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ner_detector._ner is not None
+    ner_detector._ner._lines.clear()
+    seen = _spied(ner_detector, monkeypatch)
+    ner_detector.detect_many([line])
+    assert (line in seen) == read
+    assert ner_detector.detect(line) == presidio_per_text(ner_detector, line)
 
 
 def test_the_line_cache_is_bounded(
