@@ -54,6 +54,7 @@ sys.path.insert(0, str(REPO))
 import redis  # noqa: E402
 
 from services.audit.application import ledger_event_ids, open_store  # noqa: E402
+from services.audit.bootstrap import RECLAIM_IDLE_MS  # noqa: E402
 from shared.bus.definition import ServiceDefinition  # noqa: E402
 from shared.bus.lifecycle import ServiceRuntime, run_service  # noqa: E402
 from shared.bus.liveness import consumer_name, ready_file_name  # noqa: E402
@@ -308,9 +309,9 @@ class Takeover:
 def takeover(url: str, home: Path, database_url: str, rate: int, seconds: float, kill_after: float) -> Takeover:
     """Two audit processes ingest paced events; after `kill_after` s the one holding unacknowledged entries is
     SIGKILLed. Takeover = SIGKILL -> every event it held is a ledger entry (the survivor reclaims them once
-    they have been idle TUNEGATE_RECLAIM_IDLE_MS). Stall = the longest time the ledger did not grow while
-    events were still being published (new events keep flowing to the survivor). Then the chain is checked
-    with `tunegate audit verify`."""
+    they have been idle TUNEGATE_RECLAIM_IDLE_MS, 3 s by default for the audit). Stall = the longest time the
+    ledger did not grow while events were still being published (new events keep flowing to the survivor).
+    Then the chain is checked with `tunegate audit verify`."""
     redis.Redis.from_url(url).delete("tunegate.jobs", "tunegate.bus")
     settings = Settings(home=home, database_url=database_url)
     env = {"TUNEGATE_DATABASE_URL": database_url}
@@ -409,7 +410,9 @@ def postgres_replicas(url: str, work: Path, base: str, args: argparse.Namespace)
             f"{args.latency_seconds:.0f}s ({len(lat):,} events): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
             f"max {lat[-1]:.1f} ms"
         )
-        idle = Settings().reclaim_idle_ms
+        explicit = Settings()
+        # The audit's own default (services/audit/bootstrap.py) unless the environment sets one.
+        idle = explicit.reclaim_idle_ms if "reclaim_idle_ms" in explicit.model_fields_set else RECLAIM_IDLE_MS
         result = takeover(url, work / "pg-takeover", schema(), args.rate, args.takeover_seconds, kill_after=5.0)
         print(
             f"takeover (SIGKILL of the replica holding entries, TUNEGATE_RECLAIM_IDLE_MS={idle}): it held "

@@ -56,6 +56,11 @@ class ServiceDefinition:
     """Where the bus finds the keys of `principal:<name>` signers, given the service's own database: the
     registry's principals, or shared/bus/principal_keys.py's projection for a service that does not own
     them (the audit). None: this service accepts no principal-signed events."""
+    reclaim_idle_ms: int | None = None
+    """How long an entry of this service's group may sit unacknowledged before a peer replica takes it as its
+    dead holder's, when TUNEGATE_RECLAIM_IDLE_MS does not say. For a service whose handling never holds an
+    entry long (the ledger's short batch transactions), so a replica takes over within seconds of a crash
+    instead of the 30 s that a long handler (training, evaluation) needs between keep-alives of a busy loop."""
     spec: ServiceSpec | None = None
     """The roster entry; defaults to shared.roster's entry for `name`. Test and benchmark services that are
     not in the roster pass their own."""

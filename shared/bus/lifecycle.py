@@ -63,6 +63,8 @@ class ServiceRuntime:
         authenticator: Authenticator | None = None,
     ) -> None:
         definition.check_against_roster()
+        if definition.reclaim_idle_ms is not None and "reclaim_idle_ms" not in settings.model_fields_set:
+            settings = settings.model_copy(update={"reclaim_idle_ms": definition.reclaim_idle_ms})
         self.definition = definition
         self.name = definition.name
         self.settings = settings
