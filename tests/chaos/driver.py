@@ -488,8 +488,8 @@ class Chaos:
         report.unexpected_dead_letters = [d for d in dead if d.get("entry_id") not in injected]
         refused = {(d.get("entry_id"), d.get("group")) for d in dead}
         report.injected_not_dead_lettered = [
-            f"{entry} by {group}" for entry in self.bad.entry_ids for group in sorted(groups)
-            if (entry, group) not in refused
+            f"{entry} by {group}" for entry in self.bad.entry_ids
+            for group in sorted(self.bad.refusing_groups(entry, groups)) if (entry, group) not in refused
         ]
         ledger = self.ledger_ids()
         unique = set(published)

@@ -18,7 +18,9 @@ from pathlib import Path
 import redis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from shared.bus.groups import group_name
 from shared.events.envelope import Envelope
+from shared.roster import consumers_of
 from shared.security.signing import EnvelopeSigner, KeyDirectory
 
 
@@ -160,12 +162,17 @@ class SmallDisk:
 
 @dataclass
 class BadEntries:
-    """Entries put on a stream on purpose that no service may accept: each must end in the dead letters of
-    every group that reads the stream, and in the ledger only as `bus.event.rejected`."""
+    """Entries put on a stream on purpose that no service may accept, each in the ledger only as
+    `bus.event.rejected`. Which groups dead-letter one depends on what it claims to be: an entry that is no
+    envelope at all, every group reading the stream; a forged or unauthorised event, the audit and every
+    service that consumes its type (a service acks another service's event type unread, shared/bus/dispatch.py:
+    the audit checks it)."""
 
     stream: str = "tunegate.jobs"
     entry_ids: list[str] = field(default_factory=list)
     event_ids: list[str] = field(default_factory=list)
+    claimed_types: dict[str, str | None] = field(default_factory=dict)
+    """entry id -> the event type the entry claims (None: not an envelope)."""
 
     def inject(self, client: redis.Redis, keys_dir: Path, tag: str) -> None:
         def state_changed(producer: str) -> Envelope:
@@ -180,6 +187,15 @@ class BadEntries:
         for body, event_id in ((b"{not an envelope", None), (forged.to_wire(), forged.event_id),
                                (unauthorised.to_wire(), unauthorised.event_id)):
             entry = client.xadd(self.stream, {"envelope": body})
-            self.entry_ids.append(entry.decode() if isinstance(entry, bytes) else entry)
+            entry_id = entry.decode() if isinstance(entry, bytes) else entry
+            self.entry_ids.append(entry_id)
+            self.claimed_types[entry_id] = "job.state_changed" if event_id else None
             if event_id:
                 self.event_ids.append(event_id)
+
+    def refusing_groups(self, entry_id: str, groups: set[str]) -> set[str]:
+        """The groups (of those reading the stream) that must dead-letter this entry."""
+        claimed = self.claimed_types[entry_id]
+        if claimed is None:
+            return groups
+        return {group_name(name) for name in consumers_of(claimed)} & groups
