@@ -53,9 +53,11 @@ def test_the_demo_job_survives_killed_services_a_redis_restart_a_full_disk_and_a
     assert set(report["killed"]) == set(SERVICES) and report["faults"]["SIGKILL service"] == len(SERVICES) + 2
     assert report["faults"]["Redis restart (AOF)"] == 1 and report["faults"]["database unreachable"] == 1
     assert report["faults"].get("disk full", 0) == 1 or "disk_full" in report["skipped_faults"]
-    # What the checks rest on is not empty: events and ledger entries match one for one, answers were served.
-    assert report["events"] == report["ledger_entries"] > 0
-    assert report["lost"] == [] and report["duplicated"] == []
+    # What the checks rest on is not empty: events and ledger entries match one for one (bar what was published
+    # while the checks read the streams and the ledger), answers were served.
+    assert report["ledger_entries"] > 0
+    assert report["events"] - report["published_after_settling"] <= report["ledger_entries"] <= report["events"]
+    assert report["lost"] == [] and report["duplicated"] == [] and report["unpublished_in_ledger"] == []
     assert report["answered_2xx"] > 0 and report["answered_2xx_missing"] == []
     # The bad entries injected on purpose, and nothing else, are in the dead letters.
     assert report["dead_letters"] > 0 and report["unexpected_dead_letters"] == []
