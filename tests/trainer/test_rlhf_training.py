@@ -50,9 +50,14 @@ def policy_job(workdir: Path, base: BaseModelInfo, reward_model_dir: Path) -> Tr
         "algorithm": "grpo", "reward_model_version": "order-rm.v1", "kl_bound": KL_BOUND,
         "reward_functions": [{"kind": "keywords", "keywords": ["{"]}],
         "num_generations": 4, "max_completion_tokens": 10}})
+    # The run's outcome is bimodal: either the policy samples the rewarded "{" early and its reward jumps (about
+    # +2.5), or it does not and the reward model alone moves it little (+0.1); where it lands depends on the CPU's
+    # rounding of the tiny base and its samples. 6 steps at a KL penalty of 0.5 found it on one machine and not
+    # on the next (-0.164 -> -0.078); 9 steps at 0.3 leave it room to explore and still keep KL well inside
+    # its bound (here: -0.164 -> 2.415, max KL 0.258, held-out loss 0.929 -> 0.889).
     job = make_job(workdir, base, chat_records(16, seed=2), method,
-                   {"max_steps": 6, "learning_rate": 5e-3, "logging_steps": 1, "batch_size": 8, "save_steps": 3,
-                    "beta": 0.5},
+                   {"max_steps": 9, "learning_rate": 5e-3, "logging_steps": 1, "batch_size": 8, "save_steps": 3,
+                    "beta": 0.3},
                    name="policy")
     job.reward_model_dir = reward_model_dir
     return job
@@ -115,4 +120,4 @@ def test_cancel_stops_the_rlhf_run_and_its_checkpoint_resumes(policy: dict[str, 
     assert policy["cancelled_at"] == 4 and not policy["final"]
     assert policy["checkpoint"].name == "checkpoint-3"
     assert policy["outcome"].resumed_from_step == 3 and policy["hooks"].started_at == [3]
-    assert [p.step for p in policy["hooks"].progress_events] == [4, 5, 6]
+    assert [p.step for p in policy["hooks"].progress_events] == [4, 5, 6, 7, 8, 9]
