@@ -28,6 +28,7 @@ from shared.bus.liveness import HEARTBEAT_INTERVAL_S, HEARTBEAT_TTL_S, heartbeat
 from shared.bus.unit_of_work import UnitOfWork
 from shared.bus.wire import split_fields
 from shared.config import Settings
+from shared.storage.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger("tunegate.bus")
 
@@ -81,6 +82,8 @@ class DeliveryLoops:
                 log.warning("%s: redis unavailable: %s", name, exc)
             except ResponseError as exc:
                 log.warning("%s: %s", name, exc)  # NOGROUP right after a Redis reset: the watchdog fixes it
+            except DATABASE_UNAVAILABLE as exc:
+                log.warning("%s: database unavailable: %s", name, str(exc).splitlines()[0][:300])
             except Exception:
                 log.exception("%s failed", name)
             await self._sleep(seconds)

@@ -9,9 +9,15 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
+
+
+# The database cannot be reached or dropped the connection (PostgreSQL down or cut off, SQLite locked past its
+# timeout): transient, so a request is answered 503 and a background round is retried, never a traceback.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, DisconnectionError)
 
 
 def normalise_url(url: str) -> str:

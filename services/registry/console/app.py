@@ -37,9 +37,10 @@ from services.registry.domain.governance import Governance
 from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.principals import ROLES, Principal, hash_token
 from services.registry.domain.states import InvalidTransition
-from services.registry.entrypoints.http import STATUS
+from services.registry.entrypoints.http import DATABASE_UNAVAILABLE_DETAIL, STATUS
 from services.registry.settings import RegistryAPISettings
 from shared.ids import UnsafeIdError
+from shared.storage.db import DATABASE_UNAVAILABLE
 from shared.validation import describe_validation_error
 
 HERE = Path(__file__).parent
@@ -173,8 +174,15 @@ def _error_handlers(app: FastAPI, console: Console) -> None:
         assert isinstance(exc, ValidationError)
         return render(request, 422, "Invalid input", describe_validation_error(exc, root="form"))
 
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        response = render(request, 503, "Database unavailable", DATABASE_UNAVAILABLE_DETAIL)
+        response.headers["retry-after"] = "2"
+        return response
+
     for kind in (*ERROR_STATUS, RegistryError):
         app.add_exception_handler(kind, known)
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, database_unavailable)
     app.add_exception_handler(ValidationError, invalid)
 
 

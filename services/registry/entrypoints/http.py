@@ -63,10 +63,15 @@ from services.registry.settings import RegistryAPISettings
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.security.keys import PublicKeyError, key_id_for, load_public_key, public_key_raw
-from shared.storage.db import Database
+from shared.storage.db import DATABASE_UNAVAILABLE, Database
 from shared.validation import describe_validation_error
 
 log = logging.getLogger("tunegate.registry.http")
+
+DATABASE_UNAVAILABLE_DETAIL = (
+    "the registry's database is unreachable right now; the request may not have been recorded: read the state "
+    "again and retry"
+)
 
 STATUS: dict[type[RegistryError], int] = {
     InvalidRequest: 422,
@@ -193,6 +198,14 @@ def create_app(
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         return _error(409, "conflict", "a concurrent request recorded the same change; read it again")
+
+    async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        response = _error(503, "database_unavailable", DATABASE_UNAVAILABLE_DETAIL)
+        response.headers["retry-after"] = "2"
+        return response
+
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _database_unavailable)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
