@@ -37,22 +37,21 @@ def texts() -> list[str]:
 
 def presidio_per_text(detector: Detector, text: str) -> list[Detection]:
     """The reference: the registry's detections, then Presidio's own per-text NER path (SpacyNlpEngine.
-    process_text, whole-artifact conversion, SpacyRecognizer.analyze) on the same spaCy pipeline, line by
-    line as the scanner reads (ner.py), then the scanner's documented check of each span in the whole text
-    (ner.refined_entity)."""
+    process_text, whole-artifact conversion, SpacyRecognizer.analyze) on the same spaCy pipeline, over every
+    piece as the scanner cuts them (ner.pieces: lines, split after sentence ends), then the scanner's
+    documented check of each span in the whole text (ner.refined_entity). The scanner gives the model only the
+    pieces that can hold a reported entity: the results must be the same as reading them all."""
     assert detector._ner is not None
     engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": detector._ner.info.name}])
     engine.nlp = {"en": detector._ner.nlp}
     recognizer = SpacyRecognizer(supported_entities=list(NER_ENTITIES))
     refined = []
-    offset = 0
-    for line in text.split("\n"):
-        if any(c.isalpha() for c in line):
-            artifacts = engine.process_text(line, "en")
-            for r in recognizer.analyze(line, list(NER_ENTITIES), artifacts):
+    for offset, piece in ner_module.pieces(text):
+        if any(c.isalpha() for c in piece):
+            artifacts = engine.process_text(piece, "en")
+            for r in recognizer.analyze(piece, list(NER_ENTITIES), artifacts):
                 start, end = r.start + offset, r.end + offset
                 refined.append((refined_entity(text, r.entity_type, start, end), start, end, r.score))
-        offset += len(line) + 1
     ner = [
         Detection(entity, start, end, float(score), recognizer.name)
         for entity, start, end, score in refined
@@ -92,7 +91,7 @@ def test_repeated_texts_texts_without_letters_and_lines_without_a_name_skip_spac
     seen = _spied(detector, monkeypatch)
     detector.detect_many(texts)
     assert seen.count(SYSTEM) == 1 and "12 345 678" not in seen and "" not in seen
-    lines = [line for t in texts for line in t.split("\n")]
+    lines = [piece for t in texts for _, piece in ner_module.pieces(t)]
     with_letters = {line for line in lines if any(c.isalpha() for c in line)}
     read = [line for line in seen if line in with_letters]
     assert len(read) == len(set(read)), "the corpus repeats lines (greetings, sign-offs): each is read once"
@@ -121,10 +120,11 @@ def test_repeated_texts_texts_without_letters_and_lines_without_a_name_skip_spac
         ("Thanks for the quick update.", False),  # a capital opening a sentence says nothing
         ("ok great, thank you", False),
         ("Hi, sure, done!", False),
-        ("Hi. Sure. Done!", True),  # as "Dr. Smith": two capitalised words in a row may be one name
+        ("Hi. Sure. Done!", False),  # stoplisted words ("hi", "sure"): never part of a reported name
+        ("I think Team Billing can help.", False),
         ("I spoke with Ingrid Moreau from billing.", True),
         ("Ingrid called. Moreau answered.", False),  # lone capitalised words opening sentences: never a name
-        ("Dr. Smith called back.", True),
+        ("Dr. Smith called back.", True),  # two capitalised words in a row may be one name
         ("Regards, Tomasz", True),
         ("Spanish customers get the invoice in Euro.", True),
         ("Germans asked first.", True),  # a group word opening the sentence: read whole
@@ -239,3 +239,15 @@ def test_spacy_vocabulary_stays_flat_over_distinct_texts(ner_detector: Detector)
     for k in range(1, 4):
         ner_detector._ner.analyze_many(batch(k))
     assert len(strings) == before
+
+
+def test_pieces_cut_lines_after_sentence_ends_but_never_inside_a_possible_name() -> None:
+    text = "Thanks for waiting. I spoke with Dr. Ingrid Moreau. She will call!  Ok?\nRegards, J. Okafor"
+    cut = list(ner_module.pieces(text))
+    assert [piece for _, piece in cut] == [
+        "Thanks for waiting.",
+        "I spoke with Dr. Ingrid Moreau. She will call!",  # "Dr." and "Moreau." end in capitalised words
+        "Ok?",
+        "Regards, J. Okafor",
+    ]
+    assert all(text[offset : offset + len(piece)] == piece for offset, piece in cut)

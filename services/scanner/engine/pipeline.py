@@ -149,8 +149,9 @@ def scan_dataset(
     policy = options.policy
     policy.decide(classification, "", 1.0)  # raises PolicyError early on an unknown classification
     # Before any worker starts: a missing NER model fails here, naming the package to install.
+    entries = load_registry(options.registry_path)
     detectors = describe_detectors(
-        load_registry(options.registry_path),
+        entries,
         set(policy.floors(classification)),
         ner=options.ner,
         registry_path=options.registry_path,
@@ -174,7 +175,9 @@ def scan_dataset(
     dropped_lines: list[int] = []
     try:
         with output_path.open("wb") as out, findings_tmp.open("w", encoding="utf-8") as findings_out:
-            for result in process_records(iter_raw(path, container), config, workers, options.chunk_size):
+            for result in process_records(
+                iter_raw(path, container), config, workers, options.chunk_size, entries
+            ):
                 source_records += 1
                 if result.issues:
                     issue_count += len(result.issues)
