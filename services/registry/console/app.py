@@ -37,7 +37,7 @@ from services.registry.domain.governance import Governance
 from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.principals import ROLES, Principal, hash_token
 from services.registry.domain.states import InvalidTransition
-from services.registry.entrypoints.http import DATABASE_UNAVAILABLE_DETAIL, STATUS
+from services.registry.entrypoints.errors import DATABASE_UNAVAILABLE_DETAIL, STATUS
 from services.registry.settings import RegistryAPISettings
 from shared.ids import UnsafeIdError
 from shared.storage.db import DATABASE_UNAVAILABLE

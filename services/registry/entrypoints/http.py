@@ -15,30 +15,22 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI, Header, Query
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.registry.adapters import first_admin, model_repository, outbox, repository
 from services.registry.domain import access
 from services.registry.domain.errors import (
-    Conflict,
-    Forbidden,
     InvalidRequest,
-    NotFound,
-    RegistryError,
     Unauthenticated,
 )
 from services.registry.domain.governance import Governance
 from services.registry.domain.job import DecisionOutcome
-from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.principals import Principal, SigningKey, hash_token, new_token
-from services.registry.domain.states import STATE_NAMES, InvalidTransition
+from services.registry.domain.states import STATE_NAMES
 from services.registry.entrypoints.api_keys_http import add_api_key_routes
 from services.registry.entrypoints.erasure_http import add_erasure_routes
+from services.registry.entrypoints.errors import add_error_handlers, error_response
 from services.registry.entrypoints.incidents_http import add_incident_routes
 from services.registry.entrypoints.limits import BodyLimit
 from services.registry.entrypoints.models_http import add_model_routes
@@ -63,24 +55,9 @@ from services.registry.settings import RegistryAPISettings
 from shared.bus.context import HandlerContext
 from shared.config import Settings
 from shared.security.keys import PublicKeyError, key_id_for, load_public_key, public_key_raw
-from shared.storage.db import DATABASE_UNAVAILABLE, Database
-from shared.validation import describe_validation_error
+from shared.storage.db import Database
 
 log = logging.getLogger("tunegate.registry.http")
-
-DATABASE_UNAVAILABLE_DETAIL = (
-    "the registry's database is unreachable right now; the request may not have been recorded: read the state "
-    "again and retry"
-)
-
-STATUS: dict[type[RegistryError], int] = {
-    InvalidRequest: 422,
-    Unauthenticated: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-}
-
 
 class RuntimeLike(Protocol):
     """The slice of ServiceRuntime the API needs (tests provide a small fake)."""
@@ -103,11 +80,6 @@ def join_job_trace(job_traceparent: str | None) -> str | None:
     if job_span.is_valid:
         trace.get_current_span().add_link(job_span, {"tunegate.link": "job"})
     return job_traceparent
-
-
-def _error(status: int, error: str, detail: Any) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(status_code=status, content={"error": error, "detail": detail}, headers=headers)
 
 
 def _bearer(authorization: str | None) -> str:
@@ -179,41 +151,7 @@ def create_app(
 
     requires = requirement(runtime)
 
-    @app.exception_handler(RegistryError)
-    async def _registry_error(_: Request, exc: RegistryError) -> JSONResponse:
-        return _error(STATUS.get(type(exc), 400), exc.error, str(exc))
-
-    @app.exception_handler(InvalidTransition)
-    async def _invalid_transition(_: Request, exc: InvalidTransition) -> JSONResponse:
-        return _error(409, "invalid_transition", str(exc))
-
-    @app.exception_handler(InvalidModelTransition)
-    async def _invalid_model_transition(_: Request, exc: InvalidModelTransition) -> JSONResponse:
-        return _error(409, "invalid_transition", str(exc))
-
-    @app.exception_handler(StaleDataError)
-    async def _stale(_: Request, exc: StaleDataError) -> JSONResponse:
-        return _error(409, "concurrent_update", "the job changed while this request ran; read it again and retry")
-
-    @app.exception_handler(IntegrityError)
-    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
-        return _error(409, "conflict", "a concurrent request recorded the same change; read it again")
-
-    async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
-        response = _error(503, "database_unavailable", DATABASE_UNAVAILABLE_DETAIL)
-        response.headers["retry-after"] = "2"
-        return response
-
-    for kind in DATABASE_UNAVAILABLE:
-        app.add_exception_handler(kind, _database_unavailable)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "invalid_request", describe_validation_error(exc, root="request"))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, "payload_too_large" if exc.status_code == 413 else "http_error", exc.detail)
+    add_error_handlers(app)
 
     # Reads are plain functions: FastAPI runs them in its threadpool, off the loop the bus consumers share.
     @app.get("/healthz")
@@ -262,7 +200,7 @@ def create_app(
         outcome, view = await decide_on_job(runtime, governance, approver, job_id, body)
         if outcome.expired:
             # The expiry itself is committed (and announced); the decision is refused.
-            return _error(
+            return error_response(
                 409,
                 "approval_expired",
                 f"job {job_id}: the approval window closed at {view.approval_expires_at}; the job is now expired",

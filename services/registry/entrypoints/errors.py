@@ -1,0 +1,85 @@
+"""How the registry API answers what went wrong: one OpenAI-like JSON shape ({"error", "detail"}), a status per
+domain error, 409 for a concurrent change, 503 while the database is unreachable; never a 500 with a trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.registry.domain.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RegistryError,
+    Unauthenticated,
+)
+from services.registry.domain.model_states import InvalidModelTransition
+from services.registry.domain.states import InvalidTransition
+from shared.storage.db import DATABASE_UNAVAILABLE
+from shared.validation import describe_validation_error
+
+DATABASE_UNAVAILABLE_DETAIL = (
+    "the registry's database is unreachable right now; the request may not have been recorded: read the state "
+    "again and retry"
+)
+
+STATUS: dict[type[RegistryError], int] = {
+    InvalidRequest: 422,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+}
+
+
+def error_response(status: int, error: str, detail: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(status_code=status, content={"error": error, "detail": detail}, headers=headers)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RegistryError)
+    async def _registry_error(_: Request, exc: RegistryError) -> JSONResponse:
+        return error_response(STATUS.get(type(exc), 400), exc.error, str(exc))
+
+    @app.exception_handler(InvalidTransition)
+    async def _invalid_transition(_: Request, exc: InvalidTransition) -> JSONResponse:
+        return error_response(409, "invalid_transition", str(exc))
+
+    @app.exception_handler(InvalidModelTransition)
+    async def _invalid_model_transition(_: Request, exc: InvalidModelTransition) -> JSONResponse:
+        return error_response(409, "invalid_transition", str(exc))
+
+    @app.exception_handler(StaleDataError)
+    async def _stale(_: Request, exc: StaleDataError) -> JSONResponse:
+        return error_response(
+            409, "concurrent_update", "the job changed while this request ran; read it again and retry"
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
+        return error_response(409, "conflict", "a concurrent request recorded the same change; read it again")
+
+    async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        response = error_response(503, "database_unavailable", DATABASE_UNAVAILABLE_DETAIL)
+        response.headers["retry-after"] = "2"
+        return response
+
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _database_unavailable)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", describe_validation_error(exc, root="request"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status = exc.status_code
+        return error_response(status, "payload_too_large" if status == 413 else "http_error", exc.detail)
