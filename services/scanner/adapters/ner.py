@@ -92,6 +92,21 @@ def ner_model_info(model: str) -> NerModelInfo:
     return NerModelInfo(model, spacy.util.get_package_version(model) or "unknown")
 
 
+def _packaged_pipeline(model: str) -> list[str]:
+    """The component names a model package declares (its meta.json), read without loading it; [] if unknown."""
+    import json
+
+    import spacy.util
+
+    try:
+        meta = json.loads((spacy.util.get_package_path(model) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, ModuleNotFoundError):
+        return []
+    # "components" also lists those disabled by default (senter), which "pipeline" leaves out.
+    names = (meta.get("components") or meta.get("pipeline")) if isinstance(meta, dict) else None
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
 def has_letters(text: str) -> bool:
     return _LETTER.search(text) is not None
 
@@ -166,7 +181,9 @@ class SpacyNer:
         from presidio_analyzer.nlp_engine import SpacyNlpEngine
         from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-        nlp = spacy.load(model)
+        # Components NER cannot need are not even built (a third of the load, paid by every worker); a tok2vec
+        # is kept until it is known whether `ner` listens to it.
+        nlp = spacy.load(model, exclude=[n for n in _packaged_pipeline(model) if n not in ("ner", "tok2vec")])
         needed = {"ner"} | {
             name
             for name, pipe in nlp.pipeline
