@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 
 from services.trainer.engine.packaging import store_directory
 from shared.datasets import dataset_fingerprint
@@ -22,7 +21,7 @@ from shared.ids import new_job_id
 from shared.models.bases import BaseModelInfo
 from shared.storage.artifacts import ArtifactStore
 from tests.evaluator.evaluator_support import train
-from tests.support import ServiceProcess, publish_signed, read_stream, wait_for
+from tests.support import ServiceProcess, publish_signed, read_stream, service_rows, wait_for
 from tests.trainer.test_trainer_service import share_built_tiny
 from tests.trainer.trainer_data import chat_records, write_jsonl
 
@@ -222,12 +221,9 @@ def test_sigkill_mid_evaluation_is_restarted_by_another_worker_and_recorded_once
         assert done.data.verdict.complete, "every configured suite ran"
         started = events(client, job.subject, "evaluation.started")
         assert len(started) == 2 and started[0].data.worker_id != started[1].data.worker_id
-        engine = create_engine(f"sqlite:///{tunegate_home / 'db' / 'evaluator.sqlite3'}")
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT count(*) FROM evaluator_evaluations WHERE job_id = :j"),
-                                {"j": job.subject})
-            assert rows.scalar() == 1, "the result is recorded once"
-        engine.dispose()
+        rows = service_rows(tunegate_home, "evaluator", "SELECT count(*) FROM evaluator_evaluations WHERE job_id = :j",
+                            {"j": job.subject})
+        assert rows == [(1,)], "the result is recorded once"
         # A re-run of some suites says so: the registry will not let it replace the job's verdict.
         partial = Envelope(type="evaluation.requested", producer="registry", actor="alice", subject=job.subject,
                            payload={"job_id": job.subject, "requested_by": "alice", "suites": ["heldout_nll"]})
