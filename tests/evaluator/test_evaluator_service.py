@@ -75,14 +75,14 @@ def trained(tiny_base: BaseModelInfo, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def completed_event(home: Path, tiny_base: BaseModelInfo, trained: tuple[Path, Path, list[int]], *,
-                    risk_tier: str = "minimal") -> Envelope:
+                    risk_tier: str = "minimal", job_id: str | None = None) -> Envelope:
     data, model_dir, held = trained
     store = ArtifactStore(home / "artifacts")
     dataset = store.put_file(data)
     fingerprint = dataset_fingerprint(data)
     held_out = store.put_bytes(HeldOut(job_id="x", record_count=24, data_fingerprint=fingerprint, seed=1,
                                        fraction=0.15, indices=held).to_json())
-    job_id = new_job_id()
+    job_id = job_id or new_job_id()
     payload = TrainingCompleted(
         job_id=job_id, artifact=store_directory(store, model_dir), base_model="tiny",
         base_model_sha256=tiny_base.sha256, method=MethodSpec(kind="sft"), data_fingerprint=fingerprint,
@@ -103,8 +103,11 @@ def test_training_completed_is_evaluated_once_with_a_verdict_and_stored_reports(
 ) -> None:
     share_built_tiny(tunegate_home, tiny_base)
     client = redis.Redis.from_url(redis_url)
-    minimal = completed_event(tunegate_home, tiny_base, trained)
-    high = completed_event(tunegate_home, tiny_base, trained, risk_tier="high")
+    # Both jobs produced the same artefact; its scheduled run below is the first job's (job ids sort by
+    # creation, to the millisecond: sorted, so two made in one millisecond are in order too).
+    first_id, second_id = sorted(new_job_id() for _ in range(2))
+    minimal = completed_event(tunegate_home, tiny_base, trained, job_id=first_id)
+    high = completed_event(tunegate_home, tiny_base, trained, risk_tier="high", job_id=second_id)
     worker = ServiceProcess("services.evaluator", tunegate_home, redis_url,
                             extra_env=env(tmp_path, suites_file(tmp_path)))
     try:
