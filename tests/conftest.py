@@ -17,6 +17,7 @@ if str(REPO_ROOT) not in sys.path:
 from shared.config import Settings  # noqa: E402
 from shared.models.bases import BaseModelInfo, resolve_base  # noqa: E402
 from shared.stack.redis_server import EmbeddedRedis  # noqa: E402
+from tests.support import postgres_schema, postgres_test_url  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -28,13 +29,33 @@ def data_roots(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     return root
 
 
+def on_postgres(request: pytest.FixtureRequest) -> bool:
+    """Whether this test's services run on PostgreSQL: integration tests do when TUNEGATE_TEST_DATABASE_URL is
+    set (instead of SQLite, not as well: the suite keeps its time), unless marked `sqlite_only`."""
+    node = request.node
+    return (
+        postgres_test_url() is not None
+        and node.get_closest_marker("integration") is not None
+        and node.get_closest_marker("sqlite_only") is None
+    )
+
+
 @pytest.fixture
-def tunegate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def tunegate_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """An empty TUNEGATE_HOME; its services' database is one SQLite file each under home/db, or, for integration
+    tests when TUNEGATE_TEST_DATABASE_URL is set, a fresh PostgreSQL schema dropped after the test. Service
+    processes inherit the choice through TUNEGATE_DATABASE_URL."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("TUNEGATE_HOME", str(home))
-    monkeypatch.delenv("TUNEGATE_DATABASE_URL", raising=False)
-    return home
+    base = postgres_test_url()
+    if base is None or not on_postgres(request):
+        monkeypatch.delenv("TUNEGATE_DATABASE_URL", raising=False)
+        yield home
+        return
+    with postgres_schema(base, "test") as url:
+        monkeypatch.setenv("TUNEGATE_DATABASE_URL", url)
+        yield home
 
 
 @pytest.fixture

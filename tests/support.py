@@ -9,7 +9,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ from shared.events.envelope import Envelope
 from shared.security.signing import KeyDirectory
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+TEST_DATABASE_VARIABLE = "TUNEGATE_TEST_DATABASE_URL"
 
 FAST_BUS_ENV = {
     "TUNEGATE_RECLAIM_IDLE_MS": "1000",
@@ -154,3 +158,83 @@ def capture_spans() -> Any:
         trace.set_tracer_provider(provider)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return exporter
+
+
+def service_rows(
+    home: Path, service: str, sql: str, params: dict[str, Any] | None = None, *, before_tables: bool = False
+) -> list[tuple[Any, ...]]:
+    """Rows of a query on a service's own database, whichever it is (its SQLite file under home/db, or
+    TUNEGATE_DATABASE_URL's PostgreSQL): tests look at what a service recorded the way the service stores it.
+    `before_tables`: the service may not have created its tables yet; that reads as no rows."""
+    from sqlalchemy import create_engine, exc, text
+
+    from shared.storage.db import normalise_url
+
+    engine = create_engine(normalise_url(Settings(home=home).database_url_for(service)))
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(text(sql), params or {})]
+    except exc.DBAPIError as error:
+        # Only a missing table is "no rows yet" (SQLite: "no such table"; PostgreSQL: SQLSTATE 42P01); any other
+        # error, a lost connection included, is the test's to see.
+        missing = "no such table" in str(error.orig) or getattr(error.orig, "sqlstate", None) == "42P01"
+        if before_tables and missing:
+            return []
+        raise
+    finally:
+        engine.dispose()
+
+
+# ------------------------------------------------------------------ PostgreSQL schemas
+
+def postgres_test_url() -> str | None:
+    """The PostgreSQL the PostgreSQL variants run against (CI's .ci/run sets it when one answers), or None."""
+    return os.environ.get(TEST_DATABASE_VARIABLE) or None
+
+
+def schema_url(base: str, schema: str) -> str:
+    """`base` with every connection's search_path set to `schema`: the services' unqualified table names then
+    land in it, so each test gets an empty database of its own on one server."""
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options=-csearch_path%3D{schema}"
+
+
+def create_schema(base: str, prefix: str) -> str:
+    """Create a fresh uniquely named schema in the database at `base`; returns its name."""
+    import psycopg
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    return schema
+
+
+def drop_schema(base: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@contextmanager
+def postgres_schema(base: str, prefix: str) -> Iterator[str]:
+    """A fresh schema in `base` for the block, as a URL whose connections use it; dropped afterwards, also when
+    the block fails (stop the processes using it first: a transaction left open would hold the drop)."""
+    schema = create_schema(base, prefix)
+    try:
+        yield schema_url(base, schema)
+    finally:
+        drop_schema(base, schema)
+
+
+@contextmanager
+def service_database_env(prefix: str) -> Iterator[dict[str, str]]:
+    """The environment that puts a test's service processes on PostgreSQL when TUNEGATE_TEST_DATABASE_URL is set
+    (a fresh schema, dropped afterwards), and an empty one otherwise: services then keep their SQLite files.
+    For fixtures that cannot use `tunegate_home` (module-scoped homes)."""
+    base = postgres_test_url()
+    if base is None:
+        yield {}
+        return
+    with postgres_schema(base, prefix) as url:
+        yield {"TUNEGATE_DATABASE_URL": url}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from services.audit.application import LedgerService
 from shared.config import Settings
 from shared.storage.db import Database
 from tests.audit.audit_support import audit_cli_app
+from tests.support import postgres_schema, postgres_test_url
 
 
 @pytest.fixture
@@ -50,17 +49,8 @@ def ledger(store: LedgerStore, signer: Ed25519Signer, settings: Settings) -> Led
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh schema per test in the PostgreSQL named by TUNEGATE_TEST_DATABASE_URL, dropped afterwards."""
-    base = os.environ.get("TUNEGATE_TEST_DATABASE_URL")
-    if not base:
+    base = postgres_test_url()
+    if base is None:
         pytest.skip("TUNEGATE_TEST_DATABASE_URL is not set")
-    import psycopg
-
-    schema = f"audit_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with postgres_schema(base, "audit_test") as url:
+        yield url

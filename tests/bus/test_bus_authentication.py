@@ -13,7 +13,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared.events.envelope import Envelope
 from shared.security.signing import EnvelopeSigner
-from tests.support import REPO_ROOT, ServiceProcess, publish_signed, read_dlq, read_stream, sign, wait_for
+from tests.support import (
+    REPO_ROOT,
+    ServiceProcess,
+    publish_signed,
+    read_dlq,
+    read_stream,
+    service_rows,
+    sign,
+    wait_for,
+)
 
 PROBE = str(REPO_ROOT / "tests" / "bus" / "probe_service.py")
 pytestmark = pytest.mark.integration
@@ -30,17 +39,7 @@ def state_changed(job_id: str, producer: str = "registry") -> Envelope:
 
 
 def effects(home: Path) -> list[str]:
-    from sqlalchemy import create_engine, text
-
-    db = home / "db" / "probe.sqlite3"
-    engine = create_engine(f"sqlite:///{db}")
-    try:
-        with engine.connect() as conn:
-            return [r[0] for r in conn.execute(text("SELECT job_id FROM probe_effects"))]
-    except Exception:
-        return []
-    finally:
-        engine.dispose()
+    return [job_id for (job_id,) in service_rows(home, "probe", "SELECT job_id FROM probe_effects", before_tables=True)]
 
 
 def test_forged_unsigned_and_unauthorised_entries_are_refused_and_recorded(tunegate_home: Path, redis_url: str) -> None:

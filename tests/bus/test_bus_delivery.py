@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 
 from shared.events.envelope import Envelope
 from shared.stack.redis_server import EmbeddedRedis
-from tests.support import REPO_ROOT, ServiceProcess, publish_signed, read_dlq, read_stream, wait_for
+from tests.support import REPO_ROOT, ServiceProcess, publish_signed, read_dlq, read_stream, service_rows, wait_for
 
 PROBE = str(REPO_ROOT / "tests" / "bus" / "probe_service.py")
 pytestmark = pytest.mark.integration
@@ -32,17 +31,7 @@ def publish(url: str, *envelopes: Envelope) -> None:
 
 
 def effects(home: Path) -> list[tuple[str, str, int]]:
-    db = home / "db" / "probe.sqlite3"
-    if not db.exists():
-        return []
-    engine = create_engine(f"sqlite:///{db}")
-    try:
-        with engine.connect() as conn:
-            return [tuple(r) for r in conn.execute(text("SELECT event_id, job_id, pid FROM probe_effects"))]
-    except Exception:
-        return []
-    finally:
-        engine.dispose()
+    return service_rows(home, "probe", "SELECT event_id, job_id, pid FROM probe_effects", before_tables=True)
 
 
 def accepted_for(client: redis.Redis, causation_id: str) -> list[Envelope]:

@@ -27,7 +27,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ from shared.events.envelope import Envelope
 from shared.events.streams import ALL_STREAMS, dlq_name
 from shared.stack.supervisor import SERVICES, Supervisor
 from tests.chaos.faults import BadEntries, PausableProxy, SmallDisk, hold_sqlite_write_lock
+from tests.support import create_schema, drop_schema, schema_url
 
 # Faster redelivery than production (30 s idle before a dead consumer's entries are reclaimed) so a short run
 # sees every crash recovered; the delivery limit stays the production default: a transient fault must not
@@ -186,24 +186,16 @@ class Chaos:
 
     def _postgres_schema(self, base: str) -> str:
         """A fresh schema for this run, reached through the pausable proxy."""
-        import psycopg
-
-        self.schema = f"chaos_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{self.schema}"')
+        self.schema = create_schema(base, "chaos")
         self.proxy = PausableProxy("127.0.0.1", 5432)
-        separator = "&" if "?" in base else "?"
-        return f"{self.proxy.url(base)}{separator}options=-csearch_path%3D{self.schema}"
+        return schema_url(self.proxy.url(base), self.schema)
 
     def cleanup(self) -> None:
         self.demo.run("down", check=False)
         if self.proxy is not None:
             self.proxy.close()
         if self.schema and self.options.database_url:
-            import psycopg
-
-            with psycopg.connect(self.options.database_url, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+            drop_schema(self.options.database_url, self.schema)
         if self.disk is not None:
             if self.options.keep_home:
                 kept = Path(tempfile.mkdtemp(prefix="tunegate-chaos-kept-"))

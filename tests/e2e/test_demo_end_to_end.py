@@ -15,7 +15,9 @@ from services.cli.demo import Demo
 from shared.events.payloads import ArtifactRef
 from shared.storage.artifacts import ArtifactStore
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# `make demo` as a user runs it, on its default database (SQLite): the PostgreSQL runs of the integration suite
+# (TUNEGATE_TEST_DATABASE_URL) leave it as it is, and the chaos run covers the whole stack on PostgreSQL.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.sqlite_only]
 
 
 def assert_one_trace_per_job(home: Path, job_id: str) -> None:

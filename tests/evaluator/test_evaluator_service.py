@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 
 from services.trainer.engine.packaging import store_directory
 from shared.datasets import dataset_fingerprint
@@ -22,7 +21,7 @@ from shared.ids import new_job_id
 from shared.models.bases import BaseModelInfo
 from shared.storage.artifacts import ArtifactStore
 from tests.evaluator.evaluator_support import train
-from tests.support import ServiceProcess, publish_signed, read_stream, wait_for
+from tests.support import ServiceProcess, publish_signed, read_stream, service_rows, wait_for
 from tests.trainer.test_trainer_service import share_built_tiny
 from tests.trainer.trainer_data import chat_records, write_jsonl
 
@@ -76,14 +75,14 @@ def trained(tiny_base: BaseModelInfo, tmp_path_factory: pytest.TempPathFactory) 
 
 
 def completed_event(home: Path, tiny_base: BaseModelInfo, trained: tuple[Path, Path, list[int]], *,
-                    risk_tier: str = "minimal") -> Envelope:
+                    risk_tier: str = "minimal", job_id: str | None = None) -> Envelope:
     data, model_dir, held = trained
     store = ArtifactStore(home / "artifacts")
     dataset = store.put_file(data)
     fingerprint = dataset_fingerprint(data)
     held_out = store.put_bytes(HeldOut(job_id="x", record_count=24, data_fingerprint=fingerprint, seed=1,
                                        fraction=0.15, indices=held).to_json())
-    job_id = new_job_id()
+    job_id = job_id or new_job_id()
     payload = TrainingCompleted(
         job_id=job_id, artifact=store_directory(store, model_dir), base_model="tiny",
         base_model_sha256=tiny_base.sha256, method=MethodSpec(kind="sft"), data_fingerprint=fingerprint,
@@ -104,8 +103,11 @@ def test_training_completed_is_evaluated_once_with_a_verdict_and_stored_reports(
 ) -> None:
     share_built_tiny(tunegate_home, tiny_base)
     client = redis.Redis.from_url(redis_url)
-    minimal = completed_event(tunegate_home, tiny_base, trained)
-    high = completed_event(tunegate_home, tiny_base, trained, risk_tier="high")
+    # Both jobs produced the same artefact; its scheduled run below is the first job's (job ids sort by
+    # creation, to the millisecond: sorted, so two made in one millisecond are in order too).
+    first_id, second_id = sorted(new_job_id() for _ in range(2))
+    minimal = completed_event(tunegate_home, tiny_base, trained, job_id=first_id)
+    high = completed_event(tunegate_home, tiny_base, trained, risk_tier="high", job_id=second_id)
     worker = ServiceProcess("services.evaluator", tunegate_home, redis_url,
                             extra_env=env(tmp_path, suites_file(tmp_path)))
     try:
@@ -222,12 +224,9 @@ def test_sigkill_mid_evaluation_is_restarted_by_another_worker_and_recorded_once
         assert done.data.verdict.complete, "every configured suite ran"
         started = events(client, job.subject, "evaluation.started")
         assert len(started) == 2 and started[0].data.worker_id != started[1].data.worker_id
-        engine = create_engine(f"sqlite:///{tunegate_home / 'db' / 'evaluator.sqlite3'}")
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT count(*) FROM evaluator_evaluations WHERE job_id = :j"),
-                                {"j": job.subject})
-            assert rows.scalar() == 1, "the result is recorded once"
-        engine.dispose()
+        rows = service_rows(tunegate_home, "evaluator", "SELECT count(*) FROM evaluator_evaluations WHERE job_id = :j",
+                            {"j": job.subject})
+        assert rows == [(1,)], "the result is recorded once"
         # A re-run of some suites says so: the registry will not let it replace the job's verdict.
         partial = Envelope(type="evaluation.requested", producer="registry", actor="alice", subject=job.subject,
                            payload={"job_id": job.subject, "requested_by": "alice", "suites": ["heldout_nll"]})

@@ -19,7 +19,13 @@ from typing import Any
 import pytest
 import redis
 
-from services.evaluator.adapters.tables import deployed_versions, metadata, record_outcome, remember_training
+from services.evaluator.adapters.tables import (
+    deployed_versions,
+    metadata,
+    record_outcome,
+    remember_training,
+    training_by_artifact,
+)
 from services.evaluator.domain.drift import SlidingWindows
 from services.evaluator.domain.monitoring_policy import MonitoringPolicy
 from services.evaluator.handlers import ACTOR, automatic_evaluation_id
@@ -194,6 +200,19 @@ async def test_a_scheduled_rerun_reports_memorisation_and_drift_against_the_regi
     await monitor.retire("triage.v1")  # retired between scheduling and delivery: not evaluated
     assert await monitor.deliver("evaluation.scheduled", "triage.v1", scheduled("triage.v1"), "evaluator") == []
     assert len(evaluations.calls) == 2
+
+
+def test_an_artefact_two_jobs_produced_is_the_first_jobs_whatever_the_row_order(monitor: Monitor) -> None:
+    """Same data, seed and settings give the same bytes. The later job recorded first, then the earlier one
+    updated (every re-run rewrites its row, which moves it on PostgreSQL): the earlier job is still the one."""
+    first, second = sorted((training_for("triage.v1") for _ in range(2)), key=lambda t: t.job_id)
+    with monitor.db.transaction() as session:
+        remember_training(session, second)
+        remember_training(session, first)
+        remember_training(session, first)
+    with monitor.db.transaction() as session:
+        found = training_by_artifact(session, sha("triage.v1"))
+    assert found is not None and found.job_id == first.job_id
 
 
 def answered(version_id: str, i: int, tokens: int = 20, **extra: Any) -> dict[str, Any]:

@@ -43,11 +43,14 @@ class GatewayHarness:
     url: str = ""
     keys: dict[str, str] = field(default_factory=dict)
     """key name -> secret"""
+    env: dict[str, str] = field(default_factory=dict)
+    """for every start: a module-scoped harness's database (tests.support.service_database_env)"""
 
     def start(self, extra_env: dict[str, str] | None = None, timeout_s: float = 90.0) -> str:
         url_file = self.home / "run" / "gateway.url"
         url_file.unlink(missing_ok=True)
-        self.process = ServiceProcess("services.gateway", self.home, self.redis_url, extra_env=extra_env)
+        self.process = ServiceProcess("services.gateway", self.home, self.redis_url,
+                                      extra_env={**self.env, **(extra_env or {})})
         self.process.wait_ready(timeout_s)
         wait_for(lambda: url_file.exists() or self.process.process.poll() is not None, timeout_s, "gateway URL")
         if not url_file.exists():

@@ -20,7 +20,7 @@ import redis
 from shared.models.bases import BaseModelInfo
 from shared.stack.redis_server import EmbeddedRedis
 from tests.gateway.gateway_support import GatewayHarness, make_adapter, prepared_home
-from tests.support import read_stream, wait_for
+from tests.support import read_stream, service_database_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -40,18 +40,19 @@ def gateway(tiny_base: BaseModelInfo, adapters: dict[str, Path],
     home = prepared_home(work / "home", tiny_base)
     server = EmbeddedRedis(work / "redis")
     server.start()
-    harness = GatewayHarness(home, server.url)
-    try:
-        harness.start()
-        harness.deploy("alpha.v1", "alpha", adapters["alpha"])
-        harness.deploy("beta.v1", "beta", adapters["beta"])
-        harness.create_key("app", ["*"])
-        client = harness.client("app")
-        wait_for(lambda: {"alpha", "beta"} <= _model_ids(client), 60, "the deployments and the key")
-        yield harness
-    finally:
-        harness.stop()
-        server.stop()
+    with service_database_env("gateway") as database:
+        harness = GatewayHarness(home, server.url, env=database)
+        try:
+            harness.start()
+            harness.deploy("alpha.v1", "alpha", adapters["alpha"])
+            harness.deploy("beta.v1", "beta", adapters["beta"])
+            harness.create_key("app", ["*"])
+            client = harness.client("app")
+            wait_for(lambda: {"alpha", "beta"} <= _model_ids(client), 60, "the deployments and the key")
+            yield harness
+        finally:
+            harness.stop()
+            server.stop()
 
 
 def _model_ids(client: openai.OpenAI) -> set[str]:

@@ -17,7 +17,7 @@ import redis
 from bench.support.openai_upstream import answer_words, free_port, serve_upstream
 from shared.stack.redis_server import EmbeddedRedis
 from tests.gateway.gateway_support import TENANT, GatewayHarness
-from tests.support import ServiceProcess, read_stream, wait_for
+from tests.support import ServiceProcess, read_stream, service_database_env, wait_for
 
 pytestmark = [pytest.mark.integration]
 
@@ -47,10 +47,11 @@ def upstreams() -> Iterator[tuple[str, str]]:
         yield fast, slow
 
 
-def start_gateway(work: Path, redis_url: str, upstreams: tuple[str, str]) -> GatewayHarness:
+def start_gateway(work: Path, redis_url: str, upstreams: tuple[str, str],
+                  env: dict[str, str] | None = None) -> GatewayHarness:
     home = work / "home"
     home.mkdir(exist_ok=True)
-    harness = GatewayHarness(home, redis_url)
+    harness = GatewayHarness(home, redis_url, env=env or {})
     harness.start(extra_env={"TUNEGATE_GATEWAY_UPSTREAMS_FILE": str(routes_file(work / "routes.yaml", *upstreams)),
                              "TUNEGATE_TEST_FRONTIER_KEY": "sk-upstream-secret"})
     return harness
@@ -61,16 +62,17 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstreams: tuple[str, str]
     work = tmp_path_factory.mktemp("gateway-upstream")
     server = EmbeddedRedis(work / "redis")
     server.start()
-    harness = start_gateway(work, server.url, upstreams)
-    try:
-        harness.create_key("app", ["*"])
-        wait_for(lambda: harness.post("app", "/v1/chat/completions",
-                                      {"model": "frontier", "messages": PROMPT, "max_tokens": 2}).status_code == 200,
-                 60, "the key and the upstream route")
-        yield harness
-    finally:
-        harness.stop()
-        server.stop()
+    with service_database_env("gateway_upstream") as database:
+        harness = start_gateway(work, server.url, upstreams, database)
+        try:
+            harness.create_key("app", ["*"])
+            wait_for(lambda: harness.post("app", "/v1/chat/completions", {
+                "model": "frontier", "messages": PROMPT, "max_tokens": 2}).status_code == 200,
+                60, "the key and the upstream route")
+            yield harness
+        finally:
+            harness.stop()
+            server.stop()
 
 
 def test_an_upstream_answer_and_stream_pass_through_the_gateway(gateway: GatewayHarness) -> None:
@@ -127,10 +129,11 @@ def test_a_client_that_leaves_mid_stream_still_leaves_an_audited_answer(gateway:
 
 
 def test_no_answered_request_is_missing_from_the_ledger_after_a_sigkill(
-    tmp_path: Path, redis_url: str, upstreams: tuple[str, str]
+    tmp_path: Path, tunegate_home: Path, redis_url: str, upstreams: tuple[str, str]
 ) -> None:
     """The audit record is durable in the outbox before the answer leaves; publication is in the background.
     Killing the gateway the moment the answers are in, then starting it again, loses none of them."""
+    # tunegate_home is tmp_path / "home", the home start_gateway uses: it brings the outbox's database.
     harness = start_gateway(tmp_path, redis_url, upstreams)
     try:
         harness.create_key("app", ["frontier"])
@@ -152,13 +155,14 @@ def test_no_answered_request_is_missing_from_the_ledger_after_a_sigkill(
         harness.stop()
 
 
-def test_a_broken_policies_file_stops_the_gateway_with_a_clear_error(tmp_path: Path, redis_url: str) -> None:
+def test_a_broken_policies_file_stops_the_gateway_with_a_clear_error(
+    tmp_path: Path, tunegate_home: Path, redis_url: str
+) -> None:
     """Policies fail closed at start too: the gateway never serves without the policies it was given."""
     policies = tmp_path / "policies.yaml"
     policies.write_text("policies:\n  - name: strict\n    match: {tenants: '*', models: '*'}\n"
                         "    dlp: {prompt: {EMAIL_ADDRESS: shred}}\n")
-    (tmp_path / "home").mkdir()
-    process = ServiceProcess("services.gateway", tmp_path / "home", redis_url,
+    process = ServiceProcess("services.gateway", tunegate_home, redis_url,
                              extra_env={"TUNEGATE_GATEWAY_POLICIES_FILE": str(policies)})
     assert process.process.wait(60) == 2
     log = process.log()

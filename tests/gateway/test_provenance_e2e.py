@@ -16,7 +16,7 @@ from services.cli.main import app
 from services.gateway.domain.provenance import parse_header, response_provenance, response_sha256
 from shared.stack.redis_server import EmbeddedRedis
 from tests.gateway.gateway_support import TENANT, GatewayHarness
-from tests.support import wait_for
+from tests.support import service_database_env, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,15 +35,16 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayHarness
         routes.write_text(json.dumps({"upstreams": [
             {"name": ROUTE, "base_url": upstream, "model": "bench-model", "tenants": [TENANT], "timeout_s": 10}
         ]}))
-        harness = GatewayHarness(home, server.url)
-        try:
-            harness.start(extra_env={"TUNEGATE_GATEWAY_UPSTREAMS_FILE": str(routes)})
-            harness.create_key("app", [ROUTE])
-            wait_for(lambda: _answers(harness), 60, "the key and the upstream route")
-            yield harness
-        finally:
-            harness.stop()
-            server.stop()
+        with service_database_env("provenance") as database:
+            harness = GatewayHarness(home, server.url, env=database)
+            try:
+                harness.start(extra_env={"TUNEGATE_GATEWAY_UPSTREAMS_FILE": str(routes)})
+                harness.create_key("app", [ROUTE])
+                wait_for(lambda: _answers(harness), 60, "the key and the upstream route")
+                yield harness
+            finally:
+                harness.stop()
+                server.stop()
 
 
 def _answers(harness: GatewayHarness) -> bool:

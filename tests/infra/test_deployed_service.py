@@ -37,13 +37,12 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("service_name", SERVICES_STARTED)
 def test_service_runs_on_its_own_redis_user_and_read_only_keys(
-    tmp_path: Path, secrets_dir: Path, service_name: str
+    tmp_path: Path, tunegate_home: Path, secrets_dir: Path, service_name: str
 ) -> None:
     env = read_env_file(SecretsLayout(secrets_dir).env_file)
     keys_dir = deployed_keys_dir(secrets_dir, service_name, tmp_path / "keys")
     before = snapshot(keys_dir)
-    home = tmp_path / "home"
-    home.mkdir()
+    home = tunegate_home
     with shipped_redis(tmp_path, "--aclfile", str(SecretsLayout(secrets_dir).acl_file)) as port:
         generated = urlsplit(env[redis_url_variable(service_name)])
         url = generated._replace(netloc=f"{generated.username}:{generated.password}@127.0.0.1:{port}").geturl()

@@ -44,6 +44,7 @@ def test_home_and_its_folders_are_owner_only(tmp_path: Path, permissive_umask: N
     assert _mode(tmp_path) == 0o755  # the folder above the home is not ours to change
 
 
+@pytest.mark.sqlite_only  # the modes of SQLite's own files: nothing of it exists on PostgreSQL
 def test_sqlite_database_and_its_wal_files_are_0600(tmp_path: Path, permissive_umask: None) -> None:
     settings = Settings(home=tmp_path / "home")
     db = Database(settings.database_url_for("registry"))

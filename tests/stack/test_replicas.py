@@ -67,11 +67,12 @@ def chat(url: str, secret: str, n: int) -> httpx.Response:
 
 
 def test_two_replicas_of_every_service_handle_a_job_once_and_share_one_budget(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_base: BaseModelInfo
+    tmp_path: Path, tunegate_home: Path, monkeypatch: pytest.MonkeyPatch, tiny_base: BaseModelInfo
 ) -> None:
     monkeypatch.delenv("TUNEGATE_REDIS_URL", raising=False)
-    monkeypatch.delenv("TUNEGATE_DATABASE_URL", raising=False)
-    home = tmp_path / "home"
+    # Twelve processes on one database: SQLite files, or one PostgreSQL schema when TUNEGATE_TEST_DATABASE_URL
+    # is set (tunegate_home; `tunegate up` passes the environment on).
+    home = tunegate_home
     share_built_tiny(home, tiny_base)
     console = Console(record=True, width=160)
     with serve_upstream(in_thread=True) as upstream:

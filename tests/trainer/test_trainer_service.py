@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import create_engine, text
 
 from shared.datasets import dataset_fingerprint
 from shared.events.envelope import Envelope
@@ -15,7 +14,7 @@ from shared.events.payloads import MethodSpec, TrainingRequested
 from shared.ids import new_job_id
 from shared.models.bases import BaseModelInfo
 from shared.storage.artifacts import ArtifactStore
-from tests.support import ServiceProcess, publish_signed, read_stream, wait_for
+from tests.support import ServiceProcess, publish_signed, read_stream, service_rows, wait_for
 from tests.trainer.trainer_data import chat_records, write_jsonl
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -94,11 +93,9 @@ def test_sigkill_mid_job_resumes_from_the_last_checkpoint_on_another_worker(
         assert started[1].data.fencing_token > started[0].data.fencing_token
         assert ArtifactStore(tunegate_home / "artifacts").verify(completed[0].data.artifact)
 
-        engine = create_engine(f"sqlite:///{tunegate_home / 'db' / 'trainer.sqlite3'}")
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT count(*) FROM trainer_jobs WHERE job_id = :j"), {"j": job.subject})
-            assert rows.scalar() == 1, "the final artefact is recorded once"
-        engine.dispose()
+        rows = service_rows(tunegate_home, "trainer", "SELECT count(*) FROM trainer_jobs WHERE job_id = :j",
+                            {"j": job.subject})
+        assert rows == [(1,)], "the final artefact is recorded once"
         wait_for(lambda: client.xpending("tunegate.training", "tunegate-trainer")["pending"] == 0, 30, "acked")
     finally:
         first.kill()

@@ -74,9 +74,14 @@ def record_outcome(session: Session, *, evaluation_id: str, job_id: str, outcome
 
 
 def training_by_artifact(session: Session, artifact_sha256: str) -> TrainingCompleted | None:
-    """The training that produced this artefact (a deployed version names its artefact, not its job)."""
+    """The training that produced this artefact (a deployed version names its artefact, not its job). Jobs with
+    the same data, seed and settings produce the same bytes: the first of them (job ids sort by creation) is the
+    one, on every database. Without the order LIMIT 1 took whichever row came first: SQLite's first inserted,
+    but PostgreSQL's heap order, which remember_training's UPDATE on every re-run changes, so a scheduled run was
+    compared with another job's evaluation and published under that job."""
     data = session.execute(select(evaluator_trainings.c.training).where(
-        evaluator_trainings.c.artifact_sha256 == artifact_sha256).limit(1)).scalar()
+        evaluator_trainings.c.artifact_sha256 == artifact_sha256).order_by(evaluator_trainings.c.job_id)
+        .limit(1)).scalar()
     return None if data is None else TrainingCompleted.model_validate(data)
 
 
