@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -338,10 +339,13 @@ def takeover(url: str, home: Path, database_url: str, rate: int, seconds: float,
             time.sleep(0.005)
         if victim is None:
             raise SystemExit("no audit process held entries to kill: raise --rate")
+        # Frozen first, so what it holds is read while it holds it (a quiet machine acks a batch within
+        # milliseconds of reading it, and a plain kill found it holding nothing), then killed mid-batch.
+        os.kill(victim.pid, signal.SIGSTOP)
+        held = held_by(client, consumer_name("audit", host, victim.pid))
         victim.kill()
         killed_at = time.monotonic()
         victim.wait()
-        held = held_by(client, consumer_name("audit", host, victim.pid))
         wanted = set(held)
         taken_over_at = None
         last_count, last_growth, stall = -1, killed_at, 0.0
