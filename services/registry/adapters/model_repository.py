@@ -12,7 +12,7 @@ from services.registry.adapters.tables import ModelAliasRow, ModelVersionRow
 from services.registry.domain.approvals import Approval
 from services.registry.domain.deployments import AliasMove, ModelAlias
 from services.registry.domain.errors import NotFound
-from services.registry.domain.job import Transition
+from services.registry.domain.history import Transition
 from services.registry.domain.model_states import ModelState
 from services.registry.domain.model_version import ModelVersion
 from services.registry.domain.reward_models import (

@@ -23,7 +23,8 @@ from services.registry.adapters.tables import (
 from services.registry.domain.approvals import Approval
 from services.registry.domain.errors import Conflict, NotFound
 from services.registry.domain.evaluation import Evaluation, EvaluationRequest
-from services.registry.domain.job import Job, Transition
+from services.registry.domain.history import Transition
+from services.registry.domain.job import Job
 from services.registry.domain.principals import Principal, SigningKey, hash_token
 from services.registry.domain.states import JobState
 from shared.events.payloads import JobSpec

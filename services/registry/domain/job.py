@@ -19,6 +19,7 @@ from services.registry.domain.approvals import Approval, approvers, check_decide
 from services.registry.domain.errors import Conflict, Forbidden, InvalidRequest
 from services.registry.domain.evaluation import Evaluation, EvaluationRequest
 from services.registry.domain.events import EventRecorder
+from services.registry.domain.history import Transition
 from services.registry.domain.intake import IntakeDecision
 from services.registry.domain.job_evaluations import JobEvaluations
 from services.registry.domain.principals import Principal
@@ -30,17 +31,6 @@ from shared.training import split_seed
 
 PASSED_VERDICTS = ("clean", "redacted")
 CANCELLABLE = (JobState.SCANNING, JobState.AWAITING_APPROVAL, JobState.TRAINING)
-
-
-@dataclass(frozen=True)
-class Transition:
-    from_state: str | None
-    to_state: str
-    actor: str
-    reason: str
-    at: datetime
-    event_id: str
-    cause_event_id: str | None = None
 
 
 @dataclass(frozen=True)

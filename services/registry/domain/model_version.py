@@ -18,7 +18,7 @@ from services.registry.domain import events
 from services.registry.domain.approvals import Approval, approvers, check_decider, check_first_decision
 from services.registry.domain.errors import Conflict, InvalidRequest
 from services.registry.domain.events import EventRecorder
-from services.registry.domain.job import Transition
+from services.registry.domain.history import Transition
 from services.registry.domain.model_states import ModelState, check_model_transition
 from services.registry.domain.principals import Principal
 from shared.ids import version_id_of
