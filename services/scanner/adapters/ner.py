@@ -17,7 +17,7 @@ whole text (a sentence start is the same there: a piece starts one).
 
 Most pieces cannot hold a name the scanner would report, and are not given to the model at all. A reported
 PERSON reads like a name (name_recognizers.plausible_person_span): every word capitalised, none stoplisted
-("I", "Team", "Monday") and, when it is one word, not at a sentence start, where a capital says nothing. So a
+("I", "Team", "Hi") and, when it is one word, not at a sentence start, where a capital says nothing. So a
 piece whose capitalised words all open sentences or are stoplisted ("Thanks for the update.", "I think Team
 Billing can help.") holds none; with the cuts after sentence ends, about two fifths of the words spaCy used to
 read on the bench corpus. Places and groups have no such rule ("Germans ...", "Paris is ..."): such a piece is
@@ -144,7 +144,7 @@ def name_capitals(line: str) -> tuple[bool, list[str]]:
     """(whether the line may hold a reportable name, its capitalised words that cannot be part of one). It may
     when a capitalised word stands inside a sentence, or follows another capitalised word ("Dr. Smith": a
     name of two words needs no capital inside a sentence). A word opening a sentence, or a stoplisted one
-    ("I", "Team", "Monday": name_recognizers.never_in_a_name), cannot: it is returned instead, to be asked
+    ("I", "Team", "Hi": name_recognizers.never_in_a_name), cannot: it is returned instead, to be asked
     whether it is, alone, a place or group."""
     others: list[str] = []
     previous_capital = False
