@@ -16,6 +16,13 @@ direct path's p50 (p99) at the same concurrency. Request pairs are not matched o
 each target's latencies are pooled over the rounds, so load from other processes on a shared machine falls
 on all targets alike. Percentiles are nearest-rank on the pooled latencies.
 
+Two more columns per proxy: `own p50/p99`, the proxy's own account of its overhead per request (the
+response header `x-tunegate-overhead-ms` or `x-litellm-overhead-duration-ms`: total time minus the time spent
+waiting for the upstream; LiteLLM's published overhead figures are this header's percentiles), and `cpu ms`,
+the CPU time of the proxy's processes per request (user + system, read from /proc before the measurement and
+after the proxy has gone quiet, so work left behind by one target, such as publishing audit events or
+exporting spans, is billed to it and not to the next).
+
 Caveats the figures carry: the client, the upstream and the proxy share the same cores (2 here, shared with
 other work), so at concurrency 16 the proxy competes with the client for CPU; the added latency at 16 is
 mostly queueing behind the proxy's CPU time per request.
@@ -50,6 +57,9 @@ PROMPT = "Where is my order {n}? It was due on Friday."
 the DLP's repeat cache and hide what DLP costs."""
 MAX_TOKENS = 16
 TUNEGATE_TARGETS = {"added p50 ms": 3.0, "added p99 ms": 15.0}
+OVERHEAD_HEADERS = ("x-tunegate-overhead-ms", "x-litellm-overhead-duration-ms")
+"""What each proxy reports as its own time per request (total minus the upstream call); LiteLLM's published
+overhead figures are this header's percentiles."""
 
 
 class BenchError(RuntimeError):
@@ -62,14 +72,54 @@ class Target:
     base_url: str  # ends in /v1
     model: str
     api_key: str
+    pid: int | None = None
+    """The proxy's process: its CPU time (with its children's) is measured per request."""
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, of in parents.items() if of == parent and child not in tree]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(times.get(member, 0.0) for member in tree)
+
+
+def settled_cpu_s(pid: int, *, quiet_s: float = 0.2, limit_s: float = 3.0) -> float:
+    """The process tree's CPU seconds once it has been idle for `quiet_s` (or after `limit_s`): the work a
+    measurement left behind (publishing, exporting spans) is billed to it, not to the next target."""
+    deadline = time.monotonic() + limit_s
+    last = process_tree_cpu_s(pid)
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = process_tree_cpu_s(pid)
+        if now - last < 0.01 * quiet_s:
+            return now
+        last = now
+    return last
 
 
 async def _measure(
     base_url: str, model: str, api_key: str, concurrency: int, requests: int
-) -> tuple[list[float], float]:
+) -> tuple[list[float], float, list[float]]:
     sent = [0]
     headers = {"authorization": f"Bearer {api_key}"}
     latencies: list[float] = []
+    overheads: list[float] = []
     failures: list[str] = []
     remaining = [requests]
     warmed: list[bool] = []
@@ -85,6 +135,9 @@ async def _measure(
         if response.status_code != 200:
             failures.append(f"{response.status_code}: {response.text[:300]}")
             return None
+        reported = response.headers.get(OVERHEAD_HEADERS[0]) or response.headers.get(OVERHEAD_HEADERS[1])
+        if reported is not None and warmed:
+            overheads.append(float(reported))
         return elapsed
 
     async def client_loop() -> None:
@@ -111,7 +164,7 @@ async def _measure(
     seconds = time.perf_counter() - started
     if failures:
         raise BenchError(f"{base_url}: {len(failures)} requests failed, first: {failures[0]}")
-    return latencies, seconds
+    return latencies, seconds, overheads
 
 
 def measure(base_url: str, model: str, api_key: str, concurrency: int, requests: int) -> list[float]:
@@ -137,11 +190,18 @@ class Row:
     throughput_rps: float
     added_p50_ms: float | None = None
     added_p99_ms: float | None = None
+    reported_p50_ms: float | None = None
+    reported_p99_ms: float | None = None
+    """The proxy's own overhead header (OVERHEAD_HEADERS), as it measured itself."""
+    cpu_ms_per_request: float | None = None
+    """The proxy's CPU time (all its processes, user + system) per request, background work included."""
     notes: list[str] = field(default_factory=list)
 
 
 def run(targets: list[Target], *, concurrencies: list[int], requests: int, rounds: int, warmup: int) -> list[Row]:
     pooled: dict[tuple[str, int], list[float]] = {}
+    reported: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], float] = {}
     seconds: dict[tuple[str, int], float] = {}
     for target in targets:  # warm-up: connections, imports, caches on every path
         measure(target.base_url, target.model, target.api_key, max(concurrencies), warmup)
@@ -149,11 +209,16 @@ def run(targets: list[Target], *, concurrencies: list[int], requests: int, round
         order = targets if round_index % 2 == 0 else list(reversed(targets))
         for concurrency in concurrencies:
             for target in order:
-                latencies, elapsed = asyncio.run(
+                cpu_before = settled_cpu_s(target.pid) if target.pid else 0.0
+                latencies, elapsed, overheads = asyncio.run(
                     _measure(target.base_url, target.model, target.api_key, concurrency, requests)
                 )
+                if target.pid:
+                    cpu[(target.name, concurrency)] = (cpu.get((target.name, concurrency), 0.0)
+                                                       + settled_cpu_s(target.pid) - cpu_before)
                 seconds[(target.name, concurrency)] = seconds.get((target.name, concurrency), 0.0) + elapsed
                 pooled.setdefault((target.name, concurrency), []).extend(latencies)
+                reported.setdefault((target.name, concurrency), []).extend(overheads)
     rows: list[Row] = []
     for concurrency in concurrencies:
         direct = pooled[("direct", concurrency)]
@@ -164,6 +229,10 @@ def run(targets: list[Target], *, concurrencies: list[int], requests: int, round
                 p50_ms=percentile(values, 50), p99_ms=percentile(values, 99),
                 throughput_rps=len(values) / seconds[(target.name, concurrency)],
             )
+            if (target.name, concurrency) in cpu:  # requests + 1 connection-opening request per client
+                row.cpu_ms_per_request = cpu[(target.name, concurrency)] * 1000 / (len(values) + concurrency * rounds)
+            if own := reported[(target.name, concurrency)]:
+                row.reported_p50_ms, row.reported_p99_ms = percentile(own, 50), percentile(own, 99)
             if target.name != "direct":
                 row.added_p50_ms = row.p50_ms - percentile(direct, 50)
                 row.added_p99_ms = row.p99_ms - percentile(direct, 99)
@@ -178,12 +247,15 @@ def run(targets: list[Target], *, concurrencies: list[int], requests: int, round
 
 def format_table(rows: list[Row]) -> str:
     lines = [f"{'target':<10} {'conc':>4} {'n':>6} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} "
-             f"{'added p50':>10} {'added p99':>10}  notes"]
+             f"{'added p50':>10} {'added p99':>10} {'own p50':>8} {'own p99':>8} {'cpu ms':>7}  notes"]
     for row in rows:
         added50 = f"{row.added_p50_ms:10.2f}" if row.added_p50_ms is not None else f"{'-':>10}"
         added99 = f"{row.added_p99_ms:10.2f}" if row.added_p99_ms is not None else f"{'-':>10}"
+        own50 = f"{row.reported_p50_ms:8.2f}" if row.reported_p50_ms is not None else f"{'-':>8}"
+        own99 = f"{row.reported_p99_ms:8.2f}" if row.reported_p99_ms is not None else f"{'-':>8}"
+        cpu = f"{row.cpu_ms_per_request:7.3f}" if row.cpu_ms_per_request is not None else f"{'-':>7}"
         lines.append(f"{row.target:<10} {row.concurrency:>4} {row.requests:>6} {row.p50_ms:8.2f} {row.p99_ms:8.2f} "
-                     f"{row.throughput_rps:8.1f} {added50} {added99}  {'; '.join(row.notes)}")
+                     f"{row.throughput_rps:8.1f} {added50} {added99} {own50} {own99} {cpu}  {'; '.join(row.notes)}")
     return "\n".join(lines)
 
 
@@ -191,7 +263,7 @@ def format_table(rows: list[Row]) -> str:
 def litellm_target(upstream_url: str, workers: int = 1) -> Iterator[Target]:
     with LiteLLMProxy.start(upstream_url=upstream_url, model=MODEL, workers=workers) as proxy:
         print(f"litellm {proxy.version} on {proxy.base_url} ({workers} worker(s))", file=sys.stderr)
-        yield Target("litellm", proxy.base_url, MODEL, proxy.api_key)
+        yield Target("litellm", proxy.base_url, MODEL, proxy.api_key, proxy.pid)
 
 
 @contextmanager
@@ -202,7 +274,7 @@ def tunegate_target(upstream_url: str) -> Iterator[Target]:
 
     with running_gateway(upstream_url, MODEL) as gateway:
         print(f"tunegate gateway on {gateway.base_url}", file=sys.stderr)
-        yield Target("tunegate", gateway.base_url, gateway.model, gateway.api_key)
+        yield Target("tunegate", gateway.base_url, gateway.model, gateway.api_key, gateway.pid)
 
 
 def main() -> None:

@@ -43,6 +43,9 @@ async def serve_app(app: Any, *, host: str, port: int, url_file: Path, log_level
         log_config=None,  # keep the service's own (JSON) logging setup
         lifespan="off",
         access_log=False,
+        # No service reads the client address, so uvicorn's X-Forwarded-For rewriting is a layer of work on
+        # every request for nothing (a few per cent of the gateway's CPU at 16 concurrent requests).
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     # The service runtime owns signals; uvicorn must not replace its handlers.

@@ -101,6 +101,7 @@ class LiteLLMProxy:
     base_url: str  # ends in /v1
     api_key: str
     version: str
+    pid: int  # the proxy's process (its workers are its children)
 
     @staticmethod
     @contextmanager
@@ -132,7 +133,8 @@ class LiteLLMProxy:
             try:
                 base = f"http://127.0.0.1:{port}"
                 _wait_ready(base, process, Path(workdir) / "litellm.log")
-                yield LiteLLMProxy(base_url=f"{base}/v1", api_key=MASTER_KEY, version=litellm_version(executable))
+                yield LiteLLMProxy(base_url=f"{base}/v1", api_key=MASTER_KEY, version=litellm_version(executable),
+                                   pid=process.pid)
             finally:
                 _stop(process)
                 log.close()

@@ -29,6 +29,11 @@ class RunningGateway:
     api_key: str
     harness: GatewayHarness
 
+    @property
+    def pid(self) -> int:
+        assert self.harness.process is not None
+        return self.harness.process.process.pid
+
 
 @contextmanager
 def running_gateway(upstream_url: str, upstream_model: str, *, extra_env: dict[str, str] | None = None

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, SpanKind
 
 from shared.events.envelope import Envelope
 from shared.security.signing import EnvelopeSigner
@@ -72,30 +72,57 @@ class Publisher:
             )
 
     async def publish_many(self, envelopes: Sequence[Envelope]) -> None:
-        """Pipelined publish: one round trip for many events (an outbox batch, bulk replays), each with its
-        PRODUCER span, ended when the batch is on the stream."""
+        """Pipelined publish: one round trip for many events (an outbox batch, the gateway's audit records,
+        bulk replays) under one PRODUCER span, as OpenTelemetry's messaging conventions model a batch: named
+        for the stream when every event goes to one, `messaging.batch.message_count`, a child of the first
+        event's trace and linked to every other event's. A span per event was about a twentieth of the
+        gateway's CPU per request at 16 concurrent requests (started, ended, exported and written each)."""
         signed = [self._prepare(e) for e in envelopes]
-        spans = [self._span(envelope, current=False) for envelope in signed]
+        if not signed:
+            return
+        span = self._batch_span(signed)
+        ours = format(span.get_span_context().trace_id, "032x")
         try:
             async with self.broker._connection.pipeline(transaction=False) as pipe:  # type: ignore[union-attr]
-                for envelope, span in zip(signed, spans, strict=True):
-                    with trace.use_span(span, end_on_exit=False):
+                with trace.use_span(span, end_on_exit=False):
+                    for envelope in signed:
+                        # The batch span is a message's sender only within its own trace; any other message
+                        # names its own context, which the consumer follows (dispatch._span_parent).
                         await self.broker.publish(
                             envelope.to_wire(),
                             stream=envelope.stream,
                             correlation_id=envelope.event_id,
-                            headers=self._headers(envelope),
+                            headers=self._headers(envelope) if envelope.trace_id == ours
+                            else self._headers(envelope, traceparent=envelope.trace),
                             pipeline=pipe,
                         )
                 await pipe.execute()
         finally:
-            for span in spans:
-                span.end()
+            span.end()
+
+    def _batch_span(self, envelopes: Sequence[Envelope]) -> Any:
+        streams = sorted({envelope.stream for envelope in envelopes})
+        parent = envelopes[0].trace
+        linked = {parent}
+        links = []
+        for envelope in envelopes[1:]:
+            if envelope.trace and envelope.trace not in linked:
+                linked.add(envelope.trace)
+                links.append(Link(trace.get_current_span(context_from_traceparent(envelope.trace)).get_span_context()))
+        attributes: dict[str, Any] = {"messaging.system": "redis", "messaging.operation.type": "send",
+                                      "messaging.operation.name": "send",
+                                      "messaging.batch.message_count": len(envelopes)}
+        if len(streams) == 1:
+            attributes["messaging.destination.name"] = streams[0]
+        return trace.get_tracer("tunegate.bus").start_span(
+            f"send {streams[0]}" if len(streams) == 1 else "send", context=context_from_traceparent(parent),
+            kind=SpanKind.PRODUCER, links=links, attributes=attributes,
+        )
 
     @staticmethod
-    def _headers(envelope: Envelope) -> dict[str, str]:
+    def _headers(envelope: Envelope, traceparent: str | None = None) -> dict[str, str]:
         headers = {EVENT_TYPE_HEADER: envelope.type}
-        traceparent = current_traceparent() or envelope.trace
+        traceparent = traceparent or current_traceparent() or envelope.trace
         if traceparent:
             headers[TRACEPARENT_HEADER] = traceparent
         return headers

@@ -167,3 +167,44 @@ async def test_settlements_queued_together_return_exactly_what_each_request_left
     admin.script_flush()  # as a Redis restart would: the pipeline loads the script again (SCRIPT LOAD only)
     again = await limiter.admit(KEY, rpm=1_000, tokens_per_day=1_000, reserve_tokens=10)
     assert await limiter.settle_many([(again, 10)]) == [500]
+
+
+async def test_admissions_asked_together_share_one_round_trip_and_survive_a_forgotten_script(
+    gateway_clients: list[aioredis.Redis], admin: redis.Redis,
+) -> None:
+    """Concurrent admissions on one limiter go to Redis as one pipeline of script runs, in the order asked;
+    after SCRIPT FLUSH (a restarted Redis) the batch reloads the script and every admission still counts
+    exactly once."""
+    limiter = RateLimiter(gateway_clients[0])
+    await limiter.admit(KEY, rpm=1_000, tokens_per_day=1_000_000, reserve_tokens=1)  # loads the script
+    calls_before = _evalsha_calls(admin)
+    pipelines: list[object] = []
+    opened = limiter.client.pipeline
+    limiter.client.pipeline = lambda **kw: pipelines.append(kw) or opened(**kw)  # type: ignore[method-assign]
+    outcomes = await burst([limiter], 16, rpm=1_000, tokens_per_day=1_000_000, reserve_tokens=1)
+    assert [o.requests_in_window for o in outcomes] == list(range(2, 18)), "in the order asked, each once"
+    assert _evalsha_calls(admin) - calls_before == 16
+    assert len(pipelines) == 1, "sixteen admissions, one round trip"
+
+    admin.script_flush()
+    outcomes = await burst([limiter], 16, rpm=20, tokens_per_day=1_000_000, reserve_tokens=1)
+    assert [o.admitted for o in outcomes] == [True] * 3 + [False] * 13, "17 counted before, 20 per minute"
+    assert [o.requests_in_window for o in outcomes[:3]] == [18, 19, 20]
+
+
+async def test_a_batch_of_admissions_fails_together_when_redis_is_gone(
+    acl_redis: tuple[EmbeddedRedis, RedisCredentials],
+) -> None:
+    server, credentials = acl_redis
+    client = aioredis.Redis.from_url(credentials.url_for(server.url, "gateway"))
+    limiter = RateLimiter(client)
+    server.stop()
+    results = await asyncio.gather(
+        *(limiter.admit(KEY, rpm=10, tokens_per_day=100, reserve_tokens=1) for _ in range(4)), return_exceptions=True
+    )
+    assert all(isinstance(r, redis.exceptions.ConnectionError) for r in results), results
+    await client.aclose()
+
+
+def _evalsha_calls(admin: redis.Redis) -> int:
+    return int(admin.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))

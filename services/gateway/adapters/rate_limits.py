@@ -152,6 +152,7 @@ class RateLimiter:
         # register_script: EVALSHA, loading the script (SCRIPT LOAD) when Redis does not have it yet.
         self._admit = client.register_script(_ADMIT)
         self._settle = client.register_script(_SETTLE)
+        self._asked: list[tuple[list[object], asyncio.Future[list[object]]]] = []
 
     def request_log_key(self, key_id: str) -> str:
         return f"{self.prefix}rpm:{key_id}"
@@ -171,9 +172,8 @@ class RateLimiter:
                 key_id, False, reserve_tokens, 0, -1, 0, 0, rpm, tokens_per_day, limit="request_over_daily_budget"
             )
         member = secrets.token_hex(12)  # unique per admission: two in the same millisecond both count
-        admitted, limit, wait_ms, day, requests, used = await self._admit(
-            keys=[self.request_log_key(key_id), self.token_budget_key(key_id)],
-            args=[rpm, tokens_per_day, reserve_tokens, member],
+        admitted, limit, wait_ms, day, requests, used = await self._run_admit(
+            [self.request_log_key(key_id), self.token_budget_key(key_id), rpm, tokens_per_day, reserve_tokens, member]
         )
         counts = (int(day), int(requests), int(used), rpm, tokens_per_day)
         if admitted:
@@ -185,6 +185,60 @@ class RateLimiter:
             retry_after_s=int(wait_ms) / 1000.0,
         )
 
+    async def _run_admit(self, keys_and_args: list[object]) -> list[object]:
+        """One run of the admission script. Admissions asked in the same turn of the event loop go to Redis
+        in one pipeline, each still its own atomic script run, in the order asked: at 16 concurrent requests
+        one round trip serves several, and each round trip costs the gateway a send, a wake-up and a reply."""
+        future: asyncio.Future[list[object]] = asyncio.get_running_loop().create_future()
+        if not self._asked:  # the task runs after the callbacks already ready: their admissions join this one
+            asyncio.get_running_loop().create_task(self._send_admissions())
+        self._asked.append((keys_and_args, future))
+        return await future
+
+    async def _send_admissions(self) -> None:
+        batch, self._asked = self._asked, []
+        try:
+            results = await self._pipelined(self._admit.sha, _ADMIT, 2, [asked for asked, _ in batch])
+        except Exception as exc:  # Redis unreachable: every request of the batch fails with it, as it would alone
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except BaseException:
+            for _, future in batch:
+                future.cancel()
+            raise
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():  # the request went away meanwhile: its admission stays counted, as it would alone
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(list(result))  # type: ignore[arg-type]
+
+    async def _pipelined(self, sha: str, script: str, key_count: int,
+                         calls: Sequence[Sequence[object]]) -> list[object]:
+        """Run a script once per call in one pipeline; a call's error is its result. NOSCRIPT (a restarted
+        Redis forgot the script: the script did not run) loads it once and runs those calls again."""
+        results: list[object] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in (1, 2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for index in todo:
+                    pipe.evalsha(sha, key_count, *calls[index])
+                answers = await pipe.execute(raise_on_error=False)
+            missing = []
+            for index, answer in zip(todo, answers, strict=True):
+                if isinstance(answer, NoScriptError) and attempt == 1:
+                    missing.append(index)
+                else:
+                    results[index] = answer
+            if not missing:
+                break
+            await self.client.script_load(script)  # the ACL grants SCRIPT LOAD only
+            todo = missing
+        return results
+
     async def settle_many(self, settlements: Sequence[tuple[Admission, int]]) -> list[int | None]:
         """`settle` for many admissions in one round trip (a pipeline of the same script)."""
         todo = []
@@ -195,18 +249,14 @@ class RateLimiter:
                 todo.append((admission, used_tokens))
         if not todo:
             return [None] * len(settlements)
-        for attempt in (1, 2):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for admission, used_tokens in todo:
-                    pipe.evalsha(self._settle.sha, 1, self.token_budget_key(admission.key_id), admission.day,
-                                 admission.reserved_tokens - used_tokens)
-                try:
-                    left = iter(await pipe.execute())
-                    break
-                except NoScriptError:  # a restarted Redis forgot the script; the ACL grants SCRIPT LOAD only
-                    if attempt == 2:
-                        raise
-                    await self.client.script_load(_SETTLE)
+        answers = await self._pipelined(
+            self._settle.sha, _SETTLE, 1,
+            [(self.token_budget_key(a.key_id), a.day, a.reserved_tokens - used) for a, used in todo],
+        )
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        left = iter(answers)
         return [(None if (n := int(next(left))) < 0 else n) if a.admitted else None for a, _ in settlements]
 
     async def settle(self, key_id: str, admission: Admission, used_tokens: int) -> int | None:
