@@ -153,6 +153,7 @@ class RateLimiter:
         self._admit = client.register_script(_ADMIT)
         self._settle = client.register_script(_SETTLE)
         self._asked: list[tuple[list[object], asyncio.Future[list[object]]]] = []
+        self._sending: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
 
     def request_log_key(self, key_id: str) -> str:
         return f"{self.prefix}rpm:{key_id}"
@@ -191,7 +192,9 @@ class RateLimiter:
         one round trip serves several, and each round trip costs the gateway a send, a wake-up and a reply."""
         future: asyncio.Future[list[object]] = asyncio.get_running_loop().create_future()
         if not self._asked:  # the task runs after the callbacks already ready: their admissions join this one
-            asyncio.get_running_loop().create_task(self._send_admissions())
+            task = asyncio.get_running_loop().create_task(self._send_admissions())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
         self._asked.append((keys_and_args, future))
         return await future
 
