@@ -17,14 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.bus.dead_letters import last_error
 from shared.bus.dispatch import Delivery, Dispatcher
 from shared.bus.groups import ensure_groups, group_exists
 from shared.bus.liveness import HEARTBEAT_INTERVAL_S, HEARTBEAT_TTL_S, heartbeat_key
+from shared.bus.outcomes import REDIS_DOWN
 from shared.bus.unit_of_work import UnitOfWork
 from shared.bus.wire import split_fields
 from shared.config import Settings
@@ -32,7 +31,6 @@ from shared.storage.db import DATABASE_UNAVAILABLE
 
 log = logging.getLogger("tunegate.bus")
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 OUTBOX_PRUNE_INTERVAL_S = 60.0
 
 

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from shared.bus.authentication import Authenticator, Refused
 from shared.bus.definition import ServiceDefinition, TypedHandler
-from shared.bus.outcomes import DeliveryStats, EntryOutcomes
+from shared.bus.outcomes import REDIS_DOWN, DeliveryStats, EntryOutcomes, is_outage
 from shared.bus.unit_of_work import UnitOfWork
 from shared.config import Settings
 from shared.events.catalog import CATALOG
@@ -121,8 +121,6 @@ class Dispatcher:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
 
     async def _guarded(self, delivery: Delivery) -> None:
-        from shared.bus.delivery_loops import REDIS_DOWN
-
         try:
             await self._handle_one(delivery)
         except REDIS_DOWN as exc:
@@ -183,8 +181,13 @@ class Dispatcher:
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
-                log.exception("handler for %s failed", envelope.type, extra=extra)
-                await self.outcomes.failed_attempt(delivery, f"{type(exc).__name__}: {exc}")
+                outage = is_outage(exc)
+                if outage:  # one line: the traceback says nothing the message does not
+                    log.warning("handler for %s: database or Redis unreachable, retried later: %s", envelope.type,
+                                str(exc).splitlines()[0][:300], extra=extra)
+                else:
+                    log.exception("handler for %s failed", envelope.type, extra=extra)
+                await self.outcomes.failed_attempt(delivery, f"{type(exc).__name__}: {exc}", outage=outage)
                 return
             await self.outcomes.ack(delivery)
             self.stats.processed += 1
@@ -204,9 +207,14 @@ class Dispatcher:
         try:
             await self._batch_runner([envelope for _, envelope in valid])
         except Exception as exc:
-            log.exception("batch handler failed for %d events", len(valid))
+            outage = is_outage(exc)
+            if outage:
+                log.warning("batch handler: database or Redis unreachable, %d events retried later: %s", len(valid),
+                            str(exc).splitlines()[0][:300])
+            else:
+                log.exception("batch handler failed for %d events", len(valid))
             for delivery, _ in valid:
-                await self.outcomes.failed_attempt(delivery, f"{type(exc).__name__}: {exc}")
+                await self.outcomes.failed_attempt(delivery, f"{type(exc).__name__}: {exc}", outage=outage)
             return
         by_stream: dict[str, list[bytes]] = {}
         for delivery, _ in valid:

@@ -15,11 +15,36 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.bus.dead_letters import move_to_dlq, record_error
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.events.payloads import BusEventDeadLettered, BusEventRejected
+from shared.storage.db import DATABASE_UNAVAILABLE
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Redis unreachable: refused, reset, timed out (the bus loops log these in one line and go on)."""
+
+OUTAGES: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE, RedisConnectionError, RedisTimeoutError,
+                                            ConnectionError)
+"""Failures that are the infrastructure's, not the event's: the service's database or Redis unreachable.
+Narrower than REDIS_DOWN on purpose: a handler's FileNotFoundError is an OSError and may well be the event's."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a handler failed because its database or Redis was unreachable, or Redis refused writes for
+    want of disk (MISCONF): the exception itself or one it was explicitly raised from."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OUTAGES) or (isinstance(current, ResponseError) and str(current).startswith("MISCONF")):
+            return True
+        seen.add(id(current))
+        current = current.__cause__
+    return False
 
 if TYPE_CHECKING:
     from shared.bus.dispatch import Delivery
@@ -134,10 +159,21 @@ class EntryOutcomes:
             extra={"stream": delivery.stream, "entry_id": delivery.entry_id.decode()},
         )
 
-    async def failed_attempt(self, delivery: Delivery, error: str) -> None:
-        """Leave the entry pending for a retry, or dead-letter it once it has used its deliveries."""
+    async def failed_attempt(self, delivery: Delivery, error: str, *, outage: bool = False) -> None:
+        """Leave the entry pending for a retry, or dead-letter it once it has used its deliveries. A failure
+        during an outage (`is_outage`) uses none: the event is not at fault, and a database down for longer
+        than max_deliveries reclaim rounds must not send a job's next step to the dead letters."""
         self.stats.failed += 1
         deliveries = await self.deliveries_of(delivery)
+        if outage:
+            await record_error(self.redis, self.group, delivery.stream, delivery.entry_id, error)
+            # XCLAIM to ourselves with RETRYCOUNT puts the delivery count back as it was before this attempt
+            # (and restarts the idle clock: the reclaimer retries it after reclaim_idle_ms, here or elsewhere).
+            await self.redis.xclaim(
+                delivery.stream, self.group, self.consumer, min_idle_time=0, message_ids=[delivery.entry_id],
+                justid=True, retrycount=max(0, deliveries - 1),
+            )
+            return
         if deliveries >= self.settings.max_deliveries:
             await self.dead_letter(delivery, error, deliveries)
         else:

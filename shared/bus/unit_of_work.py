@@ -15,6 +15,7 @@ from shared.bus.context import HandlerContext
 from shared.bus.definition import TypedHandler
 from shared.bus.inbox import InboxTables
 from shared.bus.outbox_writer import OutboxWriter
+from shared.bus.outcomes import REDIS_DOWN
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.storage.db import Database
@@ -110,8 +111,6 @@ class UnitOfWork:
             await asyncio.gather(self._drainer, return_exceptions=True)
 
     async def _publish_after_commit(self, envelopes: list[Envelope]) -> None:
-        from shared.bus.delivery_loops import REDIS_DOWN
-
         try:
             await self.publish_committed(envelopes)
         except REDIS_DOWN as exc:

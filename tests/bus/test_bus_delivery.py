@@ -96,6 +96,26 @@ def test_poison_message_goes_to_dlq_after_max_deliveries(tunegate_home: Path, re
         probe.stop()
 
 
+def test_an_outage_uses_up_no_deliveries(tunegate_home: Path, redis_url: str) -> None:
+    """A handler failing because its database is unreachable, on more deliveries than the limit allows (3 in
+    the test env), is retried until the database answers: the job's next step is not dead-lettered."""
+    probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    try:
+        probe.wait_ready()
+        event = state_changed("job_outage", "outage:5")
+        publish(redis_url, event)
+        client = redis.Redis.from_url(redis_url)
+        wait_for(lambda: effects(tunegate_home), 60, "the handler to succeed after the outage")
+        assert [r[1] for r in effects(tunegate_home)] == ["job_outage"]
+        assert (tunegate_home / "probe" / f"attempts-{event.event_id}").read_text() == "x" * 6
+        assert read_dlq(client, "tunegate.jobs") == []
+        wait_for(lambda: client.xpending("tunegate.jobs", "tunegate-probe")["pending"] == 0, 10, "ack")
+        assert "database or Redis unreachable, retried later" in probe.log()
+        assert "Traceback" not in probe.log()
+    finally:
+        probe.stop()
+
+
 def test_invalid_envelopes_go_straight_to_dlq_with_the_reason(tunegate_home: Path, redis_url: str) -> None:
     probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
     try:

@@ -457,7 +457,9 @@ class Chaos:
             db.dispose()
 
     def published(self, client: redis.Redis) -> list[str]:
-        """The event ids on every stream now (the injected bad entries aside)."""
+        """The event ids on every stream now (the injected bad entries aside). An entry id is unique within
+        its stream only: a refusal record published on tunegate.bus in the millisecond of the injection can
+        carry an injected entry's id, so the match is on (stream, id)."""
         injected = set(self.bad.entry_ids)
         published: list[str] = []
         self.report.stream_entries = 0
@@ -466,7 +468,7 @@ class Chaos:
             for entry_id, fields in client.xrange(stream.value):
                 entry = entry_id.decode()
                 self.report.stream_entries += 1
-                if entry in injected:
+                if stream.value == self.bad.stream and entry in injected:
                     continue
                 try:
                     published.append(Envelope.from_wire(body_of(fields)).event_id)
@@ -492,8 +494,10 @@ class Chaos:
         groups = {info["name"].decode() for info in client.xinfo_groups(self.bad.stream)}
         client.close()
         report.dead_letters = len(dead)
-        report.unexpected_dead_letters = [d for d in dead if d.get("entry_id") not in injected]
-        refused = {(d.get("entry_id"), d.get("group")) for d in dead}
+        report.unexpected_dead_letters = [
+            d for d in dead if d.get("stream") != self.bad.stream or d.get("entry_id") not in injected
+        ]
+        refused = {(d.get("entry_id"), d.get("group")) for d in dead if d.get("stream") == self.bad.stream}
         report.injected_not_dead_lettered = [
             f"{entry} by {group}" for entry in self.bad.entry_ids
             for group in sorted(self.bad.refusing_groups(entry, groups)) if (entry, group) not in refused
