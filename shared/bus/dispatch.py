@@ -181,12 +181,7 @@ class Dispatcher:
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
-                outage = is_outage(exc)
-                if outage:  # one line: the traceback says nothing the message does not
-                    log.warning("handler for %s: database or Redis unreachable, retried later: %s", envelope.type,
-                                str(exc).splitlines()[0][:300], extra=extra)
-                else:
-                    log.exception("handler for %s failed", envelope.type, extra=extra)
+                outage = _log_failure(exc, f"handler for {envelope.type}", extra)
                 await self.outcomes.failed_attempt(delivery, f"{type(exc).__name__}: {exc}", outage=outage)
                 return
             await self.outcomes.ack(delivery)
@@ -207,12 +202,7 @@ class Dispatcher:
         try:
             await self._batch_runner([envelope for _, envelope in valid])
         except Exception as exc:
-            outage = is_outage(exc)
-            if outage:
-                log.warning("batch handler: database or Redis unreachable, %d events retried later: %s", len(valid),
-                            str(exc).splitlines()[0][:300])
-            else:
-                log.exception("batch handler failed for %d events", len(valid))
+            outage = _log_failure(exc, f"batch handler for {len(valid)} events", {})
             for delivery, _ in valid:
                 await self.outcomes.failed_attempt(delivery, f"{type(exc).__name__}: {exc}", outage=outage)
             return
@@ -240,3 +230,14 @@ class Dispatcher:
                 start_time=started,
             )
             span.end(end_time=ended)
+
+
+def _log_failure(exc: Exception, what: str, extra: dict[str, object]) -> bool:
+    """Log a handler's failure and say whether it was an outage: one line then (the traceback says nothing the
+    message does not, and an outage repeats it every reclaim round), the traceback otherwise."""
+    if is_outage(exc):
+        log.warning("%s: database or Redis unreachable, retried later: %s", what, str(exc).splitlines()[0][:300],
+                    extra=extra)
+        return True
+    log.exception("%s failed", what, extra=extra)
+    return False
