@@ -23,24 +23,26 @@ from shared.bus.dead_letters import move_to_dlq, record_error
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.events.payloads import BusEventDeadLettered, BusEventRejected
-from shared.storage.db import DATABASE_UNAVAILABLE
+from shared.storage.db import database_unavailable
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 """Redis unreachable: refused, reset, timed out (the bus loops log these in one line and go on)."""
 
-OUTAGES: tuple[type[BaseException], ...] = (*DATABASE_UNAVAILABLE, RedisConnectionError, RedisTimeoutError,
-                                            ConnectionError)
-"""Failures that are the infrastructure's, not the event's: the service's database or Redis unreachable.
-Narrower than REDIS_DOWN on purpose: a handler's FileNotFoundError is an OSError and may well be the event's."""
+OUTAGES: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, ConnectionError)
+"""Failures that are the infrastructure's, not the event's: Redis or a peer unreachable (the database's are
+told apart by `database_unavailable`). Narrower than REDIS_DOWN on purpose: a handler's FileNotFoundError is an
+OSError and may well be the event's."""
 
 
 def is_outage(exc: BaseException) -> bool:
-    """Whether a handler failed because its database or Redis was unreachable, or Redis refused writes for
-    want of disk (MISCONF): the exception itself or one it was explicitly raised from."""
+    """Whether a handler failed because its database or Redis was unreachable, or either refused writes for
+    want of disk (SQLITE_FULL, MISCONF): the exception itself or one it was explicitly raised from. A statement
+    the database refused ("no such table") is the event's failure, and is dead-lettered in the end."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, OUTAGES) or (isinstance(current, ResponseError) and str(current).startswith("MISCONF")):
+        if (isinstance(current, OUTAGES) or database_unavailable(current)
+                or (isinstance(current, ResponseError) and str(current).startswith("MISCONF"))):
             return True
         seen.add(id(current))
         current = current.__cause__

@@ -17,7 +17,39 @@ if TYPE_CHECKING:
 
 # The database cannot be reached or dropped the connection (PostgreSQL down or cut off, SQLite locked past its
 # timeout): transient, so a request is answered 503 and a background round is retried, never a traceback.
+# The classes SQLAlchemy raises for it; `database_unavailable` tells an outage from a statement error that
+# SQLAlchemy files under the same class.
 DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, DisconnectionError)
+
+SQLITE_OUTAGES = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_NOMEM",
+                  "SQLITE_PROTOCOL", "SQLITE_READONLY")
+"""SQLite result codes (and their extended forms, e.g. SQLITE_IOERR_WRITE) that say the database file cannot be
+used right now: held by another writer, disk full, I/O failing, gone or read-only. Every other code under
+OperationalError (SQLITE_ERROR: "no such table", a syntax error) is the statement's fault and stays so."""
+
+POSTGRES_OUTAGE_CLASSES = ("08", "53", "57P", "58")
+"""SQLSTATE prefixes of a PostgreSQL server that cannot serve: connection exceptions (08), insufficient
+resources such as a full disk or too many connections (53), an operator or crash shutdown and "cannot
+connect now" (57P), system I/O errors (58). A failure before any server answered has no SQLSTATE at all."""
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database is unreachable or unusable for now (retry later, nobody's fault), as
+    opposed to a statement the database refused (a missing table, a deadlock victim: the caller's)."""
+    if isinstance(exc, DisconnectionError | InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    sqlite_name = getattr(orig, "sqlite_errorname", None)
+    if isinstance(sqlite_name, str):
+        return sqlite_name.startswith(SQLITE_OUTAGES)
+    if hasattr(orig, "sqlstate"):  # psycopg
+        sqlstate = orig.sqlstate
+        return sqlstate is None or str(sqlstate).startswith(POSTGRES_OUTAGE_CLASSES)
+    return True  # a driver we do not know: its OperationalError is, by DB-API's definition, the database's
 
 
 def normalise_url(url: str) -> str:

@@ -116,6 +116,22 @@ def test_an_outage_uses_up_no_deliveries(tunegate_home: Path, redis_url: str) ->
         probe.stop()
 
 
+def test_a_statement_the_database_refuses_is_the_events_failure(tunegate_home: Path, redis_url: str) -> None:
+    """SQLite's "no such table" is an OperationalError like an outage, but no wait will fix it: it uses up the
+    event's deliveries and is dead-lettered, instead of being retried for good."""
+    probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
+    try:
+        probe.wait_ready()
+        publish(redis_url, state_changed("job_bug", "missing-table"))
+        client = redis.Redis.from_url(redis_url)
+        dead = wait_for(lambda: read_dlq(client, "tunegate.jobs"), 30, "dead letter")
+        assert int(dead[0]["deliveries"]) == 3 and "no such table: no_such_table" in dead[0]["reason"]
+        assert effects(tunegate_home) == []
+        assert "database or Redis unreachable" not in probe.log()
+    finally:
+        probe.stop()
+
+
 def test_invalid_envelopes_go_straight_to_dlq_with_the_reason(tunegate_home: Path, redis_url: str) -> None:
     probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
     try:

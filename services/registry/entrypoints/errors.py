@@ -1,8 +1,10 @@
 """How the registry API answers what went wrong: one OpenAI-like JSON shape ({"error", "detail"}), a status per
-domain error, 409 for a concurrent change, 503 while the database is unreachable; never a 500 with a trace."""
+domain error, 409 for a concurrent change, 503 while the database is unreachable, a logged 500 for a statement
+the database refused; never a traceback in the answer."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,8 +24,10 @@ from services.registry.domain.errors import (
 )
 from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.states import InvalidTransition
-from shared.storage.db import DATABASE_UNAVAILABLE
+from shared.storage.db import DATABASE_UNAVAILABLE, database_unavailable
 from shared.validation import describe_validation_error
+
+log = logging.getLogger("tunegate.registry.http")
 
 DATABASE_UNAVAILABLE_DETAIL = (
     "the registry's database is unreachable right now; the request may not have been recorded: read the state "
@@ -67,7 +71,10 @@ def add_error_handlers(app: FastAPI) -> None:
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         return error_response(409, "conflict", "a concurrent request recorded the same change; read it again")
 
-    async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):  # a statement the database refused: ours to fix, not worth a retry
+            log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+            return error_response(500, "internal_error", "the registry failed to answer this request; it is logged")
         response = error_response(503, "database_unavailable", DATABASE_UNAVAILABLE_DETAIL)
         response.headers["retry-after"] = "2"
         return response
