@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path, PurePath
 from typing import Annotated, Any
@@ -10,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.json_input import parse_json
 from shared.storage.private import private_dir, private_file
 
 DEFAULT_MAX_DATASET_BYTES = 4 << 30
@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                return json.loads(text)
+                return parse_json(text)
             return [part for part in text.split(os.pathsep) if part.strip()]
         return value
 

@@ -5,7 +5,6 @@ and the answer handed back to the HTTP layer; and the parsing of a body into Ope
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from services.gateway.adapters.generation import EngineError
 from services.gateway.domain.routes import Route
 from services.gateway.entrypoints.schemas import ChatCompletionRequest, CompletionRequest
 from services.gateway.errors import GatewayError
+from shared.json_input import parse_json
 from shared.validation import describe_validation_error
 
 Operation = Literal["chat", "text_completion"]
@@ -38,22 +38,26 @@ def engine_refusal(exc: Exception) -> GatewayError:
 
 
 def model_named(raw: bytes) -> str:
-    """The model a body names, read leniently so that a refused request is audited under it."""
+    """The model a body that failed validation names, read leniently so that its refusal is audited under it."""
     try:
-        model = json.loads(raw).get("model")
+        model = parse_json(raw).get("model")
     except (ValueError, AttributeError):
         return "(unreadable body)"
     return model[:200] if isinstance(model, str) and model else "(no model named)"
 
 
-def parse_body(operation: Operation, raw: bytes) -> Body:
+def read_body(operation: Operation, raw: bytes) -> tuple[Body | GatewayError, str]:
+    """The body in OpenAI's request shape, or the 400 that says why it is not one (raised by the caller once
+    the key is checked: an unauthenticated client learns nothing about bodies), and the model it names. A
+    valid body is parsed once; only a refused one is read a second time, for its model name."""
     model = ChatCompletionRequest if operation == "chat" else CompletionRequest
     try:
-        return model.model_validate_json(raw)
+        body = model.model_validate_json(raw)
     except ValidationError as exc:
-        raise GatewayError(400, describe_validation_error(exc, root="body"), code="invalid_request",
-                           stage="access", check="request_validation",
-                           param=_first_location(exc)) from None
+        refusal = GatewayError(400, describe_validation_error(exc, root="body"), code="invalid_request",
+                               stage="access", check="request_validation", param=_first_location(exc))
+        return refusal, model_named(raw)
+    return body, body.model
 
 
 def _first_location(exc: ValidationError) -> str | None:

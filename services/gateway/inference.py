@@ -36,8 +36,7 @@ from services.gateway.exchange import (
     Operation,
     Prepared,
     engine_refusal,
-    model_named,
-    parse_body,
+    read_body,
     sha256_text,
 )
 from services.gateway.settings import GatewaySettings
@@ -80,8 +79,9 @@ class Gateway:
     async def answer(self, operation: Operation, raw: bytes, authorization: str | None,
                      traceparent: str | None) -> Answer:
         """Answer one request body (already size-capped by the HTTP layer)."""
-        ex = Exchange(request_id=f"req_{uuid.uuid4().hex}", operation=operation, model=model_named(raw),
-                      started=time.perf_counter())
+        started = time.perf_counter()
+        body, model = read_body(operation, raw)
+        ex = Exchange(request_id=f"req_{uuid.uuid4().hex}", operation=operation, model=model, started=started)
         ex.span = self.tracer.start_span(
             f"{operation if operation == 'chat' else 'text_completion'} {ex.model}", kind=SpanKind.SERVER,
             context=context_from_traceparent(traceparent),
@@ -91,7 +91,8 @@ class Gateway:
         token = otel_context.attach(trace.set_span_in_context(ex.span))
         try:
             ex.key = self.authenticate(authorization)
-            body = parse_body(operation, raw)
+            if isinstance(body, GatewayError):
+                raise body
             ex.span.set_attribute("gen_ai.request.max_tokens", body.requested_max_tokens() or 0)
             prepared = await self._prepare(ex, body)
             if body.stream:

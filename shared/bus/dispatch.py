@@ -10,7 +10,6 @@ its deliveries."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +26,7 @@ from shared.bus.unit_of_work import UnitOfWork
 from shared.config import Settings
 from shared.events.catalog import CATALOG
 from shared.events.envelope import Envelope, EnvelopeError
+from shared.json_input import parse_json
 from shared.telemetry import context_from_traceparent, messaging_attributes
 
 log = logging.getLogger("tunegate.bus")
@@ -158,7 +158,7 @@ class Dispatcher:
 
     async def _handle_one(self, delivery: Delivery) -> None:
         try:
-            parsed = json.loads(delivery.body)
+            parsed = parse_json(delivery.body)
         except ValueError:
             parsed = None
         claimed = parsed.get("type") if isinstance(parsed, dict) else None

@@ -7,7 +7,6 @@ dead letter cannot hide the attempt: the audit ledger keeps the record."""
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,6 +22,7 @@ from shared.bus.dead_letters import move_to_dlq, record_error
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.events.payloads import BusEventDeadLettered, BusEventRejected
+from shared.json_input import parse_json
 from shared.storage.db import database_unavailable
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -185,7 +185,7 @@ class EntryOutcomes:
 def _claims(delivery: Delivery) -> tuple[str | None, str | None]:
     """What an entry says it is, read without trusting it (for the record of a failed valid event)."""
     try:
-        data = json.loads(delivery.body)
+        data = parse_json(delivery.body)
     except ValueError:
         return None, None
     if not isinstance(data, dict):

@@ -8,11 +8,12 @@ nothing here holds more than one record (or one Parquet batch) in memory."""
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from shared.json_input import parse_json
 
 RecordKind = Literal["chat", "prompt_completion", "preference", "text"]
 RECORD_KINDS: tuple[str, ...] = ("chat", "prompt_completion", "preference", "text")
@@ -137,7 +138,7 @@ def _csv_cell(column: str, value: str | None) -> Any:
     stripped = value.strip()
     if column in _JSON_CELL_COLUMNS and stripped[:1] in ("[", "{"):
         try:
-            return json.loads(stripped)
+            return parse_json(stripped)
         except ValueError:
             return value
     return value
@@ -148,7 +149,7 @@ def parse_raw(raw: RawRecord) -> tuple[dict[str, Any] | None, str | None]:
     if isinstance(raw.raw, dict):
         return raw.raw, None
     try:
-        value = json.loads(raw.raw)
+        value = parse_json(raw.raw)
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
     except ValueError as exc:

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.json_input import parse_json
+
 HOLDOUT_SCHEMA = "tunegate.holdout/1"
 MIN_TRAINING_RECORDS = 1
 
@@ -32,7 +34,7 @@ class HeldOut(BaseModel):
 
     @classmethod
     def from_json(cls, data: bytes) -> HeldOut:
-        return cls.model_validate(json.loads(data))
+        return cls.model_validate(parse_json(data))
 
 
 def choose_held_out(record_count: int, fraction: float, seed: int) -> list[int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from shared.ids import uuid7
+from shared.json_input import parse_json
 from shared.validation import describe_validation_error
 
 TRACEPARENT_PATTERN = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
@@ -102,7 +102,7 @@ class Envelope(BaseModel):
     def from_wire(cls, raw: bytes | str | dict[str, Any]) -> Envelope:
         """Parse and validate; raises EnvelopeError with a precise reason."""
         try:
-            data = raw if isinstance(raw, dict) else json.loads(raw)
+            data = raw if isinstance(raw, dict) else parse_json(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise EnvelopeError(f"body is not JSON: {exc}") from exc
         if not isinstance(data, dict):

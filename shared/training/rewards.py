@@ -4,13 +4,13 @@ jsonschema validates in memory and, without a registry, never retrieves a remote
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from shared.events.reinforcement import RewardFunctionSpec, RlhfOptions
+from shared.json_input import parse_json
 
 Scorer = Callable[[str], float]
 
@@ -28,7 +28,7 @@ def json_schema_reward(schema: dict[str, Any]) -> Scorer:
 
     def score(text: str) -> float:
         try:
-            value = json.loads(text.strip())
+            value = parse_json(text.strip())
         except ValueError:
             return 0.0
         return 1.0 if validator.is_valid(value) else 0.5

@@ -145,15 +145,18 @@ def test_invalid_envelopes_go_straight_to_dlq_with_the_reason(tunegate_home: Pat
         client.xadd("tunegate.jobs", {"envelope": json.dumps(bad_payload)})
         unknown = dict(bad_payload, type="job.teleported")
         client.xadd("tunegate.jobs", {"envelope": json.dumps(unknown)})
+        client.xadd("tunegate.jobs", {"envelope": b"[" * 20_000 + b"]" * 20_000})  # RecursionError in json.loads
         dead = wait_for(
-            lambda: len(read_dlq(client, "tunegate.jobs")) >= 3 and read_dlq(client, "tunegate.jobs"), 20, "dlq"
+            lambda: len(read_dlq(client, "tunegate.jobs")) >= 4 and read_dlq(client, "tunegate.jobs"), 20, "dlq"
         )
         reasons = [d["reason"] for d in dead]
         assert "body is not JSON" in reasons[0]
         assert "payload.job_id" in reasons[1] and "to_state" in reasons[1]
         assert "unknown event type 'job.teleported'" in reasons[2]
-        assert [d["deliveries"] for d in dead] == ["1", "1", "1"]
+        assert "body is not JSON" in reasons[3] and "nested more than about" in reasons[3]
+        assert [d["deliveries"] for d in dead] == ["1", "1", "1", "1"]
         assert effects(tunegate_home) == []
+        assert "RecursionError" not in probe.log()
     finally:
         probe.stop()
 

@@ -51,6 +51,10 @@ def test_schema_check_strict_and_lenient() -> None:
     assert schema.check(fenced).reason == NOT_JSON  # strict: a program parsing the output would fail
     assert OutputSchema(RETURN_SCHEMA, lenient=True).check(fenced).valid
     assert parse_json_output("{broken", lenient=True) == (False, None)
+    deep = "The answer: " + "[" * 3_000 + "]" * 3_000  # a model's output nested past json's recursion limit
+    assert parse_json_output(deep) == (False, None)
+    parsed, value = parse_json_output(deep, lenient=True)  # the first document it can decode: an inner array
+    assert parsed and isinstance(value, list)
     with pytest.raises(Exception, match="is not valid"):
         OutputSchema({"type": "no-such-type"})
 

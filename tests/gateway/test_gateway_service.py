@@ -128,6 +128,9 @@ def test_a_retired_version_stops_answering_without_a_restart(gateway: GatewayHar
 
 @pytest.mark.parametrize(("body", "status", "code", "where"), [
     (b"{not json", 400, "invalid_request", "body"),
+    # Nested deeper than a recursive decoder can follow: a 400 like any malformed body, not a 500.
+    (b"[" * 200_000 + b"]" * 200_000, 400, "invalid_request", "recursion limit"),
+    (b'{"model": "alpha", "messages": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", 400, "invalid_request", "body"),
     (json.dumps({"model": "alpha", "messages": PROMPT, "temperature_x": 1}).encode(), 400, "invalid_request",
      "temperature_x"),
     (json.dumps({"model": "alpha", "messages": PROMPT, "n": 2}).encode(), 400, "invalid_request", "n"),

@@ -67,11 +67,13 @@ def test_validation_names_every_bad_line_and_reason(tmp_path: Path) -> None:
         {"messages": [{"role": "user", "content": "only a question"}]},
         {"messages": [{"role": "user", "content": "x" * 50}, {"role": "assistant", "content": "y"}]},
         {"prompt": "p", "completion": "c"},
+        '{"messages": ' + "[" * 5_000 + "]" * 5_000 + "}",  # deeper than json.loads can recurse
     ]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
     issues = validate_dataset(path, max_chars=40)
     by_line = {i.line_no: i.reason for i in issues}
-    assert sorted(by_line) == [2, 3, 4, 5, 6]
+    assert sorted(by_line) == [2, 3, 4, 5, 6, 7]
+    assert by_line[7] == "bad JSON: nested more than about 1000 levels deep"
     assert by_line[2].startswith("bad JSON")
     assert "role 'bot'" in by_line[3]
     assert "empty completion" in by_line[4]

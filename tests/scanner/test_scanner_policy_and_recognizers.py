@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,9 @@ def test_verdict_reasons() -> None:
     assert verdict == "blocked" and "EMAIL_ADDRESS x2" in reasons[0] and "no legal basis" in reasons[0]
 
 
+DEEP_JWT_HEADER = base64.urlsafe_b64encode(b'{"alg":' + b"[" * 3_000 + b"]" * 3_000 + b"}").rstrip(b"=").decode()
+
+
 @pytest.mark.parametrize(
     ("text", "entity"),
     [
@@ -128,6 +132,8 @@ def test_recognizer_finds(detector: Detector, text: str, entity: str) -> None:
         ("password: hunter2", "SECRET"),  # too short and low entropy to be a generated secret
         ("Bearer eyJub3RhbGciOjF9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N", "JWT"),  # no alg
         ("released on 2024-03-15 to all users", "PHONE_NUMBER"),
+        # A header nested deeper than json.loads can recurse: not a JWT, and not a crash of the whole scan.
+        (f"Bearer {DEEP_JWT_HEADER}.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N", "JWT"),
     ],
 )
 def test_recognizer_ignores_lookalikes(detector: Detector, text: str, entity: str) -> None:

@@ -54,6 +54,7 @@ def test_rule_rewards_score_completions_in_zero_to_one() -> None:
     (n1, _, schema), (n2, w2, length), (_, _, keywords) = rule_rewards(options)
     assert (n1, n2, w2) == ("rule_0_json_schema", "rule_1_length", 2.0)
     assert [schema(t) for t in ('{"name": "x"}', '{"nom": 1}', "not json")] == [1.0, 0.5, 0.0]
+    assert schema("[" * 3_000 + "]" * 3_000) == 0.0  # a policy's output nested past json's recursion: not JSON
     assert [length(t) for t in ("x" * 10, "x" * 15, "x" * 30, "")] == [1.0, 0.5, 0.0, 0.0]
     assert [keywords(t) for t in ("your ORDER and refund", "order", "nothing")] == [1.0, 0.5, 0.0]
 

@@ -10,7 +10,6 @@ The directory is created 0700 and must not be a symbolic link."""
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from shared.json_input import parse_json
 from shared.security.keys import load_or_create_private_key, read_private_key, write_secret
 
 KEY_FILE = "witness_ed25519.key"
@@ -89,7 +89,7 @@ class WitnessState:
         if data is None:
             raise WitnessStateError(f"{self.directory / CONFIG_FILE} not found (run `tunegate audit witness init`)")
         try:
-            return WitnessConfig.model_validate(json.loads(data))
+            return WitnessConfig.model_validate(parse_json(data))
         except (ValueError, ValidationError) as exc:
             raise WitnessStateError(f"{self.directory / CONFIG_FILE} is not a witness configuration: {exc}") from None
 

@@ -28,6 +28,7 @@ from services.audit.entrypoints.cli_support import (
     write_output,
 )
 from services.audit.entrypoints.witness_cli import witness_app
+from shared.json_input import parse_json
 
 # Heavy modules (SQLAlchemy, rich, the ledger) are imported inside the commands, so `tunegate --help` and
 # every other verb start without them.
@@ -207,7 +208,7 @@ def verify_proof_command(
 
     settings = Settings()
     try:
-        raw = json.loads(read_input(file, "proof document"))
+        raw = parse_json(read_input(file, "proof document"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         usage_error(f"{file}: not a JSON proof document ({exc})")
     key, trusted = trusted_log_key(settings, public_key)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from services.evaluator.domain.text_metrics import normalise_whitespace
+from shared.json_input import parse_json
 
 ConfidenceRule = Literal["no_abstention", "likelihood", "both"]
 
@@ -92,7 +93,7 @@ class FactExtractor:
 
     def facts(self, reference: str) -> list[str]:
         try:
-            parsed = json.loads(reference)
+            parsed = parse_json(reference)
         except ValueError:
             parsed = None
         if isinstance(parsed, dict | list):

@@ -5,9 +5,10 @@ Pure: report lines in, counts out."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from shared.json_input import parse_json
 
 EVALUATED = 2
 """garak's attempt status once detectors have scored it."""
@@ -42,7 +43,7 @@ def parse_report(lines: Iterable[str], threshold: float = 0.5) -> GarakReport:
     for line in lines:
         if not line.strip():
             continue
-        entry = json.loads(line)
+        entry = parse_json(line)
         kind = entry.get("entry_type")
         if kind == "init":
             version = entry.get("garak_version")

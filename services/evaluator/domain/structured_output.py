@@ -4,12 +4,13 @@ retrieves a remote $ref."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
+
+from shared.json_input import parse_json, parse_json_prefix
 
 NOT_JSON = "not_json"
 
@@ -28,15 +29,14 @@ def parse_json_output(text: str, *, lenient: bool = False) -> tuple[bool, Any]:
     (after a code fence or a lead-in sentence), anything after it ignored."""
     stripped = text.strip()
     try:
-        return True, json.loads(stripped)
+        return True, parse_json(stripped)
     except ValueError:
         if not lenient:
             return False, None
-    decoder = json.JSONDecoder()
     for start, char in enumerate(stripped):
         if char in "{[":
             try:
-                value, _ = decoder.raw_decode(stripped, start)
+                value, _ = parse_json_prefix(stripped, start)
             except ValueError:
                 continue
             return True, value

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.gateway.domain.routes import UpstreamRoute
 from shared.events.model_versions import TenantName
 from shared.ids import MODEL_NAME_PATTERN
+from shared.json_input import parse_json
 from shared.yaml_models import load_yaml_model
 
 MAX_UPSTREAM_BODY = 8 * 1024 * 1024
@@ -86,7 +87,7 @@ class UpstreamFailure(Exception):
 
 def _describe(status: int, body: bytes, reason: str | None) -> str:
     try:
-        error = json.loads(body).get("error", {})
+        error = parse_json(body).get("error", {})
         detail = error.get("message") if isinstance(error, dict) else str(error)
     except (ValueError, AttributeError):
         detail = None
@@ -151,7 +152,7 @@ class UpstreamClient:
         if len(content) > MAX_UPSTREAM_BODY:
             raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} answered more than 8 MiB")
         try:
-            return json.loads(content)
+            return parse_json(content)
         except ValueError:
             raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} answered with invalid JSON") from None
 
@@ -177,7 +178,7 @@ class UpstreamClient:
                     if data == "[DONE]":
                         return
                     try:
-                        yield json.loads(data)
+                        yield parse_json(data)
                     except ValueError:
                         raise UpstreamFailure(502, "upstream_error",
                                               f"upstream {route.name} sent a malformed stream chunk") from None

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from services.audit.entrypoints.cli_support import read_input, usage_error
+from shared.json_input import parse_json
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -112,7 +113,7 @@ def _gather(response: Path | None, header: str | None, text: Path | None, result
     try:
         if response is not None:
             try:
-                body = json.loads(read_input(response, "response"))
+                body = parse_json(read_input(response, "response"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise MalformedProvenance(f"response {response} is not JSON: {exc}") from None
             body_text = response_text(body)

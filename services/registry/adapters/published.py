@@ -4,7 +4,6 @@ stay there after publication, so the registry can show anyone the exact payload 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy import inspect, select
 
 from shared.bus.inbox import inbox_tables
 from shared.events.catalog import spec_for
+from shared.json_input import parse_json
 from shared.storage.db import Database
 
 SERVICE = "registry"
@@ -49,7 +49,7 @@ def published_events(db: Database, event_type: str, **payload_fields: str) -> li
     with db.engine.connect() as conn:
         for event_id, created_at, body in conn.execute(query):
             try:
-                envelope = json.loads(body)
+                envelope = parse_json(body)
             except (ValueError, UnicodeDecodeError):
                 continue  # the registry wrote every body from a validated envelope; a broken one names nothing
             if not isinstance(envelope, dict) or envelope.get("type") != event_type:

@@ -6,7 +6,6 @@ The schema files are read once per process (functools.cache) and registered unde
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import datetime
 from functools import cache
@@ -17,6 +16,8 @@ from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
+
+from shared.json_input import parse_json
 
 SPEC_VERSION = "1.6"
 SCHEMA_BASE = "http://cyclonedx.org/schema/"
@@ -40,7 +41,7 @@ def _load(name: str) -> dict[str, Any]:
         raise SchemaUnavailable(
             f"CycloneDX schema {name} not found in {_SCHEMA_PACKAGE} ({exc}); install cyclonedx-python-lib>=8,<12"
         ) from None
-    document = json.loads(text)
+    document = parse_json(text)
     if not isinstance(document, dict):
         raise SchemaUnavailable(f"CycloneDX schema {name} is not a JSON object")
     return document

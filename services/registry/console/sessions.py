@@ -17,6 +17,7 @@ import secrets
 from dataclasses import dataclass
 
 from shared.config import Settings
+from shared.json_input import parse_json
 from shared.security.keys import load_or_create_secret
 
 SESSION_COOKIE = "tg_console"
@@ -67,7 +68,7 @@ class SessionCodec:
         if not hmac.compare_digest(mac, self._mac(purpose, data.encode())):
             raise SessionInvalid("the console session cookie was not issued by this registry: log in again")
         try:
-            body = json.loads(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
+            body = parse_json(base64.urlsafe_b64decode(data + "=" * (-len(data) % 4)))
         except ValueError:
             raise SessionInvalid("the console session cookie is unreadable: log in again") from None
         if not isinstance(body, dict):

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from services.registry.entrypoints import cli_common as common
 from services.registry.entrypoints.cli_common import JsonOption, TokenOption, call, console, fail
+from shared.json_input import parse_json
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -174,7 +175,7 @@ def erasure_verify(
     settings = Settings()
     raw = read_input(file, "certificate")
     try:
-        document = json.loads(raw)
+        document = parse_json(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise fail(f"{file}: not a JSON certificate ({exc})", code=2) from None
     if not isinstance(document, dict):

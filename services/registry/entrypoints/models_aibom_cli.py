@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from services.audit.entrypoints.cli_support import JsonOption, PublicKeyOption, emit, read_input, usage_error
+from shared.json_input import parse_json
 
 MAX_VERSION_ID_CHARS = 200
 
@@ -41,7 +42,7 @@ def verify_aibom(
     settings = Settings()
     aibom = read_input(file, "AIBOM")
     try:
-        raw = json.loads(read_input(proof, "AIBOM proof"))
+        raw = parse_json(read_input(proof, "AIBOM proof"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         usage_error(f"{proof}: not a JSON AIBOM proof ({exc})")
     if not isinstance(raw, dict) or raw.get("format") != EVENT_PROOF_FORMAT:
@@ -59,7 +60,7 @@ def verify_aibom(
         raise typer.Exit(1) from None
     check = check_aibom(aibom, document, key)
     try:
-        parsed = json.loads(aibom)
+        parsed = parse_json(aibom)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         schema_problems = [f"$: not JSON ({exc})"]
     else:

@@ -20,6 +20,7 @@ from services.registry.evidence.check import Evidence, EvidenceItem, EvidenceSta
 from services.registry.evidence.ledger import LedgerRead, read_ledger
 from shared.config import Settings
 from shared.events.payloads import ArtifactRef
+from shared.json_input import parse_json
 from shared.storage.artifacts import ArtifactStore
 
 MAX_AIBOM_BYTES = 16 * 1024 * 1024
@@ -118,7 +119,7 @@ def _aibom(r: Records) -> tuple[dict[str, Any] | None, str]:
     if raw is None:
         return None, problem
     try:
-        return json.loads(raw), ""
+        return parse_json(raw), ""
     except ValueError as exc:
         return None, f"the stored AIBOM is not JSON ({exc})"
 

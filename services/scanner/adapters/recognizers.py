@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import re
 from collections import Counter
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 
 from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
+
+from shared.json_input import parse_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +238,7 @@ class JwtRecognizer(RegexRecognizer):
     def validate(self, value: str) -> bool:
         header = value.split(".", 1)[0]
         try:
-            decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
+            decoded = parse_json(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
         except (ValueError, binascii.Error):
             return False
         return isinstance(decoded, dict) and "alg" in decoded

@@ -1,0 +1,34 @@
+"""JSON from outside: nesting too deep for the decoder is a JSONDecodeError like any malformed JSON, so every
+`except ValueError` that guards a parse also guards this (json.loads raises RecursionError)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from shared.json_input import JSONNestedTooDeep, parse_json
+
+
+@pytest.mark.parametrize("document", [
+    b"[" * 5_000 + b"]" * 5_000,
+    '{"a":' * 3_000 + "1" + "}" * 3_000,
+    bytearray(b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+])
+def test_nesting_too_deep_is_a_decode_error_that_says_so(document: str | bytes) -> None:
+    with pytest.raises(json.JSONDecodeError) as caught:
+        parse_json(document)
+    assert isinstance(caught.value, JSONNestedTooDeep) and isinstance(caught.value, ValueError)
+    assert str(caught.value) == f"nested more than about {sys.getrecursionlimit()} levels deep"
+    with pytest.raises(RecursionError):  # what the guard is for
+        json.loads(document)
+
+
+def test_anything_else_parses_or_fails_as_json_loads_does() -> None:
+    assert parse_json(b'{"a": [1, {"b": null}]}') == {"a": [1, {"b": None}]}
+    assert parse_json("[" * 200 + "]" * 200) is not None  # deep, but within reach
+    with pytest.raises(json.JSONDecodeError, match="Expecting"):
+        parse_json("{not json")
+    with pytest.raises(UnicodeDecodeError):
+        parse_json(b'"\xff"')
