@@ -144,6 +144,8 @@ class Gateway:
             roles=[m.role for m in body.messages] if chat else None,
         )
         ex.prompt_findings = dict(verdict.findings)
+        if verdict.action != "block":
+            verdict = ex.policy.check_stop_sequences(body.stop_strings(), ex.detector) or verdict
         if verdict.action == "block":
             raise GatewayError(400, f"Request blocked by policy {ex.policy.name}: {verdict.reason}",
                                code="content_policy_violation", stage="prompt", check=verdict.check,

@@ -168,3 +168,22 @@ def test_a_broken_policies_file_stops_the_gateway_with_a_clear_error(
     log = process.log()
     assert "cannot start" in log and "strict" in log and "EMAIL_ADDRESS" in log
     assert "Traceback" not in log
+
+
+def test_personal_data_in_a_stop_sequence_never_reaches_the_upstream(gateway: GatewayHarness) -> None:
+    """A stop sequence goes to the provider as written: what the prompt's DLP would redact in a message is
+    refused there (a redacted stop sequence would change where the answer stops), and audited as a refusal."""
+    response = gateway.post("app", "/v1/chat/completions", {
+        "model": "frontier", "messages": PROMPT, "max_tokens": 4, "stop": ["END", "jonas.silva@corp.local"]})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "content_policy_violation"
+    assert "a stop sequence contains EMAIL_ADDRESS (1)" in error["message"]
+    assert "jonas.silva" not in error["message"]
+    client = redis.Redis.from_url(gateway.redis_url)
+    wait_for(lambda: any(e.type == "inference.blocked" and e.payload["stage"] == "prompt"
+                         and e.payload["findings"] == {"EMAIL_ADDRESS": 1}
+                         for e in read_stream(client, "tunegate.inference")), 30, "the refusal in the ledger")
+    allowed = gateway.post("app", "/v1/chat/completions", {
+        "model": "frontier", "messages": PROMPT, "max_tokens": 4, "stop": ["END", "\n\n"]})
+    assert allowed.status_code == 200, allowed.text

@@ -207,6 +207,24 @@ def test_injection_is_blocked_before_dlp_runs(bundled: PolicySet) -> None:
 # ----------------------------------------------------------------------------------------------- fail closed
 
 
+def test_stop_sequences_with_what_dlp_acts_on_are_refused(detector: GatewayDetector, bundled: PolicySet) -> None:
+    """Stop sequences go to the model as written: what a message would have redacted is refused there."""
+    policy = bundled.for_request("acme", "m")
+    assert policy.check_stop_sequences((), detector) is None
+    assert policy.check_stop_sequences(("###", "\nUser:"), detector) is None
+    refused = policy.check_stop_sequences(("END", "call +44 20 7946 0958"), detector)
+    assert refused is not None and (refused.action, refused.check) == ("block", "dlp")
+    assert refused.findings == {"PHONE_NUMBER": 1} and "7946" not in refused.reason
+    callbacks = policies("""
+  - name: callbacks
+    match: {tenants: [acme]}
+    dlp: {prompt: {PHONE_NUMBER: allow}, ner: false}
+""").for_request("acme", "m")
+    assert callbacks.check_stop_sequences(("call +44 20 7946 0958",), detector) is None  # allowed in a message too
+    broken = policy.check_stop_sequences(("x",), RaisingDetector())
+    assert broken is not None and broken.check == "policy_error" and "jane" not in broken.reason
+
+
 class RaisingDetector:
     def detect_many(self, texts: Sequence[str]) -> list[list[Finding]]:
         raise RuntimeError("model weights missing: jane.doe@example.com")

@@ -19,7 +19,16 @@ from typing import Literal
 import yaml
 
 from services.gateway.domain.checks import DEFAULT_CHECKS, CheckContext, PromptCheck, TokenCounter, estimate_tokens
-from services.gateway.domain.dlp import Action, Finding, TextDetector, blocking, counts, decide, redact
+from services.gateway.domain.dlp import (
+    Action,
+    Finding,
+    TextDetector,
+    blocking,
+    counts,
+    decide,
+    merge_counts,
+    redact,
+)
 from services.gateway.domain.holdback import DEFAULT_MAX_TOKEN_CHARS, ResponseStream
 from services.gateway.domain.policy_config import (
     DEFAULT_CHECK_ORDER,
@@ -83,6 +92,7 @@ class Policy:
             names = [n for n in DEFAULT_CHECK_ORDER if n in registry and registry[n].configured(spec)]
             names += [n for n in registry if n not in DEFAULT_CHECK_ORDER and registry[n].configured(spec)]
         self.checks: list[PromptCheck] = [registry[name](spec) for name in names]
+        self.prompt_rules = spec.dlp.rules("prompt")
         self.response_rules = spec.dlp.rules("response")
 
     @property
@@ -143,6 +153,28 @@ class Policy:
             listed = ", ".join(f"{entity} ({n})" for entity, n in findings.items())
             return PromptVerdict("redact", current, findings, redacted_by, f"redacted {listed}", self.name)
         return PromptVerdict("allow", current, findings, "", "", self.name)
+
+    def check_stop_sequences(self, stops: Sequence[str], detector: TextDetector) -> PromptVerdict | None:
+        """A refusal when a stop sequence holds what the prompt's DLP rules act on, else None. Stop sequences
+        reach the model, an upstream provider included, as the client wrote them, and cannot be redacted
+        without changing where the answer stops: what the rules would redact in a message, they block here
+        (otherwise `stop` would carry personal data past the prompt's DLP)."""
+        if not stops:
+            return None
+        try:
+            decided = [decide(found, self.prompt_rules) for found in detector.detect_many(list(stops))]
+        except Exception as exc:  # fail closed
+            return PromptVerdict("block", [], {}, "policy_error",
+                                 f"policy {self.name!r}: the stop sequences could not be checked "
+                                 f"({type(exc).__name__}); the request is blocked because the policy could not be "
+                                 "evaluated", self.name)
+        found = merge_counts(*(counts(d) for d in decided))
+        if not found:
+            return None
+        listed = ", ".join(f"{entity} ({n})" for entity, n in found.items())
+        return PromptVerdict("block", [], found, "dlp",
+                             f"a stop sequence contains {listed}; stop sequences reach the model unredacted, so "
+                             f"policy {self.name!r} refuses them", self.name)
 
     def check_response(self, text: str, detector: TextDetector) -> ResponseVerdict:
         try:
