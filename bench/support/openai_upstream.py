@@ -7,8 +7,10 @@ so its own cost stays small and equal for every proxy measured in front of it.
 
 Knobs: `delay_ms` (a fixed model time per request, slept before answering, or between stream chunks spread
 evenly), the request's `max_tokens` (how many words the answer has, default 16), the header
-`x-upstream-delay-ms` (a per-request delay, for timeout tests), and the model name `fail-<status>` (answers
-with that HTTP status and an OpenAI error body, for upstream-error tests). Any other model name is served.
+`x-upstream-delay-ms` (a per-request delay, for timeout tests), and the model names `fail-<status>` (answers
+with that HTTP status and an OpenAI error body, for upstream-error tests), `echo-error` (a 400 whose message
+quotes the first message, as real providers' validation errors do) and `bogus-usage` (an answer reporting
+impossible token counts). Any other model name is served.
 
     with serve_upstream(delay_ms=0) as url:            # in a subprocess (the bench: its own CPU time)
     with serve_upstream(in_thread=True) as url:        # in a thread of this process (tests)
@@ -96,6 +98,10 @@ class UpstreamApp:
         if model.startswith("fail-") and model[5:].isdigit():
             await _error(send, int(model[5:]), f"upstream failure {model[5:]} (asked for)", "api_error")
             return
+        if model == "echo-error":
+            first = (request.get("messages") or [{}])[0].get("content") if chat else request.get("prompt")
+            await _error(send, 400, f"Invalid request: could not process {first!r}", "invalid_request_error")
+            return
         try:
             max_tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or DEFAULT_MAX_TOKENS)
         except (TypeError, ValueError):
@@ -122,7 +128,8 @@ class UpstreamApp:
         await _json(send, 200, {
             "id": ident, "object": "chat.completion" if chat else "text_completion", "created": CREATED,
             "model": model, "choices": [choice],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+            "usage": {"prompt_tokens": 1e308, "completion_tokens": -5} if model == "bogus-usage" else
+                     {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                       "total_tokens": prompt_tokens + len(words)},
         })
 

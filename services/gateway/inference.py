@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.gateway.adapters.model_runtime import ModelRuntime, ModelUnavailable
 from services.gateway.adapters.rate_limits import Settlements
-from services.gateway.adapters.upstream import UpstreamClient, UpstreamFailure
+from services.gateway.adapters.upstream import UpstreamClient, UpstreamFailure, UpstreamReply
 from services.gateway.domain.checks import estimate_tokens
 from services.gateway.domain.routes import LocalRoute, Route, RouteNotFound, UpstreamRoute
 from services.gateway.domain.state import GatewayState
@@ -256,12 +256,11 @@ class Gateway:
             else:
                 assert isinstance(route, UpstreamRoute)
                 reply = await self.upstream.complete(route, ex.operation, self.upstream_body(prepared))
-                text, finish, prompt_tokens, completion_tokens = self._read_upstream(reply, ex.operation, prepared)
+                text, finish = reply.text, reply.finish_reason or "stop"
+                prompt_tokens, completion_tokens = self.upstream_usage(reply, prepared, text)
         except UpstreamFailure as exc:
             await self.settle(prepared, 0)
-            raise GatewayError(exc.status, exc.message, type="upstream_error", code=exc.code, stage="model",
-                               check="upstream", retry_after=int(exc.retry_after) if (exc.retry_after or "").isdigit()
-                               else None) from None
+            raise self.upstream_refusal(ex, exc) from None
         except (EngineError, ValueError) as exc:
             await self.settle(prepared, 0)
             raise engine_refusal(exc) from None
@@ -291,18 +290,26 @@ class Gateway:
         self.end_span(ex, prompt_tokens, completion_tokens, finish)
         return Answer(200, body, headers)
 
-    def _read_upstream(self, reply: dict[str, Any], operation: Operation,
-                       prepared: Prepared) -> tuple[str, str, int, int]:
-        try:
-            choice = reply["choices"][0]
-            text = choice["message"]["content"] if operation == "chat" else choice["text"]
-            usage = reply.get("usage") or {}
-            return (text or "", choice.get("finish_reason") or "stop",
-                    int(usage.get("prompt_tokens", prepared.prompt_tokens)),
-                    int(usage.get("completion_tokens", estimate_tokens(text or ""))))
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise UpstreamFailure(502, "upstream_error",
-                                  f"upstream {prepared.exchange.model} answered without a usable choice") from None
+    @staticmethod
+    def upstream_usage(reply: UpstreamReply, prepared: Prepared, text: str) -> tuple[int, int]:
+        """The tokens an upstream call is billed: what the upstream reported, or the gateway's estimate where it
+        reported nothing believable (adapters/upstream.py MAX_REPORTED_TOKENS)."""
+        prompt = reply.prompt_tokens if reply.prompt_tokens is not None else prepared.prompt_tokens
+        completion = reply.completion_tokens if reply.completion_tokens is not None else estimate_tokens(text)
+        return prompt, completion
+
+    def upstream_refusal(self, ex: Exchange, failure: UpstreamFailure) -> GatewayError:
+        """An upstream's failure as the client's error. The upstream's own words (often an echo of the request)
+        pass the response DLP first: nothing an upstream says reaches the client unchecked."""
+        message = failure.message
+        verdict = ex.policy.check_response(message, ex.detector)
+        if verdict.blocked:
+            message = f"upstream {ex.model} failed ({failure.code}); its message was withheld: {verdict.reason}"
+        else:
+            message = verdict.text
+        return GatewayError(failure.status, message, type="upstream_error", code=failure.code, stage="model",
+                            check="upstream", retry_after=int(failure.retry_after)
+                            if (failure.retry_after or "").isdigit() else None)
 
     async def settle(self, prepared: Prepared, used_tokens: int) -> None:
         """Return unused reserved tokens, off the answer's path (adapters/rate_limits.py Settlements)."""

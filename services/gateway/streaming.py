@@ -58,13 +58,13 @@ async def model_deltas(gw: Gateway, prepared: Prepared, usage: dict[str, int]) -
             break
         finally:
             ex.model_seconds += time.perf_counter() - waited
-        if piece.get("usage"):
-            usage["prompt_tokens"] = int(piece["usage"].get("prompt_tokens", prepared.prompt_tokens))
-            usage["completion_tokens"] = int(piece["usage"].get("completion_tokens", 0))
-        for choice in piece.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content") if ex.operation == "chat" else choice.get("text")
-            emitted += text or ""
-            yield text or "", choice.get("finish_reason")
+        if piece.prompt_tokens is not None:
+            usage["prompt_tokens"] = piece.prompt_tokens
+        if piece.completion_tokens is not None:
+            usage["completion_tokens"] = piece.completion_tokens
+        emitted += piece.text
+        if piece.text or piece.finish_reason:
+            yield piece.text, piece.finish_reason
     usage.setdefault("prompt_tokens", prepared.prompt_tokens)
     usage.setdefault("completion_tokens", estimate_tokens(emitted))
 
@@ -126,8 +126,7 @@ async def stream_body(gw: Gateway, prepared: Prepared) -> AsyncIterator[bytes]:
         yield shapes.SSE_DONE
         gw.end_span(ex, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), finish)
     except (UpstreamFailure, GatewayError) as exc:
-        failure = exc if isinstance(exc, GatewayError) else GatewayError(
-            exc.status, exc.message, type="upstream_error", code=exc.code, stage="model", check="upstream")
+        failure = exc if isinstance(exc, GatewayError) else gw.upstream_refusal(ex, exc)
         await gw.settle(prepared, usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
         await gw.blocked(ex, failure)
         done = True

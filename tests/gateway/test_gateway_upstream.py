@@ -37,6 +37,8 @@ def routes_file(path: Path, fast: str, slow: str) -> Path:
         route("patient", slow, "bench-model", timeout_s=30.0),
         route("absent", f"http://127.0.0.1:{free_port()}/v1", "bench-model", timeout_s=2.0),
         route("keyless", fast, "bench-model", api_key_env="TUNEGATE_TEST_UNSET_KEY"),
+        route("echoing", fast, "echo-error"),
+        route("miscounting", fast, "bogus-usage"),
     ]}))
     return path
 
@@ -187,3 +189,29 @@ def test_personal_data_in_a_stop_sequence_never_reaches_the_upstream(gateway: Ga
     allowed = gateway.post("app", "/v1/chat/completions", {
         "model": "frontier", "messages": PROMPT, "max_tokens": 4, "stop": ["END", "\n\n"]})
     assert allowed.status_code == 200, allowed.text
+
+
+def test_an_upstreams_error_message_passes_the_response_dlp(gateway: GatewayHarness) -> None:
+    """Providers' validation errors quote the request back; the client gets them through the same DLP as an
+    answer, so an error cannot carry what an answer could not."""
+    # The default policy lets IP addresses into prompts and redacts them in anything a model says.
+    response = gateway.post("app", "/v1/chat/completions", {"model": "echoing", "max_tokens": 4, "messages": [
+        {"role": "user", "content": "Summarise ticket 4411 for me; it came from 203.0.113.42."}]})
+    assert response.status_code == 502, response.text
+    message = response.json()["error"]["message"]
+    assert "upstream echoing answered 400: Invalid request" in message and "ticket 4411" in message
+    assert "203.0.113" not in message and "<IP_ADDRESS>" in message
+
+
+def test_impossible_token_counts_from_an_upstream_do_not_break_the_budget(gateway: GatewayHarness) -> None:
+    """An upstream reporting 1e308 prompt tokens and -5 completion tokens (once, this overflowed the key's
+    daily counter in Redis to -2^63 and refused the key for the rest of the day): the gateway bills its own
+    estimate instead, and the key keeps working."""
+    gateway.create_key("miscounted", ["*"], tokens_per_day=5_000)
+    client = gateway.client("miscounted")
+    wait_for(lambda: client.models.list().data, 30, "the key")
+    for _ in range(3):
+        reply = client.chat.completions.create(model="miscounting", messages=PROMPT, max_tokens=4)
+        assert reply.usage is not None
+        assert 0 < reply.usage.prompt_tokens < 100 and 0 < reply.usage.completion_tokens < 50
+    assert client.chat.completions.create(model="frontier", messages=PROMPT, max_tokens=4).choices

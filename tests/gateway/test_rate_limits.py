@@ -12,7 +12,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from services.gateway.adapters.rate_limits import Admission, RateLimiter, Settlements
+from services.gateway.adapters.rate_limits import MAX_SETTLED_TOKENS, Admission, RateLimiter, Settlements
 from shared.stack.redis_acl import ADMIN, RedisCredentials
 from shared.stack.redis_server import EmbeddedRedis
 
@@ -93,6 +93,12 @@ async def test_a_burst_never_overshoots_the_daily_tokens_and_settled_tokens_come
     assert not again.admitted and again.tokens_used_today == 1_000
     assert "1000 of 1000 tokens for today (UTC)" in again.reason and "needs up to 30" in again.reason
     assert await limiter.settle(KEY, again, used_tokens=0) is None, "a refusal reserved nothing to give back"
+    # Counts Lua's doubles cannot hold, or that would give back more than was reserved, are refused outright.
+    for impossible in (-1, MAX_SETTLED_TOKENS + 1, 10**308):
+        with pytest.raises(ValueError, match="used_tokens must be between 0 and"):
+            await limiter.settle(KEY, admitted[1], used_tokens=impossible)
+        with pytest.raises(ValueError, match="used_tokens must be between 0 and"):
+            await limiter.settle_many([(admitted[1], impossible)])
 
 
 async def test_a_request_larger_than_the_whole_day_is_refused_for_good(gateway_clients: list[aioredis.Redis]) -> None:

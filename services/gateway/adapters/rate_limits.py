@@ -246,8 +246,7 @@ class RateLimiter:
         """`settle` for many admissions in one round trip (a pipeline of the same script)."""
         todo = []
         for admission, used_tokens in settlements:
-            if used_tokens < 0:
-                raise ValueError(f"used_tokens must not be negative (got {used_tokens})")
+            _check_settled(used_tokens)
             if admission.admitted:
                 todo.append((admission, used_tokens))
         if not todo:
@@ -266,8 +265,7 @@ class RateLimiter:
         """After the call: give back the reserved tokens it did not use (or charge what it used beyond the
         reservation). Call once per admitted request. Returns the tokens used today after settling, or
         None when nothing applied (a refused admission, or the UTC day has rolled over since)."""
-        if used_tokens < 0:
-            raise ValueError(f"used_tokens must not be negative (got {used_tokens})")
+        _check_settled(used_tokens)
         if admission.key_id != key_id:
             raise ValueError(f"admission is for key {admission.key_id}, not {key_id}")
         if not admission.admitted:
@@ -282,6 +280,16 @@ class RateLimiter:
 
 
 SETTLE_COALESCE_S = 0.02
+MAX_SETTLED_TOKENS = 1_000_000_000
+"""The most tokens one request is ever charged. Redis's Lua numbers are doubles: a count past 2^53 loses
+precision and one past 2^63 turns the day's counter into -2^63 when read back, refusing the key for the rest
+of the day. The gateway never settles more than what an upstream may believably report
+(adapters/upstream.py MAX_REPORTED_TOKENS); this bound holds whatever the caller passes."""
+
+
+def _check_settled(used_tokens: int) -> None:
+    if not 0 <= used_tokens <= MAX_SETTLED_TOKENS:
+        raise ValueError(f"used_tokens must be between 0 and {MAX_SETTLED_TOKENS} (got {used_tokens})")
 
 
 class Settlements:
@@ -300,7 +308,7 @@ class Settlements:
     def add(self, admission: Admission, used_tokens: int) -> None:
         if not admission.admitted:
             return
-        self._queued.append((admission, max(0, used_tokens)))
+        self._queued.append((admission, max(0, min(used_tokens, MAX_SETTLED_TOKENS))))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send())
 

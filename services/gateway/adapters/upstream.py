@@ -32,6 +32,9 @@ from shared.json_input import parse_json
 from shared.yaml_models import load_yaml_model
 
 MAX_UPSTREAM_BODY = 8 * 1024 * 1024
+MAX_REPORTED_TOKENS = 100_000_000
+"""Far above any model's context: a token count an upstream reports above it (or negative, or not an integer)
+is not believed; the gateway's own estimate is used instead, so no upstream can break a key's budget."""
 
 
 class UpstreamSpec(BaseModel):
@@ -106,6 +109,68 @@ def _failure(route: UpstreamRoute, status: int, body: bytes, reason: str | None,
     return UpstreamFailure(502, "upstream_error", f"upstream {route.name} answered {status}: {detail}")
 
 
+@dataclass(frozen=True)
+class UpstreamReply:
+    """What an upstream answered, checked: its text, why it stopped, and the token counts it reported (None
+    where it reported none, or none believable)."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def _token_count(usage: object, name: str) -> int | None:
+    value = usage.get(name) if isinstance(usage, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_REPORTED_TOKENS:
+        return value
+    return None
+
+
+def _choice_text(route: UpstreamRoute, operation: str, choice: object, part: str) -> tuple[str, str | None]:
+    """(text, finish_reason) of one choice, its text under `part` ("message" or a stream's "delta") in a chat;
+    UpstreamFailure when the text is not text, or a whole answer's message is missing."""
+    if not isinstance(choice, dict):
+        raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} sent a choice that is not an object")
+    if operation == "chat":
+        holder = choice.get(part)
+        if part == "message" and not isinstance(holder, dict):
+            raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} answered without a usable choice")
+        text = holder.get("content") if isinstance(holder, dict) else None
+    else:
+        text = choice.get("text")
+    if text is not None and not isinstance(text, str):
+        raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} sent a {part} whose text is of type "
+                              f"{type(text).__name__}, not a string")
+    finish = choice.get("finish_reason")
+    return text or "", finish[:40] if isinstance(finish, str) and finish else None
+
+
+def read_reply(route: UpstreamRoute, operation: str, reply: object) -> UpstreamReply:
+    """An upstream's non-streamed answer (OpenAI's shape), or UpstreamFailure saying what is wrong with it."""
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} answered without a usable choice")
+    text, finish = _choice_text(route, operation, choices[0], "message")
+    usage = reply.get("usage") if isinstance(reply, dict) else None
+    return UpstreamReply(text, finish, _token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens"))
+
+
+def read_chunk(route: UpstreamRoute, operation: str, chunk: object) -> list[UpstreamReply]:
+    """The pieces of one streamed chunk: one per choice, and one without text for a usage-only chunk."""
+    if not isinstance(chunk, dict):
+        raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} sent a malformed stream chunk")
+    choices = chunk.get("choices") or []
+    if not isinstance(choices, list):
+        raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} sent a malformed stream chunk")
+    usage = chunk.get("usage")
+    counts = (_token_count(usage, "prompt_tokens"), _token_count(usage, "completion_tokens"))
+    pieces = [UpstreamReply(*_choice_text(route, operation, choice, "delta"), *counts) for choice in choices]
+    if not pieces and isinstance(usage, dict):
+        pieces.append(UpstreamReply("", None, *counts))
+    return pieces
+
+
 class UpstreamClient:
     """One pooled HTTP client (aiohttp: a fraction of httpx's CPU per request, which is the gateway's added
     latency) for every upstream route, created on first use inside the serving event loop."""
@@ -132,7 +197,7 @@ class UpstreamClient:
     def _url(self, route: UpstreamRoute, operation: str) -> str:
         return f"{route.base_url}/{'chat/completions' if operation == 'chat' else 'completions'}"
 
-    async def complete(self, route: UpstreamRoute, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, route: UpstreamRoute, operation: str, body: dict[str, Any]) -> UpstreamReply:
         payload = {**body, "model": route.upstream_model, "stream": False}
         try:
             async with self._client().post(
@@ -152,13 +217,14 @@ class UpstreamClient:
         if len(content) > MAX_UPSTREAM_BODY:
             raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} answered more than 8 MiB")
         try:
-            return parse_json(content)
+            reply = parse_json(content)
         except ValueError:
             raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} answered with invalid JSON") from None
+        return read_reply(route, operation, reply)
 
-    async def stream(self, route: UpstreamRoute, operation: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The upstream's SSE chunks, parsed; the gateway re-emits the text through its own response DLP. The
-        timeout bounds the whole stream and each wait for the next line."""
+    async def stream(self, route: UpstreamRoute, operation: str, body: dict[str, Any]) -> AsyncIterator[UpstreamReply]:
+        """The upstream's SSE chunks, parsed and checked (`read_chunk`); the gateway re-emits the text through
+        its own response DLP. The timeout bounds the whole stream and each wait for the next line."""
         payload = {**body, "model": route.upstream_model, "stream": True,
                    "stream_options": {"include_usage": True}}
         timeout = aiohttp.ClientTimeout(total=route.timeout_s, sock_read=route.timeout_s)
@@ -178,10 +244,12 @@ class UpstreamClient:
                     if data == "[DONE]":
                         return
                     try:
-                        yield parse_json(data)
+                        chunk = parse_json(data)
                     except ValueError:
                         raise UpstreamFailure(502, "upstream_error",
                                               f"upstream {route.name} sent a malformed stream chunk") from None
+                    for piece in read_chunk(route, operation, chunk):
+                        yield piece
         except TimeoutError:
             raise UpstreamFailure(504, "upstream_timeout",
                                   f"upstream {route.name} stalled for more than {route.timeout_s:g} s") from None
