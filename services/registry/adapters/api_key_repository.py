@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.registry.adapters.tables import ApiKeyRow
+from services.registry.adapters.write_back import unrevoked_row
 from services.registry.domain.api_keys import ApiKey
 from services.registry.domain.errors import Conflict, NotFound
 
@@ -54,7 +55,7 @@ def add_key(session: Session, key: ApiKey) -> None:
 
 
 def save_key(session: Session, key: ApiKey) -> None:
-    row = session.get(ApiKeyRow, key.key_id)
+    row = unrevoked_row(session, ApiKeyRow, key.key_id, revoked_at=key.revoked_at, what=f"API key {key.key_id}")
     if row is None:
         row = ApiKeyRow(key_id=key.key_id, created_at=key.created_at, created_by=key.created_by)
         session.add(row)

@@ -9,8 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.registry.adapters.tables import ErasureRow
+from services.registry.adapters.write_back import versioned_row
 from services.registry.domain.erasure import DatasetHit, Erasure, Step
-from services.registry.domain.errors import Conflict, NotFound
+from services.registry.domain.errors import NotFound
 
 
 def _moment(value: str | None) -> datetime | None:
@@ -87,13 +88,11 @@ def open_for_subject(session: Session, subject_key: str) -> Erasure | None:
 
 
 def save_erasure(session: Session, erasure: Erasure) -> None:
-    row = session.get(ErasureRow, erasure.id)
+    row = versioned_row(session, ErasureRow, erasure.id, read_at=erasure.version, what=f"erasure {erasure.id}")
     if row is None:
         row = ErasureRow(id=erasure.id, subject_key=erasure.subject_key, requested_by=erasure.requested_by,
                          requested_at=erasure.requested_at)
         session.add(row)
-    elif row.version != erasure.version:
-        raise Conflict(f"erasure {erasure.id} changed while this request ran; try again")
     row.state = erasure.state
     row.document = _document(erasure)
     row.updated_at = erasure.updated_at

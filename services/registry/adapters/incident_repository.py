@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.registry.adapters.tables import IncidentRow
+from services.registry.adapters.write_back import versioned_row
 from services.registry.domain.errors import NotFound
 from services.registry.domain.incidents import Incident, IncidentStep
 
@@ -57,7 +58,7 @@ def incidents_of_version(session: Session, version_id: str) -> list[Incident]:
 
 
 def save_incident(session: Session, incident: Incident) -> None:
-    row = session.get(IncidentRow, incident.id)
+    row = versioned_row(session, IncidentRow, incident.id, read_at=incident.version, what=f"incident {incident.id}")
     if row is None:
         row = IncidentRow(id=incident.id, history=[])
         session.add(row)

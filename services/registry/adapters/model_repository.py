@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.registry.adapters.tables import ModelAliasRow, ModelVersionRow
+from services.registry.adapters.write_back import versioned_row
 from services.registry.domain.approvals import Approval
 from services.registry.domain.deployments import AliasMove, ModelAlias
 from services.registry.domain.errors import NotFound
@@ -124,7 +125,8 @@ def overdue_versions(session: Session, *, today: date) -> list[ModelVersion]:
 
 
 def save_version(session: Session, version: ModelVersion, *, cause_event_id: str | None = None) -> None:
-    row = session.get(ModelVersionRow, version.id)
+    row = versioned_row(session, ModelVersionRow, version.id, read_at=version.version,
+                        what=f"model version {version.id}")
     if row is None:
         row = ModelVersionRow(id=version.id, transitions=[], approvals=[])
         session.add(row)
@@ -189,7 +191,7 @@ def list_aliases(session: Session) -> list[ModelAlias]:
 
 
 def save_alias(session: Session, alias: ModelAlias) -> None:
-    row = session.get(ModelAliasRow, alias.name)
+    row = versioned_row(session, ModelAliasRow, alias.name, read_at=alias.version, what=f"alias {alias.name}")
     if row is None:
         row = ModelAliasRow(name=alias.name)
         session.add(row)

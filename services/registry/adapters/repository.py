@@ -1,8 +1,7 @@
 """Rows <-> aggregates. Callers own the session (and so the transaction).
 
-`save_*` writes the aggregate back onto the row the session already holds (or a new one), appending the
-history entries the aggregate gained; the job's version column makes a concurrent writer fail with
-StaleDataError instead of overwriting."""
+`save_*` writes the aggregate back onto its row (or a new one), appending the history entries the aggregate
+gained; a concurrent writer is refused instead of overwriting (adapters/write_back.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ from services.registry.adapters.tables import (
     PrincipalRow,
     TransitionRow,
 )
+from services.registry.adapters.write_back import unrevoked_row, versioned_row
 from services.registry.domain.approvals import Approval
 from services.registry.domain.errors import Conflict, NotFound
 from services.registry.domain.evaluation import Evaluation, EvaluationRequest
@@ -174,7 +174,7 @@ def overdue_job_ids(session: Session, *, now: datetime) -> list[str]:
 
 def save_job(session: Session, job: Job, *, cause_event_id: str | None = None) -> None:
     """Write the job back; new history entries name `cause_event_id` (the event being handled) as cause."""
-    row = session.get(JobRow, job.id)
+    row = versioned_row(session, JobRow, job.id, read_at=job.version, what=f"job {job.id}")
     if row is None:
         row = JobRow(id=job.id)
         session.add(row)
@@ -296,7 +296,8 @@ def add_principal(session: Session, principal: Principal) -> None:
 
 
 def save_principal(session: Session, principal: Principal) -> None:
-    row = session.get(PrincipalRow, principal.name)
+    row = unrevoked_row(session, PrincipalRow, principal.name, revoked_at=principal.revoked_at,
+                        what=f"principal {principal.name}")
     if row is None:
         row = PrincipalRow(name=principal.name, created_at=principal.created_at, created_by=principal.created_by)
         session.add(row)

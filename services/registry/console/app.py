@@ -165,7 +165,8 @@ def _error_handlers(app: FastAPI, console: Console) -> None:
             return RedirectResponse(f"/console/login?next={quote(wanted, safe='/')}", status_code=303)
         for kind, (status, title) in ERROR_STATUS.items():
             if isinstance(exc, kind):
-                detail = "the job changed while you decided; reload it" if kind is StaleDataError else str(exc)
+                stale = "it changed while you decided (someone else acted first); reload it"
+                detail = stale if kind is StaleDataError else str(exc)
                 return render(request, status, title, detail)
         status = STATUS.get(type(exc), 400) if isinstance(exc, RegistryError) else 400
         return render(request, status, REGISTRY_TITLES.get(status, "Refused"), str(exc))

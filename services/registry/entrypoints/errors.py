@@ -64,7 +64,9 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StaleDataError)
     async def _stale(_: Request, exc: StaleDataError) -> JSONResponse:
         return error_response(
-            409, "concurrent_update", "the job changed while this request ran; read it again and retry"
+            409, "concurrent_update",
+            "the record changed while this request ran (another request or replica changed it first); read it "
+            "again and retry"
         )
 
     @app.exception_handler(IntegrityError)
