@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import exists, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session, selectinload
 
 from services.registry.adapters.tables import (
     ApprovalRow,
+    ConsoleLogoutRow,
     EvaluationRequestRow,
     EvaluationRow,
     JobRow,
@@ -315,3 +316,18 @@ def save_principal(session: Session, principal: Principal) -> None:
                 )
             )
     session.flush()
+
+
+# ---------------------------------------------------------------- console sessions ended by logout
+
+
+def record_logout(session: Session, session_id: str, *, expires_at: int, now: float) -> None:
+    """Remember a console session ended before its expiry, and forget those whose cookies have expired."""
+    session.execute(delete(ConsoleLogoutRow).where(ConsoleLogoutRow.expires_at <= int(now)))
+    if session.get(ConsoleLogoutRow, session_id) is None:
+        session.add(ConsoleLogoutRow(session_id=session_id, expires_at=expires_at))
+    session.flush()
+
+
+def logged_out(session: Session, session_id: str) -> bool:
+    return session.get(ConsoleLogoutRow, session_id) is not None

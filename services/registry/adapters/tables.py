@@ -208,6 +208,17 @@ class PrincipalKeyRow(Base):
     principal: Mapped[PrincipalRow] = relationship(back_populates="keys")
 
 
+class ConsoleLogoutRow(Base):
+    """A console session ended by logging out before its cookie expired: a copy of the cookie kept elsewhere
+    must not work on (console/sessions.py keeps nothing else server-side). Kept until the cookie's own
+    expiry, then purged."""
+
+    __tablename__ = "registry_console_logouts"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(Integer, index=True, comment="The cookie's expiry, Unix seconds.")
+
+
 class ApiKeyRow(Base):
     """A gateway API key (domain/api_keys.py): the SHA-256 of its current secret, never the secret."""
 

@@ -8,6 +8,7 @@ cookie (sessions.py) instead of a bearer header, and a CSRF token on every form.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm.exc import StaleDataError
 
 from services.registry.adapters import repository
@@ -37,11 +39,14 @@ from services.registry.domain.governance import Governance
 from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.principals import ROLES, Principal, hash_token
 from services.registry.domain.states import InvalidTransition
-from services.registry.entrypoints.errors import DATABASE_UNAVAILABLE_DETAIL, STATUS
+from services.registry.entrypoints.errors import DATABASE_UNAVAILABLE_DETAIL, STATUS, unstorable
 from services.registry.settings import RegistryAPISettings
 from shared.ids import UnsafeIdError
 from shared.storage.db import DATABASE_UNAVAILABLE
+from shared.storage.db import database_unavailable as is_database_unavailable
 from shared.validation import describe_validation_error
+
+log = logging.getLogger("tunegate.registry.console")
 
 HERE = Path(__file__).parent
 MAX_FORM_FIELDS = 20
@@ -102,6 +107,9 @@ class Console:
         session = self.codec.read(request.cookies.get(SESSION_COOKIE), now=time.time())
         with self.runtime.db.transaction() as db:
             principal = repository.load_principal(db, session.principal)
+            ended = repository.logged_out(db, session.session_id)
+        if ended:
+            raise SessionInvalid("this console session was ended by logging out: log in again")
         if principal is not None and principal.token_sha256 != session.token_sha256:
             raise Unauthenticated(f"the token of {session.principal!r} was rotated since you logged in: log in again")
         principal = access.authorise(principal, ROLES, "using the console")  # unknown or revoked: 401
@@ -176,13 +184,18 @@ def _error_handlers(app: FastAPI, console: Console) -> None:
         return render(request, 422, "Invalid input", describe_validation_error(exc, root="form"))
 
     async def database_unavailable(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, DataError):
+            return render(request, 422, "Invalid input", unstorable(exc))
+        if not is_database_unavailable(exc):  # a statement the database refused: ours to fix
+            log.error("%s %s failed: %s", request.method, request.url.path, exc, exc_info=exc)
+            return render(request, 500, "Internal error", "the console failed to answer this request; it is logged")
         response = render(request, 503, "Database unavailable", DATABASE_UNAVAILABLE_DETAIL)
         response.headers["retry-after"] = "2"
         return response
 
     for kind in (*ERROR_STATUS, RegistryError):
         app.add_exception_handler(kind, known)
-    for kind in DATABASE_UNAVAILABLE:
+    for kind in (*DATABASE_UNAVAILABLE, DataError):
         app.add_exception_handler(kind, database_unavailable)
     app.add_exception_handler(ValidationError, invalid)
 
@@ -252,7 +265,11 @@ def create_console(runtime: Any, governance: Governance, settings: RegistryAPISe
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
-        await console.form(request, console.viewer(request))
+        viewer = console.viewer(request)
+        await console.form(request, viewer)
+        with console.runtime.db.transaction() as db:  # the cookie stops working here, not only in this browser
+            repository.record_logout(db, viewer.session.session_id, expires_at=viewer.session.expires_at,
+                                     now=time.time())
         response = RedirectResponse("/console/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/console")
         return response

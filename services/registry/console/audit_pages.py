@@ -79,14 +79,17 @@ def _moment(name: str, value: str | None) -> str | None:
         return moment.date().isoformat()
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    except OverflowError:  # 9999-12-31T23:59-23:00 is past the year 9999 in UTC
+        raise InvalidRequest(f"{name}: {value!r} is outside the years 1 to 9999 once in UTC") from None
 
 
 def _size(name: str, value: str | None) -> int | None:
     value = _text(name, value)
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:  # isdigit alone takes '²' and '①'
         raise InvalidRequest(f"{name}: {value!r} is not a tree size (a whole number)")
     return int(value)
 

@@ -1,4 +1,5 @@
-"""Console sessions and CSRF tokens: HMAC-signed cookies, nothing kept server-side.
+"""Console sessions and CSRF tokens: HMAC-signed cookies; server-side, only the sessions ended by logging out
+(adapters/tables.py ConsoleLogoutRow, until their cookies expire), so a copy of the cookie dies with the logout.
 
 A session cookie names the principal and the SHA-256 of the token it logged in with, so rotating or revoking
 the principal ends every session at once (each request reloads the principal and compares the hash; the

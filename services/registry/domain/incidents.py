@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from services.registry.domain import events
 from services.registry.domain.errors import Conflict, InvalidRequest
@@ -248,6 +248,10 @@ def open_incident(
     aware = aware_at or now
     if aware.tzinfo is None:
         raise InvalidRequest("aware_at: give a time zone (e.g. 2026-03-01T09:00:00Z)")
+    try:
+        aware = aware.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in the year 0 in UTC
+        raise InvalidRequest("aware_at: outside the years 1 to 9999 once in UTC") from None
     if aware > now:
         raise InvalidRequest("aware_at: the provider cannot have become aware of an incident in the future")
     try:

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -43,9 +43,23 @@ STATUS: dict[type[RegistryError], int] = {
 }
 
 
+MAX_DETAIL_CHARS = 1_000
+"""An error's detail is cut here: details quote what was asked for (an unknown id, a bad value), and a 60 KB
+id must not come back as a 60 KB answer."""
+
+
 def error_response(status: int, error: str, detail: Any) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(detail, str) and len(detail) > MAX_DETAIL_CHARS:
+        detail = detail[: MAX_DETAIL_CHARS - 1] + "…"
     return JSONResponse(status_code=status, content={"error": error, "detail": detail}, headers=headers)
+
+
+def unstorable(exc: DataError) -> str:
+    """What the database refused to store (a value too long for its column, out of range, not text), in its own
+    words: the client's input, so a 422, not a 500."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else "refused by the database"
+    return f"a value in this request cannot be stored: {reason[:300]}"
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -68,6 +82,10 @@ def add_error_handlers(app: FastAPI) -> None:
             "the record changed while this request ran (another request or replica changed it first); read it "
             "again and retry"
         )
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        return error_response(422, "invalid_request", unstorable(exc))
 
     @app.exception_handler(IntegrityError)
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:

@@ -1,22 +1,22 @@
 """Request bodies capped before they are read: a declared Content-Length over the cap is refused without
-touching the body, and a body sent without one (chunked) is counted as it streams and cut at the cap."""
+touching the body, and a body sent without one (chunked) is counted as it arrives and cut at the cap. The
+body is read whole here (at most the cap) and handed on afterwards, so every refusal happens before any
+route or middleware runs (one raised from inside the app used to reach the console's middleware wrapped in
+an ExceptionGroup and end as a 500).
+
+NUL characters are refused wherever a request carries them (path, query string, body: raw, as a JSON
+escape, or percent-encoded in a form): PostgreSQL text cannot hold one, so it used to surface as a 500 from
+the database, or be kept in a JSON column and break whatever read it next."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
-
-
-class BodyTooLarge(HTTPException):
-    """Raised from inside the body stream; an HTTPException so FastAPI's body reader passes it on as is."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body larger than {limit} bytes (the registry's limit)")
 
 
 class BodyLimit:
@@ -44,30 +44,57 @@ class BodyLimit:
                 f"request body of {declared} bytes is larger than the registry's limit of {self.max_bytes} bytes",
             )
             return
+        chunks: list[bytes] = []
         seen = 0
-        started = False
-
-        async def counted_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
+            if message["type"] == "http.disconnect":
+                return  # the client went away before sending its body: nobody to answer
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.max_bytes:
+                await _refuse(scope, receive, send, 413, "payload_too_large",
+                              f"request body larger than {self.max_bytes} bytes (the registry's limit)")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        where = nul_in(scope, body)
+        if where is not None:
+            await _refuse(scope, receive, send, 400, "invalid_request",
+                          f"the request's {where} contains a NUL character (\\u0000), which no field accepts")
+            return
+        delivered = False
 
-        async def tracked_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replay() -> Message:
+            nonlocal delivered
+            if delivered:
+                return await receive()  # after the body: the client's disconnect, when it comes
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except BodyTooLarge as exc:
-            if started:
-                raise
-            await _refuse(scope, receive, send, 413, "payload_too_large", str(exc.detail))
+        await self.app(scope, replay, send)
+
+
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+"""A JSON \\u0000 escape, not one whose backslash is itself escaped (an even run of backslashes before it)."""
+
+
+def nul_in(scope: Scope, body: bytes) -> str | None:
+    """Where a request carries a NUL character ("path", "query string", "body"), or None."""
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    query = scope.get("query_string", b"")
+    if b"\x00" in query or b"%00" in query:
+        return "query string"
+    if b"\x00" in body:
+        return "body"
+    form = any(name.lower() == b"content-type" and value.lower().startswith(b"application/x-www-form-urlencoded")
+               for name, value in scope.get("headers", []))
+    if (b"%00" in body) if form else bool(_JSON_NUL.search(body)):
+        return "body"
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:
