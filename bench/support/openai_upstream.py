@@ -9,8 +9,9 @@ Knobs: `delay_ms` (a fixed model time per request, slept before answering, or be
 evenly), the request's `max_tokens` (how many words the answer has, default 16), the header
 `x-upstream-delay-ms` (a per-request delay, for timeout tests), and the model names `fail-<status>` (answers
 with that HTTP status and an OpenAI error body, for upstream-error tests), `echo-error` (a 400 whose message
-quotes the first message, as real providers' validation errors do) and `bogus-usage` (an answer reporting
-impossible token counts). Any other model name is served.
+quotes the first message, as real providers' validation errors do), `bogus-usage` (an answer reporting
+impossible token counts) and `verbose` (ignores max_tokens: always the longest answer). Any other model name
+is served.
 
     with serve_upstream(delay_ms=0) as url:            # in a subprocess (the bench: its own CPU time)
     with serve_upstream(in_thread=True) as url:        # in a thread of this process (tests)
@@ -107,7 +108,7 @@ class UpstreamApp:
         except (TypeError, ValueError):
             await _error(send, 400, "max_tokens must be an integer", "invalid_request_error")
             return
-        words = answer_words(max(1, min(max_tokens, MAX_TOKENS_CAP)))
+        words = answer_words(MAX_TOKENS_CAP if model == "verbose" else max(1, min(max_tokens, MAX_TOKENS_CAP)))
         delay_s = self.delay_s
         for name, value in scope.get("headers", []):
             if name == b"x-upstream-delay-ms":

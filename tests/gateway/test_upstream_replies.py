@@ -81,3 +81,37 @@ def test_stream_chunks() -> None:
     for bad in ([1, 2], {"choices": "abc"}, {"choices": [{"delta": {"content": {"a": 1}}}]}):
         with pytest.raises(UpstreamFailure, match="upstream frontier"):
             read_chunk(ROUTE, "chat", bad)
+
+
+def test_an_upstream_that_ignores_max_tokens_is_cut_at_the_byte_limit() -> None:
+    """Whole or streamed, one answer may be at most max_body_bytes: an upstream ignoring max_tokens would
+    otherwise fill the gateway's memory for as long as its timeout allows."""
+    import asyncio
+
+    from bench.support.openai_upstream import serve_upstream
+    from services.gateway.adapters.upstream import UpstreamClient
+
+    async def both(url: str) -> list[str]:
+        route = UpstreamRoute(name="chatty", base_url=url, upstream_model="verbose", api_key_env=None,
+                              tenants=frozenset({"t"}))
+        client, default = UpstreamClient(max_body_bytes=8_192), UpstreamClient()
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+        failures = []
+        try:
+            with pytest.raises(UpstreamFailure) as whole:
+                await client.complete(route, "chat", body)
+            failures.append(whole.value.message)
+            with pytest.raises(UpstreamFailure) as streamed:
+                async for _ in client.stream(route, "chat", body):
+                    pass
+            failures.append(streamed.value.message)
+            assert (await default.complete(route, "chat", body)).text  # within the default limit
+        finally:
+            await client.aclose()
+            await default.aclose()
+        return failures
+
+    with serve_upstream(in_thread=True) as url:
+        whole, streamed = asyncio.run(both(url))
+    assert whole == "upstream chatty answered more than 8192 bytes"
+    assert streamed == "upstream chatty streamed more than 8192 bytes for one answer"

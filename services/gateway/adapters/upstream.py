@@ -175,8 +175,11 @@ class UpstreamClient:
     """One pooled HTTP client (aiohttp: a fraction of httpx's CPU per request, which is the gateway's added
     latency) for every upstream route, created on first use inside the serving event loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_body_bytes: int = MAX_UPSTREAM_BODY) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self.max_body_bytes = max_body_bytes
+        """The most an upstream may send for one answer, whole or streamed: an upstream that ignores max_tokens
+        would otherwise fill the gateway's memory within its timeout."""
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -204,7 +207,7 @@ class UpstreamClient:
                 self._url(route, operation), json=payload, headers=self._headers(route),
                 timeout=aiohttp.ClientTimeout(total=route.timeout_s),
             ) as response:
-                content = await response.content.read(MAX_UPSTREAM_BODY + 1)
+                content = await response.content.read(self.max_body_bytes + 1)
                 if response.status != 200:
                     raise _failure(route, response.status, content, response.reason,
                                    response.headers.get("retry-after"))
@@ -214,8 +217,9 @@ class UpstreamClient:
         except aiohttp.ClientError as exc:
             raise UpstreamFailure(502, "upstream_unreachable",
                                   f"upstream {route.name} unreachable: {type(exc).__name__}") from None
-        if len(content) > MAX_UPSTREAM_BODY:
-            raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} answered more than 8 MiB")
+        if len(content) > self.max_body_bytes:
+            raise UpstreamFailure(502, "upstream_error",
+                                  f"upstream {route.name} answered more than {self.max_body_bytes} bytes")
         try:
             reply = parse_json(content)
         except ValueError:
@@ -233,10 +237,15 @@ class UpstreamClient:
                 self._url(route, operation), json=payload, headers=self._headers(route), timeout=timeout,
             ) as response:
                 if response.status != 200:
-                    content = await response.content.read(MAX_UPSTREAM_BODY)
+                    content = await response.content.read(self.max_body_bytes)
                     raise _failure(route, response.status, content, response.reason,
                                    response.headers.get("retry-after"))
+                received = 0
                 async for raw in response.content:
+                    received += len(raw)
+                    if received > self.max_body_bytes:
+                        raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} streamed more than "
+                                              f"{self.max_body_bytes} bytes for one answer")
                     line = raw.decode("utf-8", "replace").strip()
                     if not line.startswith("data:"):
                         continue
