@@ -3,8 +3,10 @@ command line), parsed so that every way it can be bad is a ValueError.
 
 `json.loads` raises RecursionError, not ValueError, for nesting deeper than the interpreter's recursion limit
 (`[[[[...]]]]`, 2 KB is enough), and every caller's `except ValueError` let it through: a 500 with a
-traceback from the gateway, an entry a consumer could neither handle nor refuse. `parse_json` turns it into
-a `json.JSONDecodeError` (what callers already catch for malformed JSON) that says what was wrong."""
+traceback from the gateway, an entry a consumer could neither handle nor refuse. An integer of more than
+4,300 digits is a plain ValueError, which callers catching `json.JSONDecodeError` let through. `parse_json`
+turns both into a `json.JSONDecodeError` (what callers already catch for malformed JSON) that says what was
+wrong."""
 
 from __future__ import annotations
 
@@ -25,13 +27,32 @@ class JSONNestedTooDeep(json.JSONDecodeError):
         return self.msg
 
 
+class JSONNumberTooLong(json.JSONDecodeError):
+    """An integer with more digits than the interpreter converts (sys.get_int_max_str_digits())."""
+
+    def __init__(self, doc: str) -> None:
+        super().__init__(f"holds an integer of more than {sys.get_int_max_str_digits()} digits", doc, 0)
+        self.args = (self.msg,)
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+def _head(data: str | bytes | bytearray) -> str:
+    return data[:64] if isinstance(data, str) else bytes(data[:64]).decode("utf-8", "replace")
+
+
 def parse_json(data: str | bytes | bytearray) -> Any:
-    """`json.loads`, with too-deep nesting a JSONDecodeError (a ValueError) like any other malformed JSON."""
+    """`json.loads`, with too-deep nesting and too-long integers a JSONDecodeError (a ValueError) like any
+    other malformed JSON; undecodable bytes stay a UnicodeDecodeError, as json.loads raises them."""
     try:
         return json.loads(data)
     except RecursionError:
-        doc = data if isinstance(data, str) else bytes(data[:64]).decode("utf-8", "replace")
-        raise JSONNestedTooDeep(doc[:64]) from None
+        raise JSONNestedTooDeep(_head(data)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
+        raise JSONNumberTooLong(_head(data)) from None
 
 
 _DECODER = json.JSONDecoder()
@@ -44,3 +65,7 @@ def parse_json_prefix(text: str, start: int = 0) -> tuple[Any, int]:
         return _DECODER.raw_decode(text, start)
     except RecursionError:
         raise JSONNestedTooDeep(text[start:start + 64]) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        raise JSONNumberTooLong(text[start:start + 64]) from None

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from shared.json_input import JSONNestedTooDeep, parse_json
+from shared.json_input import JSONNestedTooDeep, JSONNumberTooLong, parse_json, parse_json_prefix
 
 
 @pytest.mark.parametrize("document", [
@@ -32,3 +32,15 @@ def test_anything_else_parses_or_fails_as_json_loads_does() -> None:
         parse_json("{not json")
     with pytest.raises(UnicodeDecodeError):
         parse_json(b'"\xff"')
+
+
+def test_an_integer_too_long_to_convert_is_a_decode_error_that_says_so() -> None:
+    document = '{"tree_size": ' + "9" * 5_000 + "}"
+    with pytest.raises(ValueError, match="Exceeds the limit"):  # what json.loads raises: not a JSONDecodeError
+        json.loads(document)
+    for parse in (parse_json, lambda text: parse_json_prefix(text, 0)):
+        with pytest.raises(json.JSONDecodeError) as caught:
+            parse(document)
+        assert isinstance(caught.value, JSONNumberTooLong)
+        assert str(caught.value) == f"holds an integer of more than {sys.get_int_max_str_digits()} digits"
+    assert parse_json('{"n": ' + "9" * 4_000 + "}")["n"] > 0  # long, but within the limit
