@@ -4,6 +4,7 @@ FastAPI's TestClient. Every call but the bootstrap carries a bearer token."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -38,6 +39,21 @@ from services.registry.schemas import (
     PrincipalRotate,
     PrincipalView,
 )
+from shared.ids import UnsafeIdError, validate_job_id
+
+
+def _segment(value: str) -> str:
+    """One id as one path segment: percent-encoded, so a '/', '?' or '#' in it cannot reach another route
+    (`jobs cancel '../principals/alice/revoke?'` once revoked a principal with an admin's token), and never
+    '.' or '..', which URL normalisation would resolve. The registry validates ids too; this keeps a bad one
+    from being a different, valid request."""
+    if value in ("", ".", ".."):
+        raise UnsafeIdError(f"{value!r} is not an id")
+    return quote(value, safe="")
+
+
+def _job(job_id: str) -> str:
+    return _segment(validate_job_id(job_id))
 
 
 class RegistryAPIError(RuntimeError):
@@ -80,19 +96,19 @@ class RegistryClient:
         return [JobSummary.model_validate(item) for item in self._get("/jobs", **params)]
 
     def get_job(self, job_id: str) -> JobView:
-        return JobView.model_validate(self._get(f"/jobs/{job_id}"))
+        return JobView.model_validate(self._get(f"/jobs/{_job(job_id)}"))
 
     def decide(self, job_id: str, request: ApprovalRequest) -> ApprovalResult:
-        return ApprovalResult.model_validate(self._post(f"/jobs/{job_id}/approvals", request))
+        return ApprovalResult.model_validate(self._post(f"/jobs/{_job(job_id)}/approvals", request))
 
     def cancel(self, job_id: str, request: CancelRequest) -> CancelResult:
-        return CancelResult.model_validate(self._post(f"/jobs/{job_id}/cancel", request))
+        return CancelResult.model_validate(self._post(f"/jobs/{_job(job_id)}/cancel", request))
 
     def request_evaluation(self, job_id: str, request: EvaluationRunRequest) -> EvaluationRequestView:
-        return EvaluationRequestView.model_validate(self._post(f"/jobs/{job_id}/evaluations", request))
+        return EvaluationRequestView.model_validate(self._post(f"/jobs/{_job(job_id)}/evaluations", request))
 
     def list_evaluations(self, job_id: str) -> list[EvaluationView]:
-        return [EvaluationView.model_validate(item) for item in self._get(f"/jobs/{job_id}/evaluations")]
+        return [EvaluationView.model_validate(item) for item in self._get(f"/jobs/{_job(job_id)}/evaluations")]
 
     # ------------------------------------------------------------ model versions
 
@@ -101,28 +117,28 @@ class RegistryClient:
         return [ModelVersionSummary.model_validate(item) for item in self._get("/models", **params)]
 
     def get_model(self, version_id: str) -> ModelVersionView:
-        return ModelVersionView.model_validate(self._get(f"/models/{version_id}"))
+        return ModelVersionView.model_validate(self._get(f"/models/{_segment(version_id)}"))
 
     def get_aibom(self, version_id: str) -> dict[str, Any]:
-        return dict(self._get(f"/models/{version_id}/aibom"))
+        return dict(self._get(f"/models/{_segment(version_id)}/aibom"))
 
     def approve_model(self, version_id: str, request: ModelApprovalRequest) -> ModelApprovalResult:
-        return ModelApprovalResult.model_validate(self._post(f"/models/{version_id}/approvals", request))
+        return ModelApprovalResult.model_validate(self._post(f"/models/{_segment(version_id)}/approvals", request))
 
     def deploy_model(self, version_id: str, request: DeploymentRequest) -> DeploymentResult:
-        return DeploymentResult.model_validate(self._post(f"/models/{version_id}/deployments", request))
+        return DeploymentResult.model_validate(self._post(f"/models/{_segment(version_id)}/deployments", request))
 
     def retire_model(self, version_id: str, request: RetirementRequest) -> ModelVersionView:
-        return ModelVersionView.model_validate(self._post(f"/models/{version_id}/retirement", request))
+        return ModelVersionView.model_validate(self._post(f"/models/{_segment(version_id)}/retirement", request))
 
     def list_aliases(self) -> list[AliasView]:
         return [AliasView.model_validate(item) for item in self._get("/aliases")]
 
     def rollback_alias(self, alias: str, request: RollbackRequest) -> DeploymentResult:
-        return DeploymentResult.model_validate(self._post(f"/aliases/{alias}/rollback", request))
+        return DeploymentResult.model_validate(self._post(f"/aliases/{_segment(alias)}/rollback", request))
 
     def get_evidence(self, version_id: str) -> dict[str, Any]:
-        return dict(self._get(f"/models/{version_id}/evidence"))
+        return dict(self._get(f"/models/{_segment(version_id)}/evidence"))
 
     # ------------------------------------------------------------ incidents (EU AI Act Art. 73)
 
@@ -131,16 +147,16 @@ class RegistryClient:
         return [IncidentView.model_validate(item) for item in self._get("/incidents", **params)]
 
     def get_incident(self, incident_id: str) -> IncidentView:
-        return IncidentView.model_validate(self._get(f"/incidents/{incident_id}"))
+        return IncidentView.model_validate(self._get(f"/incidents/{_segment(incident_id)}"))
 
     def open_incident(self, request: IncidentOpen) -> IncidentView:
         return IncidentView.model_validate(self._post("/incidents", request))
 
     def update_incident(self, incident_id: str, request: IncidentUpdate) -> IncidentView:
-        return IncidentView.model_validate(self._post(f"/incidents/{incident_id}/updates", request))
+        return IncidentView.model_validate(self._post(f"/incidents/{_segment(incident_id)}/updates", request))
 
     def close_incident(self, incident_id: str, request: IncidentClose) -> IncidentView:
-        return IncidentView.model_validate(self._post(f"/incidents/{incident_id}/close", request))
+        return IncidentView.model_validate(self._post(f"/incidents/{_segment(incident_id)}/close", request))
 
     # ------------------------------------------------------------ gateway API keys
 
@@ -152,10 +168,10 @@ class RegistryClient:
         return ApiKeyCredentials.model_validate(self._post("/keys", request))
 
     def rotate_api_key(self, key_id: str) -> ApiKeyCredentials:
-        return ApiKeyCredentials.model_validate(self._post(f"/keys/{key_id}/rotate", ApiKeyRotate()))
+        return ApiKeyCredentials.model_validate(self._post(f"/keys/{_segment(key_id)}/rotate", ApiKeyRotate()))
 
     def revoke_api_key(self, key_id: str, request: ApiKeyRevoke) -> ApiKeyView:
-        return ApiKeyView.model_validate(self._post(f"/keys/{key_id}/revoke", request))
+        return ApiKeyView.model_validate(self._post(f"/keys/{_segment(key_id)}/revoke", request))
 
     # ------------------------------------------------------------ principals
 
@@ -166,10 +182,10 @@ class RegistryClient:
         return PrincipalCredentials.model_validate(self._post("/principals", request))
 
     def rotate_principal(self, name: str, request: PrincipalRotate) -> PrincipalCredentials:
-        return PrincipalCredentials.model_validate(self._post(f"/principals/{name}/rotate", request))
+        return PrincipalCredentials.model_validate(self._post(f"/principals/{_segment(name)}/rotate", request))
 
     def revoke_principal(self, name: str, request: PrincipalRevoke) -> PrincipalView:
-        return PrincipalView.model_validate(self._post(f"/principals/{name}/revoke", request))
+        return PrincipalView.model_validate(self._post(f"/principals/{_segment(name)}/revoke", request))
 
     def bootstrap_admin(self, request: AdminBootstrap) -> PrincipalCredentials:
         return PrincipalCredentials.model_validate(self._post("/admin/bootstrap", request))
@@ -183,8 +199,8 @@ class RegistryClient:
         return [ErasureView.model_validate(e) for e in self._get("/erasures")]
 
     def get_erasure(self, erasure_id: str) -> ErasureView:
-        return ErasureView.model_validate(self._get(f"/erasures/{erasure_id}"))
+        return ErasureView.model_validate(self._get(f"/erasures/{_segment(erasure_id)}"))
 
     def get_erasure_certificate(self, erasure_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = self._get(f"/erasures/{erasure_id}/certificate")
+        body: dict[str, Any] = self._get(f"/erasures/{_segment(erasure_id)}/certificate")
         return body

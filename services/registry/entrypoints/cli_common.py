@@ -94,9 +94,12 @@ def call(action: Any) -> Any:
     import httpx
 
     from services.registry.adapters.client import RegistryAPIError
+    from shared.ids import UnsafeIdError
 
     try:
         return action()
+    except UnsafeIdError as exc:  # an id the client will not put in a path (adapters/client.py _segment)
+        raise fail(str(exc), code=2) from None
     except RegistryAPIError as exc:
         raise fail(f"{exc.detail} (HTTP {exc.status} {exc.error})") from None
     except httpx.HTTPError as exc:
