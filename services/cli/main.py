@@ -10,6 +10,7 @@ a verb's module is imported only when that verb is run or asked for its own help
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,10 +184,17 @@ def tunegate() -> None:
 
 
 def main() -> None:
+    """The installed `tunegate` (pyproject's [project.scripts]): owner-only files, and an unforeseen failure
+    reported in one line (services/cli/crash.py)."""
     from shared.storage.private import restrict_umask
 
     restrict_umask()  # tokens, keys, pid files, logs and the services `up` starts: owner-only
-    app()
+    try:
+        app()
+    except Exception as exc:  # click's own errors and exits are handled inside app() (standalone mode)
+        from services.cli.crash import report
+
+        sys.exit(report(exc))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,47 @@
+"""What the `tunegate` command says when a verb fails in a way no verb anticipated: one line, never a
+traceback (TUNEGATE_TRACEBACK=1 shows it), and exit status 70, apart from the 1 that verification verbs use
+for "verified: no" and the 2 of a usage error, so a script can tell a crash from a verdict.
+
+An invalid setting in the environment (TUNEGATE_MAX_DELIVERIES=-1, TUNEGATE_REGISTRY_PORT=99999) reached
+every verb as a pydantic traceback from the settings class; it is named here as the variable to fix."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+CRASH_EXIT = 70  # EX_SOFTWARE (sysexits.h)
+USAGE_EXIT = 2
+
+
+def _settings_prefix(title: str) -> str | None:
+    """The environment prefix of the pydantic-settings class named `title`, or None if it is not one."""
+    from pydantic_settings import BaseSettings
+
+    pending: list[type[Any]] = [BaseSettings]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == title and cls is not BaseSettings:
+            return str(cls.model_config.get("env_prefix", ""))
+        pending.extend(cls.__subclasses__())
+    return None
+
+
+def report(exc: BaseException) -> int:
+    """Print what went wrong to stderr; the exit status."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError) and (prefix := _settings_prefix(exc.title)) is not None:
+        problems = [f"{prefix}{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+                    for error in exc.errors()]
+        print(f"tunegate: invalid setting in the environment: {'; '.join(problems)}", file=sys.stderr)
+        return USAGE_EXIT
+    shown = os.environ.get("TUNEGATE_TRACEBACK", "") not in ("", "0")
+    if shown:
+        traceback.print_exception(exc)
+    message = (str(exc).strip().splitlines() or [""])[0][:500]
+    hint = "" if shown else " (TUNEGATE_TRACEBACK=1 shows where)"
+    print(f"tunegate: failed: {type(exc).__name__}: {message}{hint}", file=sys.stderr)
+    return CRASH_EXIT
