@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from services.audit.adapters.keys import Ed25519Signer, log_keys_dir
-from services.audit.adapters.store import NODE_MIN_LEVEL, LedgerStore
+from services.audit.adapters.store import NODE_MIN_LEVEL, LedgerDamaged, LedgerStore
 from services.audit.domain.checkpoints import CheckedCheckpoint, SignedNote
 from services.audit.domain.entries import EntryFields, ProducerSignature, entry_body
 from services.audit.domain.proofs import (
@@ -29,8 +29,8 @@ from services.audit.domain.proofs import (
     InclusionProofDocument,
     PublicKeyInput,
 )
-from services.audit.domain.tree_heads import SignedTreeHead, TreeHead, format_timestamp
-from services.audit.domain.verification import LedgerVerifier, VerifyReport
+from services.audit.domain.tree_heads import SignedTreeHead, TreeHead, format_timestamp, log_id_for
+from services.audit.domain.verification import LedgerVerifier, Problem, VerifyReport
 from shared.canonical import canonical_sha256
 from shared.config import Settings
 from shared.events.envelope import Envelope
@@ -241,6 +241,7 @@ def build_inclusion_proof(store: LedgerStore, event_id: str, public_key_pem: str
                 f"event {event_id!r} is entry {entry.sequence}, not yet covered by a signed tree head"
                 f" (latest signed size {signed}); retry after the next signing"
             )
+        _require_entries(store, conn, head)
         path = inclusion_path(entry.sequence, head.tree_size, lambda a, b: store.subtree_root(conn, a, b))
     return InclusionProofDocument(
         entry=entry,
@@ -261,11 +262,20 @@ def build_consistency_proof(
             raise ProofUnavailable(
                 f"consistency needs 0 <= old ({old_size}) <= new ({new_size}) <= ledger size ({size})"
             )
+        # The newer tree must be signed: its head is what binds both roots (the path derives the old root from
+        # the new tree), while an unsigned newer root is only this document's word, which anyone could make up
+        # to extend any tree. The older head is added when one exists.
+        new_head = store.head_of_size(conn, new_size)
+        if new_head is None:
+            signed = [head.tree_size for head in store.all_heads(conn)]
+            raise ProofUnavailable(
+                f"the log signed no tree head of size {new_size}, so nothing would bind the newer root; pick a signed"
+                f" size for NEW (latest signed sizes: {', '.join(str(s) for s in signed[-10:]) or 'none yet'})"
+            )
+        old_head = store.head_of_size(conn, old_size)
         old_root = store.subtree_root(conn, 0, old_size)
         new_root = store.subtree_root(conn, 0, new_size)
         path = consistency_path(old_size, new_size, lambda a, b: store.subtree_root(conn, a, b))
-        old_head = store.head_of_size(conn, old_size)
-        new_head = store.head_of_size(conn, new_size)
     return ConsistencyProofDocument(
         old_size=old_size,
         new_size=new_size,
@@ -285,9 +295,16 @@ def verify_ledger(store: LedgerStore, public_key: PublicKeyInput, chunk: int = 2
     with store.read() as conn:
         # Heads first, then the size, then nodes: every head and node read belongs to entries below `size`
         # even while a service keeps appending, so a live ledger verifies without false alarms.
-        heads = store.all_heads(conn)
-        size, _ = store.head(conn)
-        nodes = store.all_nodes(conn)
+        try:
+            heads = store.all_heads(conn)
+            size, _ = store.head(conn)
+            nodes = store.all_nodes(conn)
+        except LedgerDamaged as exc:
+            # A row that does not even parse is tampering too: a failed verification naming it, not a crash.
+            return VerifyReport(
+                ok=False, entries_checked=0, tree_heads_checked=0, signed_size=0, unsigned_entries=0,
+                problem=Problem.MALFORMED_ROW, detail=str(exc), elapsed_s=round(time.perf_counter() - started, 4),
+            )  # fmt: skip
         verifier = LedgerVerifier(heads, nodes, key, NODE_MIN_LEVEL)
         for rows in store.iter_rows(conn, chunk=chunk, below=size):
             if not verifier.feed(rows):
@@ -354,12 +371,42 @@ def check_against_checkpoint(store: LedgerStore, trusted: CheckedCheckpoint, led
 
 
 def latest_checkpoint(store: LedgerStore, public_key: Ed25519PublicKey) -> SignedNote:
-    """The latest signed tree head as a C2SP checkpoint note; ProofUnavailable when nothing is signed yet."""
+    """The latest signed tree head as a C2SP checkpoint note; ProofUnavailable when nothing is signed yet,
+    LedgerDamaged when the head does not verify: its signatures under `public_key`, and its root against the
+    tree the stored entries and nodes form. A checkpoint is what others keep as the truth, so an altered head is
+    never handed out (the full check of every entry is `tunegate audit verify`)."""
     with store.read() as conn:
         head = store.latest_head(conn)
-    if head is None:
-        raise ProofUnavailable("the ledger has no signed tree head yet")
+        if head is None:
+            raise ProofUnavailable("the ledger has no signed tree head yet")
+        if head.log_id != log_id_for(public_key):
+            # Another log's key (a witness following another log, a key file swapped): not the ledger's fault.
+            raise ProofUnavailable(
+                f"the ledger's heads are signed for log {head.log_id}, not for the log of the key given"
+                f" ({log_id_for(public_key)}); not exported"
+            )
+        problem = head.problem_with(public_key)
+        if problem is not None:
+            raise LedgerDamaged(f"the latest signed tree head does not verify ({problem}); not exported")
+        _require_entries(store, conn, head)
+        root = store.subtree_root(conn, 0, head.tree_size).hex()
+    if root != head.root_hash:
+        raise LedgerDamaged(
+            f"the latest signed tree head (size {head.tree_size}) signs root {head.root_hash}, the stored tree"
+            f" gives {root}; not exported"
+        )
     return head.signed_note(public_key)
+
+
+def _require_entries(store: LedgerStore, conn: Connection, head: SignedTreeHead) -> None:
+    """LedgerDamaged unless the ledger still holds every entry `head` covers (a head past the end means entries
+    were cut off or the head was altered; either way no proof or checkpoint can stand on it)."""
+    size, _ = store.head(conn)
+    if head.tree_size > size:
+        raise LedgerDamaged(
+            f"a signed tree head covers {head.tree_size} entries but the ledger holds {size}:"
+            " entries removed or the head altered"
+        )
 
 
 def open_store(settings: Settings, *, create: bool) -> LedgerStore:

@@ -106,13 +106,21 @@ def test_missing_ledger_is_a_usage_error(app: typer.Typer, tunegate_home: Path) 
 
 
 def test_consistency_and_tail(app: typer.Typer, live: tuple[LedgerService, list[str]], tmp_path: Path) -> None:
-    _, ids = live
+    ledger, ids = live
+    # Size 40 is not signed yet: a proof to it would rest on a root nobody signed, so it is refused.
+    unsigned = runner.invoke(app, ["audit", "consistency", "30", "40"])
+    assert unsigned.exit_code == 2 and "signed no tree head of size 40" in unsigned.output
+    assert "latest signed sizes: 30" in unsigned.output
+    ledger.sign_now()
     result = runner.invoke(app, ["audit", "consistency", "30", "40", "--out", str(tmp_path / "c.json")])
     assert result.exit_code == 0, result.output
-    assert "tree 30 is a prefix of tree 40" in result.output
+    assert "tree 30 is a prefix of tree 40" in result.output and "signed heads checked: old, new" in result.output
+    document = json.loads((tmp_path / "c.json").read_text())
+    assert document["old_head"]["tree_size"] == 30 and document["new_head"]["tree_size"] == 40
     assert runner.invoke(app, ["audit", "verify-proof", str(tmp_path / "c.json")]).exit_code == 0
+    # No signed head of size 7: the signed head of size 40 binds its root through the path.
     as_json = json.loads(runner.invoke(app, ["audit", "consistency", "7", "40", "--json"]).output)
-    assert as_json["check"]["ok"] is True
+    assert as_json["check"]["ok"] is True and as_json["proof"]["old_head"] is None
     tail = json.loads(runner.invoke(app, ["audit", "tail", "-n", "3", "--json"]).output)
     assert [row["event_id"] for row in tail] == ids[-3:]
     table = runner.invoke(app, ["audit", "tail", "-n", "2"])

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, func, inspect, select, text, tuple_
 
 from services.audit.adapters.tables import entries, metadata, nodes, tree_heads
@@ -15,6 +16,7 @@ from services.audit.domain.tree_heads import SignedTreeHead
 from services.audit.domain.verification import EntryRow
 from shared.merkle import EMPTY_ROOT, fold_subtree_roots, perfect_subtrees, root_from_leaf_hashes
 from shared.storage.db import Database, create_schema
+from shared.validation import describe_validation_error
 
 NODE_MIN_LEVEL = 8
 # A stable advisory-lock key for "the audit ledger" (first 8 bytes of its name's SHA-256, signed 64-bit).
@@ -40,6 +42,12 @@ _IN_CHUNK = 500  # stays far below every driver's bound-parameter limit
 
 class LedgerNotFound(LookupError):
     """The ledger tables do not exist at this database URL."""
+
+
+class LedgerDamaged(RuntimeError):
+    """A stored row is not what the ledger writes (a value of the wrong type or form, a leaf or node missing or
+    of the wrong length, a tree head the entries cannot back): the ledger was altered or damaged. The message
+    names the row. A RuntimeError, as the store raised for missing leaves and nodes before."""
 
 
 class LedgerStore:
@@ -180,11 +188,21 @@ class LedgerStore:
             .order_by(entries.c.sequence)
         ).all()
         if len(rows) != end - start:
-            raise RuntimeError(f"audit ledger: leaves {start}..{end - 1} incomplete ({len(rows)} rows)")
-        return [bytes(row[1]) for row in rows]
+            raise LedgerDamaged(
+                f"leaves {start}..{end - 1} incomplete ({len(rows)} of {end - start} rows): entries removed"
+            )
+        return [_hash_bytes(row[1], f"the stored Merkle leaf of entry {row[0]}") for row in rows]
 
     def all_nodes(self, conn: Connection) -> dict[tuple[int, int], bytes]:
-        return {(int(lv), int(ix)): bytes(h) for lv, ix, h in conn.execute(select(nodes)).all()}
+        found: dict[tuple[int, int], bytes] = {}
+        for lv, ix, h in conn.execute(select(nodes)).all():
+            if not isinstance(lv, int) or not isinstance(ix, int):
+                raise LedgerDamaged(f"a Merkle node row has level {lv!r} and index {ix!r}, not integers")
+            if not isinstance(h, bytes | bytearray | memoryview):
+                raise LedgerDamaged(f"the stored Merkle node level {lv} index {ix} is {type(h).__name__}, not bytes")
+            # Any length is kept: the verifier compares it with the node it recomputes and names the leaves.
+            found[(lv, ix)] = bytes(h)
+        return found
 
     def perfect_subtree_roots(self, conn: Connection, chunks: Sequence[tuple[int, int]]) -> list[bytes]:
         """Roots of perfect subtrees given as (level, index): stored nodes for the big ones, rehashed
@@ -196,12 +214,14 @@ class LedgerStore:
             for lv, ix, h in conn.execute(
                 select(nodes.c.level, nodes.c.idx, nodes.c.hash).where(tuple_(nodes.c.level, nodes.c.idx).in_(part))
             ).all():
-                stored[(int(lv), int(ix))] = bytes(h)
+                stored[(int(lv), int(ix))] = _hash_bytes(h, f"the stored Merkle node level {lv} index {ix}")
         roots: list[bytes] = []
         for lv, ix in chunks:
             if lv >= NODE_MIN_LEVEL:
                 if (lv, ix) not in stored:
-                    raise RuntimeError(f"audit ledger: Merkle node level {lv} index {ix} is missing")
+                    raise LedgerDamaged(
+                        f"Merkle node level {lv} index {ix} (leaves {ix << lv}..{((ix + 1) << lv) - 1}) is missing"
+                    )
                 roots.append(stored[(lv, ix)])
             else:
                 roots.append(root_from_leaf_hashes(self.leaf_hashes(conn, ix << lv, (ix + 1) << lv)))
@@ -224,15 +244,15 @@ class LedgerStore:
 
     def latest_head(self, conn: Connection) -> SignedTreeHead | None:
         row = conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size.desc()).limit(1)).first()
-        return None if row is None else SignedTreeHead.model_validate(row._asdict())
+        return None if row is None else _head(row)
 
     def head_of_size(self, conn: Connection, size: int) -> SignedTreeHead | None:
         row = conn.execute(select(tree_heads).where(tree_heads.c.tree_size == size)).first()
-        return None if row is None else SignedTreeHead.model_validate(row._asdict())
+        return None if row is None else _head(row)
 
     def all_heads(self, conn: Connection) -> list[SignedTreeHead]:
         rows = conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size)).all()
-        return [SignedTreeHead.model_validate(row._asdict()) for row in rows]
+        return [_head(row) for row in rows]
 
     def count_entries(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(entries)).scalar_one())
@@ -242,4 +262,30 @@ def _entry(row: Any) -> LedgerEntry:
     fields = row._asdict()
     key_id, value = fields.pop("signature_key_id"), fields.pop("signature_value")
     fields["signature"] = None if key_id is None or value is None else {"key_id": key_id, "value": value}
-    return LedgerEntry.model_validate(fields)
+    try:
+        return LedgerEntry.model_validate(fields)
+    except ValidationError as exc:
+        raise LedgerDamaged(
+            f"entry {fields.get('sequence')!r} is malformed: {describe_validation_error(exc, show_input=True)}"
+        ) from None
+
+
+def _head(row: Any) -> SignedTreeHead:
+    fields = row._asdict()
+    try:
+        return SignedTreeHead.model_validate(fields)
+    except ValidationError as exc:
+        raise LedgerDamaged(
+            f"the tree head row of size {fields.get('tree_size')!r} is malformed:"
+            f" {describe_validation_error(exc, show_input=True)}"
+        ) from None
+
+
+def _hash_bytes(value: object, what: str) -> bytes:
+    """A stored hash column: exactly 32 bytes. Anything else (text, NULL, a short blob) was written by hand."""
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise LedgerDamaged(f"{what} is {type(value).__name__}, not 32 bytes")
+    node = bytes(value)
+    if len(node) != 32:
+        raise LedgerDamaged(f"{what} is {len(node)} bytes, not 32")
+    return node

@@ -57,7 +57,8 @@ def entry_body(
 class ProducerSignature(BaseModel):
     """The producer's Ed25519 signature over its envelope, as it travelled: key id and base64 value."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Strict (as LedgerEntry): both travel inside proof documents, where a wrong type is refused, not coerced.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     key_id: str = Field(min_length=1, max_length=64)
     value: str = Field(min_length=1, max_length=200)
@@ -82,7 +83,7 @@ class EntryFields(BaseModel):
 class LedgerEntry(BaseModel):
     """One recorded event, as stored and as exported in proofs."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     sequence: int = Field(ge=0)
     event_id: str

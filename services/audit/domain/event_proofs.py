@@ -29,7 +29,7 @@ class PayloadMismatch(ValueError):
 
 
 class EventProofDocument(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # as the inclusion proof it carries
 
     format: Literal["tunegate.audit.event-proof/v1"] = EVENT_PROOF_FORMAT
     payload: dict[str, Any] = Field(description="The event's payload; its canonical sha256 is the entry's.")

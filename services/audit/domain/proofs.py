@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.audit.domain.entries import HEX64, LedgerEntry
 from services.audit.domain.tree_heads import SignedTreeHead
-from shared.merkle import verify_consistency, verify_inclusion
+from shared.merkle import EMPTY_ROOT, verify_consistency, verify_inclusion
 from shared.security.keys import PublicKeyError, load_public_key
 
 INCLUSION_FORMAT = "tunegate.audit.inclusion-proof/v1"
@@ -18,9 +18,13 @@ CONSISTENCY_FORMAT = "tunegate.audit.consistency-proof/v1"
 
 PublicKeyInput = Ed25519PublicKey | bytes | str
 
+# Proof documents come from outside: strict, so "30" or 30.0 for a size is refused, not quietly coerced into
+# what a forger meant it to be (the nested entry and tree head models are strict too).
+DOCUMENT_CONFIG = ConfigDict(extra="forbid", strict=True)
+
 
 class InclusionProofDocument(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = DOCUMENT_CONFIG
 
     format: Literal["tunegate.audit.inclusion-proof/v1"] = INCLUSION_FORMAT
     entry: LedgerEntry
@@ -32,7 +36,7 @@ class InclusionProofDocument(BaseModel):
 
 
 class ConsistencyProofDocument(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = DOCUMENT_CONFIG
 
     format: Literal["tunegate.audit.consistency-proof/v1"] = CONSISTENCY_FORMAT
     old_size: int = Field(ge=0)
@@ -107,8 +111,10 @@ def verify_proof_document(doc: InclusionProofDocument, public_key: PublicKeyInpu
 
 
 def verify_consistency_document(doc: ConsistencyProofDocument, public_key: PublicKeyInput) -> ProofCheck:
-    """Check the consistency path between the two roots and, where signed heads are included, that they
-    sign exactly these sizes and roots with `public_key`, the log's key the caller trusts."""
+    """Check that a signed head of new_size, verified with `public_key` (the log's key the caller trusts), signs
+    exactly new_root, that the old head (when included) signs exactly old_root, and the consistency path
+    between the two roots. Without a signed new head the document proves nothing about the log: anyone can
+    make up a root that extends any tree, so it fails rather than passing on the document's word."""
     try:
         key = _key(public_key)
     except PublicKeyError as exc:
@@ -117,6 +123,13 @@ def verify_consistency_document(doc: ConsistencyProofDocument, public_key: Publi
     def result(ok: bool, detail: str) -> ProofCheck:
         return ProofCheck(ok=ok, detail=detail)
 
+    if doc.new_head is None:
+        unbound = (
+            "no signed head binds these roots (the document has neither old_head nor new_head)"
+            if doc.old_head is None
+            else f"no signed head of size {doc.new_size} binds the new root (the document has no new_head)"
+        )
+        return result(False, f"{unbound}: the roots are only the document's word, so nothing was verified")
     for label, head, size, root in (
         ("old", doc.old_head, doc.old_size, doc.old_root),
         ("new", doc.new_head, doc.new_size, doc.new_root),
@@ -128,6 +141,9 @@ def verify_consistency_document(doc: ConsistencyProofDocument, public_key: Publi
         problem = head.problem_with(key)
         if problem is not None:
             return result(False, f"{label} head: {problem}")
+    if doc.old_size == 0 and doc.old_root != EMPTY_ROOT.hex():
+        # RFC 9162 proves nothing about size 0 (the path is empty), so its root must be the empty tree's.
+        return result(False, f"old_root {doc.old_root} is not the empty tree's root {EMPTY_ROOT.hex()}")
     path = _hashes(doc.consistency_path, "consistency_path")
     if isinstance(path, str):
         return result(False, path)
@@ -135,9 +151,9 @@ def verify_consistency_document(doc: ConsistencyProofDocument, public_key: Publi
         doc.old_size, doc.new_size, bytes.fromhex(doc.old_root), bytes.fromhex(doc.new_root), path
     ):
         return result(False, f"tree of size {doc.old_size} is not proven a prefix of the tree of size {doc.new_size}")
-    signed = [label for label, head in (("old", doc.old_head), ("new", doc.new_head)) if head is not None]
+    checked = "old, new" if doc.old_head is not None else f"new; the root of size {doc.old_size} is bound by the path"
     return result(
         True,
-        f"tree {doc.old_size} is a prefix of tree {doc.new_size}"
-        + (f" (signed heads checked: {', '.join(signed)})" if signed else " (no signed heads at these sizes)"),
+        f"tree {doc.old_size} is a prefix of tree {doc.new_size} (signed heads checked: {checked};"
+        f" new head signed {doc.new_head.timestamp})",
     )

@@ -32,7 +32,8 @@ def format_timestamp(moment: datetime) -> str:
 class TreeHead(BaseModel):
     """The signed statement, before its signature."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Strict: heads travel inside proof documents, where "30" or 30.0 is refused as a size, not coerced.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     tree_size: int = Field(ge=0)
     root_hash: str = Field(pattern=HEX64)

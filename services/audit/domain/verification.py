@@ -29,6 +29,9 @@ class Problem(StrEnum):
     TREE_HEAD_ROOT_MISMATCH = "tree_head_root_mismatch"
     BAD_SIGNATURE = "bad_signature"
     ENTRIES_MISSING = "entries_missing"  # a signed head covers entries the ledger no longer holds
+    MALFORMED_ENTRY = "malformed_entry"  # a stored field has a type the ledger never writes (a BLOB for text)
+    MALFORMED_ROW = "malformed_row"  # a tree head or Merkle row does not parse, or leaves/nodes are missing
+    LEDGER_UNREADABLE = "ledger_unreadable"  # the database or one of its tables cannot be read at all
 
 
 class VerifyReport(BaseModel):
@@ -144,9 +147,15 @@ class LedgerVerifier:
                         f"entry {seq} links to {prev_hash}, but entry {seq - 1} hashes to {prev}:"
                         " entries reordered or inserted",
                     )
-                body = entry_body(
-                    seq, eid, typ, producer, actor, subject, occurred, trace, psha, prev_hash, key_id, sig
-                )  # fmt: skip
+                try:
+                    body = entry_body(
+                        seq, eid, typ, producer, actor, subject, occurred, trace, psha, prev_hash, key_id, sig
+                    )  # fmt: skip
+                except (TypeError, ValueError):
+                    # Only a hand-written row gets here (a BLOB where the ledger writes text): no hash can be
+                    # recomputed, so the entry is reported, not the encoder's exception.
+                    wrong = _wrong_types(eid, typ, producer, actor, subject, occurred, trace, psha, key_id, sig)
+                    return self._fail(seq, Problem.MALFORMED_ENTRY, f"entry {seq}: {wrong}: entry altered")
                 if sha256(body).hexdigest() != ehash:
                     return self._fail(
                         seq,
@@ -197,3 +206,20 @@ class LedgerVerifier:
             elapsed_s=round(elapsed_s, 4),
             entries_per_s=round(self.size / elapsed_s, 1) if elapsed_s > 0 else 0.0,
         )
+
+
+_TEXT_FIELDS = (
+    "event_id", "type", "producer", "actor", "subject", "occurred_at", "trace_id", "payload_sha256",
+    "signature_key_id", "signature_value",
+)  # fmt: skip
+_NULLABLE = frozenset({"trace_id", "signature_key_id", "signature_value"})
+
+
+def _wrong_types(*values: object) -> str:
+    """Which stored fields are not text (the ledger writes every one of them as text, some may be NULL)."""
+    wrong = [
+        f"{name} is {type(value).__name__}"
+        for name, value in zip(_TEXT_FIELDS, values, strict=True)
+        if not isinstance(value, str) and not (value is None and name in _NULLABLE)
+    ]
+    return ", ".join(wrong) + " (expected text)" if wrong else "a stored field cannot be encoded"

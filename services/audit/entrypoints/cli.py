@@ -2,14 +2,16 @@
 a witness.
 
 Every command only reads the ledger (Settings().database_url_for("audit")); `audit witness ...` keeps its own
-state in the directory it is given. Exit codes: 0 verified / done, 1 verification failed or cosigning refused,
-2 usage error (unknown event id, bad sizes, missing ledger, key or file)."""
+state in the directory it is given. Exit codes: 0 verified / done, 1 verification failed, cosigning refused, or
+the ledger is damaged or unreadable (a malformed row, a dropped table, a file that is not a database: `verify`
+reports it as a failed verification, every other verb as one error line), 2 usage error (unknown event id, bad
+sizes, an unsigned size for `consistency`, missing ledger, key or file, an unwritable --out)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -18,6 +20,7 @@ from services.audit.entrypoints.cli_support import (
     OutOption,
     PublicKeyOption,
     emit,
+    ledger_errors,
     log_key,
     open_ledger_store,
     read_input,
@@ -29,6 +32,9 @@ from services.audit.entrypoints.cli_support import (
 )
 from services.audit.entrypoints.witness_cli import witness_app
 from shared.json_input import parse_json
+
+if TYPE_CHECKING:
+    from shared.config import Settings
 
 # Heavy modules (SQLAlchemy, rich, the ledger) are imported inside the commands, so `tunegate --help` and
 # every other verb start without them.
@@ -70,11 +76,34 @@ def verify_command(
     """Recompute every entry hash, the chain, the Merkle root at each signed head and each signature; with
     --trusted-checkpoint, also prove the ledger was not cut short, rolled back or rewritten since (and, with
     --require-cosignatures K, that K of the given witnesses cosigned that checkpoint)."""
-    from services.audit.application import check_against_checkpoint, verify_ledger
-    from services.audit.domain.checkpoints import NoteError, log_verifier, open_checkpoint
+    from services.audit.domain.verification import VerifyReport
     from shared.config import Settings
 
+    def failed(problem: str, detail: str) -> NoReturn:
+        # Verifying is how tampering is found: a ledger that cannot be read is a failed verification (exit 1).
+        report = VerifyReport(
+            ok=False, entries_checked=0, tree_heads_checked=0, signed_size=0, unsigned_entries=0, problem=problem,
+            detail=detail,
+        )  # fmt: skip
+        emit(as_json, report.model_dump(mode="json"), f"{problem}: {detail}", False)
+        raise typer.Exit(1)
+
     settings = Settings()
+    with ledger_errors(settings, failed):
+        _verify(settings, as_json, public_key, trusted_checkpoint, witness_keys, required_cosignatures)
+
+
+def _verify(
+    settings: Settings,
+    as_json: bool,
+    public_key: Path | None,
+    trusted_checkpoint: Path | None,
+    witness_keys: list[str] | None,
+    required_cosignatures: int,
+) -> NoReturn:
+    from services.audit.application import check_against_checkpoint, verify_ledger
+    from services.audit.domain.checkpoints import NoteError, log_verifier, open_checkpoint
+
     store = open_ledger_store(settings)
     key = log_key(settings, public_key)
     witnesses = [witness_key(value) for value in witness_keys or []]
@@ -98,6 +127,8 @@ def verify_command(
         text = (
             f"{report.detail}; {report.unsigned_entries} entries not yet signed ({report.entries_per_s:,.0f} entries/s)"
         )
+    elif report.first_bad_sequence is None:  # a row that does not parse, not an entry of the chain
+        text = f"{report.problem}: {report.detail}"
     else:
         text = f"first bad sequence {report.first_bad_sequence}: {report.problem}: {report.detail}"
     ok = report.ok
@@ -121,11 +152,13 @@ def checkpoint_command(
     from shared.config import Settings
 
     settings = Settings()
-    store = open_ledger_store(settings)
-    try:
-        note = latest_checkpoint(store, log_key(settings, None)).render()
-    except ProofUnavailable as exc:
-        usage_error(str(exc))
+    with ledger_errors(settings):
+        store = open_ledger_store(settings)
+        try:
+            # latest_checkpoint refuses (LedgerDamaged, exit 1) a head whose signature or root does not verify.
+            note = latest_checkpoint(store, log_key(settings, None)).render()
+        except ProofUnavailable as exc:
+            usage_error(str(exc))
     if out is None:
         typer.echo(note.decode("utf-8"), nl=False)
     else:
@@ -152,17 +185,26 @@ def proof_command(
     from rich.console import Console
 
     from services.audit.application import ProofUnavailable, build_inclusion_proof
+    from services.audit.domain.proofs import verify_proof_document
     from shared.config import Settings
 
     settings = Settings()
-    store = open_ledger_store(settings)
-    try:
-        doc = build_inclusion_proof(store, event_id, trusted_public_key_pem(settings, None))
-    except ProofUnavailable as exc:
-        usage_error(str(exc))
+    with ledger_errors(settings):
+        store = open_ledger_store(settings)
+        pem = trusted_public_key_pem(settings, None)
+        try:
+            doc = build_inclusion_proof(store, event_id, pem)
+        except ProofUnavailable as exc:
+            usage_error(str(exc))
+    # Checked before it is handed out, as `consistency` does: a proof built from altered rows (a leaf, a node,
+    # a head) would fail for whoever receives it, so it fails here, where the ledger can be looked at.
+    check = verify_proof_document(doc, pem)
+    if not check.ok:
+        emit(False, {}, f"the ledger gives a proof that does not verify: {check.detail}", False)
+        raise typer.Exit(1)
     document = doc.model_dump_json(indent=2)
     if out is not None:
-        out.write_text(document + "\n")
+        write_output(out, (document + "\n").encode())
     if as_json:
         typer.echo(document)
     else:
@@ -227,7 +269,9 @@ def verify_proof_command(
         # A document that no longer parses (altered hex, sizes, fields) is a failed proof, not a usage error.
         from shared.validation import describe_validation_error
 
-        check = ProofCheck(ok=False, detail=f"malformed proof document: {describe_validation_error(exc)}")
+        check = ProofCheck(
+            ok=False, detail=f"malformed proof document: {describe_validation_error(exc, show_input=True)}"
+        )
     emit(as_json, {**check.model_dump(mode="json"), "trusted_key": trusted}, f"{check.detail} [{trusted}]", check.ok)
     raise typer.Exit(0 if check.ok else 1)
 
@@ -245,15 +289,16 @@ def consistency_command(
     from shared.config import Settings
 
     settings = Settings()
-    store = open_ledger_store(settings)
-    pem = trusted_public_key_pem(settings, None)
-    try:
-        doc = build_consistency_proof(store, old, new, pem)
-    except ProofUnavailable as exc:
-        usage_error(str(exc))
+    with ledger_errors(settings):
+        store = open_ledger_store(settings)
+        pem = trusted_public_key_pem(settings, None)
+        try:
+            doc = build_consistency_proof(store, old, new, pem)
+        except ProofUnavailable as exc:
+            usage_error(str(exc))
     check = verify_consistency_document(doc, pem)
     if out is not None:
-        out.write_text(doc.model_dump_json(indent=2) + "\n")
+        write_output(out, (doc.model_dump_json(indent=2) + "\n").encode())
     if as_json:
         typer.echo(json.dumps({"proof": doc.model_dump(mode="json"), "check": check.model_dump(mode="json")}, indent=2))
     else:
@@ -261,9 +306,16 @@ def consistency_command(
     raise typer.Exit(0 if check.ok else 1)
 
 
+# A bound SQLite and PostgreSQL take as a LIMIT (a 64-bit integer overflows in the driver), and more than a
+# terminal table or a JSON dump is useful for; the whole ledger is `verify`'s or an export's job.
+MAX_TAIL = 100_000
+
+
 @audit_app.command("tail")
 def tail_command(
-    count: Annotated[int, typer.Option("-n", "--lines", min=1, help="How many entries.")] = 20,
+    count: Annotated[
+        int, typer.Option("-n", "--lines", min=1, max=MAX_TAIL, help=f"How many entries (at most {MAX_TAIL:,}).")
+    ] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """Show the last N ledger entries."""
@@ -272,9 +324,11 @@ def tail_command(
 
     from shared.config import Settings
 
-    store = open_ledger_store(Settings())
-    with store.read() as conn:
-        rows = store.tail(conn, count)
+    settings = Settings()
+    with ledger_errors(settings):
+        store = open_ledger_store(settings)
+        with store.read() as conn:
+            rows = store.tail(conn, count)
     if as_json:
         typer.echo(json.dumps([row.model_dump(mode="json") for row in rows], indent=2))
         return

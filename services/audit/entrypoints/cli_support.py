@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -33,6 +35,46 @@ def open_ledger_store(settings: Settings) -> LedgerStore:
     except LedgerNotFound as exc:
         usage_error(f"{exc} (has the audit service run? TUNEGATE_HOME={settings.home_dir})")
     return store
+
+
+def damaged_ledger_error(problem: str, detail: str) -> NoReturn:
+    """The ledger could not be read or is not what the ledger writes: exit 1, like a failed verification (it is
+    one), never 2: nothing the user typed is wrong."""
+    from rich.console import Console
+
+    from services.audit.domain.verification import Problem
+
+    # A damaged row may not be the only one: verify reads them all. An unreadable database has nothing to add.
+    hint = " (`tunegate audit verify` checks the whole ledger)" if problem == Problem.MALFORMED_ROW else ""
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {detail}{hint}", highlight=False)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def ledger_errors(settings: Settings, fail: Callable[[str, str], NoReturn] = damaged_ledger_error) -> Iterator[None]:
+    """Around every read of the ledger: a damaged row (LedgerDamaged) or a database that cannot be read (not
+    SQLite, a dropped table, a directory for a file) becomes fail(problem code, one line naming the ledger and
+    what is wrong) instead of a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from services.audit.adapters.store import LedgerDamaged
+    from services.audit.domain.verification import Problem
+
+    url = settings.database_url_for("audit")
+    try:
+        where = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        where = "the configured audit database URL"
+    try:
+        yield
+    except LedgerDamaged as exc:
+        fail(Problem.MALFORMED_ROW, f"the audit ledger at {where} is damaged: {exc}")
+    except SQLAlchemyError as exc:
+        # The driver's own message ("file is not a database", "no such table: audit_nodes"), not SQLAlchemy's
+        # rendering with the SQL statement and a link.
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        fail(Problem.LEDGER_UNREADABLE, f"cannot read the audit ledger at {where}: {reason}")
 
 
 MAX_INPUT_BYTES = 16 * 1024 * 1024  # a proof document, key or checkpoint is far smaller
@@ -69,9 +111,18 @@ def parse_log_key(data: bytes, where: str) -> Ed25519PublicKey:
         usage_error(f"{where}: {exc}")
 
 
+def _names_a_file(value: str) -> bool:
+    """Whether `value` is the path of a regular file; a string no path can be (too long, a NUL) is not one, so
+    an inline key is parsed as a key instead of crashing in stat()."""
+    try:
+        return Path(value).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def verifier_key_text(value: str, what: str) -> str:
     """A verifier key given inline, or the path of a file holding one."""
-    if Path(value).is_file() or "+" not in value:
+    if _names_a_file(value) or "+" not in value:
         return read_input(Path(value), what).decode("utf-8", "replace").strip()
     return value
 
@@ -80,7 +131,7 @@ def log_verifier_key_text(value: str) -> str:
     """The log's verifier key given inline, or a file holding it or the log's public key in any form."""
     from services.audit.domain.checkpoints import log_verifier
 
-    if Path(value).is_file() or "+" not in value:
+    if _names_a_file(value) or "+" not in value:
         path = Path(value)
         return log_verifier(parse_log_key(read_input(path, "log key"), str(path))).encode()
     return value
@@ -142,7 +193,9 @@ def write_output(out: Path, data: bytes) -> None:
     try:
         out.write_bytes(data)
     except OSError as exc:
-        usage_error(f"cannot write {out}: {exc.strerror}")
+        usage_error(f"cannot write {out}: {exc.strerror or exc}")
+    except ValueError as exc:  # a path with a NUL byte
+        usage_error(f"cannot write {out!r}: {exc}")
 
 
 PublicKeyOption = Annotated[

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 from services.audit.entrypoints.cli_support import (
     OutOption,
+    ledger_errors,
     log_verifier_key_text,
     open_ledger_store,
     read_input,
@@ -151,13 +152,16 @@ def _fetch_from_ledger(
     from shared.config import Settings
     from shared.security.keys import public_key_pem
 
-    store = open_ledger_store(Settings())
-    try:
-        note = latest_checkpoint(store, log_key)
-        size = Checkpoint.parse(note.text).tree_size
-        document = None
-        if last_size is not None and last_size < size:
-            document = build_consistency_proof(store, last_size, size, public_key_pem(log_key))
-    except ProofUnavailable as exc:
-        usage_error(str(exc))
+    settings = Settings()
+    # A damaged ledger (or a head that does not verify) is refused with one line and exit 1, never cosigned.
+    with ledger_errors(settings):
+        store = open_ledger_store(settings)
+        try:
+            note = latest_checkpoint(store, log_key)
+            size = Checkpoint.parse(note.text).tree_size
+            document = None
+            if last_size is not None and last_size < size:
+                document = build_consistency_proof(store, last_size, size, public_key_pem(log_key))
+        except ProofUnavailable as exc:
+            usage_error(str(exc))
     return note.render(), document
