@@ -6,18 +6,13 @@ it was part of a fingerprinted training set."""
 
 from shared.datasets.fingerprint import RecordHasher, dataset_fingerprint, record_hash
 from shared.datasets.formats import (
-    CONTAINERS,
     RECORD_KINDS,
-    DatasetError,
     DatasetRecord,
     FieldPath,
-    RawRecord,
     ValidationIssue,
-    detect_container,
     detect_format,
     field_path_str,
     get_field,
-    iter_raw,
     iter_records,
     kind_of,
     parse_raw,
@@ -27,6 +22,7 @@ from shared.datasets.formats import (
     validate_record,
 )
 from shared.datasets.manifest import DatasetManifest, ManifestError, find_manifest, load_manifest
+from shared.datasets.raw_files import CONTAINERS, DatasetError, RawRecord, detect_container, iter_raw
 
 __all__ = [
     "CONTAINERS",

@@ -1,4 +1,5 @@
-"""Format detection, streaming readers and record validation for JSONL, CSV and Parquet datasets.
+"""Format detection and record validation for JSONL, CSV and Parquet datasets (the files themselves are read by
+shared/datasets/raw_files.py; its names are re-exported here, where callers have always found them).
 
 Record kinds (what a record means) are detected from keys: OpenAI chat (`messages`), TRL prompt/completion,
 preference pairs (TRL `prompt/chosen/rejected` or OpenAI DPO `input/preferred_output/non_preferred_output`)
@@ -7,40 +8,26 @@ nothing here holds more than one record (or one Parquet batch) in memory."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from shared.datasets.raw_files import (
+    FOREIGN_BOMS,
+    Container,
+    DatasetError,
+    RawRecord,
+    detect_container,
+    iter_raw,
+)
 from shared.json_input import parse_json
 
 RecordKind = Literal["chat", "prompt_completion", "preference", "text"]
 RECORD_KINDS: tuple[str, ...] = ("chat", "prompt_completion", "preference", "text")
-Container = Literal["jsonl", "csv", "parquet"]
-CONTAINERS: tuple[str, ...] = ("jsonl", "csv", "parquet")
 CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 DEFAULT_MAX_RECORD_CHARS = 32_000
-# CSV cells holding structured values (message lists) arrive as JSON text.
-_JSON_CELL_COLUMNS = frozenset(
-    {
-        "messages",
-        "prompt",
-        "completion",
-        "chosen",
-        "rejected",
-        "input",
-        "preferred_output",
-        "non_preferred_output",
-        "metadata",
-    }
-)
-
 FieldPath = tuple[str | int, ...]
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be read as a whole (missing, unknown container, undetectable kind)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,40 +46,6 @@ class DatasetRecord:
     format: str
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """One record before parsing: the raw JSONL line, or the row dict of a CSV/Parquet file."""
-
-    line_no: int
-    raw: bytes | dict[str, Any]
-
-
-def detect_container(path: Path) -> Container:
-    """From the file name; content-addressed files have no suffix, so their first bytes decide."""
-    name = path.name.lower()
-    for suffix, container in (
-        (".jsonl", "jsonl"),
-        (".ndjson", "jsonl"),
-        (".json", "jsonl"),
-        (".csv", "csv"),
-        (".parquet", "parquet"),
-        (".pq", "parquet"),
-    ):
-        if name.endswith(suffix):
-            return container  # type: ignore[return-value]
-    if "." not in name and path.is_file():
-        with path.open("rb") as handle:
-            head = handle.read(4096)
-        if head.startswith(b"PAR1"):
-            return "parquet"
-        first = head.lstrip()[:1]
-        if first == b"{":
-            return "jsonl"
-        if first and b"," in head.split(b"\n", 1)[0]:
-            return "csv"
-    raise DatasetError(f"{path}: unknown dataset container (expected .jsonl, .csv or .parquet)")
-
-
 def kind_of(record: dict[str, Any]) -> RecordKind | None:
     keys = record.keys()
     if "messages" in keys:
@@ -106,52 +59,23 @@ def kind_of(record: dict[str, Any]) -> RecordKind | None:
     return None
 
 
-def iter_raw(path: Path, container: Container | None = None) -> Iterator[RawRecord]:
-    """Stream raw records; blank JSONL lines are skipped but keep the numbering of the file."""
-    if not path.is_file():
-        raise DatasetError(f"{path}: dataset file not found")
-    container = container or detect_container(path)
-    if container == "jsonl":
-        with path.open("rb") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if line.strip():
-                    yield RawRecord(line_no, line)
-    elif container == "csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                # line_num is the physical line where this row ended; rows may span lines (quoted newlines).
-                yield RawRecord(reader.line_num, {k: _csv_cell(k, v) for k, v in row.items() if k is not None})
-    else:
-        import pyarrow.parquet as pq
-
-        row_no = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-            for row in batch.to_pylist():
-                row_no += 1
-                yield RawRecord(row_no, row)
-
-
-def _csv_cell(column: str, value: str | None) -> Any:
-    if value is None:
-        return None
-    stripped = value.strip()
-    if column in _JSON_CELL_COLUMNS and stripped[:1] in ("[", "{"):
-        try:
-            return parse_json(stripped)
-        except ValueError:
-            return value
-    return value
-
-
 def parse_raw(raw: RawRecord) -> tuple[dict[str, Any] | None, str | None]:
     """Decode one raw record into a dict, or return why it is not one."""
+    if raw.problem is not None:
+        return None, raw.problem
     if isinstance(raw.raw, dict):
         return raw.raw, None
+    for bom, encoding in FOREIGN_BOMS:
+        if raw.raw.startswith(bom):
+            return None, f"not UTF-8: the line starts with a {encoding} byte-order mark (save the file as UTF-8)"
     try:
-        value = parse_json(raw.raw)
+        # Decoded here, not by json.loads: given bytes it guesses UTF-16/32 from NUL bytes and would read a
+        # mangled line as some other text instead of refusing it. A UTF-8 byte-order mark is accepted.
+        text = raw.raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         return None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
+    try:
+        value = parse_json(text)
     except ValueError as exc:
         return None, f"bad JSON: {exc}"
     if not isinstance(value, dict):
@@ -292,12 +216,20 @@ def field_path_str(path: FieldPath) -> str:
 
 
 def _first_kind(path: Path, container: Container) -> str:
+    first_problem: str | None = None
     for raw in iter_raw(path, container):
-        record, _ = parse_raw(raw)
+        record, problem = parse_raw(raw)
         if record is not None and (kind := kind_of(record)) is not None:
             return kind
+        if first_problem is None:
+            # Named in the error: when no line can be read at all, the first line's real problem (bad bytes,
+            # bad JSON, too deep) is what the data owner has to fix, not the missing keys.
+            why = problem if record is None else f"its keys {sorted(record)[:8]} match no known layout"
+            first_problem = f"line {raw.line_no}: {why}"
+    if first_problem is None:
+        raise DatasetError(f"{path}: cannot detect the record format: the dataset has no records")
     raise DatasetError(
-        f"{path}: cannot detect the record format: no record has messages, prompt/completion, "
+        f"{path}: cannot detect the record format: {first_problem}; no record has messages, prompt/completion, "
         "prompt/chosen/rejected, input/preferred_output/non_preferred_output or text"
     )
 

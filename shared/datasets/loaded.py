@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.datasets import DatasetError, RecordHasher, kind_of, parse_raw, validate_record
-from shared.datasets.formats import detect_container, iter_raw
+from shared.datasets.raw_files import detect_container, iter_raw
 
 
 @dataclass(frozen=True)

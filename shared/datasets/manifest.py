@@ -54,7 +54,10 @@ class DatasetManifest(BaseModel):
 
 
 def find_manifest(dataset: Path) -> Path | None:
-    """`<dataset>.manifest.yaml` (or .yml) beside the dataset, if present."""
+    """`<dataset>.manifest.yaml` (or .yml) beside the dataset, if present. A path without a file name ('', '.',
+    '/') names no file, so nothing is beside it: reading it as a dataset then says what it is."""
+    if not dataset.name:
+        return None
     for suffix in MANIFEST_SUFFIXES:
         candidate = dataset.with_name(dataset.name + suffix)
         if candidate.is_file():

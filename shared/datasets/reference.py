@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from shared.config import Settings
 from shared.datasets.manifest import MANIFEST_SUFFIXES
+from shared.datasets.raw_files import file_type_name
 from shared.storage.artifacts import CAS_SCHEME, ArtifactStore, is_sha256_digest, sha256_stream
 
 DATA_ROOTS_SETTING = "TUNEGATE_DATA_ROOTS"
@@ -196,7 +197,7 @@ def _open_regular(path: Path, max_bytes: int, label: str, *, missing: str) -> Op
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise DatasetRefError(f"{label}: {path} is {_kind(info.st_mode)}, not a regular file")
+            raise DatasetRefError(f"{label}: {path} is {file_type_name(info.st_mode)}, not a regular file")
         if info.st_size > max_bytes:
             raise DatasetRefError(
                 f"{label}: {path} is {info.st_size} bytes, over the limit of {max_bytes} bytes ({MAX_BYTES_SETTING})"
@@ -212,18 +213,6 @@ def _open_regular(path: Path, max_bytes: int, label: str, *, missing: str) -> Op
         os.close(fd)
         raise
     return OpenedDataset(handle=LimitedReader(handle, max_bytes, label), path=path, size=info.st_size)
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a regular file"
 
 
 class LimitedReader:

@@ -62,6 +62,10 @@ def plant_canaries(source: Path, target: Path, *, job_id: str, spec: CanarySpec,
     with target.open("wb") as handle:
         for position, raw in enumerate(iter_raw(source, container)):
             planted += write_canaries(handle, position)
+            if raw.problem is not None:
+                # An over-long line was never read and an over-wide CSV row lost its extra cells: copying
+                # either would hand the scan a different, maybe valid, record in place of the invalid one.
+                raise DatasetError(f"line {raw.line_no}: {raw.problem}")
             record, _ = parse_raw(raw)
             if record is None and isinstance(raw.raw, bytes):
                 handle.write(raw.raw.rstrip(b"\n") + b"\n")

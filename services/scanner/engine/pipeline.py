@@ -9,7 +9,6 @@ arrive. A dataset with any invalid line produces no output at all: it is never h
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections import Counter, defaultdict
@@ -25,6 +24,7 @@ from services.scanner.domain.findings import (
 )
 from services.scanner.domain.policy import Action, Policy
 from services.scanner.engine.records import WorkerConfig, process_records
+from services.scanner.engine.workers import available_cpus
 from shared.datasets import (
     DatasetManifest,
     RecordHasher,
@@ -32,6 +32,7 @@ from shared.datasets import (
     detect_format,
     iter_raw,
 )
+from shared.datasets.raw_files import max_line_bytes_for
 
 REPORT_SCHEMA = "tunegate.scan-report/1"
 MAX_LISTED_ISSUES = 1000
@@ -46,7 +47,7 @@ class ScanOptions:
     fmt: str = "auto"
     classification_override: str | None = None
     manifest_missing_blocks: bool = False  # the service blocks; the CLI warns and applies defaults
-    workers: int | None = None  # None = all cores for big files, in-process for small ones
+    workers: int | None = None  # None = all cores for big files, in-process for small ones; capped (records.py)
     chunk_size: int = 256
     registry_path: Path | None = None
     # NER (spaCy) finds names and places in free text; on by default, and a missing model is an error
@@ -158,7 +159,8 @@ def scan_dataset(
     )
     workers = options.workers
     if workers is None:
-        workers = (os.cpu_count() or 1) if path.stat().st_size >= PARALLEL_MIN_BYTES else 1
+        workers = available_cpus() if path.stat().st_size >= PARALLEL_MIN_BYTES else 1
+    started_workers = [workers]  # what process_records actually started (it caps the request)
     config = WorkerConfig(
         policy, classification, kind, options.hash_key, manifest.subject_field, options.registry_path, detectors.ner
     )
@@ -175,8 +177,9 @@ def scan_dataset(
     dropped_lines: list[int] = []
     try:
         with output_path.open("wb") as out, findings_tmp.open("w", encoding="utf-8") as findings_out:
+            raws = iter_raw(path, container, max_line_bytes=max_line_bytes_for(policy.max_record_chars))
             for result in process_records(
-                iter_raw(path, container), config, workers, options.chunk_size, entries
+                raws, config, workers, options.chunk_size, entries, on_start=started_workers.append
             ):
                 source_records += 1
                 if result.issues:
@@ -287,7 +290,7 @@ def scan_dataset(
             subject_index_path=subject_index_path,
             subjects=subject_count,
             seconds=seconds,
-            workers=workers,
+            workers=started_workers[-1],
             detectors=detectors,
             dropped_lines=dropped_lines,
         )

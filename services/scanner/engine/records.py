@@ -10,10 +10,10 @@ import hashlib
 import multiprocessing
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from services.scanner.domain.findings import (
     record_action,
 )
 from services.scanner.domain.policy import Action, Policy
+from services.scanner.engine.workers import MAX_WORKERS, available_cpus, plan_workers
 from shared.canonical import canonical_json
 from shared.datasets import (
     RawRecord,
@@ -123,7 +124,12 @@ class RecordProcessor:
     def _finish(self, prepared: _Prepared, fields: list[tuple[Any, str, list[Detection]]]) -> RecordResult:
         config = self.config
         line_no, record, subject, _ = prepared
-        source_line = canonical_json(record)
+        try:
+            source_line = canonical_json(record)
+        except (TypeError, ValueError) as exc:
+            # NaN or Infinity in a JSONL line (json accepts them), bytes or decimals from a Parquet column:
+            # values no hash or output line can hold. An invalid record, not a crashed scan.
+            return RecordResult(line_no, [f"a value cannot be written as canonical JSON ({exc})"], [])
         source_hash = hashlib.sha256(source_line).digest()
         findings: list[tuple[str, int, int, str, float, str, str | None]] = []
         per_field = []
@@ -192,13 +198,22 @@ def process_records(
     workers: int,
     chunk_size: int,
     entries: list[RegistryEntry] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> Iterator[RecordResult]:
     """Results in input order. `entries` (the loaded registry) is reused inline and by forked workers, which
     inherit it: compiling the registry's patterns is about a fifth of a second a process, on the scan's
-    critical path. Spawned workers load their own (recognizers need not pickle)."""
+    critical path. Spawned workers load their own (recognizers need not pickle). `on_start` is told how many
+    processes the work actually got (`plan_workers`), before the first result."""
+    chunks = _chunks(raws, chunk_size)
+    # Up to one chunk per wanted worker is read ahead, so that a small file never starts idle processes
+    # (a fork start method starts every pool process at the first submit).
+    ahead = list(islice(chunks, max(1, min(workers, MAX_WORKERS))))
+    workers = plan_workers(workers, cpus=available_cpus(), chunks=len(ahead))
+    if on_start is not None:
+        on_start(workers)
     if workers <= 1:
         processor = RecordProcessor(config, entries)
-        for chunk in _chunks(raws, chunk_size):
+        for chunk in chain(ahead, chunks):
             yield from processor.process_many(chunk)
         return
     method = _start_method()
@@ -208,10 +223,9 @@ def process_records(
         workers, mp_context=context, initializer=_init_worker, initargs=(config, inherited)
     ) as pool:
         pending: deque[Future[list[RecordResult]]] = deque()
-        for chunk in _chunks(raws, chunk_size):
+        for chunk in chain(ahead, chunks):
             pending.append(pool.submit(_process_chunk, chunk))
             if len(pending) >= workers * 3:  # bounded in flight: memory does not grow with file size
                 yield from pending.popleft().result()
         while pending:
             yield from pending.popleft().result()
-

@@ -4,7 +4,10 @@ Exit status: 0 clean or redacted, 1 blocked, 2 invalid input (bad lines, unreada
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from services.scanner.engine.workers import MAX_WORKERS
 from shared.config import Settings
 
 # The scan engine pulls in Presidio, spaCy and transformers (seconds of imports): `scan` imports it when it
@@ -68,6 +72,52 @@ def _detectors_line(result: ScanResult) -> str:
     )
 
 
+def _output_problem(target: Path, what: str, protected: dict[str, Path | None], earlier: dict[str, Path]) -> str | None:
+    """Why `target` cannot take the report or redacted copy, checked before the scan (minutes of work lost
+    to a typo otherwise), or None. `protected`: inputs that must never be overwritten (a redacted copy
+    written over its own source destroys the original); `earlier`: outputs already claimed."""
+    real = os.path.realpath(target)
+    for name, other in {**{k: v for k, v in protected.items() if v is not None}, **earlier}.items():
+        same = real == os.path.realpath(other)
+        # A hard link or a bind mount; when one of them does not exist (yet) the real paths alone decide.
+        with contextlib.suppress(OSError):
+            same = same or os.path.samefile(target, other)
+        if same:
+            return f"{what} {target} is the same file as the {name} ({other}): it would be overwritten"
+    try:
+        info = os.stat(target)
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        return f"{what} {target}: cannot be written ({exc.strerror or exc})"
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            return f"{what} {target} is a directory; give the path of a file"
+        if stat.S_ISFIFO(info.st_mode) or stat.S_ISSOCK(info.st_mode):
+            return f"{what} {target} is a named pipe or a socket; give the path of a file"
+        if not os.access(target, os.W_OK):
+            return f"{what} {target}: no permission to write it"
+        return None
+    parent = Path(real).parent
+    if not parent.is_dir():
+        return f"{what} {target}: the folder {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{what} {target}: no permission to create files in {parent}"
+    return None
+
+
+def _write_output(source: Path, target: Path, what: str, console: Console, err: Console) -> bool:
+    """Copy a finished output into place; an error that came after the check (disk full, a folder removed
+    meanwhile) is reported, not raised."""
+    try:
+        shutil.copyfile(source, target)
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot write the {what} to {escape(str(target))}: {exc.strerror or exc}")
+        return False
+    console.print(f"{what} written to {target}")
+    return True
+
+
 def scan(
     dataset: Annotated[Path, typer.Argument(help="JSONL, CSV or Parquet dataset.")],
     manifest: Annotated[Path | None, typer.Option(help="Manifest YAML (default: <dataset>.manifest.yaml).")] = None,
@@ -77,7 +127,12 @@ def scan(
     fmt: Annotated[str, typer.Option("--format", help="auto, chat, prompt_completion, preference, text.")] = "auto",
     classification: Annotated[str | None, typer.Option(help="Override the manifest classification.")] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, help="Worker processes (default: all cores for big files).")
+        int | None,
+        typer.Option(
+            min=1,
+            max=MAX_WORKERS,
+            help="Worker processes (default: all cores for big files; never more than the CPUs available).",
+        ),
     ] = None,
     ner: Annotated[
         bool,
@@ -94,11 +149,29 @@ def scan(
     from services.scanner.domain.policy import PolicyError
     from services.scanner.engine.pipeline import ScanOptions, scan_dataset
     from shared.datasets import DatasetError, ManifestError, find_manifest, load_manifest
+    from shared.datasets.raw_files import open_dataset_file
 
     # soft_wrap: reasons stay on one line each, so they can be grepped and copied whole.
     console = Console(soft_wrap=True)
     err = Console(stderr=True, soft_wrap=True)
+    try:
+        with open_dataset_file(dataset):  # '', '.', a folder, a FIFO: said now, in words, before anything else
+            pass
+    except DatasetError as exc:
+        # An empty argument arrives as Path('.'), indistinguishable from '.': say both, not a puzzling '.'.
+        shown = "the dataset path is empty or '.', a directory" if str(dataset) == "." else str(exc)
+        err.print(f"[red]error:[/] {escape(shown)}; give a JSONL, CSV or Parquet file")
+        raise typer.Exit(EXIT_INVALID) from None
     manifest_path = manifest or find_manifest(dataset)
+    claimed: dict[str, Path] = {}
+    for target, what in ((report, "report"), (out, "redacted dataset")):
+        if target is None:
+            continue
+        problem = _output_problem(target, what, {"dataset": dataset, "manifest": manifest_path}, claimed)
+        if problem:
+            err.print(f"[red]error:[/] {escape(problem)}")
+            raise typer.Exit(EXIT_INVALID)
+        claimed[what] = target
     try:
         loaded = load_manifest(manifest_path) if manifest_path else None
         chosen = load_policy(policy)
@@ -126,16 +199,14 @@ def scan(
             err.print(f"[red]error:[/] {escape(str(exc))}")  # the message may hold brackets ('tunegate[ner]')
             raise typer.Exit(EXIT_INVALID) from None
         _summary(console, result)
+        written = True
         if report:
-            shutil.copyfile(result.report_path, report)
-            console.print(f"report written to {report}")
-        if out:
-            if result.output_path is not None:
-                shutil.copyfile(result.output_path, out)
-                console.print(f"redacted dataset written to {out}")
-            else:
-                err.print(f"[yellow]no redacted dataset written to {out}: the dataset is {result.verdict}[/]")
-    if result.verdict == "invalid":
+            written = _write_output(result.report_path, report, "report", console, err)
+        if out and result.output_path is None:
+            err.print(f"[yellow]no redacted dataset written to {out}: the dataset is {result.verdict}[/]")
+        elif out and result.output_path is not None:
+            written = _write_output(result.output_path, out, "redacted dataset", console, err) and written
+    if result.verdict == "invalid" or not written:
         raise typer.Exit(EXIT_INVALID)
     if result.verdict == "blocked":
         raise typer.Exit(EXIT_BLOCKED)
