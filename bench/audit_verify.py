@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import LedgerStore
-from services.audit.application import LedgerService, check_against_checkpoint, latest_checkpoint, verify_ledger
+from services.audit.application import LedgerService
 from services.audit.domain.checkpoints import log_verifier, open_checkpoint
 from services.audit.domain.proofs import verify_consistency_document, verify_proof_document
+from services.audit.ledger_proofs import check_against_checkpoint, latest_checkpoint, verify_ledger
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.security.signing import EnvelopeSigner

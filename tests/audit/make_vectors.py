@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import LedgerStore
-from services.audit.application import LedgerService, entry_fields, latest_checkpoint
+from services.audit.application import LedgerService, entry_fields
 from services.audit.domain.checkpoints import (
     COSIGNATURE_V1,
     cosignature_message,
@@ -28,6 +28,7 @@ from services.audit.domain.checkpoints import (
     sign_note,
     witness_verifier,
 )
+from services.audit.ledger_proofs import latest_checkpoint
 from shared.config import Settings
 from shared.events.envelope import Envelope
 from shared.security.keys import public_key_raw

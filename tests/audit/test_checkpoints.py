@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import LedgerStore
-from services.audit.application import LedgerService, latest_checkpoint, open_ledger
+from services.audit.application import LedgerService, open_ledger
 from services.audit.domain.checkpoints import (
     COSIGNATURE_V1,
     ED25519,
@@ -31,6 +31,7 @@ from services.audit.domain.checkpoints import (
     sign_note,
     verified_signatures,
 )
+from services.audit.ledger_proofs import latest_checkpoint
 from shared.config import Settings
 from shared.security.keys import public_key_raw
 from shared.storage.db import Database

@@ -15,8 +15,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit.adapters.keys import Ed25519Signer
-from services.audit.application import LedgerService, latest_checkpoint
+from services.audit.application import LedgerService
 from services.audit.domain.checkpoints import COSIGNATURE_V1, SignedNote, log_verifier, sign_note, witness_verifier
+from services.audit.ledger_proofs import latest_checkpoint
 from shared.security.keys import key_id_for
 from tests.audit.audit_support import envelope
 

@@ -18,9 +18,10 @@ from sqlalchemy.exc import DBAPIError
 
 from services.audit.adapters.keys import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, Ed25519Signer
 from services.audit.adapters.store import LedgerStore
-from services.audit.application import LedgerService, verify_ledger
+from services.audit.application import LedgerService
 from services.audit.domain.entries import GENESIS_PREV_HASH, ProducerSignature, entry_body
 from services.audit.domain.proofs import verify_proof_document
+from services.audit.ledger_proofs import verify_ledger
 from shared.canonical import canonical_json, canonical_sha256
 from shared.config import Settings
 from shared.events.envelope import EnvelopeSignature

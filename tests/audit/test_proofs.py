@@ -10,7 +10,7 @@ import pytest
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import LedgerStore
-from services.audit.application import LedgerService, ProofUnavailable
+from services.audit.application import LedgerService
 from services.audit.domain.proofs import (
     ConsistencyProofDocument,
     InclusionProofDocument,
@@ -18,6 +18,7 @@ from services.audit.domain.proofs import (
     verify_proof_document,
 )
 from services.audit.domain.tree_heads import SignedTreeHead, TreeHead
+from services.audit.ledger_proofs import ProofUnavailable
 from shared.merkle import (
     consistency_path,
     inclusion_path,

@@ -17,9 +17,10 @@ from sqlalchemy.exc import DBAPIError
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import LedgerStore
-from services.audit.application import LedgerService, verify_ledger
+from services.audit.application import LedgerService
 from services.audit.domain.entries import entry_body
 from services.audit.domain.verification import Problem, VerifyReport
+from services.audit.ledger_proofs import verify_ledger
 from shared.config import Settings
 from shared.storage.db import Database
 from tests.audit.audit_support import envelope

@@ -14,9 +14,10 @@ import typer
 from typer.testing import CliRunner
 
 from services.audit.adapters.store import LedgerStore
-from services.audit.application import LedgerService, build_consistency_proof, latest_checkpoint, open_ledger
+from services.audit.application import LedgerService, open_ledger
 from services.audit.domain.checkpoints import Checkpoint, NoteError, SignedNote, log_verifier
 from services.audit.domain.witness import WitnessRefusal, check_advance
+from services.audit.ledger_proofs import build_consistency_proof, latest_checkpoint
 from shared.config import Settings
 from shared.storage.db import Database
 from tests.audit.audit_support import envelope

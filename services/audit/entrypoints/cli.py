@@ -101,8 +101,8 @@ def _verify(
     witness_keys: list[str] | None,
     required_cosignatures: int,
 ) -> NoReturn:
-    from services.audit.application import check_against_checkpoint, verify_ledger
     from services.audit.domain.checkpoints import NoteError, log_verifier, open_checkpoint
+    from services.audit.ledger_proofs import check_against_checkpoint, verify_ledger
 
     store = open_ledger_store(settings)
     key = log_key(settings, public_key)
@@ -148,7 +148,7 @@ def checkpoint_command(
 ) -> None:
     """Export the latest signed tree head as a C2SP checkpoint (signed note): keep it elsewhere, have
     witnesses cosign it, and later `verify --trusted-checkpoint` it."""
-    from services.audit.application import ProofUnavailable, latest_checkpoint
+    from services.audit.ledger_proofs import ProofUnavailable, latest_checkpoint
     from shared.config import Settings
 
     settings = Settings()
@@ -184,8 +184,8 @@ def proof_command(
     """Export an inclusion proof for EVENT_ID against the latest signed tree head covering it."""
     from rich.console import Console
 
-    from services.audit.application import ProofUnavailable, build_inclusion_proof
     from services.audit.domain.proofs import verify_proof_document
+    from services.audit.ledger_proofs import ProofUnavailable, build_inclusion_proof
     from shared.config import Settings
 
     settings = Settings()
@@ -284,8 +284,8 @@ def consistency_command(
     out: Annotated[Path | None, typer.Option("--out", help="Write the proof document to this file.")] = None,
 ) -> None:
     """Prove (and check) that the tree of size OLD is a prefix of the tree of size NEW."""
-    from services.audit.application import ProofUnavailable, build_consistency_proof
     from services.audit.domain.proofs import verify_consistency_document
+    from services.audit.ledger_proofs import ProofUnavailable, build_consistency_proof
     from shared.config import Settings
 
     settings = Settings()

@@ -147,8 +147,8 @@ def _fetch_from_ledger(
     log_key: Ed25519PublicKey, last_size: int | None
 ) -> tuple[bytes, ConsistencyProofDocument | None]:
     """The local ledger's latest checkpoint, and the consistency proof from the witness's last size."""
-    from services.audit.application import ProofUnavailable, build_consistency_proof, latest_checkpoint
     from services.audit.domain.checkpoints import Checkpoint
+    from services.audit.ledger_proofs import ProofUnavailable, build_consistency_proof, latest_checkpoint
     from shared.config import Settings
     from shared.security.keys import public_key_pem
 

@@ -14,12 +14,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
 from services.audit.adapters.keys import local_public_key_path
 from services.audit.adapters.store import LedgerNotFound, LedgerStore
-from services.audit.application import (
-    ProofUnavailable,
-    build_consistency_proof,
-    build_inclusion_proof,
-    open_store,
-)
+from services.audit.application import open_store
+from services.audit.ledger_proofs import ProofUnavailable, build_consistency_proof, build_inclusion_proof
 from services.registry.console.app import Console, Viewer
 from services.registry.domain import access
 from services.registry.domain.errors import InvalidRequest, NotFound

@@ -13,7 +13,7 @@ import json
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from services.audit.application import ProofUnavailable
+from services.audit.ledger_proofs import ProofUnavailable
 from services.registry.adapters import erasure_repository, incident_repository
 from services.registry.console.app import Console, Viewer
 from services.registry.console.audit_pages import LedgerReader

@@ -129,8 +129,9 @@ def _attach_proofs(document: dict[str, Any]) -> int:
     """The inclusion proof of each step's event under the ledger's latest signed tree head, when this host
     has the audit ledger; an event the ledger has not recorded yet is a clear error."""
     from services.audit.adapters.store import LedgerNotFound
-    from services.audit.application import ProofUnavailable, open_store
+    from services.audit.application import open_store
     from services.audit.entrypoints.cli_support import trusted_public_key_pem
+    from services.audit.ledger_proofs import ProofUnavailable
     from services.registry.erasure.certificate import attach_audit_proofs
     from shared.config import Settings
 

@@ -89,9 +89,9 @@ def aibom_proof(
     from pydantic import ValidationError
     from rich.console import Console
 
-    from services.audit.application import ProofUnavailable, build_inclusion_proof
     from services.audit.domain.event_proofs import PayloadMismatch, event_proof
     from services.audit.entrypoints.cli_support import open_ledger_store, trusted_public_key_pem, write_output
+    from services.audit.ledger_proofs import ProofUnavailable, build_inclusion_proof
     from services.registry.adapters.published import OutboxMissing, published_events
     from services.registry.aibom.verify import MODEL_REGISTERED, RegisteredAIBOM
     from shared.config import Settings

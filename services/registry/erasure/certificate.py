@@ -256,7 +256,7 @@ def attach_audit_proofs(document: dict[str, Any], store: Any, log_key_pem: str) 
     key alone) and of each step's event (`store`: the audit service's LedgerStore on this host). Raises
     ProofUnavailable, naming what, while the ledger has not recorded or signed one of them yet. Used by
     `tunegate erasure show --certificate` and the console's certificate download."""
-    from services.audit.application import ProofUnavailable, build_inclusion_proof
+    from services.audit.ledger_proofs import ProofUnavailable, build_inclusion_proof
 
     wanted = [(f"step {step['name']}", step["event_id"]) for step in document.get("steps", [])]
     completion = document.get("completion") or {}

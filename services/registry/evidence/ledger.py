@@ -52,8 +52,8 @@ def read_ledger(settings: Settings, subjects: list[str]) -> LedgerRead:
 
 def _read(store: Any, settings: Settings, subjects: list[str]) -> LedgerRead:
     from services.audit.adapters.keys import local_public_key_path
-    from services.audit.application import ProofUnavailable, build_inclusion_proof
     from services.audit.domain.proofs import verify_proof_document
+    from services.audit.ledger_proofs import ProofUnavailable, build_inclusion_proof
     from shared.security.keys import load_public_key, public_key_pem
 
     if not store.has_schema():
