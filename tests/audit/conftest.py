@@ -10,10 +10,10 @@ import typer
 
 from services.audit.adapters.keys import Ed25519Signer
 from services.audit.adapters.store import LedgerStore
-from services.audit.application import LedgerService
+from services.audit.application import LedgerService, open_ledger
 from shared.config import Settings
 from shared.storage.db import Database
-from tests.audit.audit_support import audit_cli_app
+from tests.audit.audit_support import audit_cli_app, envelope
 from tests.support import postgres_schema, postgres_test_url
 
 
@@ -54,3 +54,14 @@ def postgres_url() -> Iterator[str]:
         pytest.skip("TUNEGATE_TEST_DATABASE_URL is not set")
     with postgres_schema(base, "audit_test") as url:
         yield url
+
+
+@pytest.fixture
+def live(tunegate_home: Path) -> tuple[LedgerService, list[str]]:
+    """A ledger of 40 entries with a signed tree head at 30, and the events' ids."""
+    ledger = open_ledger(Settings())
+    events = [envelope(i) for i in range(40)]
+    ledger.append(events[:30])
+    ledger.sign_now()
+    ledger.append(events[30:])
+    return ledger, [e.event_id for e in events]

@@ -11,20 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from services.audit.adapters.keys import Ed25519Signer
-from services.audit.application import LedgerService, open_ledger
-from shared.config import Settings
-from tests.audit.audit_support import envelope
-
-
-@pytest.fixture
-def live(tunegate_home: Path) -> tuple[LedgerService, list[str]]:
-    ledger = open_ledger(Settings())
-    events = [envelope(i) for i in range(40)]
-    ledger.append(events[:30])
-    ledger.sign_now()
-    ledger.append(events[30:])
-    return ledger, [e.event_id for e in events]
-
+from services.audit.application import LedgerService
 
 runner = CliRunner()
 

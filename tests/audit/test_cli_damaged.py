@@ -19,25 +19,18 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from services.audit.adapters.keys import Ed25519Signer
-from services.audit.application import LedgerService, open_ledger
+from services.audit.application import LedgerService
 from services.audit.domain.proofs import ConsistencyProofDocument, InclusionProofDocument
-from shared.config import Settings
 from shared.merkle import node_hash
-from tests.audit.audit_support import envelope
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def live(tunegate_home: Path) -> tuple[LedgerService, list[str]]:
-    """40 entries, a signed head at 30 (as test_cli.py's ledger)."""
-    ledger = open_ledger(Settings())
-    events = [envelope(i) for i in range(40)]
-    ledger.append(events[:30])
-    ledger.sign_now()
-    ledger.append(events[30:])
-    ledger.store.db.dispose()  # the file is altered behind the service's back, as an attacker would
-    return ledger, [e.event_id for e in events]
+def live(live: tuple[LedgerService, list[str]]) -> tuple[LedgerService, list[str]]:
+    """conftest's ledger, closed: the file is altered behind the service's back, as an attacker would."""
+    live[0].store.db.dispose()
+    return live
 
 
 def _db(home: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
 
 from services.scanner.adapters.detector import Detector, RegistryEntry, load_registry
 from services.scanner.adapters.policy_files import load_policy
@@ -39,3 +40,18 @@ def options(policy: Policy) -> ScanOptions:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path / "work"
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    """The scanner's CLI as a typer app (tests/scanner/test_scanner_*cli.py)."""
+    from services.scanner.entrypoints.cli import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command("noop")
+    def _noop() -> None:  # a second command keeps typer from collapsing the app into `scan` itself
+        """unused"""
+
+    return app

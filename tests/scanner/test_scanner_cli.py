@@ -11,21 +11,8 @@ from typer.testing import CliRunner
 
 from services.scanner.adapters import ner
 from services.scanner.adapters.ner import ner_model
-from services.scanner.entrypoints.cli import register
 from services.scanner.entrypoints.demo_dataset import write_demo_dataset
 from shared.datasets import dataset_fingerprint
-
-
-@pytest.fixture
-def app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.command("noop")
-    def _noop() -> None:  # a second command keeps typer from collapsing the app into `scan` itself
-        """unused"""
-
-    return app
 
 
 @pytest.fixture(autouse=True)

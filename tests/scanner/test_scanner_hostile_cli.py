@@ -23,28 +23,14 @@ from services.scanner.engine import records
 from services.scanner.engine.records import WorkerConfig, process_records
 from services.scanner.engine.workers import MAX_WORKERS, plan_workers
 from services.scanner.entrypoints import cli
-from services.scanner.entrypoints.cli import register
 from shared.datasets import RawRecord
 from tests.scanner.conftest import HASH_KEY
 from tests.scanner.test_scanner_handlers import Harness
 
 
-@pytest.fixture
-def app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-
-    @app.command("noop")
-    def _noop() -> None:  # a second command keeps typer from collapsing the app into `scan` itself
-        """unused"""
-
-    return app
-
-
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUNEGATE_HOME", str(tmp_path / "home"))
-
 
 def scan(app: typer.Typer, *args: str) -> Any:
     result = CliRunner().invoke(app, ["scan", *args, "--no-ner"])
