@@ -67,7 +67,7 @@ class RawRecord:
 
 def max_line_bytes_for(max_chars: int) -> int:
     """The line limit that never refuses a record the character limit would accept: at most 12 bytes of JSON
-    per character (a \\uXXXX surrogate pair), plus room for everything that is not text."""
+    per character (a surrogate pair of \\u escapes), plus room for everything that is not text."""
     return max(DEFAULT_MAX_LINE_BYTES, 12 * max_chars + (1 << 20))
 
 
