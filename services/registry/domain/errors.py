@@ -29,6 +29,13 @@ class InvalidRequest(RegistryError):
     error = "invalid_request"
 
 
+class MalformedBody(RegistryError):
+    """A body sent as JSON that does not parse. Reported only once the caller has authenticated
+    (entrypoints/limits.py): before that, nobody learns how the registry reads bodies."""
+
+    error = "invalid_json"
+
+
 class SubmissionRefused(RegistryError):
     """A job.requested the registry will not record: unsigned, signed by an unknown, revoked or unauthorised
     principal, or with a signature that does not verify. Raised from the handler, so the bus keeps the

@@ -18,12 +18,14 @@ from services.registry.domain.errors import (
     Conflict,
     Forbidden,
     InvalidRequest,
+    MalformedBody,
     NotFound,
     RegistryError,
     Unauthenticated,
 )
 from services.registry.domain.model_states import InvalidModelTransition
 from services.registry.domain.states import InvalidTransition
+from services.registry.entrypoints.limits import malformed_body
 from shared.storage.db import DATABASE_UNAVAILABLE, database_unavailable
 from shared.validation import describe_validation_error
 
@@ -36,6 +38,7 @@ DATABASE_UNAVAILABLE_DETAIL = (
 
 STATUS: dict[type[RegistryError], int] = {
     InvalidRequest: 422,
+    MalformedBody: 400,
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,
@@ -103,7 +106,10 @@ def add_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(kind, _database_unavailable)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        malformed = malformed_body(request.scope)
+        if malformed is not None:  # a route without a token: its stand-in body failed validation, as it must
+            return error_response(400, MalformedBody.error, malformed)
         return error_response(422, "invalid_request", describe_validation_error(exc, root="request"))
 
     @app.exception_handler(StarletteHTTPException)

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from fastapi import Depends, FastAPI, Header, Query
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse
 
 from services.registry.adapters import first_admin, model_repository, outbox, repository
 from services.registry.domain import access
 from services.registry.domain.errors import (
     InvalidRequest,
+    MalformedBody,
     Unauthenticated,
 )
 from services.registry.domain.governance import Governance
@@ -32,7 +33,7 @@ from services.registry.entrypoints.api_keys_http import add_api_key_routes
 from services.registry.entrypoints.erasure_http import add_erasure_routes
 from services.registry.entrypoints.errors import add_error_handlers, error_response
 from services.registry.entrypoints.incidents_http import add_incident_routes
-from services.registry.entrypoints.limits import BodyLimit
+from services.registry.entrypoints.limits import BodyLimit, malformed_body
 from services.registry.entrypoints.models_http import add_model_routes
 from services.registry.schemas import (
     AdminBootstrap,
@@ -107,13 +108,17 @@ Requires = Callable[[tuple[str, ...], str], Any]
 def requirement(runtime: RuntimeLike) -> Requires:
     def requires(allowed: tuple[str, ...], action: str) -> Any:
         """A dependency: FastAPI resolves it before it validates the body, so a caller without a valid token
-        learns nothing about what the body should hold."""
+        learns nothing about what the body should hold, nor whether it parsed (entrypoints/limits.py)."""
 
-        def authenticated(authorization: str | None = Header(default=None)) -> Principal:
+        def authenticated(request: Request, authorization: str | None = Header(default=None)) -> Principal:
             token = _bearer(authorization)
             with runtime.db.transaction() as session:
                 principal = repository.principal_by_token(session, token)
-            return access.authorise(principal, allowed, action)
+            authorised = access.authorise(principal, allowed, action)
+            malformed = malformed_body(request.scope)
+            if malformed is not None:
+                raise MalformedBody(malformed)
+            return authorised
 
         return Depends(authenticated)
 

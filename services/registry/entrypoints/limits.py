@@ -6,14 +6,24 @@ an ExceptionGroup and end as a 500).
 
 NUL characters are refused wherever a request carries them (path, query string, body: raw, as a JSON
 escape, or percent-encoded in a form): PostgreSQL text cannot hold one, so it used to surface as a 500 from
-the database, or be kept in a JSON column and break whatever read it next."""
+the database, or be kept in a JSON column and break whatever read it next.
+
+A body sent as JSON that does not parse is not refused here: that would tell a caller without a token how
+the registry reads bodies (FastAPI parses the body before it runs the dependency that authenticates). Its
+precise fault (where the syntax breaks, nesting too deep, an integer too long: shared/json_input.py) is kept
+in the request's state and the route sees a stand-in body that no route's body model accepts; the
+authenticating dependency then refuses it as a 400 once the token is good, and a route without a token
+reports it from its failed validation (entrypoints/errors.py)."""
 
 from __future__ import annotations
 
+import email.message
 import re
 from typing import Any
 
 from starlette.responses import JSONResponse
+
+from shared.json_input import parse_json
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -65,6 +75,10 @@ class BodyLimit:
             await _refuse(scope, receive, send, 400, "invalid_request",
                           f"the request's {where} contains a NUL character (\\u0000), which no field accepts")
             return
+        fault = json_fault(scope, body)
+        if fault is not None:
+            scope.setdefault("state", {})[MALFORMED_BODY] = fault
+            body = STAND_IN_BODY
         delivered = False
 
         async def replay() -> Message:
@@ -95,6 +109,41 @@ def nul_in(scope: Scope, body: bytes) -> str | None:
     if (b"%00" in body) if form else bool(_JSON_NUL.search(body)):
         return "body"
     return None
+
+
+MALFORMED_BODY = "tunegate_malformed_body"
+"""The key in the request's state (scope["state"]) under which a malformed JSON body's fault waits."""
+STAND_IN_BODY = b"[]"
+"""What a route sees instead of a malformed JSON body: valid JSON that every body model refuses (they are all
+objects), so no route ever runs on it, while FastAPI's own parse succeeds and the token is checked first."""
+
+
+def json_fault(scope: Scope, body: bytes) -> str | None:
+    """Why a body FastAPI would parse as JSON does not parse, or None. FastAPI parses a non-empty body as JSON
+    when it has no content type or an application/json or application/*+json one; the same test here."""
+    if not body:
+        return None
+    content_type = next((value.decode("latin-1") for name, value in scope.get("headers", [])
+                         if name.lower() == b"content-type"), None)
+    if content_type:
+        parsed = email.message.Message()
+        parsed["content-type"] = content_type
+        subtype = parsed.get_content_subtype()
+        if parsed.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+            return None
+    try:
+        parse_json(body)
+    except UnicodeDecodeError as exc:
+        return f"the request body is not UTF-8 text: byte {exc.start} cannot be decoded"
+    except ValueError as exc:  # JSONDecodeError, its too-deep and too-long kinds included
+        return f"the request body is not valid JSON: {exc}"
+    return None
+
+
+def malformed_body(scope: Scope) -> str | None:
+    """The fault `BodyLimit` found in this request's JSON body, or None."""
+    state = scope.get("state")
+    return state.get(MALFORMED_BODY) if isinstance(state, dict) else None
 
 
 def _content_length(scope: Scope) -> int | None:
