@@ -2,7 +2,7 @@
 a direct call (and tunegate's gateway, when given), side by side in one run against the same upstream.
 
     .venv/bin/python bench/gateway_overhead.py [--requests 300] [--rounds 3] [--concurrency 1 16]
-        [--delay-ms 0] [--no-litellm] [--no-tunegate] [--json FILE]
+        [--delay-ms 0] [--no-litellm] [--no-tunegate] [--floor] [--json FILE]
 
 Set-up: bench/support/openai_upstream.py serves a fixed answer on loopback in its own process; LiteLLM's
 proxy (bench/support/litellm_proxy.py: its own virtualenv, installed from PyPI on first use) routes a model
@@ -25,7 +25,11 @@ exporting spans, is billed to it and not to the next).
 
 Caveats the figures carry: the client, the upstream and the proxy share the same cores (2 here, shared with
 other work), so at concurrency 16 the proxy competes with the client for CPU; the added latency at 16 is
-mostly queueing behind the proxy's CPU time per request.
+mostly queueing behind the proxy's CPU time per request: with 16 requests in flight and the proxy's one event
+loop the busiest stage, each waits for the others' CPU time, so added p50 at 16 grows with `cpu ms` (about
+8-16x it, by how busy the other core is). `--floor` adds `bare-proxy` (bench/support/bare_proxy.py): the
+same server and client stack with nothing in between, what any Python gateway here pays before it does
+anything; the gap between it and tunegate is the cost of tunegate's controls.
 
 Targets from the issue for tunegate's gateway on 2 cores: added p50 <= 3 ms, p99 <= 15 ms, and below LiteLLM's.
 """
@@ -268,6 +272,15 @@ def tunegate_target(upstream_url: str) -> Iterator[Target]:
         yield Target("tunegate", gateway.base_url, gateway.model, gateway.api_key, gateway.pid)
 
 
+@contextmanager
+def floor_target(upstream_url: str) -> Iterator[Target]:
+    from bench.support.bare_proxy import bare_proxy
+
+    with bare_proxy(upstream_url) as (base_url, pid):
+        print(f"bare forwarder on {base_url}", file=sys.stderr)
+        yield Target("bare-proxy", base_url, MODEL, "sk-bare", pid)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="requests per target, concurrency and round")
@@ -278,6 +291,9 @@ def main() -> None:
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM (no PyPI install)")
     parser.add_argument("--litellm-workers", type=int, default=1, help="LiteLLM proxy worker processes")
     parser.add_argument("--no-tunegate", action="store_true", help="skip tunegate's gateway")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure a bare forwarder (bench/support/bare_proxy.py): what serving and "
+                             "forwarding alone add in Python on these cores")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON to this file")
     args = parser.parse_args()
 
@@ -289,6 +305,8 @@ def main() -> None:
             targets.append(stack.enter_context(litellm_target(upstream, args.litellm_workers)))
         if not args.no_tunegate:
             targets.append(stack.enter_context(tunegate_target(upstream)))
+        if args.floor:
+            targets.append(stack.enter_context(floor_target(upstream)))
         rows = run(targets, concurrencies=args.concurrency, requests=args.requests, rounds=args.rounds,
                    warmup=args.warmup)
     print(f"# {platform.node()} {len(os.sched_getaffinity(0))} CPUs (shared), python {platform.python_version()}, "

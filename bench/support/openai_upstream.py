@@ -205,18 +205,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_ready(url: str, alive: Callable[[], bool], timeout_s: float = 30.0) -> None:
+def wait_ready(url: str, alive: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Until an OpenAI-shaped server at `url` answers GET /models (RuntimeError when `alive()` turns false)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if not alive():
-            raise RuntimeError(f"upstream on {url} exited before it was ready")
+            raise RuntimeError(f"server on {url} exited before it was ready")
         try:
             if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"upstream on {url} not ready after {timeout_s:.0f}s")
+    raise RuntimeError(f"server on {url} not ready after {timeout_s:.0f}s")
 
 
 @contextmanager
@@ -232,7 +233,7 @@ def serve_upstream(*, delay_ms: float = 0.0, model: str = MODEL, in_thread: bool
         thread = threading.Thread(target=server.run, name=f"openai-upstream-{port}", daemon=True)
         thread.start()
         try:
-            _wait_ready(url, thread.is_alive)
+            wait_ready(url, thread.is_alive)
             yield url
         finally:
             server.should_exit = True
@@ -242,7 +243,7 @@ def serve_upstream(*, delay_ms: float = 0.0, model: str = MODEL, in_thread: bool
                "--model", model]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait_ready(url, lambda: process.poll() is None)
+        wait_ready(url, lambda: process.poll() is None)
         yield url
     finally:
         process.terminate()

@@ -1,6 +1,7 @@
 """The bench's OpenAI-compatible upstream (bench/support/openai_upstream.py), as the official client sees it:
 the same server the overhead bench puts LiteLLM and the gateway in front of, and a loopback upstream for
-the gateway's upstream-route tests."""
+the gateway's upstream-route tests; and the bare forwarder the bench measures as the floor
+(bench/support/bare_proxy.py), which must pass answers and failures through unchanged."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
+from bench.support.bare_proxy import bare_proxy
 from bench.support.openai_upstream import MODEL, answer_words, serve_upstream
 
 
@@ -56,3 +58,14 @@ def test_failures_on_request(client: openai.OpenAI, upstream: str) -> None:
     with pytest.raises(openai.BadRequestError):
         bad.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "x"}],
                                     extra_body={"max_tokens": "many"})
+
+
+def test_the_bare_forwarder_passes_answers_and_failures_through(upstream: str) -> None:
+    with bare_proxy(upstream) as (base_url, _):
+        client = openai.OpenAI(base_url=base_url, api_key="sk-test", max_retries=0)
+        chat = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi there"}],
+                                              max_tokens=4)
+        assert chat.choices[0].message.content == " ".join(answer_words(4))
+        with pytest.raises(openai.APIStatusError) as failed:
+            client.chat.completions.create(model="fail-429", messages=[{"role": "user", "content": "x"}])
+        assert failed.value.status_code == 429
