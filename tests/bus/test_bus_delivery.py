@@ -163,6 +163,32 @@ def test_invalid_envelopes_go_straight_to_dlq_with_the_reason(tunegate_home: Pat
         probe.stop()
 
 
+def test_an_entry_that_is_not_utf8_holds_up_nothing_read_with_it(tunegate_home: Path, redis_url: str) -> None:
+    """FastStream's batch parser re-encoded every entry as JSON and raised on bytes that are not UTF-8, before
+    the runtime saw the batch: every event read with such an entry waited, unlogged, for the reclaimer (30 s
+    by default; a minute here, so the old behaviour times out), one delivery poorer."""
+    client = redis.Redis.from_url(redis_url)
+    good = state_changed("job_neighbour")
+    with client.pipeline(transaction=True) as pipe:
+        pipe.xadd("tunegate.jobs", {"envelope": b'{"type": "\xff\xfe"}'})
+        pipe.xadd("tunegate.jobs", {"type": b"\xff\xfe"})
+        pipe.xadd("tunegate.jobs", {"__data__": b'{"data": 7, "headers": [1]}'})
+        pipe.execute()
+    publish(redis_url, good)  # before the service starts: its first read takes all four as one batch
+    probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe",
+                           extra_env={"TUNEGATE_RECLAIM_IDLE_MS": "60000"})
+    try:
+        probe.wait_ready()
+        wait_for(lambda: effects(tunegate_home), 20, "the good event handled")
+        assert [e[0] for e in effects(tunegate_home)] == [good.event_id]
+        dead = wait_for(lambda: len(read_dlq(client, "tunegate.jobs")) >= 3 and read_dlq(client, "tunegate.jobs"),
+                        20, "the three entries dead-lettered")
+        assert [d["deliveries"] for d in dead] == ["1", "1", "1"]
+        assert all("not JSON" in d["reason"] or "envelope" in d["reason"] for d in dead), dead
+    finally:
+        probe.stop()
+
+
 def test_duplicate_delivery_has_one_effect(tunegate_home: Path, redis_url: str) -> None:
     probe = ServiceProcess(PROBE, tunegate_home, redis_url, service="probe")
     try:
