@@ -11,6 +11,7 @@ wrong."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any
 
@@ -69,3 +70,14 @@ def parse_json_prefix(text: str, start: int = 0) -> tuple[Any, int]:
         raise
     except ValueError:
         raise JSONNumberTooLong(text[start:start + 64]) from None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(text: str) -> str:
+    """`text` with lone surrogates made U+FFFD. JSON may escape half a UTF-16 pair (`"\\ud800"`) and
+    `json.loads` keeps it; such a string cannot be encoded as UTF-8, so it cannot be hashed, stored, logged
+    or sent, and wherever one got through it ended the request in a 500. (Pairs that do match are already
+    one character after json.loads.)"""
+    return _LONE_SURROGATE.sub("\ufffd", text)

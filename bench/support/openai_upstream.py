@@ -10,8 +10,10 @@ evenly), the request's `max_tokens` (how many words the answer has, default 16),
 `x-upstream-delay-ms` (a per-request delay, for timeout tests), and the model names `fail-<status>` (answers
 with that HTTP status and an OpenAI error body, for upstream-error tests), `echo-error` (a 400 whose message
 quotes the first message, as real providers' validation errors do), `bogus-usage` (an answer reporting
-impossible token counts) and `verbose` (ignores max_tokens: always the longest answer). Any other model name
-is served.
+impossible token counts), `verbose` (ignores max_tokens: always the longest answer), `recite` (always
+answers RECITED, which holds an e-mail address, for response-DLP tests), and, streamed, `stream-error` (an
+error chunk after half the words) and `stream-cut` (the connection closes after half the words, with no
+finish_reason and no [DONE]). Any other model name is served.
 
     with serve_upstream(delay_ms=0) as url:            # in a subprocess (the bench: its own CPU time)
     with serve_upstream(in_thread=True) as url:        # in a thread of this process (tests)
@@ -109,6 +111,8 @@ class UpstreamApp:
             await _error(send, 400, "max_tokens must be an integer", "invalid_request_error")
             return
         words = answer_words(MAX_TOKENS_CAP if model == "verbose" else max(1, min(max_tokens, MAX_TOKENS_CAP)))
+        if model == "recite":
+            words = RECITED.split(" ")
         delay_s = self.delay_s
         for name, value in scope.get("headers", []):
             if name == b"x-upstream-delay-ms":
@@ -143,6 +147,12 @@ class UpstreamApp:
         for index, word in enumerate(words):
             if pause:
                 await asyncio.sleep(pause)
+            if model in ("stream-error", "stream-cut") and index == len(words) // 2:
+                if model == "stream-error":
+                    failure = {"error": {"message": "the model server failed mid-answer", "type": "server_error"}}
+                    await send({"type": "http.response.body", "body": _sse(failure), "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
             piece = word if index == 0 else f" {word}"
             last = index == len(words) - 1
             choice: dict[str, Any] = (
@@ -158,6 +168,11 @@ class UpstreamApp:
             chunk = {"id": ident, "object": kind, "created": CREATED, "model": model, "choices": [], "usage": usage}
             await send({"type": "http.response.body", "body": _sse(chunk), "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+
+
+RECITED = "Write to jane.doe@example.com for a refund of the order."
+"""What model `recite` answers: personal data a response DLP must act on (an e-mail address, whole in one
+streamed word)."""
 
 
 def _prompt_tokens(request: dict[str, Any], chat: bool) -> int:

@@ -20,6 +20,8 @@ class GatewayError(Exception):
     findings: dict[str, int] | None = None
     audited: bool = True
     """False for requests refused before they name a model (bad JSON, oversized body): nothing to audit."""
+    headers: dict[str, str] | None = None
+    """Sent with the refusal: the request id, trace id and audit event a client can quote (inference.py)."""
 
     def __str__(self) -> str:
         return self.message

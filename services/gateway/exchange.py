@@ -16,7 +16,7 @@ from services.gateway.adapters.generation import EngineError
 from services.gateway.domain.routes import Route
 from services.gateway.entrypoints.schemas import ChatCompletionRequest, CompletionRequest
 from services.gateway.errors import GatewayError
-from shared.json_input import parse_json
+from shared.json_input import parse_json, without_lone_surrogates
 from shared.validation import describe_validation_error
 
 Operation = Literal["chat", "text_completion"]
@@ -43,7 +43,7 @@ def model_named(raw: bytes) -> str:
         model = parse_json(raw).get("model")
     except (ValueError, AttributeError):
         return "(unreadable body)"
-    return model[:200] if isinstance(model, str) and model else "(no model named)"
+    return without_lone_surrogates(model[:200]) if isinstance(model, str) and model else "(no model named)"
 
 
 def read_body(operation: Operation, raw: bytes) -> tuple[Body | GatewayError, str]:

@@ -41,9 +41,13 @@ from services.gateway.exchange import (
 )
 from services.gateway.settings import GatewaySettings
 from shared.events.inference import InferenceBlocked, InferenceCompleted
+from shared.json_input import without_lone_surrogates
 from shared.telemetry import context_from_traceparent
 
 log = logging.getLogger("tunegate.gateway")
+
+MAX_UPSTREAM_MESSAGE = 500
+"""The most of an upstream's error message a client is shown (after the response DLP has read all of it)."""
 
 
 class Gateway:
@@ -96,17 +100,17 @@ class Gateway:
             ex.span.set_attribute("gen_ai.request.max_tokens", body.requested_max_tokens() or 0)
             prepared = await self._prepare(ex, body)
             if body.stream:
-                return self._streaming(prepared)
+                return await self._streaming(prepared)
             return await self._complete(prepared)
         except GatewayError as exc:
-            await self.blocked(ex, exc)
+            exc.headers = self.refusal_headers(ex, await self.blocked(ex, exc))
             raise
         except Exception:
             log.exception("request %s failed", ex.request_id)
             failure = GatewayError(500, f"The gateway failed to answer request {ex.request_id}; it is logged "
                                    "under that id.", type="server_error", code="internal_error", stage="model",
                                    check="internal")
-            await self.blocked(ex, failure)
+            failure.headers = self.refusal_headers(ex, await self.blocked(ex, failure))
             raise failure from None
         finally:
             otel_context.detach(token)
@@ -305,11 +309,11 @@ class Gateway:
         verdict = ex.policy.check_response(message, ex.detector)
         if verdict.blocked:
             message = f"upstream {ex.model} failed ({failure.code}); its message was withheld: {verdict.reason}"
-        else:
-            message = verdict.text
+        else:  # cut only now: cut before the DLP, half an entity would no longer look like one
+            message = verdict.text if len(verdict.text) <= MAX_UPSTREAM_MESSAGE else (
+                verdict.text[:MAX_UPSTREAM_MESSAGE - 1] + "…")
         return GatewayError(failure.status, message, type="upstream_error", code=failure.code, stage="model",
-                            check="upstream", retry_after=int(failure.retry_after)
-                            if (failure.retry_after or "").isdigit() else None)
+                            check="upstream", retry_after=failure.retry_after)
 
     async def settle(self, prepared: Prepared, used_tokens: int) -> None:
         """Return unused reserved tokens, off the answer's path (adapters/rate_limits.py Settlements)."""
@@ -317,12 +321,20 @@ class Gateway:
 
     # ------------------------------------------------------------------------------------ the model, streamed
 
-    def _streaming(self, prepared: Prepared) -> Answer:
+    async def _streaming(self, prepared: Prepared) -> Answer:
         from services.gateway.streaming import streaming_answer
 
-        return streaming_answer(self, prepared)
+        return await streaming_answer(self, prepared)
 
     # ------------------------------------------------------------------------------------ audit, provenance
+
+    def refusal_headers(self, ex: Exchange, event_id: str | None) -> dict[str, str]:
+        """What a refused request's answer carries, so the client can quote it: the request and trace ids, and
+        the audit record of the refusal when there is one."""
+        headers = {"x-tunegate-request-id": ex.request_id, "x-tunegate-trace-id": self.trace_id(ex)}
+        if event_id is not None:
+            headers["x-tunegate-audit-event"] = event_id
+        return headers
 
     def marking_headers(self, ex: Exchange) -> dict[str, str]:
         return {
@@ -366,24 +378,29 @@ class Gateway:
         tunegate["overhead_ms"] = round(ex.overhead_ms(), 3)
         return tunegate, headers
 
-    async def blocked(self, ex: Exchange, error: GatewayError) -> None:
+    async def blocked(self, ex: Exchange, error: GatewayError) -> str | None:
+        """Record the refusal (`inference.blocked`); its event id, or None when it is not audited or could not
+        be recorded (logged: the client still gets its refusal)."""
         if ex.span is not None and ex.span.end_time is None:
             ex.span.set_status(Status(StatusCode.ERROR, error.code or error.check))
             ex.span.set_attribute("error.type", error.code or error.check)
             ex.span.end()
         if not error.audited:
-            return
-        event = InferenceBlocked(
-            request_id=ex.request_id, key_id=getattr(ex.key, "key_id", None), tenant=getattr(ex.key, "tenant", None),
-            model=ex.model[:200], model_version=ex.model_version, stage=error.stage, check=error.check[:80],
-            policy=getattr(ex.policy, "name", None), reason=error.message[:4000], prompt_sha256=ex.prompt_sha256,
-            findings=error.findings or {}, status_code=error.status,
-        )
+            return None
         actor = f"apikey:{ex.key.key_id}" if ex.key is not None else "anonymous"
         try:
-            await self.journal.record("inference.blocked", event, actor=actor, request_id=ex.request_id)
+            event = InferenceBlocked(
+                request_id=ex.request_id, key_id=getattr(ex.key, "key_id", None),
+                tenant=getattr(ex.key, "tenant", None), model=without_lone_surrogates(ex.model[:200]),
+                model_version=ex.model_version, stage=error.stage, check=error.check[:80],
+                policy=getattr(ex.policy, "name", None),
+                reason=without_lone_surrogates(error.message[:4000]), prompt_sha256=ex.prompt_sha256,
+                findings=error.findings or {}, status_code=error.status,
+            )
+            return await self.journal.record("inference.blocked", event, actor=actor, request_id=ex.request_id)
         except Exception:
             log.exception("could not record the refusal of %s", ex.request_id)
+            return None
 
     def end_span(self, ex: Exchange, prompt_tokens: int, completion_tokens: int, finish: str) -> None:
         if ex.span.end_time is not None:

@@ -1,12 +1,23 @@
 """Streamed answers: the model's text as it comes (local engine or upstream SSE), through the policy's
 response DLP with its holdback window, re-emitted as OpenAI chunks; the audit record is committed before the
 last chunk, which carries the Art. 50 marking and the provenance signature (the headers left before the
-text existed). A client that goes away still leaves a completed, audited answer of what it was sent."""
+text existed).
+
+- The model's first piece is awaited before the status line is sent: a model or upstream that fails before
+  its first token gets the client the same error status as a whole answer would (429 with retry-after, 502,
+  504), not a 200 followed by an error event.
+- A stream the response DLP cuts (a blocked entity type) ends with finish_reason `content_filter` and is
+  audited as `inference.blocked` with what was found, as the whole answer would have been.
+- Whatever way a stream ends (finished, cut, failed, or the client gone), the key's budget is charged the
+  prompt and the text the model produced: the upstream's own count where it sent one, else the gateway's
+  estimate. A client that hangs up after reading still pays for what it read.
+- A client that goes away still leaves a completed, audited answer of what it was sent."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from services.gateway.adapters.upstream import UpstreamFailure
@@ -19,82 +30,111 @@ from services.gateway.exchange import Answer, EngineError, Prepared, engine_refu
 if TYPE_CHECKING:
     from services.gateway.inference import Gateway
 
+Delta = tuple[str, str | None]
+"""(text, finish_reason) of one piece of the model's answer."""
 
-def streaming_answer(gw: Gateway, prepared: Prepared) -> Answer:
+
+@dataclass
+class ModelOutput:
+    """What the model has produced so far, for billing and the audit record: its text (before the DLP) and the
+    token counts it reported, if it did."""
+
+    prepared: Prepared
+    text: list[str] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+    def tokens(self) -> tuple[int, int]:
+        """(prompt, completion) tokens to charge: the model's counts, else the gateway's estimates."""
+        prompt = self.prompt_tokens if self.prompt_tokens is not None else self.prepared.prompt_tokens
+        completion = self.completion_tokens
+        if completion is None:
+            completion = estimate_tokens("".join(self.text))
+        return prompt, completion
+
+
+async def streaming_answer(gw: Gateway, prepared: Prepared) -> Answer:
+    """The streamed answer, once the model has produced its first piece (or refused: raised, as for a whole
+    answer, so the caller audits it and the client gets its status)."""
     ex = prepared.exchange
-    headers = gw.marking_headers(ex)
-    return Answer(200, None, headers, stream=stream_body(gw, prepared))
+    output = ModelOutput(prepared)
+    deltas = model_deltas(gw, prepared, output)
+    try:
+        first: Delta | None = await deltas.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except UpstreamFailure as exc:
+        await gw.settle(prepared, 0)
+        raise gw.upstream_refusal(ex, exc) from None
+    except GatewayError:
+        await gw.settle(prepared, 0)
+        raise
+    return Answer(200, None, gw.marking_headers(ex), stream=stream_body(gw, prepared, output, deltas, first))
 
 
-async def model_deltas(gw: Gateway, prepared: Prepared, usage: dict[str, int]) -> AsyncIterator[tuple[str, str | None]]:
+async def model_deltas(gw: Gateway, prepared: Prepared, output: ModelOutput) -> AsyncIterator[Delta]:
     """(text, finish_reason) from the model; the time spent waiting for each is model time."""
     ex = prepared.exchange
     route = ex.route
     if isinstance(route, LocalRoute):
         engine, adapter = await gw.engine(route)
-        chunks = engine.stream(gw.generation(prepared, adapter)).__aiter__()
-        while True:
-            waited = time.perf_counter()
-            try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                return
-            except (EngineError, ValueError) as exc:
-                raise engine_refusal(exc) from None
-            finally:
-                ex.model_seconds += time.perf_counter() - waited
-            if chunk.finish_reason:
-                usage["prompt_tokens"], usage["completion_tokens"] = chunk.prompt_tokens, chunk.completion_tokens
-            yield chunk.text, chunk.finish_reason
-        return
-    assert isinstance(route, UpstreamRoute)
-    pieces = gw.upstream.stream(route, ex.operation, gw.upstream_body(prepared)).__aiter__()
-    emitted = ""
+        chunks: AsyncIterator[Any] = engine.stream(gw.generation(prepared, adapter)).__aiter__()
+    else:
+        assert isinstance(route, UpstreamRoute)
+        chunks = gw.upstream.stream(route, ex.operation, gw.upstream_body(prepared)).__aiter__()
     while True:
         waited = time.perf_counter()
         try:
-            piece = await pieces.__anext__()
+            piece = await chunks.__anext__()
         except StopAsyncIteration:
-            break
+            return
+        except (EngineError, ValueError) as exc:
+            raise engine_refusal(exc) from None
         finally:
             ex.model_seconds += time.perf_counter() - waited
-        if piece.prompt_tokens is not None:
-            usage["prompt_tokens"] = piece.prompt_tokens
-        if piece.completion_tokens is not None:
-            usage["completion_tokens"] = piece.completion_tokens
-        emitted += piece.text
+        if isinstance(route, LocalRoute):
+            if piece.finish_reason:
+                output.prompt_tokens, output.completion_tokens = piece.prompt_tokens, piece.completion_tokens
+        else:
+            if piece.prompt_tokens is not None:
+                output.prompt_tokens = piece.prompt_tokens
+            if piece.completion_tokens is not None:
+                output.completion_tokens = piece.completion_tokens
+        output.text.append(piece.text)
         if piece.text or piece.finish_reason:
             yield piece.text, piece.finish_reason
-    usage.setdefault("prompt_tokens", prepared.prompt_tokens)
-    usage.setdefault("completion_tokens", estimate_tokens(emitted))
 
 
-async def stream_body(gw: Gateway, prepared: Prepared) -> AsyncIterator[bytes]:
+async def stream_body(gw: Gateway, prepared: Prepared, output: ModelOutput, deltas: AsyncIterator[Delta],
+                      first: Delta | None) -> AsyncIterator[bytes]:
     ex = prepared.exchange
     body = prepared.body
     response_id = ("chatcmpl-" if ex.operation == "chat" else "cmpl-") + ex.request_id[4:]
     created = int(gw.clock())
     filtered = ex.policy.response_stream(ex.detector, gw.settings.holdback_chars)
-    usage: dict[str, int] = {}
     finish = "stop"
     sent: list[str] = []
-    first = True
+    opening = True
     done = False
 
     def chunk(text: str | None, finish_reason: str | None = None, **extra: Any) -> bytes:
-        nonlocal first
+        nonlocal opening
         out = shapes.sse(shapes.chunk_body(ex.operation, response_id=response_id, created=created,
                                            model=ex.model, text=text, finish_reason=finish_reason,
-                                           first=first, **extra))
-        first = False
+                                           first=opening, **extra))
+        opening = False
         return out
+
+    def usage_chunk() -> bytes:
+        return chunk(None, None, no_choices=True, usage_=shapes.usage(*output.tokens()))
 
     try:
         if ex.operation == "chat":
             yield chunk("")
-        deltas = model_deltas(gw, prepared, usage)
         try:
-            async for text, reason in deltas:
+            pending = first
+            while pending is not None:
+                text, reason = pending
                 if reason:
                     finish = reason
                 safe = filtered.feed(text) if text else ""
@@ -103,42 +143,55 @@ async def stream_body(gw: Gateway, prepared: Prepared) -> AsyncIterator[bytes]:
                     yield chunk(safe)
                 if filtered.blocked:  # a blocked entity type: stop the model, emit nothing more
                     break
+                pending = await anext(deltas, None)
         finally:
-            await deltas.aclose()
-        if filtered.blocked:
-            finish = "content_filter"
-        else:
-            rest = filtered.finish()
+            await deltas.aclose()  # type: ignore[attr-defined]  # an async generator's
+        if not filtered.blocked:
+            rest = filtered.finish()  # the held-back tail can hold the blocked entity too
             if rest:
                 sent.append(rest)
                 yield chunk(rest)
-        await gw.settle(prepared, usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
+        prompt_tokens, completion_tokens = output.tokens()
+        await gw.settle(prepared, prompt_tokens + completion_tokens)
+        if filtered.blocked:
+            shown = sum(len(piece) for piece in sent)
+            cut = GatewayError(400, f"The response was withheld by policy {ex.policy.name}: {filtered.reason} "
+                               f"(streamed: cut after {shown} characters)", code="content_filter",
+                               stage="response", check="dlp", findings=dict(filtered.findings))
+            event_id = await gw.blocked(ex, cut)
+            done = True
+            marking = shapes.marking(ex.model_version or ex.model, None, watermark=prepared.watermark,
+                                     trace_id=gw.trace_id(ex))
+            marking.update(audit_event_id=event_id, withheld=filtered.reason,
+                           dlp={"prompt": ex.prompt_findings, "response": dict(filtered.findings)})
+            yield chunk(None, "content_filter", tunegate=marking)
+            if body.include_usage():
+                yield usage_chunk()
+            yield shapes.SSE_DONE
+            return
         tunegate, _ = await gw.completed(
-            prepared, text="".join(sent), finish=finish, prompt_tokens=usage.get("prompt_tokens", 0),
-            completion_tokens=usage.get("completion_tokens", 0), response_findings=dict(filtered.findings),
-            streamed=True,
+            prepared, text="".join(sent), finish=finish, prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens, response_findings=dict(filtered.findings), streamed=True,
         )
         done = True
         yield chunk(None, finish, tunegate=tunegate)
         if body.include_usage():
-            yield chunk(None, None, no_choices=True,
-                        usage_=shapes.usage(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)))
+            yield usage_chunk()
         yield shapes.SSE_DONE
-        gw.end_span(ex, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), finish)
+        gw.end_span(ex, prompt_tokens, completion_tokens, finish)
     except (UpstreamFailure, GatewayError) as exc:
         failure = exc if isinstance(exc, GatewayError) else gw.upstream_refusal(ex, exc)
-        await gw.settle(prepared, usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
+        await gw.settle(prepared, sum(output.tokens()))  # the client was sent part of the answer
         await gw.blocked(ex, failure)
         done = True
         # The status line is gone; OpenAI's clients read an `error` member in a stream chunk.
         yield shapes.sse(shapes.error_body(failure.message, type_=failure.type, code=failure.code))
     finally:
         if not done:  # the client went away: what it was sent is still a completed, audited answer
-            await gw.settle(prepared, usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
+            prompt_tokens, completion_tokens = output.tokens()
+            await gw.settle(prepared, prompt_tokens + completion_tokens)
             await gw.completed(
-                prepared, text="".join(sent), finish="client_disconnected",
-                prompt_tokens=usage.get("prompt_tokens", prepared.prompt_tokens),
-                completion_tokens=usage.get("completion_tokens", 0),
-                response_findings=dict(filtered.findings), streamed=True,
+                prepared, text="".join(sent), finish="client_disconnected", prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens, response_findings=dict(filtered.findings), streamed=True,
             )
-            gw.end_span(ex, 0, 0, "client_disconnected")
+            gw.end_span(ex, prompt_tokens, completion_tokens, "client_disconnected")

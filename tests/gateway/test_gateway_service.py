@@ -139,6 +139,16 @@ def test_a_retired_version_stops_answering_without_a_restart(gateway: GatewayHar
      "max_tokens_exceeded", "max_tokens"),
     (json.dumps({"model": "alpha", "messages": [{"role": "user", "content": "x" * 1_100_000}]}).encode(), 413,
      "request_too_large", "limit"),
+    # A value of the wrong JSON type is refused, not converted to something the client may not have meant.
+    (json.dumps({"model": "alpha", "messages": PROMPT, "max_tokens": "2"}).encode(), 400, "invalid_request",
+     "max_tokens: Input should be a valid integer"),
+    (json.dumps({"model": "alpha", "messages": PROMPT, "stream": "true"}).encode(), 400, "invalid_request",
+     "stream: Input should be a valid boolean"),
+    (json.dumps({"model": "alpha", "messages": PROMPT, "n": True}).encode(), 400, "invalid_request",
+     "n: Value error, Input should be a number, not a boolean"),
+    (json.dumps({"model": "alpha", "messages": PROMPT, "seed": 1.0}).encode(), 400, "invalid_request", "seed"),
+    # Half a UTF-16 surrogate pair as the model's name: once a 500 in plain text, and no audit record.
+    (b'{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}', 400, "invalid_request", "Invalid JSON"),
 ])
 def test_bad_input_gets_a_precise_openai_error(gateway: GatewayHarness, body: bytes, status: int, code: str,
                                                where: str) -> None:
@@ -146,6 +156,9 @@ def test_bad_input_gets_a_precise_openai_error(gateway: GatewayHarness, body: by
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["code"] == code and where in error["message"] and error["type"]
+    if status == 400:  # named a model: audited, and the refusal says under which record
+        assert response.headers["x-tunegate-request-id"].startswith("req_")
+        assert response.headers["x-tunegate-audit-event"]
 
 
 def test_wrong_and_revoked_keys_get_401(gateway: GatewayHarness) -> None:

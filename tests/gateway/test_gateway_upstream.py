@@ -13,11 +13,12 @@ import httpx
 import openai
 import pytest
 import redis
+import yaml
 
 from bench.support.openai_upstream import answer_words, free_port, serve_upstream
 from shared.stack.redis_server import EmbeddedRedis
 from tests.gateway.gateway_support import TENANT, GatewayHarness
-from tests.support import ServiceProcess, read_stream, service_database_env, wait_for
+from tests.support import REPO_ROOT, ServiceProcess, read_stream, service_database_env, wait_for
 
 pytestmark = [pytest.mark.integration]
 
@@ -39,7 +40,20 @@ def routes_file(path: Path, fast: str, slow: str) -> Path:
         route("keyless", fast, "bench-model", api_key_env="TUNEGATE_TEST_UNSET_KEY"),
         route("echoing", fast, "echo-error"),
         route("miscounting", fast, "bogus-usage"),
+        route("reciting", fast, "recite"),
+        route("erring", fast, "stream-error"),
+        route("cutting", fast, "stream-cut"),
     ]}))
+    return path
+
+
+def policies_file(path: Path) -> Path:
+    """The bundled policies, and one for the `reciting` route that blocks e-mail addresses in answers."""
+    bundled = yaml.safe_load((REPO_ROOT / "services" / "gateway" / "config" / "policies.yaml").read_text())
+    bundled["policies"].append({"name": "no-addresses-out", "extends": "default",
+                                "match": {"tenants": "*", "models": ["reciting"]},
+                                "dlp": {"response": {"EMAIL_ADDRESS": "block"}}})
+    path.write_text(yaml.safe_dump(bundled))
     return path
 
 
@@ -55,6 +69,7 @@ def start_gateway(work: Path, redis_url: str, upstreams: tuple[str, str],
     home.mkdir(exist_ok=True)
     harness = GatewayHarness(home, redis_url, env=env or {})
     harness.start(extra_env={"TUNEGATE_GATEWAY_UPSTREAMS_FILE": str(routes_file(work / "routes.yaml", *upstreams)),
+                             "TUNEGATE_GATEWAY_POLICIES_FILE": str(policies_file(work / "policies.yaml")),
                              "TUNEGATE_TEST_FRONTIER_KEY": "sk-upstream-secret"})
     return harness
 
@@ -88,6 +103,7 @@ def test_an_upstream_answer_and_stream_pass_through_the_gateway(gateway: Gateway
     assert text.choices[0].text
 
 
+@pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize(("model", "status", "code"), [
     ("broken", 502, "upstream_error"),
     ("busy", 429, "upstream_rate_limited"),
@@ -97,19 +113,74 @@ def test_an_upstream_answer_and_stream_pass_through_the_gateway(gateway: Gateway
     ("keyless", 502, "upstream_key_missing"),
 ])
 def test_upstream_failures_are_specific_openai_errors_and_audited(gateway: GatewayHarness, model: str, status: int,
-                                                                   code: str) -> None:
-    response = gateway.post("app", "/v1/chat/completions", {"model": model, "messages": PROMPT, "max_tokens": 4})
+                                                                   code: str, stream: bool) -> None:
+    """Streamed or not: a stream's status line waits for the model's first piece, so an upstream that fails
+    before it is the same status (a 200 with an error event lost the status and retry-after)."""
+    response = gateway.post("app", "/v1/chat/completions", {"model": model, "messages": PROMPT, "max_tokens": 4,
+                                                              "stream": stream})
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] == code
+    if model == "busy":
+        assert response.headers.get("retry-after") is None  # the bench upstream sends none: none is made up
     client = redis.Redis.from_url(gateway.redis_url)
-    wait_for(lambda: any(e.type == "inference.blocked" and e.payload["model"] == model and e.payload["stage"] == "model"
-                         for e in read_stream(client, "tunegate.inference")), 30, f"the refusal of {model}")
+    request_id = response.headers["x-tunegate-request-id"]
+    wait_for(lambda: any(e.type == "inference.blocked" and e.payload["request_id"] == request_id
+                         and e.payload["stage"] == "model" for e in read_stream(client, "tunegate.inference")),
+             30, f"the refusal of {model}")
 
 
-def test_an_upstream_failure_mid_stream_ends_the_stream_with_an_error(gateway: GatewayHarness) -> None:
-    client = gateway.client("app")
+@pytest.mark.parametrize(("model", "reason"), [
+    ("erring", "upstream erring failed mid-stream: the model server failed mid-answer"),
+    ("cutting", "upstream cutting ended its stream before the answer finished"),
+])
+def test_an_upstream_failure_mid_stream_ends_the_stream_with_an_error(gateway: GatewayHarness, model: str,
+                                                                      reason: str) -> None:
+    """An error chunk, or a connection closed with no finish_reason and no [DONE], is not a whole answer: the
+    stream ends with an error event, audited as a refusal (once, these were signed and audited as answers
+    that stopped normally)."""
+    chunks: list[str] = []
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", timeout=30,
+                      json={"model": model, "messages": PROMPT, "max_tokens": 8, "stream": True},
+                      headers={"authorization": f"Bearer {gateway.keys['app']}"}) as response:
+        assert response.status_code == 200
+        request_id = response.headers["x-tunegate-request-id"]
+        chunks = [line for line in response.iter_lines() if line.startswith("data: ")]
+    last = json.loads(chunks[-1][6:])
+    assert last["error"]["code"] == "upstream_error" and reason in last["error"]["message"]
+    assert not any('"finish_reason":"' in line for line in chunks)
+    client = redis.Redis.from_url(gateway.redis_url)
+    records = wait_for(lambda: [e for e in read_stream(client, "tunegate.inference")
+                                if e.payload["request_id"] == request_id], 30, "the record")
+    assert [(e.type, e.payload["check"]) for e in records] == [("inference.blocked", "upstream")]
     with pytest.raises(openai.APIError):
-        list(client.chat.completions.create(model="stalled", messages=PROMPT, max_tokens=4, stream=True))
+        list(gateway.client("app").chat.completions.create(model=model, messages=PROMPT, max_tokens=8, stream=True))
+
+
+def test_a_stream_the_response_dlp_cuts_is_audited_as_blocked_with_what_it_found(gateway: GatewayHarness) -> None:
+    """Policy `no-addresses-out` blocks e-mail addresses in answers. Whole, that is a 400; streamed, the text
+    before the address is sent, the stream ends with finish_reason content_filter, and the record is an
+    inference.blocked naming EMAIL_ADDRESS (once: an inference.completed, 'allowed', with no findings)."""
+    whole = gateway.post("app", "/v1/chat/completions", {"model": "reciting", "messages": PROMPT, "max_tokens": 16})
+    assert whole.status_code == 400 and whole.json()["error"]["code"] == "content_filter"
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", timeout=30,
+                      json={"model": "reciting", "messages": PROMPT, "max_tokens": 16, "stream": True},
+                      headers={"authorization": f"Bearer {gateway.keys['app']}"}) as response:
+        assert response.status_code == 200
+        request_id = response.headers["x-tunegate-request-id"]
+        chunks = [json.loads(line[6:]) for line in response.iter_lines()
+                  if line.startswith("data: ") and line != "data: [DONE]"]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+    assert "jane" not in text and "example.com" not in text
+    final = chunks[-1]
+    assert final["choices"][0]["finish_reason"] == "content_filter"
+    assert final["tunegate"]["provenance"] is None and "EMAIL_ADDRESS" in final["tunegate"]["withheld"]
+    client = redis.Redis.from_url(gateway.redis_url)
+    records = wait_for(lambda: [e for e in read_stream(client, "tunegate.inference")
+                                if e.payload["request_id"] == request_id], 30, "the record")
+    assert [e.type for e in records] == ["inference.blocked"]
+    blocked = records[0].payload
+    assert (blocked["stage"], blocked["check"], blocked["findings"]) == ("response", "dlp", {"EMAIL_ADDRESS": 1})
+    assert records[0].event_id == final["tunegate"]["audit_event_id"]
 
 
 def test_a_client_that_leaves_mid_stream_still_leaves_an_audited_answer(gateway: GatewayHarness) -> None:
@@ -130,6 +201,31 @@ def test_a_client_that_leaves_mid_stream_still_leaves_an_audited_answer(gateway:
     assert wait_for(recorded, 30, "the record of the abandoned stream") == ["client_disconnected"]
 
 
+def test_a_client_that_hangs_up_still_pays_for_what_the_model_produced(gateway: GatewayHarness) -> None:
+    """The reservation (prompt + max_tokens) is settled to the prompt and the text produced when the client
+    leaves; once, it was settled to nothing, so hanging up after reading made every stream free."""
+    key_id, _ = gateway.create_key("leaver", ["*"], tokens_per_day=100_000)
+    wait_for(lambda: gateway.client("leaver").models.list().data, 30, "the key")
+    body = {"model": "patient", "messages": PROMPT, "max_tokens": 16, "stream": True}
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30,
+                      headers={"authorization": f"Bearer {gateway.keys['leaver']}"}) as response:
+        request_id = response.headers["x-tunegate-request-id"]
+        for line in response.iter_lines():  # up to the first words the client is sent, then hang up
+            if line.startswith("data: ") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                break
+    client = redis.Redis.from_url(gateway.redis_url)
+    record = wait_for(lambda: next((e.payload for e in read_stream(client, "tunegate.inference")
+                                    if e.payload["request_id"] == request_id), None), 30, "the record")
+    assert record["finish_reason"] == "client_disconnected"
+    assert record["input_tokens"] > 0 and record["output_tokens"] > 0
+    charged = record["input_tokens"] + record["output_tokens"]
+
+    def used() -> int:
+        return int(client.hget(f"tunegate:gateway:tokens:{key_id}", "used") or 0)
+
+    wait_for(lambda: used() == charged, 30, f"the key charged {charged} tokens (now {used()})")
+
+
 def test_no_answered_request_is_missing_from_the_ledger_after_a_sigkill(
     tmp_path: Path, tunegate_home: Path, redis_url: str, upstreams: tuple[str, str]
 ) -> None:
@@ -147,6 +243,7 @@ def test_no_answered_request_is_missing_from_the_ledger_after_a_sigkill(
         ids = {r.headers["x-tunegate-audit-event"] for r in answered if r.status_code == 200}
         assert len(ids) == 20
         harness.start(extra_env={"TUNEGATE_GATEWAY_UPSTREAMS_FILE": str(tmp_path / "routes.yaml"),
+                                 "TUNEGATE_GATEWAY_POLICIES_FILE": str(tmp_path / "policies.yaml"),
                                  "TUNEGATE_TEST_FRONTIER_KEY": "sk-upstream-secret"})
         client = redis.Redis.from_url(redis_url)
         wait_for(lambda: ids <= {e.event_id for e in read_stream(client, "tunegate.inference")}, 30,

@@ -103,6 +103,7 @@ def test_blocked_entity_stops_the_stream(detector: GatewayDetector) -> None:
     emitted = "".join(s.feed(ch) for ch in text) + s.finish()
     assert s.blocked and "EMAIL_ADDRESS" in s.reason and "ceo" not in s.reason
     assert "ceo" not in emitted and text.startswith(emitted)
+    assert s.findings == {"EMAIL_ADDRESS": 1}  # the block is audited with what caused it
 
 
 def test_detector_failure_mid_stream_fails_closed(policy: Policy) -> None:

@@ -5,16 +5,20 @@ what was wrong, never a 500, and can neither inflate nor break a key's budget.""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
 
 from services.gateway.adapters.upstream import (
     MAX_REPORTED_TOKENS,
+    UpstreamClient,
     UpstreamFailure,
     UpstreamReply,
     read_chunk,
     read_reply,
+    retry_after_seconds,
 )
 from services.gateway.domain.routes import UpstreamRoute
 
@@ -65,9 +69,35 @@ def test_answers_that_are_not_openai_shaped_are_a_specific_502(body: Any, reason
     assert caught.value.message.startswith("upstream frontier ")
 
 
-def test_a_finish_reason_that_is_not_a_string_is_ignored_and_a_long_one_cut() -> None:
-    assert read_reply(ROUTE, "chat", answer("ok", finish={"x": 1})).finish_reason is None
-    assert read_reply(ROUTE, "chat", answer("ok", finish="s" * 500)).finish_reason == "s" * 40
+@pytest.mark.parametrize("finish", [{"x": 1}, "s" * 500, "john.doe@example.com", 7, "STOP"])
+def test_a_finish_reason_outside_openais_set_is_passed_on_as_stop(finish: Any) -> None:
+    """The field went to the client and the audit record as the upstream wrote it, past the response DLP."""
+    assert read_reply(ROUTE, "chat", answer("ok", finish=finish)).finish_reason == "stop"
+
+
+@pytest.mark.parametrize("finish", ["stop", "length", "content_filter", "tool_calls"])
+def test_openais_finish_reasons_pass(finish: str) -> None:
+    assert read_reply(ROUTE, "chat", answer("ok", finish=finish)).finish_reason == finish
+
+
+def test_lone_surrogates_from_an_upstream_become_replacement_characters() -> None:
+    reply = read_reply(ROUTE, "chat", json.loads('{"choices": [{"message": {"content": "a\\ud800b"}, '
+                                                 '"finish_reason": "stop"}]}'))
+    assert reply.text == "a\ufffdb"
+    reply.text.encode("utf-8")  # hashable, storable, sendable
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("30", 30), ("\u00b2", None), ("99999999999999999999", None),
+                                                 ("999999", 86_400), ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+                                                 (None, None), (" 7 ", 7)])
+def test_an_upstreams_retry_after_is_read_strictly(header: str | None, seconds: int | None) -> None:
+    assert retry_after_seconds(header) == seconds
+
+
+def test_an_upstream_error_chunk_fails_the_stream() -> None:
+    with pytest.raises(UpstreamFailure) as caught:
+        read_chunk(ROUTE, "chat", {"error": {"message": {"nested": "object"}, "type": "server_error"}})
+    assert caught.value.status == 502 and "failed mid-stream" in caught.value.message
 
 
 def test_stream_chunks() -> None:
@@ -115,3 +145,45 @@ def test_an_upstream_that_ignores_max_tokens_is_cut_at_the_byte_limit() -> None:
         whole, streamed = asyncio.run(both(url))
     assert whole == "upstream chatty answered more than 8192 bytes"
     assert streamed == "upstream chatty streamed more than 8192 bytes for one answer"
+
+
+class _Blocks:
+    """An upstream's streamed body, arriving in the given blocks (aiohttp's `response.content`)."""
+
+    def __init__(self, blocks: list[bytes]) -> None:
+        self.content = self
+        self._blocks = blocks
+
+    async def iter_any(self) -> Any:
+        for block in self._blocks:
+            yield block
+
+
+def events(blocks: list[bytes], max_body_bytes: int = 1 << 20) -> list[str]:
+    async def collect() -> list[str]:
+        client = UpstreamClient(max_body_bytes=max_body_bytes)
+        return [data async for data in client._event_data(ROUTE, _Blocks(blocks))]  # type: ignore[arg-type]
+
+    return asyncio.run(collect())
+
+
+@pytest.mark.parametrize("blocks", [
+    [b'data: {"a": 1}\n\ndata: [DONE]\n\n'],
+    [b'data: {"a": 1}\r\n\r\ndata: [DONE]\r\n\r\n'],
+    [b'data: {"a": 1}\r\rdata: [DONE]\r\r'],
+    [b'data: {"a": 1}\r', b'\n\r', b'\ndata: [DONE]\r\n\r\n'],  # a CRLF split between two blocks
+    [b': keep-alive\n\nevent: message\nid: 7\ndata: {"a": 1}\n\n', b'data: [DONE]'],  # no line break at the end
+    [b'data:{"a": 1}\n\ndata:[DONE]\n\n'],  # no space after the colon
+])
+def test_server_sent_events_are_read_as_the_specification_says(blocks: list[bytes]) -> None:
+    assert events(blocks) == ['{"a": 1}', "[DONE]"]
+
+
+def test_an_events_data_lines_are_joined() -> None:
+    assert events([b'data: {"a":\ndata: 1}\n\n']) == ['{"a":\n1}']
+
+
+def test_a_stream_over_the_byte_limit_is_a_502() -> None:
+    with pytest.raises(UpstreamFailure) as caught:
+        events([b"data: " + b"x" * 100 + b"\n\n"] * 3, max_body_bytes=250)
+    assert caught.value.status == 502 and "more than 250 bytes" in caught.value.message

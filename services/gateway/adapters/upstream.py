@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +29,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.gateway.domain.routes import UpstreamRoute
 from shared.events.model_versions import TenantName
 from shared.ids import MODEL_NAME_PATTERN
-from shared.json_input import parse_json
+from shared.json_input import parse_json, without_lone_surrogates
 from shared.yaml_models import load_yaml_model
 
 MAX_UPSTREAM_BODY = 8 * 1024 * 1024
+MAX_DETAIL_CHARS = 4_000
+"""How much of an upstream's error message the gateway reads (and the response DLP checks); the client sees
+at most the first 500 characters of what the DLP made of it (inference.py `upstream_refusal`): cutting before
+the DLP could leave half a card number that no longer looks like one."""
+MAX_RETRY_AFTER_S = 86_400
+FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
+"""OpenAI's finish reasons. An upstream's other values are not passed on: the field would carry whatever an
+upstream put there (text past the response DLP) to the client and into the audit record."""
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 MAX_REPORTED_TOKENS = 100_000_000
 """Far above any model's context: a token count an upstream reports above it (or negative, or not an integer)
 is not believed; the gateway's own estimate is used instead, so no upstream can break a key's budget."""
@@ -77,32 +87,45 @@ def load_upstreams(path: Path | None) -> list[UpstreamRoute]:
 
 @dataclass
 class UpstreamFailure(Exception):
-    """What went wrong upstream, in words a client can act on; `status` is the gateway's answer (502/504/429)."""
+    """What went wrong upstream, in words a client can act on; `status` is the gateway's answer (502/504/429).
+    `message` may quote the upstream: it passes the response DLP before a client sees it."""
 
     status: int
     code: str
     message: str
-    retry_after: str | None = None
+    retry_after: int | None = None
 
     def __str__(self) -> str:
         return self.message
 
 
-def _describe(status: int, body: bytes, reason: str | None) -> str:
+def _describe(body: bytes, reason: str | None) -> str:
+    """The upstream's own error message (OpenAI's `error.message`, or a bare `error` string), else the HTTP
+    reason phrase."""
     try:
-        error = parse_json(body).get("error", {})
-        detail = error.get("message") if isinstance(error, dict) else str(error)
+        error = parse_json(body).get("error")
     except (ValueError, AttributeError):
-        detail = None
-    return (detail or reason or "no detail")[:500]
+        error = None
+    detail = error.get("message") if isinstance(error, dict) else error
+    if not isinstance(detail, str) or not detail.strip():
+        detail = reason or "no detail"
+    return without_lone_surrogates(detail[:MAX_DETAIL_CHARS])
+
+
+def retry_after_seconds(value: str | None) -> int | None:
+    """An upstream's Retry-After in whole seconds (ASCII digits only: "²" is a digit to Python but not to
+    int()), at most a day; None for the HTTP-date form or anything else."""
+    if value is None or not re.fullmatch(r"[0-9]{1,12}", value.strip()):
+        return None
+    return min(int(value.strip()), MAX_RETRY_AFTER_S)
 
 
 def _failure(route: UpstreamRoute, status: int, body: bytes, reason: str | None,
              retry_after: str | None) -> UpstreamFailure:
-    detail = _describe(status, body, reason)
+    detail = _describe(body, reason)
     if status == 429:
         return UpstreamFailure(429, "upstream_rate_limited", f"upstream {route.name} is rate limiting: {detail}",
-                               retry_after)
+                               retry_after_seconds(retry_after))
     if status in (401, 403):
         return UpstreamFailure(502, "upstream_auth", f"upstream {route.name} refused the gateway's credentials "
                                f"({status}); check {route.api_key_env or 'its key'}")
@@ -143,7 +166,11 @@ def _choice_text(route: UpstreamRoute, operation: str, choice: object, part: str
         raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} sent a {part} whose text is of type "
                               f"{type(text).__name__}, not a string")
     finish = choice.get("finish_reason")
-    return text or "", finish[:40] if isinstance(finish, str) and finish else None
+    if not finish:
+        finish = None
+    elif not (isinstance(finish, str) and finish in FINISH_REASONS):
+        finish = "stop"
+    return without_lone_surrogates(text) if text else "", finish
 
 
 def read_reply(route: UpstreamRoute, operation: str, reply: object) -> UpstreamReply:
@@ -160,6 +187,9 @@ def read_chunk(route: UpstreamRoute, operation: str, chunk: object) -> list[Upst
     """The pieces of one streamed chunk: one per choice, and one without text for a usage-only chunk."""
     if not isinstance(chunk, dict):
         raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} sent a malformed stream chunk")
+    if chunk.get("error") is not None:  # how OpenAI-compatible servers report a failure once the stream is open
+        detail = _describe(json.dumps({"error": chunk["error"]}).encode(), "no detail")
+        raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} failed mid-stream: {detail}")
     choices = chunk.get("choices") or []
     if not isinstance(choices, list):
         raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} sent a malformed stream chunk")
@@ -240,16 +270,8 @@ class UpstreamClient:
                     content = await response.content.read(self.max_body_bytes)
                     raise _failure(route, response.status, content, response.reason,
                                    response.headers.get("retry-after"))
-                received = 0
-                async for raw in response.content:
-                    received += len(raw)
-                    if received > self.max_body_bytes:
-                        raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} streamed more than "
-                                              f"{self.max_body_bytes} bytes for one answer")
-                    line = raw.decode("utf-8", "replace").strip()
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
+                finished = False
+                async for data in self._event_data(route, response):
                     if data == "[DONE]":
                         return
                     try:
@@ -258,13 +280,50 @@ class UpstreamClient:
                         raise UpstreamFailure(502, "upstream_error",
                                               f"upstream {route.name} sent a malformed stream chunk") from None
                     for piece in read_chunk(route, operation, chunk):
+                        finished = finished or piece.finish_reason is not None
                         yield piece
+                if not finished:  # a connection cut mid-answer is not a whole answer
+                    raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} ended its stream before "
+                                          "the answer finished (no finish_reason, no [DONE])")
         except TimeoutError:
             raise UpstreamFailure(504, "upstream_timeout",
                                   f"upstream {route.name} stalled for more than {route.timeout_s:g} s") from None
         except aiohttp.ClientError as exc:
             raise UpstreamFailure(502, "upstream_unreachable",
                                   f"upstream {route.name} unreachable: {type(exc).__name__}") from None
+
+    async def _event_data(self, route: UpstreamRoute, response: aiohttp.ClientResponse) -> AsyncIterator[str]:
+        """The data of each server-sent event, read as the SSE specification says: lines end in CRLF, LF or CR;
+        an event's `data:` lines are joined with LF and it ends at a blank line; comments and other fields
+        are skipped. At most `max_body_bytes` in all."""
+        received = 0
+        pending = b""
+        data: list[str] = []
+        async for block in response.content.iter_any():
+            received += len(block)
+            if received > self.max_body_bytes:
+                raise UpstreamFailure(502, "upstream_error", f"upstream {route.name} streamed more than "
+                                      f"{self.max_body_bytes} bytes for one answer")
+            pending += block
+            # A CR at the very end may be the first half of a CRLF: it waits for the next block.
+            complete = len(pending) - 1 if pending.endswith(b"\r") else len(pending)
+            lines = _LINE_BREAK.split(pending[:complete])
+            pending = lines.pop() + pending[complete:]
+            for line in lines:
+                if not line:
+                    if data:
+                        yield "\n".join(data)
+                        data = []
+                    continue
+                field, _, value = line.partition(b":")
+                if field == b"data":
+                    data.append(value.removeprefix(b" ").decode("utf-8", "replace"))
+        if pending.strip(b"\r"):  # a last line with no line break after it
+            field, _, value = pending.strip(b"\r").partition(b":")
+            if field == b"data":
+                data.append(value.removeprefix(b" ").decode("utf-8", "replace"))
+        if data:
+            yield "\n".join(data)
 
     async def aclose(self) -> None:
         if self._session is not None:

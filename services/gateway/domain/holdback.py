@@ -133,12 +133,12 @@ class ResponseStream:
             if cut <= self._committed:
                 return ""
         emitted = [self._clip(d) for d in decided if d.finding.end > self._committed and d.finding.start < cut]
+        self._counts.update(d.finding.entity for d in emitted)  # a block is audited with what caused it
         blocked = blocking(emitted)
         if blocked:
             self.blocked = True
             self.reason = f"the response contains {', '.join(blocked)}, which policy {self.policy_name!r} blocks"
             return ""
-        self._counts.update(d.finding.entity for d in emitted)
         out = redact(self._buf[self._committed - self._base : cut - self._base], emitted, offset=self._committed)
         self._committed = cut
         self._trim()

@@ -43,7 +43,7 @@ async def _send(send: Send, status: int, body: bytes, headers: dict[str, str],
 
 
 async def send_error(send: Send, error: GatewayError) -> None:
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = dict(error.headers or {})
     if error.retry_after is not None:
         headers["retry-after"] = str(error.retry_after)
     if error.status == 401:
@@ -138,13 +138,18 @@ def create_app(gateway: Gateway) -> Callable[[Scope, Receive, Send], Awaitable[N
             raw = await read_capped(scope, receive, limit)
             answer = await gateway.answer(OPERATIONS[path], raw, _header(scope, b"authorization"),
                                           _header(scope, b"traceparent"))
+            payload = _encode(answer.body) if answer.stream is None else b""
         except GatewayError as exc:
             await send_error(send, exc)
+            return
+        except Exception:  # a bug of ours: still an OpenAI error body, never the server's plain-text 500
+            log.exception("%s %s failed", method, path)
+            await send_error(send, GatewayError(500, "The gateway failed to answer this request; it is logged.",
+                                                type="server_error", code="internal_error", audited=False))
             return
         if answer.stream is not None:
             await _stream(receive, send, answer)
             return
-        assert answer.body is not None
-        await _send(send, answer.status, _encode(answer.body), answer.headers)
+        await _send(send, answer.status, payload, answer.headers)
 
     return app

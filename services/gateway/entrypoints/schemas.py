@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_MESSAGES = 256
 MAX_STOP = 4
 
 
 class StrictBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a value of the wrong JSON type is refused, not converted ("max_tokens": "2", "stream": "true",
+    # "n": true, "seed": 1.0 were each read as something the client may not have meant). Integers are still
+    # accepted where a number is (temperature 1).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class TextPart(StrictBody):
@@ -51,6 +54,14 @@ class SamplingFields(StrictBody):
     n: Literal[1] = Field(default=1, description="One choice per request; n > 1 is refused with a clear error.")
     presence_penalty: Literal[0, 0.0] = 0.0
     frequency_penalty: Literal[0, 0.0] = 0.0
+
+    @field_validator("n", "presence_penalty", "frequency_penalty", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # A Literal compares by equality, and true == 1, false == 0: strict mode alone lets booleans through.
+        if isinstance(value, bool):
+            raise ValueError("Input should be a number, not a boolean")
+        return value
 
     def stop_strings(self) -> tuple[str, ...]:
         if self.stop is None:
