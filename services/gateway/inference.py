@@ -50,6 +50,15 @@ MAX_UPSTREAM_MESSAGE = 500
 """The most of an upstream's error message a client is shown (after the response DLP has read all of it)."""
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """No content type (OpenAI's clients always send one; curl without -H does not), application/json or an
+    application/*+json type, with any parameters. A form or text body is refused rather than read as JSON."""
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 class Gateway:
     def __init__(
         self,
@@ -81,8 +90,8 @@ class Gateway:
     # ------------------------------------------------------------------------------------ entry
 
     async def answer(self, operation: Operation, raw: bytes, authorization: str | None,
-                     traceparent: str | None) -> Answer:
-        """Answer one request body (already size-capped by the HTTP layer)."""
+                     traceparent: str | None, content_type: str | None = None) -> Answer:
+        """Answer one request body (already size-capped by the HTTP layer), sent with `content_type`."""
         started = time.perf_counter()
         body, model = read_body(operation, raw)
         ex = Exchange(request_id=f"req_{uuid.uuid4().hex}", operation=operation, model=model, started=started)
@@ -95,6 +104,9 @@ class Gateway:
         token = otel_context.attach(trace.set_span_in_context(ex.span))
         try:
             ex.key = self.authenticate(authorization)
+            if not is_json_media_type(content_type):
+                raise GatewayError(415, f"The body must be sent as application/json, not {content_type[:100]}.",
+                                   code="unsupported_media_type", check="content_type")
             if isinstance(body, GatewayError):
                 raise body
             ex.span.set_attribute("gen_ai.request.max_tokens", body.requested_max_tokens() or 0)

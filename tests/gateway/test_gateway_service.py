@@ -161,6 +161,25 @@ def test_bad_input_gets_a_precise_openai_error(gateway: GatewayHarness, body: by
         assert response.headers["x-tunegate-audit-event"]
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_a_body_not_sent_as_json_is_a_415_told_only_to_a_key_holder(gateway: GatewayHarness,
+                                                                    content_type: str) -> None:
+    body = json.dumps({"model": "alpha", "messages": PROMPT, "max_tokens": 2})
+    anonymous = httpx.post(f"{gateway.url}/v1/chat/completions", content=body,
+                           headers={"content-type": content_type})
+    assert anonymous.status_code == 401
+    refused = httpx.post(f"{gateway.url}/v1/chat/completions", content=body, timeout=60,
+                         headers={"content-type": content_type, "authorization": f"Bearer {gateway.keys['app']}"})
+    assert refused.status_code == 415, refused.text
+    assert refused.json()["error"]["code"] == "unsupported_media_type" and content_type in refused.text
+    for accepted in ("application/json; charset=utf-8", "application/vnd.api+json", None):
+        headers = {"authorization": f"Bearer {gateway.keys['app']}"}
+        if accepted:
+            headers["content-type"] = accepted
+        assert httpx.post(f"{gateway.url}/v1/chat/completions", content=body, headers=headers,
+                          timeout=120).status_code == 200
+
+
 def test_wrong_and_revoked_keys_get_401(gateway: GatewayHarness) -> None:
     key_id, secret = gateway.create_key("short-lived", ["*"])
     client = gateway.client("short-lived")

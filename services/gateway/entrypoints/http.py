@@ -137,7 +137,7 @@ def create_app(gateway: Gateway) -> Callable[[Scope, Receive, Send], Awaitable[N
                 return
             raw = await read_capped(scope, receive, limit)
             answer = await gateway.answer(OPERATIONS[path], raw, _header(scope, b"authorization"),
-                                          _header(scope, b"traceparent"))
+                                          _header(scope, b"traceparent"), _header(scope, b"content-type"))
             payload = _encode(answer.body) if answer.stream is None else b""
         except GatewayError as exc:
             await send_error(send, exc)
