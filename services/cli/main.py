@@ -84,7 +84,9 @@ VERBS: dict[str, Verb] = {
         "and revoked through the registry API with an admin token; every change is an audited event.",
     ),
     "signing-keys": Verb(
-        "services.cli.signing_keys:signing_keys_app", "Event-signing keys of the services: list, rotate."
+        "services.cli.signing_keys:signing_keys_app",
+        "Event-signing keys of the services: list, rotate (the old key stays trusted for events in flight), retire "
+        "(an old key, to lock it out).",
     ),
     "secrets": Verb(
         "services.cli.secrets:secrets_app",
