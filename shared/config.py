@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePath
 from typing import Annotated, Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -14,9 +15,113 @@ from shared.storage.private import private_dir, private_file
 
 DEFAULT_MAX_DATASET_BYTES = 4 << 30
 
+# The schemes redis-py's from_url accepts (it compares them case-sensitively, so do we).
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+HTTP_SCHEMES = ("http", "https")
+# Kernel pseudo-filesystems: nothing tunegate writes can live there (chmod fails, files are not files).
+# /dev/shm is an ordinary tmpfs under /dev, a fair place for a throwaway home, so it is let through.
+KERNEL_TREES = (Path("/proc"), Path("/sys"), Path("/dev"))
+KERNEL_TREE_EXCEPTIONS = (Path("/dev/shm"),)
+
+
+def _hide_credentials(url: str) -> str:
+    """`url` with anything before an '@' in it masked: an error message (or a log of it) must not show a
+    password. Masks too much rather than too little when the URL is malformed."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def check_redis_url(url: str) -> str:
+    """A URL redis-py connects with: redis:// or rediss:// with a host, a port 1-65535 and a numeric database,
+    or unix:// with a socket path. Checked with urllib alone (redis is too slow to import for every verb);
+    the message never shows the password."""
+    shown = _hide_credentials(url)
+    scheme = url.partition("://")[0] if "://" in url else ""
+    if scheme not in REDIS_SCHEMES:
+        raise ValueError(
+            f"{shown!r} is not a Redis URL: use redis://[user:password@]host[:port][/db], rediss://... (TLS) or "
+            "unix:///path/to/redis.sock"
+        )
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        # urllib's own message can quote what it took for the port: part of a password with a bare '#' or '/'.
+        raise ValueError(
+            f"{shown!r} does not parse as a URL (malformed host or port); percent-encode '#', '/', '?' and '@' in a "
+            "password"
+        ) from None
+    if scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"{shown!r} names no socket: use unix:///path/to/redis.sock")
+        return url
+    if not parts.hostname:
+        raise ValueError(f"{shown!r} has no host: use {scheme}://host[:port][/db]")
+    if port == 0:
+        raise ValueError(f"{shown!r}: port 0 cannot be connected to; give the port Redis listens on (1-65535)")
+    # redis-py takes the path as the database number (unless ?db= gives it) and silently ignores one that is
+    # not a number, which would put every stream in database 0.
+    database = unquote(parts.path).replace("/", "")
+    if database and "db" not in parse_qs(parts.query) and not database.isdigit():
+        raise ValueError(f"{shown!r}: the path must be a database number (/0, /1, ...), not {database!r}")
+    return url
+
+
+def check_http_url(url: str) -> str:
+    """http(s)://host[:port][/path] with a port 1-65535: a base URL the CLI appends API paths to, so no query,
+    fragment or user:password (the registry takes a bearer token, not basic auth)."""
+    shown = _hide_credentials(url)
+    expected = "expected http(s)://host[:port][/path]"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number or out of 0-65535
+    except ValueError as exc:
+        raise ValueError(f"{shown!r} is not a valid URL ({exc}); {expected}") from None
+    if parts.scheme not in HTTP_SCHEMES:
+        raise ValueError(f"{shown!r} is not an http:// or https:// URL; {expected}")
+    if not parts.hostname:
+        raise ValueError(f"{shown!r} has no host; {expected}")
+    if port == 0:
+        raise ValueError(f"{shown!r}: port 0 cannot be connected to; {expected} with a port 1-65535")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"{shown!r} carries a user:password; {expected} (the registry takes a token: --token or TUNEGATE_TOKEN)"
+        )
+    if parts.query or parts.fragment:
+        raise ValueError(f"{shown!r} has a query or fragment, which API paths cannot be appended to; {expected}")
+    return url
+
+
+def check_folder(path: Path, *, kernel_trees: bool = True) -> Path:
+    """A folder tunegate may create and use: neither it nor the nearest of its parents that exists is a file
+    (creating it would fail with NotADirectoryError), and, when `kernel_trees`, it does not resolve into
+    /proc, /sys or /dev (which refuse the folders and owner-only modes it makes). Checked as the services
+    use it: resolved from the working folder, symbolic links followed."""
+    try:
+        resolved = path.resolve()
+        if kernel_trees:
+            for tree in KERNEL_TREES:
+                inside = resolved == tree or tree in resolved.parents
+                if inside and not any(resolved == ok or ok in resolved.parents for ok in KERNEL_TREE_EXCEPTIONS):
+                    shown = str(path) if resolved == path else f"{path} (which resolves to {resolved})"
+                    raise ValueError(f"{shown} lies under {tree}, a kernel filesystem; choose a folder on a disk")
+        existing = resolved
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            where = "" if existing == resolved else f" (for {path})"
+            raise ValueError(f"{existing} is a file, not a folder{where}; choose a folder, or a path to create")
+    except OSError as exc:  # e.g. a parent this user may not enter: the services could not use it either
+        raise ValueError(f"{path} cannot be checked: {exc.strerror or exc}") from None
+    return path
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TUNEGATE_", extra="ignore")
+    # hide_input_in_errors: a refused value may be a URL holding a password; a service that logs the error
+    # must not log it.
+    model_config = SettingsConfigDict(env_prefix="TUNEGATE_", extra="ignore", hide_input_in_errors=True)
 
     home: Path = Field(default=Path("./var"), description="Root for embedded state: redis, db, keys, logs.")
     redis_url: str | None = Field(default=None, description="External Redis; unset = tunegate starts its own.")
@@ -86,6 +191,29 @@ class Settings(BaseSettings):
         if relative:
             raise ValueError(f"data roots must be absolute paths, got {', '.join(relative)}")
         return [root.expanduser() for root in roots]
+
+    @field_validator("data_roots")
+    @classmethod
+    def _roots_are_folders(cls, roots: list[Path]) -> list[Path]:
+        # Only read from: a root in /dev/shm or even /proc is the operator's business, a file is a mistake.
+        return [check_folder(root, kernel_trees=False) for root in roots]
+
+    # Each check runs on a value given (environment, .env or constructor), not on the defaults. An empty URL
+    # has always meant "unset" (TUNEGATE_REDIS_URL= runs the embedded Redis; compose's ${VAR:-} gives one).
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        return None if url is None or not url.strip() else check_redis_url(url)
+
+    @field_validator("registry_url")
+    @classmethod
+    def _registry_url(cls, url: str | None) -> str | None:
+        return None if url is None or not url.strip() else check_http_url(url)
+
+    @field_validator("home", "keys_path")
+    @classmethod
+    def _writable_folder(cls, path: Path | None) -> Path | None:
+        return None if path is None else check_folder(path)
 
     @property
     def home_dir(self) -> Path:

@@ -1,6 +1,11 @@
 """Credentials kept for the local CLI under $TUNEGATE_HOME/credentials (0700): `admin.token` (the first
-admin's token), and per principal `<name>/token` and `<name>/signing.key` (Ed25519, PEM), all 0600.
-The registry stores only token hashes and public keys; these files are the only copies of the secrets."""
+admin's token, as bootstrapped) and `admin.name` (whose it is), and per principal `<name>/token` and
+`<name>/signing.key` (Ed25519, PEM), all 0600. The registry stores only token hashes and public keys; these
+files are the only copies of the secrets.
+
+This module alone decides where a principal's token is looked for (`token_paths`): its own folder, where
+`principals create` and `rotate` keep it, then, for the first admin, `admin.token`, where `tunegate up` and
+`admin bootstrap` keep it; so `--as admin` works right after `tunegate up`."""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from shared.config import Settings
 from shared.security.keys import private_key_pem, read_private_key, write_secret
 
 ADMIN_TOKEN = "admin.token"
+ADMIN_NAME = "admin.name"
+FIRST_ADMIN = "admin"  # the name `tunegate up` (and `admin bootstrap` without --name) gives the first admin
 TOKEN = "token"
 SIGNING_KEY = "signing.key"
 
@@ -41,17 +48,42 @@ class CredentialStore:
     def admin_token_path(self) -> Path:
         return self.root / ADMIN_TOKEN
 
+    @property
+    def admin_name_path(self) -> Path:
+        return self.root / ADMIN_NAME
+
     def principal_dir(self, name: str) -> Path:
         validate_name(name)
-        if name == ADMIN_TOKEN:
-            raise CredentialError(f"principal name {name!r} is the admin token's file name; pick another name")
+        if name in (ADMIN_TOKEN, ADMIN_NAME):
+            raise CredentialError(
+                f"principal name {name!r} is the name of a file in {self.root} (the first admin's); pick another name"
+            )
         return self.root / name
+
+    def first_admin_name(self) -> str:
+        """Whose token admin.token holds: the name saved with it, else FIRST_ADMIN (a home whose admin.token was
+        written before the name was recorded, or by hand)."""
+        try:
+            recorded = self.admin_name_path.read_text("utf-8").strip()
+        except FileNotFoundError:
+            return FIRST_ADMIN
+        return recorded or FIRST_ADMIN
+
+    def token_paths(self, name: str) -> list[Path]:
+        """Where `name`'s token is looked for, first found wins: `<name>/token` (written by `principals create`
+        and `rotate`, so a rotated first admin's new token beats the stale bootstrap one), then, when `name` is
+        the first admin, admin.token."""
+        own = self.principal_dir(name) / TOKEN
+        return [own, self.admin_token_path] if name == self.first_admin_name() else [own]
 
     # ------------------------------------------------------------ writing
 
-    def save_admin_token(self, token: str) -> Path:
+    def save_admin_token(self, token: str, name: str = FIRST_ADMIN) -> Path:
+        """Keep the first admin's token, and its name, so that `--as NAME` finds it too."""
+        validate_name(name)
         _private_dir(self.root)
         write_secret(self.admin_token_path, token.encode("ascii"))
+        write_secret(self.admin_name_path, f"{name}\n".encode("ascii"))  # validate_name: ASCII only
         return self.admin_token_path
 
     def save_token(self, name: str, token: str) -> Path:
@@ -78,8 +110,11 @@ class CredentialStore:
         return path.read_text("ascii").strip() if path.is_file() else None
 
     def token(self, name: str) -> str | None:
-        path = self.principal_dir(name) / TOKEN
-        return path.read_text("ascii").strip() if path.is_file() else None
+        """`name`'s stored token (see token_paths), or None when none is kept on this machine."""
+        for path in self.token_paths(name):
+            if path.is_file():
+                return path.read_text("ascii").strip()
+        return None
 
     def has_signing_key(self, name: str) -> bool:
         return (self.principal_dir(name) / SIGNING_KEY).is_file()

@@ -30,6 +30,7 @@ from services.registry.schemas import (
 )
 from shared.config import Settings
 from shared.events.payloads import MethodSpec, UseCase
+from shared.ids import validate_job_id
 
 if TYPE_CHECKING:
     from services.registry.adapters.client import RegistryClient
@@ -178,6 +179,7 @@ def jobs_cancel(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a job: before training it ends at once; during training the trainer is asked to stop."""
+    call(lambda: validate_job_id(job_id))  # a bad id is the error, before looking for credentials
     client = common.client_for(token, principal)
     result = call(lambda: client.cancel(job_id, CancelRequest(reason=reason)))
     if as_json:
@@ -192,6 +194,7 @@ def jobs_cancel(
 
 
 def _decide(job_id: str, principal: str, token: str | None, request: ApprovalRequest) -> ApprovalResult:
+    call(lambda: validate_job_id(job_id))  # a bad id is the error, before looking for credentials
     client = common.client_for(token, principal)
     job = call(lambda: client.get_job(job_id))
     # Approvers decide knowing what the scanner found and what the advice said.

@@ -1,8 +1,9 @@
 """What every registry CLI command shares: output, errors, credentials, and the API client with its token.
 
-A token comes from `--token`, else the one kept for `--as NAME` in $TUNEGATE_HOME/credentials/NAME/token,
-else $TUNEGATE_TOKEN, else the first admin's $TUNEGATE_HOME/credentials/admin.token. fastapi, sqlalchemy
-and httpx are imported inside the functions that use them, so `tunegate --help` stays fast."""
+A token comes from `--token`, else the one kept for `--as NAME` (in $TUNEGATE_HOME/credentials/NAME/token, or,
+for the first admin, the credentials/admin.token that `tunegate up` saved: CredentialStore.token_paths
+decides), else $TUNEGATE_TOKEN, else the first admin's admin.token. fastapi, sqlalchemy and httpx are imported
+inside the functions that use them, so `tunegate --help` stays fast."""
 
 from __future__ import annotations
 
@@ -48,10 +49,7 @@ def resolve_token(settings: Settings, token: str | None, principal: str | None =
     if principal is not None:
         stored = guard(lambda: store.token(principal))
         if stored is None:
-            raise fail(
-                f"no token for principal {principal!r} in {store.principal_dir(principal)}; pass --token, or have an "
-                f"admin run `tunegate principals create {principal} --role ...` (or rotate it) on this machine"
-            )
+            raise fail(_no_token_for(store, principal))
         return stored
     from_env = os.environ.get(TOKEN_ENV, "").strip()
     if from_env:
@@ -62,6 +60,24 @@ def resolve_token(settings: Settings, token: str | None, principal: str | None =
     raise fail(
         f"no token: pass --token or --as NAME, set ${TOKEN_ENV}, or bootstrap the first admin with "
         f"`tunegate admin bootstrap` (it stores {store.admin_token_path})"
+    )
+
+
+def _no_token_for(store: CredentialStore, principal: str) -> str:
+    """Why `--as principal` found no token, where it looked, and what would put one there. `principals create`
+    is suggested only as the way for a principal that does not exist: for one that does the registry answers
+    409, and `rotate` is what stores a new token here."""
+    looked = " or ".join(str(path) for path in store.token_paths(principal))
+    if principal == store.first_admin_name():
+        return (
+            f"no token for the first admin {principal!r} on this machine (looked for {looked}); pass --token, run "
+            f"`tunegate admin bootstrap` if the registry has no admin yet, or have another admin run "
+            f"`tunegate principals rotate {principal}` here"
+        )
+    return (
+        f"no token for principal {principal!r} on this machine (looked for {looked}); pass --token, or have an admin "
+        f"run here `tunegate principals rotate {principal}` if the principal exists, or "
+        f"`tunegate principals create {principal} --role ...` if it does not"
     )
 
 

@@ -208,7 +208,7 @@ def bootstrap_first_admin(settings: Settings, *, name: str = "admin", wait_s: fl
         lambda: client.bootstrap_admin(AdminBootstrap(name=name, secret=secret_path.read_text("ascii").strip()))
     )
     secret_path.unlink(missing_ok=True)
-    return created.token, store.save_admin_token(created.token)
+    return created.token, store.save_admin_token(created.token, name=name)
 
 
 def bootstrap_after_up(settings: Settings, out: Console) -> None:
