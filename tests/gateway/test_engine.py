@@ -73,6 +73,19 @@ async def test_a_mixed_batch_gives_each_row_what_it_gets_alone(engine: LocalEngi
     assert len({c.text for c in together}) > 3  # adapters and questions really answer differently
 
 
+async def test_a_vanishing_temperature_is_greedy_and_fails_no_neighbour(engine: LocalEngine) -> None:
+    """temperature 1e-300 passed the schema, made the softmax NaN, and multinomial's error failed every row of
+    the batch (any client could fail everyone else's requests on the engine)."""
+    neighbours = [ask(engine, name, question, temperature=0.7, seed=3) for name in (A, B) for question in QUESTIONS]
+    alone = [await engine.complete(request) for request in neighbours]
+    greedy = await engine.complete(ask(engine, A))
+    results = await asyncio.gather(*(engine.complete(request) for request in neighbours),
+                                   engine.complete(ask(engine, A, temperature=1e-300)),
+                                   engine.complete(ask(engine, B, temperature=1e-30, top_p=1e-9)))
+    assert [c.text for c in results[:len(neighbours)]] == [c.text for c in alone]
+    assert results[len(neighbours)].text == greedy.text
+
+
 async def test_streamed_chunks_add_up_to_the_complete_text(engine: LocalEngine) -> None:
     request = ask(engine, A, max_new_tokens=24)
     chunks = [chunk async for chunk in engine.stream(request)]

@@ -18,6 +18,10 @@ from transformers import DynamicCache, WatermarkingConfig
 from services.gateway.adapters.generation import GenerationChunk
 
 BASE_ADAPTER = "__base__"
+GREEDY_BELOW_TEMPERATURE = 1e-5
+"""Temperatures below this decode greedily, as 0 does: dividing float32 logits by 1e-300 made infinities, the
+softmax NaN, and multinomial's error failed every request in the batch. (At 1e-5 sampling is already greedy
+in all but exact ties.)"""
 """PEFT's name for "no adapter" in a mixed batch's `adapter_names`."""
 
 
@@ -189,19 +193,22 @@ class Batch:
         chosen: list[int] = []
         greedy = logits.argmax(dim=-1).tolist()
         for index, row in enumerate(rows):
-            if not row.watermark and row.temperature == 0.0:
+            sampled = row.temperature >= GREEDY_BELOW_TEMPERATURE
+            if not row.watermark and not sampled:
                 chosen.append(greedy[index])
                 continue
             scores = logits[index:index + 1]
-            if row.temperature > 0.0:
+            if sampled:
                 scores = _top_p(scores / row.temperature, row.top_p)
             if row.watermark:  # after the warpers, as transformers' generate orders it
                 context = (row.prompt_ids + row.tail.ids)[-1:]
                 scores = self.watermark(torch.tensor([context], device=self.device), scores)
-            if row.temperature == 0.0:
-                chosen.append(int(scores.argmax(dim=-1)))
+            probs = torch.softmax(scores, dim=-1) if sampled else None
+            if probs is None or not bool(torch.isfinite(probs).all()):
+                # One row's scores that are not numbers must not fail every other row of the batch: multinomial
+                # raises for all of them.
+                chosen.append(int(torch.nan_to_num(scores, nan=float("-inf")).argmax(dim=-1)))
             else:
-                probs = torch.softmax(scores, dim=-1)
                 chosen.append(int(torch.multinomial(probs[0], 1, generator=row.generator)))
         for row, token in zip(rows, chosen, strict=True):
             self._accept(row, token)
