@@ -20,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.gateway.adapters.model_runtime import ModelRuntime, ModelUnavailable
-from services.gateway.adapters.rate_limits import Settlements
+from services.gateway.adapters.rate_limits import BudgetUnavailable, Settlements
 from services.gateway.adapters.upstream import UpstreamClient, UpstreamFailure, UpstreamReply
 from services.gateway.domain.checks import estimate_tokens
 from services.gateway.domain.routes import LocalRoute, Route, RouteNotFound, UpstreamRoute
@@ -46,6 +46,8 @@ from shared.telemetry import context_from_traceparent
 
 log = logging.getLogger("tunegate.gateway")
 
+BUDGET_RETRY_AFTER_S = 2
+"""What a request refused because the budget store is unreachable is told to wait (Redis restarts in seconds)."""
 MAX_UPSTREAM_MESSAGE = 500
 """The most of an upstream's error message a client is shown (after the response DLP has read all of it)."""
 
@@ -183,10 +185,15 @@ class Gateway:
         else:
             prompt = "\n".join(texts)
             prompt_tokens = estimate_tokens(prompt)
-        admission = await self.limiter.admit(
-            ex.key.key_id, rpm=ex.key.limits.requests_per_minute, tokens_per_day=ex.key.limits.tokens_per_day,
-            reserve_tokens=prompt_tokens + max_tokens,
-        )
+        try:
+            admission = await self.limiter.admit(
+                ex.key.key_id, rpm=ex.key.limits.requests_per_minute, tokens_per_day=ex.key.limits.tokens_per_day,
+                reserve_tokens=prompt_tokens + max_tokens,
+            )
+        except BudgetUnavailable as exc:
+            raise GatewayError(503, f"The key's budget cannot be checked right now ({exc}), and no request is "
+                               "served unmetered; retry shortly.", type="server_error", code="budget_unavailable",
+                               check="budget", retry_after=BUDGET_RETRY_AFTER_S) from None
         if not admission.admitted:
             if admission.retry_after_header is None:  # this request alone is over the day's budget
                 raise GatewayError(400, f"Request refused for key {ex.key.key_id}: {admission.reason}",

@@ -69,6 +69,9 @@ async def streaming_answer(gw: Gateway, prepared: Prepared) -> Answer:
     except GatewayError:
         await gw.settle(prepared, 0)
         raise
+    except (EngineError, ValueError) as exc:  # a version unloaded since admission: a 503, as for a whole answer
+        await gw.settle(prepared, 0)
+        raise engine_refusal(exc) from None
     return Answer(200, None, gw.marking_headers(ex), stream=stream_body(gw, prepared, output, deltas, first))
 
 

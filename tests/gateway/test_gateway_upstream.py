@@ -254,6 +254,28 @@ def test_no_answered_request_is_missing_from_the_ledger_after_a_sigkill(
         harness.stop()
 
 
+def test_while_redis_is_down_requests_are_refused_as_an_outage_not_served_unmetered(
+    tmp_path: Path, tunegate_home: Path, redis_server: EmbeddedRedis, upstreams: tuple[str, str]
+) -> None:
+    """Budgets fail closed, and say so: 503 budget_unavailable with retry-after (once a 500 'internal_error',
+    which a client cannot tell from a bug); served again once Redis is back."""
+    harness = start_gateway(tmp_path, redis_server.url, upstreams)
+    try:
+        harness.create_key("app", ["frontier"])
+        body = {"model": "frontier", "messages": PROMPT, "max_tokens": 2}
+        wait_for(lambda: harness.post("app", "/v1/chat/completions", body).status_code == 200, 60, "the route")
+        redis_server.stop()
+        for stream in (False, True):
+            refused = harness.post("app", "/v1/chat/completions", {**body, "stream": stream})
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "budget_unavailable"
+            assert refused.headers["retry-after"] == "2"
+        redis_server.start()
+        wait_for(lambda: harness.post("app", "/v1/chat/completions", body).status_code == 200, 60, "service again")
+    finally:
+        harness.stop()
+
+
 def test_a_broken_policies_file_stops_the_gateway_with_a_clear_error(
     tmp_path: Path, tunegate_home: Path, redis_url: str
 ) -> None:

@@ -31,6 +31,8 @@ from typing import Literal
 import redis.asyncio as redis
 from redis.exceptions import NoScriptError
 
+from shared.bus.outcomes import is_outage
+
 log = logging.getLogger("tunegate.gateway.budgets")
 
 Limit = Literal["requests_per_minute", "tokens_per_day", "request_over_daily_budget"]
@@ -92,6 +94,11 @@ if used < 0 then used = 0 end
 redis.call('HSET', KEYS[1], 'used', used)
 return used
 """
+
+
+class BudgetUnavailable(RuntimeError):
+    """The budgets cannot be checked (Redis unreachable or refusing writes): the request is refused, never let
+    through unmetered, and the client told it is an outage to retry, not a fault of the gateway's."""
 
 
 @dataclass(frozen=True)
@@ -203,9 +210,10 @@ class RateLimiter:
         try:
             results = await self._pipelined(self._admit.sha, _ADMIT, 2, [asked for asked, _ in batch])
         except Exception as exc:  # Redis unreachable: every request of the batch fails with it, as it would alone
+            failure = BudgetUnavailable(f"Redis: {type(exc).__name__}: {exc}") if is_outage(exc) else exc
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(failure)
             return
         except BaseException:
             for _, future in batch:
