@@ -22,7 +22,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from services.gateway.adapters.model_runtime import ModelRuntime, ModelUnavailable
 from services.gateway.adapters.rate_limits import BudgetUnavailable, Settlements
 from services.gateway.adapters.upstream import UpstreamClient, UpstreamFailure, UpstreamReply
-from services.gateway.domain.checks import estimate_tokens
+from services.gateway.domain.checks import cut_to_tokens, estimate_tokens, overran
 from services.gateway.domain.routes import LocalRoute, Route, RouteNotFound, UpstreamRoute
 from services.gateway.domain.state import GatewayState
 from services.gateway.entrypoints import openai_shapes as shapes
@@ -280,6 +280,8 @@ class Gateway:
                 assert isinstance(route, UpstreamRoute)
                 reply = await self.upstream.complete(route, ex.operation, self.upstream_body(prepared))
                 text, finish = reply.text, reply.finish_reason or "stop"
+                if overran(estimate_tokens(text), prepared.max_tokens):  # an upstream that ignores max_tokens
+                    text, finish = cut_to_tokens(text, prepared.max_tokens), "length"
                 prompt_tokens, completion_tokens = self.upstream_usage(reply, prepared, text)
         except UpstreamFailure as exc:
             await self.settle(prepared, 0)
@@ -316,10 +318,11 @@ class Gateway:
     @staticmethod
     def upstream_usage(reply: UpstreamReply, prepared: Prepared, text: str) -> tuple[int, int]:
         """The tokens an upstream call is billed: what the upstream reported, or the gateway's estimate where it
-        reported nothing believable (adapters/upstream.py MAX_REPORTED_TOKENS)."""
+        reported nothing believable (adapters/upstream.py MAX_REPORTED_TOKENS); never more output than the
+        max_tokens the key reserved, whatever the upstream produced past it."""
         prompt = reply.prompt_tokens if reply.prompt_tokens is not None else prepared.prompt_tokens
         completion = reply.completion_tokens if reply.completion_tokens is not None else estimate_tokens(text)
-        return prompt, completion
+        return prompt, min(completion, prepared.max_tokens)
 
     def upstream_refusal(self, ex: Exchange, failure: UpstreamFailure) -> GatewayError:
         """An upstream's failure as the client's error. The upstream's own words (often an echo of the request)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from services.gateway.adapters.upstream import UpstreamFailure
-from services.gateway.domain.checks import estimate_tokens
+from services.gateway.domain.checks import estimate_tokens, overran
 from services.gateway.domain.routes import LocalRoute, UpstreamRoute
 from services.gateway.entrypoints import openai_shapes as shapes
 from services.gateway.errors import GatewayError
@@ -44,13 +44,17 @@ class ModelOutput:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
+    estimated_tokens: int = 0
+    """The gateway's running estimate of the text so far (per piece: at most a little above the whole's)."""
+
     def tokens(self) -> tuple[int, int]:
-        """(prompt, completion) tokens to charge: the model's counts, else the gateway's estimates."""
+        """(prompt, completion) tokens to charge: the model's counts, else the gateway's estimates; never more
+        output than the max_tokens the key reserved."""
         prompt = self.prompt_tokens if self.prompt_tokens is not None else self.prepared.prompt_tokens
         completion = self.completion_tokens
         if completion is None:
             completion = estimate_tokens("".join(self.text))
-        return prompt, completion
+        return prompt, min(completion, self.prepared.max_tokens)
 
 
 async def streaming_answer(gw: Gateway, prepared: Prepared) -> Answer:
@@ -85,27 +89,35 @@ async def model_deltas(gw: Gateway, prepared: Prepared, output: ModelOutput) -> 
     else:
         assert isinstance(route, UpstreamRoute)
         chunks = gw.upstream.stream(route, ex.operation, gw.upstream_body(prepared)).__aiter__()
-    while True:
-        waited = time.perf_counter()
-        try:
-            piece = await chunks.__anext__()
-        except StopAsyncIteration:
-            return
-        except (EngineError, ValueError) as exc:
-            raise engine_refusal(exc) from None
-        finally:
-            ex.model_seconds += time.perf_counter() - waited
-        if isinstance(route, LocalRoute):
-            if piece.finish_reason:
-                output.prompt_tokens, output.completion_tokens = piece.prompt_tokens, piece.completion_tokens
-        else:
-            if piece.prompt_tokens is not None:
-                output.prompt_tokens = piece.prompt_tokens
-            if piece.completion_tokens is not None:
-                output.completion_tokens = piece.completion_tokens
-        output.text.append(piece.text)
-        if piece.text or piece.finish_reason:
-            yield piece.text, piece.finish_reason
+    try:
+        while True:
+            waited = time.perf_counter()
+            try:
+                piece = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            except (EngineError, ValueError) as exc:
+                raise engine_refusal(exc) from None
+            finally:
+                ex.model_seconds += time.perf_counter() - waited
+            if isinstance(route, LocalRoute):
+                if piece.finish_reason:
+                    output.prompt_tokens, output.completion_tokens = piece.prompt_tokens, piece.completion_tokens
+            else:
+                if piece.prompt_tokens is not None:
+                    output.prompt_tokens = piece.prompt_tokens
+                if piece.completion_tokens is not None:
+                    output.completion_tokens = piece.completion_tokens
+                output.estimated_tokens += estimate_tokens(piece.text)
+                if overran(output.estimated_tokens, prepared.max_tokens):  # an upstream ignoring max_tokens
+                    yield "", "length"
+                    return
+            output.text.append(piece.text)
+            if piece.text or piece.finish_reason:
+                yield piece.text, piece.finish_reason
+    finally:
+        if hasattr(chunks, "aclose"):  # the upstream's connection, or the engine's row, is released now
+            await chunks.aclose()
 
 
 async def stream_body(gw: Gateway, prepared: Prepared, output: ModelOutput, deltas: AsyncIterator[Delta],

@@ -43,6 +43,7 @@ def routes_file(path: Path, fast: str, slow: str) -> Path:
         route("reciting", fast, "recite"),
         route("erring", fast, "stream-error"),
         route("cutting", fast, "stream-cut"),
+        route("ignoring", fast, "verbose"),
     ]}))
     return path
 
@@ -320,6 +321,28 @@ def test_an_upstreams_error_message_passes_the_response_dlp(gateway: GatewayHarn
     message = response.json()["error"]["message"]
     assert "upstream echoing answered 400: Invalid request" in message and "ticket 4411" in message
     assert "203.0.113" not in message and "<IP_ADDRESS>" in message
+
+
+def test_an_upstream_that_ignores_max_tokens_is_cut_and_charged_no_more_than_was_reserved(
+        gateway: GatewayHarness) -> None:
+    """The `verbose` upstream answers 4,096 words whatever max_tokens says; once, each such answer was passed on
+    whole and charged whole, so ten requests of max_tokens 8 took a 2,000-token key to 41,000."""
+    key_id, _ = gateway.create_key("capped", ["*"], tokens_per_day=2_000)
+    client = gateway.client("capped")
+    wait_for(lambda: client.models.list().data, 30, "the key")
+    whole = client.chat.completions.create(model="ignoring", messages=PROMPT, max_tokens=8)
+    assert whole.choices[0].finish_reason == "length" and whole.usage.completion_tokens <= 8
+    assert len(whole.choices[0].message.content.split()) <= 8
+    streamed = list(client.chat.completions.create(model="ignoring", messages=PROMPT, max_tokens=8, stream=True,
+                                                   stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert len(text.split()) <= 2 * 8 + 16
+    assert [c.choices[0].finish_reason for c in streamed if c.choices and c.choices[0].finish_reason] == ["length"]
+    assert streamed[-1].usage is not None and streamed[-1].usage.completion_tokens <= 8
+    redis_client = redis.Redis.from_url(gateway.redis_url)
+    charged = whole.usage.total_tokens + streamed[-1].usage.total_tokens
+    wait_for(lambda: int(redis_client.hget(f"tunegate:gateway:tokens:{key_id}", "used") or 0) == charged, 30,
+             f"the key charged {charged} tokens, the two answers' usage")
 
 
 def test_impossible_token_counts_from_an_upstream_do_not_break_the_budget(gateway: GatewayHarness) -> None:

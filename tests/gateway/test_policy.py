@@ -3,13 +3,22 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from services.gateway.adapters.dlp import GatewayDetector
-from services.gateway.domain.checks import DEFAULT_CHECKS, CheckContext, CheckOutcome, PromptCheck
+from services.gateway.domain.checks import (
+    DEFAULT_CHECKS,
+    CheckContext,
+    CheckOutcome,
+    PromptCheck,
+    cut_to_tokens,
+    estimate_tokens,
+    overran,
+)
 from services.gateway.domain.dlp import Finding
 from services.gateway.domain.policy import NoPolicyMatches, PolicyConfigError, PolicySet
 
@@ -330,3 +339,21 @@ def test_injection_heuristics_skip_the_applications_own_system_prompt(
     assert policy.check_prompt([system], detector).check == "prompt_injection"
     with pytest.raises(ValueError, match="1 roles for 2 texts"):
         policy.check_prompt([system, user], detector, roles=["system"])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cutting_to_a_token_count_keeps_a_prefix_within_it(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(200):
+        text = "".join(rng.choice(["a", "bb", " ", ".", ",", "(", "{", "x" * 30, "1", "\n", "\u00e9", "\u4e2d"])
+                       for _ in range(rng.randrange(0, 120)))
+        max_tokens = rng.randrange(1, 40)
+        cut = cut_to_tokens(text, max_tokens)
+        assert text.startswith(cut) and estimate_tokens(cut) <= max_tokens, (text, max_tokens, cut)
+        if estimate_tokens(text) <= max_tokens:
+            assert cut == text
+
+
+def test_only_a_clear_overrun_of_max_tokens_counts() -> None:
+    """The estimate counts code and numbers finer than BPE: an honest upstream at max_tokens is never cut."""
+    assert not overran(2 * 16 + 16, 16) and overran(2 * 16 + 17, 16)

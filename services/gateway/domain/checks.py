@@ -23,12 +23,38 @@ from services.gateway.domain.policy_config import PolicySpec
 TokenCounter = Callable[[str], int]
 
 
+_PIECE = re.compile(r"\w+|[^\w\s]")
+
+
 def estimate_tokens(text: str) -> int:
     """Tokens of `text` without a tokenizer: the larger of a chars/4 estimate (BPE on English prose) and the
     count of words and punctuation marks (code, numbers and non-Latin text tokenise finer). The gateway
     passes the served model's own tokenizer count where it has one."""
-    pieces = len(re.findall(r"\w+|[^\w\s]", text))
+    pieces = len(_PIECE.findall(text))
     return max(math.ceil(len(text) / 4), pieces)
+
+
+def overran(estimated_tokens: int, max_tokens: int) -> bool:
+    """Whether an answer the gateway estimates at `estimated_tokens` clearly ran past the `max_tokens` it was
+    asked for and reserved: by more than the estimate's own error (it counts code and numbers finer than
+    BPE does), so an upstream that honours max_tokens is never cut, and one that ignores it is."""
+    return estimated_tokens > 2 * max_tokens + 16
+
+
+def cut_to_tokens(text: str, max_tokens: int) -> str:
+    """The longest prefix of `text`, ending after a word or mark, that `estimate_tokens` counts at most
+    `max_tokens`."""
+    if estimate_tokens(text) <= max_tokens:
+        return text
+    end = 0
+    for count, piece in enumerate(_PIECE.finditer(text)):
+        if count == max_tokens:
+            break
+        if piece.end() > 4 * max_tokens:  # past the chars allowed: cut inside a word only if none fits whole
+            end = end or 4 * max_tokens
+            break
+        end = piece.end()
+    return text[:end]
 
 
 OPERATOR_ROLES = frozenset({"system", "developer"})
