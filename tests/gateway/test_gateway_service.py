@@ -147,6 +147,12 @@ def test_a_retired_version_stops_answering_without_a_restart(gateway: GatewayHar
     (json.dumps({"model": "alpha", "messages": PROMPT, "n": True}).encode(), 400, "invalid_request",
      "n: Value error, Input should be a number, not a boolean"),
     (json.dumps({"model": "alpha", "messages": PROMPT, "seed": 1.0}).encode(), 400, "invalid_request", "seed"),
+    # Values the engine refused only once it had them, each reported as context_length_exceeded.
+    (json.dumps({"model": "alpha", "messages": PROMPT, "seed": 2**63, "temperature": 0.5}).encode(), 400,
+     "invalid_request", "seed: Input should be less than or equal to 9223372036854775807"),
+    (json.dumps({"model": "alpha", "messages": PROMPT, "stop": ""}).encode(), 400, "invalid_request", "stop"),
+    (json.dumps({"model": "alpha", "messages": PROMPT, "stop": ["END", ""]}).encode(), 400, "invalid_request",
+     "stop.list[constrained-str].1"),
     # Half a UTF-16 surrogate pair as the model's name: once a 500 in plain text, and no audit record.
     (b'{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}', 400, "invalid_request", "Invalid JSON"),
 ])

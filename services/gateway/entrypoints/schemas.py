@@ -39,7 +39,10 @@ class StreamOptions(StrictBody):
     include_usage: bool = False
 
 
-Stop = str | Annotated[list[str], Field(max_length=MAX_STOP)] | None
+StopString = Annotated[str, Field(min_length=1)]
+Stop = StopString | Annotated[list[StopString], Field(max_length=MAX_STOP)] | None
+Seed = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]  # what the engines' and providers' generators take
+PromptText = Annotated[str, Field(min_length=1)]
 
 
 class SamplingFields(StrictBody):
@@ -49,7 +52,7 @@ class SamplingFields(StrictBody):
     stream: bool = False
     stream_options: StreamOptions | None = None
     stop: Stop = None
-    seed: int | None = None
+    seed: Seed | None = None
     user: str | None = Field(default=None, max_length=256)
     n: Literal[1] = Field(default=1, description="One choice per request; n > 1 is refused with a clear error.")
     presence_penalty: Literal[0, 0.0] = 0.0
@@ -82,7 +85,7 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
+    prompt: PromptText | Annotated[list[PromptText], Field(min_length=1, max_length=1)]
     max_tokens: int | None = Field(default=16, ge=1)
     echo: Literal[False] = False
     suffix: None = None
