@@ -18,6 +18,8 @@ class GatewaySettings(BaseSettings):
     policies_file: Path = Field(default=CONFIG_DIR / "policies.yaml", description="Policies per tenant and model.")
     upstreams_file: Path | None = Field(default=None, description="Upstream (OpenAI-compatible) routes, YAML.")
     max_body_bytes: int = Field(default=1_048_576, ge=1_024, description="Request bodies larger are refused (413).")
+    body_timeout_s: float = Field(default=30.0, gt=0, le=600,
+                                  description="A body not all there this long after its headers is refused (408).")
     max_batch: int = Field(default=16, ge=1, le=256, description="Requests decoded together on one base.")
     batch_wait_ms: float = Field(default=2.0, ge=0, le=1_000, description="How long a batch waits to fill.")
     default_max_tokens: int = Field(default=128, ge=1, le=32_768)

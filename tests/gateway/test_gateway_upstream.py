@@ -6,6 +6,8 @@ and a gateway SIGKILLed right after answering loses no audit record (its outbox 
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +73,7 @@ def start_gateway(work: Path, redis_url: str, upstreams: tuple[str, str],
     harness = GatewayHarness(home, redis_url, env=env or {})
     harness.start(extra_env={"TUNEGATE_GATEWAY_UPSTREAMS_FILE": str(routes_file(work / "routes.yaml", *upstreams)),
                              "TUNEGATE_GATEWAY_POLICIES_FILE": str(policies_file(work / "policies.yaml")),
+                             "TUNEGATE_GATEWAY_BODY_TIMEOUT_S": "1.5",
                              "TUNEGATE_TEST_FRONTIER_KEY": "sk-upstream-secret"})
     return harness
 
@@ -343,6 +346,23 @@ def test_an_upstream_that_ignores_max_tokens_is_cut_and_charged_no_more_than_was
     charged = whole.usage.total_tokens + streamed[-1].usage.total_tokens
     wait_for(lambda: int(redis_client.hget(f"tunegate:gateway:tokens:{key_id}", "used") or 0) == charged, 30,
              f"the key charged {charged} tokens, the two answers' usage")
+
+
+def test_a_body_that_trickles_in_is_refused_when_its_time_is_up(gateway: GatewayHarness) -> None:
+    """A client that announces 1,000 bytes and sends one held its connection for ever (a few thousand such
+    clients hold every connection the server has); it gets a 408 and the connection is closed."""
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                     b"content-length: 1000\r\nauthorization: Bearer " + gateway.keys["app"].encode() + b"\r\n\r\n{")
+        started = time.monotonic()
+        answer = b""
+        while chunk := conn.recv(65536):  # until the server closes the connection
+            answer += chunk
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b"request_timeout" in answer and b"did not arrive within 1.5 s (1 bytes came)" in answer
+    assert 1.0 < waited < 9.0
 
 
 def test_impossible_token_counts_from_an_upstream_do_not_break_the_budget(gateway: GatewayHarness) -> None:

@@ -52,7 +52,10 @@ async def send_error(send: Send, error: GatewayError) -> None:
     await _send(send, error.status, _encode(body), headers)
 
 
-async def read_capped(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_capped(scope: Scope, receive: Receive, limit: int, timeout_s: float) -> bytes:
+    """The request body, at most `limit` bytes and within `timeout_s` of the request's start: a client that
+    announces a body and trickles it (or never sends it) would otherwise hold its connection open for ever,
+    and a few thousand such clients every connection the server has."""
     too_large = GatewayError(413, f"Request body exceeds the limit of {limit} bytes.", code="request_too_large",
                              audited=False)
     declared = _header(scope, b"content-length")
@@ -60,17 +63,22 @@ async def read_capped(scope: Scope, receive: Receive, limit: int) -> bytes:
         raise too_large
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise GatewayError(400, "The client went away before sending its whole body.", audited=False)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise GatewayError(400, "The client went away before sending its whole body.", audited=False)
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise GatewayError(408, f"The request body did not arrive within {timeout_s:g} s ({size} bytes came).",
+                           code="request_timeout", audited=False, headers={"connection": "close"}) from None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -135,7 +143,7 @@ def create_app(gateway: Gateway) -> Callable[[Scope, Receive, Send], Awaitable[N
                 key = gateway.authenticate(_header(scope, b"authorization"))
                 await _send(send, 200, _encode({"object": "list", "data": gateway.models_for(key)}), {})
                 return
-            raw = await read_capped(scope, receive, limit)
+            raw = await read_capped(scope, receive, limit, gateway.settings.body_timeout_s)
             answer = await gateway.answer(OPERATIONS[path], raw, _header(scope, b"authorization"),
                                           _header(scope, b"traceparent"), _header(scope, b"content-type"))
             payload = _encode(answer.body) if answer.stream is None else b""
