@@ -43,11 +43,34 @@ def _head(data: str | bytes | bytearray) -> str:
     return data[:64] if isinstance(data, str) else bytes(data[:64]).decode("utf-8", "replace")
 
 
-def parse_json(data: str | bytes | bytearray) -> Any:
+class JSONDuplicateKey(json.JSONDecodeError):
+    """An object naming the same key twice, where that is refused (`parse_json(unique_keys=True)`)."""
+
+    def __init__(self, key: str, doc: str) -> None:
+        super().__init__(f"names the key {key[:64]!r} twice in one object", doc, 0)
+        self.args = (self.msg,)
+
+    def __str__(self) -> str:
+        return self.msg
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise JSONDuplicateKey(key, "")
+        found[key] = value
+    return found
+
+
+def parse_json(data: str | bytes | bytearray, *, unique_keys: bool = False) -> Any:
     """`json.loads`, with too-deep nesting and too-long integers a JSONDecodeError (a ValueError) like any
-    other malformed JSON; undecodable bytes stay a UnicodeDecodeError, as json.loads raises them."""
+    other malformed JSON; undecodable bytes stay a UnicodeDecodeError, as json.loads raises them.
+    `unique_keys`: an object naming a key twice is a JSONDecodeError too. json.loads keeps the last one, other
+    parsers the first: where a document is checked (a signed answer) and then shown by something else, the
+    two could read different texts."""
     try:
-        return json.loads(data)
+        return json.loads(data, object_pairs_hook=_unique_keys) if unique_keys else json.loads(data)
     except RecursionError:
         raise JSONNestedTooDeep(_head(data)) from None
     except (json.JSONDecodeError, UnicodeDecodeError):

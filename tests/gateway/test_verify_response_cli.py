@@ -55,6 +55,7 @@ def test_signed_chat_response_verifies(tmp_path: Path, signer: ProvenanceSigner)
 
 def test_completion_response_and_json_output(tmp_path: Path, signer: ProvenanceSigner) -> None:
     body = chat_body(signer)
+    body["object"] = "text_completion"
     body["choices"] = [{"index": 0, "text": TEXT, "finish_reason": "stop"}]
     result = runner.invoke(app, ["verify-response", "--json", "--response", str(write(tmp_path, "r.json", body))])
     assert result.exit_code == 0, result.output
@@ -73,6 +74,30 @@ def test_tampered_text_fails_with_the_reason(tmp_path: Path, signer: ProvenanceS
     assert "text_mismatch" in result.output and "the text was altered" in result.output
     report = json.loads(runner.invoke(app, ["verify-response", "--json", "--response", str(path)]).stdout)
     assert report["ok"] is False and report["error"]["kind"] == "text_mismatch"
+
+
+def test_a_second_content_key_is_refused_not_verified(tmp_path: Path, signer: ProvenanceSigner) -> None:
+    """json.loads keeps the last of two keys, other readers the first: 'EVIL TEXT' placed before the signed
+    content verified as OK while a viewer showed it."""
+    genuine = json.dumps(chat_body(signer))
+    forged = genuine.replace('"content": ', '"content": "EVIL TEXT", "content": ', 1)
+    result = runner.invoke(app, ["verify-response", "--response", str(write(tmp_path, "r.json", forged))])
+    assert result.exit_code != 0 and "names the key 'content' twice" in result.output
+
+
+def test_the_text_must_be_where_the_bodys_kind_puts_it(tmp_path: Path, signer: ProvenanceSigner) -> None:
+    """A chat body with a null message.content and the signed text in choices[0].text verified, while a chat
+    client showed nothing; a completion body with a message beside its text likewise."""
+    chat = chat_body(signer)
+    chat["choices"][0]["message"]["content"] = None
+    chat["choices"][0]["text"] = TEXT
+    completion = chat_body(signer)
+    completion["object"] = "text_completion"
+    completion["choices"][0]["text"] = TEXT
+    completion["choices"][0]["message"]["content"] = "something else"
+    for name, body in (("chat.json", chat), ("completion.json", completion)):
+        result = runner.invoke(app, ["verify-response", "--response", str(write(tmp_path, name, body))])
+        assert result.exit_code != 0 and "choices[0]" in result.output, (name, result.output)
 
 
 def test_tampered_version_fails_on_the_signature(tmp_path: Path, signer: ProvenanceSigner) -> None:

@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from shared.json_input import JSONNestedTooDeep, JSONNumberTooLong, parse_json, parse_json_prefix
+from shared.json_input import (
+    JSONNestedTooDeep,
+    JSONNumberTooLong,
+    parse_json,
+    parse_json_prefix,
+    without_lone_surrogates,
+)
 
 
 @pytest.mark.parametrize("document", [
@@ -44,3 +50,17 @@ def test_an_integer_too_long_to_convert_is_a_decode_error_that_says_so() -> None
         assert isinstance(caught.value, JSONNumberTooLong)
         assert str(caught.value) == f"holds an integer of more than {sys.get_int_max_str_digits()} digits"
     assert parse_json('{"n": ' + "9" * 4_000 + "}")["n"] > 0  # long, but within the limit
+
+
+def test_duplicate_keys_are_refused_only_when_asked() -> None:
+    document = '{"a": {"text": "shown", "text": "verified"}}'
+    assert parse_json(document) == {"a": {"text": "verified"}}  # json.loads' own rule: the last one
+    with pytest.raises(json.JSONDecodeError, match="names the key 'text' twice in one object"):
+        parse_json(document, unique_keys=True)
+    assert parse_json('{"a": 1, "b": {"a": 2}}', unique_keys=True) == {"a": 1, "b": {"a": 2}}
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    text = parse_json('"a\\ud800b\\ud83d\\ude00c\\udfff"')
+    assert without_lone_surrogates(text) == "a\ufffdb\U0001f600c\ufffd"
+    without_lone_surrogates(text).encode("utf-8")

@@ -237,12 +237,20 @@ def response_text(body: object) -> str:
     if len(choices) != 1:
         raise MalformedProvenance(f"response body has {len(choices)} choices; provenance covers responses with n=1")
     choice = choices[0]
-    message = choice.get("message")
-    if isinstance(message, dict) and isinstance(message.get("content"), str):
-        return message["content"]
-    if isinstance(choice.get("text"), str):
-        return choice["text"]
-    raise MalformedProvenance("response body: choices[0] has neither message.content nor text")
+    kind = body.get("object") if isinstance(body, dict) else None
+    # The field the body's own kind says a client shows: a chat body verified through a `text` it carries
+    # beside a null message.content would show a client nothing, or something else, as verified.
+    chat = kind == "chat.completion" or (kind is None and "message" in choice)
+    if chat:
+        message = choice.get("message")
+        if "text" in choice or not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise MalformedProvenance("response body: a chat completion's choices[0] must hold its text in "
+                                      "message.content (a string), and no `text` beside it")
+        return str(message["content"])
+    if kind in (None, "text_completion") and "message" not in choice and isinstance(choice.get("text"), str):
+        return str(choice["text"])
+    raise MalformedProvenance(f"response body: choices[0] of a {kind or 'response'} has no text where its kind "
+                              "puts it (message.content for chat.completion, text for text_completion)")
 
 
 def response_provenance(body: object) -> Provenance:

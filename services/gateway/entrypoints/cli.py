@@ -113,7 +113,8 @@ def _gather(response: Path | None, header: str | None, text: Path | None, result
     try:
         if response is not None:
             try:
-                body = parse_json(read_input(response, "response"))
+                # Unique keys: a second "content" would verify here and be what another reader shows.
+                body = parse_json(read_input(response, "response"), unique_keys=True)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise MalformedProvenance(f"response {response} is not JSON: {exc}") from None
             body_text = response_text(body)
