@@ -126,3 +126,16 @@ def test_a_bad_job_id_is_the_error_before_any_credentials_are_looked_for(cli_hom
         result = run(*args)
         assert result.exit_code == 2, result.stderr
         assert "job id" in said(result) and "no token" not in said(result)
+
+
+def test_the_first_admins_tokens_follow_its_rotation_and_revocation(tmp_path: Path) -> None:
+    """After a rotation, commands without --as went on sending the bootstrap token (revoked by the rotation);
+    after a revocation, the bootstrap token stayed and was still sent."""
+    store = CredentialStore(Settings(home=tmp_path))
+    store.save_admin_token("tg_bootstrapped")
+    assert store.admin_token() == "tg_bootstrapped"
+    store.save_token("admin", "tg_rotated")
+    assert store.admin_token() == "tg_rotated" and store.token("admin") == "tg_rotated"
+    store.forget("admin")
+    assert store.admin_token() is None and store.token("admin") is None
+    assert not (tmp_path / "credentials" / ADMIN_TOKEN).exists()

@@ -98,16 +98,22 @@ class CredentialStore:
         return folder / SIGNING_KEY
 
     def forget(self, name: str) -> None:
-        """Drop a revoked principal's token; its signing key goes too (the registry refuses it anyway)."""
+        """Drop a revoked principal's token; its signing key goes too (the registry refuses it anyway). For the
+        first admin, the bootstrap token goes as well: left behind, every command without --as (and --as with
+        its name) would go on presenting a revoked token."""
+        first_admin = name == self.first_admin_name()
         folder = self.principal_dir(name)
         for file_name in (TOKEN, SIGNING_KEY):
             (folder / file_name).unlink(missing_ok=True)
+        if first_admin:
+            self.admin_token_path.unlink(missing_ok=True)
+            self.admin_name_path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------ reading
 
     def admin_token(self) -> str | None:
-        path = self.admin_token_path
-        return path.read_text("ascii").strip() if path.is_file() else None
+        """The first admin's token: a rotated one (kept under its name) before the one bootstrap saved."""
+        return self.token(self.first_admin_name())
 
     def token(self, name: str) -> str | None:
         """`name`'s stored token (see token_paths), or None when none is kept on this machine."""
