@@ -34,11 +34,62 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-async def serve_app(app: Any, *, host: str, port: int, url_file: Path, log_level: str, what: str) -> None:
+HEADER_TIMEOUT_S = 10.0
+"""How long a connection may take to send a request's headers (from when it opens, or from the end of its
+previous response)."""
+
+
+def header_deadline_protocol(timeout_s: float) -> type:
+    """uvicorn's httptools protocol with a deadline for each request's headers. uvicorn has none: a connection
+    that opens and sends nothing is never closed, and one that trickles header bytes keeps cancelling the
+    keep-alive timer, so a few thousand slow clients hold every connection the server can have. (Bodies have
+    their own deadline in the app: services/gateway/entrypoints/http.py read_capped.)"""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderDeadlineProtocol(HttpToolsProtocol):
+        _header_deadline: asyncio.TimerHandle | None = None
+
+        def _arm_header_deadline(self) -> None:
+            self._cancel_header_deadline()
+            self._header_deadline = self.loop.call_later(timeout_s, self._headers_too_slow)
+
+        def _cancel_header_deadline(self) -> None:
+            if self._header_deadline is not None:
+                self._header_deadline.cancel()
+                self._header_deadline = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_deadline = None
+            if self.cycle is None or self.cycle.response_complete:  # no request of its own in flight
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_header_deadline()
+
+        def on_headers_complete(self) -> None:
+            self._cancel_header_deadline()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():  # the next request on this connection gets the same deadline
+                self._arm_header_deadline()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_deadline()
+            super().connection_lost(exc)
+
+    return HeaderDeadlineProtocol
+
+
+async def serve_app(app: Any, *, host: str, port: int, url_file: Path, log_level: str, what: str,
+                    header_timeout_s: float = HEADER_TIMEOUT_S) -> None:
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=header_deadline_protocol(header_timeout_s),
         log_level=log_level.lower(),
         log_config=None,  # keep the service's own (JSON) logging setup
         lifespan="off",
