@@ -121,6 +121,17 @@ def _text_or_messages(value: Any, where: str, *, need_assistant: bool, required:
     return [f"{where} must be a string or a list of messages, got {type(value).__name__}"], 0
 
 
+def _mixed_forms(record: dict[str, Any], names: tuple[str, ...]) -> list[str]:
+    """TRL reads a record's prompt and answers as one form, all plain text or all message lists; a record mixing
+    them (a list of messages as `chosen`, a string as `rejected`) crashed the trainer inside TRL."""
+    forms = {name: "a string" if isinstance(record[name], str) else "a list of messages"
+             for name in names if name in record and isinstance(record[name], (str, list))}
+    if len(set(forms.values())) < 2:
+        return []
+    said = ", ".join(f"{name} is {form}" for name, form in forms.items())
+    return [f"{', '.join(forms)} must be all strings or all lists of messages, not a mix ({said})"]
+
+
 def validate_record(record: dict[str, Any], kind: str, *, max_chars: int = DEFAULT_MAX_RECORD_CHARS) -> list[str]:
     """Reasons this record is not a valid `kind` training example (empty list = valid)."""
     actual = kind_of(record)
@@ -135,6 +146,7 @@ def validate_record(record: dict[str, Any], kind: str, *, max_chars: int = DEFAU
     elif kind == "prompt_completion":
         parts.append(_text_or_messages(record["prompt"], "prompt", need_assistant=False, required=False))
         parts.append(_text_or_messages(record["completion"], "completion", need_assistant=True, required=True))
+        parts.append((_mixed_forms(record, ("prompt", "completion")), 0))
     elif kind == "preference":
         if "input" in record:
             source = record["input"]
@@ -147,6 +159,7 @@ def validate_record(record: dict[str, Any], kind: str, *, max_chars: int = DEFAU
             if "prompt" in record:
                 parts.append(_text_or_messages(record["prompt"], "prompt", need_assistant=False, required=False))
             names = ("chosen", "rejected")
+            parts.append((_mixed_forms(record, ("prompt", "chosen", "rejected")), 0))
         for name in names:
             parts.append(_text_or_messages(record[name], name, need_assistant=True, required=True))
     else:

@@ -11,7 +11,7 @@ from shared.evaluation.options import CanarySpec, EvaluationOptions
 from shared.events.decommissioning import DecommissioningPlan
 from shared.events.reinforcement import RlhfOptions
 from shared.ids import MODEL_NAME_PATTERN, JobId
-from shared.training.hyperparameters import HyperParameters, validate_hyperparameters
+from shared.training.hyperparameters import MAX_SEED, HyperParameters, validate_hyperparameters
 
 Sha256 = str  # hex digest; validated where it matters via the pattern below
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
@@ -239,7 +239,7 @@ class TrainingRequested(Payload):
     dataset: ArtifactRef
     fingerprint: str = Field(pattern=SHA256_PATTERN)
     scan_verdict: Literal["clean", "redacted"]
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     approvers: list[str] = Field(default_factory=list)
     risk_tier: RiskTier | None = Field(default=None, description="The job's tier; the evaluator's gate follows it.")
     evaluation: EvaluationOptions = Field(default_factory=EvaluationOptions)
@@ -297,7 +297,7 @@ class TrainingCompleted(Payload):
     )
     method: MethodSpec
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     data_fingerprint: str = Field(pattern=SHA256_PATTERN)
     metrics: dict[str, float] = Field(default_factory=dict)
     loss_curve: ArtifactRef | None = None

@@ -12,7 +12,15 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from shared.validation import validation_problems
 
@@ -60,8 +68,24 @@ class HyperparameterError(ValueError):
         super().__init__("invalid hyperparameters: " + "; ".join(problems))
 
 
+MAX_SEED = 2**32 - 1
+"""numpy's and the data splitter's generators take seeds up to this; a larger one failed only after approval."""
+
+
 class HyperParameters(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf` in YAML passed every `gt=0` bound, then became null on the wire. Strings are
+    # still converted (PyYAML reads `2e-4` as a string), booleans are not (`max_steps: true` was 1).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key)
+                if isinstance(value, bool) and field is not None and field.annotation not in (bool, bool | None):
+                    raise ValueError(f"{key}: {value} is a boolean; give a number")
+        return data
 
     max_steps: int | None = Field(default=None, ge=1, le=1_000_000, description="Optimizer steps; or epochs.")
     epochs: float | None = Field(default=None, gt=0, le=1000)
@@ -70,20 +94,23 @@ class HyperParameters(BaseModel):
     gradient_accumulation_steps: int = Field(default=1, ge=1, le=1024)
     max_seq_length: int = Field(default=256, ge=8, le=131_072)
     lr_scheduler: Literal["constant", "linear", "cosine"] = "linear"
-    warmup_steps: int = Field(default=0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0, le=1_000_000)
     weight_decay: float = Field(default=0.0, ge=0, le=1.0)
-    max_grad_norm: float = Field(default=1.0, gt=0)
-    logging_steps: int = Field(default=5, ge=1, description="A training.progress event every N steps.")
-    save_steps: int = Field(default=25, ge=1, description="A checkpoint every N steps.")
+    max_grad_norm: float = Field(default=1.0, gt=0, le=10_000)
+    logging_steps: int = Field(default=5, ge=1, le=1_000_000, description="A training.progress event every N steps.")
+    save_steps: int = Field(default=25, ge=1, le=1_000_000, description="A checkpoint every N steps.")
     lora_r: int = Field(default=16, ge=1, le=1024)
-    lora_alpha: float = Field(default=32.0, gt=0)
+    lora_alpha: float = Field(default=32.0, gt=0, le=4096,
+                              description="LoRA scale is alpha/r: 1e308 made every adapter weight NaN.")
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     lora_target_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_TARGET_MODULES), min_length=1)
     beta: float = Field(default=0.1, gt=0, le=100, description="DPO beta; rlhf: the KL penalty's coefficient.")
     dp_target_epsilon: float | None = Field(default=None, gt=0, le=1000)
     dp_delta: float = Field(default=1e-5, gt=0, lt=1)
-    dp_max_grad_norm: float = Field(default=1.0, gt=0)
-    dp_noise_multiplier: float | None = Field(default=None, gt=0, le=1000)
+    dp_max_grad_norm: float = Field(default=1.0, gt=0, le=10_000)
+    dp_noise_multiplier: float | None = Field(
+        default=None, ge=0.1, le=1000,
+        description="Below 0.1 no run has a meaningful epsilon, and at 1e-300 the accountant divided by zero.")
     workers: int = Field(default=1, ge=1, le=MAX_WORKERS,
                          description="Data-parallel ranks (torch.distributed); each takes batch_size/workers "
                                      "records per step, so the effective batch stays batch_size.")
@@ -212,9 +239,10 @@ def check_data_fits(method: TrainingMethod, params: HyperParameters, record_kind
 
 def split_seed(raw: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """A job spec may carry its `seed` among the hyperparameters; training.requested carries it apart.
-    Returns (seed, the other hyperparameters); raises HyperparameterError for a seed that is not an int >= 0."""
+    Returns (seed, the other hyperparameters); raises HyperparameterError for a seed that is not an int in
+    0..MAX_SEED."""
     rest = {key: value for key, value in raw.items() if key != "seed"}
     seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise HyperparameterError([f"hyperparameters.seed: must be a non-negative integer, got {seed!r}"])
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise HyperparameterError([f"hyperparameters.seed: must be an integer from 0 to {MAX_SEED}, got {seed!r}"])
     return seed, rest
