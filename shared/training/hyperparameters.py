@@ -63,9 +63,9 @@ class TrainingMethod(Protocol):
 class HyperparameterError(ValueError):
     """Hyperparameters that cannot be used; `problems` lists every reason."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], what: str = "invalid hyperparameters") -> None:
         self.problems = problems
-        super().__init__("invalid hyperparameters: " + "; ".join(problems))
+        super().__init__(f"{what}: " + "; ".join(problems))
 
 
 MAX_SEED = 2**32 - 1
@@ -216,13 +216,13 @@ def check_data_fits(method: TrainingMethod, params: HyperParameters, record_kind
     """Method/data compatibility, known only once the dataset is read."""
     problems: list[str] = []
     allowed = METHOD_FORMATS[method.kind]
+    if n_records == 0:  # an empty dataset holds no kind of record: saying it holds "text" records misled
+        raise HyperparameterError(["dataset: no records to train on"], "the dataset does not fit the job")
     if record_kind not in allowed:
         problems.append(
             f"dataset: method {method.kind} needs {' or '.join(allowed)} records, "
             f"the dataset holds {record_kind} records"
         )
-    if n_records == 0:
-        problems.append("dataset: no records to train on")
     if method.differential_privacy and n_records and params.dp_delta >= 1.0 / n_records:
         problems.append(
             f"hyperparameters.dp_delta: {params.dp_delta} must be below 1/records "
@@ -234,7 +234,7 @@ def check_data_fits(method: TrainingMethod, params: HyperParameters, record_kind
             "(the DP sample rate would exceed 1)"
         )
     if problems:
-        raise HyperparameterError(problems)
+        raise HyperparameterError(problems, "the dataset does not fit the job")
 
 
 def split_seed(raw: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -12,7 +12,15 @@ import pytest
 from pydantic import ValidationError
 
 from shared.datasets.formats import validate_record
-from shared.training.hyperparameters import MAX_SEED, HyperparameterError, HyperParameters, split_seed
+from shared.events.payloads import MethodSpec
+from shared.training.hyperparameters import (
+    MAX_SEED,
+    HyperparameterError,
+    HyperParameters,
+    check_data_fits,
+    split_seed,
+    validate_hyperparameters,
+)
 
 
 @pytest.mark.parametrize(("given", "said"), [
@@ -65,3 +73,12 @@ def test_a_record_mixing_strings_and_message_lists_is_refused(record: dict[str, 
 ])
 def test_records_of_one_form_pass(record: dict[str, Any], kind: str) -> None:
     assert validate_record(record, kind) == []
+
+
+def test_an_empty_dataset_is_said_to_be_empty_not_of_the_wrong_kind() -> None:
+    """It was refused as 'invalid hyperparameters: ... the dataset holds text records; ... no records'."""
+    method = MethodSpec(kind="sft")
+    params = validate_hyperparameters({}, method)
+    with pytest.raises(HyperparameterError) as caught:
+        check_data_fits(method, params, "text", 0)
+    assert str(caught.value) == "the dataset does not fit the job: dataset: no records to train on"
