@@ -20,12 +20,13 @@ from typing import TypeVar
 
 from services.evaluator.engine.models import extract_artifact
 from services.trainer.adapters.tables import finished_outcome, record_outcome
-from services.trainer.domain.progress import TrainingCancelledError
+from services.trainer.domain.progress import TrainingCancelledError, TrainingRejected
 from services.trainer.engine.loop import run_training
 from services.trainer.engine.packaging import store_checkpoint_manifest, store_directory
 from services.trainer.engine.provenance import code_commit, library_versions, loss_curve_png
 from services.trainer.engine.run import TrainingJob, TrainingOutcome
 from shared.bus.context import HandlerContext
+from shared.bus.outcomes import is_outage
 from shared.config import Settings
 from shared.datasets import DatasetError
 from shared.datasets.loaded import LoadedDataset, load_dataset
@@ -61,8 +62,36 @@ ACTOR = "system:trainer"
 T = TypeVar("T")
 
 
+REASON_CHARS = 1000  # of an unexpected exception's message in training.failed; the log keeps the traceback
+
+
 class Refusal(Exception):
     """The job cannot be trained as requested; the message is the training.failed reason."""
+
+
+class TrainingFailure(Exception):
+    """Training itself raised (not the bus, the database, the lease or a cancel): the job fails with `reason`.
+    The original exception is the __cause__, so the logged traceback shows where it came from."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+    @classmethod
+    def of(cls, exc: BaseException) -> TrainingFailure:
+        if isinstance(exc, TrainingRejected):  # its message is the reason (diverged, no DP guarantee)
+            return cls(_cut(str(exc)))
+        return cls(describe("training error", exc))
+
+
+def describe(what: str, exc: BaseException) -> str:
+    """`what: ExceptionType: message`, cut to REASON_CHARS."""
+    message = str(exc).strip()
+    return _cut(f"{what}: {type(exc).__name__}: {message}" if message else f"{what}: {type(exc).__name__}")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= REASON_CHARS else text[:REASON_CHARS - 1] + "…"
 
 
 @dataclass
@@ -93,10 +122,17 @@ class LiveHooks:
         self.deps, self.ctx, self.loop, self.lease, self.job_id = deps, ctx, loop, lease, job_id
         self.lost, self.cancelled = lost, cancelled
         self.last_step = 0
+        self.publish_error: BaseException | None = None
 
     def _publish(self, event_type: str, payload: object) -> None:
         envelope = self.ctx.make(event_type, payload, subject=self.job_id, actor=ACTOR)  # type: ignore[arg-type]
-        asyncio.run_coroutine_threadsafe(self.ctx.publish_now(envelope), self.loop).result(timeout=60)
+        try:
+            asyncio.run_coroutine_threadsafe(self.ctx.publish_now(envelope), self.loop).result(timeout=60)
+        except BaseException as exc:
+            # The bus failed, not the training: the handler lets this escape so the entry is retried (and the
+            # run resumes from its last checkpoint) rather than failing the job.
+            self.publish_error = exc
+            raise
 
     def started(self, resumed_from_step: int, total_steps: int) -> None:
         self.last_step = resumed_from_step
@@ -157,7 +193,7 @@ class TrainerHandlers:
         lost, cancelled = threading.Event(), threading.Event()
         try:
             # Building `tiny` or converting a GGUF on first use can outlast the lease: keep renewing.
-            preparing = self._on_torch_thread(self._prepare, request)
+            preparing = self._on_torch_thread(self._prepare_job, request)
             dataset, base = await self._heartbeat(ctx, lease, lost, cancelled, preparing)
             reward_model_dir, policy_dir = await asyncio.to_thread(self._rlhf_versions, request)
         except Refusal as exc:
@@ -168,7 +204,7 @@ class TrainerHandlers:
                           policy_dir=policy_dir)
         hooks = LiveHooks(self.deps, ctx, asyncio.get_running_loop(), lease, job_id, lost, cancelled)
         try:
-            training = self._on_torch_thread(run_training, job, hooks)
+            training = self._on_torch_thread(self._train, job, hooks)
             outcome: TrainingOutcome = await self._heartbeat(ctx, lease, lost, cancelled, training)
         except LeaseLost as exc:
             log.warning("job %s: %s; stopping without publishing", job_id, exc)
@@ -178,9 +214,10 @@ class TrainerHandlers:
             self._finish(ctx, job_id, "cancelled", "training.cancelled",
                          TrainingCancelled(job_id=job_id, at_step=exc.at_step, reason=reason))
             return
-        except (ValueError, DatasetError, OSError, RuntimeError) as exc:
-            log.exception("job %s failed", job_id)
-            self._fail(ctx, job_id, f"training error: {type(exc).__name__}: {exc}", step=hooks.last_step)
+        except TrainingFailure as failure:
+            # exc_info is the failure, chained to what training raised: the log has the original traceback.
+            log.exception("job %s failed: %s", job_id, failure.reason)
+            self._fail(ctx, job_id, failure.reason, step=hooks.last_step)
             return
         try:
             lease.verify()  # fencing: only the newest holder records the final artefact
@@ -191,6 +228,34 @@ class TrainerHandlers:
         self._finish(ctx, job_id, "completed", "training.completed", completed,
                      artifact_sha256=completed.artifact.sha256, token=lease.token)
         shutil.rmtree(job.workdir / "run", ignore_errors=True)
+
+    @staticmethod
+    def _train(job: TrainingJob, hooks: LiveHooks) -> TrainingOutcome:
+        """run_training, on the torch thread. Whatever training itself raises (a library's AttributeError on odd
+        records, an accountant's ZeroDivisionError, a diverged run) becomes a TrainingFailure, which fails the
+        job; a lost lease, a cancel, an unreachable Redis or database, or a failed publish escapes as it is, so
+        the handler stops without recording or the bus retries the entry."""
+        try:
+            return run_training(job, hooks)
+        except (LeaseLost, TrainingCancelledError):
+            raise
+        except Exception as exc:
+            if is_outage(exc) or hooks.publish_error is not None:
+                raise
+            raise TrainingFailure.of(exc) from exc
+
+    def _prepare_job(self, request: TrainingRequested) -> tuple[LoadedDataset, BaseModelInfo]:
+        """_prepare, with any unexpected error (not an outage) turned into a Refusal: a job whose data or base
+        cannot be prepared fails with the reason instead of being redelivered until it is dead-lettered."""
+        try:
+            return self._prepare(request)
+        except Refusal:
+            raise
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            log.exception("job %s: preparing the run failed", request.job_id)
+            raise Refusal(describe("preparing the run failed", exc)) from exc
 
     def _on_torch_thread(self, fn: Callable[..., T], *args: object) -> Awaitable[T]:
         return asyncio.get_running_loop().run_in_executor(self.deps.torch_thread, fn, *args)

@@ -15,6 +15,18 @@ class TrainingCancelledError(RuntimeError):
         super().__init__(f"cancelled at step {at_step}")
 
 
+class TrainingRejected(RuntimeError):
+    """The run cannot ship what it trained; the message is the training.failed reason, as it stands."""
+
+
+class TrainingDiverged(TrainingRejected):
+    """A logged loss, or a trained weight, is NaN or infinite."""
+
+
+class PrivacyGuaranteeVoid(TrainingRejected):
+    """A DP run whose noise buys no meaningful privacy: the epsilon spent is infinite or past what intake accepts."""
+
+
 @dataclass
 class ThroughputMeter:
     """Tokens/s and ETA from (time, step, tokens) samples; only steps trained in this process count, so a

@@ -11,13 +11,46 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from services.trainer.domain.progress import TrainingCancelledError
+from services.trainer.domain.progress import PrivacyGuaranteeVoid, TrainingCancelledError
 from services.trainer.engine.data import tokenise
 from services.trainer.engine.models import apply_lora, load_model, load_tokenizer
 from services.trainer.engine.run import TrainedModel, TrainingRun, last_complete_checkpoint
 from shared.training.hyperparameters import HyperParameters
 
 STATE_FILE = "dp_state.pt"
+DEFAULT_EPSILON_CAP = 1000.0
+
+
+def epsilon_cap() -> float:
+    """The largest epsilon a DP run may spend: the most intake accepts as dp_target_epsilon (read from its bound,
+    so the two cannot drift apart). Past it, "differentially private" promises nothing."""
+    for constraint in HyperParameters.model_fields["dp_target_epsilon"].metadata:
+        for bound in ("le", "lt"):
+            if (value := getattr(constraint, bound, None)) is not None:
+                return float(value)
+    return DEFAULT_EPSILON_CAP
+
+
+def spent_epsilon(accountant: Any, delta: float) -> float:
+    """The accountant's epsilon at `delta`; infinite where it cannot say (at a tiny noise multiplier Opacus' RDP
+    conversion divides by zero or overflows)."""
+    try:
+        epsilon = float(accountant.get_epsilon(delta))
+    except (ArithmeticError, ValueError):
+        return math.inf
+    return epsilon if not math.isnan(epsilon) else math.inf
+
+
+def check_guarantee(epsilon: float, noise: float, delta: float, steps: int) -> None:
+    """Raise PrivacyGuaranteeVoid unless `epsilon` is finite and within epsilon_cap()."""
+    cap = epsilon_cap()
+    if math.isfinite(epsilon) and epsilon <= cap:
+        return
+    spent = f"{epsilon:.6g}" if math.isfinite(epsilon) else "unbounded"
+    raise PrivacyGuaranteeVoid(
+        f"differential privacy: noise multiplier {noise:.4g} is too small for any meaningful privacy guarantee: "
+        f"epsilon after {steps} steps is {spent} at delta {delta:g} (at most {cap:g} is accepted, as for "
+        "dp_target_epsilon); raise dp_noise_multiplier or give dp_target_epsilon instead")
 
 
 def _per_sample_loss(logits: Any, input_ids: Any, mask: Any) -> Any:
@@ -80,6 +113,14 @@ class DifferentiallyPrivateTraining:
         generator = torch.Generator().manual_seed(job.seed)
         loader = DataLoader(TensorDataset(ids, attention, loss_mask), batch_size=params.batch_size,
                             generator=generator)
+        # Before any step: a noise multiplier whose planned run (every step charged, as the Poisson-sampling
+        # analysis has it) spends a meaningless epsilon is refused without training; the same check runs on the
+        # accountant's epsilon once the run is over.
+        from opacus.accountants import RDPAccountant
+
+        planned = RDPAccountant()
+        planned.history = [(noise, sample_rate, total_steps)]
+        check_guarantee(spent_epsilon(planned, params.dp_delta), noise, params.dp_delta, total_steps)
         engine = PrivacyEngine(accountant="rdp", secure_mode=False)
         private_model, private_optimizer, private_loader = engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=noise,
@@ -114,8 +155,7 @@ class DifferentiallyPrivateTraining:
                 for group in private_optimizer.param_groups:
                     group["lr"] = params.learning_rate * _lr_factor(params, step, total_steps)
                 if len(batch_ids) == 0:
-                    # Poisson sampling can draw an empty batch; it still counts as a (pure-noise) DP step.
-                    private_optimizer.zero_grad(set_to_none=True)
+                    _noise_only_step(private_optimizer)
                     step += 1
                     continue
                 logits = private_model(input_ids=batch_ids, attention_mask=batch_attention).logits
@@ -140,14 +180,15 @@ class DifferentiallyPrivateTraining:
                         if old != directory:
                             shutil.rmtree(old, ignore_errors=True)
 
-        epsilon = float(engine.get_epsilon(params.dp_delta))
+        epsilon = spent_epsilon(engine.accountant, params.dp_delta)
+        check_guarantee(epsilon, noise, params.dp_delta, step)
         history = run.history
         metrics = {
-            "final_loss": history[-1][1] if history else float("nan"),
-            "first_loss": history[0][1] if history else float("nan"),
             "steps": float(step), "tokens_seen": float(tokens), "records": float(len(rows)),
             "dp_noise_multiplier": float(noise), "dp_sample_rate": sample_rate,
         }
+        if history:  # no loss is logged when every Poisson batch came out empty: the metric is left out
+            metrics["final_loss"], metrics["first_loss"] = history[-1][1], history[0][1]
         report = {
             "epsilon": epsilon, "delta": params.dp_delta, "noise_multiplier": noise,
             "max_grad_norm": params.dp_max_grad_norm, "sample_rate": sample_rate, "steps": step,
@@ -175,3 +216,17 @@ def _save_state(directory: Path, model: Any, optimizer: Any, engine: Any, genera
         "torch_rng": torch.get_rng_state(),
         "step": step,
     }, directory / STATE_FILE)
+
+
+def _noise_only_step(optimizer: Any) -> None:
+    """The DP step of an empty Poisson batch: noise alone is added to the weights and the accountant charges
+    the step. Skipping it (as this loop once did) left the accountant a step short, so the reported epsilon
+    was lower than the one spent, and made whether a step moved the weights depend on whether any record was
+    drawn. Opacus clips an empty batch of per-sample gradients to zero (DPOptimizer.clip_and_accumulate), so
+    each trainable parameter gets an empty one."""
+    import torch
+
+    for param in optimizer.params:
+        param.grad_sample = torch.zeros((0, *param.shape), dtype=param.dtype, device=param.device)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)

@@ -4,9 +4,11 @@ through the TrainingHooks it is given."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from typing import Protocol
 
+from services.trainer.domain.progress import PrivacyGuaranteeVoid
 from services.trainer.engine.distributed import DistributedTraining
 from services.trainer.engine.dp_sgd import DifferentiallyPrivateTraining
 from services.trainer.engine.plain import PlainTraining
@@ -17,6 +19,8 @@ from services.trainer.engine.run import (
     TrainingJob,
     TrainingOutcome,
     TrainingRun,
+    check_weights_finite,
+    finite_metrics,
     normalise_saved_model,
 )
 from shared.events.payloads import MethodSpec
@@ -46,17 +50,23 @@ def strategy_for(method: MethodSpec, workers: int = 1) -> TrainingStrategy:
 
 
 def run_training(job: TrainingJob, hooks: TrainingHooks) -> TrainingOutcome:
-    """Train (or resume) the job; raise TrainingCancelledError on cancel, LeaseLost if the job moved."""
+    """Train (or resume) the job; raise TrainingCancelledError on cancel, LeaseLost if the job moved,
+    TrainingDiverged when a logged loss or a saved weight is NaN/inf (nothing non-finite is ever returned)."""
     configure_offline()
     run = TrainingRun(job, hooks)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     trained = strategy_for(job.method, job.params.workers).train(run)
+    if trained.epsilon is not None and not math.isfinite(trained.epsilon):
+        raise PrivacyGuaranteeVoid(f"differential privacy: the accountant's epsilon is {trained.epsilon}: the run "
+                                   "has no meaningful privacy guarantee")
     final_dir = job.workdir / FINAL_DIR
     if final_dir.exists():
         shutil.rmtree(final_dir)
     trained.save(final_dir)
     normalise_saved_model(final_dir, job.base.name)
-    return TrainingOutcome(model_dir=final_dir, metrics=trained.metrics, loss_history=run.history,
+    # What ships is what was saved: check those files, whatever the strategy (a rank's model arrives as files).
+    check_weights_finite(final_dir)
+    return TrainingOutcome(model_dir=final_dir, metrics=finite_metrics(trained.metrics), loss_history=run.history,
                            resumed_from_step=trained.resumed_from_step, epsilon=trained.epsilon,
                            delta=trained.delta, held_out=job.dataset.held_out,
                            total_records=job.dataset.total_records or len(job.dataset.records))

@@ -34,6 +34,9 @@ def common_args(job: TrainingJob, run_dir: Path, total_steps: int) -> dict[str, 
         "weight_decay": p.weight_decay,
         "max_grad_norm": p.max_grad_norm,
         "logging_steps": p.logging_steps,
+        # On by default, the filter logs a NaN/inf step's loss as the mean of the finite ones: a run diverged to
+        # NaN then reported losses of 0.0 and completed. Off, the NaN reaches TrainingRun.logged, which fails it.
+        "logging_nan_inf_filter": False,
         "save_steps": p.save_steps,
         "save_strategy": "steps",
         "save_total_limit": 2,

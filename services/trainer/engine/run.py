@@ -4,6 +4,7 @@ all strategies share (progress events, loss history, checkpoint completion marke
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from services.trainer.domain.progress import ThroughputMeter
+from services.trainer.domain.progress import ThroughputMeter, TrainingDiverged
 from shared.datasets.loaded import LoadedDataset
 from shared.events.payloads import MethodSpec, TrainingProgress
 from shared.models.bases import BaseModelInfo
@@ -100,6 +101,53 @@ def mark_checkpoint_complete(directory: Path, step: int) -> None:
     (directory / COMPLETE_MARKER).write_text(json.dumps({"step": step}))
 
 
+def _non_finite(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """A metric as the wire can carry it: JSON has no NaN or infinity, so a non-finite value is left out."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def finite_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics whose values are finite: a NaN or inf would make training.completed unreadable to every
+    consumer (Envelope.from_wire refuses it), so such a metric is omitted rather than sent."""
+    return {key: float(value) for key, value in metrics.items() if math.isfinite(value)}
+
+
+def count_non_finite_tensors(directory: Path) -> tuple[int, int]:
+    """(tensors holding a NaN or inf, floating-point tensors) over the weight files saved in `directory`."""
+    import torch
+    from safetensors import safe_open
+
+    bad = total = 0
+    for path in sorted(directory.rglob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as weights:
+            for name in weights.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                tensor = weights.get_tensor(name)
+                if tensor.is_floating_point():
+                    total += 1
+                    bad += int(not bool(torch.isfinite(tensor).all()))
+    for path in sorted(directory.rglob("*.bin")):
+        if path.name == "training_args.bin":
+            continue
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for tensor in state.values() if isinstance(state, dict) else ():
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                total += 1
+                bad += int(not bool(torch.isfinite(tensor).all()))
+    return bad, total
+
+
+def check_weights_finite(directory: Path) -> None:
+    """Raise TrainingDiverged unless every trained weight saved in `directory` is finite."""
+    bad, total = count_non_finite_tensors(directory)
+    what = "adapter" if (directory / "adapter_config.json").exists() else "model"
+    if bad:
+        raise TrainingDiverged(f"training diverged: {bad} of {total} {what} tensors are NaN/inf")
+
+
 def normalise_saved_model(directory: Path, base_name: str) -> None:
     """Strip what would differ between identical runs (local paths, generated cards). training_args.bin
     pickles the output path; the hyperparameters travel in training.completed instead."""
@@ -138,6 +186,12 @@ class TrainingRun:
         """A loss was logged at `step` with `tokens` seen in total: record it and publish progress."""
         if self._meter is None:
             raise RuntimeError(f"job {self.job.job_id}: loss logged at step {step} before the run began")
+        # A diverged run stops here, before the value reaches an event (JSON has no NaN) or the loss curve.
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training diverged: loss became {_non_finite(loss)} at step {step}")
+        if kl is not None and not math.isfinite(kl):
+            raise TrainingDiverged(f"training diverged: KL became {_non_finite(kl)} at step {step}")
+        learning_rate, epoch, reward = finite_or_none(learning_rate), finite_or_none(epoch), finite_or_none(reward)
         self.history.append((step, loss))
         tokens_per_s, eta = self._meter.sample(time.monotonic(), step, tokens)
         self.hooks.progress(TrainingProgress(
