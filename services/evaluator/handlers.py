@@ -308,14 +308,21 @@ def _verdict(run: EvaluationRun, *, complete: bool) -> GateVerdict:
     return GateVerdict(
         policy=verdict.policy, risk_tier=verdict.risk_tier, passed=verdict.passed, checked=verdict.checked,
         complete=complete,
-        failures=[GateFailure(metric=f.metric, rule=f.rule, value=f.value, threshold=f.threshold, base=f.base)
+        # A value or base that is not finite travels as null; the failure's rule names which and what it was
+        # (`max_increase:value_nan`, see domain.gate.Failure), so null here never reads as a hidden pass.
+        failures=[GateFailure(metric=f.metric, rule=f.rule, value=_finite_or_none(f.value), threshold=f.threshold,
+                              base=_finite_or_none(f.base))
                   for f in verdict.failures],
     )
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
 def _finite(values: dict[str, float | None]) -> dict[str, float | None]:
     """JSON has no NaN or infinity: a metric that could not be computed travels as null."""
-    return {k: (v if v is not None and math.isfinite(v) else None) for k, v in values.items()}
+    return {k: _finite_or_none(v) for k, v in values.items()}
 
 
 def _summaries(run: EvaluationRun) -> list[SuiteSummary]:

@@ -3,6 +3,7 @@ each risk tier, and the verdict it gives on a set of suite results. Pure: number
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Literal
 
@@ -10,12 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Tier = Literal["minimal", "limited", "high"]
 RULES = ("max", "min", "max_increase", "max_decrease")
+RELATIVE = ("max_increase", "max_decrease")
 
 
 class Threshold(BaseModel):
     """One check of `suite.metric`. max/min bound the fine-tuned value; max_increase bounds tuned - base
     (for metrics where higher is worse, such as attack success), max_decrease bounds base - tuned (where
-    higher is better, such as accuracy). A metric the evaluation did not measure fails unless optional."""
+    higher is better, such as accuracy). A metric the evaluation did not measure fails unless optional, and
+    so does a relative rule whose base value was not measured. A value that is not a finite number (NaN,
+    +/-inf: the model's output could not be scored) fails every rule of the threshold, optional or not; a
+    non-finite base fails the relative rules, which cannot be checked against it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,6 +66,12 @@ class GatePolicy(BaseModel):
 
 
 class Failure(BaseModel):
+    """One failed check. `rule` is the rule checked (max, min, max_increase, max_decrease), `required` for
+    a metric not measured, or `<rule>:<problem>` when the check could not be made on numbers: problem is
+    `value_nan`, `value_inf`, `value_-inf` (the fine-tuned value is not finite), `base_nan`, `base_inf`,
+    `base_-inf` (the base value of a relative rule is not finite) or `base_missing`. The rule names the
+    problem because JSON (the events) has no NaN or infinity: there `value`/`base` travel as null."""
+
     model_config = ConfigDict(frozen=True)
 
     metric: str
@@ -72,11 +83,33 @@ class Failure(BaseModel):
     def describe(self) -> str:
         if self.value is None:
             return f"{self.metric} was not measured (the gate requires it)"
-        if self.rule in ("max_increase", "max_decrease"):
-            change = (self.value - self.base) if self.base is not None else float("nan")
+        check = self.rule.split(":", 1)[0]
+        bound = f"{check} {self.threshold:.4g}"
+        if not math.isfinite(self.value):
+            return (f"{self.metric} is {_word(self.value)}: the model's output could not be scored "
+                    f"(fails {bound})")
+        if check in RELATIVE:
+            if self.base is None:
+                return (f"{self.metric} = {self.value:.4g} but its base value was not measured: "
+                        f"{bound} cannot be checked")
+            if not math.isfinite(self.base):
+                return (f"{self.metric} = {self.value:.4g} but its base value is {_word(self.base)}: the base model's "
+                        f"output could not be scored, so {bound} cannot be checked")
+            change = self.value - self.base
             return (f"{self.metric} = {self.value:.4g} vs base {self.base:.4g} ({change:+.4g}); "
-                    f"{self.rule} is {self.threshold:.4g}")
-        return f"{self.metric} = {self.value:.4g}; {self.rule} is {self.threshold:.4g}"
+                    f"{check} is {self.threshold:.4g}")
+        return f"{self.metric} = {self.value:.4g}; {check} is {self.threshold:.4g}"
+
+
+def _word(value: float) -> str:
+    """NaN, inf or -inf, as the reasons and the rule suffixes name a non-finite number."""
+    if math.isnan(value):
+        return "NaN"
+    return "inf" if value > 0 else "-inf"
+
+
+def _problem(side: str, value: float) -> str:
+    return f"{side}_{_word(value).lower()}"
 
 
 class Verdict(BaseModel):
@@ -95,7 +128,9 @@ Measured = Mapping[str, tuple[float | None, float | None]]
 
 def judge(policy: GatePolicy, tier: Tier, measured: Measured, ran: set[str]) -> Verdict:
     """Check every threshold of the tier whose suite ran (a suite deliberately not selected for a re-run
-    is not judged; a suite that ran but lacks the metric fails the check)."""
+    is not judged; a suite that ran but lacks the metric fails the check). A value or base that is not a
+    finite number fails the rules it would be compared in: NaN compares False with everything, so an
+    unguarded `value > max` would let a model whose output could not be scored pass."""
     failures: list[Failure] = []
     checked = 0
     for metric, threshold in sorted(policy.tiers[tier].thresholds.items()):
@@ -104,20 +139,36 @@ def judge(policy: GatePolicy, tier: Tier, measured: Measured, ran: set[str]) -> 
             continue
         value, base = measured.get(metric, (None, None))
         checked += 1
+        rules = [(rule, bound) for rule in RULES if (bound := getattr(threshold, rule)) is not None]
         if value is None:
             if not threshold.optional:
-                bound = next(getattr(threshold, r) for r in RULES if getattr(threshold, r) is not None)
-                failures.append(Failure(metric=metric, rule="required", value=None, threshold=bound))
+                failures.append(Failure(metric=metric, rule="required", value=None, threshold=rules[0][1]))
             continue
-        if threshold.max is not None and value > threshold.max:
-            failures.append(Failure(metric=metric, rule="max", value=value, threshold=threshold.max, base=base))
-        if threshold.min is not None and value < threshold.min:
-            failures.append(Failure(metric=metric, rule="min", value=value, threshold=threshold.min, base=base))
-        if base is not None:
-            if threshold.max_increase is not None and value - base > threshold.max_increase:
-                failures.append(Failure(metric=metric, rule="max_increase", value=value,
-                                        threshold=threshold.max_increase, base=base))
-            if threshold.max_decrease is not None and base - value > threshold.max_decrease:
-                failures.append(Failure(metric=metric, rule="max_decrease", value=value,
-                                        threshold=threshold.max_decrease, base=base))
+        value = float(value)
+        base = None if base is None else float(base)
+        for rule, bound in rules:
+            failure = _check(metric, rule, bound, value, base, optional=threshold.optional)
+            if failure is not None:
+                failures.append(failure)
     return Verdict(policy=policy.name, risk_tier=tier, passed=not failures, failures=failures, checked=checked)
+
+
+def _check(metric: str, rule: str, bound: float, value: float, base: float | None, *,
+           optional: bool) -> Failure | None:
+    """The failure of one rule of a threshold, or None when it holds (or, optional, cannot be checked)."""
+    def failed(problem: str | None = None) -> Failure:
+        name = rule if problem is None else f"{rule}:{problem}"
+        return Failure(metric=metric, rule=name, value=value, threshold=bound, base=base)
+
+    if not math.isfinite(value):
+        return failed(_problem("value", value))
+    if rule == "max":
+        return failed() if value > bound else None
+    if rule == "min":
+        return failed() if value < bound else None
+    if base is None:
+        return None if optional else failed("base_missing")
+    if not math.isfinite(base):
+        return failed(_problem("base", base))
+    change = value - base if rule == "max_increase" else base - value
+    return failed() if change > bound else None
