@@ -40,7 +40,9 @@ class SuiteSummary(Payload):
 
 class GateFailure(Payload):
     metric: str = Field(description="suite.metric")
-    rule: str = Field(description="max | min | max_regression | required")
+    rule: str = Field(description="max | min | max_increase | max_decrease | required, or <rule>:<problem> when "
+                                  "the check could not be made on numbers (value_nan, value_inf, value_-inf, base_nan, "
+                                  "base_missing, ...): the value or base is then null")
     value: float | None
     threshold: float
     base: float | None = None

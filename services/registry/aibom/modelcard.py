@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.registry.aibom.facts import AIBOMFacts, DatasetFacts, EvaluationFacts, SuiteFacts
+from services.registry.domain.evaluation import gate_value_word
 
 # CycloneDX 1.6 `modelParameters.approach.type` is one of supervised, unsupervised, reinforcement-learning,
 # semi-supervised, self-supervised. The schema defines reinforcement learning as an agent learning from an
@@ -83,7 +84,8 @@ def _failure_line(evaluation: EvaluationFacts, index: int) -> str:
     base = f", base {number(failure.base)}" if failure.base is not None else ""
     return (
         f"release gate {evaluation.policy} (risk tier {evaluation.risk_tier}): {failure.metric} = "
-        f"{number(failure.value)} fails {failure.rule} {number(failure.threshold)}{base}"
+        f"{number(failure.value) if failure.value is not None else gate_value_word(None, failure.rule)} fails "
+        f"{failure.rule} {number(failure.threshold)}{base}"
     )
 
 

@@ -109,10 +109,22 @@ def suite_problems(wanted: list[str] | None, known: frozenset[str], *, where: st
     return []
 
 
+def gate_value_word(value: float | None, rule: str) -> str:
+    """How a gate failure's value reads: the number, or why there is none. JSON carries a NaN or infinite
+    value as null, and the evaluator says which in the rule (`max_increase:value_nan`): that is not "not
+    measured"."""
+    if value is not None:
+        return f"{value:.4g}"
+    problem = rule.partition(":")[2]
+    if problem.startswith("value_"):
+        return problem.removeprefix("value_").replace("nan", "NaN")
+    return "not measured"
+
+
 def describe_failure(failure: dict[str, Any]) -> str:
     """One failing gate check in words: `suite.metric value 0.31 > max 0.2` (with the base when compared)."""
     value = failure.get("value")
-    measured = "not measured" if value is None else f"{value:.4g}"
+    measured = gate_value_word(value, str(failure.get("rule") or ""))
     base = failure.get("base")
     against = f" (base {base:.4g})" if base is not None else ""
     return f"{failure.get('metric')} {measured}{against} fails {failure.get('rule')} {failure.get('threshold'):.4g}"
