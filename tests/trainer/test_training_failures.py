@@ -30,37 +30,18 @@ from services.trainer.engine.run import (
 from services.trainer.handlers import REASON_CHARS
 from shared.datasets.loaded import load_dataset
 from shared.events.envelope import Envelope
-from shared.events.payloads import MethodSpec, TrainingProgress
+from shared.events.payloads import MethodSpec
 from shared.ids import new_job_id
 from shared.models.bases import BaseModelInfo
 from shared.training.hyperparameters import HyperParameters, validate_hyperparameters
 from tests.trainer.test_handlers import Harness, build_harness, stored_dataset
+from tests.trainer.test_training import Recorder
 from tests.trainer.trainer_data import chat_records, write_jsonl
 
 
 @pytest.fixture
 def harness(tmp_path: Path, redis_url: str, tiny_base: BaseModelInfo) -> Harness:
     return build_harness(tmp_path, redis_url, tiny_base)
-
-
-class Hooks:
-    def __init__(self) -> None:
-        self.progress_events: list[TrainingProgress] = []
-
-    def started(self, resumed_from_step: int, total_steps: int) -> None:
-        return None
-
-    def progress(self, progress: TrainingProgress) -> None:
-        self.progress_events.append(progress)
-
-    def before_checkpoint(self, step: int) -> None:
-        return None
-
-    def checkpointed(self, step: int, directory: Path) -> None:
-        return None
-
-    def cancel_requested(self) -> bool:
-        return False
 
 
 def save_adapter(tensors: dict[str, torch.Tensor]) -> Any:
@@ -199,7 +180,7 @@ def test_non_finite_kl_diverges_and_non_finite_extras_are_left_out(tmp_path: Pat
                       method=method, params=validate_hyperparameters({"max_steps": 4}, method), seed=0,
                       dataset=load_dataset(write_jsonl(tmp_path / "d.jsonl", chat_records(4, 1))),
                       workdir=tmp_path / "job_1")
-    hooks = Hooks()
+    hooks = Recorder()
     run = TrainingRun(job, hooks)
     run.begin(0)
     run.logged(1, 1.0, 10, learning_rate=float("nan"), reward=float("inf"), kl=0.1)
@@ -231,7 +212,7 @@ def test_a_lora_run_that_diverges_to_nan_fails(tmp_path: Path, tiny_base: BaseMo
     job = TrainingJob(job_id="job_nan", base=tiny_base, method=method, params=params, seed=3,
                       dataset=load_dataset(write_jsonl(tmp_path / "d.jsonl", chat_records(12, 1))),
                       workdir=tmp_path / "job_nan")
-    hooks = Hooks()
+    hooks = Recorder()
     with pytest.raises(TrainingDiverged, match=r"^training diverged: loss became NaN at step 1$"):
         run_training(job, hooks)
     assert all(math.isfinite(p.loss or 0.0) for p in hooks.progress_events)
@@ -298,7 +279,7 @@ def test_a_dp_noise_too_small_for_a_guarantee_is_refused_before_training(tmp_pat
     job = TrainingJob(job_id="job_dp", base=tiny_base, method=method, params=params, seed=3,
                       dataset=load_dataset(write_jsonl(tmp_path / "d.jsonl", chat_records(12, 1))),
                       workdir=tmp_path / "job_dp")
-    hooks = Hooks()
+    hooks = Recorder()
     with pytest.raises(PrivacyGuaranteeVoid, match=r"noise multiplier 0\.001 is too small"):
         run_training(job, hooks)
     assert hooks.progress_events == []
