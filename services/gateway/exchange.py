@@ -37,6 +37,22 @@ def engine_refusal(exc: Exception) -> GatewayError:
                         stage="model", check="engine")
 
 
+def is_json_media_type(content_type: str | None) -> bool:
+    """No content type (OpenAI's clients always send one; curl without -H does not), application/json or an
+    application/*+json type, with any parameters. A form or text body is refused rather than read as JSON."""
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def model_messages(body: ChatCompletionRequest, texts: list[str]) -> list[dict[str, str]]:
+    """The chat as a model is given it: the (redacted) texts under their roles, a developer message as the
+    system message it is to a model."""
+    return [{"role": "system" if m.role == "developer" else m.role, "content": t}
+            for m, t in zip(body.messages, texts, strict=True)]
+
+
 def model_named(raw: bytes) -> str:
     """The model a body that failed validation names, read leniently so that its refusal is audited under it."""
     try:

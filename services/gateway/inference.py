@@ -21,8 +21,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.gateway.adapters.model_runtime import ModelRuntime, ModelUnavailable
 from services.gateway.adapters.rate_limits import BudgetUnavailable, Settlements
-from services.gateway.adapters.upstream import UpstreamClient, UpstreamFailure, UpstreamReply
-from services.gateway.domain.checks import cut_to_tokens, estimate_tokens, overran
+from services.gateway.adapters.upstream import UpstreamClient, UpstreamFailure
+from services.gateway.domain.checks import estimate_tokens
 from services.gateway.domain.routes import LocalRoute, Route, RouteNotFound, UpstreamRoute
 from services.gateway.domain.state import GatewayState
 from services.gateway.entrypoints import openai_shapes as shapes
@@ -36,10 +36,13 @@ from services.gateway.exchange import (
     Operation,
     Prepared,
     engine_refusal,
+    is_json_media_type,
+    model_messages,
     read_body,
     sha256_text,
 )
 from services.gateway.settings import GatewaySettings
+from services.gateway.upstream_answers import upstream_refusal, upstream_request, upstream_usage, within_max_tokens
 from shared.events.inference import InferenceBlocked, InferenceCompleted
 from shared.json_input import without_lone_surrogates
 from shared.telemetry import context_from_traceparent
@@ -48,17 +51,6 @@ log = logging.getLogger("tunegate.gateway")
 
 BUDGET_RETRY_AFTER_S = 2
 """What a request refused because the budget store is unreachable is told to wait (Redis restarts in seconds)."""
-MAX_UPSTREAM_MESSAGE = 500
-"""The most of an upstream's error message a client is shown (after the response DLP has read all of it)."""
-
-
-def is_json_media_type(content_type: str | None) -> bool:
-    """No content type (OpenAI's clients always send one; curl without -H does not), application/json or an
-    application/*+json type, with any parameters. A form or text body is refused rather than read as JSON."""
-    if content_type is None:
-        return True
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 class Gateway:
@@ -179,7 +171,7 @@ class Gateway:
         watermark = False
         if engine is not None:
             assert isinstance(route, LocalRoute)
-            prompt = engine.render_chat(self._messages(body, texts)) if chat else texts[0]
+            prompt = engine.render_chat(model_messages(body, texts)) if chat else texts[0]
             prompt_tokens = engine.count_tokens(prompt)
             watermark = route.watermark
         else:
@@ -228,11 +220,6 @@ class Gateway:
             return {route.alias, route.version_id}
         return {route.name}
 
-    @staticmethod
-    def _messages(body: ChatCompletionRequest, texts: list[str]) -> list[dict[str, str]]:
-        return [{"role": "system" if m.role == "developer" else m.role, "content": t}
-                for m, t in zip(body.messages, texts, strict=True)]
-
     async def engine(self, route: LocalRoute) -> tuple[Any, str | None]:
         try:
             return await self.models.ensure_loaded(route)
@@ -250,20 +237,6 @@ class Gateway:
             top_p=body.top_p, stop=body.stop_strings(), seed=body.seed, watermark=prepared.watermark,
         )
 
-    def upstream_body(self, prepared: Prepared) -> dict[str, Any]:
-        body = prepared.body
-        out: dict[str, Any] = {"max_tokens": prepared.max_tokens, "temperature": body.temperature,
-                               "top_p": body.top_p}
-        if body.stop is not None:
-            out["stop"] = list(body.stop_strings())
-        if body.seed is not None:
-            out["seed"] = body.seed
-        if isinstance(body, ChatCompletionRequest):
-            out["messages"] = self._messages(body, prepared.texts)
-        else:
-            out["prompt"] = prepared.texts[0]
-        return out
-
     # ------------------------------------------------------------------------------------ the model, whole
 
     async def _complete(self, prepared: Prepared) -> Answer:
@@ -278,14 +251,12 @@ class Gateway:
                 prompt_tokens, completion_tokens = result.prompt_tokens, result.completion_tokens
             else:
                 assert isinstance(route, UpstreamRoute)
-                reply = await self.upstream.complete(route, ex.operation, self.upstream_body(prepared))
-                text, finish = reply.text, reply.finish_reason or "stop"
-                if overran(estimate_tokens(text), prepared.max_tokens):  # an upstream that ignores max_tokens
-                    text, finish = cut_to_tokens(text, prepared.max_tokens), "length"
-                prompt_tokens, completion_tokens = self.upstream_usage(reply, prepared, text)
+                reply = await self.upstream.complete(route, ex.operation, upstream_request(prepared))
+                text, finish = within_max_tokens(reply.text, reply.finish_reason or "stop", prepared.max_tokens)
+                prompt_tokens, completion_tokens = upstream_usage(reply, prepared, text)
         except UpstreamFailure as exc:
             await self.settle(prepared, 0)
-            raise self.upstream_refusal(ex, exc) from None
+            raise upstream_refusal(ex, exc) from None
         except (EngineError, ValueError) as exc:
             await self.settle(prepared, 0)
             raise engine_refusal(exc) from None
@@ -314,28 +285,6 @@ class Gateway:
         )
         self.end_span(ex, prompt_tokens, completion_tokens, finish)
         return Answer(200, body, headers)
-
-    @staticmethod
-    def upstream_usage(reply: UpstreamReply, prepared: Prepared, text: str) -> tuple[int, int]:
-        """The tokens an upstream call is billed: what the upstream reported, or the gateway's estimate where it
-        reported nothing believable (adapters/upstream.py MAX_REPORTED_TOKENS); never more output than the
-        max_tokens the key reserved, whatever the upstream produced past it."""
-        prompt = reply.prompt_tokens if reply.prompt_tokens is not None else prepared.prompt_tokens
-        completion = reply.completion_tokens if reply.completion_tokens is not None else estimate_tokens(text)
-        return prompt, min(completion, prepared.max_tokens)
-
-    def upstream_refusal(self, ex: Exchange, failure: UpstreamFailure) -> GatewayError:
-        """An upstream's failure as the client's error. The upstream's own words (often an echo of the request)
-        pass the response DLP first: nothing an upstream says reaches the client unchecked."""
-        message = failure.message
-        verdict = ex.policy.check_response(message, ex.detector)
-        if verdict.blocked:
-            message = f"upstream {ex.model} failed ({failure.code}); its message was withheld: {verdict.reason}"
-        else:  # cut only now: cut before the DLP, half an entity would no longer look like one
-            message = verdict.text if len(verdict.text) <= MAX_UPSTREAM_MESSAGE else (
-                verdict.text[:MAX_UPSTREAM_MESSAGE - 1] + "…")
-        return GatewayError(failure.status, message, type="upstream_error", code=failure.code, stage="model",
-                            check="upstream", retry_after=failure.retry_after)
 
     async def settle(self, prepared: Prepared, used_tokens: int) -> None:
         """Return unused reserved tokens, off the answer's path (adapters/rate_limits.py Settlements)."""

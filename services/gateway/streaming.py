@@ -26,6 +26,7 @@ from services.gateway.domain.routes import LocalRoute, UpstreamRoute
 from services.gateway.entrypoints import openai_shapes as shapes
 from services.gateway.errors import GatewayError
 from services.gateway.exchange import Answer, EngineError, Prepared, engine_refusal
+from services.gateway.upstream_answers import upstream_refusal, upstream_request
 
 if TYPE_CHECKING:
     from services.gateway.inference import Gateway
@@ -69,7 +70,7 @@ async def streaming_answer(gw: Gateway, prepared: Prepared) -> Answer:
         first = None
     except UpstreamFailure as exc:
         await gw.settle(prepared, 0)
-        raise gw.upstream_refusal(ex, exc) from None
+        raise upstream_refusal(ex, exc) from None
     except GatewayError:
         await gw.settle(prepared, 0)
         raise
@@ -88,7 +89,7 @@ async def model_deltas(gw: Gateway, prepared: Prepared, output: ModelOutput) -> 
         chunks: AsyncIterator[Any] = engine.stream(gw.generation(prepared, adapter)).__aiter__()
     else:
         assert isinstance(route, UpstreamRoute)
-        chunks = gw.upstream.stream(route, ex.operation, gw.upstream_body(prepared)).__aiter__()
+        chunks = gw.upstream.stream(route, ex.operation, upstream_request(prepared)).__aiter__()
     try:
         while True:
             waited = time.perf_counter()
@@ -195,7 +196,7 @@ async def stream_body(gw: Gateway, prepared: Prepared, output: ModelOutput, delt
         yield shapes.SSE_DONE
         gw.end_span(ex, prompt_tokens, completion_tokens, finish)
     except (UpstreamFailure, GatewayError) as exc:
-        failure = exc if isinstance(exc, GatewayError) else gw.upstream_refusal(ex, exc)
+        failure = exc if isinstance(exc, GatewayError) else upstream_refusal(ex, exc)
         await gw.settle(prepared, sum(output.tokens()))  # the client was sent part of the answer
         await gw.blocked(ex, failure)
         done = True

@@ -35,7 +35,7 @@ from shared.yaml_models import load_yaml_model
 MAX_UPSTREAM_BODY = 8 * 1024 * 1024
 MAX_DETAIL_CHARS = 4_000
 """How much of an upstream's error message the gateway reads (and the response DLP checks); the client sees
-at most the first 500 characters of what the DLP made of it (inference.py `upstream_refusal`): cutting before
+at most the first 500 characters of what the DLP made of it (upstream_answers.py `upstream_refusal`): cutting before
 the DLP could leave half a card number that no longer looks like one."""
 MAX_RETRY_AFTER_S = 86_400
 FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
