@@ -5,6 +5,7 @@ still escape, so the bus retries the entry."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from shared.ids import new_job_id
 from shared.models.bases import BaseModelInfo
 from shared.training.hyperparameters import HyperParameters, validate_hyperparameters
 from tests.trainer.test_handlers import Harness, build_harness, stored_dataset
-from tests.trainer.test_training import Recorder
+from tests.trainer.test_training import Recorder, make_job
 from tests.trainer.trainer_data import chat_records, write_jsonl
 
 
@@ -202,16 +203,18 @@ def test_the_trainer_logs_nan_losses_as_nan(tmp_path: Path) -> None:
     assert common_args(job, tmp_path, 2)["logging_nan_inf_filter"] is False
 
 
+def forced(job: TrainingJob, **values: Any) -> TrainingJob:
+    """`job` with hyperparameters intake now refuses, set past validation to reach the engine."""
+    return dataclasses.replace(job, params=job.params.model_copy(update=values))
+
+
 @pytest.mark.slow
 def test_a_lora_run_that_diverges_to_nan_fails(tmp_path: Path, tiny_base: BaseModelInfo) -> None:
     """The tester's reproduction: lora_alpha 1e308 made every adapter weight NaN while HF logged a loss of 0.0.
     Intake now bounds lora_alpha, so the value is forced past validation to reach the engine."""
-    method = MethodSpec(kind="sft")
-    params = validate_hyperparameters({"max_steps": 3, "logging_steps": 1, "save_steps": 1000, "batch_size": 2,
-                                       "max_seq_length": 64}, method).model_copy(update={"lora_alpha": 1e308})
-    job = TrainingJob(job_id="job_nan", base=tiny_base, method=method, params=params, seed=3,
-                      dataset=load_dataset(write_jsonl(tmp_path / "d.jsonl", chat_records(12, 1))),
-                      workdir=tmp_path / "job_nan")
+    job = forced(make_job(tmp_path, tiny_base, chat_records(12, 1), MethodSpec(kind="sft"),
+                          {"max_steps": 3, "logging_steps": 1, "save_steps": 1000, "batch_size": 2}, "job_nan", 3),
+                 lora_alpha=1e308)
     hooks = Recorder()
     with pytest.raises(TrainingDiverged, match=r"^training diverged: loss became NaN at step 1$"):
         run_training(job, hooks)
@@ -273,12 +276,10 @@ def test_an_accountant_that_cannot_say_means_an_unbounded_epsilon() -> None:
 def test_a_dp_noise_too_small_for_a_guarantee_is_refused_before_training(tmp_path: Path,
                                                                         tiny_base: BaseModelInfo) -> None:
     """The tester's 1e-3 (epsilon 1,100,087): intake now bounds the multiplier, so it is forced past validation."""
-    method = MethodSpec(kind="sft", adapter="lora", differential_privacy=True)
-    params = validate_hyperparameters({"max_steps": 2, "batch_size": 4, "dp_noise_multiplier": 1.0,
-                                       "max_seq_length": 64}, method).model_copy(update={"dp_noise_multiplier": 1e-3})
-    job = TrainingJob(job_id="job_dp", base=tiny_base, method=method, params=params, seed=3,
-                      dataset=load_dataset(write_jsonl(tmp_path / "d.jsonl", chat_records(12, 1))),
-                      workdir=tmp_path / "job_dp")
+    job = forced(make_job(tmp_path, tiny_base, chat_records(12, 1),
+                          MethodSpec(kind="sft", adapter="lora", differential_privacy=True),
+                          {"max_steps": 2, "batch_size": 4, "dp_noise_multiplier": 1.0}, "job_dp", 3),
+                 dp_noise_multiplier=1e-3)
     hooks = Recorder()
     with pytest.raises(PrivacyGuaranteeVoid, match=r"noise multiplier 0\.001 is too small"):
         run_training(job, hooks)
