@@ -21,6 +21,8 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
+from re import _constants as _sre
+from re import _parser as _sre_parser
 
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "})
 
@@ -103,7 +105,12 @@ _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}){10,}\b")
 _WORD = re.compile(r"[^\W_]+")
 _LEET = str.maketrans({"4": "a", "3": "e", "1": "i", "0": "o", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_DIGITS = set("013457")
-_HAS_LEET_DIGIT = re.compile("[013457]")
+# A leet word (see _is_leet_word) has a letter and digits that all are leet digits, so somewhere in it a leet
+# digit is next to a non-digit word character ([^\W\d_]: letters, and numerals such as "½" that are not decimal
+# digits). A text without such a pair has no leet word, and no single leet digit next to one: plain numbers
+# ("order 4711", "0151 2345", "12.03.2024") skip the per-word checks. Searched from the digit so `re` can
+# skip ahead to the next leet digit.
+_LEET_CANDIDATE = re.compile(r"[013457](?:(?=[^\W\d_])|(?<=[^\W\d_][013457]))")
 MAX_DECODED_BLOBS = 8
 """Blobs decoded per prompt at most: a prompt of thousands of blobs costs no more than eight."""
 
@@ -119,9 +126,68 @@ def canonical(text: str) -> str:
     return " ".join(text.translate(_QUOTES).casefold().split())
 
 
+def _required_substrings(items: _sre_parser.SubPattern | list) -> frozenset[str] | None:
+    """Strings of which every match of a parsed pattern (or part of one) contains at least one, or None when
+    no such set is known. Sound by construction: a run of literals is matched as is; a group or a repeat of
+    at least one needs what its body needs; an alternation needs one of what its branches need; anything
+    else (classes, anchors, flags, optional parts) is taken to need nothing."""
+    candidates: list[frozenset[str]] = []
+    run = ""
+    for op, av in [*items, (None, None)]:  # the sentinel flushes the last run of literals
+        if op is _sre.LITERAL:
+            run += chr(av)
+            continue
+        if run:
+            candidates.append(frozenset({run}))
+            run = ""
+        needed: frozenset[str] | None = None
+        if op is _sre.SUBPATTERN and not av[1] and not av[2]:  # (group, add_flags, del_flags, body)
+            needed = _required_substrings(av[3])
+        elif op is _sre.BRANCH:
+            branches = [_required_substrings(branch) for branch in av[1]]
+            if all(branch is not None for branch in branches):
+                needed = frozenset().union(*branches)
+        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:  # (min, max, body)
+            needed = _required_substrings(av[2])
+        if needed:
+            candidates.append(needed)
+    # Any candidate is sound; the one whose shortest string is longest rejects the most prompts.
+    best = max(candidates, key=lambda strings: min(map(len, strings)), default=None)
+    if best is None:
+        return None
+    # A string holding another of the set is redundant: the text holds the shorter one too.
+    return frozenset(s for s in best if not any(t != s and t in s for t in best))
+
+
+def _gate(pattern: re.Pattern[str]) -> frozenset[str] | None:
+    if pattern.flags & re.IGNORECASE:  # literals would match in either case; take no gate
+        return None
+    try:
+        return _required_substrings(_sre_parser.parse(pattern.pattern, pattern.flags))
+    except Exception:  # re._parser is private: should it change, a signal without a gate is always searched
+        return None
+
+
+# Speed: most prompts show no signal, and 25 regex searches over every prompt cost more than the rest of the
+# scoring together (a single alternation of all patterns is no cheaper: `re` tries each branch at every
+# position). So each signal is gated by the strings its pattern needs ("ignore", "disregard", ... for
+# ignore_instructions), derived from the pattern itself so that SIGNALS stays the one place where a signal is
+# defined; a substring test is far cheaper than a regex search, and a pattern is searched only when the text
+# holds one of its strings. Exact: a text without any of them cannot match the pattern.
+_GATED_SIGNALS: tuple[tuple[str, float, re.Pattern[str], frozenset[str] | None], ...] = tuple(
+    (name, weight, pattern, _gate(pattern)) for name, weight, pattern in SIGNALS
+)
+_GATE_STRINGS: tuple[str, ...] = tuple(sorted({s for *_, gate in _GATED_SIGNALS if gate for s in gate}))
+
+
 def _signals(text: str) -> dict[str, float]:
     canon = canonical(text)
-    return {name: weight for name, weight, pattern in SIGNALS if pattern.search(canon)}
+    present = {s for s in _GATE_STRINGS if s in canon}
+    return {
+        name: weight
+        for name, weight, pattern, gate in _GATED_SIGNALS
+        if (gate is None or not gate.isdisjoint(present)) and pattern.search(canon)
+    }
 
 
 def _readable(data: bytes) -> str | None:
@@ -177,7 +243,7 @@ def _is_leet_word(word: str) -> bool:
 def leetspeak_share(text: str) -> tuple[int, float]:
     """How many words are leetspeak, and their share of all words: words mixing letters with leetspeak
     digits ("h4t3", "hum4n5"), and single leet digits next to one ("1 h473": "I hate")."""
-    if not _HAS_LEET_DIGIT.search(text):  # most prompts: no word can be leet, skip the per-word checks
+    if not _LEET_CANDIDATE.search(text):  # most prompts: no word can be leet, skip the per-word checks
         return 0, 0.0
     words = _WORD.findall(text)
     if not words:
