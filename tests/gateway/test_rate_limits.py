@@ -18,6 +18,7 @@ from services.gateway.adapters.rate_limits import (
     BudgetUnavailable,
     RateLimiter,
     Settlements,
+    merged_refunds,
 )
 from shared.stack.redis_acl import ADMIN, RedisCredentials
 from shared.stack.redis_server import EmbeddedRedis
@@ -179,6 +180,18 @@ async def test_settlements_queued_together_return_exactly_what_each_request_left
     admin.script_flush()  # as a Redis restart would: the pipeline loads the script again (SCRIPT LOAD only)
     again = await limiter.admit(KEY, rpm=1_000, tokens_per_day=1_000, reserve_tokens=10)
     assert await limiter.settle_many([(again, 10)]) == [500]
+
+
+def test_a_batch_of_settlements_is_one_refund_per_key_and_day() -> None:
+    """A busy key's settlements cost one script run per batch: what each request left unused (or overran)
+    summed per key and day, refusals giving nothing back, another day's admission kept apart."""
+    def admission(key_id: str, day: int, reserved: int, admitted: bool = True) -> Admission:
+        return Admission(key_id, admitted, reserved, reserved if admitted else 0, day, 1, 0, 60, 1_000)
+
+    other = "key_1111111111111111"
+    batch = [(admission(KEY, 20_000, 100), 30), (admission(KEY, 20_000, 100), 100), (admission(other, 20_000, 50), 80),
+             (admission(KEY, 20_000, 100, admitted=False), 0), (admission(KEY, 19_999, 10), 4)]
+    assert merged_refunds(batch) == [(KEY, 20_000, 70), (other, 20_000, -30), (KEY, 19_999, 6)]
 
 
 async def test_admissions_asked_together_share_one_round_trip_and_survive_a_forgotten_script(

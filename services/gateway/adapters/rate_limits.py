@@ -259,15 +259,21 @@ class RateLimiter:
                 todo.append((admission, used_tokens))
         if not todo:
             return [None] * len(settlements)
+        answers = await self.refund_many([(a.key_id, a.day, a.reserved_tokens - used) for a, used in todo])
+        left = iter(answers)
+        return [next(left) if a.admitted else None for a, _ in settlements]
+
+    async def refund_many(self, refunds: Sequence[tuple[str, int, int]]) -> list[int | None]:
+        """Give back (key id, day of the admission, tokens; negative: charge more) in one pipeline; per refund,
+        the tokens used today after it, or None when its day is over."""
         answers = await self._pipelined(
             self._settle.sha, _SETTLE, 1,
-            [(self.token_budget_key(a.key_id), a.day, a.reserved_tokens - used) for a, used in todo],
+            [(self.token_budget_key(key_id), day, tokens) for key_id, day, tokens in refunds],
         )
         for answer in answers:
             if isinstance(answer, Exception):
                 raise answer
-        left = iter(answers)
-        return [(None if (n := int(next(left))) < 0 else n) if a.admitted else None for a, _ in settlements]
+        return [None if (n := int(answer)) < 0 else n for answer in answers]  # type: ignore[call-overload]
 
     async def settle(self, key_id: str, admission: Admission, used_tokens: int) -> int | None:
         """After the call: give back the reserved tokens it did not use (or charge what it used beyond the
@@ -300,10 +306,24 @@ def _check_settled(used_tokens: int) -> None:
         raise ValueError(f"used_tokens must be between 0 and {MAX_SETTLED_TOKENS} (got {used_tokens})")
 
 
+def merged_refunds(settlements: Sequence[tuple[Admission, int]]) -> list[tuple[str, int, int]]:
+    """One refund per key and day for a batch of settlements: the sum of what each request left unused (or
+    overran), so a busy key costs one script run per batch rather than one per request. The budget ends
+    where the single settlements would leave it; only the floor at zero, which a budget reaches solely when
+    the key's counter was reset under in-flight requests, is applied once to the sum instead of per step."""
+    merged: dict[tuple[str, int], int] = {}
+    for admission, used_tokens in settlements:
+        if admission.admitted:
+            slot = (admission.key_id, admission.day)
+            merged[slot] = merged.get(slot, 0) + admission.reserved_tokens - used_tokens
+    return [(key_id, day, tokens) for (key_id, day), tokens in merged.items()]
+
+
 class Settlements:
     """Settlements queued by answered requests and sent together, off the answers' path: the first waits
     `coalesce_s` for others to queue behind it, and whatever queued while one pipeline was in flight goes in
-    the next (at 1,000 answers a second, one round trip for about twenty). A refund that comes late only
+    the next (at 1,000 answers a second, one round trip for about twenty), merged into one refund per key and
+    day (`merged_refunds`). A refund that comes late only
     leaves the budget stricter for a moment; a failed one is logged and dropped, which can only make the
     budget stricter."""
 
@@ -325,7 +345,7 @@ class Settlements:
         while self._queued:
             batch, self._queued = self._queued, []
             try:
-                await self.limiter.settle_many(batch)
+                await self.limiter.refund_many(merged_refunds(batch))
             except Exception:
                 log.warning("token settlement of %d requests failed", len(batch), exc_info=True)
 
