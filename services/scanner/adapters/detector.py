@@ -174,13 +174,17 @@ def load_registry(path: Path | None = None) -> list[RegistryEntry]:
             continue
         prescreen = _prescreen(spec, f"{where} ({spec['name']})")
         window = int(spec.get("window", 0))
-        if window and prescreen is None:
-            raise RegistryError(f"{where} ({spec['name']}): window needs a prescreen to centre on")
         skip = spec.get("skip_covered_above")
         if skip is not None and not window:
             raise RegistryError(f"{where} ({spec['name']}): skip_covered_above only applies to windowed recognizers")
         recognizer = _build_recognizer(spec, f"{where} ({spec['name']})")
         recognizer.load()
+        if prescreen is None:
+            # A class may carry its own pre-screen (PRESCREEN, a compiled regex), built from the words its
+            # patterns are built from, so that the two cannot drift apart; the registry's, if given, wins.
+            prescreen = getattr(recognizer, "PRESCREEN", None)
+        if window and prescreen is None:
+            raise RegistryError(f"{where} ({spec['name']}): window needs a prescreen to centre on")
         entries.append(RegistryEntry(recognizer, prescreen, window, None if skip is None else float(skip)))
     # Recognizers that skip covered matches run last, so every stronger detection is known by then.
     entries.sort(key=lambda e: e.skip_covered_above is not None)
