@@ -21,10 +21,11 @@ from typing import TypeVar
 from services.evaluator.engine.models import extract_artifact
 from services.trainer.adapters.tables import finished_outcome, record_outcome
 from services.trainer.domain.progress import TrainingCancelledError, TrainingRejected
+from services.trainer.engine.cleanup import discard_failed_run
 from services.trainer.engine.loop import run_training
 from services.trainer.engine.packaging import store_checkpoint_manifest, store_directory
 from services.trainer.engine.provenance import code_commit, library_versions, loss_curve_png
-from services.trainer.engine.run import TrainingJob, TrainingOutcome
+from services.trainer.engine.run import RUN_DIR, TrainingJob, TrainingOutcome
 from shared.bus.context import HandlerContext
 from shared.bus.outcomes import is_outage
 from shared.config import Settings
@@ -113,6 +114,11 @@ class TrainerDeps:
     def workdir(self, job_id: str) -> Path:
         return self.settings.path("training", validate_job_id(job_id), "x").parent
 
+    def workdir_as_is(self, job_id: str) -> Path:
+        """workdir's path, neither created nor tightened (that would follow a symlink in its place): for
+        removing what a run left there."""
+        return self.settings.path("training", validate_job_id(job_id))
+
 
 class LiveHooks:
     """TrainingHooks for a job running in a worker thread: events go out through the handler's loop."""
@@ -197,7 +203,7 @@ class TrainerHandlers:
             dataset, base = await self._heartbeat(ctx, lease, lost, cancelled, preparing)
             reward_model_dir, policy_dir = await asyncio.to_thread(self._rlhf_versions, request)
         except Refusal as exc:
-            self._fail(ctx, job_id, str(exc))
+            await self._fail(ctx, lease, job_id, str(exc))
             return
         job = TrainingJob(job_id=job_id, base=base, method=request.method, params=params, seed=request.seed,
                           dataset=dataset, workdir=self.deps.workdir(job_id), reward_model_dir=reward_model_dir,
@@ -210,6 +216,9 @@ class TrainerHandlers:
             log.warning("job %s: %s; stopping without publishing", job_id, exc)
             return
         except TrainingCancelledError as exc:
+            # Fenced like any outcome; a cancelled run's checkpoints stay (a resubmitted job resumes from them).
+            if not await self._still_holds(lease, "was cancelled", "training.cancelled"):
+                return
             reason = self.deps.leases.cancel_reason(job_id) or "cancelled"
             self._finish(ctx, job_id, "cancelled", "training.cancelled",
                          TrainingCancelled(job_id=job_id, at_step=exc.at_step, reason=reason))
@@ -217,17 +226,28 @@ class TrainerHandlers:
         except TrainingFailure as failure:
             # exc_info is the failure, chained to what training raised: the log has the original traceback.
             log.exception("job %s failed: %s", job_id, failure.reason)
-            self._fail(ctx, job_id, failure.reason, step=hooks.last_step)
+            await self._fail(ctx, lease, job_id, failure.reason, step=hooks.last_step)
             return
-        try:
-            lease.verify()  # fencing: only the newest holder records the final artefact
-        except LeaseLost as exc:
-            log.warning("job %s finished but %s; not recording", job_id, exc)
+        if not await self._still_holds(lease, "finished", "training.completed"):
             return
         completed = await asyncio.to_thread(self._package, request, base, outcome)
         self._finish(ctx, job_id, "completed", "training.completed", completed,
                      artifact_sha256=completed.artifact.sha256, token=lease.token)
-        shutil.rmtree(job.workdir / "run", ignore_errors=True)
+        shutil.rmtree(job.workdir / RUN_DIR, ignore_errors=True)
+
+    @staticmethod
+    async def _still_holds(lease: Lease, finished: str, event_type: str) -> bool:
+        """Fencing before a job's final event, whatever the outcome: only the newest holder of the lease may say
+        how the job ended. A worker whose lease expired may find the job re-leased to another worker that is
+        training it now; its own result (or failure) is stale, and the directory is the new holder's. False,
+        with a warning saying what was not done, when the lease moved."""
+        try:
+            await asyncio.to_thread(lease.verify)
+        except LeaseLost as exc:
+            log.warning("job %s %s, but this worker no longer holds its lease (%s): not publishing %s and leaving "
+                        "the job's directory to the current holder", lease.job_id, finished, exc, event_type)
+            return False
+        return True
 
     @staticmethod
     def _train(job: TrainingJob, hooks: LiveHooks) -> TrainingOutcome:
@@ -352,7 +372,14 @@ class TrainerHandlers:
             evaluation=request.evaluation, reward_model=request.reward_model, start_policy=request.policy,
         )
 
-    def _fail(self, ctx: HandlerContext, job_id: str, reason: str, step: int | None = None) -> None:
+    async def _fail(self, ctx: HandlerContext, lease: Lease, job_id: str, reason: str,
+                    step: int | None = None) -> None:
+        """training.failed, if this worker still holds the lease; the failed run's weights are removed first,
+        right after the lease check, so the window in which the lease could move before the deletion is as
+        short as it can be (a failed deletion is logged, and the job still fails)."""
+        if not await self._still_holds(lease, f"failed ({reason})", "training.failed"):
+            return
+        await asyncio.to_thread(discard_failed_run, self.deps.workdir_as_is(job_id), job_id)
         self._finish(ctx, job_id, "failed", "training.failed", TrainingFailed(job_id=job_id, reason=reason,
                                                                              step=step))
 

@@ -19,6 +19,7 @@ from shared.models.bases import BaseModelInfo
 from shared.training.hyperparameters import HyperParameters
 
 COMPLETE_MARKER = "tunegate_checkpoint.json"
+RUN_DIR = "run"  # under the job's workdir: the trainers' output_dir, where the checkpoints are written
 
 
 class TrainingHooks(Protocol):
@@ -169,7 +170,7 @@ class TrainingRun:
         self.job = job
         self.hooks = hooks
         self.total_steps = job.params.total_steps(len(job.dataset.records), job.method.samples_per_record)
-        self.run_dir = job.workdir / "run"
+        self.run_dir = job.workdir / RUN_DIR
         self.history: list[tuple[int, float]] = []
         self._meter: ThroughputMeter | None = None
 
