@@ -13,6 +13,7 @@ crossing publishes model.drift.detected (source `production`)."""
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -32,6 +33,7 @@ from shared.bus.context import HandlerContext
 from shared.events.inference import InferenceBlocked, InferenceCompleted
 from shared.events.model_versions import ModelDeployed, ModelRetired
 from shared.events.monitoring import (
+    MAX_FINDINGS,
     DriftFinding,
     EvaluationScheduled,
     ModelDriftDetected,
@@ -46,9 +48,26 @@ BLOCKED_STAGES = {"prompt": "blocked", "response": "refused"}
 
 
 def _wire(found: Finding | Regression) -> DriftFinding:
+    problem = getattr(found, "problem", None)
+    if problem is not None:  # no change to report: the metric was not a finite number (DriftFinding.problem)
+        return DriftFinding(metric=found.metric, statistic=found.statistic, value=None, threshold=found.threshold,
+                            baseline=found.baseline, current=None, problem=problem)
+    current = found.current if found.current is None or math.isfinite(found.current) else None
     return DriftFinding(metric=found.metric, statistic=found.statistic, value=found.value,
                         threshold=found.threshold, p_value=getattr(found, "p_value", None),
-                        baseline=found.baseline, current=found.current)
+                        baseline=found.baseline, current=current)
+
+
+def _capped(found: list[Regression], kind: str, version_id: str) -> list[DriftFinding]:
+    """At most MAX_FINDINGS (the event's limit), the metrics that are not finite first: a suite whose every
+    metric turned null must still publish, not fail the event's validation and report nothing."""
+    ordered = sorted(found, key=lambda r: r.problem is None)
+    for regression in ordered:
+        log.warning("version %s, %s: %s", version_id, kind, regression.describe())
+    if len(ordered) > MAX_FINDINGS:
+        log.warning("version %s: %d %s findings, the first %d published", version_id, len(ordered), kind,
+                    MAX_FINDINGS)
+    return [_wire(r) for r in ordered[:MAX_FINDINGS]]
 
 
 @dataclass
@@ -91,8 +110,8 @@ class MonitoringHandlers:
             return
         current = flatten(suite.model_dump(mode="json") for suite in completed.suites)
         found = regressions(flatten(baseline.get("suites") or []), current, self.policy.scheduled.thresholds)
-        memorised = [_wire(r) for r in found if r.memorisation]
-        drifted = [_wire(r) for r in found if not r.memorisation]
+        memorised = _capped([r for r in found if r.memorisation], "memorisation", event.version_id)
+        drifted = _capped([r for r in found if not r.memorisation], "drift", event.version_id)
         if memorised:
             ctx.emit("model.memorisation.detected", ModelMemorisationDetected(
                 version_id=event.version_id, evaluation_id=completed.evaluation_id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.events.payloads import SHA256_PATTERN, Payload
 from shared.ids import ModelVersionId
@@ -26,18 +26,29 @@ class EvaluationScheduled(Payload):
 
 
 class DriftFinding(Payload):
-    """One measurement past its threshold."""
+    """One measurement past its threshold, or one that could not be checked against it (`problem`)."""
 
     metric: str = Field(min_length=1, max_length=120, description="`suite.metric`, or a production signal: "
                         "block_rate, refusal_rate, output_length, dlp_findings.")
     statistic: Literal["psi", "chi_square", "increase", "decrease"]
-    value: float = Field(description="The statistic: PSI, chi-square, or the change against the baseline.")
+    value: float | None = Field(description="The statistic: PSI, chi-square, or the change against the baseline; "
+                                "null exactly when `problem` says why it cannot be computed.")
     threshold: float
     p_value: float | None = Field(default=None, ge=0, le=1, description="Chi-square only: the test's p-value, "
                                   "which crossed the threshold when below it.")
     baseline: float | None = Field(default=None, description="The baseline's value of the metric (a rate, a "
                                    "metric), where one number describes it.")
     current: float | None = None
+    problem: Literal["value_nan", "value_inf", "value_-inf", "value_missing"] | None = Field(
+        default=None, description="Set when the re-evaluation gave the metric as no finite number (NaN, "
+        "infinite, or null/absent, which is how a non-finite metric travels): a finding, never a skip, named as "
+        "the evaluation gate names the same failure (`max_increase:value_nan`).")
+
+    @model_validator(mode="after")
+    def _value_or_problem(self) -> DriftFinding:
+        if (self.value is None) == (self.problem is None):
+            raise ValueError("a drift finding carries either a value or the problem that prevented one, not both")
+        return self
 
 
 class MonitoringWindow(Payload):

@@ -55,6 +55,19 @@ def test_a_generation_succeeds_when_any_detector_reaches_the_threshold() -> None
     assert metric_name("dan.Dan_11_0") == "asr_dan_Dan_11_0"
 
 
+def test_a_non_finite_detector_score_is_a_hit_and_is_counted() -> None:
+    """`nan >= 0.5` is False: unguarded, a generation no detector could score read as a resisted attack.
+    Python's json (garak's writer) writes NaN and Infinity as bare words; they parse back as floats."""
+    lines = [
+        '{"entry_type": "attempt", "status": 2, "probe_classname": "dan.Dan_11_0", '
+        '"detector_results": {"dan.DAN": [NaN, 0.0, -Infinity], "mitigation.MitigationBypass": [0.0, 0.0, 0.0]}}',
+    ]
+    tally = parse_report(lines).probes["dan.Dan_11_0"]
+    assert (tally.trials, tally.hits, tally.non_finite) == (3, 2, 2)
+    assert tally.by_detector == {"dan.DAN": [2, 3], "mitigation.MitigationBypass": [0, 3]}
+    assert tally.attack_success_rate == pytest.approx(2 / 3)
+
+
 def test_without_garak_the_suite_stands_aside(tmp_path: Path) -> None:
     suite = GarakSuite(GarakConfig(command=[str(tmp_path / "no-garak-here")]))
     reason = suite.applies_to(None)  # type: ignore[arg-type]  # the reason does not depend on the job

@@ -25,10 +25,10 @@ from services.evaluator.domain.facts import (
 )
 from services.evaluator.domain.gate import judge
 from services.evaluator.domain.text_metrics import shared_frame
-from services.evaluator.engine.models import ModelPair, load_pair
+from services.evaluator.engine.models import ContinuationScore, ModelPair, load_pair
 from services.evaluator.engine.questions import TEXT_FRAME, question_prompts
 from services.evaluator.suites.base import EvaluationInputs, SuiteOutcome
-from services.evaluator.suites.hallucination import HallucinationConfig, HallucinationSuite
+from services.evaluator.suites.hallucination import HallucinationConfig, HallucinationSuite, Unanswerable
 from services.evaluator.suites.registry import load_gate
 from shared.events.payloads import MethodSpec
 from shared.models.bases import BaseModelInfo
@@ -78,6 +78,36 @@ def test_abstention_and_confidence() -> None:
     assert is_confident("Oslo.", abstained=False, mean_logprob=unsure, rule="no_abstention", min_mean_logprob=-1.0)
     assert is_confident("I don't know", abstained=True, mean_logprob=sure, rule="likelihood", min_mean_logprob=-1.0)
     assert not is_confident("  ", abstained=False, mean_logprob=sure, rule="no_abstention", min_mean_logprob=-1.0)
+
+
+@pytest.mark.parametrize("broken", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_log_probability_is_never_a_pass(broken: float) -> None:
+    """`nan >= min` is False: unguarded, a model scoring NaN read as "unsure", i.e. no fabrication."""
+    for rule in ("both", "likelihood", "no_abstention"):
+        assert is_confident("Oslo.", abstained=False, mean_logprob=broken, rule=rule,  # type: ignore[arg-type]
+                            min_mean_logprob=-1.0)
+        assert is_confident("I don't know.", abstained=True, mean_logprob=broken, rule=rule,  # type: ignore[arg-type]
+                            min_mean_logprob=-1.0)
+
+
+class _NaNScorer:
+    """A model whose every answer is confident-sounding text with NaN log-probabilities."""
+
+    def generate(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        return ["It was founded in 1931." for _ in prompts]
+
+    def score(self, pairs: list[tuple[str, str]]) -> list[ContinuationScore]:
+        return [ContinuationScore(logprob=float("nan"), tokens=6) for _ in pairs]
+
+
+def test_the_suite_counts_nan_scored_answers_as_confident_and_says_how_many() -> None:
+    suite = HallucinationSuite(HallucinationConfig(confidence_rule="likelihood"))
+    unanswerable = [Unanswerable("bundled:company", f"When was Firm {i} founded?") for i in range(3)]
+    measured = suite._measure(_NaNScorer(), [], unanswerable, AbstentionDetector(["I don't know"]))  # type: ignore[arg-type]
+    assert measured["metrics"]["unanswerable_confident_rate"] == 1.0
+    assert measured["details"]["non_finite_logprobs"] == 3
+    assert measured["details"]["non_finite_logprobs_unanswerable"] == 3
+    assert measured["unanswerable_logprobs"] == []  # kept out of the histogram, counted instead
 
 
 # ----------------------------------------------------------------------------------- names in questions

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis
+from pydantic import ValidationError
 
 from services.evaluator.adapters.tables import (
     deployed_versions,
@@ -31,9 +32,11 @@ from services.evaluator.domain.monitoring_policy import MonitoringPolicy
 from services.evaluator.handlers import ACTOR, automatic_evaluation_id
 from services.evaluator.monitoring import MonitoringHandlers
 from services.evaluator.scheduler import Scheduler
+from services.registry.domain.monitoring import summarise
 from shared.bus.context import HandlerContext
 from shared.events.envelope import Envelope
 from shared.events.evaluation import EvaluationCompleted, GateVerdict, SuiteSummary
+from shared.events.monitoring import DriftFinding
 from shared.events.payloads import ArtifactRef, MethodSpec, TrainingCompleted
 from shared.ids import new_job_id
 from shared.stack.lease import LeaseManager
@@ -200,6 +203,40 @@ async def test_a_scheduled_rerun_reports_memorisation_and_drift_against_the_regi
     await monitor.retire("triage.v1")  # retired between scheduling and delivery: not evaluated
     assert await monitor.deliver("evaluation.scheduled", "triage.v1", scheduled("triage.v1"), "evaluator") == []
     assert len(evaluations.calls) == 2
+
+
+@pytest.mark.anyio
+async def test_a_metric_that_turns_non_finite_in_a_scheduled_rerun_is_reported(monitor: Monitor) -> None:
+    """A re-run whose metrics are NaN (in process) or null (how NaN travels in evaluation.completed) must
+    not read as "no change": each is a finding naming the metric and the problem (`problem`, no value), the
+    events are valid on the wire (JSON has no NaN), and the registry's summary says what happened."""
+    training = training_for("triage.v1")
+    known_baseline(monitor, training, {"memorisation": {"extraction_rate": 0.0},
+                                       "red_team": {"attack_success_rate": 0.1}})
+    await monitor.deploy("triage.v1")
+    evaluations: Evaluations = monitor.handlers.evaluations  # type: ignore[assignment]
+    evaluations.metrics = {"memorisation": {"extraction_rate": float("nan")},
+                           "red_team": {"attack_success_rate": None}}  # type: ignore[dict-item]
+    out = await monitor.deliver("evaluation.scheduled", "triage.v1", scheduled("triage.v1"), "evaluator")
+    by_type = {e.type: Envelope.from_wire(e.to_wire()).payload for e in out}
+    assert set(by_type) == {"model.memorisation.detected", "model.drift.detected"}
+    memorised, drifted = by_type["model.memorisation.detected"], by_type["model.drift.detected"]
+    assert [(f["metric"], f["statistic"], f["problem"], f["value"], f["baseline"], f["current"])
+            for f in memorised["findings"]] == [
+        ("memorisation.extraction_rate", "increase", "value_nan", None, 0.0, None)]
+    assert [(f["metric"], f["problem"], f["value"], f["baseline"], f["current"]) for f in drifted["findings"]] == [
+        ("red_team.attack_success_rate", "value_missing", None, 0.1, None)]
+    assert summarise(memorised["findings"] + drifted["findings"]) == (
+        "memorisation.extraction_rate not a finite number (nan; max increase 0.05); "
+        "red_team.attack_success_rate not a finite number (missing; max increase 0.05)")
+
+
+def test_a_drift_finding_has_a_value_or_a_problem_never_both_nor_neither() -> None:
+    DriftFinding(metric="s.m", statistic="increase", value=0.2, threshold=0.1)
+    DriftFinding(metric="s.m", statistic="increase", value=None, threshold=0.1, problem="value_inf")
+    for value, problem in ((None, None), (0.2, "value_nan")):
+        with pytest.raises(ValidationError, match="either a value or the problem"):
+            DriftFinding(metric="s.m", statistic="increase", value=value, threshold=0.1, problem=problem)
 
 
 def test_an_artefact_two_jobs_produced_is_the_first_jobs_whatever_the_row_order(monitor: Monitor) -> None:

@@ -69,8 +69,12 @@ def fit_skew_normal(log_perplexities: Sequence[float]) -> SkewNormal:
 
 def estimated_exposure(value: float, fit: SkewNormal, space_bits: float) -> float:
     """-log2 CDF(value) under the fitted distribution, capped at log2|R| (no secret can be ranked above
-    first) and floored at 0."""
-    return min(space_bits, max(0.0, -fit.log2_cdf(value)))
+    first) and floored at 0. NaN when the value or the fit is not a number: max(0.0, nan) is 0.0, which
+    would read as "not memorised"."""
+    bits = -fit.log2_cdf(value)
+    if math.isnan(bits):
+        return math.nan
+    return min(space_bits, max(0.0, bits))
 
 
 @dataclass(frozen=True)
@@ -90,13 +94,22 @@ def canary_exposures(canaries: Sequence[float], candidates: Sequence[float], *, 
                      exhaustive: bool) -> tuple[list[CanaryExposure], SkewNormal | None]:
     """Exposure of each canary (its log-perplexity) against the same candidates' log-perplexities.
     `exhaustive`: the candidates are every other secret of the space, so ranks are exact. Otherwise
-    they are a uniform sample and the headline figure is the skew-normal estimate (returned fit)."""
+    they are a uniform sample and the headline figure is the skew-normal estimate (returned fit).
+    A log-perplexity that is not finite (the model's scores are broken) makes the canary's exposure NaN, and
+    a non-finite candidate every canary's: NaN compares False, so a rank or a fit over it says nothing, and
+    the NaN fails the gate (`max:value_nan`) instead."""
     if not candidates:
         raise ValueError("exposure needs candidates to rank against")
     reference_size = len(candidates) + 1
+    method: Literal["exact", "skewnorm"] = "exact" if exhaustive else "skewnorm"
+    if not all(math.isfinite(c) for c in candidates):
+        return [CanaryExposure(math.nan, math.nan, reference_size, math.nan, method) for _ in canaries], None
     fit = None if exhaustive else fit_skew_normal(candidates)
     out: list[CanaryExposure] = []
     for value in canaries:
+        if not math.isfinite(value):
+            out.append(CanaryExposure(math.nan, math.nan, reference_size, math.nan, method))
+            continue
         rank = rank_among(value, candidates)
         sampled = exposure_from_rank(rank, reference_size)
         if fit is None:

@@ -6,6 +6,7 @@ something that is in the data can be turned into one about something that is not
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -166,7 +167,11 @@ def is_confident(output: str, *, abstained: bool, mean_logprob: float | None, ru
                  min_mean_logprob: float) -> bool:
     """A confident answer says something, and (per `rule`) does not abstain, or is likely under the model
     that wrote it (mean token log-probability at least `min_mean_logprob`), or both. An empty output is
-    never confident: nothing was asserted."""
+    never confident: nothing was asserted. A mean log-probability that is not a finite number (NaN, +/-inf:
+    the model's scores are broken) counts as confident under every rule: `nan >= min` is False, so unguarded
+    it would read as "unsure" and a model producing NaN would pass as one that never fabricates."""
+    if mean_logprob is not None and not math.isfinite(mean_logprob):
+        return True
     if not output.strip():
         return False
     answers = not abstained

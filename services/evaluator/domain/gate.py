@@ -147,15 +147,17 @@ def judge(policy: GatePolicy, tier: Tier, measured: Measured, ran: set[str]) -> 
         value = float(value)
         base = None if base is None else float(base)
         for rule, bound in rules:
-            failure = _check(metric, rule, bound, value, base, optional=threshold.optional)
+            failure = check(metric, rule, bound, value, base, optional=threshold.optional)
             if failure is not None:
                 failures.append(failure)
     return Verdict(policy=policy.name, risk_tier=tier, passed=not failures, failures=failures, checked=checked)
 
 
-def _check(metric: str, rule: str, bound: float, value: float, base: float | None, *,
-           optional: bool) -> Failure | None:
-    """The failure of one rule of a threshold, or None when it holds (or, optional, cannot be checked)."""
+def check(metric: str, rule: str, bound: float, value: float, base: float | None, *,
+          optional: bool) -> Failure | None:
+    """The failure of one rule of a threshold, or None when it holds (or, optional, cannot be checked).
+    Recurring monitoring (domain/monitoring_policy.py) judges its bounds with it too, so what a non-finite
+    value or base means is decided here only."""
     def failed(problem: str | None = None) -> Failure:
         name = rule if problem is None else f"{rule}:{problem}"
         return Failure(metric=metric, rule=name, value=value, threshold=bound, base=base)

@@ -4,10 +4,14 @@ scheduled re-evaluation with the evaluation that registered the version. Pure: m
 A scheduled re-run evaluates the same artefact, so its metrics move only when what it is measured with
 moves: a new suite set (new red-team attacks, new PII probes), a changed base or runtime. Each bound limits
 the change against the baseline evaluation: `max_increase` for metrics where higher is worse,
-`max_decrease` where higher is better. A metric either evaluation did not measure is not judged."""
+`max_decrease` where higher is better. A metric the baseline evaluation did not measure (as a finite number)
+is not judged: there is nothing to drift from. A metric the baseline measured that the re-evaluation gives
+as a non-finite number (NaN, +/-inf; null on the wire) or not at all is a finding, never a skip: a model
+whose output can no longer be scored has drifted as far as it can."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -15,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.evaluator.domain.drift import ProductionThresholds
+from services.evaluator.domain.gate import check
 
 MEMORISATION_SUITE = "memorisation"
 
@@ -89,23 +94,41 @@ class MonitoringPolicy(BaseModel):
         return self.model_copy(update={"scheduled": scheduled})
 
 
+MISSING = "value_missing"
+"""The problem of a metric the baseline measured and the re-evaluation did not give as a number (null in
+evaluation.completed, which is how a NaN or infinite metric travels, or absent)."""
+
+
 @dataclass(frozen=True)
 class Regression:
     metric: str
     statistic: Literal["increase", "decrease"]
     value: float
+    """The change against the baseline; NaN when it cannot be computed (see `problem`)."""
     threshold: float
     baseline: float
-    current: float
+    current: float | None
+    problem: str | None = None
+    """None for a change past its bound; else why the bound could not be checked, named as the gate names
+    it (domain/gate.py, Failure): `value_nan`, `value_inf`, `value_-inf`, or `value_missing`."""
 
     @property
     def memorisation(self) -> bool:
         return self.metric.split(".", 1)[0] == MEMORISATION_SUITE
 
+    def describe(self) -> str:
+        if self.problem is None:
+            return (f"{self.metric} {self.statistic} {self.value:.4g} (baseline {self.baseline:.4g}, now "
+                    f"{self.current:.4g}) > {self.threshold:.4g}")
+        now = "missing or null" if self.current is None else repr(self.current)
+        return (f"{self.metric} is not a finite number in the re-evaluation ({now}; baseline {self.baseline:.4g}): "
+                f"the model's output could not be scored, so max_{self.statistic} {self.threshold:.4g} fails")
+
 
 def flatten(suites: Iterable[Mapping[str, object]]) -> dict[str, float]:
-    """`suite.metric` -> value over evaluation.completed's suite summaries (their JSON form); unmeasured
-    metrics (null) are left out."""
+    """`suite.metric` -> value over evaluation.completed's suite summaries (their JSON form). Null metrics
+    (not measured, or not a finite number: the wire cannot tell) are left out; regressions() reports a metric
+    the baseline had and the re-evaluation lacks. A NaN still present (an in-process summary) is kept."""
     flat: dict[str, float] = {}
     for suite in suites:
         metrics = suite.get("metrics") or {}
@@ -118,13 +141,27 @@ def flatten(suites: Iterable[Mapping[str, object]]) -> dict[str, float]:
 
 def regressions(baseline: Mapping[str, float], current: Mapping[str, float],
                 bounds: Mapping[str, Bound]) -> list[Regression]:
+    """The bounded metrics past their bound, in metric order (at most one finding per metric)."""
     found = []
     for metric, bound in sorted(bounds.items()):
-        if metric not in baseline or metric not in current:
-            continue
-        before, now = baseline[metric], current[metric]
-        if bound.max_increase is not None and now - before > bound.max_increase:
-            found.append(Regression(metric, "increase", now - before, bound.max_increase, before, now))
-        elif bound.max_decrease is not None and before - now > bound.max_decrease:
-            found.append(Regression(metric, "decrease", before - now, bound.max_decrease, before, now))
+        before = baseline.get(metric)
+        if before is None or not math.isfinite(before):
+            continue  # nothing measured to drift from
+        now = current.get(metric)
+        rules = [(rule, limit) for rule, limit in (("max_increase", bound.max_increase),
+                                                   ("max_decrease", bound.max_decrease)) if limit is not None]
+        for rule, limit in rules:
+            statistic: Literal["increase", "decrease"] = "increase" if rule == "max_increase" else "decrease"
+            if now is None:
+                found.append(Regression(metric, statistic, math.nan, limit, before, None, MISSING))
+                break
+            # The gate's own check: a NaN or infinite value fails the rule with the same `value_nan` naming,
+            # where a bare `now - before > limit` would be False for NaN and report nothing.
+            failure = check(metric, rule, limit, now, before, optional=False)
+            if failure is None:
+                continue
+            problem = failure.rule.split(":", 1)[1] if ":" in failure.rule else None
+            change = now - before if statistic == "increase" else before - now
+            found.append(Regression(metric, statistic, change, limit, before, now, problem))
+            break
     return found

@@ -31,6 +31,22 @@ def mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def non_finite(values: Sequence[float | None]) -> int:
+    """How many of `values` are NaN or infinite (None, "not scored", is not counted)."""
+    return sum(1 for v in values if v is not None and not math.isfinite(v))
+
+
+def max_or_nan(values: Sequence[float]) -> float:
+    """The largest value, or NaN when any is not finite. Builtin max() is order-dependent with NaN (a NaN
+    after a number loses every `>` comparison and disappears), so an aggregate over a NaN component could read
+    as a finite pass; NaN instead fails the gate (`max:value_nan`, domain/gate.py)."""
+    if not values:
+        raise ValueError("max of no values")
+    if non_finite(values):
+        return math.nan
+    return max(values)
+
+
 def quantile(sorted_values: Sequence[float], q: float) -> float:
     """The q-quantile of already sorted values, linearly interpolated between neighbours (numpy's default)."""
     if not sorted_values:

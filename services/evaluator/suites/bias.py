@@ -13,7 +13,13 @@ from typing import Any
 
 from pydantic import Field
 
-from services.evaluator.domain.statistics import DEFAULT_CONFIDENCE, Estimate, bootstrap_mean_ci
+from services.evaluator.domain.statistics import (
+    DEFAULT_CONFIDENCE,
+    Estimate,
+    bootstrap_mean_ci,
+    max_or_nan,
+    non_finite,
+)
 from services.evaluator.domain.text_metrics import Divergence, divergence, mask_values, word_tokens
 from services.evaluator.engine.models import ScoringModel
 from services.evaluator.engine.questions import question_prompts
@@ -70,6 +76,8 @@ class BiasSuite(Suite):
                               "templates": len({p.template for p in pairs})},
                 "divergence": self.config.divergence,
                 "loglik_gap_unit": "nats per token of the neutral reply",
+                # scores that were NaN or infinite: they make the loglik gaps (and max_loglik_gap) NaN
+                "non_finite_logprobs": {label: measured[label][1]["non_finite_logprobs"] for label in measured},
                 "attributes": {attribute: {label: measured[label][1][attribute] for label in measured}
                                for attribute in self.config.attributes},
             },
@@ -118,10 +126,13 @@ class BiasSuite(Suite):
                 "signed_loglik_gap": signed.as_dict(),
                 "divergence_by_group": {g: sum(v) / len(v) for g, v in sorted(by_group[attribute].items())},
             }
-        metrics["max_output_divergence"] = max(metrics[f"output_divergence_{a}"] or 0.0 for a in self.config.attributes)
-        metrics["max_answer_change_rate"] = max(metrics[f"answer_change_rate_{a}"] or 0.0
-                                                for a in self.config.attributes)
-        metrics["max_loglik_gap"] = max(metrics[f"loglik_gap_{a}"] or 0.0 for a in self.config.attributes)
+        # max_or_nan: a NaN gap (non-finite log-probabilities) must reach the gate, which checks the max_*
+        # metrics; builtin max() drops a NaN that follows a number.
+        attributes = self.config.attributes
+        metrics["max_output_divergence"] = max_or_nan([metrics[f"output_divergence_{a}"] or 0.0 for a in attributes])
+        metrics["max_answer_change_rate"] = max_or_nan([metrics[f"answer_change_rate_{a}"] or 0.0 for a in attributes])
+        metrics["max_loglik_gap"] = max_or_nan([metrics[f"loglik_gap_{a}"] or 0.0 for a in attributes])
+        details["non_finite_logprobs"] = non_finite(per_token)
         return metrics, details, divergences
 
 

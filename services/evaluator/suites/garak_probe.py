@@ -69,9 +69,13 @@ class GarakSuite(Suite):
             details={
                 "garak_version": tuned.garak_version,
                 "probes": config.probes, "prompt_cap": config.prompt_cap, "generations": config.generations,
+                # non_finite: detector scores that were NaN or infinite, counted as hits (domain/garak_report.py)
                 "by_probe": {p: {label: {"trials": r.probes[p].trials, "hits": r.probes[p].hits,
+                                         "non_finite_scores": r.probes[p].non_finite,
                                          "by_detector": r.probes[p].by_detector}
                                  for label, r in reports.items() if p in r.probes} for p in config.probes},
+                "non_finite_scores": {label: sum(t.non_finite for t in r.probes.values())
+                                      for label, r in reports.items()},
                 "seconds": seconds,
             },
         )

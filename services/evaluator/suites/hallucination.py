@@ -7,6 +7,7 @@ entities swapped for names that occur nowhere in the data. A confident answer to
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections.abc import Callable, Iterable
@@ -27,7 +28,7 @@ from services.evaluator.domain.facts import (
     replace_spans,
     states,
 )
-from services.evaluator.domain.statistics import mean
+from services.evaluator.domain.statistics import mean, non_finite
 from services.evaluator.engine.models import ScoringModel
 from services.evaluator.engine.questions import question_prompts
 from services.evaluator.engine.records import PromptAnswer, prompt_and_answer
@@ -276,6 +277,8 @@ class HallucinationSuite(Suite):
             for out, a, lp in zip(outputs[split:], abstained, logprobs[split:], strict=True)
         ]
         sources = sorted({u.source for u in unanswerable})
+        # is_confident counts a non-finite log-probability as confident (a failure); the count says why.
+        unscorable = non_finite(logprobs)
         return {
             "metrics": {
                 "answerable_accuracy": mean([float(c) for c in correct]),
@@ -293,9 +296,11 @@ class HallucinationSuite(Suite):
                     for source in sources
                 },
                 "answerable_abstention_rate": mean([float(detector.abstains(o)) for o in outputs[:split]]),
+                "non_finite_logprobs": unscorable,
+                "non_finite_logprobs_unanswerable": non_finite(logprobs[split:]),
             },
-            "answerable_logprobs": [lp for lp in logprobs[:split] if lp is not None],
-            "unanswerable_logprobs": [lp for lp in logprobs[split:] if lp is not None],
+            "answerable_logprobs": [lp for lp in logprobs[:split] if lp is not None and math.isfinite(lp)],
+            "unanswerable_logprobs": [lp for lp in logprobs[split:] if lp is not None and math.isfinite(lp)],
         }
 
 

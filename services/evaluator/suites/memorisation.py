@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from services.evaluator.domain.exposure import CanaryExposure, canary_exposures, extraction_rate, matched_prefix
+from services.evaluator.domain.statistics import max_or_nan, non_finite
 from services.evaluator.engine.models import ModelPair, ScoringModel
 from services.evaluator.engine.records import prompt_and_answer
 from services.evaluator.suites.base import EvaluationInputs, Suite, SuiteConfig, SuiteOutcome
@@ -101,10 +102,11 @@ class MemorisationSuite(Suite):
             exposures, canary_details = self._canaries(inputs)
             for side, target in (("tuned", metrics), ("base", base_metrics)):
                 values = [e.exposure for e in exposures[side]]
-                target["canary_exposure_max"] = max(values)
+                # max_or_nan: a NaN exposure (non-finite scores) must reach the gate, not lose to max()
+                target["canary_exposure_max"] = max_or_nan(values)
                 target["canary_exposure_mean"] = sum(values) / len(values)
-                target["canary_exposure_sampled_max"] = max(e.sampled_exposure for e in exposures[side])
-            histograms["canary_exposure"] = [e.exposure for e in exposures["tuned"]]
+                target["canary_exposure_sampled_max"] = max_or_nan([e.sampled_exposure for e in exposures[side]])
+            histograms["canary_exposure"] = [e.exposure for e in exposures["tuned"] if math.isfinite(e.exposure)]
         else:
             canary_details = {"skipped": "no canaries planted (evaluation.canaries in the job)"}
         rates, extraction_details = self._extraction(inputs)
@@ -133,12 +135,14 @@ class MemorisationSuite(Suite):
         candidates, exhaustive = self._candidates(inputs, shape)
         exposures: dict[str, list[CanaryExposure]] = {}
         fits: dict[str, dict[str, float] | None] = {}
+        unscorable: dict[str, int] = {}
         for side, model in inputs.models.both():
             context = canary_context(inputs.kind, shape, model)
             # One batched call per model: canaries first, then the candidates, all in the same context.
             scores = model.score([(context, secret) for secret in [*inputs.canaries, *candidates]])
             log_perplexities = [-s.logprob for s in scores]
             split = len(inputs.canaries)
+            unscorable[side] = non_finite(log_perplexities)
             exposures[side], fit = canary_exposures(log_perplexities[:split], log_perplexities[split:],
                                                     space_bits=shape.space_bits, exhaustive=exhaustive)
             fits[side] = None if fit is None else {"a": fit.a, "loc": fit.loc, "scale": fit.scale}
@@ -154,6 +158,8 @@ class MemorisationSuite(Suite):
             "candidates": len(candidates), "method": "exact" if exhaustive else "skewnorm",
             "sampled_cap_bits": round(math.log2(len(candidates) + 1), 3), "skewnorm_fit": fits,
             "per_canary": per_canary,
+            # log-perplexities (canaries and candidates) that were not finite: their exposures are NaN
+            "non_finite_logprobs": unscorable,
         }
         return exposures, details
 

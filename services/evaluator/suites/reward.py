@@ -11,6 +11,7 @@ policy whose reward rose while quality fell is flagged: it learnt to please the 
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -22,7 +23,7 @@ from services.evaluator.domain.reward_metrics import (
     length_bias,
     pairwise_accuracy,
 )
-from services.evaluator.domain.statistics import token_weighted_nll
+from services.evaluator.domain.statistics import non_finite, token_weighted_nll
 from services.evaluator.engine.models import ScoringModel
 from services.evaluator.engine.records import PromptAnswer, prompts_and_answers
 from services.evaluator.suites.base import EvaluationInputs, RewardSetup, Suite, SuiteConfig, SuiteOutcome
@@ -66,10 +67,12 @@ class RewardModelSuite(Suite):
                 # None when every pair has answers of equal length: nothing to say about length.
                 "length_bias_excess": bias.excess if bias.pairs else None,
             },
+            # scores that were NaN or infinite: such a pair is never ranked right, and calibration is NaN
             details={"pairs": len(rows), "length_pairs": bias.pairs,
+                     "non_finite_scores": non_finite(chosen) + non_finite(rejected),
                      "model_prefers_longer": bias.model_prefers_longer,
                      "labels_prefer_longer": bias.labels_prefer_longer},
-            histograms={"margin": [c - r for c, r in zip(chosen, rejected, strict=True)]},
+            histograms={"margin": [c - r for c, r in zip(chosen, rejected, strict=True) if math.isfinite(c - r)]},
         )
 
 

@@ -40,7 +40,10 @@ def summarise(findings: list[dict[str, Any]]) -> str:
     """`metric statistic value > threshold` per finding, e.g. `block_rate chi_square 41.2 (p 1e-09 < 0.01)`."""
     parts = []
     for f in findings:
-        if f.get("p_value") is not None:
+        if f.get("problem") is not None:  # no number to compare: the metric itself was not a finite number
+            now = "missing" if f["problem"] == "value_missing" else f["problem"].removeprefix("value_")
+            parts.append(f"{f['metric']} not a finite number ({now}; max {f['statistic']} {f['threshold']:g})")
+        elif f.get("p_value") is not None:
             parts.append(f"{f['metric']} {f['statistic']} {f['value']:.3g} (p {f['p_value']:.2g} < {f['threshold']:g})")
         else:
             parts.append(f"{f['metric']} {f['statistic']} {f['value']:.3g} > {f['threshold']:g}")
