@@ -43,6 +43,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import sys
 import time
 from collections.abc import Iterator
@@ -58,8 +59,9 @@ from bench.support.litellm_proxy import LiteLLMProxy
 from bench.support.openai_upstream import MODEL, serve_upstream
 
 PROMPT = "Where is my order {n}? It was due on Friday."
-"""Every request a different text (its number), as real traffic is: a repeated prompt would be answered from
-the DLP's repeat cache and hide what DLP costs."""
+"""Every request a different text (its number, never repeated within a run), as real traffic is: a repeated
+prompt would be answered from the DLP's repeat cache and hide what DLP costs. (The upstream's answer is one
+fixed text, so the response DLP does hit that cache: its cost is not in these figures.)"""
 MAX_TOKENS = 16
 TUNEGATE_TARGETS = {"added p50 ms": 3.0, "added p99 ms": 15.0}
 OVERHEAD_HEADERS = ("x-tunegate-overhead-ms", "x-litellm-overhead-duration-ms")
@@ -111,7 +113,11 @@ def settled_cpu_s(pid: int, *, quiet_s: float = 0.2, limit_s: float = 3.0) -> fl
 async def _measure(
     base_url: str, model: str, api_key: str, concurrency: int, requests: int
 ) -> tuple[list[float], float, list[float]]:
-    sent = [0]
+    # Numbered from a random 12-digit point: the numbers of one call do not repeat those of another (warm-up,
+    # other rounds, other targets), so no prompt is answered from the DLP's repeat cache. Twelve digits, because
+    # no recognizer of the default policy reads "order <12 digits>" as personal data (nine digits would be a
+    # valid Dutch BSN one time in eleven, and that prompt would be redacted).
+    sent = [10**11 + secrets.randbelow(8 * 10**11)]
     headers = {"authorization": f"Bearer {api_key}"}
     latencies: list[float] = []
     overheads: list[float] = []
@@ -121,7 +127,7 @@ async def _measure(
 
     async def post(client: httpx.AsyncClient) -> float | None:
         sent[0] += 1
-        body = {"model": model, "messages": [{"role": "user", "content": PROMPT.format(n=4711 + sent[0])}],
+        body = {"model": model, "messages": [{"role": "user", "content": PROMPT.format(n=sent[0])}],
                 "max_tokens": MAX_TOKENS, "temperature": 0}
         started = time.perf_counter()
         response = await client.post("/chat/completions", json=body)
