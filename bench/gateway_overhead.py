@@ -4,7 +4,8 @@ a direct call (and tunegate's gateway, when given), side by side in one run agai
     .venv/bin/python bench/gateway_overhead.py [--requests 300] [--rounds 3] [--concurrency 1 16]
         [--delay-ms 0] [--no-litellm] [--no-tunegate] [--floor] [--json FILE]
 
-Set-up: bench/support/openai_upstream.py serves a fixed answer on loopback in its own process; LiteLLM's
+Set-up: bench/support/openai_upstream.py serves answers (its `numbered` model: each quotes the prompt's number) on
+loopback in its own process; LiteLLM's
 proxy (bench/support/litellm_proxy.py: its own virtualenv, installed from PyPI on first use) routes a model
 name to it. The client sends non-streaming chat completions (one short user message, max_tokens 16) from
 `concurrency` httpx async clients in one event loop, each with its own keep-alive connection (opened by a
@@ -56,12 +57,14 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.support.litellm_proxy import LiteLLMProxy
-from bench.support.openai_upstream import MODEL, serve_upstream
+from bench.support.openai_upstream import NUMBERED, serve_upstream
 
 PROMPT = "Where is my order {n}? It was due on Friday."
 """Every request a different text (its number, never repeated within a run), as real traffic is: a repeated
-prompt would be answered from the DLP's repeat cache and hide what DLP costs. (The upstream's answer is one
-fixed text, so the response DLP does hit that cache: its cost is not in these figures.)"""
+prompt would be answered from the DLP's repeat cache and hide what DLP costs. The upstream's model is
+`numbered`, whose answer quotes the prompt's number, so every answer differs too and the response DLP is paid
+in full."""
+MODEL = NUMBERED
 MAX_TOKENS = 16
 TUNEGATE_TARGETS = {"added p50 ms": 3.0, "added p99 ms": 15.0}
 OVERHEAD_HEADERS = ("x-tunegate-overhead-ms", "x-litellm-overhead-duration-ms")

@@ -11,9 +11,11 @@ evenly), the request's `max_tokens` (how many words the answer has, default 16),
 with that HTTP status and an OpenAI error body, for upstream-error tests), `echo-error` (a 400 whose message
 quotes the first message, as real providers' validation errors do), `bogus-usage` (an answer reporting
 impossible token counts), `verbose` (ignores max_tokens: always the longest answer), `recite` (always
-answers RECITED, which holds an e-mail address, for response-DLP tests), and, streamed, `stream-error` (an
-error chunk after half the words) and `stream-cut` (the connection closes after half the words, with no
-finish_reason and no [DONE]). Any other model name is served.
+answers RECITED, which holds an e-mail address, for response-DLP tests), `numbered` (the answer ends
+"order <n>", n the first number in the request's last message, as an answer quoting an order number would:
+every prompt of the overhead bench gets its own answer, which the proxy's response DLP cannot serve from a
+cache), and, streamed, `stream-error` (an error chunk after half the words) and `stream-cut` (the connection
+closes after half the words, with no finish_reason and no [DONE]). Any other model name is served.
 
     with serve_upstream(delay_ms=0) as url:            # in a subprocess (the bench: its own CPU time)
     with serve_upstream(in_thread=True) as url:        # in a thread of this process (tests)
@@ -26,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -113,6 +116,9 @@ class UpstreamApp:
         words = answer_words(MAX_TOKENS_CAP if model == "verbose" else max(1, min(max_tokens, MAX_TOKENS_CAP)))
         if model == "recite":
             words = RECITED.split(" ")
+        elif model == NUMBERED:
+            # As many words as asked for, the last two "order <n>": a number there reads as no personal data.
+            words = [*words[:-2], "order", _first_number(request, chat)][-len(words):]
         delay_s = self.delay_s
         for name, value in scope.get("headers", []):
             if name == b"x-upstream-delay-ms":
@@ -171,6 +177,19 @@ class UpstreamApp:
 
 
 RECITED = "Write to jane.doe@example.com for a refund of the order."
+NUMBERED = "numbered"
+_NUMBER = re.compile(r"\d+")
+
+
+def _first_number(request: dict[str, Any], chat: bool) -> str:
+    """The first number in the request's last message (or prompt), "0" when there is none."""
+    if chat:
+        messages = request.get("messages") or [{}]
+        text = str(messages[-1].get("content", "")) if isinstance(messages[-1], dict) else ""
+    else:
+        text = str(request.get("prompt", ""))
+    found = _NUMBER.search(text)
+    return found.group(0) if found else "0"
 """What model `recite` answers: personal data a response DLP must act on (an e-mail address, whole in one
 streamed word)."""
 

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from bench.support.bare_proxy import bare_proxy
-from bench.support.openai_upstream import MODEL, answer_words, serve_upstream
+from bench.support.openai_upstream import MODEL, NUMBERED, answer_words, serve_upstream
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,16 @@ def upstream() -> Iterator[str]:
 @pytest.fixture
 def client(upstream: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=upstream, api_key="sk-test", max_retries=0)
+
+
+def test_the_numbered_model_quotes_the_number_of_each_prompt(client: openai.OpenAI) -> None:
+    """Each prompt its own answer (the overhead bench: no proxy answers its response DLP from a cache)."""
+    for n in ("418", "731204519662"):
+        chat = client.chat.completions.create(model=NUMBERED, max_tokens=4, messages=[
+            {"role": "user", "content": "ignored 1"}, {"role": "user", "content": f"Where is order {n}? Due 2 May."}])
+        assert chat.choices[0].message.content == " ".join([*answer_words(4)[:2], "order", n])
+    text = client.completions.create(model=NUMBERED, prompt="no number here", max_tokens=1)
+    assert text.choices[0].text == "0"
 
 
 def test_chat_and_completions_answer_deterministically(client: openai.OpenAI) -> None:
