@@ -13,7 +13,6 @@ crossing publishes model.drift.detected (source `production`)."""
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from datetime import UTC
 
@@ -52,10 +51,9 @@ def _wire(found: Finding | Regression) -> DriftFinding:
     if problem is not None:  # no change to report: the metric was not a finite number (DriftFinding.problem)
         return DriftFinding(metric=found.metric, statistic=found.statistic, value=None, threshold=found.threshold,
                             baseline=found.baseline, current=None, problem=problem)
-    current = found.current if found.current is None or math.isfinite(found.current) else None
     return DriftFinding(metric=found.metric, statistic=found.statistic, value=found.value,
                         threshold=found.threshold, p_value=getattr(found, "p_value", None),
-                        baseline=found.baseline, current=current)
+                        baseline=found.baseline, current=found.current)
 
 
 def _capped(found: list[Regression], kind: str, version_id: str) -> list[DriftFinding]:

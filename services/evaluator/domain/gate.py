@@ -80,6 +80,11 @@ class Failure(BaseModel):
     threshold: float
     base: float | None = None
 
+    @property
+    def problem(self) -> str | None:
+        """What kept the check off numbers (`value_nan`, `base_missing`, ...), None for a plain miss."""
+        return self.rule.split(":", 1)[1] if ":" in self.rule else None
+
     def describe(self) -> str:
         if self.value is None:
             return f"{self.metric} was not measured (the gate requires it)"

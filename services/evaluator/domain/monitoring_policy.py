@@ -160,8 +160,7 @@ def regressions(baseline: Mapping[str, float], current: Mapping[str, float],
             failure = check(metric, rule, limit, now, before, optional=False)
             if failure is None:
                 continue
-            problem = failure.rule.split(":", 1)[1] if ":" in failure.rule else None
             change = now - before if statistic == "increase" else before - now
-            found.append(Regression(metric, statistic, change, limit, before, now, problem))
+            found.append(Regression(metric, statistic, change, limit, before, now, failure.problem))
             break
     return found
