@@ -21,11 +21,11 @@ from typing import TypeVar
 from services.evaluator.engine.models import extract_artifact
 from services.trainer.adapters.tables import finished_outcome, record_outcome
 from services.trainer.domain.progress import TrainingCancelledError, TrainingRejected
-from services.trainer.engine.cleanup import discard_failed_run
+from services.trainer.engine.cleanup import discard_checkpoints, discard_failed_run
 from services.trainer.engine.loop import run_training
 from services.trainer.engine.packaging import store_checkpoint_manifest, store_directory
 from services.trainer.engine.provenance import code_commit, library_versions, loss_curve_png
-from services.trainer.engine.run import RUN_DIR, TrainingJob, TrainingOutcome
+from services.trainer.engine.run import TrainingJob, TrainingOutcome
 from shared.bus.context import HandlerContext
 from shared.bus.outcomes import is_outage
 from shared.config import Settings
@@ -233,7 +233,7 @@ class TrainerHandlers:
         completed = await asyncio.to_thread(self._package, request, base, outcome)
         self._finish(ctx, job_id, "completed", "training.completed", completed,
                      artifact_sha256=completed.artifact.sha256, token=lease.token)
-        shutil.rmtree(job.workdir / RUN_DIR, ignore_errors=True)
+        await asyncio.to_thread(discard_checkpoints, job.workdir, job_id)
 
     @staticmethod
     async def _still_holds(lease: Lease, finished: str, event_type: str) -> bool:

@@ -104,6 +104,17 @@ def test_a_run_that_finishes_after_the_lease_moved_is_not_recorded(harness: Harn
     assert (harness.handlers.deps.workdir(job_id) / "run" / "checkpoint-1" / COMPLETE_MARKER).exists()
 
 
+def test_a_completed_run_removes_its_checkpoints_and_records_its_result(harness: Harness, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the result is packaged and recorded, the checkpoints go (the same removal as a failed run's)."""
+    job_id = new_job_id()
+    use_strategy(monkeypatch, CheckpointingStrategy())
+    dataset, fingerprint = stored_dataset(harness, tmp_path)
+    [completed] = harness.deliver(harness.request(job_id, dataset, fingerprint))
+    assert completed.type == "training.completed"
+    assert not (harness.handlers.deps.workdir(job_id) / "run").exists()
+
+
 def test_a_refusal_after_the_lease_moved_is_not_published(harness: Harness, tmp_path: Path) -> None:
     job_id = new_job_id()
 

@@ -1,7 +1,9 @@
-"""A failed run's weights off the disk. Its checkpoints (and a final model a check refused) were trained on
-possibly sensitive data, yet no registered model, evaluation or audit trail stands behind them, and nothing will
-resume from them once the job is recorded as failed: they are removed from the job's own directory, and only
-from there. The caller must still hold the job's lease: after a lease moved, the directory is the new holder's."""
+"""A run's weights off the disk, every removal through one careful path. A failed run's checkpoints (and a final
+model a check refused) were trained on possibly sensitive data, yet no registered model, evaluation or audit trail
+stands behind them, and nothing will resume from them once the job is recorded as failed; a completed run's
+checkpoints are spent once its result is packaged. Either way they are removed from the job's own directory, and
+only from there. The caller must still hold the job's lease: after a lease moved, the directory is the new
+holder's."""
 
 from __future__ import annotations
 
@@ -30,26 +32,34 @@ def discard_failed_run(workdir: Path, job_id: str) -> bool:
     """Remove the failed run's weights (WEIGHT_DIRS) from `workdir`, the job's own directory. Never raises: the
     job's failure is what must be reported, so whatever stops the removal is logged instead (the operator then
     removes the rest by hand). True when nothing of WEIGHT_DIRS is left."""
+    return _discard_logged(workdir, job_id, WEIGHT_DIRS)
+
+
+def discard_checkpoints(workdir: Path, job_id: str) -> bool:
+    """After a completed run, packaged and recorded: its checkpoints (run/), with the same care and logging."""
+    return _discard_logged(workdir, job_id, (PurePath(RUN_DIR),))
+
+
+def _discard_logged(workdir: Path, job_id: str, relatives: tuple[PurePath, ...]) -> bool:
     try:
-        return _discard(workdir, job_id)
+        return _discard(workdir, job_id, relatives)
     except Exception:
-        log.exception("job %s: removing the failed run's weights under %s failed; remove them by hand",
-                      job_id, workdir)
+        log.exception("job %s: removing the run's weights under %s failed; remove them by hand", job_id, workdir)
         return False
 
 
-def _discard(workdir: Path, job_id: str) -> bool:
+def _discard(workdir: Path, job_id: str, relatives: tuple[PurePath, ...]) -> bool:
     # Only the directory named by the job's validated id: never a folder some other path led to.
     if workdir.name != validate_job_id(job_id):
         raise ValueError(f"{workdir} is not job {job_id}'s directory")
     if workdir.is_symlink():
-        log.error("job %s: %s is a symlink to %s; not following it to remove the failed run's weights",
+        log.error("job %s: %s is a symlink to %s; not following it to remove the run's weights",
                   job_id, workdir, _target(workdir))
         return False
     if not workdir.is_dir():
         return True
     clean = True
-    for relative in WEIGHT_DIRS:
+    for relative in relatives:
         clean = _remove(workdir, relative, job_id) and clean  # one refused folder must not spare the others
     return clean
 
@@ -61,7 +71,7 @@ def _remove(workdir: Path, relative: PurePath, job_id: str) -> bool:
         if step.is_symlink():
             # Following it would delete outside the job's directory; removing only the link would hide the
             # weights behind it. Left as it is, the link shows the operator where they are.
-            log.error("job %s: %s is a symlink to %s; not following it to remove the failed run's weights",
+            log.error("job %s: %s is a symlink to %s; not following it to remove the run's weights",
                       job_id, step, _target(step))
             return False
     if not target.exists():
@@ -81,7 +91,7 @@ def _remove(workdir: Path, relative: PurePath, job_id: str) -> bool:
     except OSError as exc:
         errors.append(f"{target}: {exc}")
     for error in errors:
-        log.error("job %s: could not remove the failed run's weights: %s", job_id, error)
+        log.error("job %s: could not remove the run's weights: %s", job_id, error)
     return not errors
 
 
