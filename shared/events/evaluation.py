@@ -38,6 +38,12 @@ class SuiteSummary(Payload):
     seconds: float = Field(default=0.0, ge=0)
 
 
+def rule_problem(rule: str) -> str | None:
+    """The problem a gate failure's rule names (`max_increase:value_nan` -> `value_nan`), None for a plain miss:
+    the one reading of GateFailure.rule's `<rule>:<problem>` form."""
+    return rule.partition(":")[2] or None
+
+
 class GateFailure(Payload):
     metric: str = Field(description="suite.metric")
     rule: str = Field(description="max | min | max_increase | max_decrease | required, or <rule>:<problem> when "

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.events.evaluation import rule_problem
+
 Tier = Literal["minimal", "limited", "high"]
 RULES = ("max", "min", "max_increase", "max_decrease")
 RELATIVE = ("max_increase", "max_decrease")
@@ -83,7 +85,7 @@ class Failure(BaseModel):
     @property
     def problem(self) -> str | None:
         """What kept the check off numbers (`value_nan`, `base_missing`, ...), None for a plain miss."""
-        return self.rule.split(":", 1)[1] if ":" in self.rule else None
+        return rule_problem(self.rule)
 
     def describe(self) -> str:
         if self.value is None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from shared.events.evaluation import rule_problem
+
 EvaluationStatus = Literal["running", "passed", "gate_failed", "error"]
 FINISHED: tuple[EvaluationStatus, ...] = ("passed", "gate_failed", "error")
 
@@ -115,7 +117,7 @@ def gate_value_word(value: float | None, rule: str) -> str:
     measured"."""
     if value is not None:
         return f"{value:.4g}"
-    problem = rule.partition(":")[2]
+    problem = rule_problem(rule) or ""
     if problem.startswith("value_"):
         return problem.removeprefix("value_").replace("nan", "NaN")
     return "not measured"
