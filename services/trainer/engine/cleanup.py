@@ -52,9 +52,7 @@ def _discard(workdir: Path, job_id: str, relatives: tuple[PurePath, ...]) -> boo
     # Only the directory named by the job's validated id: never a folder some other path led to.
     if workdir.name != validate_job_id(job_id):
         raise ValueError(f"{workdir} is not job {job_id}'s directory")
-    if workdir.is_symlink():
-        log.error("job %s: %s is a symlink to %s; not following it to remove the run's weights",
-                  job_id, workdir, _target(workdir))
+    if _a_link_left_alone(workdir, job_id):
         return False
     if not workdir.is_dir():
         return True
@@ -67,12 +65,7 @@ def _discard(workdir: Path, job_id: str, relatives: tuple[PurePath, ...]) -> boo
 def _remove(workdir: Path, relative: PurePath, job_id: str) -> bool:
     target = workdir / relative
     for depth in range(1, len(relative.parts) + 1):
-        step = workdir.joinpath(*relative.parts[:depth])
-        if step.is_symlink():
-            # Following it would delete outside the job's directory; removing only the link would hide the
-            # weights behind it. Left as it is, the link shows the operator where they are.
-            log.error("job %s: %s is a symlink to %s; not following it to remove the run's weights",
-                      job_id, step, _target(step))
+        if _a_link_left_alone(workdir.joinpath(*relative.parts[:depth]), job_id):
             return False
     if not target.exists():
         return True
@@ -93,6 +86,16 @@ def _remove(workdir: Path, relative: PurePath, job_id: str) -> bool:
     for error in errors:
         log.error("job %s: could not remove the run's weights: %s", job_id, error)
     return not errors
+
+
+def _a_link_left_alone(path: Path, job_id: str) -> bool:
+    """True (and logged) when `path` is a symlink. Following it would delete outside the job's directory;
+    removing only the link would hide the weights behind it. Left as it is, it shows the operator where they are."""
+    if not path.is_symlink():
+        return False
+    log.error("job %s: %s is a symlink to %s; not following it to remove the run's weights", job_id, path,
+              _target(path))
+    return True
 
 
 def _target(link: Path) -> str:
